@@ -1,0 +1,105 @@
+"""The HAL interface every transport driver implements, and the registry that picks one by name.
+
+A driver moves whole packets: :meth:`Hal.transact` takes a command packet (count..CRC, no I2C
+word address) and returns the raw response packet (count..CRC). Wake, idle and sleep are the
+chip's power tokens. Drivers register themselves with :func:`register_hal` under the name the
+CLI uses (``emulator``, ``kit-cdc``, ``kit-hid``); :func:`open_hal` builds one from that name,
+as python-can does with its interfaces.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, ClassVar, TypeVar
+
+from ..errors import AtcaprovError
+
+
+class HalError(AtcaprovError):
+    """Unknown driver name or a driver that cannot be opened."""
+
+
+class Hal(ABC):
+    """One open connection to one chip."""
+
+    name: ClassVar[str] = ""
+
+    @abstractmethod
+    def wake(self) -> bytes:
+        """Send the wake token; return the chip's raw answer (``04 11 33 43`` when awake)."""
+
+    @abstractmethod
+    def idle(self) -> None:
+        """Send the idle token (TempKey and other volatile state are kept)."""
+
+    @abstractmethod
+    def sleep(self) -> None:
+        """Send the sleep token (volatile state is lost)."""
+
+    @abstractmethod
+    def transact(self, packet: bytes, exec_time_ms: float) -> bytes:
+        """Send one command packet and return the raw response packet.
+
+        ``exec_time_ms`` is the chip's max execution time for the command, for drivers that must
+        wait before reading; drivers whose peer answers when done may ignore it.
+        """
+
+    def close(self) -> None:  # noqa: B027 - optional for drivers holding nothing
+        """Release the transport. Idempotent."""
+
+    def __enter__(self: _H) -> _H:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+_H = TypeVar("_H", bound=Hal)
+
+_REGISTRY: dict[str, type[Hal]] = {}
+# Built-in drivers, imported on first use so that e.g. hidapi is only loaded when asked for.
+_BUILTIN: dict[str, str] = {
+    "emulator": "atcaprov.hal.emulator",
+    "kit-cdc": "atcaprov.hal.kit_cdc",
+    "kit-hid": "atcaprov.hal.kit_hid",
+}
+
+
+def register_hal(name: str) -> Callable[[type[_H]], type[_H]]:
+    """Class decorator: make a driver available to :func:`open_hal` under ``name``."""
+
+    def deco(cls: type[_H]) -> type[_H]:
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def hal_class(name: str) -> type[Hal]:
+    """The driver class registered under ``name`` (importing built-ins on demand)."""
+    if name not in _REGISTRY and name in _BUILTIN:
+        importlib.import_module(_BUILTIN[name])
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(set(_REGISTRY) | set(_BUILTIN)))
+        raise HalError(f"unknown HAL driver {name!r}; known drivers: {known}") from None
+
+
+def open_hal(name: str, **kwargs: Any) -> Hal:
+    """Open a driver by name, e.g. ``open_hal("kit-cdc", url="socket://127.0.0.1:5000")``."""
+    return hal_class(name)(**kwargs)
+
+
+def available_hals() -> list[str]:
+    """Names of all drivers, built-in and registered."""
+    return sorted(set(_REGISTRY) | set(_BUILTIN))

@@ -1,0 +1,221 @@
+"""Command and response packets of the CryptoAuth chips: CRC-16, framing, status mapping.
+
+Sans-IO: everything here takes and returns bytes. Shared by the host side (``device``, HAL
+drivers) and by the emulator, which is the only thing the two sides have in common.
+
+Command packet (after the I2C word address): ``count | opcode | param1 | param2 (LE) | data |
+crc (LE)``; response: ``count | data | crc``. The CRC is CRC-16 with polynomial 0x8005, init 0,
+each byte fed LSB first, stored low byte first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+from .errors import (
+    ChipStatusError,
+    MalformedPacketError,
+    ResponseCrcError,
+    chip_status_error,
+)
+
+CMD_SIZE_MIN = 7
+CMD_SIZE_MAX = 7 + 128 + 8  # largest command (Verify external) is 135; leave a small margin
+RSP_SIZE_MIN = 4
+RSP_SIZE_MAX = 3 + 64  # 64 data bytes is the longest response of the 508A
+WAKE_RESPONSE = b"\x04\x11\x33\x43"
+SUCCESS_RESPONSE = b"\x04\x00\x03\x40"
+
+
+def _reflect16(value: int) -> int:
+    out = 0
+    for i in range(16):
+        if value & (1 << i):
+            out |= 1 << (15 - i)
+    return out
+
+
+def _make_table() -> list[int]:
+    # CRC-16/ARC (reflected poly 0xA001) processes bits LSB first exactly as the chip does; the
+    # chip's register is the bit-reverse of the ARC register (checked against the facts vectors).
+    table = []
+    for byte in range(256):
+        reg = byte
+        for _ in range(8):
+            reg = (reg >> 1) ^ 0xA001 if reg & 1 else reg >> 1
+        table.append(reg)
+    return table
+
+
+_ARC_TABLE = _make_table()
+
+
+def crc16_value(data: bytes) -> int:
+    """The chip's CRC-16 of ``data`` as an integer (register value, not byte order)."""
+    reg = 0
+    for b in data:
+        reg = (reg >> 8) ^ _ARC_TABLE[(reg ^ b) & 0xFF]
+    return _reflect16(reg)
+
+
+def crc16(data: bytes) -> bytes:
+    """The chip's CRC-16 of ``data`` as the two bytes sent on the wire (low byte first)."""
+    value = crc16_value(data)
+    return bytes((value & 0xFF, value >> 8))
+
+
+class Opcode(IntEnum):
+    """ATECC508A command opcodes."""
+
+    PAUSE = 0x01
+    READ = 0x02
+    MAC = 0x08
+    HMAC = 0x11
+    WRITE = 0x12
+    GENDIG = 0x15
+    NONCE = 0x16
+    LOCK = 0x17
+    RANDOM = 0x1B
+    DERIVE_KEY = 0x1C
+    UPDATE_EXTRA = 0x20
+    COUNTER = 0x24
+    CHECKMAC = 0x28
+    INFO = 0x30
+    GENKEY = 0x40
+    SIGN = 0x41
+    ECDH = 0x43
+    VERIFY = 0x45
+    PRIVWRITE = 0x46
+    SHA = 0x47
+
+
+# Maximum execution times (ms) of the ATECC508A, CryptoAuthLib's x08a table (Read = 5 as @2017+).
+EXEC_TIME_MS: dict[int, float] = {
+    Opcode.CHECKMAC: 13,
+    Opcode.COUNTER: 20,
+    Opcode.DERIVE_KEY: 50,
+    Opcode.ECDH: 58,
+    Opcode.GENDIG: 11,
+    Opcode.GENKEY: 115,
+    Opcode.HMAC: 23,
+    Opcode.INFO: 2,
+    Opcode.LOCK: 32,
+    Opcode.MAC: 14,
+    Opcode.NONCE: 29,
+    Opcode.PAUSE: 3,
+    Opcode.PRIVWRITE: 48,
+    Opcode.RANDOM: 23,
+    Opcode.READ: 5,
+    Opcode.SHA: 9,
+    Opcode.SIGN: 60,
+    Opcode.UPDATE_EXTRA: 10,
+    Opcode.VERIFY: 72,
+    Opcode.WRITE: 26,
+}
+WAKE_TIME_MS = 1.0  # tWHI: wake to first command
+
+
+def exec_time_ms(opcode: int) -> float:
+    """Max execution time of ``opcode`` in ms (unknown opcodes: the longest one)."""
+    return EXEC_TIME_MS.get(opcode, max(EXEC_TIME_MS.values()))
+
+
+@dataclass(frozen=True)
+class Command:
+    """A decoded command packet."""
+
+    opcode: int
+    param1: int
+    param2: int
+    data: bytes = b""
+
+    def encode(self) -> bytes:
+        return build_command(self.opcode, self.param1, self.param2, self.data)
+
+
+def build_command(opcode: int, param1: int, param2: int, data: bytes = b"") -> bytes:
+    """Encode a command packet: count | opcode | p1 | p2 (LE) | data | crc."""
+    if not 0 <= opcode <= 0xFF or not 0 <= param1 <= 0xFF or not 0 <= param2 <= 0xFFFF:
+        raise ValueError(f"opcode/param out of range: {opcode:#x} {param1:#x} {param2:#x}")
+    count = CMD_SIZE_MIN + len(data)
+    if count > CMD_SIZE_MAX:
+        raise ValueError(f"command data too long: {len(data)} bytes")
+    body = bytes((count, opcode, param1, param2 & 0xFF, param2 >> 8)) + bytes(data)
+    return body + crc16(body)
+
+
+def check_frame(packet: bytes, *, minimum: int, maximum: int, what: str) -> None:
+    """Check count byte, length and CRC of a command or response frame."""
+    if len(packet) < minimum:
+        raise MalformedPacketError(
+            f"{what} too short: {len(packet)} bytes received, at least {minimum} expected"
+            f" ({packet.hex(' ')})"
+        )
+    count = packet[0]
+    if count < minimum or count > maximum:
+        raise MalformedPacketError(
+            f"{what} count byte {count} out of range {minimum}..{maximum} ({packet.hex(' ')})"
+        )
+    if len(packet) != count:
+        raise MalformedPacketError(
+            f"{what} length {len(packet)} does not match its count byte {count}"
+            f" ({packet.hex(' ')})"
+        )
+    want = crc16(packet[:-2])
+    if packet[-2:] != want:
+        raise ResponseCrcError(
+            f"{what} CRC {packet[-2:].hex(' ')} does not match the computed {want.hex(' ')}"
+            f" ({packet.hex(' ')})"
+        )
+
+
+def parse_command(packet: bytes) -> Command:
+    """Decode a command packet, checking count and CRC (raises MalformedPacket/ResponseCrc)."""
+    check_frame(packet, minimum=CMD_SIZE_MIN, maximum=0xFF, what="command packet")
+    return Command(
+        opcode=packet[1],
+        param1=packet[2],
+        param2=packet[3] | (packet[4] << 8),
+        data=bytes(packet[5:-2]),
+    )
+
+
+def build_response(data: bytes) -> bytes:
+    """Encode a response packet: count | data | crc."""
+    count = 3 + len(data)
+    if count > 0xFF:
+        raise ValueError(f"response data too long: {len(data)} bytes")
+    body = bytes((count,)) + bytes(data)
+    return body + crc16(body)
+
+
+def build_status(status: int) -> bytes:
+    """A 4-byte status packet, e.g. ``build_status(0x0F) == 04 0F 23 42``."""
+    return build_response(bytes((status,)))
+
+
+def parse_response(raw: bytes, *, expect_wake: bool = False) -> bytes:
+    """Decode a response packet and return its data bytes.
+
+    A 4-byte packet carries a status: 0x00 returns ``b"\\x00"``; 0x11 returns it when
+    ``expect_wake`` (the answer to a wake), and any other non-zero status raises the typed
+    :class:`~atcaprov.errors.ChipStatusError` for that byte.
+    """
+    check_frame(raw, minimum=RSP_SIZE_MIN, maximum=0xFF, what="response packet")
+    data = bytes(raw[1:-2])
+    if len(data) == 1:
+        status = data[0]
+        if status == 0x00 or (expect_wake and status == 0x11):
+            return data
+        raise chip_status_error(status)
+    return data
+
+
+def status_of(raw: bytes) -> int | None:
+    """The status byte of a 4-byte status packet, or None for a data response."""
+    try:
+        parse_response(raw, expect_wake=True)
+    except ChipStatusError as exc:
+        return exc.status
+    return raw[1] if len(raw) == 4 else None
