@@ -70,6 +70,7 @@ _BUILTIN: dict[str, str] = {
     "emulator": "atcaprov.hal.emulator",
     "kit-cdc": "atcaprov.hal.kit_cdc",
     "kit-hid": "atcaprov.hal.kit_hid",
+    "fault": "atcaprov.hal.faults",
 }
 
 

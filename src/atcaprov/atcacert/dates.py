@@ -1,0 +1,219 @@
+"""Certificate dates: the five atcacert date formats and the 3-byte compressed date encoding.
+
+``CertDate`` is a plain (year, month, day, hour, minute, second) record rather than a
+``datetime`` because Microchip's rebuild adds expire years field by field (a 29 February issue
+date gives a 29 February expire date whatever the year), and we must reproduce that byte for
+byte. Compressed dates (format version 0) hold issue years 2000-2031 and 0-31 expire years;
+values outside are refused with ``ATCACERT_E_INVALID_DATE``, never wrapped.
+"""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from enum import IntEnum
+from typing import Literal
+
+from .errors import AtcacertCode, CertError
+
+
+class DateFormat(IntEnum):
+    """``atcacert_date_format_t``."""
+
+    ISO8601_SEP = 0
+    RFC5280_UTC = 1
+    POSIX_UINT32_BE = 2
+    POSIX_UINT32_LE = 3
+    RFC5280_GEN = 4
+
+    @property
+    def c_name(self) -> str:
+        return "DATEFMT_" + self.name
+
+    @property
+    def size(self) -> int:
+        return DATE_FORMAT_SIZES[self]
+
+
+DATE_FORMAT_SIZES: dict[DateFormat, int] = {
+    DateFormat.ISO8601_SEP: 20,
+    DateFormat.RFC5280_UTC: 13,
+    DateFormat.POSIX_UINT32_BE: 4,
+    DateFormat.POSIX_UINT32_LE: 4,
+    DateFormat.RFC5280_GEN: 15,
+}
+
+COMP_ISSUE_YEAR_MIN = 2000
+COMP_ISSUE_YEAR_MAX = 2031
+COMP_EXPIRE_YEARS_MAX = 31
+
+
+@dataclass(frozen=True, order=True)
+class CertDate:
+    """A UTC timestamp as atcacert handles it (no normalisation, no time zone)."""
+
+    year: int
+    month: int
+    day: int
+    hour: int = 0
+    minute: int = 0
+    second: int = 0
+
+    @classmethod
+    def from_datetime(cls, value: datetime) -> CertDate:
+        if value.tzinfo is not None:
+            value = value.astimezone(timezone.utc)
+        return cls(value.year, value.month, value.day, value.hour, value.minute, value.second)
+
+    def to_datetime(self) -> datetime:
+        """As an aware UTC datetime (fails for dates the calendar does not have, e.g. 29 Feb)."""
+        try:
+            return datetime(self.year, self.month, self.day, self.hour, self.minute,
+                            self.second, tzinfo=timezone.utc)
+        except ValueError as exc:
+            raise CertError(AtcacertCode.INVALID_DATE, f"{self} is not a calendar date: {exc}") \
+                from exc
+
+    def plus_years(self, years: int) -> CertDate:
+        return CertDate(self.year + years, self.month, self.day, self.hour, self.minute,
+                        self.second)
+
+    def __str__(self) -> str:
+        return (f"{self.year:04d}-{self.month:02d}-{self.day:02d} "
+                f"{self.hour:02d}:{self.minute:02d}:{self.second:02d}")
+
+
+_MAX_DATES: dict[DateFormat, CertDate] = {
+    DateFormat.ISO8601_SEP: CertDate(9999, 12, 31, 23, 59, 59),
+    DateFormat.RFC5280_UTC: CertDate(2049, 12, 31, 23, 59, 59),
+    DateFormat.POSIX_UINT32_BE: CertDate(2106, 2, 7, 6, 28, 15),
+    DateFormat.POSIX_UINT32_LE: CertDate(2106, 2, 7, 6, 28, 15),
+    DateFormat.RFC5280_GEN: CertDate(9999, 12, 31, 23, 59, 59),
+}
+
+
+def max_date(fmt: DateFormat) -> CertDate:
+    """The 'no expiry' date of a format (used when expire years is 0)."""
+    return _MAX_DATES[DateFormat(fmt)]
+
+
+def _check_fields(d: CertDate) -> None:
+    if not (1 <= d.month <= 12 and 1 <= d.day <= 31 and 0 <= d.hour <= 23
+            and 0 <= d.minute <= 59 and 0 <= d.second <= 59):
+        raise CertError(AtcacertCode.INVALID_DATE, f"date fields out of range: {d}")
+
+
+def encode_date(fmt: DateFormat, d: CertDate) -> bytes:
+    """Format a date as it appears in the certificate."""
+    fmt = DateFormat(fmt)
+    _check_fields(d)
+    if fmt is DateFormat.RFC5280_UTC:
+        if not 1950 <= d.year <= 2049:
+            raise CertError(AtcacertCode.INVALID_DATE,
+                            f"year {d.year} cannot be written as UTCTime (1950-2049)")
+        text = (f"{d.year % 100:02d}{d.month:02d}{d.day:02d}"
+                f"{d.hour:02d}{d.minute:02d}{d.second:02d}Z")
+    elif fmt is DateFormat.RFC5280_GEN:
+        if not 0 <= d.year <= 9999:
+            raise CertError(AtcacertCode.INVALID_DATE, f"year {d.year} out of 0-9999")
+        text = (f"{d.year:04d}{d.month:02d}{d.day:02d}"
+                f"{d.hour:02d}{d.minute:02d}{d.second:02d}Z")
+    elif fmt is DateFormat.ISO8601_SEP:
+        if not 0 <= d.year <= 9999:
+            raise CertError(AtcacertCode.INVALID_DATE, f"year {d.year} out of 0-9999")
+        text = (f"{d.year:04d}-{d.month:02d}-{d.day:02d}T"
+                f"{d.hour:02d}:{d.minute:02d}:{d.second:02d}Z")
+    else:
+        seconds = calendar.timegm((d.year, d.month, d.day, d.hour, d.minute, d.second, 0, 0, 0))
+        if not 0 <= seconds <= 0xFFFFFFFF:
+            raise CertError(AtcacertCode.INVALID_DATE,
+                            f"{d} is outside the POSIX uint32 range (1970 - 2106-02-07)")
+        order: Literal["big", "little"] = "big" if fmt is DateFormat.POSIX_UINT32_BE else "little"
+        return seconds.to_bytes(4, order)
+    return text.encode("ascii")
+
+
+def _digits(data: bytes, start: int, count: int, fmt: DateFormat) -> int:
+    part = data[start:start + count]
+    if len(part) != count or not part.isdigit():
+        raise CertError(AtcacertCode.DECODING_ERROR,
+                        f"{fmt.c_name} date {data!r}: expected {count} digits at {start}")
+    return int(part)
+
+
+def _expect(data: bytes, index: int, char: bytes, fmt: DateFormat) -> None:
+    if data[index:index + 1] != char:
+        raise CertError(AtcacertCode.DECODING_ERROR,
+                        f"{fmt.c_name} date {data!r}: expected {char!r} at {index}")
+
+
+def decode_date(fmt: DateFormat, data: bytes) -> CertDate:
+    """Parse a date as it appears in the certificate."""
+    fmt = DateFormat(fmt)
+    if len(data) != fmt.size:
+        raise CertError(AtcacertCode.DECODING_ERROR,
+                        f"{fmt.c_name} date must be {fmt.size} bytes, got {len(data)}")
+    if fmt is DateFormat.RFC5280_UTC:
+        yy = _digits(data, 0, 2, fmt)
+        year = 2000 + yy if yy < 50 else 1900 + yy
+        off = 2
+    elif fmt in (DateFormat.RFC5280_GEN, DateFormat.ISO8601_SEP):
+        year = _digits(data, 0, 4, fmt)
+        off = 4
+    else:
+        order2: Literal["big", "little"] = (
+            "big" if fmt is DateFormat.POSIX_UINT32_BE else "little")
+        value = datetime(1970, 1, 1) + timedelta(seconds=int.from_bytes(data, order2))
+        return CertDate(value.year, value.month, value.day, value.hour, value.minute,
+                        value.second)
+    sep = fmt is DateFormat.ISO8601_SEP
+    fields = [year]
+    seps = [b"-", b"-", b"T", b":", b":", b"Z"] if sep else [b""] * 5 + [b"Z"]
+    for i in range(5):
+        if sep:
+            _expect(data, off, seps[i], fmt)
+            off += 1
+        fields.append(_digits(data, off, 2, fmt))
+        off += 2
+    _expect(data, off, b"Z", fmt)
+    return CertDate(*fields)
+
+
+def encode_compressed_dates(issue: CertDate, expire_years: int) -> bytes:
+    """The 3 date bytes of a format-0 compressed certificate (minutes/seconds are dropped)."""
+    if not COMP_ISSUE_YEAR_MIN <= issue.year <= COMP_ISSUE_YEAR_MAX:
+        raise CertError(AtcacertCode.INVALID_DATE,
+                        f"issue year {issue.year} cannot be stored in a format-0 compressed "
+                        f"certificate (limit {COMP_ISSUE_YEAR_MIN}-{COMP_ISSUE_YEAR_MAX})",
+                        field="issue_date")
+    if not 0 <= expire_years <= COMP_EXPIRE_YEARS_MAX:
+        raise CertError(AtcacertCode.INVALID_DATE,
+                        f"expire years {expire_years} cannot be stored in a format-0 compressed "
+                        f"certificate (limit 0-{COMP_EXPIRE_YEARS_MAX})", field="expire_years")
+    if not (1 <= issue.month <= 12 and 1 <= issue.day <= 31 and 0 <= issue.hour <= 23):
+        raise CertError(AtcacertCode.INVALID_DATE, f"issue date fields out of range: {issue}",
+                        field="issue_date")
+    value = ((issue.year - 2000) << 19) | (issue.month << 15) | (issue.day << 10) \
+        | (issue.hour << 5) | expire_years
+    return value.to_bytes(3, "big")
+
+
+def expire_date_for(issue: CertDate, expire_years: int, expire_format: DateFormat) -> CertDate:
+    """Expire date as Microchip's rebuild computes it: issue + N years, or the format's max."""
+    if expire_years == 0:
+        return max_date(expire_format)
+    return CertDate(issue.year + expire_years, issue.month, issue.day, issue.hour)
+
+
+def decode_compressed_dates(
+    enc: bytes, expire_format: DateFormat
+) -> tuple[CertDate, CertDate, int]:
+    """(issue date, expire date, expire years) of the 3 date bytes of a compressed cert."""
+    if len(enc) != 3:
+        raise CertError(AtcacertCode.BAD_PARAMS, f"encoded dates are 3 bytes, got {len(enc)}")
+    value = int.from_bytes(enc, "big")
+    issue = CertDate(2000 + (value >> 19), (value >> 15) & 0x0F, (value >> 10) & 0x1F,
+                     (value >> 5) & 0x1F)
+    years = value & 0x1F
+    return issue, expire_date_for(issue, years, expire_format), years

@@ -1,0 +1,161 @@
+"""The ``atcaprov`` command line: a click group that other modules extend with subcommands.
+
+Layout: ``atcaprov <group> <command>``. :data:`main` is the entry point; :data:`sim` groups the
+simulated hardware (``atcaprov sim board`` runs a virtual kit board). To add a command, define
+it next to its code and attach it here with ``main.add_command(...)`` or ``sim.add_command(...)``
+(keep heavy imports inside the command function so ``atcaprov --help`` stays fast).
+"""
+
+from __future__ import annotations
+
+import queue
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from . import __version__
+from .errors import AtcaprovError
+
+
+@click.group()
+@click.version_option(__version__, prog_name="atcaprov")
+def main() -> None:
+    """atcaprov: production provisioning of ATECC508A secure elements."""
+
+
+@main.group()
+def sim() -> None:
+    """Simulated hardware: virtual kit boards with emulated chips."""
+
+
+def _parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host:
+        raise click.BadParameter(f"{value!r}: expected HOST:PORT, e.g. 127.0.0.1:0")
+    host = host.strip("[]")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: port {port_text!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise click.BadParameter(f"{value!r}: port {port} out of range 0..65535")
+    return host, port
+
+
+BOARD_HELP_COMMANDS = "commands: unplug | replug | next | status | quit"
+
+
+@sim.command("board")
+@click.option(
+    "--state",
+    "state_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of the chip files (chip-000.json, ...); created if missing.",
+)
+@click.option("--chips", default=1, show_default=True, type=click.IntRange(min=0),
+              help="Create blank chips until the folder holds at least this many.")
+@click.option("--listen", "listen", default=None, metavar="HOST:PORT",
+              help="Serve over TCP (port 0 = any free port). Default 127.0.0.1:0.")
+@click.option("--pty", "use_pty", is_flag=True, help="Serve over a pseudo-terminal instead.")
+@click.option("--link", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --pty: keep a stable symlink at PATH to the current pty.")
+@click.option("--auto-swap", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Once the chip is provisioned (data zone locked) and the host has been "
+              "silent for SECONDS, swap in the next blank chip.")
+@click.option("--timing-scale", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Emulate execution times: max time x this factor (0 = instant).")
+def board_command(
+    state_dir: Path,
+    chips: int,
+    listen: str | None,
+    use_pty: bool,
+    link: Path | None,
+    auto_swap: float | None,
+    timing_scale: float,
+) -> None:
+    """Run a virtual kit board serving emulated ATECC508A chips over the kit protocol.
+
+    Prints "Board ready: <url>" once serving (socket://HOST:PORT, or the pty path); a kit-cdc
+    client opens that URL. Control lines on stdin: unplug, replug (same chip), next (next chip
+    not yet provisioned), status, quit. Chip files are saved on every unplug and on exit.
+    """
+    from .emulator.kit_board import VirtualKitBoard
+
+    if use_pty and listen is not None:
+        raise click.UsageError("--pty and --listen are exclusive")
+    if link is not None and not use_pty:
+        raise click.UsageError("--link needs --pty")
+    address = None if use_pty else _parse_listen(listen or "127.0.0.1:0")
+
+    def echo(text: str) -> None:
+        print(text, flush=True)
+
+    try:
+        board = VirtualKitBoard(
+            state_dir,
+            chips=chips,
+            listen=address,
+            pty=use_pty,
+            link=link,
+            auto_swap=auto_swap,
+            timing_scale=timing_scale,
+            on_event=echo,
+        )
+        board.start()
+    except AtcaprovError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+    commands: queue.Queue[str | None] = queue.Queue()
+
+    def read_stdin() -> None:
+        for line in sys.stdin:
+            commands.put(line.strip().lower())
+        commands.put(None)  # EOF: keep serving until a signal
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        commands.put("quit")
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    threading.Thread(target=read_stdin, name="board-stdin", daemon=True).start()
+    try:
+        while True:
+            try:
+                cmd = commands.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if cmd is None or cmd == "":
+                continue
+            if cmd in ("quit", "exit", "q"):
+                break
+            try:
+                if cmd == "unplug":
+                    board.unplug()
+                elif cmd == "replug":
+                    if board.plugged:
+                        board.unplug()
+                    board.replug(next_chip=False)
+                elif cmd == "next":
+                    board.replug(next_chip=True)
+                elif cmd == "status":
+                    echo(f"Status: {board.status()}")
+                elif cmd in ("help", "?"):
+                    echo(BOARD_HELP_COMMANDS)
+                else:
+                    echo(f"Unknown command {cmd!r}; {BOARD_HELP_COMMANDS}")
+            except AtcaprovError as exc:
+                echo(f"Error: {exc}")
+    except KeyboardInterrupt:
+        echo("Interrupted")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        board.stop()
+        echo("Board stopped; chips saved in " + str(state_dir))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,648 @@
+"""The CryptoAuthLib-style basic API (``atcab_*``) for one ATECC508A behind a HAL.
+
+Owns what the C "basic" layer does for its caller: build the command packet, wake the chip,
+send, receive, check the response (CRC, status byte), idle; retry a failed wake and resend a
+command whose packet was corrupted (chip status 0xFF or a response CRC mismatch), both a bounded
+number of times; encode zone addresses; split zone reads and writes into 4- and 32-byte
+accesses; keep the statistics the provisioning layer reports (``chip_floor_ms``,
+``opcode_counts``).
+
+Every public method wakes the chip and leaves it idle, as the C functions do, unless it runs
+inside ``with device.session():``, which keeps the chip awake across commands (TempKey and other
+volatile state survive idle, but a session also saves the wake/idle round trips).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import TracebackType
+
+from .errors import (
+    BadParamError,
+    CheckmacVerifyError,
+    ChipCrcError,
+    CommError,
+    MalformedPacketError,
+    ResponseCrcError,
+    WakeFailedError,
+)
+from .hal.base import Hal
+from .packet import WAKE_RESPONSE, Opcode, build_command, exec_time_ms, parse_response
+
+log = logging.getLogger(__name__)
+
+# Zones (param1 bits 0-1 of Read/Write), as ATCA_ZONE_*.
+ZONE_CONFIG = 0
+ZONE_OTP = 1
+ZONE_DATA = 2
+ZONE_READWRITE_32 = 0x80
+ZONE_ENCRYPTED = 0x40
+# Zones of is_locked, as LOCK_ZONE_*.
+LOCK_ZONE_CONFIG = 0
+LOCK_ZONE_DATA = 1
+
+BLOCK_SIZE = 32
+WORD_SIZE = 4
+CONFIG_SIZE = 128
+OTP_SIZE = 64
+SLOT_COUNT = 16
+PUBKEY_SLOT_MIN = 8  # slots 8..15 are large enough for a 72-byte padded public key
+PUB_KEY_PAD = 4
+
+# Lock command param1.
+LOCK_MODE_CONFIG = 0x00
+LOCK_MODE_DATA = 0x01
+LOCK_MODE_SLOT = 0x02
+LOCK_MODE_NO_CRC = 0x80
+# Other modes.
+GENKEY_MODE_PRIVATE = 0x04
+GENKEY_MODE_PUBLIC = 0x00
+NONCE_MODE_SEED_UPDATE = 0x00
+NONCE_MODE_NO_SEED_UPDATE = 0x01
+NONCE_MODE_PASSTHROUGH = 0x03
+RANDOM_MODE_SEED_UPDATE = 0x00
+SIGN_MODE_INTERNAL = 0x00
+SIGN_MODE_INVALIDATE = 0x01
+SIGN_MODE_INCLUDE_SN = 0x40
+SIGN_MODE_EXTERNAL = 0x80
+VERIFY_MODE_EXTERNAL = 0x02
+VERIFY_KEY_P256 = 0x0004
+SHA_MODE_START = 0x00
+SHA_MODE_UPDATE = 0x01
+SHA_MODE_END = 0x02
+SHA_BLOCK_SIZE = 64
+INFO_MODE_REVISION = 0x00
+
+
+def slot_size(slot: int) -> int:
+    """Size in bytes of data slot ``slot``: 36 (0-7), 416 (8) or 72 (9-15)."""
+    _check_slot(slot)
+    if slot < 8:
+        return 36
+    if slot == 8:
+        return 416
+    return 72
+
+
+def zone_size(zone: int, slot: int = 0) -> int:
+    """Size of a zone in bytes (``slot`` matters for the data zone only)."""
+    if zone == ZONE_CONFIG:
+        return CONFIG_SIZE
+    if zone == ZONE_OTP:
+        return OTP_SIZE
+    if zone == ZONE_DATA:
+        return slot_size(slot)
+    raise BadParamError(
+        f"zone {zone!r} is not ZONE_CONFIG (0), ZONE_OTP (1) or ZONE_DATA (2)"
+    )
+
+
+def _check_slot(slot: int) -> None:
+    if not isinstance(slot, int) or not 0 <= slot < SLOT_COUNT:
+        raise BadParamError(f"slot {slot!r} out of range 0..15")
+
+
+def _check_len(name: str, value: bytes, *sizes: int) -> bytes:
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise BadParamError(f"{name} must be bytes, got {type(value).__name__}")
+    value = bytes(value)
+    if len(value) not in sizes:
+        want = " or ".join(str(s) for s in sizes)
+        raise BadParamError(f"{name} must be {want} bytes, got {len(value)}")
+    return value
+
+
+def get_addr(zone: int, slot: int, block: int, offset: int) -> int:
+    """Read/Write param2 for a zone position (``offset`` is the 4-byte word in the block).
+
+    Config/OTP: ``block << 3 | word``; data: ``block << 8 | slot << 3 | word``.
+    """
+    size = zone_size(zone, slot)
+    if not isinstance(block, int) or block < 0 or block * BLOCK_SIZE >= size:
+        where = f"slot {slot}" if zone == ZONE_DATA else f"zone {zone}"
+        raise BadParamError(
+            f"block {block!r} out of range for {where} ({size} bytes: blocks"
+            f" 0..{(size - 1) // BLOCK_SIZE})"
+        )
+    if not isinstance(offset, int) or not 0 <= offset < BLOCK_SIZE // WORD_SIZE:
+        raise BadParamError(f"word offset {offset!r} out of range 0..7")
+    if zone == ZONE_DATA:
+        return (block << 8) | (slot << 3) | offset
+    return (block << 3) | offset
+
+
+def _check_access(zone: int, slot: int, block: int, offset: int, length: int) -> int:
+    """Validate a 4- or 32-byte access and return its address."""
+    addr = get_addr(zone, slot, block, offset)
+    if length == BLOCK_SIZE:
+        if offset != 0:
+            raise BadParamError(f"a 32-byte access must start at word 0, got word {offset}")
+    elif length == WORD_SIZE:
+        size = zone_size(zone, slot)
+        end = block * BLOCK_SIZE + (offset + 1) * WORD_SIZE
+        if end > size:
+            raise BadParamError(
+                f"word {offset} of block {block} ends at byte {end}, past the end of the"
+                f" {size}-byte zone"
+            )
+    else:
+        raise BadParamError(f"access length must be 4 or 32 bytes, got {length}")
+    return addr
+
+
+def lock_crc(data: bytes) -> int:
+    """The summary CRC the Lock command checks (the chip CRC-16 as the param2 value)."""
+    from .packet import crc16_value
+
+    return crc16_value(bytes(data))
+
+
+class Device:
+    """One ATECC508A reached through ``hal``.
+
+    ``wake_retries``: extra wake attempts after a wake that failed (no/invalid answer).
+    ``crc_retries``: times a command is resent after status 0xFF or a bad response CRC.
+    """
+
+    def __init__(self, hal: Hal, *, wake_retries: int = 3, crc_retries: int = 2) -> None:
+        if wake_retries < 0 or crc_retries < 0:
+            raise BadParamError(
+                f"retries must be >= 0, got wake_retries={wake_retries} crc_retries={crc_retries}"
+            )
+        self.hal = hal
+        self.wake_retries = wake_retries
+        self.crc_retries = crc_retries
+        self.chip_floor_ms = 0.0
+        self.opcode_counts: Counter[int] = Counter()
+        self.wake_count = 0
+        self.retry_count = 0
+        self._depth = 0
+
+    # ---------------------------------------------------------------------------------------
+    # life cycle
+    # ---------------------------------------------------------------------------------------
+    def __enter__(self) -> Device:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the HAL."""
+        self.hal.close()
+
+    def reset_stats(self) -> None:
+        """Zero ``chip_floor_ms``, ``opcode_counts`` and the wake/retry counters."""
+        self.chip_floor_ms = 0.0
+        self.opcode_counts.clear()
+        self.wake_count = 0
+        self.retry_count = 0
+
+    @property
+    def in_session(self) -> bool:
+        return self._depth > 0
+
+    @contextmanager
+    def session(self) -> Iterator[Device]:
+        """Keep the chip awake for the commands of the ``with`` body; idle it at the end.
+
+        Nested sessions share the outer one's wake.
+        """
+        if self._depth == 0:
+            self.wake()
+        self._depth += 1
+        ok = False
+        try:
+            yield self
+            ok = True
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                if ok:
+                    self.hal.idle()
+                else:
+                    self._idle_after_error()
+
+    def _idle_after_error(self) -> None:
+        try:
+            self.hal.idle()
+        except CommError as exc:
+            # The original error is the one to report; the chip will fall asleep on its
+            # watchdog anyway.
+            log.warning("idle after a failed command also failed: %s", exc)
+
+    def wake(self) -> None:
+        """Wake the chip (``04 11 33 43`` expected), retrying up to ``wake_retries`` times."""
+        attempts = 1 + self.wake_retries
+        problems: list[str] = []
+        last: Exception | None = None
+        for attempt in range(1, attempts + 1):
+            self.wake_count += 1
+            try:
+                raw = self.hal.wake()
+            except CommError as exc:
+                problems.append(f"attempt {attempt}: {exc}")
+                last = exc
+                continue
+            if raw == WAKE_RESPONSE:
+                if attempt > 1:
+                    log.info("chip woke on attempt %d of %d", attempt, attempts)
+                return
+            problems.append(f"attempt {attempt}: answer {raw.hex(' ') or 'empty'}")
+        raise WakeFailedError(
+            f"chip did not wake after {attempts} attempts (expected 04 11 33 43): "
+            + "; ".join(problems)
+        ) from last
+
+    def idle(self) -> None:
+        """Send the idle token (only meaningful outside a session)."""
+        self.hal.idle()
+
+    def sleep(self) -> None:
+        """Send the sleep token (volatile state is lost)."""
+        self.hal.sleep()
+
+    # ---------------------------------------------------------------------------------------
+    # command execution
+    # ---------------------------------------------------------------------------------------
+    def execute(self, opcode: int, p1: int, p2: int, data: bytes = b"") -> bytes:
+        """Run one command and return the response data (``b"\\x00"`` for a success status).
+
+        A non-zero chip status raises the typed :class:`~atcaprov.errors.ChipStatusError`.
+        """
+        if not isinstance(opcode, int) or not 0 <= opcode <= 0xFF:
+            raise BadParamError(f"opcode {opcode!r} out of range 0..0xFF")
+        if not isinstance(p1, int) or not 0 <= p1 <= 0xFF:
+            raise BadParamError(f"param1 {p1!r} out of range 0..0xFF")
+        if not isinstance(p2, int) or not 0 <= p2 <= 0xFFFF:
+            raise BadParamError(f"param2 {p2!r} out of range 0..0xFFFF")
+        try:
+            packet = build_command(opcode, p1, p2, bytes(data))
+        except ValueError as exc:
+            raise BadParamError(f"cannot build command 0x{opcode:02X}: {exc}") from exc
+        with self.session():
+            return self._send(opcode, packet)
+
+    def _send(self, opcode: int, packet: bytes) -> bytes:
+        attempts = 1 + self.crc_retries
+        exec_ms = exec_time_ms(opcode)
+        key: int = Opcode(opcode) if opcode in Opcode._value2member_map_ else opcode
+        for attempt in range(1, attempts + 1):
+            self.opcode_counts[key] += 1
+            self.chip_floor_ms += exec_ms
+            raw = self.hal.transact(packet, exec_ms)
+            try:
+                return parse_response(raw)
+            except (ResponseCrcError, ChipCrcError) as exc:
+                if attempt == attempts:
+                    raise
+                self.retry_count += 1
+                log.info(
+                    "opcode 0x%02X attempt %d of %d: %s; resending", opcode, attempt, attempts, exc
+                )
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    @staticmethod
+    def _expect(data: bytes, size: int, what: str) -> bytes:
+        if len(data) != size:
+            raise MalformedPacketError(
+                f"{what}: expected {size} data bytes, got {len(data)} ({data.hex(' ')})"
+            )
+        return data
+
+    # ---------------------------------------------------------------------------------------
+    # Info, Random, Nonce
+    # ---------------------------------------------------------------------------------------
+    def info(self, mode: int = INFO_MODE_REVISION, param2: int = 0) -> bytes:
+        """Info command: 4 bytes (mode 0 = revision, ``00 00 50 00`` on an ATECC508A)."""
+        if mode not in (0, 1, 2, 3):
+            raise BadParamError(f"Info mode {mode!r} must be 0..3")
+        return self._expect(self.execute(Opcode.INFO, mode, param2), 4, "Info")
+
+    def random(self) -> bytes:
+        """32 random bytes (``FF FF 00 00`` x 8 until the config zone is locked)."""
+        return self._expect(self.execute(Opcode.RANDOM, RANDOM_MODE_SEED_UPDATE, 0), 32, "Random")
+
+    def nonce(self, num_in: bytes) -> bytes:
+        """Nonce: a 20-byte NumIn runs the random mode (seed update) and returns RandOut (32);
+        a 32-byte NumIn is loaded into TempKey as is (pass-through) and returns ``b""``."""
+        num_in = _check_len("Nonce NumIn", num_in, 20, 32)
+        if len(num_in) == 32:
+            self.nonce_load(num_in)
+            return b""
+        out = self.execute(Opcode.NONCE, NONCE_MODE_SEED_UPDATE, 0, num_in)
+        return self._expect(out, 32, "Nonce random")
+
+    def nonce_load(self, value32: bytes) -> None:
+        """Nonce pass-through: TempKey = ``value32``."""
+        value32 = _check_len("Nonce pass-through value", value32, 32)
+        self.execute(Opcode.NONCE, NONCE_MODE_PASSTHROUGH, 0, value32)
+
+    # ---------------------------------------------------------------------------------------
+    # Read / Write
+    # ---------------------------------------------------------------------------------------
+    def read_zone(self, zone: int, slot: int, block: int, offset: int, length: int) -> bytes:
+        """Read 4 or 32 bytes at (zone, slot, block, word ``offset``)."""
+        addr = _check_access(zone, slot, block, offset, length)
+        p1 = zone | (ZONE_READWRITE_32 if length == BLOCK_SIZE else 0)
+        return self._expect(self.execute(Opcode.READ, p1, addr), length, "Read")
+
+    def write_zone(self, zone: int, slot: int, block: int, offset: int, data: bytes) -> None:
+        """Write 4 or 32 bytes (clear text) at (zone, slot, block, word ``offset``)."""
+        data = _check_len("Write data", data, WORD_SIZE, BLOCK_SIZE)
+        addr = _check_access(zone, slot, block, offset, len(data))
+        if zone == ZONE_CONFIG:
+            start = block * BLOCK_SIZE + offset * WORD_SIZE
+            _check_config_writable(start, len(data))
+        p1 = zone | (ZONE_READWRITE_32 if len(data) == BLOCK_SIZE else 0)
+        self.execute(Opcode.WRITE, p1, addr, data)
+
+    def read_bytes_zone(self, zone: int, slot: int, offset: int, length: int) -> bytes:
+        """Read ``length`` bytes from byte ``offset`` of a zone, with as few Reads as possible
+        (32-byte blocks where a whole block lies in the zone, 4-byte words otherwise)."""
+        size = zone_size(zone, slot)
+        if offset < 0 or length < 0 or offset + length > size:
+            raise BadParamError(
+                f"bytes {offset}..{offset + length} out of the {size}-byte zone (zone {zone},"
+                f" slot {slot})"
+            )
+        out = bytearray()
+        pos, end = offset, offset + length
+        with self.session():
+            while pos < end:
+                block = pos // BLOCK_SIZE
+                if (block + 1) * BLOCK_SIZE <= size:
+                    base = block * BLOCK_SIZE
+                    chunk = self.read_zone(zone, slot, block, 0, BLOCK_SIZE)
+                else:
+                    word = (pos % BLOCK_SIZE) // WORD_SIZE
+                    base = block * BLOCK_SIZE + word * WORD_SIZE
+                    chunk = self.read_zone(zone, slot, block, word, WORD_SIZE)
+                take = chunk[pos - base : min(end, base + len(chunk)) - base]
+                out += take
+                pos += len(take)
+        return bytes(out)
+
+    def write_bytes_zone(self, zone: int, slot: int, offset: int, data: bytes) -> None:
+        """Write ``data`` at byte ``offset`` of a zone (offset and length multiples of 4).
+
+        32-byte Writes where a block starts and at least 32 bytes remain, 4-byte Writes
+        otherwise. In the config zone block 2 is always written by words and word 5 (bytes
+        84..87: UserExtra, Selector, LockValue, LockConfig) is skipped, as CryptoAuthLib does;
+        bytes 0..15 cannot be written at all.
+        """
+        data = bytes(data)
+        size = zone_size(zone, slot)
+        if offset % WORD_SIZE or len(data) % WORD_SIZE:
+            raise BadParamError(
+                f"offset {offset} and length {len(data)} must both be multiples of 4"
+            )
+        if offset < 0 or offset + len(data) > size:
+            raise BadParamError(
+                f"bytes {offset}..{offset + len(data)} out of the {size}-byte zone (zone {zone},"
+                f" slot {slot})"
+            )
+        if zone == ZONE_CONFIG and data and offset < 16:
+            raise BadParamError(
+                f"config bytes 0..15 (serial number, revision) are read-only; write starts at"
+                f" byte {offset}"
+            )
+        pos, index = offset, 0
+        with self.session():
+            while index < len(data):
+                block, word = divmod(pos, BLOCK_SIZE)
+                word //= WORD_SIZE
+                remaining = len(data) - index
+                config_block2 = zone == ZONE_CONFIG and block == 2
+                if word == 0 and remaining >= BLOCK_SIZE and not config_block2:
+                    self.write_zone(zone, slot, block, 0, data[index : index + BLOCK_SIZE])
+                    step = BLOCK_SIZE
+                else:
+                    if not (config_block2 and word == 5):
+                        self.write_zone(zone, slot, block, word, data[index : index + WORD_SIZE])
+                    step = WORD_SIZE
+                pos += step
+                index += step
+
+    def read_config_zone(self) -> bytes:
+        """The whole 128-byte config zone (four 32-byte Reads)."""
+        return self.read_bytes_zone(ZONE_CONFIG, 0, 0, CONFIG_SIZE)
+
+    def write_config_zone(self, config128: bytes) -> None:
+        """Write config bytes 16..127, skipping 84..87 (4-byte Writes for blocks 0 and 2,
+        32-byte Writes for blocks 1 and 3). The config zone must be unlocked."""
+        config128 = _check_len("config zone", config128, CONFIG_SIZE)
+        self.write_bytes_zone(ZONE_CONFIG, 0, 16, config128[16:])
+
+    def read_serial_number(self) -> bytes:
+        """The 9-byte serial number: config[0:4] + config[8:13]."""
+        block0 = self.read_zone(ZONE_CONFIG, 0, 0, 0, BLOCK_SIZE)
+        return block0[0:4] + block0[8:13]
+
+    def read_pubkey(self, slot: int) -> bytes:
+        """Read a P-256 public key stored padded in slot 8..15; return X||Y (64 bytes).
+
+        Stored form (72 bytes): 4 pad bytes, X (32), 4 pad bytes, Y (32).
+        """
+        _check_pubkey_slot(slot)
+        raw = self.read_bytes_zone(ZONE_DATA, slot, 0, 72)
+        return raw[PUB_KEY_PAD : PUB_KEY_PAD + 32] + raw[2 * PUB_KEY_PAD + 32 : 72]
+
+    def write_pubkey(self, slot: int, pub64: bytes) -> None:
+        """Write X||Y into slot 8..15 in the 72-byte padded form, as three 32-byte Writes
+        (the only form allowed before the data zone is locked; the tail of the third block lies
+        past the slot and is zero)."""
+        _check_pubkey_slot(slot)
+        pub64 = _check_len("public key", pub64, 64)
+        formatted = bytearray(3 * BLOCK_SIZE)
+        formatted[PUB_KEY_PAD : PUB_KEY_PAD + 32] = pub64[:32]
+        formatted[2 * PUB_KEY_PAD + 32 : 72] = pub64[32:]
+        with self.session():
+            for block in range(3):
+                chunk = bytes(formatted[block * BLOCK_SIZE : (block + 1) * BLOCK_SIZE])
+                self.write_zone(ZONE_DATA, slot, block, 0, chunk)
+
+    # ---------------------------------------------------------------------------------------
+    # Locks
+    # ---------------------------------------------------------------------------------------
+    def _lock_word(self, word: int) -> bytes:
+        return self.read_zone(ZONE_CONFIG, 0, 2, word, WORD_SIZE)
+
+    def is_locked(self, zone: int) -> bool:
+        """Lock state of LOCK_ZONE_CONFIG (byte 87) or LOCK_ZONE_DATA (byte 86); 0x00 = locked."""
+        if zone == LOCK_ZONE_CONFIG:
+            index = 3
+        elif zone == LOCK_ZONE_DATA:
+            index = 2
+        else:
+            raise BadParamError(
+                f"lock zone {zone!r} is not LOCK_ZONE_CONFIG (0) or LOCK_ZONE_DATA (1)"
+            )
+        return self._lock_word(5)[index] == 0x00
+
+    def is_slot_locked(self, slot: int) -> bool:
+        """SlotLocked bit of ``slot`` (config bytes 88-89; a 0 bit means locked)."""
+        _check_slot(slot)
+        word = self._lock_word(6)
+        bits = word[0] | (word[1] << 8)
+        return not (bits >> slot) & 1
+
+    def _lock(self, mode: int, crc: int | None) -> None:
+        if crc is None:
+            self.execute(Opcode.LOCK, mode | LOCK_MODE_NO_CRC, 0)
+            return
+        if not isinstance(crc, int) or not 0 <= crc <= 0xFFFF:
+            raise BadParamError(f"lock summary CRC {crc!r} out of range 0..0xFFFF")
+        self.execute(Opcode.LOCK, mode, crc)
+
+    def lock_config_zone(self, crc: int | None = None) -> None:
+        """Lock the config zone; with ``crc`` (see :func:`lock_crc`) the chip checks it first."""
+        self._lock(LOCK_MODE_CONFIG, crc)
+
+    def lock_data_zone(self, crc: int | None = None) -> None:
+        """Lock the data and OTP zones; with ``crc`` the chip checks their summary CRC."""
+        self._lock(LOCK_MODE_DATA, crc)
+
+    def lock_data_slot(self, slot: int) -> None:
+        """Lock one slot (its KeyConfig.Lockable must be set)."""
+        _check_slot(slot)
+        self.execute(Opcode.LOCK, (slot << 2) | LOCK_MODE_SLOT, 0)
+
+    # ---------------------------------------------------------------------------------------
+    # Keys, signatures
+    # ---------------------------------------------------------------------------------------
+    def genkey(self, slot: int) -> bytes:
+        """Create a new private key in ``slot``; return its public key X||Y (64)."""
+        _check_slot(slot)
+        return self._expect(self.execute(Opcode.GENKEY, GENKEY_MODE_PRIVATE, slot), 64, "GenKey")
+
+    def get_pubkey(self, slot: int) -> bytes:
+        """Public key X||Y (64) of the private key in ``slot`` (GenKey public mode)."""
+        _check_slot(slot)
+        out = self.execute(Opcode.GENKEY, GENKEY_MODE_PUBLIC, slot)
+        return self._expect(out, 64, "GenKey public")
+
+    def sign(self, slot: int, msg32: bytes) -> bytes:
+        """ECDSA-sign the 32-byte digest ``msg32`` with the key in ``slot``: R||S (64).
+
+        As CryptoAuthLib: Random (RNG seed update), Nonce pass-through, Sign external.
+        """
+        _check_slot(slot)
+        msg32 = _check_len("message digest", msg32, 32)
+        with self.session():
+            self.random()
+            self.nonce_load(msg32)
+            out = self.execute(Opcode.SIGN, SIGN_MODE_EXTERNAL, slot)
+        return self._expect(out, 64, "Sign")
+
+    def sign_internal(
+        self, slot: int, *, is_invalidate: bool = False, is_full_sn: bool = False
+    ) -> bytes:
+        """Sign an internally generated message (TempKey from a prior GenDig/GenKey): R||S."""
+        _check_slot(slot)
+        mode = SIGN_MODE_INTERNAL
+        if is_invalidate:
+            mode |= SIGN_MODE_INVALIDATE
+        if is_full_sn:
+            mode |= SIGN_MODE_INCLUDE_SN
+        return self._expect(self.execute(Opcode.SIGN, mode, slot), 64, "Sign internal")
+
+    def verify_extern(self, msg32: bytes, sig64: bytes, pub64: bytes) -> bool:
+        """Verify R||S over ``msg32`` with the public key X||Y; False on a miscompare."""
+        msg32 = _check_len("message digest", msg32, 32)
+        sig64 = _check_len("signature", sig64, 64)
+        pub64 = _check_len("public key", pub64, 64)
+        with self.session():
+            self.nonce_load(msg32)
+            try:
+                self.execute(Opcode.VERIFY, VERIFY_MODE_EXTERNAL, VERIFY_KEY_P256, sig64 + pub64)
+            except CheckmacVerifyError:
+                return False
+        return True
+
+    # ---------------------------------------------------------------------------------------
+    # SHA, GenDig, MAC, CheckMac
+    # ---------------------------------------------------------------------------------------
+    def sha(self, message: bytes) -> bytes:
+        """SHA-256 of ``message`` computed by the chip (start, 64-byte updates, end)."""
+        message = bytes(message)
+        with self.session():
+            self.execute(Opcode.SHA, SHA_MODE_START, 0)
+            full = len(message) - len(message) % SHA_BLOCK_SIZE
+            for i in range(0, full, SHA_BLOCK_SIZE):
+                block = message[i : i + SHA_BLOCK_SIZE]
+                self.execute(Opcode.SHA, SHA_MODE_UPDATE, SHA_BLOCK_SIZE, block)
+            rest = message[full:]
+            out = self.execute(Opcode.SHA, SHA_MODE_END, len(rest), rest)
+        return self._expect(out, 32, "SHA end")
+
+    def gendig(self, zone: int, key_id: int, other: bytes = b"") -> None:
+        """GenDig: fold a key (data zone), config/OTP block, or shared nonce (zone 3) into
+        TempKey. ``other`` is 0, 4 or 32 bytes (32 required for zone 3)."""
+        if zone not in (0, 1, 2, 3):
+            raise BadParamError(f"GenDig zone {zone!r} must be 0 (config), 1 (OTP), 2 (data), 3")
+        if not isinstance(key_id, int) or not 0 <= key_id <= 0xFFFF:
+            raise BadParamError(f"GenDig key_id {key_id!r} out of range 0..0xFFFF")
+        other = _check_len("GenDig other data", other, 0, 4, 32)
+        if zone == 3 and len(other) != 32:
+            raise BadParamError(f"GenDig zone 3 (shared nonce) needs 32 bytes, got {len(other)}")
+        self.execute(Opcode.GENDIG, zone, key_id, other)
+
+    def mac(self, mode: int, key_id: int, challenge: bytes = b"") -> bytes:
+        """MAC command: the 32-byte digest. A challenge (32 bytes) is sent unless mode bit 0
+        takes the second block from TempKey."""
+        if not isinstance(mode, int) or mode & ~0x77 or not 0 <= mode <= 0xFF:
+            raise BadParamError(f"MAC mode 0x{mode:02X} has bits outside 0x77")
+        if not isinstance(key_id, int) or not 0 <= key_id <= 0xFFFF:
+            raise BadParamError(f"MAC key_id {key_id!r} out of range 0..0xFFFF")
+        if mode & 0x01:
+            challenge = _check_len("MAC challenge (mode takes TempKey)", challenge, 0)
+        else:
+            challenge = _check_len("MAC challenge", challenge, 32)
+        return self._expect(self.execute(Opcode.MAC, mode, key_id, challenge), 32, "MAC")
+
+    def checkmac(
+        self, mode: int, key_id: int, challenge32: bytes, response32: bytes, other13: bytes
+    ) -> bool:
+        """CheckMac: True when the chip's MAC equals ``response32``, False on a miscompare."""
+        if not isinstance(mode, int) or mode & ~0x27 or not 0 <= mode <= 0xFF:
+            raise BadParamError(f"CheckMac mode 0x{mode:02X} has bits outside 0x27")
+        if not isinstance(key_id, int) or not 0 <= key_id <= 0xFFFF:
+            raise BadParamError(f"CheckMac key_id {key_id!r} out of range 0..0xFFFF")
+        challenge32 = _check_len("CheckMac client challenge", challenge32, 32)
+        response32 = _check_len("CheckMac client response", response32, 32)
+        other13 = _check_len("CheckMac other data", other13, 13)
+        try:
+            out = self.execute(Opcode.CHECKMAC, mode, key_id, challenge32 + response32 + other13)
+        except CheckmacVerifyError:
+            return False
+        return out == b"\x00"
+
+
+def _check_pubkey_slot(slot: int) -> None:
+    _check_slot(slot)
+    if slot < PUBKEY_SLOT_MIN:
+        raise BadParamError(
+            f"slot {slot} is too small for a public key (36 bytes); use slots 8..15 (72+ bytes)"
+        )
+
+
+def _check_config_writable(start: int, length: int) -> None:
+    end = start + length
+    if start < 16:
+        raise BadParamError(
+            f"config bytes {start}..{end - 1} overlap the read-only bytes 0..15"
+        )
+    if start < 88 and end > 84:
+        raise BadParamError(
+            f"config bytes {start}..{end - 1} overlap bytes 84..87 (UserExtra, Selector, lock"
+            " bytes), which only UpdateExtra and Lock change"
+        )

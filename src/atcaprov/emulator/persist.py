@@ -1,0 +1,102 @@
+"""Save and load the persistent part of an emulated ATECC508A as JSON.
+
+File format (``format`` = ``atcaprov-atecc508a``, ``version`` = 1): ``config`` (128 bytes),
+``otp`` (64 bytes) and ``slots`` (16 entries of 36/416/72 bytes), all lowercase hex strings.
+Private keys are stored in their slots as the chip stores them; the file is the part's EEPROM,
+so protect it like a part. Volatile state (TempKey, authorization) is never saved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .exceptions import StateFileError
+from .state import Memory
+from .zones import CONFIG_SIZE, OTP_SIZE, SLOT_COUNT, SLOT_SIZES, SN01, SN8, serial_of
+
+FORMAT_NAME = "atcaprov-atecc508a"
+FORMAT_VERSION = 1
+
+
+def memory_to_json(memory: Memory) -> dict[str, Any]:
+    return {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "serial_number": serial_of(memory.config).hex(),
+        "config": memory.config.hex(),
+        "otp": memory.otp.hex(),
+        "slots": [slot.hex() for slot in memory.slots],
+    }
+
+
+def save_memory(memory: Memory, path: str | os.PathLike[str]) -> None:
+    """Write ``memory`` to ``path`` atomically (temporary file + rename)."""
+    target = Path(path)
+    text = json.dumps(memory_to_json(memory), indent=1) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _hex_field(path: Path, doc: dict[str, Any], name: str, size: int, value: Any) -> bytearray:
+    if not isinstance(value, str):
+        raise StateFileError(path, name, f"expected a hex string, got {type(value).__name__}")
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError as exc:
+        raise StateFileError(path, name, f"not valid hex ({exc})") from exc
+    if len(raw) != size:
+        raise StateFileError(path, name, f"{len(raw)} bytes, {size} expected")
+    return bytearray(raw)
+
+
+def load_memory(path: str | os.PathLike[str]) -> Memory:
+    """Read a file written by :func:`save_memory`; errors name the file and the field."""
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise StateFileError(source, "(file)", f"cannot be read: {exc.strerror or exc}") from exc
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StateFileError(
+            source, "(file)", f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
+    if not isinstance(doc, dict):
+        raise StateFileError(source, "(file)", "top level is not a JSON object")
+    if doc.get("format") != FORMAT_NAME:
+        raise StateFileError(source, "format", f"{doc.get('format')!r}, {FORMAT_NAME!r} expected")
+    if doc.get("version") != FORMAT_VERSION:
+        raise StateFileError(
+            source, "version", f"{doc.get('version')!r}, only {FORMAT_VERSION} is supported"
+        )
+    for name in ("config", "otp", "slots"):
+        if name not in doc:
+            raise StateFileError(source, name, "missing")
+    config = _hex_field(source, doc, "config", CONFIG_SIZE, doc["config"])
+    otp = _hex_field(source, doc, "otp", OTP_SIZE, doc["otp"])
+    slots_doc = doc["slots"]
+    if not isinstance(slots_doc, list) or len(slots_doc) != SLOT_COUNT:
+        raise StateFileError(source, "slots", f"expected a list of {SLOT_COUNT} hex strings")
+    slots = [
+        _hex_field(source, doc, f"slots[{n}]", SLOT_SIZES[n], slots_doc[n])
+        for n in range(SLOT_COUNT)
+    ]
+    sn = serial_of(config)
+    if sn[0:2] != SN01 or sn[8] != SN8:
+        raise StateFileError(source, "config", f"serial number {sn.hex()} is not a 508A's")
+    if "serial_number" in doc and doc["serial_number"] != sn.hex():
+        raise StateFileError(
+            source, "serial_number", f"{doc['serial_number']!r} differs from config {sn.hex()}"
+        )
+    return Memory(config=config, otp=otp, slots=slots)

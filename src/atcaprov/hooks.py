@@ -1,0 +1,71 @@
+"""The user functions the provisioning flow calls (``atcaprov_user_funcs.h`` of the C library).
+
+:class:`ProvisioningHooks` is the protocol an integrator implements; :class:`BaseHooks` gives
+no-op defaults so a client overrides only what it needs. The server connection functions must
+be implemented (the defaults raise), because a flow without a server cannot get certificates.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from .return_codes import ReturnCode
+from .stages import ProvStage, ProvStatus
+
+if TYPE_CHECKING:
+    from .device import Device
+
+
+@runtime_checkable
+class ProvisioningHooks(Protocol):
+    """What :func:`atcaprov.provision` calls back.
+
+    * ``certreq_start()``: the flow is about to talk to the server (open a connection, or do
+      nothing if one is open).
+    * ``certreq_send(data)``: send all of ``data`` to the server.
+    * ``certreq_recv(n)``: receive up to ``n`` bytes (fewer is fine: the flow asks again until
+      it has ``n``; an empty result means the server closed the connection).
+    * ``certreq_done()``: the flow is done with the server for this device.
+    * ``request_error(code, message)``: the server answered with an error reply.
+    * ``notify(stage, status)``: progress, START/SKIPPED then DONE/ERROR per stage.
+    * ``write_data_zone(device)``: write extra data (32-byte blocks) before the data lock.
+    """
+
+    def certreq_start(self) -> None: ...
+
+    def certreq_send(self, data: bytes) -> None: ...
+
+    def certreq_recv(self, n: int) -> bytes: ...
+
+    def certreq_done(self) -> None: ...
+
+    def request_error(self, code: ReturnCode, message: str) -> None: ...
+
+    def notify(self, stage: ProvStage, status: ProvStatus) -> None: ...
+
+    def write_data_zone(self, device: Device) -> None: ...
+
+
+class BaseHooks:
+    """No-op defaults for the optional hooks; subclass and implement the server ones."""
+
+    def certreq_start(self) -> None:
+        """Nothing to open by default."""
+
+    def certreq_send(self, data: bytes) -> None:
+        raise NotImplementedError("certreq_send: connect the flow to a provisioning server")
+
+    def certreq_recv(self, n: int) -> bytes:
+        raise NotImplementedError("certreq_recv: connect the flow to a provisioning server")
+
+    def certreq_done(self) -> None:
+        """Nothing to close by default."""
+
+    def request_error(self, code: ReturnCode, message: str) -> None:
+        """Ignored by default; the flow raises a ServerError after calling it anyway."""
+
+    def notify(self, stage: ProvStage, status: ProvStatus) -> None:
+        """Ignored by default."""
+
+    def write_data_zone(self, device: Device) -> None:
+        """No extra data by default."""

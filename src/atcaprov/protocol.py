@@ -1,0 +1,637 @@
+"""The client <-> server message protocol (sans-IO): header, certificate request, reply, error.
+
+Bytes in, values out; no sockets here. Every message is a fixed 12-byte header followed by a body
+whose length the header states, so a receiver always knows how many bytes it still needs
+(``atcaprov_certreq_recv`` is told exactly that)::
+
+    offset 0  magic        4 bytes  b"APRV"
+    offset 4  version      u8       PROTOCOL_VERSION (1)
+    offset 5  type         u8       MessageType
+    offset 6  flags        u16 BE   reserved, 0
+    offset 8  body length  u32 BE   0..MAX_BODY_SIZE
+
+The body layouts of :class:`CertRequest`, :class:`CertReply` and :class:`ErrorReply` are given
+byte by byte in ``docs/protocol.md`` and in each class's docstring.
+
+Error split:
+
+* bytes from the peer that do not form a valid message raise :class:`ProtocolError` (an
+  :class:`~atcaprov.errors.AtcaprovError` carrying a :class:`~atcaprov.return_codes.ReturnCode`);
+  decoding never raises anything else;
+* building a message with bad field values in our own code is a programming error and raises
+  ``ValueError`` / ``TypeError`` from the message constructor (``encode`` never sees a bad one).
+
+:class:`MessageReader` is the incremental receiver (feed bytes, take messages), in the style of
+h11: it buffers at most ``max_buffer`` bytes and, after the first protocol error, stays failed
+(the stream is out of step and the connection must be closed).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Union
+
+from .return_codes import ReturnCode, ReturnCodeError
+
+MAGIC = b"APRV"
+PROTOCOL_VERSION = 1
+SUPPORTED_VERSIONS = frozenset({PROTOCOL_VERSION})
+HEADER_SIZE = 12
+MAX_BODY_SIZE = 16 * 1024
+
+SIGNER_ID_SIZE = 2
+KEY_ID_SIZE = 20
+CONFIG_ZONE_SIZE = 128
+PUBLIC_KEY_SIZE = 64
+MAX_TEMPLATE_ID = 15
+MAX_STATION_ID_BYTES = 64
+MAX_CERT_SIZE = 4096
+MAX_ERROR_MESSAGE_BYTES = 1024
+
+_HEADER = struct.Struct(">4sBBHI")
+assert _HEADER.size == HEADER_SIZE
+
+
+class MessageType(IntEnum):
+    """The type byte of the header."""
+
+    CERT_REQUEST = 0x01
+    CERT_REPLY = 0x02
+    ERROR_REPLY = 0x03
+
+
+_TYPE_NAMES = {
+    MessageType.CERT_REQUEST: "CertRequest",
+    MessageType.CERT_REPLY: "CertReply",
+    MessageType.ERROR_REPLY: "ErrorReply",
+}
+
+
+class ProtocolError(ReturnCodeError):
+    """The peer sent bytes that are not a valid message (``code`` says which rule they broke)."""
+
+
+class ServerError(ReturnCodeError):
+    """The server answered a request with an :class:`ErrorReply` (``code`` and ``message``)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Header
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Header:
+    """A decoded message header (already checked: magic, version, type, flags, length)."""
+
+    version: int
+    msg_type: MessageType
+    flags: int
+    body_length: int
+
+    def to_bytes(self) -> bytes:
+        return _HEADER.pack(MAGIC, self.version, self.msg_type, self.flags, self.body_length)
+
+
+def parse_header(data: bytes, *, max_body_size: int = MAX_BODY_SIZE) -> Header:
+    """Decode and check the first ``HEADER_SIZE`` bytes of a message.
+
+    ``data`` must be exactly ``HEADER_SIZE`` bytes. Raises :class:`ProtocolError`: BAD_MAGIC,
+    UNSUPPORTED_VERSION, UNKNOWN_MESSAGE_TYPE, MALFORMED_BODY (wrong size, non-zero flags),
+    BODY_TOO_LARGE (declared length above ``max_body_size``).
+    """
+    raw = bytes(data)
+    if len(raw) != HEADER_SIZE:
+        raise ProtocolError(
+            ReturnCode.MALFORMED_BODY,
+            f"header must be {HEADER_SIZE} bytes, got {len(raw)}",
+        )
+    magic, version, type_byte, flags, body_length = _HEADER.unpack(raw)
+    if magic != MAGIC:
+        raise ProtocolError(
+            ReturnCode.BAD_MAGIC,
+            f"header bytes 0-3 are {magic.hex(' ')}, expected {MAGIC.hex(' ')} ({MAGIC!r})",
+        )
+    if version not in SUPPORTED_VERSIONS:
+        raise ProtocolError(
+            ReturnCode.UNSUPPORTED_VERSION,
+            f"header byte 4: protocol version {version} not supported"
+            f" (supported: {', '.join(str(v) for v in sorted(SUPPORTED_VERSIONS))})",
+        )
+    try:
+        msg_type = MessageType(type_byte)
+    except ValueError:
+        raise ProtocolError(
+            ReturnCode.UNKNOWN_MESSAGE_TYPE,
+            f"header byte 5: unknown message type 0x{type_byte:02X}"
+            f" (known: {', '.join(f'0x{t:02X} {_TYPE_NAMES[t]}' for t in MessageType)})",
+        ) from None
+    if flags != 0:
+        raise ProtocolError(
+            ReturnCode.MALFORMED_BODY,
+            f"header bytes 6-7: reserved flags are 0x{flags:04X}, must be 0x0000",
+        )
+    if body_length > max_body_size:
+        raise ProtocolError(
+            ReturnCode.BODY_TOO_LARGE,
+            f"header bytes 8-11: {_TYPE_NAMES[msg_type]} body length {body_length}"
+            f" exceeds the limit of {max_body_size} bytes",
+        )
+    return Header(version, msg_type, flags, body_length)
+
+
+# --------------------------------------------------------------------------------------------
+# Local validation helpers (our own code building a message: ValueError / TypeError)
+# --------------------------------------------------------------------------------------------
+def _as_bytes(owner: object, field: str, value: object) -> bytes:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        out = bytes(value)
+        object.__setattr__(owner, field, out)
+        return out
+    raise TypeError(f"{type(owner).__name__}.{field} must be bytes, got {type(value).__name__}")
+
+
+def _check_size(owner: object, field: str, value: bytes, size: int) -> None:
+    if len(value) != size:
+        raise ValueError(f"{type(owner).__name__}.{field} must be {size} bytes, got {len(value)}")
+
+
+def _check_template_id(owner: object, field: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{type(owner).__name__}.{field} must be int, got {type(value).__name__}")
+    if not 0 <= value <= MAX_TEMPLATE_ID:
+        raise ValueError(
+            f"{type(owner).__name__}.{field} must be 0..{MAX_TEMPLATE_ID} (4 bits), got {value}"
+        )
+
+
+def _der_problem(data: bytes) -> str | None:
+    """Why ``data`` is not exactly one DER SEQUENCE (tag 0x30, definite length), or None."""
+    if len(data) < 2:
+        return f"{len(data)} bytes is too short for a DER SEQUENCE"
+    if data[0] != 0x30:
+        return f"starts with tag 0x{data[0]:02X}, expected 0x30 (SEQUENCE)"
+    first = data[1]
+    if first < 0x80:
+        header, length = 2, first
+    else:
+        count = first & 0x7F
+        if count == 0 or count > 2:
+            return f"length byte 0x{first:02X} is not a DER length of at most 2 bytes"
+        if len(data) < 2 + count:
+            return "truncated in its length field"
+        header = 2 + count
+        length = int.from_bytes(data[2:header], "big")
+        if length < 0x80 or (count == 2 and length < 0x100):
+            return f"length {length} is not in the shortest (DER) form"
+    if header + length != len(data):
+        return f"SEQUENCE length says {header + length} bytes, field holds {len(data)}"
+    return None
+
+
+def _check_cert(owner: object, field: str, value: bytes) -> None:
+    if len(value) > MAX_CERT_SIZE:
+        raise ValueError(
+            f"{type(owner).__name__}.{field} is {len(value)} bytes, limit {MAX_CERT_SIZE}"
+        )
+    problem = _der_problem(value)
+    if problem is not None:
+        raise ValueError(f"{type(owner).__name__}.{field} is not a DER certificate: {problem}")
+
+
+def _check_text(owner: object, field: str, value: object, limit: int) -> bytes:
+    if not isinstance(value, str):
+        raise TypeError(f"{type(owner).__name__}.{field} must be str, got {type(value).__name__}")
+    try:
+        encoded = value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"{type(owner).__name__}.{field} is not encodable as UTF-8: {exc}"
+        ) from exc
+    if len(encoded) > limit:
+        raise ValueError(
+            f"{type(owner).__name__}.{field} is {len(encoded)} bytes in UTF-8, limit {limit}"
+        )
+    return encoded
+
+
+# --------------------------------------------------------------------------------------------
+# Messages
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CertRequest:
+    """Client -> server: sign certificates for this device.
+
+    Body (218 + n bytes)::
+
+        0    signer_id            2    signer id (as in the compressed cert / cert info)
+        2    signer_key_id       20    SHA-1 key id of the signer public key (04||X||Y)
+        22   device_template_id   1    0..15
+        23   signer_template_id   1    0..15
+        24   chain_id             1    0..15
+        25   config_zone        128    the device's config zone as read after locking
+        153  device_public_key   64    X||Y of the device key (GenKey)
+        217  station_id_length    1    n = 0..64 (0 = no station id)
+        218  station_id           n    UTF-8
+    """
+
+    signer_id: bytes
+    signer_key_id: bytes
+    device_template_id: int
+    signer_template_id: int
+    chain_id: int
+    config_zone: bytes
+    device_public_key: bytes
+    station_id: str | None = None
+
+    def __post_init__(self) -> None:
+        signer_id = _as_bytes(self, "signer_id", self.signer_id)
+        _check_size(self, "signer_id", signer_id, SIGNER_ID_SIZE)
+        key_id = _as_bytes(self, "signer_key_id", self.signer_key_id)
+        _check_size(self, "signer_key_id", key_id, KEY_ID_SIZE)
+        for name in ("device_template_id", "signer_template_id", "chain_id"):
+            _check_template_id(self, name, getattr(self, name))
+        config = _as_bytes(self, "config_zone", self.config_zone)
+        _check_size(self, "config_zone", config, CONFIG_ZONE_SIZE)
+        pub = _as_bytes(self, "device_public_key", self.device_public_key)
+        _check_size(self, "device_public_key", pub, PUBLIC_KEY_SIZE)
+        if self.station_id is not None:
+            _check_text(self, "station_id", self.station_id, MAX_STATION_ID_BYTES)
+            if self.station_id == "":
+                object.__setattr__(self, "station_id", None)
+
+    @property
+    def device_serial_number(self) -> bytes:
+        """The 9-byte device serial number: config bytes 0-3 and 8-12."""
+        return self.config_zone[0:4] + self.config_zone[8:13]
+
+
+@dataclass(frozen=True)
+class CertReply:
+    """Server -> client: the signed certificates.
+
+    Body (6 + a + b + c bytes)::
+
+        0      device_cert_length  u16 BE  a = 1..4096
+        2      device_cert         a       DER
+        2+a    signer_cert_length  u16 BE  b = 1..4096
+        4+a    signer_cert         b       DER
+        4+a+b  root_cert_length    u16 BE  c = 0..4096 (0 = no root certificate)
+        6+a+b  root_cert           c       DER
+    """
+
+    device_cert: bytes
+    signer_cert: bytes
+    root_cert: bytes | None = None
+
+    def __post_init__(self) -> None:
+        _check_cert(self, "device_cert", _as_bytes(self, "device_cert", self.device_cert))
+        _check_cert(self, "signer_cert", _as_bytes(self, "signer_cert", self.signer_cert))
+        if self.root_cert is not None:
+            _check_cert(self, "root_cert", _as_bytes(self, "root_cert", self.root_cert))
+
+
+@dataclass(frozen=True)
+class ErrorReply:
+    """Server -> client: the request was refused or failed.
+
+    Body (4 + n bytes)::
+
+        0  code            u16 BE  a ReturnCode other than SUCCESS
+        2  message_length  u16 BE  n = 0..1024
+        4  message         n       UTF-8, for the operator
+    """
+
+    code: ReturnCode
+    message: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.code, ReturnCode):
+            raise TypeError(f"ErrorReply.code must be a ReturnCode, got {self.code!r}")
+        if self.code is ReturnCode.SUCCESS:
+            raise ValueError("ErrorReply.code cannot be SUCCESS")
+        _check_text(self, "message", self.message, MAX_ERROR_MESSAGE_BYTES)
+
+    def to_exception(self) -> ServerError:
+        """The exception a client raises for this reply."""
+        return ServerError(self.code, self.message)
+
+
+Message = Union[CertRequest, CertReply, ErrorReply]  # noqa: UP007 - a runtime alias on 3.10
+
+
+# --------------------------------------------------------------------------------------------
+# Encoding
+# --------------------------------------------------------------------------------------------
+def _encode_body(msg: Message) -> tuple[MessageType, bytes]:
+    if isinstance(msg, CertRequest):
+        station = b"" if msg.station_id is None else msg.station_id.encode("utf-8")
+        body = b"".join(
+            (
+                msg.signer_id,
+                msg.signer_key_id,
+                bytes((msg.device_template_id, msg.signer_template_id, msg.chain_id)),
+                msg.config_zone,
+                msg.device_public_key,
+                bytes((len(station),)),
+                station,
+            )
+        )
+        return MessageType.CERT_REQUEST, body
+    if isinstance(msg, CertReply):
+        parts = []
+        for cert in (msg.device_cert, msg.signer_cert, msg.root_cert or b""):
+            parts.append(len(cert).to_bytes(2, "big"))
+            parts.append(cert)
+        return MessageType.CERT_REPLY, b"".join(parts)
+    if isinstance(msg, ErrorReply):
+        text = msg.message.encode("utf-8")
+        body = msg.code.to_bytes(2, "big") + len(text).to_bytes(2, "big") + text
+        return MessageType.ERROR_REPLY, body
+    raise TypeError(f"not a protocol message: {type(msg).__name__}")
+
+
+def encode(msg: Message) -> bytes:
+    """The complete wire form (header + body) of a message."""
+    msg_type, body = _encode_body(msg)
+    if len(body) > MAX_BODY_SIZE:  # cannot happen with the field limits; kept as a guard
+        raise ValueError(f"{_TYPE_NAMES[msg_type]} body is {len(body)} bytes > {MAX_BODY_SIZE}")
+    return Header(PROTOCOL_VERSION, msg_type, 0, len(body)).to_bytes() + body
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding (peer bytes: ProtocolError only)
+# --------------------------------------------------------------------------------------------
+class _Cursor:
+    def __init__(self, body: bytes, what: str) -> None:
+        self.body = body
+        self.pos = 0
+        self.what = what
+
+    def fail(self, text: str) -> ProtocolError:
+        return ProtocolError(ReturnCode.MALFORMED_BODY, f"{self.what} body: {text}")
+
+    def take(self, count: int, field: str) -> bytes:
+        left = len(self.body) - self.pos
+        if count > left:
+            raise self.fail(
+                f"truncated in field {field} at byte {self.pos}: need {count} bytes, {left} left"
+            )
+        out = self.body[self.pos : self.pos + count]
+        self.pos += count
+        return out
+
+    def u8(self, field: str) -> int:
+        return self.take(1, field)[0]
+
+    def u16(self, field: str) -> int:
+        return int.from_bytes(self.take(2, field), "big")
+
+    def text(self, count: int, field: str) -> str:
+        start = self.pos
+        raw = self.take(count, field)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise self.fail(
+                f"field {field} (bytes {start}..{start + count - 1}) is not valid UTF-8:"
+                f" byte {start + exc.start} ({raw[exc.start]:#04x}) {exc.reason}"
+            ) from None
+
+    def end(self) -> None:
+        if self.pos != len(self.body):
+            raise self.fail(
+                f"{len(self.body) - self.pos} trailing bytes after the last field"
+                f" (expected {self.pos} bytes, got {len(self.body)})"
+            )
+
+
+def _decode_cert_request(cur: _Cursor) -> CertRequest:
+    signer_id = cur.take(SIGNER_ID_SIZE, "signer_id")
+    key_id = cur.take(KEY_ID_SIZE, "signer_key_id")
+    ids = {}
+    for name in ("device_template_id", "signer_template_id", "chain_id"):
+        pos = cur.pos
+        value = cur.u8(name)
+        if value > MAX_TEMPLATE_ID:
+            raise cur.fail(f"field {name} at byte {pos} is {value}, expected 0..{MAX_TEMPLATE_ID}")
+        ids[name] = value
+    config = cur.take(CONFIG_ZONE_SIZE, "config_zone")
+    pub = cur.take(PUBLIC_KEY_SIZE, "device_public_key")
+    pos = cur.pos
+    station_len = cur.u8("station_id_length")
+    if station_len > MAX_STATION_ID_BYTES:
+        raise cur.fail(
+            f"field station_id_length at byte {pos} is {station_len}, limit {MAX_STATION_ID_BYTES}"
+        )
+    station = cur.text(station_len, "station_id") if station_len else None
+    cur.end()
+    return CertRequest(
+        signer_id=signer_id,
+        signer_key_id=key_id,
+        device_template_id=ids["device_template_id"],
+        signer_template_id=ids["signer_template_id"],
+        chain_id=ids["chain_id"],
+        config_zone=config,
+        device_public_key=pub,
+        station_id=station,
+    )
+
+
+def _decode_cert_reply(cur: _Cursor) -> CertReply:
+    certs: list[bytes | None] = []
+    for field, optional in (("device_cert", False), ("signer_cert", False), ("root_cert", True)):
+        pos = cur.pos
+        length = cur.u16(f"{field}_length")
+        if length == 0 and not optional:
+            raise cur.fail(f"field {field}_length at byte {pos} is 0, a certificate is required")
+        if length > MAX_CERT_SIZE:
+            raise cur.fail(f"field {field}_length at byte {pos} is {length}, limit {MAX_CERT_SIZE}")
+        start = cur.pos
+        der = cur.take(length, field)
+        if length == 0:
+            certs.append(None)
+            continue
+        problem = _der_problem(der)
+        if problem is not None:
+            raise cur.fail(f"field {field} (bytes {start}..{start + length - 1}): {problem}")
+        certs.append(der)
+    cur.end()
+    device, signer, root = certs
+    assert device is not None and signer is not None
+    return CertReply(device_cert=device, signer_cert=signer, root_cert=root)
+
+
+def _decode_error_reply(cur: _Cursor) -> ErrorReply:
+    code_value = cur.u16("code")
+    code = ReturnCode.from_value(code_value)
+    if code is None or code is ReturnCode.SUCCESS:
+        raise cur.fail(f"field code at byte 0 is 0x{code_value:04X}, not a known error return code")
+    pos = cur.pos
+    length = cur.u16("message_length")
+    if length > MAX_ERROR_MESSAGE_BYTES:
+        raise cur.fail(
+            f"field message_length at byte {pos} is {length}, limit {MAX_ERROR_MESSAGE_BYTES}"
+        )
+    text = cur.text(length, "message")
+    cur.end()
+    return ErrorReply(code=code, message=text)
+
+
+def decode(header: Header, body: bytes) -> Message:
+    """Decode the body of a message whose header :func:`parse_header` accepted.
+
+    Raises :class:`ProtocolError` (MALFORMED_BODY) if ``body`` is not exactly
+    ``header.body_length`` bytes or does not decode as the header's message type.
+    """
+    raw = bytes(body)
+    what = _TYPE_NAMES[header.msg_type]
+    if len(raw) != header.body_length:
+        raise ProtocolError(
+            ReturnCode.MALFORMED_BODY,
+            f"{what}: header announces {header.body_length} body bytes, got {len(raw)}",
+        )
+    cur = _Cursor(raw, what)
+    if header.msg_type is MessageType.CERT_REQUEST:
+        return _decode_cert_request(cur)
+    if header.msg_type is MessageType.CERT_REPLY:
+        return _decode_cert_reply(cur)
+    return _decode_error_reply(cur)
+
+
+def message_type_of(msg: Message) -> MessageType:
+    """The header type byte for a message object."""
+    return _encode_body(msg)[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Incremental reader
+# --------------------------------------------------------------------------------------------
+class MessageReader:
+    """Turns a byte stream into messages: ``feed(bytes)``, then ``next_message()`` until None.
+
+    ``accept`` limits the message types this side expects (a server passes
+    ``{MessageType.CERT_REQUEST}``); another type is refused with UNKNOWN_MESSAGE_TYPE as soon as
+    its header arrives. At most ``max_buffer`` unconsumed bytes are held (default: two maximal
+    messages; the protocol is request/response, so an honest peer never sends more). Once a
+    :class:`ProtocolError` has been raised, every later call raises it again.
+    """
+
+    def __init__(
+        self,
+        accept: Iterable[MessageType] | None = None,
+        *,
+        max_body_size: int = MAX_BODY_SIZE,
+        max_buffer: int | None = None,
+    ) -> None:
+        if not 0 <= max_body_size <= MAX_BODY_SIZE:
+            raise ValueError(f"max_body_size must be 0..{MAX_BODY_SIZE}, got {max_body_size}")
+        self._accept = None if accept is None else frozenset(MessageType(t) for t in accept)
+        self._max_body = max_body_size
+        self._max_buffer = 2 * (HEADER_SIZE + max_body_size) if max_buffer is None else max_buffer
+        if self._max_buffer < HEADER_SIZE + max_body_size:
+            raise ValueError("max_buffer must hold at least one message of max_body_size")
+        self._buf = bytearray()
+        self._header: Header | None = None
+        self._error: ProtocolError | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet returned as a message."""
+        return len(self._buf)
+
+    @property
+    def failed(self) -> bool:
+        """True once a protocol error has been raised (the connection must be closed)."""
+        return self._error is not None
+
+    def _raise(self, error: ProtocolError) -> ProtocolError:
+        self._error = error
+        return error
+
+    def feed(self, data: bytes) -> None:
+        """Append received bytes. Raises ProtocolError if more than ``max_buffer`` would wait."""
+        if self._error is not None:
+            raise self._error
+        self._buf += data
+        if len(self._buf) > self._max_buffer:
+            self._current_header()  # a bad header is the better diagnosis: raise it first
+            raise self._raise(
+                ProtocolError(
+                    ReturnCode.BODY_TOO_LARGE,
+                    f"receive buffer limit: {len(self._buf) - len(data)} unconsumed bytes plus"
+                    f" {len(data)} new exceed {self._max_buffer}",
+                )
+            )
+
+    def bytes_needed(self) -> int:
+        """How many more bytes complete the message being received (0: one is complete).
+
+        Before the header is complete this counts only the header's missing bytes; after it,
+        the rest of the body. Raises the header's ProtocolError if the header is bad.
+        """
+        if self._error is not None:
+            raise self._error
+        header = self._current_header()
+        if header is None:
+            return HEADER_SIZE - len(self._buf)
+        return max(0, HEADER_SIZE + header.body_length - len(self._buf))
+
+    def _current_header(self) -> Header | None:
+        if self._header is None and len(self._buf) >= HEADER_SIZE:
+            try:
+                header = parse_header(bytes(self._buf[:HEADER_SIZE]), max_body_size=self._max_body)
+            except ProtocolError as exc:
+                raise self._raise(exc) from None
+            if self._accept is not None and header.msg_type not in self._accept:
+                expected = ", ".join(sorted(_TYPE_NAMES[t] for t in self._accept))
+                raise self._raise(
+                    ProtocolError(
+                        ReturnCode.UNKNOWN_MESSAGE_TYPE,
+                        f"header byte 5: message type 0x{header.msg_type:02X}"
+                        f" ({_TYPE_NAMES[header.msg_type]}) not expected here;"
+                        f" expected {expected}",
+                    )
+                )
+            self._header = header
+        return self._header
+
+    def next_message(self) -> Message | None:
+        """The next complete message, or None if more bytes are needed."""
+        if self._error is not None:
+            raise self._error
+        header = self._current_header()
+        if header is None:
+            return None
+        end = HEADER_SIZE + header.body_length
+        if len(self._buf) < end:
+            return None
+        body = bytes(self._buf[HEADER_SIZE:end])
+        try:
+            msg = decode(header, body)
+        except ProtocolError as exc:
+            raise self._raise(exc) from None
+        del self._buf[:end]
+        self._header = None
+        return msg
+
+    def feed_eof(self) -> None:
+        """The peer closed the stream: raise ProtocolError if a message was cut short."""
+        if self._error is not None:
+            raise self._error
+        if self._buf:
+            header = self._current_header()
+            if header is None:
+                detail = f"{len(self._buf)} of the {HEADER_SIZE} header bytes"
+            else:
+                detail = (
+                    f"{len(self._buf)} of {HEADER_SIZE + header.body_length} bytes of a"
+                    f" {_TYPE_NAMES[header.msg_type]}"
+                )
+            raise self._raise(
+                ProtocolError(
+                    ReturnCode.MALFORMED_BODY,
+                    f"connection closed in the middle of a message after {detail}",
+                )
+            )

@@ -1,0 +1,260 @@
+"""Certificate validation: rebuild certificates from a chip, verify the chain, prove the key.
+
+Used by the VALIDATE_CERTS stage, by the check before the data lock, and by :func:`verify`,
+which a line test system can call on any part (provisioned by atcaprov or not) to get a
+:class:`VerifyReport` of locks, config, certificates and the device-key challenge.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+from .atcacert import CertDef, DevZone
+from .atcacert.keys import public_key_bytes, public_key_object, unpad_public_key
+from .atcacert.sn import SnSource
+from .certinfo import CertInfo
+from .config import LOCK_CONFIG_OFFSET, LOCK_VALUE_OFFSET, LOCKED
+from .device import ZONE_CONFIG, ZONE_DATA, ZONE_OTP, Device, slot_size
+from .errors import AtcaprovError
+from .return_codes import ReturnCode, ReturnCodeError
+
+
+class ValidationError(ReturnCodeError):
+    """A certificate or key check failed (code VALIDATION_FAILED or CERT_MISMATCH)."""
+
+    def __init__(self, message: str, code: ReturnCode = ReturnCode.VALIDATION_FAILED) -> None:
+        super().__init__(code, message)
+
+
+def device_serial_number(config: bytes) -> bytes:
+    """The 9-byte serial number held in config bytes 0..3 and 8..12."""
+    return bytes(config[0:4]) + bytes(config[8:13])
+
+
+_ZONE_OF = {DevZone.CONFIG: ZONE_CONFIG, DevZone.OTP: ZONE_OTP, DevZone.DATA: ZONE_DATA}
+
+
+def _read_loc(device: Device, zone: DevZone, slot: int, offset: int, count: int) -> bytes:
+    """Read ``count`` bytes at ``offset`` of a slot/zone with 32-byte block reads."""
+    hw_zone = _ZONE_OF[zone]
+    size = slot_size(slot) if hw_zone == ZONE_DATA else (128 if hw_zone == ZONE_CONFIG else 64)
+    first, last = offset // 32, (offset + count - 1) // 32
+    buf = bytearray()
+    for block in range(first, last + 1):
+        start = block * 32
+        if start + 32 <= size:
+            buf += device.read_zone(hw_zone, slot, block, 0, 32)
+        else:  # the short last block of a slot: 4-byte reads
+            for word in range((size - start) // 4):
+                buf += device.read_zone(hw_zone, slot, block, word, 4)
+    rel = offset - first * 32
+    return bytes(buf[rel : rel + count])
+
+
+def read_public_key(device: Device, cert_def: CertDef) -> bytes:
+    """The certificate's public key as the chip holds it (GenKey public mode or a slot read)."""
+    loc = cert_def.public_key_dev_loc
+    if loc.is_genkey:
+        return device.get_pubkey(loc.slot)
+    raw = _read_loc(device, loc.zone, loc.slot, loc.offset, loc.count)
+    return unpad_public_key(raw) if loc.count == 72 else raw
+
+
+def read_cert(
+    device: Device,
+    cert_def: CertDef,
+    *,
+    ca_public_key: bytes,
+    device_sn: bytes,
+) -> bytes:
+    """Rebuild the full DER certificate of ``cert_def`` from what the chip holds."""
+    comp_loc = cert_def.comp_cert_dev_loc
+    comp = _read_loc(device, comp_loc.zone, comp_loc.slot, comp_loc.offset, 72)
+    public_key = read_public_key(device, cert_def)
+    cert_sn = None
+    if cert_def.sn_source in (SnSource.STORED, SnSource.STORED_DYNAMIC):
+        sn_loc = cert_def.cert_sn_dev_loc
+        cert_sn = _read_loc(device, sn_loc.zone, sn_loc.slot, sn_loc.offset, sn_loc.count)
+    elements = {
+        e.id: _read_loc(device, e.device_loc.zone, e.device_loc.slot, e.device_loc.offset,
+                        e.device_loc.count)
+        for e in cert_def.cert_elements
+        if e.device_loc.present
+    }
+    return cert_def.rebuild(
+        comp,
+        public_key,
+        device_sn,
+        ca_public_key=ca_public_key,
+        cert_sn=cert_sn,
+        element_data=elements or None,
+    )
+
+
+def _verify_signed_by(cert: x509.Certificate, issuer_key: ec.EllipticCurvePublicKey,
+                      what: str) -> None:
+    algo = cert.signature_hash_algorithm
+    if algo is None:
+        raise ValidationError(f"{what}: no signature hash algorithm")
+    try:
+        issuer_key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(algo))
+    except InvalidSignature:
+        raise ValidationError(f"{what}: signature does not verify against its issuer") from None
+
+
+def verify_chain(device_cert_der: bytes, signer_cert_der: bytes, root_cert_der: bytes) -> None:
+    """Check root (self-signed) -> signer -> device signatures and issuer/subject names."""
+    try:
+        root = x509.load_der_x509_certificate(root_cert_der)
+        signer = x509.load_der_x509_certificate(signer_cert_der)
+        device = x509.load_der_x509_certificate(device_cert_der)
+    except ValueError as exc:
+        raise ValidationError(f"certificate does not parse as X.509: {exc}") from exc
+    root_key = root.public_key()
+    signer_key = signer.public_key()
+    if not isinstance(root_key, ec.EllipticCurvePublicKey) or not isinstance(
+        signer_key, ec.EllipticCurvePublicKey
+    ):
+        raise ValidationError("root and signer keys must be EC P-256 keys")
+    _verify_signed_by(root, root_key, "root certificate (self-signed)")
+    _verify_signed_by(signer, root_key, "signer certificate")
+    _verify_signed_by(device, signer_key, "device certificate")
+    if signer.issuer != root.subject:
+        raise ValidationError("signer certificate issuer differs from the root subject")
+    if device.issuer != signer.subject:
+        raise ValidationError("device certificate issuer differs from the signer subject")
+
+
+def key_challenge(device: Device, slot: int, public_key: bytes,
+                  challenge: bytes | None = None) -> None:
+    """Prove the chip holds the private key of ``public_key``: sign a fresh random challenge."""
+    msg = challenge if challenge is not None else os.urandom(32)
+    signature = device.sign(slot, msg)
+    r = int.from_bytes(signature[:32], "big")
+    s = int.from_bytes(signature[32:], "big")
+    try:
+        public_key_object(public_key).verify(
+            utils.encode_dss_signature(r, s), msg, ec.ECDSA(utils.Prehashed(hashes.SHA256()))
+        )
+    except InvalidSignature:
+        raise ValidationError(
+            f"the key in slot {slot} did not sign the challenge for the certificate's public key"
+        ) from None
+
+
+def cert_public_key(cert_der: bytes) -> bytes:
+    """X||Y of a certificate's EC public key."""
+    key = x509.load_der_x509_certificate(cert_der).public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ValidationError("certificate key is not an EC key")
+    return public_key_bytes(key)
+
+
+@dataclass
+class ValidatedCerts:
+    """Certificates rebuilt from a chip and checked."""
+
+    device_cert: bytes
+    signer_cert: bytes
+
+
+def rebuild_and_check(device: Device, cert_info: CertInfo, device_sn: bytes) -> ValidatedCerts:
+    """Rebuild both certificates from the chip and verify the chain up to the cert-info root."""
+    signer_cert = read_cert(
+        device, cert_info.signer_cert_def,
+        ca_public_key=cert_info.root_public_key, device_sn=device_sn,
+    )
+    signer_pub = cert_public_key(signer_cert)
+    device_cert = read_cert(
+        device, cert_info.device_cert_def, ca_public_key=signer_pub, device_sn=device_sn
+    )
+    verify_chain(device_cert, signer_cert, cert_info.root_cert_der)
+    return ValidatedCerts(device_cert, signer_cert)
+
+
+@dataclass
+class Check:
+    """One line of a :class:`VerifyReport`."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify` found on a part."""
+
+    serial_number: str = ""
+    checks: list[Check] = field(default_factory=list)
+    device_cert: bytes | None = None
+    signer_cert: bytes | None = None
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+    def add(self, name: str, ok: bool, detail: str = "") -> None:
+        self.checks.append(Check(name, ok, detail))
+
+    def lines(self) -> list[str]:
+        return [f"{'ok  ' if c.ok else 'FAIL'} {c.name}{': ' + c.detail if c.detail else ''}"
+                for c in self.checks]
+
+
+def verify(device: Device, cert_info: CertInfo, *, expected_config: bytes | None = None) -> (
+        VerifyReport):
+    """Check a part: locks, config (if ``expected_config``), certificates, device key.
+
+    Never raises for what it finds on the part; chip communication failures raise.
+    """
+    report = VerifyReport()
+    config = device.read_config_zone()
+    sn = device_serial_number(config)
+    report.serial_number = sn.hex().upper()
+    report.add("config zone locked", config[LOCK_CONFIG_OFFSET] == LOCKED)
+    report.add("data zone locked", config[LOCK_VALUE_OFFSET] == LOCKED)
+    if expected_config is not None:
+        diff = first_config_difference(config, expected_config)
+        report.add("config zone as expected", diff is None,
+                   "" if diff is None else f"first difference at byte {diff}")
+    if config[LOCK_VALUE_OFFSET] != LOCKED:
+        report.add("certificates", False, "data zone unlocked: certificates cannot be read")
+        return report
+    try:
+        certs = rebuild_and_check(device, cert_info, sn)
+    except AtcaprovError as exc:
+        report.add("certificate chain", False, str(exc))
+        return report
+    report.device_cert, report.signer_cert = certs.device_cert, certs.signer_cert
+    report.add("certificate chain", True, "root -> signer -> device verified")
+    try:
+        key_challenge(device, cert_info.device_cert_def.private_key_slot,
+                      cert_public_key(certs.device_cert))
+    except AtcaprovError as exc:
+        report.add("device key challenge", False, str(exc))
+    else:
+        report.add("device key challenge", True,
+                   f"slot {cert_info.device_cert_def.private_key_slot} signed a random challenge")
+    return report
+
+
+def first_config_difference(
+    actual: bytes, wanted: bytes, *, include_slot_locks: bool = False
+) -> int | None:
+    """First differing byte among the writable config bytes, or None.
+
+    Compares 16..83 and 90..127; with ``include_slot_locks`` also 88..89 (the SlotLocked bits,
+    which change when slots are locked after the data lock).
+    """
+    tail = range(88, 128) if include_slot_locks else range(90, 128)
+    for i in (*range(16, 84), *tail):
+        if actual[i] != wanted[i]:
+            return int(i)
+    return None

@@ -1,0 +1,1 @@
+"""provserver: the provisioning server (asyncio TCP server, signer manager, records, CLI)."""

@@ -1,0 +1,450 @@
+"""``provserver``: the command line of the provisioning server, and the run of one server.
+
+:func:`main` is the click entry point; it turns options into :class:`Settings` and calls
+:func:`run`, which assembles the parts (console and activity log, signer back-ends and manager,
+signer profiles, record store, signing service, TCP server), prints the start sequence of app
+note 8971A section 2.2.1, serves until ESC, Ctrl-C or SIGTERM, and shuts down cleanly
+(``Server stopped.``). :func:`run` takes its console, password source and stop event as
+arguments so that tests can drive a whole server in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import click
+
+from atcaprov.errors import AtcaprovError
+from atcaprov.protocol import MAX_BODY_SIZE
+
+from .console import (
+    Console,
+    ConsoleLogHandler,
+    EnvPasswordSource,
+    NoPasswordSource,
+    PasswordSource,
+    TerminalKeys,
+    TerminalPasswordSource,
+)
+from .manager import SignerManager
+from .paths import DataDir, default_data_dir
+from .records import RecordStore
+from .server import ProvisioningServer, ServerLimits, make_tls_context
+from .signers.base import (
+    SignerBackend,
+    SignerError,
+    available_backends,
+    backend_class,
+    open_backend,
+)
+from .signing import SigningService, build_signing_service
+
+DEFAULT_PORT = 11235
+DEFAULT_HOST = "0.0.0.0"
+
+
+class StartupError(AtcaprovError):
+    """The server cannot start with these settings."""
+
+
+@dataclass
+class Settings:
+    """Everything the command line can set."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    data_dir: Path = field(default_factory=default_data_dir)
+    signers: list[str] = field(default_factory=list)  # empty: automatic choice
+    modules: Path | None = None
+    pkcs11_lib: str | None = None
+    pkcs11_token: str | None = None
+    pem_key: Path | None = None
+    pem_cert: Path | None = None
+    profiles: list[Path] = field(default_factory=list)
+    rescan_interval: float = 2.0
+    limits: ServerLimits = field(default_factory=ServerLimits)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    password_env: str | None = None
+
+    def backend_names(self) -> list[str]:
+        """Back-ends to use: those asked for, else ``hid`` plus every one given options."""
+        if self.signers:
+            return list(dict.fromkeys(self.signers))
+        names = ["hid"]
+        if self.modules is not None:
+            names.append("sim")
+        if self.pkcs11_lib is not None or self.pkcs11_token is not None:
+            names.append("pkcs11")
+        if self.pem_key is not None:
+            names.append("pem")
+        return names
+
+    def backend_options(self, name: str) -> dict[str, Any]:
+        """Keyword options for :func:`open_backend` of back-end ``name``."""
+        if name == "sim":
+            modules = self.modules if self.modules is not None else self.data_dir / "modules"
+            return {"modules": modules}
+        if name == "pem":
+            if self.pem_key is None:
+                raise StartupError("the pem signer back-end needs --pem-key FILE_OR_FOLDER")
+            opts: dict[str, Any] = {"path": self.pem_key}
+            if self.pem_cert is not None:
+                opts["cert"] = self.pem_cert
+            return opts
+        if name == "pkcs11":
+            return {"library": self.pkcs11_lib, "token_label": self.pkcs11_token}
+        return {}
+
+
+def open_backends(settings: Settings, console: Console) -> list[SignerBackend]:
+    """Build the signer back-ends; one that cannot be built is logged and skipped."""
+    backends: list[SignerBackend] = []
+    explicit = bool(settings.signers)
+    for name in settings.backend_names():
+        try:
+            backends.append(open_backend(name, **settings.backend_options(name)))
+        except (SignerError, StartupError, ImportError) as exc:
+            if explicit:
+                raise StartupError(f"signer back-end {name}: {exc}") from exc
+            console.warning(f"Signer back-end {name} not available: {exc}")
+    return backends
+
+
+def _passwords_for(settings: Settings, keys: TerminalKeys | None) -> PasswordSource:
+    if settings.password_env is not None:
+        return EnvPasswordSource(settings.password_env)
+    if keys is not None:
+        return TerminalPasswordSource(keys)
+    return NoPasswordSource()
+
+
+async def run(
+    settings: Settings,
+    *,
+    console: Console,
+    passwords: PasswordSource | None = None,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[ProvisioningServer], None] | None = None,
+    terminal: TerminalKeys | None = None,
+    install_signal_handlers: bool = False,
+    records: RecordStore | None = None,
+) -> None:
+    """Run one server until ``stop`` is set (or a signal / ESC when those are wired).
+
+    ``records`` replaces the file record store (tests); ``on_ready`` is called once the server
+    listens and the first signer scan is done.
+    """
+    stop_event = stop if stop is not None else asyncio.Event()
+    loop = asyncio.get_running_loop()
+    data = DataDir(settings.data_dir).ensure()
+    started = datetime.now()
+    log_path = data.activity_log_path(started)
+    log_file: TextIO = log_path.open("a", encoding="utf-8")
+    console.add_sink(log_file)
+    installed: list[signal.Signals] = []
+    log_handler = ConsoleLogHandler(console, skip=_backend_warnings(settings))
+    logging.getLogger().addHandler(log_handler)
+    manager: SignerManager | None = None
+    server: ProvisioningServer | None = None
+    service: SigningService | None = None
+    try:
+        console.info("Provisioning Server started.")
+        if install_signal_handlers:
+            installed = _install_signal_handlers(loop, stop_event, console)
+        if terminal is not None:
+            terminal.start()
+        tls = None
+        if settings.tls_cert is not None or settings.tls_key is not None:
+            if settings.tls_cert is None or settings.tls_key is None:
+                raise StartupError("TLS needs both --tls-cert and --tls-key")
+            tls = make_tls_context(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+        elif settings.tls_client_ca is not None:
+            raise StartupError("--tls-client-ca needs --tls-cert and --tls-key")
+        backends = open_backends(settings, console)
+        manager = SignerManager(
+            backends,
+            console,
+            passwords if passwords is not None else _passwords_for(settings, terminal),
+            rescan_interval=settings.rescan_interval,
+        )
+        await manager.start()
+        service = build_signing_service(
+            manager=manager,
+            console=console,
+            data_dir=data,
+            profile_dirs=[data.signers, *settings.profiles],
+            records=records,
+        )
+        await service.open()
+        server = ProvisioningServer(
+            service.handle,
+            console,
+            host=settings.host,
+            port=settings.port,
+            limits=settings.limits,
+            tls=tls,
+        )
+        await server.start()
+        await manager.start_scanning()
+        if on_ready is not None:
+            on_ready(server)
+        await stop_event.wait()
+    finally:
+        if server is not None:
+            await server.stop()
+        if manager is not None:
+            await manager.stop()
+        if service is not None:
+            await service.close()
+        if terminal is not None:
+            terminal.stop()
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        logging.getLogger().removeHandler(log_handler)
+        console.info("Server stopped.")
+        console.remove_sink(log_file)
+        log_file.close()
+
+
+def _backend_warnings(settings: Settings) -> frozenset[str]:
+    """The start warnings of the chosen back-ends (printed by the manager, not via logging)."""
+    texts: set[str] = set()
+    for name in settings.backend_names():
+        try:
+            warning = backend_class(name).warning
+        except (SignerError, ImportError):
+            continue  # unknown or unloadable: open_backends reports it
+        if warning:
+            texts.add(warning)
+    return frozenset(texts)
+
+
+def _install_signal_handlers(
+    loop: asyncio.AbstractEventLoop, stop: asyncio.Event, console: Console
+) -> list[signal.Signals]:
+    installed: list[signal.Signals] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not stop.is_set():
+            console.info(f"{sig.name} received, stopping...")
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, on_signal, sig)
+        except (NotImplementedError, RuntimeError):
+            continue  # Windows: Ctrl-C arrives as KeyboardInterrupt (handled in main)
+        installed.append(sig)
+    return installed
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+def _split_names(values: Sequence[str]) -> list[str]:
+    names: list[str] = []
+    for value in values:
+        names.extend(n.strip() for n in value.split(",") if n.strip())
+    known = set(available_backends())
+    for name in names:
+        if name not in known:
+            raise click.BadParameter(
+                f"unknown back-end {name!r}; known: {', '.join(sorted(known))}",
+                param_hint="--signers",
+            )
+    return names
+
+
+_PATH = click.Path(path_type=Path)
+_FILE = click.Path(path_type=Path, exists=True, dir_okay=False)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    default=DEFAULT_PORT,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="TCP port (0: any free port).",
+)
+@click.option(
+    "--data-dir",
+    type=_PATH,
+    default=None,
+    help="Data folder (logs/, certs/, signers/). Default: per-user folder, see docs/server.md.",
+)
+@click.option(
+    "--signers",
+    "signers",
+    multiple=True,
+    metavar="BACKEND[,BACKEND]",
+    help="Signer back-ends to use (sim, hid, pkcs11, pem); repeatable or comma list. "
+    "Default: hid plus every back-end whose options are given.",
+)
+@click.option("--modules", type=_PATH, default=None, help="sim: folder of simulated modules.")
+@click.option("--pkcs11-lib", default=None, help="pkcs11: PKCS#11 library (.so/.dll).")
+@click.option("--pkcs11-token", default=None, help="pkcs11: token label.")
+@click.option("--pem-key", type=_PATH, default=None, help="pem: key file or folder of keys.")
+@click.option("--pem-cert", type=_FILE, default=None, help="pem: signer certificate file.")
+@click.option(
+    "--profiles",
+    type=_PATH,
+    multiple=True,
+    help="Extra folder of signer profiles (besides DATA_DIR/signers); repeatable.",
+)
+@click.option(
+    "--rescan-interval",
+    type=click.FloatRange(min=0.1),
+    default=2.0,
+    show_default=True,
+    help="Seconds between scans for plugged/unplugged signer modules.",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Stations connected at once.",
+)
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(min=0.1),
+    default=300.0,
+    show_default=True,
+    help="Seconds a station may stay silent between requests.",
+)
+@click.option(
+    "--read-timeout",
+    type=click.FloatRange(min=0.1),
+    default=15.0,
+    show_default=True,
+    help="Seconds a station has to finish a message once it started it.",
+)
+@click.option(
+    "--max-body-size",
+    type=click.IntRange(1, MAX_BODY_SIZE),
+    default=MAX_BODY_SIZE,
+    show_default=True,
+    help="Largest message body accepted (bytes).",
+)
+@click.option(
+    "--shutdown-grace",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Seconds requests in progress get to finish at shutdown.",
+)
+@click.option("--tls-cert", type=_FILE, default=None, help="TLS: server certificate (PEM).")
+@click.option("--tls-key", type=_FILE, default=None, help="TLS: server private key (PEM).")
+@click.option(
+    "--tls-client-ca",
+    type=_FILE,
+    default=None,
+    help="TLS: CA of the station certificates; stations without one it signed are refused.",
+)
+@click.option(
+    "--password-env",
+    default=None,
+    metavar="VAR",
+    help="Read signer module passwords from this environment variable instead of prompting.",
+)
+def main(
+    host: str,
+    port: int,
+    data_dir: Path | None,
+    signers: tuple[str, ...],
+    modules: Path | None,
+    pkcs11_lib: str | None,
+    pkcs11_token: str | None,
+    pem_key: Path | None,
+    pem_cert: Path | None,
+    profiles: tuple[Path, ...],
+    rescan_interval: float,
+    max_connections: int,
+    idle_timeout: float,
+    read_timeout: float,
+    max_body_size: int,
+    shutdown_grace: float,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    tls_client_ca: Path | None,
+    password_env: str | None,
+) -> None:
+    """Provisioning Server: signs device certificates for provisioning stations."""
+    settings = Settings(
+        host=host,
+        port=port,
+        data_dir=data_dir if data_dir is not None else default_data_dir(),
+        signers=_split_names(signers),
+        modules=modules,
+        pkcs11_lib=pkcs11_lib,
+        pkcs11_token=pkcs11_token,
+        pem_key=pem_key,
+        pem_cert=pem_cert,
+        profiles=list(profiles),
+        rescan_interval=rescan_interval,
+        limits=ServerLimits(
+            max_connections=max_connections,
+            max_body_size=max_body_size,
+            idle_timeout=idle_timeout,
+            read_timeout=read_timeout,
+            shutdown_grace=shutdown_grace,
+        ),
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        tls_client_ca=tls_client_ca,
+        password_env=password_env,
+    )
+    console = Console(sys.stdout)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        console.plain("Press ESC to quit.")
+    try:
+        asyncio.run(_main_async(settings, console, interactive))
+    except KeyboardInterrupt:
+        console.info("Server stopped.")
+    except AtcaprovError as exc:
+        console.error(f"Server cannot run: {exc}")
+        raise SystemExit(1) from exc
+
+
+async def _main_async(settings: Settings, console: Console, interactive: bool) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    terminal: TerminalKeys | None = None
+    if interactive:
+
+        def on_escape() -> None:
+            loop.call_soon_threadsafe(_escape_pressed, console, stop)
+
+        terminal = TerminalKeys(sys.stdin.fileno(), console, on_escape)
+    with contextlib.suppress(asyncio.CancelledError):
+        await run(
+            settings,
+            console=console,
+            stop=stop,
+            terminal=terminal,
+            install_signal_handlers=True,
+        )
+
+
+def _escape_pressed(console: Console, stop: asyncio.Event) -> None:
+    if not stop.is_set():
+        console.info("ESC pressed, stopping...")
+    stop.set()
+
+
+if __name__ == "__main__":
+    main()

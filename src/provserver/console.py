@@ -1,0 +1,393 @@
+"""The server's console: timestamped lines, the activity log copy, ESC watch and password prompts.
+
+Lines look exactly like the app note's example (local time, level word ``info``, ``warning``
+or ``error``)::
+
+    [2015-11-06 15:51:07, info] Server listening on 0.0.0.0:11235.
+
+:class:`Console` writes each line to the screen and to the activity log (any number of text
+sinks), from any thread. :class:`TerminalKeys` owns the terminal while the server runs: it
+keeps it in no-echo, non-canonical mode (Ctrl-C still raises SIGINT), reports a lone ESC key
+press, and reads passwords without echo through the same reader thread, so that watching for
+ESC never fights with a password prompt. Password sources (:class:`PasswordSource`) are
+injectable: the terminal, an environment variable, or nothing (no terminal: modules stay
+locked).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from enum import Enum
+from typing import Any, Protocol, TextIO
+
+from atcaprov.errors import AtcaprovError
+
+ESC = "\x1b"
+
+
+class ConsoleError(AtcaprovError):
+    """The terminal cannot be put in the mode the console needs."""
+
+
+class Level(str, Enum):
+    """Console level words, as printed between the brackets."""
+
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+def format_line(level: Level, message: str, when: datetime) -> str:
+    """``[YYYY-MM-DD HH:MM:SS, level] message`` (no newline)."""
+    return f"[{when:%Y-%m-%d %H:%M:%S}, {level.value}] {message}"
+
+
+class Console:
+    """Timestamped lines to the screen and to every sink (the activity log), thread-safe.
+
+    ``clock`` gives the local time of each line (injectable for tests). A line printed while a
+    password prompt is on screen is printed on its own line and the prompt is shown again.
+    """
+
+    def __init__(
+        self,
+        out: TextIO | None = None,
+        *,
+        sinks: list[TextIO] | None = None,
+        clock: Callable[[], datetime] = datetime.now,
+    ) -> None:
+        self._out = sys.stdout if out is None else out
+        self._sinks: list[TextIO] = list(sinks or [])
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._prompt: str | None = None
+
+    def add_sink(self, sink: TextIO) -> None:
+        """Also copy every following line to ``sink`` (e.g. the activity log file)."""
+        with self._lock:
+            self._sinks.append(sink)
+
+    def remove_sink(self, sink: TextIO) -> None:
+        with self._lock:
+            if sink in self._sinks:
+                self._sinks.remove(sink)
+
+    def log(self, level: Level, message: str) -> str:
+        """Print one timestamped line and copy it to the sinks; return the line."""
+        with self._lock:
+            line = format_line(level, message, self._clock())
+            self._emit(line)
+            return line
+
+    def info(self, message: str) -> str:
+        return self.log(Level.INFO, message)
+
+    def warning(self, message: str) -> str:
+        return self.log(Level.WARNING, message)
+
+    def error(self, message: str) -> str:
+        return self.log(Level.ERROR, message)
+
+    def plain(self, text: str) -> None:
+        """A line without timestamp (e.g. ``Press ESC to quit.``), also copied to the sinks."""
+        with self._lock:
+            self._emit(text)
+
+    def show_prompt(self, prompt: str) -> None:
+        """Put ``prompt`` on screen (no newline) and remember it until :meth:`end_prompt`."""
+        with self._lock:
+            self._prompt = prompt
+            self._write_screen(prompt)
+
+    def end_prompt(self) -> None:
+        """The prompt was answered: end its screen line."""
+        with self._lock:
+            if self._prompt is not None:
+                self._prompt = None
+                self._write_screen("\n")
+
+    def flush(self) -> None:
+        with self._lock:
+            for sink in self._sinks:
+                sink.flush()
+            self._out.flush()
+
+    def _emit(self, line: str) -> None:
+        if self._prompt is not None:
+            self._write_screen("\n" + line + "\n" + self._prompt)
+        else:
+            self._write_screen(line + "\n")
+        for sink in self._sinks:
+            sink.write(line + "\n")
+            sink.flush()
+
+    def _write_screen(self, text: str) -> None:
+        self._out.write(text)
+        self._out.flush()
+
+
+class ConsoleLogHandler(logging.Handler):
+    """Forwards Python ``logging`` records (from back-ends, libraries) to a :class:`Console`.
+
+    Messages listed in ``skip`` are dropped (e.g. a back-end warning the manager already
+    prints at its place in the start sequence).
+    """
+
+    def __init__(
+        self, console: Console, level: int = logging.WARNING, skip: frozenset[str] = frozenset()
+    ) -> None:
+        super().__init__(level)
+        self._console = console
+        self._skip = skip
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message in self._skip:
+            return
+        if record.levelno >= logging.ERROR:
+            self._console.error(message)
+        elif record.levelno >= logging.WARNING:
+            self._console.warning(message)
+        else:
+            self._console.info(message)
+
+
+# --------------------------------------------------------------------------------------------
+# Password sources
+# --------------------------------------------------------------------------------------------
+class PasswordSource(Protocol):
+    """Where signer-module passwords come from.
+
+    ``get(prompt, attempt)`` returns the password to try (``attempt`` counts from 0 for one
+    module) or ``None`` when there is none to try (no terminal, cancelled, or already tried).
+    ``interactive`` tells whether asking again after a wrong password makes sense.
+    """
+
+    interactive: bool
+
+    def get(self, prompt: str, attempt: int) -> str | None: ...
+
+
+class NoPasswordSource:
+    """No way to ask: modules that need a password stay locked."""
+
+    interactive = False
+
+    def get(self, prompt: str, attempt: int) -> str | None:
+        return None
+
+
+class EnvPasswordSource:
+    """The password of every locked module is read from one environment variable (tried once)."""
+
+    interactive = False
+
+    def __init__(self, variable: str, environ: Mapping[str, str] | None = None) -> None:
+        self.variable = variable
+        self._environ = os.environ if environ is None else environ
+
+    def get(self, prompt: str, attempt: int) -> str | None:
+        if attempt > 0:
+            return None
+        return self._environ.get(self.variable)
+
+
+class CallablePasswordSource:
+    """Adapter for a plain ``reader(prompt) -> str | None`` (tests, GUIs)."""
+
+    def __init__(self, reader: Callable[[str], str | None], *, interactive: bool = True) -> None:
+        self._reader = reader
+        self.interactive = interactive
+
+    def get(self, prompt: str, attempt: int) -> str | None:
+        return self._reader(prompt)
+
+
+# --------------------------------------------------------------------------------------------
+# Terminal: ESC watch and hidden password input through one reader thread
+# --------------------------------------------------------------------------------------------
+_POLL_S = 0.1
+_ESC_SEQUENCE_WAIT_S = 0.05
+
+
+class TerminalKeys:
+    """Reads keys from a terminal file descriptor in a thread.
+
+    While no prompt is active, a lone ESC (not the start of an arrow-key sequence) calls
+    ``on_escape``. :meth:`read_password` shows a prompt through ``console`` and collects a line
+    without echo (Backspace erases, Ctrl-U clears, Enter ends, ESC cancels and quits). The
+    terminal mode is restored by :meth:`stop`.
+    """
+
+    def __init__(self, fd: int, console: Console, on_escape: Callable[[], None]) -> None:
+        self._fd = fd
+        self._console = console
+        self._on_escape = on_escape
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._saved: list[Any] | None = None
+        self._lock = threading.Lock()
+        self._buffer: bytearray | None = None
+        self._answer: bytes | None = None
+        self._answered = threading.Event()
+        self._prompt_lock = threading.Lock()
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        """Switch the terminal to no-echo key mode and start the reader thread."""
+        self._enter_key_mode()
+        self._thread = threading.Thread(target=self._run, name="provserver-keys", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the reader thread, cancel a pending prompt and restore the terminal."""
+        self._stop.set()
+        self._finish_prompt(None)
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        self._leave_key_mode()
+
+    # -- password ---------------------------------------------------------------------------
+    def read_password(self, prompt: str, timeout: float | None = None) -> str | None:
+        """Show ``prompt`` and read one hidden line; ``None`` if cancelled, stopped or timed out."""
+        with self._prompt_lock:
+            if self._stop.is_set():
+                return None
+            with self._lock:
+                self._buffer = bytearray()
+                self._answer = None
+                self._answered.clear()
+            self._console.show_prompt(prompt)
+            deadline = None if timeout is None else time.monotonic() + timeout
+            try:
+                while not self._answered.wait(_POLL_S):
+                    if self._stop.is_set():
+                        break
+                    if deadline is not None and time.monotonic() >= deadline:
+                        break
+            finally:
+                self._console.end_prompt()
+            with self._lock:
+                answer, self._answer, self._buffer = self._answer, None, None
+            if answer is None:
+                return None
+            return answer.decode("utf-8", errors="replace")
+
+    # -- reader thread ----------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            data = self._read_available(_POLL_S)
+            if data:
+                self._handle(data)
+
+    def _handle(self, data: bytes) -> None:
+        i = 0
+        while i < len(data):
+            byte = data[i]
+            i += 1
+            if byte == 0x1B:
+                rest = data[i:] if i < len(data) else self._read_available(_ESC_SEQUENCE_WAIT_S)
+                if rest:
+                    return  # an escape sequence (arrow key...), not a lone ESC: ignore it
+                self._finish_prompt(None)
+                self._on_escape()
+                continue
+            with self._lock:
+                buffer = self._buffer
+                if buffer is None:
+                    continue  # typing outside a prompt is ignored
+                if byte in (0x0D, 0x0A):
+                    answer = bytes(buffer)
+                    self._answer = answer
+                    self._answered.set()
+                elif byte in (0x7F, 0x08):
+                    if buffer:
+                        del buffer[-1]
+                elif byte == 0x15:  # Ctrl-U
+                    buffer.clear()
+                elif byte >= 0x20:
+                    buffer.append(byte)
+
+    def _finish_prompt(self, answer: bytes | None) -> None:
+        with self._lock:
+            if self._buffer is not None:
+                self._answer = answer
+                self._answered.set()
+
+    # -- platform parts ---------------------------------------------------------------------
+    if sys.platform == "win32":
+
+        def _enter_key_mode(self) -> None:
+            return None
+
+        def _leave_key_mode(self) -> None:
+            return None
+
+        def _read_available(self, timeout: float) -> bytes:
+            import msvcrt
+
+            deadline = time.monotonic() + timeout
+            out = bytearray()
+            while True:
+                while msvcrt.kbhit():
+                    out += msvcrt.getwch().encode("utf-8")
+                if out or time.monotonic() >= deadline:
+                    return bytes(out)
+                time.sleep(0.02)
+
+    else:
+
+        def _enter_key_mode(self) -> None:
+            import termios
+
+            try:
+                attrs = termios.tcgetattr(self._fd)
+            except termios.error as exc:
+                raise ConsoleError(f"fd {self._fd} is not a terminal: {exc}") from exc
+            self._saved = [list(a) if isinstance(a, list) else a for a in attrs]
+            new = termios.tcgetattr(self._fd)
+            new[3] &= ~(termios.ICANON | termios.ECHO)  # lflags; ISIG kept: Ctrl-C works
+            new[6][termios.VMIN] = 1
+            new[6][termios.VTIME] = 0
+            termios.tcsetattr(self._fd, termios.TCSANOW, new)
+
+        def _leave_key_mode(self) -> None:
+            import termios
+
+            if self._saved is not None:
+                try:
+                    termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved)
+                except termios.error:
+                    self._console.warning("Could not restore the terminal mode.")
+                self._saved = None
+
+        def _read_available(self, timeout: float) -> bytes:
+            import select
+
+            try:
+                ready, _, _ = select.select([self._fd], [], [], timeout)
+                if not ready:
+                    return b""
+                return os.read(self._fd, 256)
+            except OSError:
+                # The terminal went away (hang-up): stop watching it.
+                self._stop.set()
+                return b""
+
+
+class TerminalPasswordSource:
+    """Passwords typed on the terminal through :class:`TerminalKeys` (asked again when wrong)."""
+
+    interactive = True
+
+    def __init__(self, keys: TerminalKeys) -> None:
+        self._keys = keys
+
+    def get(self, prompt: str, attempt: int) -> str | None:
+        return self._keys.read_password(prompt)

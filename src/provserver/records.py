@@ -1,0 +1,243 @@
+"""The server's record keeping: what a signing record holds and the store interface.
+
+Every answered certificate request leaves one :class:`SigningRecord` (signed or refused) in a
+:class:`RecordStore`. A signing also stores the device and signer certificates. The interface is
+small so that back-ends can be swapped: :class:`provserver.records_file.FileRecordStore` keeps
+the app note's layout (a tab-separated signing log and a certs folder, section 2.3); a database
+back-end can follow. :class:`MemoryRecordStore` keeps everything in lists (tests, dry runs).
+
+Contract of every back-end: ``log_signing`` returns only when the record and the certificates
+are durable (on disk and synced); if it raises, nothing may be assumed stored and the server
+must not send the certificates. ``log_refusal`` has the same durability.
+
+This module also owns the text form of a record (:data:`TSV_COLUMNS`, :func:`sanitize_field`):
+any value may come from a station (its id is free text), so control characters are replaced
+and formula-looking values are neutralised before a row is written.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Literal, TypeVar
+
+from atcaprov.return_codes import ReturnCode, ReturnCodeError
+
+TSV_COLUMNS = (
+    "time",
+    "station",
+    "device_sn",
+    "signer",
+    "cert_sn",
+    "public_key",
+    "result",
+    "reason",
+)
+RESULT_SIGNED = "signed"
+RESULT_REFUSED = "refused"
+MAX_FIELD_CHARS = 512
+_HEX = re.compile(r"[0-9A-Fa-f]*")
+_PEM_CERT = re.compile(
+    r"-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+\n-----END CERTIFICATE-----\n"
+)
+
+
+_Store = TypeVar("_Store", bound="RecordStore")
+
+
+class RecordStoreError(ReturnCodeError):
+    """The store could not make a record durable, or is not open (code SERVER_ERROR)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ReturnCode.SERVER_ERROR, message)
+
+
+def utc_timestamp(when: datetime | None = None) -> str:
+    """ISO 8601 UTC with microseconds and ``Z``: ``2026-11-21T05:13:23.123456Z``."""
+    moment = datetime.now(timezone.utc) if when is None else when
+    if moment.tzinfo is None:
+        raise ValueError("utc_timestamp needs an aware datetime (naive times are ambiguous)")
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class SigningRecord:
+    """One answered request, as logged.
+
+    ``device_sn``, ``cert_sn`` and ``public_key`` are hex (empty if unknown, e.g. a refusal
+    before the serial number could be read); ``signer`` names the signer (name and/or serial
+    number); ``reason`` says why a request was refused (or any note for a signing).
+    """
+
+    time: str
+    station: str
+    device_sn: str
+    signer: str
+    cert_sn: str
+    public_key: str
+    result: Literal["signed", "refused"]
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        for name in TSV_COLUMNS:
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                raise TypeError(f"SigningRecord.{name} must be str, got {type(value).__name__}")
+        if self.result not in (RESULT_SIGNED, RESULT_REFUSED):
+            raise ValueError(f"SigningRecord.result must be 'signed' or 'refused': {self.result!r}")
+        for name in ("device_sn", "cert_sn", "public_key"):
+            if not _HEX.fullmatch(getattr(self, name)):
+                raise ValueError(f"SigningRecord.{name} must be hex: {getattr(self, name)!r}")
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        station: str,
+        device_sn: bytes | str,
+        signer: str,
+        result: Literal["signed", "refused"],
+        cert_sn: bytes | str = "",
+        public_key: bytes | str = "",
+        reason: str = "",
+        when: datetime | None = None,
+    ) -> SigningRecord:
+        """A record stamped now (or ``when``); bytes values are turned into upper-case hex."""
+
+        def hexed(value: bytes | str) -> str:
+            return value.hex().upper() if isinstance(value, bytes) else value
+
+        return cls(
+            time=utc_timestamp(when),
+            station=station,
+            device_sn=hexed(device_sn),
+            signer=signer,
+            cert_sn=hexed(cert_sn),
+            public_key=hexed(public_key),
+            result=result,
+            reason=reason,
+        )
+
+    def row(self) -> list[str]:
+        """The sanitised TSV values in :data:`TSV_COLUMNS` order."""
+        return [sanitize_field(getattr(self, name)) for name in TSV_COLUMNS]
+
+
+def sanitize_field(value: str) -> str:
+    """A value safe for one TSV cell.
+
+    Control characters (tab, CR, LF, ...) and Unicode line/paragraph separators become one
+    space each, runs of spaces are collapsed and the ends stripped; a value starting with ``=``,
+    ``+``, ``-`` or ``@`` (a spreadsheet formula) gets a leading apostrophe; values are cut to
+    :data:`MAX_FIELD_CHARS` characters (with a trailing ``…``).
+    """
+    chars = [" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in value]
+    text = re.sub(" {2,}", " ", "".join(chars)).strip()
+    if text[:1] in ("=", "+", "-", "@"):
+        text = "'" + text
+    if len(text) > MAX_FIELD_CHARS:
+        text = text[: MAX_FIELD_CHARS - 1] + "…"
+    return text
+
+
+def normalize_pem_certificate(pem: str, what: str) -> str:
+    """One PEM certificate with ``\\n`` line ends and a final newline, or ValueError."""
+    if not isinstance(pem, str):
+        raise TypeError(f"{what} must be a PEM str, got {type(pem).__name__}")
+    text = pem.replace("\r\n", "\n").strip() + "\n"
+    if not _PEM_CERT.fullmatch(text):
+        raise ValueError(f"{what} is not one PEM certificate (BEGIN/END CERTIFICATE)")
+    return text
+
+
+class RecordStore(ABC):
+    """Where signing and refusal records go. Use ``async with store:`` or open()/close()."""
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Prepare the store (create files, recover from an earlier crash)."""
+
+    @abstractmethod
+    async def log_signing(
+        self, record: SigningRecord, device_cert_pem: str, signer_cert_pem: str
+    ) -> None:
+        """Store a signing and its two certificates; return once durable.
+
+        Raises :class:`RecordStoreError` if the record could not be made durable (then the
+        certificates must not be sent), ``ValueError`` for a record that is not a signing or
+        PEM text that is not one certificate (a bug in the caller).
+        """
+
+    @abstractmethod
+    async def log_refusal(self, record: SigningRecord) -> None:
+        """Store a refusal; return once durable. Raises :class:`RecordStoreError`."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Wait for pending records, make everything durable and release the store."""
+
+    async def __aenter__(self: _Store) -> _Store:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+def check_signing_args(
+    record: SigningRecord, device_cert_pem: str, signer_cert_pem: str
+) -> tuple[str, str]:
+    """Caller checks shared by back-ends; returns the normalised PEM texts."""
+    if record.result != RESULT_SIGNED:
+        raise ValueError(f"log_signing needs a 'signed' record, got {record.result!r}")
+    if not re.fullmatch(r"[0-9A-Fa-f]{2,64}", record.device_sn):
+        raise ValueError(
+            f"a signing record needs the device serial number in hex: {record.device_sn!r}"
+        )
+    return (
+        normalize_pem_certificate(device_cert_pem, "device_cert_pem"),
+        normalize_pem_certificate(signer_cert_pem, "signer_cert_pem"),
+    )
+
+
+def check_refusal_args(record: SigningRecord) -> None:
+    if record.result != RESULT_REFUSED:
+        raise ValueError(f"log_refusal needs a 'refused' record, got {record.result!r}")
+
+
+@dataclass
+class MemoryRecordStore(RecordStore):
+    """Keeps records in memory (nothing durable): for tests and dry runs."""
+
+    signings: list[tuple[SigningRecord, str, str]] = field(default_factory=list)
+    refusals: list[SigningRecord] = field(default_factory=list)
+    is_open: bool = False
+
+    async def open(self) -> None:
+        self.is_open = True
+
+    async def log_signing(
+        self, record: SigningRecord, device_cert_pem: str, signer_cert_pem: str
+    ) -> None:
+        device, signer = check_signing_args(record, device_cert_pem, signer_cert_pem)
+        if not self.is_open:
+            raise RecordStoreError("record store is not open")
+        self.signings.append((record, device, signer))
+
+    async def log_refusal(self, record: SigningRecord) -> None:
+        check_refusal_args(record)
+        if not self.is_open:
+            raise RecordStoreError("record store is not open")
+        self.refusals.append(record)
+
+    async def close(self) -> None:
+        self.is_open = False

@@ -1,0 +1,301 @@
+"""The signer interface of the provisioning server and the registry of its back-ends.
+
+A *signer module* holds one signer CA private key (in a secure chip, an HSM token, or, for
+development only, a file) together with its signer certificate. The server signs device
+certificates with it through :meth:`SignerModule.sign_digest`. A *back-end* finds modules
+(:meth:`SignerBackend.scan` returns the locations present now; the server's manager diffs two
+scans to see modules plugged in or removed) and opens them. Back-ends register under the name the
+CLI uses (``sim``, ``hid``, ``pkcs11``, ``pem``) with :func:`register_backend`, and
+:func:`open_backend` builds one from its name and options, as python-can does with its
+interfaces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, ClassVar, TypeVar
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from atcaprov.errors import AtcaprovError
+
+DIGEST_SIZE = 32
+SIGNATURE_SIZE = 64
+PUBLIC_KEY_SIZE = 64
+SIGNER_ID_SIZE = 2
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------
+class SignerError(AtcaprovError):
+    """Root of the signer back-end errors."""
+
+
+class UnknownBackendError(SignerError):
+    """No back-end is registered under the name asked for."""
+
+
+class SignerConfigError(SignerError):
+    """A back-end option is missing or wrong (path, library, label...)."""
+
+
+class SignerIdentityError(SignerError):
+    """A signer certificate that cannot serve as signer identity (not DER, not P-256...)."""
+
+
+class SignerFormatError(SignerError):
+    """A module whose stored contents do not follow the signer module layout."""
+
+
+class SignerLockedError(SignerError):
+    """The module is password protected and has not been unlocked."""
+
+
+class WrongPasswordError(SignerError):
+    """The module refused the password (checked by the module itself)."""
+
+
+class SignerUnavailableError(SignerError):
+    """The module stopped answering (removed, powered off, transport failure)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Identity
+# --------------------------------------------------------------------------------------------
+_SIGNER_ID_IN_CN = re.compile(r"([0-9A-F]{4})$")
+
+
+@dataclass(frozen=True)
+class SignerIdentity:
+    """Who a signer module is: its serial, its name and its signer certificate.
+
+    ``module_sn`` is the chip serial number in uppercase hex for chip modules, the token serial
+    for PKCS#11 tokens and the key fingerprint for PEM files. The certificate must be DER with
+    a P-256 public key (checked on construction).
+    """
+
+    module_sn: str
+    name: str
+    signer_cert_der: bytes
+
+    def __post_init__(self) -> None:
+        cert = self.certificate  # raises SignerIdentityError for anything unusable
+        key = cert.public_key()
+        if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(
+            key.curve, ec.SECP256R1
+        ):
+            raise SignerIdentityError(
+                f"signer certificate of {self.name!r}: public key is "
+                f"{type(key).__name__}, expected an EC P-256 key"
+            )
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        """The signer certificate, parsed."""
+        try:
+            return x509.load_der_x509_certificate(self.signer_cert_der)
+        except ValueError as exc:
+            head = self.signer_cert_der[:8].hex()
+            raise SignerIdentityError(
+                f"signer certificate of {self.name!r} is not a DER X.509 certificate "
+                f"({len(self.signer_cert_der)} bytes starting {head}): {exc}"
+            ) from exc
+
+    @property
+    def public_key(self) -> bytes:
+        """The signer public key as 64 bytes X‖Y (big-endian), from the certificate."""
+        key = self.certificate.public_key()
+        assert isinstance(key, ec.EllipticCurvePublicKey)  # checked in __post_init__
+        return public_key_xy(key)
+
+    @property
+    def key_id(self) -> bytes:
+        """SHA1(04‖X‖Y), 20 bytes: the subject key id atcacert puts in the certificates."""
+        return hashlib.sha1(b"\x04" + self.public_key).digest()
+
+    @property
+    def signer_id(self) -> bytes:
+        """The 2-byte signer id.
+
+        Taken from the signer certificate's subject common name when it ends in 4 uppercase hex
+        digits (where atcacert signer templates place it, e.g. ``Example Signer C48B``);
+        otherwise the first 2 bytes of :attr:`key_id` (such a certificate cannot be rebuilt by
+        an atcacert signer definition that expects the id in the name).
+        """
+        found = signer_id_from_certificate(self.certificate)
+        return found if found is not None else self.key_id[:SIGNER_ID_SIZE]
+
+
+def public_key_xy(key: ec.EllipticCurvePublicKey) -> bytes:
+    """64-byte X‖Y of a P-256 public key."""
+    numbers = key.public_numbers()
+    return numbers.x.to_bytes(32, "big") + numbers.y.to_bytes(32, "big")
+
+
+def signer_id_from_certificate(cert: x509.Certificate) -> bytes | None:
+    """The signer id written as the last 4 hex digits of the subject CN, if it is there."""
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if not names:
+        return None
+    value = names[0].value
+    text = value if isinstance(value, str) else value.decode("utf-8", "replace")
+    match = _SIGNER_ID_IN_CN.search(text)
+    return bytes.fromhex(match.group(1)) if match else None
+
+
+def check_digest(digest: bytes) -> bytes:
+    """Return ``digest`` as bytes if it is 32 bytes long, else raise SignerError."""
+    if not isinstance(digest, (bytes, bytearray)) or len(digest) != DIGEST_SIZE:
+        got = f"{len(digest)} bytes" if isinstance(digest, (bytes, bytearray)) else repr(digest)
+        raise SignerError(f"sign_digest needs a {DIGEST_SIZE}-byte digest, got {got}")
+    return bytes(digest)
+
+
+# --------------------------------------------------------------------------------------------
+# Module and back-end interfaces
+# --------------------------------------------------------------------------------------------
+_M = TypeVar("_M", bound="SignerModule")
+
+
+class SignerModule(ABC):
+    """One open signer module.
+
+    ``sign_digest`` blocks (the server runs it in a worker thread) and is not re-entrant: the
+    caller serialises operations on one module.
+    """
+
+    identity: SignerIdentity
+    backend: str
+    location: str
+
+    @property
+    @abstractmethod
+    def password_protected(self) -> bool:
+        """True if the module needs a password before it signs."""
+
+    @property
+    def needs_password(self) -> bool:
+        """True while the module is protected and not unlocked."""
+        return self.password_protected and not self.unlocked
+
+    @property
+    @abstractmethod
+    def unlocked(self) -> bool:
+        """True once a correct password was given (always True for unprotected modules)."""
+
+    @abstractmethod
+    def unlock(self, password: str) -> None:
+        """Check ``password`` with the module; raise WrongPasswordError if it refuses it.
+
+        The password itself is never stored or logged.
+        """
+
+    @abstractmethod
+    def sign_digest(self, digest: bytes) -> bytes:
+        """ECDSA P-256 signature r‖s (64 bytes) of a 32-byte digest.
+
+        Raises SignerLockedError if a password is needed, SignerUnavailableError if the module
+        stopped answering.
+        """
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the module. Idempotent."""
+
+    def __enter__(self: _M) -> _M:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "locked" if self.needs_password else "ready"
+        return (
+            f"<{type(self).__name__} {self.backend}:{self.location} "
+            f"sn={self.identity.module_sn} name={self.identity.name!r} {state}>"
+        )
+
+
+class SignerBackend(ABC):
+    """A source of signer modules of one kind."""
+
+    name: ClassVar[str] = ""
+    #: A text the server prints at start when this back-end is in use (None: nothing to say).
+    warning: ClassVar[str | None] = None
+
+    @abstractmethod
+    def scan(self) -> set[str]:
+        """Locations of the modules present now (stable keys: the manager diffs them)."""
+
+    @abstractmethod
+    def open(self, location: str) -> SignerModule:
+        """Open the module at ``location`` (one of :meth:`scan`'s)."""
+
+    def close(self) -> None:  # noqa: B027 - optional for back-ends holding nothing
+        """Release what the back-end holds (libraries, sessions). Idempotent."""
+
+
+_B = TypeVar("_B", bound=SignerBackend)
+
+_REGISTRY: dict[str, type[SignerBackend]] = {}
+# Built-in back-ends, imported on first use (so python-pkcs11 or hidapi load only when asked).
+_BUILTIN: dict[str, str] = {
+    "pem": "provserver.signers.pem",
+    "pkcs11": "provserver.signers.pkcs11",
+    "sim": "provserver.signers.sim",
+    "hid": "provserver.signers.hid",
+}
+
+
+def register_backend(name: str) -> Callable[[type[_B]], type[_B]]:
+    """Class decorator: make a back-end available to :func:`open_backend` under ``name``."""
+
+    def deco(cls: type[_B]) -> type[_B]:
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def backend_class(name: str) -> type[SignerBackend]:
+    """The back-end class registered under ``name`` (importing built-ins on demand)."""
+    if name not in _REGISTRY and name in _BUILTIN:
+        try:
+            importlib.import_module(_BUILTIN[name])
+        except ImportError as exc:  # e.g. python-pkcs11 not installed
+            raise SignerConfigError(
+                f"signer back-end {name!r} cannot be loaded: {exc} (install the package "
+                f"{exc.name!r})"
+            ) from exc
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(available_backends())
+        raise UnknownBackendError(
+            f"unknown signer back-end {name!r}; known back-ends: {known}"
+        ) from None
+
+
+def open_backend(name: str, **options: Any) -> SignerBackend:
+    """Build a back-end by name, e.g. ``open_backend("sim", modules="signers/")``."""
+    return backend_class(name)(**options)
+
+
+def available_backends() -> list[str]:
+    """Names of all back-ends, built-in and registered."""
+    return sorted(set(_REGISTRY) | set(_BUILTIN))

@@ -1,0 +1,127 @@
+"""An emulated CryptoAuth USB kit that looks like hidapi's ``hid.device`` to the kit-hid HAL.
+
+:class:`EmulatedKitHidDevice` takes output reports (report ID 0 + 64 bytes), cuts them into kit
+lines, answers them like the kit firmware (``board:device``, ``physical:select``, ``wake``,
+``idle``, ``sleep``, ``talk``) with an emulated :class:`~atcaprov.emulator.Atecc508a`, and hands
+the reply lines back through ``read``. The ``sim`` back-end uses it so simulated signer modules
+go through the same kit-protocol-over-HID code path as real ones; tests use it as the fake
+``hid.device``.
+
+``present`` is asked before every report: when it turns False (the module file was removed) the
+device behaves as an unplugged one, raising OSError as hidapi does. ``silent`` makes the kit
+swallow requests without answering, as a hung chip or kit would (reads time out).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from atcaprov.emulator import Atecc508a, DeviceAsleepError
+from atcaprov.hal import kit_protocol as kp
+
+REPORT_SIZE = 65  # report ID + 64 payload bytes
+PAYLOAD = 64
+DEVICE_INFO = kp.DeviceInfo(device_type="ECC508A", interface="TWI", address=0xC0)
+KIT_VERSION = "atcaprov emulated kit ECC508A TWI(C0)"
+_IDLE_POLL_S = 0.005
+
+
+class EmulatedKitHidDevice:
+    """A stand-in for ``hid.device()`` wrapping one emulated chip behind a kit interpreter.
+
+    ``chip_loader(path)`` returns the chip when ``open_path`` is called (e.g. loading a saved
+    part); ``present(path)`` says whether the device at that path is (still) plugged in.
+    """
+
+    def __init__(
+        self,
+        chip_loader: Callable[[bytes], Atecc508a],
+        *,
+        present: Callable[[bytes], bool] = lambda path: True,
+    ) -> None:
+        self._loader = chip_loader
+        self._present = present
+        self.path = b""
+        self.chip: Atecc508a | None = None
+        self.silent = False
+        self._decoder = kp.KitLineDecoder()
+        self._out = bytearray()
+        self.lines_seen: list[bytes] = []  # what the host sent (for tests and diagnostics)
+
+    # -- hidapi's hid.device surface ------------------------------------------------------------
+    def open_path(self, path: bytes) -> None:
+        if not self._present(path):
+            raise OSError(f"open failed: no device at {path!r}")
+        self.path = path
+        self.chip = self._loader(path)
+
+    def open(self, vid: int, pid: int, serial_number: str | None = None) -> None:
+        raise OSError("the emulated kit opens by path only")
+
+    def write(self, report: Sequence[int] | bytes) -> int:
+        self._check_plugged()
+        data = bytes(report)
+        if len(data) < 2 or data[0] != 0:
+            raise ValueError(f"output report must start with report ID 0, got {data[:4]!r}")
+        for line in self._decoder.feed(data[1 : 1 + PAYLOAD]):
+            self.lines_seen.append(line)
+            reply = self._answer(line)
+            if not self.silent:
+                self._out += reply
+        return len(data)
+
+    def read(self, max_length: int, timeout_ms: int = 0) -> list[int]:
+        self._check_plugged()
+        if not self._out:
+            # Nothing to send: wait a little, as a blocking hidapi read would (bounded).
+            time.sleep(min(max(timeout_ms, 0) / 1000.0, _IDLE_POLL_S))
+            return []
+        size = min(max_length, PAYLOAD)
+        chunk = bytes(self._out[:size])
+        del self._out[:size]
+        return list(chunk)
+
+    def close(self) -> None:
+        self.chip = None
+
+    # -- kit interpreter ------------------------------------------------------------------------
+    def _check_plugged(self) -> None:
+        if self.chip is None:
+            raise ValueError("device is not open")
+        if not self._present(self.path):
+            raise OSError("device disconnected")
+
+    def _answer(self, line: bytes) -> bytes:
+        try:
+            cmd = kp.parse_kit_command(line)
+        except kp.KitCommandError as exc:
+            status = exc.kit_status if exc.kit_status is not None else kp.KitStatus.FAILURE
+            return kp.format_kit_reply(status)
+        chip = self.chip
+        assert chip is not None  # _check_plugged ran
+        if cmd.target is kp.KitTarget.BOARD:
+            if cmd.command == "device":
+                index = cmd.data[0] if cmd.data else 0
+                return DEVICE_INFO.to_line() if index == 0 else kp.format_kit_text("no device")
+            if cmd.command in ("version", "firmware"):
+                return kp.format_kit_text(KIT_VERSION)
+            return kp.format_kit_reply(kp.KitStatus.NOT_SUPPORTED)
+        try:
+            if cmd.command == "physical:select":
+                if cmd.data[:1] != bytes((DEVICE_INFO.address,)):
+                    return kp.format_kit_reply(kp.KitStatus.INVALID_ID)
+                return kp.format_kit_reply(kp.KitStatus.SUCCESS)
+            if cmd.command == "wake":
+                return kp.format_kit_reply(kp.KitStatus.SUCCESS, chip.wake())
+            if cmd.command == "idle":
+                chip.idle()
+                return kp.format_kit_reply(kp.KitStatus.SUCCESS)
+            if cmd.command == "sleep":
+                chip.sleep()
+                return kp.format_kit_reply(kp.KitStatus.SUCCESS)
+            if cmd.command == "talk":
+                return kp.format_kit_reply(kp.KitStatus.SUCCESS, chip.execute(cmd.data))
+        except DeviceAsleepError:
+            return kp.format_kit_reply(kp.KitStatus.COMM_FAIL)
+        return kp.format_kit_reply(kp.KitStatus.NOT_SUPPORTED)

@@ -1,0 +1,343 @@
+"""Certificate requests on the server: checking what a station sent, building and signing.
+
+:func:`check_request` checks the parts of a request the server relies on (config zone, serial
+number, device public key) and returns the facts taken from them; every refusal is a
+:class:`RequestRefused` carrying the wire return code and a message saying what was received
+and what was expected. The signing service that builds certificates lives below it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+from atcaprov.atcacert.errors import CertError
+from atcaprov.protocol import CertReply, CertRequest, ErrorReply
+from atcaprov.return_codes import ReturnCode, ReturnCodeError
+
+from .console import Console
+from .manager import SignerManager, SignerRequestError, signer_label
+from .paths import DataDir
+from .profile import ProfileError, ProfileStore
+from .records import (
+    RecordStore,
+    RecordStoreError,
+    SigningRecord,
+)
+from .server import Peer, clip_message
+from .signers.base import SignerIdentity
+
+CONFIG_ZONE_SIZE = 128
+PUBLIC_KEY_SIZE = 64
+SN_PREFIX = b"\x01\x23"
+SN_LAST = 0xEE
+LOCK_UNLOCKED = 0x55
+LOCK_LOCKED = 0x00
+
+
+class RequestRefused(ReturnCodeError):
+    """The server will not sign this request; ``code`` goes on the wire, ``message`` too."""
+
+
+@dataclass(frozen=True)
+class CheckedRequest:
+    """What the checks extracted from a request."""
+
+    serial_number: bytes  # 9 bytes: config[0:4] + config[8:13]
+    config_zone: bytes
+    public_key: bytes  # 64 bytes X || Y
+    data_zone_locked: bool
+
+
+def device_serial_number(config_zone: bytes) -> bytes:
+    """The 9-byte device serial number held in a 128-byte config zone."""
+    return bytes(config_zone[0:4]) + bytes(config_zone[8:13])
+
+
+def check_config_zone(config_zone: bytes) -> bytes:
+    """Check a config zone read from a device; return its 9-byte serial number."""
+    if len(config_zone) != CONFIG_ZONE_SIZE:
+        raise RequestRefused(
+            ReturnCode.BAD_CONFIG_ZONE,
+            f"config zone is {len(config_zone)} bytes, expected {CONFIG_ZONE_SIZE}",
+        )
+    sn = device_serial_number(config_zone)
+    if sn in (bytes(9), b"\xff" * 9):
+        raise RequestRefused(
+            ReturnCode.MISSING_SERIAL_NUMBER,
+            f"config zone carries no serial number (SN bytes are all {sn[0]:02X})",
+        )
+    if sn[0:2] != SN_PREFIX or sn[8] != SN_LAST:
+        raise RequestRefused(
+            ReturnCode.BAD_CONFIG_ZONE,
+            f"serial number {sn.hex().upper()} is not an ATECC one: expected SN[0:2]=0123 "
+            f"and SN[8]=EE, got SN[0:2]={sn[0:2].hex().upper()} and SN[8]={sn[8]:02X}",
+        )
+    lock_value, lock_config = config_zone[86], config_zone[87]
+    if lock_config != LOCK_LOCKED:
+        state = "unlocked" if lock_config == LOCK_UNLOCKED else "invalid"
+        raise RequestRefused(
+            ReturnCode.BAD_CONFIG_ZONE,
+            f"config zone byte 87 (LockConfig) is 0x{lock_config:02X} ({state}); the config "
+            "zone must be locked (0x00) before a key is generated and a certificate requested",
+        )
+    if lock_value not in (LOCK_LOCKED, LOCK_UNLOCKED):
+        raise RequestRefused(
+            ReturnCode.BAD_CONFIG_ZONE,
+            f"config zone byte 86 (LockValue) is 0x{lock_value:02X}, expected 0x55 or 0x00",
+        )
+    if config_zone[90:92] != b"\x00\x00":
+        raise RequestRefused(
+            ReturnCode.BAD_CONFIG_ZONE,
+            f"config zone bytes 90-91 (RFU) are {bytes(config_zone[90:92]).hex().upper()}, "
+            "expected 0000",
+        )
+    return sn
+
+
+def check_public_key(public_key: bytes) -> ec.EllipticCurvePublicKey:
+    """Check a raw 64-byte X||Y public key is a point on P-256; return it as a key object."""
+    if len(public_key) != PUBLIC_KEY_SIZE:
+        raise RequestRefused(
+            ReturnCode.BAD_PUBLIC_KEY,
+            f"device public key is {len(public_key)} bytes, expected {PUBLIC_KEY_SIZE} (X || Y)",
+        )
+    try:
+        return ec.EllipticCurvePublicKey.from_encoded_point(
+            ec.SECP256R1(), b"\x04" + bytes(public_key)
+        )
+    except ValueError:
+        raise RequestRefused(
+            ReturnCode.BAD_PUBLIC_KEY,
+            f"device public key {bytes(public_key[:8]).hex().upper()}... is not a point on P-256",
+        ) from None
+
+
+def check_request(config_zone: bytes, public_key: bytes) -> CheckedRequest:
+    """Run all request checks; return the extracted facts or raise :class:`RequestRefused`."""
+    sn = check_config_zone(config_zone)
+    check_public_key(public_key)
+    return CheckedRequest(
+        serial_number=sn,
+        config_zone=bytes(config_zone),
+        public_key=bytes(public_key),
+        data_zone_locked=config_zone[86] == LOCK_LOCKED,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The signing service: request -> checks -> certificate -> signature -> record -> reply
+# --------------------------------------------------------------------------------------------
+def _hour_floor_utc(now: datetime) -> datetime:
+    return now.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+
+
+def station_text(peer: Peer, station_id: str | None) -> str:
+    """The station column of a record: its address (and certificate), then its own id."""
+    return f"{peer} {station_id}" if station_id else str(peer)
+
+
+def _pem(der: bytes) -> str:
+    cert = x509.load_der_x509_certificate(der)
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+@dataclass(frozen=True)
+class Signed:
+    """A signed request before it is recorded."""
+
+    reply: CertReply
+    signer: SignerIdentity
+    module: str
+
+
+class SigningService:
+    """Serves one CertRequest: checks, builds the device certificate, signs, records, replies.
+
+    No certificate leaves before :meth:`RecordStore.log_signing` has returned (record and cert
+    files durable); every refusal is logged as a record too.
+    """
+
+    def __init__(
+        self,
+        manager: SignerManager,
+        profiles: ProfileStore,
+        records: RecordStore,
+        console: Console,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    ) -> None:
+        self._manager = manager
+        self._profiles = profiles
+        self._records = records
+        self._console = console
+        self._clock = clock
+
+    async def open(self) -> None:
+        await self._records.open()
+
+    async def close(self) -> None:
+        await self._records.close()
+
+    async def handle(self, request: CertRequest, peer: Peer) -> CertReply | ErrorReply:
+        """Answer one request (a refusal becomes an ErrorReply; nothing is raised for it)."""
+        when = self._clock()
+        station = station_text(peer, request.station_id)
+        try:
+            signed = await self._sign(request, when)
+        except (RequestRefused, SignerRequestError) as exc:
+            return await self._refuse(request, station, when, exc.code, exc.message)
+        except ProfileError as exc:
+            return await self._refuse(request, station, when, ReturnCode.SERVER_ERROR, str(exc))
+        except CertError as exc:
+            return await self._refuse(
+                request,
+                station,
+                when,
+                ReturnCode.SERVER_ERROR,
+                f"the signer's device cert def cannot build this certificate: {exc}",
+            )
+        sn = request.device_serial_number
+        device = x509.load_der_x509_certificate(signed.reply.device_cert)
+        serial = device.serial_number.to_bytes(
+            (device.serial_number.bit_length() + 7) // 8 or 1, "big"
+        )
+        record = SigningRecord.create(
+            station=station,
+            device_sn=sn,
+            signer=f"{signed.signer.name} ({signed.signer.module_sn}, {signed.module})",
+            result="signed",
+            cert_sn=serial,
+            public_key=request.device_public_key,
+            when=when,
+        )
+        try:
+            await self._records.log_signing(
+                record, _pem(signed.reply.device_cert), _pem(signed.reply.signer_cert)
+            )
+        except RecordStoreError as exc:
+            self._console.error(f"Device {sn.hex().upper()}: signing record not saved: {exc}")
+            return ErrorReply(
+                ReturnCode.SERVER_ERROR,
+                clip_message(
+                    f"certificate signed but the server could not record it, so it is not "
+                    f"sent: {exc.message}"
+                ),
+            )
+        self._console.info(
+            f"Device {sn.hex().upper()} signed by {signer_label(signed.signer)} "
+            f"for station {station}."
+        )
+        return signed.reply
+
+    async def _sign(self, request: CertRequest, when: datetime) -> Signed:
+        checked = check_request(request.config_zone, request.device_public_key)
+        await self._manager.wait_first_scan()
+        identity = self._manager.find_identity(request.signer_key_id, request.signer_id)
+        profile = self._profiles.get(identity.key_id)
+        cert_def = profile.device_cert_def
+        if (request.device_template_id, request.chain_id) != (
+            cert_def.template_id,
+            cert_def.chain_id,
+        ):
+            raise RequestRefused(
+                ReturnCode.TEMPLATE_MISMATCH,
+                f"request names device template {request.device_template_id} chain "
+                f"{request.chain_id}; signer {identity.signer_id.hex().upper()} issues device "
+                f"template {cert_def.template_id} chain {cert_def.chain_id}",
+            )
+        unsigned = cert_def.prepare(
+            public_key=checked.public_key,
+            issue_date=_hour_floor_utc(when),
+            signer_id=identity.signer_id,
+            device_sn=checked.serial_number,
+            ca_public_key=identity.public_key,
+            element_data=profile.element_data(checked.serial_number),
+        )
+        result = await self._manager.sign(identity.key_id, identity.signer_id, unsigned.tbs_digest)
+        _check_signature(result.identity, unsigned.tbs_digest, result.signature)
+        built = unsigned.finish(result.signature)
+        reply = CertReply(
+            device_cert=built.cert_der,
+            signer_cert=result.identity.signer_cert_der,
+            root_cert=profile.root_cert,
+        )
+        return Signed(reply, result.identity, f"{result.module_key[0]}:{result.module_key[1]}")
+
+    async def _refuse(
+        self,
+        request: CertRequest,
+        station: str,
+        when: datetime,
+        code: ReturnCode,
+        message: str,
+    ) -> ErrorReply:
+        sn = request.device_serial_number
+        self._console.warning(
+            f"Request from station {station} for device {sn.hex().upper()} refused: "
+            f"{code.c_name}: {message}"
+        )
+        record = SigningRecord.create(
+            station=station,
+            device_sn=sn,
+            signer=f"{request.signer_id.hex().upper()}/{request.signer_key_id.hex().upper()}",
+            result="refused",
+            public_key=request.device_public_key,
+            reason=f"{code.c_name}: {message}",
+            when=when,
+        )
+        try:
+            await self._records.log_refusal(record)
+        except RecordStoreError as exc:
+            self._console.error(f"Refusal of device {sn.hex().upper()} not recorded: {exc}")
+        return ErrorReply(code, clip_message(message))
+
+
+def _check_signature(identity: SignerIdentity, digest: bytes, signature: bytes) -> None:
+    """A module's signature must verify with its certificate's key before it is used."""
+    if len(signature) != 64:
+        raise RequestRefused(
+            ReturnCode.SIGNING_FAILED,
+            f"{signer_label(identity)} returned {len(signature)} signature bytes, expected 64",
+        )
+    key = identity.certificate.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey)  # checked by SignerIdentity
+    r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    try:
+        key.verify(
+            utils.encode_dss_signature(r, s), digest, ec.ECDSA(utils.Prehashed(hashes.SHA256()))
+        )
+    except InvalidSignature:
+        raise RequestRefused(
+            ReturnCode.SIGNING_FAILED,
+            f"{signer_label(identity)} returned a signature that does not verify with its "
+            "signer certificate (wrong key in the module?)",
+        ) from None
+
+
+def build_signing_service(
+    *,
+    manager: SignerManager,
+    console: Console,
+    data_dir: DataDir,
+    profile_dirs: list[Path],
+    records: RecordStore | None = None,
+) -> SigningService:
+    """The service the CLI runs: profiles from ``profile_dirs``, records in ``data_dir``."""
+    if records is None:
+        records = open_file_record_store(data_dir)
+    return SigningService(manager, ProfileStore(profile_dirs), records, console)
+
+
+def open_file_record_store(data_dir: DataDir) -> RecordStore:
+    """The app note's record layout (signing log TSV in logs/, certificates in certs/)."""
+    from .records_file import FileRecordStore
+
+    return FileRecordStore(data_dir.root)

@@ -1,0 +1,353 @@
+"""Virtual kit board: kit firmware answers, TCP and pty transports, unplug/replug, auto-swap, CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from atcaprov.device import Device, lock_crc
+from atcaprov.emulator import Atecc508a
+from atcaprov.emulator.kit_board import KitBoardError, KitFirmware, VirtualKitBoard
+from atcaprov.errors import CommError, NoDevicesError
+from atcaprov.hal import open_hal
+from atcaprov.hal.kit_cdc import KitCdcHal
+
+CONFIG = bytes.fromhex(
+    "00000000000000000000000000000100"
+    "C000AA008F20C4448720C4448F0F8F8F"
+    "9F8F8220C444C4440F0F0F0F0F0F0F0F"
+    "0F0F0F0FFFFFFFFF00000000FFFFFFFF"
+    "00000000FFFFFFFFFFFFFFFFFFFFFFFF"
+    "FFFFFFFF00005555FFFF000000000000"
+    "33005C0013005C003C001C001C003300"
+    "1C001C003C003C003C003C001C003C00"
+)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def connect(url: str) -> KitCdcHal:
+    hal = open_hal("kit-cdc", url=url, timeout=2.0)
+    assert isinstance(hal, KitCdcHal)
+    return hal
+
+
+def provision(dev: Device) -> None:
+    dev.write_config_zone(CONFIG)
+    dev.lock_config_zone(crc=lock_crc(dev.read_config_zone()))
+    dev.genkey(0)
+    dev.lock_data_zone()
+
+
+# ---- kit firmware (sans-IO) ----------------------------------------------------------------------
+@pytest.fixture
+def firmware() -> tuple[KitFirmware, Atecc508a]:
+    chip = Atecc508a()
+    return KitFirmware(lambda: chip), chip
+
+
+def test_firmware_discovery_and_board_text(firmware: tuple[KitFirmware, Atecc508a]) -> None:
+    fw, _ = firmware
+    assert fw.handle_line(b"board:device(00)") == b"ECC508A TWI(C0)\n"
+    assert fw.handle_line(b"b:d(01)") == b"no device\n"
+    assert fw.handle_line(b"b:device()") == b"E2()\n"
+    version = fw.handle_line(b"b:version()")
+    assert version.endswith(b"ECC508A TWI(C0)\n") and b"AT88CK101" in version
+    assert fw.handle_line(b"b:firmware()").startswith(b"atcaprov virtual kit firmware")
+    assert fw.handle_line(b"b:get_devices()") == b"ECC508A TWI(C0)\n"
+    assert fw.handle_line(b'b:application({"method":"init"})') == b"04()\n"
+    assert fw.handle_line(b"b:last_error()") == b"00(04)\n"
+
+
+def test_firmware_device_commands(firmware: tuple[KitFirmware, Atecc508a]) -> None:
+    fw, chip = firmware
+    assert fw.handle_line(b"s:physical:select(C0)") == b"00()\n"
+    assert fw.handle_line(b"E:physical:select(b0)") == b"E3()\n"
+    assert fw.handle_line(b"s:t(0730000000035D)") == b"F0()\n"  # not woken: no answer
+    assert fw.handle_line(b"d:w()") == b"00(04113343)\n"
+    assert fw.handle_line(b"s:t(0730000000035D)") == b"00(07000050000391)\n"
+    assert fw.handle_line(b"d:t(0730000000035E)") == b"00(04FF0142)\n"  # bad CRC: chip 0xFF
+    assert fw.handle_line(b"d:se(0730000000035D)") == b"00()\n"
+    assert fw.handle_line(b"d:r()") == b"00(07000050000391)\n"
+    assert fw.handle_line(b"d:r()") == b"01()\n"
+    assert fw.handle_line(b"d:t()") == b"E4()\n"
+    assert fw.handle_line(b"d:t(07300)") == b"E2()\n"
+    assert fw.handle_line(b"d:i()") == b"00()\n"
+    assert fw.handle_line(b"d:s()") == b"00()\n"
+    assert fw.handle_line(b"d:zap()") == b"03()\n"
+    assert fw.handle_line(b"garbage") == b"03()\n"
+    assert fw.handle_line(b"b:last_error()") == b"00(03)\n"
+    assert chip.power_state.value == "asleep"
+
+
+def test_firmware_without_chip() -> None:
+    fw = KitFirmware(lambda: None)
+    assert fw.handle_line(b"board:device(00)") == b"no device\n"
+    assert fw.handle_line(b"s:physical:select(C0)") == b"E3()\n"
+    assert fw.handle_line(b"d:w()") == b"F0()\n"
+
+
+# ---- board over TCP ------------------------------------------------------------------------------
+@pytest.fixture
+def events() -> list[str]:
+    return []
+
+
+@pytest.fixture
+def board(tmp_path: Path, events: list[str]) -> Iterator[VirtualKitBoard]:
+    b = VirtualKitBoard(tmp_path / "state", chips=2, on_event=events.append)
+    b.start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+def test_tcp_round_trip_and_files(board: VirtualKitBoard, events: list[str]) -> None:
+    assert board.url.startswith("socket://127.0.0.1:")
+    assert any(e == f"Board ready: {board.url}" for e in events)
+    names = sorted(p.name for p in board.state_dir.iterdir())
+    assert names == ["chip-000.json", "chip-001.json"]
+    chip = board.current_chip
+    assert chip is not None
+    with connect(board.url) as hal:
+        dev = Device(hal)
+        assert (hal.device_type, hal.address) == ("ECC508A", 0xC0)
+        assert dev.info() == b"\x00\x00\x50\x00"
+        assert dev.read_serial_number() == chip.serial_number
+        dev.write_config_zone(CONFIG)
+    # saved after the Write commands, without an unplug
+    saved = Atecc508a.load(board.state_dir / "chip-000.json")
+    assert saved.config_zone[16:84] == CONFIG[16:84]
+    assert wait_for(lambda: any("disconnected (closed by host)" in e for e in events))
+
+
+def test_unplug_refuses_and_replug(board: VirtualKitBoard, events: list[str]) -> None:
+    first = board.current_chip
+    assert first is not None
+    hal = connect(board.url)
+    dev = Device(hal, wake_retries=0)
+    dev.info()
+    board.unplug()
+    assert not board.plugged and board.current_chip is None
+    with pytest.raises(CommError):
+        dev.info()
+    hal.close()
+    with pytest.raises(NoDevicesError, match="cannot open kit port"):
+        connect(board.url)
+    assert "unplugged" in board.status()
+    # same chip again
+    assert board.replug(next_chip=False) is board.current_entry
+    assert board.current_chip is first
+    with connect(board.url) as hal2:
+        assert Device(hal2).read_serial_number() == first.serial_number
+    # the next chip that is not provisioned
+    entry = board.replug(next_chip=True)
+    assert entry is not None and entry.index == 1
+    with connect(board.url) as hal3:
+        assert Device(hal3).read_serial_number() == entry.chip.serial_number
+    assert sum(e.startswith("Unplugged chip-000.json") for e in events) == 2
+    assert "plugged: chip-001.json" in board.status()
+
+
+def test_control_needs_running_board(tmp_path: Path) -> None:
+    b = VirtualKitBoard(tmp_path, chips=1)
+    with pytest.raises(KitBoardError, match="not running"):
+        b.unplug()
+    with pytest.raises(KitBoardError, match="either listen"):
+        VirtualKitBoard(tmp_path, pty=True, listen=("127.0.0.1", 0))
+    with pytest.raises(KitBoardError, match="link= only applies"):
+        VirtualKitBoard(tmp_path, link=tmp_path / "kit")
+
+
+def test_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        b = VirtualKitBoard(tmp_path, listen=("127.0.0.1", port))
+        with pytest.raises(KitBoardError, match=f"cannot listen on 127.0.0.1:{port}"):
+            b.start()
+
+
+def test_auto_swap_until_no_blank_left(tmp_path: Path) -> None:
+    events: list[str] = []
+    with VirtualKitBoard(tmp_path, chips=2, auto_swap=0.2, on_event=events.append) as board:
+        serials = [e.chip.serial_number for e in board.chips]
+        for expected_index in (0, 1):
+            entry = board.current_entry
+            assert entry is not None and entry.index == expected_index
+            with connect(board.url) as hal:
+                provision(Device(hal))
+            if expected_index == 0:
+                assert wait_for(lambda: board.current_entry is not None
+                                and board.current_entry.index == 1 and board.plugged)
+                with connect(board.url) as hal:
+                    assert Device(hal).read_serial_number() == serials[1]
+        assert wait_for(lambda: board.exhausted)
+        assert not board.plugged
+        assert any(e.startswith("Auto-swap: chip-000.json is provisioned") for e in events)
+        assert "No blank chip left: board stays unplugged" in events
+    for name in ("chip-000.json", "chip-001.json"):
+        assert Atecc508a.load(tmp_path / name).data_locked
+
+
+def test_auto_swap_waits_for_silence(tmp_path: Path) -> None:
+    with VirtualKitBoard(tmp_path, chips=2, auto_swap=0.5) as board:
+        with connect(board.url) as hal:
+            dev = Device(hal)
+            provision(dev)
+            # keep talking: the board must not swap while the host is busy
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline:
+                dev.info()
+                time.sleep(0.05)
+            entry = board.current_entry
+            assert entry is not None and entry.index == 0 and board.plugged
+        assert wait_for(lambda: board.current_entry is not None
+                        and board.current_entry.index == 1)
+
+
+def test_state_survives_restart(tmp_path: Path) -> None:
+    with VirtualKitBoard(tmp_path, chips=1) as board:
+        with connect(board.url) as hal:
+            dev = Device(hal)
+            dev.write_config_zone(CONFIG)
+            dev.lock_config_zone()
+            serial = dev.read_serial_number()
+    with VirtualKitBoard(tmp_path, chips=1) as board:
+        assert len(board.chips) == 1
+        with connect(board.url) as hal:
+            dev = Device(hal)
+            assert dev.read_serial_number() == serial
+            assert dev.is_locked(0)
+
+
+# ---- board over a pty --------------------------------------------------------------------------------
+def test_pty_board_with_link(tmp_path: Path) -> None:
+    link = tmp_path / "ttyKIT0"
+    events: list[str] = []
+    with VirtualKitBoard(tmp_path / "s", chips=2, pty=True, link=link,
+                         on_event=events.append) as board:
+        assert board.url == str(link)
+        assert link.is_symlink() and os.readlink(link) == board.pty_path
+        chip = board.current_chip
+        assert chip is not None
+        with connect(str(link)) as hal:
+            assert Device(hal).read_serial_number() == chip.serial_number
+        board.unplug()
+        assert not link.exists() and not link.is_symlink()
+        with pytest.raises(NoDevicesError):
+            connect(str(link))
+        entry = board.replug(next_chip=True)
+        assert entry is not None
+        assert link.is_symlink()
+        with connect(str(link)) as hal:
+            dev = Device(hal)
+            assert dev.read_serial_number() == entry.chip.serial_number
+            assert dev.info() == b"\x00\x00\x50\x00"
+    assert not link.is_symlink()
+
+
+def test_pty_unplug_breaks_open_client(tmp_path: Path) -> None:
+    with VirtualKitBoard(tmp_path, pty=True) as board:
+        hal = connect(board.url)
+        dev = Device(hal, wake_retries=0)
+        dev.info()
+        board.unplug()
+        with pytest.raises(CommError):
+            dev.info()
+        hal.close()
+
+
+# ---- CLI ------------------------------------------------------------------------------------------------
+def _start_cli(*args: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "atcaprov.cli", "sim", "board", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if line.startswith("Board ready: "):
+            return proc, line.removeprefix("Board ready: ").strip()
+    proc.kill()
+    raise AssertionError(f"no 'Board ready' line; stderr: {proc.stderr.read() if proc.stderr else ''}")
+
+
+def test_cli_board_stdin_control(tmp_path: Path) -> None:
+    proc, url = _start_cli("--state", str(tmp_path), "--chips", "2", "--listen", "127.0.0.1:0")
+    try:
+        assert url.startswith("socket://127.0.0.1:")
+        with connect(url) as hal:
+            Device(hal).write_config_zone(CONFIG)
+        assert proc.stdin is not None
+        proc.stdin.write("status\nunplug\nnext\nstatus\nbogus\nquit\n")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "Status: plugged: chip-000.json" in out
+    assert "Unplugged chip-000.json" in out
+    assert "Status: plugged: chip-001.json" in out
+    assert "Unknown command 'bogus'" in out
+    assert "Board stopped" in out
+    assert Atecc508a.load(tmp_path / "chip-000.json").config_zone[16:84] == CONFIG[16:84]
+
+
+def test_cli_sigterm_saves(tmp_path: Path) -> None:
+    link = tmp_path / "kit"
+    proc, url = _start_cli("--state", str(tmp_path / "s"), "--pty", "--link", str(link))
+    try:
+        assert url == str(link)
+        with connect(url) as hal:
+            Device(hal).write_config_zone(CONFIG)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "Board stopped" in out
+    assert not link.is_symlink()
+    assert Atecc508a.load(tmp_path / "s" / "chip-000.json").config_zone[16:84] == CONFIG[16:84]
+
+
+def test_cli_usage_errors(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from atcaprov.cli import main
+
+    runner = CliRunner()
+    result = runner.invoke(main, ["sim", "board", "--state", str(tmp_path), "--pty",
+                                  "--listen", "127.0.0.1:0"])
+    assert result.exit_code == 2 and "exclusive" in result.output
+    result = runner.invoke(main, ["sim", "board", "--state", str(tmp_path), "--link", "x"])
+    assert result.exit_code == 2 and "--link needs --pty" in result.output
+    result = runner.invoke(main, ["sim", "board", "--state", str(tmp_path), "--listen", "nope"])
+    assert result.exit_code == 2 and "expected HOST:PORT" in result.output
+    result = runner.invoke(main, ["--help"])
+    assert result.exit_code == 0 and "sim" in result.output

@@ -1,0 +1,231 @@
+"""kit-cdc driver: scripted fake port (dialects, errors) and a real pty round trip with pyserial."""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+import time
+import tty
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import serial
+
+from atcaprov.device import Device
+from atcaprov.emulator import Atecc508a
+from atcaprov.emulator.kit_board import KitFirmware
+from atcaprov.errors import CommTimeoutError, NoDevicesError
+from atcaprov.hal import kit_protocol as kp
+from atcaprov.hal import open_hal
+from atcaprov.hal.kit_cdc import KitCdcHal
+from atcaprov.hal.kit_hal import KitTransportError
+
+Responder = Callable[[bytes], bytes]
+
+
+class FakePort:
+    """A pyserial-like port whose kit answers each complete line through ``responder``."""
+
+    def __init__(self, responder: Responder) -> None:
+        self.responder = responder
+        self.decoder = kp.KitLineDecoder()
+        self.sent: list[bytes] = []
+        self.rx = bytearray()
+        self.timeout: float | None = None
+        self.kwargs: dict[str, Any] = {}
+        self.closed = False
+        self.broken = False
+
+    def write(self, data: bytes) -> int:
+        if self.broken:
+            raise serial.SerialException("device disconnected")
+        for line in self.decoder.feed(data):
+            self.sent.append(line)
+            self.rx += self.responder(line)
+        return len(data)
+
+    def read(self, size: int = 1) -> bytes:
+        if self.broken:
+            raise serial.SerialException("read failed: device disconnected")
+        if not self.rx and self.timeout:
+            time.sleep(min(self.timeout, 0.01))
+        out = bytes(self.rx[:size])
+        del self.rx[:size]
+        return out
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def firmware_responder(chip: Atecc508a | None = None) -> Responder:
+    chip = chip or Atecc508a()
+    fw = KitFirmware(lambda: chip)
+    return fw.handle_line
+
+
+def open_fake(responder: Responder, **kwargs: Any) -> tuple[KitCdcHal, FakePort]:
+    port = FakePort(responder)
+
+    def factory(url: str, **kw: Any) -> FakePort:
+        port.kwargs = {"url": url, **kw}
+        port.timeout = kw["timeout"]
+        return port
+
+    hal = KitCdcHal("fake://kit", serial_factory=factory, timeout=0.2, **kwargs)
+    return hal, port
+
+
+def test_opens_115200_8n1_with_timeouts() -> None:
+    hal, port = open_fake(firmware_responder())
+    assert port.kwargs["baudrate"] == 115200
+    assert port.kwargs["bytesize"] == 8 and port.kwargs["parity"] == "N"
+    assert port.kwargs["stopbits"] == 1
+    assert port.kwargs["timeout"] == 0.2 and port.kwargs["write_timeout"] == 0.2
+    assert port.sent == [b"board:device(00)", b"s:physical:select(C0)"]
+    assert (hal.device_type, hal.address, hal.dialect) == ("ECC508A", 0xC0, kp.KitDialect.LEGACY)
+    hal.close()
+    assert port.closed
+
+
+def test_auto_dialect_falls_back_to_current() -> None:
+    fw = firmware_responder()
+
+    def legacy_refused(line: bytes) -> bytes:
+        if line.startswith(b"s:"):
+            return kp.format_kit_reply(kp.KitStatus.COMMAND_NOT_VALID)
+        return fw(line)
+
+    hal, port = open_fake(legacy_refused)
+    assert hal.dialect is kp.KitDialect.CURRENT
+    assert port.sent[1:] == [b"s:physical:select(C0)", b"E:physical:select(C0)"]
+    assert Device(hal).info() == b"\x00\x00\x50\x00"
+    assert port.sent[-3:] == [b"d:w()", b"d:t(0730000000035D)", b"d:i()"]
+
+
+def test_forced_dialect_refused_is_no_devices() -> None:
+    def refuse_all_selects(line: bytes) -> bytes:
+        if b"select" in line:
+            return b"03()\n"
+        return b"ECC508A TWI(C0)\n"
+
+    with pytest.raises(NoDevicesError, match=r"refused to select it.*COMMAND_NOT_VALID"):
+        open_fake(refuse_all_selects, dialect="2016")
+
+
+def test_no_device_at_index() -> None:
+    with pytest.raises(NoDevicesError, match="no device at index 01"):
+        open_fake(lambda line: b"no device\n", device_index=1)
+
+
+def test_garbage_discovery_reply() -> None:
+    with pytest.raises(kp.KitFrameError, match="discovery reply"):
+        open_fake(lambda line: b"hello there\n")
+
+
+def test_nuls_and_crlf_in_replies_tolerated() -> None:
+    fw = firmware_responder()
+
+    def noisy(line: bytes) -> bytes:
+        return b"\x00" + fw(line).replace(b"\n", b"\r\n") + b"\x00\x00"
+
+    hal, _ = open_fake(noisy)
+    assert Device(hal).info() == b"\x00\x00\x50\x00"
+
+
+def test_kit_error_status_on_talk() -> None:
+    fw = firmware_responder()
+
+    def comm_fail_on_talk(line: bytes) -> bytes:
+        return b"F0()\n" if line.startswith(b"s:t(") else fw(line)
+
+    hal, _ = open_fake(comm_fail_on_talk)
+    with pytest.raises(kp.KitStatusError, match=r"talk opcode 0x30.*COMM_FAIL") as info:
+        hal.transact(bytes.fromhex("0730000000035D"), 2)
+    assert info.value.kit_status == 0xF0
+
+
+def test_silent_kit_times_out() -> None:
+    started = time.monotonic()
+    with pytest.raises(CommTimeoutError, match="no kit reply to discover"):
+        open_fake(lambda line: b"")
+    assert time.monotonic() - started < 5
+
+
+def test_partial_reply_times_out_with_what_arrived() -> None:
+    fw = firmware_responder()
+    hal, port = open_fake(fw)
+    port.responder = lambda line: b"00(0411"
+    with pytest.raises(CommTimeoutError, match=r"received so far: b'00\(0411'"):
+        hal.wake()
+    port.responder = fw  # the stale partial line does not poison the next request
+    assert hal.wake() == bytes.fromhex("04113343")
+
+
+def test_disconnect_is_transport_error() -> None:
+    hal, port = open_fake(firmware_responder())
+    port.broken = True
+    with pytest.raises(KitTransportError, match="fake://kit"):
+        hal.wake()
+    hal.close()
+    with pytest.raises(KitTransportError, match="closed"):
+        hal.wake()
+
+
+def test_unopenable_url() -> None:
+    with pytest.raises(NoDevicesError, match="cannot open kit port '/nonexistent/tty'"):
+        KitCdcHal("/nonexistent/tty", timeout=0.2)
+
+
+# ---- a real pty: pyserial on the slave, a kit loop on the master ---------------------------------
+@pytest.fixture
+def pty_kit() -> Iterator[tuple[str, Atecc508a, list[bytes]]]:
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    chip = Atecc508a()
+    fw = KitFirmware(lambda: chip)
+    seen: list[bytes] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        decoder = kp.KitLineDecoder()
+        deadline = time.monotonic() + 30
+        while not stop.is_set() and time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.05)
+            if not ready:
+                continue
+            try:
+                data = os.read(master, 4096)
+            except OSError:
+                return
+            for line in decoder.feed(data):
+                seen.append(line)
+                os.write(master, fw.handle_line(line))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield os.ttyname(slave), chip, seen
+    finally:
+        stop.set()
+        thread.join(5)
+        os.close(master)
+        os.close(slave)
+
+
+def test_round_trip_over_real_pty(pty_kit: tuple[str, Atecc508a, list[bytes]]) -> None:
+    path, chip, seen = pty_kit
+    with open_hal("kit-cdc", url=path, timeout=2.0) as hal:
+        assert isinstance(hal, KitCdcHal)
+        dev = Device(hal)
+        assert dev.info() == b"\x00\x00\x50\x00"
+        assert dev.read_serial_number() == chip.serial_number
+        assert dev.read_config_zone() == chip.config_zone
+        assert dev.random() == b"\xff\xff\x00\x00" * 8  # config not locked yet
+    assert seen[:4] == [
+        b"board:device(00)",
+        b"s:physical:select(C0)",
+        b"s:w()",
+        b"s:t(0730000000035D)",
+    ]

@@ -1,0 +1,219 @@
+"""kit-hid driver against a fake ``hid.device`` that forwards to the virtual kit firmware."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+from atcaprov.device import Device
+from atcaprov.emulator import Atecc508a
+from atcaprov.emulator.kit_board import KitFirmware
+from atcaprov.errors import CommTimeoutError, NoDevicesError
+from atcaprov.hal import kit_protocol as kp
+from atcaprov.hal import open_hal
+from atcaprov.hal.kit_hal import KitTransportError
+from atcaprov.hal.kit_hid import (
+    DEFAULT_PID,
+    DEFAULT_VID,
+    KitHidHal,
+    enumerate_kits,
+    split_reports,
+)
+
+
+class FakeHidKit:
+    """Stands in for ``hid.device()``: 65-byte output reports in, 64-byte input reports out."""
+
+    def __init__(self, *, with_report_id: bool = False, silent: bool = False) -> None:
+        self.chip = Atecc508a()
+        self.firmware = KitFirmware(lambda: self.chip)
+        self.decoder = kp.KitLineDecoder()
+        self.written: list[bytes] = []
+        self.lines: list[bytes] = []
+        self.inbox: deque[bytes] = deque()
+        self.opened: tuple[Any, ...] | None = None
+        self.closed = False
+        self.with_report_id = with_report_id
+        self.silent = silent
+        self.fail_read = False
+        self.short_write = False
+        self.reports_read = 0
+
+    # -- hid.device API -------------------------------------------------------------------------
+    def open(self, vid: int, pid: int, serial: str | None = None) -> None:
+        if (vid, pid) != (DEFAULT_VID, DEFAULT_PID):
+            raise OSError("open failed")
+        self.opened = ("vidpid", vid, pid, serial)
+
+    def open_path(self, path: bytes) -> None:
+        if path != b"/dev/hidraw3":
+            raise OSError("open failed")
+        self.opened = ("path", path)
+
+    def write(self, report: bytes) -> int:
+        assert len(report) == 65 and report[0] == 0, report
+        self.written.append(bytes(report))
+        if self.short_write:
+            return -1
+        for line in self.decoder.feed(report[1:]):
+            self.lines.append(line)
+            if not self.silent:
+                reply = self.firmware.handle_line(line)
+                for i in range(0, len(reply), 64):
+                    payload = reply[i : i + 64].ljust(64, b"\x00")
+                    self.inbox.append((b"\x00" if self.with_report_id else b"") + payload)
+        return len(report)
+
+    def read(self, size: int, timeout_ms: int = 0) -> list[int]:
+        assert timeout_ms > 0  # every read is bounded
+        if self.fail_read:
+            raise OSError("read error")
+        if not self.inbox:
+            return []
+        report = self.inbox.popleft()
+        self.reports_read += 1
+        assert len(report) <= size
+        return list(report)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _hal(fake: FakeHidKit, **kwargs: Any) -> KitHidHal:
+    return KitHidHal(device_factory=lambda: fake, timeout=0.5, **kwargs)
+
+
+def test_split_reports() -> None:
+    reports = split_reports(b"x" * 130)
+    assert [len(r) for r in reports] == [65, 65, 65]
+    assert all(r[0] == 0 for r in reports)
+    assert reports[2][1:3] == b"xx" and reports[2][3:] == bytes(62)
+    with pytest.raises(ValueError):
+        split_reports(b"")
+
+
+def test_open_by_vid_pid_discovers_and_selects() -> None:
+    fake = FakeHidKit()
+    hal = _hal(fake, serial_number="ABC")
+    assert fake.opened == ("vidpid", 0x03EB, 0x2312, "ABC")
+    assert (hal.device_type, hal.interface, hal.address) == ("ECC508A", "TWI", 0xC0)
+    assert fake.lines[:2] == [b"board:device(00)", b"s:physical:select(C0)"]
+    assert hal.dialect is kp.KitDialect.LEGACY
+    hal.close()
+    assert fake.closed
+    hal.close()  # idempotent
+
+
+def test_open_by_path_current_dialect() -> None:
+    fake = FakeHidKit()
+    with _hal(fake, path="/dev/hidraw3", dialect="current") as hal:
+        assert fake.opened == ("path", b"/dev/hidraw3")
+        assert fake.lines[1] == b"E:physical:select(C0)"
+        assert Device(hal).info() == b"\x00\x00\x50\x00"
+        assert fake.lines[-3:] == [b"d:w()", b"d:t(0730000000035D)", b"d:i()"]
+
+
+def test_open_failure_is_no_devices() -> None:
+    fake = FakeHidKit()
+    with pytest.raises(NoDevicesError, match="HID path '/dev/nothing'"):
+        _hal(fake, path="/dev/nothing")
+    with pytest.raises(NoDevicesError, match="HID 1234:5678"):
+        _hal(fake, vid=0x1234, pid=0x5678)
+
+
+def test_open_hal_by_name() -> None:
+    fake = FakeHidKit()
+    hal = open_hal("kit-hid", device_factory=lambda: fake, timeout=0.5)
+    assert isinstance(hal, KitHidHal)
+    hal.close()
+
+
+def test_multi_report_verify_135_bytes() -> None:
+    fake = FakeHidKit()
+    key = ec.generate_private_key(ec.SECP256R1())
+    message = b"production line"
+    digest = hashlib.sha256(message).digest()
+    r, s = decode_dss_signature(key.sign(message, ec.ECDSA(hashes.SHA256())))
+    sig = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    nums = key.public_key().public_numbers()
+    pub = nums.x.to_bytes(32, "big") + nums.y.to_bytes(32, "big")
+    with _hal(fake) as hal:
+        dev = Device(hal)
+        fake.written.clear()
+        assert dev.verify_extern(digest, sig, pub) is True
+        # the Verify line: "s:t(" + 270 hex digits + ")\n" = 276 bytes -> 5 reports
+        verify_line = next(line for line in fake.lines if line.startswith(b"s:t(8745"))
+        assert len(verify_line) == 275
+        # wake (1 report), Nonce pass-through line of 84 bytes (2), Verify (5), idle (1)
+        assert len(fake.written) == 1 + 2 + 5 + 1
+        bad = bytes([sig[0] ^ 1]) + sig[1:]
+        assert dev.verify_extern(digest, bad, pub) is False
+
+
+def test_long_reply_spans_reports() -> None:
+    fake = FakeHidKit()
+    with _hal(fake) as hal:
+        fake.reports_read = 0
+        config = Device(hal).read_config_zone()
+        assert config == fake.chip.config_zone
+        # wake reply (1 report), four 35-byte Read responses as 75-byte lines (2 reports each),
+        # idle reply (1)
+        assert fake.reports_read == 1 + 4 * 2 + 1
+
+
+def test_report_id_in_input_reports() -> None:
+    fake = FakeHidKit(with_report_id=True)
+    with _hal(fake, read_has_report_id=True) as hal:
+        assert Device(hal).read_serial_number() == fake.chip.serial_number
+
+
+def test_silent_kit_times_out() -> None:
+    fake = FakeHidKit(silent=True)
+    with pytest.raises(CommTimeoutError, match="no kit reply to discover"):
+        KitHidHal(device_factory=lambda: fake, timeout=0.05)
+    assert fake.closed
+
+
+def test_read_error_is_transport_error() -> None:
+    fake = FakeHidKit()
+    with _hal(fake) as hal:
+        fake.fail_read = True
+        with pytest.raises(KitTransportError, match="unplugged"):
+            hal.wake()
+
+
+def test_failed_write_is_transport_error() -> None:
+    fake = FakeHidKit()
+    with _hal(fake) as hal:
+        fake.short_write = True
+        with pytest.raises(KitTransportError, match="-1 of 65 bytes"):
+            hal.idle()
+
+
+def test_enumerate_kits_with_fake_module() -> None:
+    class FakeModule:
+        @staticmethod
+        def enumerate(vid: int, pid: int) -> list[dict[str, Any]]:
+            assert (vid, pid) == (DEFAULT_VID, DEFAULT_PID)
+            return [
+                {
+                    "path": b"/dev/hidraw3",
+                    "vendor_id": vid,
+                    "product_id": pid,
+                    "serial_number": "K1",
+                    "manufacturer_string": "Atmel",
+                    "product_string": "AT88CK101",
+                    "interface_number": 0,
+                }
+            ]
+
+    kits = enumerate_kits(hid_module=FakeModule)
+    assert len(kits) == 1
+    assert kits[0].path == b"/dev/hidraw3" and kits[0].serial_number == "K1"
+    assert kits[0].product == "AT88CK101"

@@ -1,0 +1,288 @@
+"""The ten-stage flow against the emulated chip and an in-memory server."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from provisioning_kit import InMemoryServer, Pki, RecordingHooks, make_pki
+
+from atcaprov import provision, verify
+from atcaprov.config import DEFAULT_CONFIG, ConfigError
+from atcaprov.device import Device
+from atcaprov.emulator import Atecc508a
+from atcaprov.hal import open_hal
+from atcaprov.hal.faults import FaultHal
+from atcaprov.protocol import CertReply
+from atcaprov.provisioning import (
+    AlreadyProvisionedError,
+    ConfigMismatchError,
+    PartState,
+    ProvisioningError,
+)
+from atcaprov.return_codes import ReturnCode
+from atcaprov.stages import ProvStage, ProvStatus
+
+S, D, K, E = ProvStatus.START, ProvStatus.DONE, ProvStatus.SKIPPED, ProvStatus.ERROR
+
+
+@pytest.fixture(scope="module")
+def pki() -> Pki:
+    return make_pki()
+
+
+def _setup(pki: Pki, chip: Atecc508a | None = None) -> tuple[Atecc508a, FaultHal, Device,
+                                                             InMemoryServer, RecordingHooks]:
+    chip = chip or Atecc508a()
+    hal = FaultHal(open_hal("emulator", chip=chip))
+    device = Device(hal)
+    server = InMemoryServer(pki)
+    return chip, hal, device, server, RecordingHooks(server)
+
+
+def test_full_flow_notify_sequence_and_result(pki: Pki) -> None:
+    chip, _hal, device, server, hooks = _setup(pki)
+    result = provision(device, hooks, pki.cert_info)
+    assert hooks.events == [
+        (ProvStage.CONFIG_WRITE, S), (ProvStage.CONFIG_WRITE, D),
+        (ProvStage.CONFIG_LOCK, S), (ProvStage.CONFIG_LOCK, D),
+        (ProvStage.CONFIG_READ, S), (ProvStage.CONFIG_READ, D),
+        (ProvStage.GEN_KEY, S), (ProvStage.GEN_KEY, D),
+        (ProvStage.CERTS_REQUEST, S), (ProvStage.CERTS_REQUEST, D),
+        (ProvStage.CERTS_WRITE, S), (ProvStage.CERTS_WRITE, D),
+        (ProvStage.DATA_WRITE, S), (ProvStage.DATA_WRITE, D),
+        (ProvStage.DATA_LOCK, S), (ProvStage.DATA_LOCK, D),
+        (ProvStage.SLOTS_LOCK, K),
+        (ProvStage.VALIDATE_CERTS, S), (ProvStage.VALIDATE_CERTS, D),
+    ]
+    assert hooks.calls == ["start", "send", "done"]
+    assert chip.config_locked and chip.data_locked
+    assert result.serial_number == chip.serial_number
+    assert result.skipped == [ProvStage.SLOTS_LOCK]
+    request = server.requests[0]
+    assert request.config_zone == result.config_zone
+    assert request.device_public_key == result.public_key
+    assert request.signer_id == pki.cert_info.signer_id
+    # the part verifies independently, and its certificates are the ones the server issued
+    report = verify(device, pki.cert_info, expected_config=DEFAULT_CONFIG)
+    assert report.ok, report.lines()
+    assert report.device_cert == result.device_cert
+    assert report.signer_cert == result.signer_cert
+
+
+def test_partial_recv_delivery(pki: Pki) -> None:
+    _chip, _hal, device, _server, hooks = _setup(pki)
+    hooks.chunk = 7
+    result = provision(device, hooks, pki.cert_info, validate=False)
+    assert hooks.recv_sizes[0] == 12  # the header first, exactly
+    assert len(hooks.recv_sizes) > 20  # many partial reads were needed
+    assert sum(min(n, 7) for n in hooks.recv_sizes) >= len(result.device_cert)
+    assert (ProvStage.VALIDATE_CERTS, K) in hooks.events
+
+
+def test_server_error_reaches_request_error(pki: Pki) -> None:
+    chip, _hal, device, server, hooks = _setup(pki)
+    server.error = (ReturnCode.SIGNER_LOCKED, "Signer (0123, Test) waits for its password")
+    with pytest.raises(ProvisioningError) as info:
+        provision(device, hooks, pki.cert_info)
+    assert hooks.errors == [(ReturnCode.SIGNER_LOCKED,
+                             "Signer (0123, Test) waits for its password")]
+    assert info.value.code == ReturnCode.SIGNER_LOCKED
+    assert info.value.stage == ProvStage.CERTS_REQUEST
+    assert info.value.part_state == PartState.CONFIG_LOCKED
+    assert hooks.events[-1] == (ProvStage.CERTS_REQUEST, E)
+    assert hooks.calls == ["start", "send", "done"]
+    assert chip.config_locked and not chip.data_locked
+
+
+def test_server_closing_connection_midway(pki: Pki) -> None:
+    _chip, _hal, device, _server, hooks = _setup(pki)
+
+    class Cut(RecordingHooks):
+        def certreq_recv(self, n: int) -> bytes:
+            return b"" if self.recv_sizes else super().certreq_recv(n)
+
+    cut = Cut(hooks.server)
+    with pytest.raises(ProvisioningError) as info:
+        provision(device, cut, pki.cert_info)
+    assert info.value.code == ReturnCode.COMM_ERROR
+    assert "closed the connection" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("stage", "state"),
+    [
+        (ProvStage.CONFIG_WRITE, PartState.UNLOCKED),
+        (ProvStage.CONFIG_LOCK, PartState.UNLOCKED),
+        (ProvStage.CONFIG_READ, PartState.CONFIG_LOCKED),
+        (ProvStage.GEN_KEY, PartState.CONFIG_LOCKED),
+        (ProvStage.CERTS_WRITE, PartState.CONFIG_LOCKED),
+        (ProvStage.DATA_WRITE, PartState.CONFIG_LOCKED),
+        (ProvStage.DATA_LOCK, PartState.CONFIG_LOCKED),
+        (ProvStage.SLOTS_LOCK, PartState.PROVISIONED),
+        (ProvStage.VALIDATE_CERTS, PartState.PROVISIONED),
+    ],
+)
+def test_board_removed_at_each_chip_stage(pki: Pki, stage: ProvStage, state: PartState) -> None:
+    chip, hal, device, _server, hooks = _setup(pki)
+
+    class Unplugging(RecordingHooks):
+        def notify(self, st: ProvStage, status: ProvStatus) -> None:
+            super().notify(st, status)
+            if st == stage and status == ProvStatus.START:
+                hal.arm("unplug")
+
+        def write_data_zone(self, device: Device) -> None:
+            device.write_zone(2, 9, 0, 0, bytes(range(32)))
+
+    unplugging = Unplugging(hooks.server)
+    lock = (10,) if stage == ProvStage.SLOTS_LOCK else ()
+    with pytest.raises(ProvisioningError) as info:
+        provision(device, unplugging, pki.cert_info, lock_slots=lock)
+    assert info.value.stage == stage
+    assert info.value.code == ReturnCode.DEVICE_ERROR
+    assert info.value.part_state == state
+    assert unplugging.events[-2:] == [(stage, S), (stage, E)]
+    assert chip.config_locked == (state != PartState.UNLOCKED)
+    assert chip.data_locked == (state == PartState.PROVISIONED)
+
+
+def test_chip_error_status_at_gen_key(pki: Pki) -> None:
+    _chip, hal, device, _server, hooks = _setup(pki)
+
+    class Failing(RecordingHooks):
+        def notify(self, st: ProvStage, status: ProvStatus) -> None:
+            super().notify(st, status)
+            if st == ProvStage.GEN_KEY and status == ProvStatus.START:
+                hal.arm(0x0F)
+
+    with pytest.raises(ProvisioningError) as info:
+        provision(device, Failing(hooks.server), pki.cert_info)
+    assert info.value.stage == ProvStage.GEN_KEY
+    assert "0x0F" in str(info.value)
+
+
+def test_write_data_zone_hook_error_stops_before_lock(pki: Pki) -> None:
+    chip, _hal, device, _server, hooks = _setup(pki)
+
+    class Broken(RecordingHooks):
+        def write_data_zone(self, device: Device) -> None:
+            raise RuntimeError("operator database unreachable")
+
+    with pytest.raises(ProvisioningError) as info:
+        provision(device, Broken(hooks.server), pki.cert_info)
+    assert info.value.stage == ProvStage.DATA_WRITE
+    assert "operator database unreachable" in info.value.message
+    assert not chip.data_locked
+
+
+def test_extra_data_written_before_lock(pki: Pki) -> None:
+    _chip, _hal, device, _server, hooks = _setup(pki)
+    hooks.extra_data = {13: bytes(range(64))}
+    provision(device, hooks, pki.cert_info)
+    assert device.read_bytes_zone(2, 13, 0, 64) == bytes(range(64))
+
+
+def test_tampered_certificate_caught_before_data_lock(pki: Pki) -> None:
+    chip, _hal, device, server, hooks = _setup(pki)
+    other = make_pki(signer_id=pki.cert_info.signer_id)
+
+    def swap_signer(reply: CertReply) -> CertReply:
+        return replace(reply, signer_cert=other.signer_cert)
+
+    server.tamper = swap_signer
+    with pytest.raises(ProvisioningError) as info:
+        provision(device, hooks, pki.cert_info)
+    assert info.value.stage == ProvStage.CERTS_WRITE
+    assert info.value.code in (ReturnCode.CERT_MISMATCH, ReturnCode.VALIDATION_FAILED)
+    assert not chip.data_locked  # stopped before the point of no return
+
+
+def test_resume_config_locked_same_config(pki: Pki) -> None:
+    chip, hal, device, server, _hooks = _setup(pki)
+
+    class Unplug(RecordingHooks):
+        def notify(self, st: ProvStage, status: ProvStatus) -> None:
+            super().notify(st, status)
+            if st == ProvStage.GEN_KEY and status == ProvStatus.START:
+                hal.arm("unplug")
+
+    with pytest.raises(ProvisioningError):
+        provision(device, Unplug(server), pki.cert_info)
+    assert chip.config_locked and not chip.data_locked
+    # replug: same chip, fresh transport
+    device2 = Device(open_hal("emulator", chip=chip))
+    hooks2 = RecordingHooks(server)
+    provision(device2, hooks2, pki.cert_info)
+    assert hooks2.events[:2] == [(ProvStage.CONFIG_WRITE, K), (ProvStage.CONFIG_LOCK, K)]
+    assert chip.data_locked
+
+
+def test_resume_config_locked_different_config(pki: Pki) -> None:
+    chip, _hal, device, _server, hooks = _setup(pki)
+    provision_config = bytearray(DEFAULT_CONFIG)
+    provision_config[16] = 0xB0  # another I2C address
+    device.write_config_zone(bytes(provision_config))
+    device.lock_config_zone()
+    with pytest.raises(ConfigMismatchError) as info:
+        provision(device, hooks, pki.cert_info)
+    assert "byte 16" in info.value.message
+    assert info.value.code == ReturnCode.CONFIG_MISMATCH
+    assert hooks.events == [(ProvStage.CONFIG_WRITE, S), (ProvStage.CONFIG_WRITE, E)]
+    assert not chip.data_locked
+
+
+def test_already_provisioned_part_untouched(pki: Pki) -> None:
+    chip, _hal, device, _server, hooks = _setup(pki)
+    provision(device, hooks, pki.cert_info)
+    before = chip.chip_time_ms
+    hooks2 = RecordingHooks(hooks.server)
+    writes_before = device.opcode_counts.get(0x12, 0)
+    with pytest.raises(AlreadyProvisionedError) as info:
+        provision(device, hooks2, pki.cert_info)
+    assert info.value.code == ReturnCode.ALREADY_PROVISIONED
+    assert info.value.part_state == PartState.PROVISIONED
+    assert device.opcode_counts.get(0x12, 0) == writes_before  # no Write was sent
+    assert chip.chip_time_ms > before  # only the config read ran
+    assert hooks2.calls == []  # the server was never asked
+
+
+def test_lock_slots(pki: Pki) -> None:
+    _chip, _hal, device, _server, hooks = _setup(pki)
+    provision(device, hooks, pki.cert_info, lock_slots=[10, 12])
+    assert (ProvStage.SLOTS_LOCK, D) in hooks.events
+    assert device.is_slot_locked(10) and device.is_slot_locked(12)
+    assert not device.is_slot_locked(11)
+
+
+def test_bad_lock_slot_refused_before_touching_part(pki: Pki) -> None:
+    chip, _hal, device, _server, hooks = _setup(pki)
+    with pytest.raises(ConfigError, match="slot 2 is not lockable"):
+        provision(device, hooks, pki.cert_info, lock_slots=[2])
+    with pytest.raises(ConfigError, match="slot 16 does not exist"):
+        provision(device, hooks, pki.cert_info, lock_slots=[16])
+    assert hooks.events == []
+    assert not chip.config_locked
+
+
+def test_config_that_breaks_the_flow_is_refused(pki: Pki) -> None:
+    _chip, _hal, device, _server, hooks = _setup(pki)
+    bad = bytearray(DEFAULT_CONFIG)
+    bad[96] = 0x3C  # KeyConfig[0]: not a private key any more
+    with pytest.raises(ConfigError) as info:
+        provision(device, hooks, pki.cert_info, config=bytes(bad))
+    assert info.value.offset is not None
+    assert hooks.events == []
+
+
+def test_verify_reports_blank_and_foreign_parts(pki: Pki) -> None:
+    _chip, _hal, device, _server, hooks = _setup(pki)
+    report = verify(device, pki.cert_info)
+    assert not report.ok
+    assert [c.name for c in report.checks if not c.ok] == [
+        "config zone locked", "data zone locked", "certificates"]
+    provision(device, hooks, pki.cert_info)
+    foreign = make_pki()
+    report = verify(device, foreign.cert_info)
+    assert not report.ok
+    assert any(c.name == "certificate chain" and not c.ok for c in report.checks)
