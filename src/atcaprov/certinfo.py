@@ -223,7 +223,8 @@ _HEADER = """\
  * Written by the atcaprov signer set-up tool. A provisioning client reads this file (it is
  * not compiled for that) to learn which signer it must ask the provisioning server for, and
  * where the device and signer certificates go on the ATECC508A. Firmware may compile it
- * against CryptoAuthLib's atcacert_def.h (2016-2018 layout of atcacert_def_t).
+ * against CryptoAuthLib's atcacert_def.h (tag 20180718 or later when the device definition
+ * links to the signer's with .ca_cert_def; any version otherwise).
  */
 #include "atcacert/atcacert_def.h"
 """

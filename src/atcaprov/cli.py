@@ -57,18 +57,43 @@ BOARD_HELP_COMMANDS = "commands: unplug | replug | next | status | quit"
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder of the chip files (chip-000.json, ...); created if missing.",
 )
-@click.option("--chips", default=1, show_default=True, type=click.IntRange(min=0),
-              help="Create blank chips until the folder holds at least this many.")
-@click.option("--listen", "listen", default=None, metavar="HOST:PORT",
-              help="Serve over TCP (port 0 = any free port). Default 127.0.0.1:0.")
+@click.option(
+    "--chips",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Create blank chips until the folder holds at least this many.",
+)
+@click.option(
+    "--listen",
+    "listen",
+    default=None,
+    metavar="HOST:PORT",
+    help="Serve over TCP (port 0 = any free port). Default 127.0.0.1:0.",
+)
 @click.option("--pty", "use_pty", is_flag=True, help="Serve over a pseudo-terminal instead.")
-@click.option("--link", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="With --pty: keep a stable symlink at PATH to the current pty.")
-@click.option("--auto-swap", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
-              help="Once the chip is provisioned (data zone locked) and the host has been "
-              "silent for SECONDS, swap in the next blank chip.")
-@click.option("--timing-scale", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="Emulate execution times: max time x this factor (0 = instant).")
+@click.option(
+    "--link",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="PATH",
+    help="With --pty: keep a stable symlink at PATH to the current pty.",
+)
+@click.option(
+    "--auto-swap",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="Once the chip is provisioned (data zone locked) and the host has been "
+    "silent for SECONDS, swap in the next blank chip.",
+)
+@click.option(
+    "--timing-scale",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Emulate execution times: max time x this factor (0 = instant).",
+)
 def board_command(
     state_dir: Path,
     chips: int,

@@ -95,9 +95,7 @@ def zone_size(zone: int, slot: int = 0) -> int:
         return OTP_SIZE
     if zone == ZONE_DATA:
         return slot_size(slot)
-    raise BadParamError(
-        f"zone {zone!r} is not ZONE_CONFIG (0), ZONE_OTP (1) or ZONE_DATA (2)"
-    )
+    raise BadParamError(f"zone {zone!r} is not ZONE_CONFIG (0), ZONE_OTP (1) or ZONE_DATA (2)")
 
 
 def _check_slot(slot: int) -> None:
@@ -638,9 +636,7 @@ def _check_pubkey_slot(slot: int) -> None:
 def _check_config_writable(start: int, length: int) -> None:
     end = start + length
     if start < 16:
-        raise BadParamError(
-            f"config bytes {start}..{end - 1} overlap the read-only bytes 0..15"
-        )
+        raise BadParamError(f"config bytes {start}..{end - 1} overlap the read-only bytes 0..15")
     if start < 88 and end > 84:
         raise BadParamError(
             f"config bytes {start}..{end - 1} overlap bytes 84..87 (UserExtra, Selector, lock"

@@ -502,7 +502,13 @@ def decode(header: Header, body: bytes) -> Message:
 
 def message_type_of(msg: Message) -> MessageType:
     """The header type byte for a message object."""
-    return _encode_body(msg)[0]
+    if isinstance(msg, CertRequest):
+        return MessageType.CERT_REQUEST
+    if isinstance(msg, CertReply):
+        return MessageType.CERT_REPLY
+    if isinstance(msg, ErrorReply):
+        return MessageType.ERROR_REPLY
+    raise TypeError(f"not a protocol message: {type(msg).__name__}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -106,6 +106,8 @@ def _code_for(exc: BaseException) -> ReturnCode:
         return ReturnCode.DEVICE_ERROR
     if isinstance(exc, ConfigError):
         return ReturnCode.BAD_PARAM
+    if isinstance(exc, OSError):  # the user's server connection (socket errors, timeouts)
+        return ReturnCode.COMM_ERROR
     if isinstance(exc, AtcaprovError):
         return ReturnCode.GENERAL_ERROR
     return ReturnCode.INTERNAL_ERROR

@@ -36,9 +36,10 @@ from .console import (
     TerminalPasswordSource,
 )
 from .manager import SignerManager
-from .paths import DataDir, default_data_dir
+from .paths import DataDir, DataDirError, default_data_dir
 from .records import RecordStore
 from .server import ProvisioningServer, ServerLimits, make_tls_context
+from .signer_cli import signer as signer_group
 from .signers.base import (
     SignerBackend,
     SignerError,
@@ -200,6 +201,9 @@ async def run(
         if on_ready is not None:
             on_ready(server)
         await stop_event.wait()
+    except AtcaprovError as exc:
+        console.error(f"Server cannot run: {exc}")
+        raise
     finally:
         if server is not None:
             await server.stop()
@@ -270,7 +274,11 @@ _PATH = click.Path(path_type=Path)
 _FILE = click.Path(path_type=Path, exists=True, dir_okay=False)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Without a command, runs the server. `provserver signer --help` for signer set-up.",
+)
 @click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
 @click.option(
     "--port",
@@ -360,7 +368,9 @@ _FILE = click.Path(path_type=Path, exists=True, dir_okay=False)
     metavar="VAR",
     help="Read signer module passwords from this environment variable instead of prompting.",
 )
+@click.pass_context
 def main(
+    ctx: click.Context,
     host: str,
     port: int,
     data_dir: Path | None,
@@ -383,6 +393,8 @@ def main(
     password_env: str | None,
 ) -> None:
     """Provisioning Server: signs device certificates for provisioning stations."""
+    if ctx.invoked_subcommand is not None:
+        return  # `provserver signer ...`: the server options do not apply
     settings = Settings(
         host=host,
         port=port,
@@ -414,9 +426,13 @@ def main(
     try:
         asyncio.run(_main_async(settings, console, interactive))
     except KeyboardInterrupt:
-        console.info("Server stopped.")
-    except AtcaprovError as exc:
+        # Windows (no SIGINT handler in the loop): asyncio.run cancelled run(), which has
+        # already shut down and printed "Server stopped."; exit normally.
+        return
+    except DataDirError as exc:
         console.error(f"Server cannot run: {exc}")
+        raise SystemExit(1) from exc
+    except AtcaprovError as exc:  # already logged by run()
         raise SystemExit(1) from exc
 
 
@@ -445,6 +461,8 @@ def _escape_pressed(console: Console, stop: asyncio.Event) -> None:
         console.info("ESC pressed, stopping...")
     stop.set()
 
+
+main.add_command(signer_group, name="signer")
 
 if __name__ == "__main__":
     main()

@@ -123,9 +123,16 @@ class Console:
             self._write_screen("\n" + line + "\n" + self._prompt)
         else:
             self._write_screen(line + "\n")
-        for sink in self._sinks:
-            sink.write(line + "\n")
-            sink.flush()
+        for sink in list(self._sinks):
+            try:
+                sink.write(line + "\n")
+                sink.flush()
+            except (OSError, ValueError) as exc:  # disk full, closed file: keep the screen
+                self._sinks.remove(sink)
+                failure = format_line(
+                    Level.ERROR, f"Activity log write failed, log stopped: {exc}", self._clock()
+                )
+                self._write_screen(failure + "\n")
 
     def _write_screen(self, text: str) -> None:
         self._out.write(text)

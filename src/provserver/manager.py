@@ -149,7 +149,10 @@ class SignerManager:
     async def _rescan_loop(self) -> None:
         while not self._stopping:
             await asyncio.sleep(self.rescan_interval)
-            await self.rescan()
+            try:
+                await self.rescan()
+            except Exception as exc:  # a back-end bug must not end hot plug: log, go on
+                self._console.error(f"Signer scan failed: {exc!r}")
 
     # -- discovery --------------------------------------------------------------------------
     async def rescan(self) -> None:
@@ -163,7 +166,7 @@ class SignerManager:
     async def _rescan_backend(self, backend: SignerBackend) -> None:
         try:
             present = await asyncio.to_thread(backend.scan)
-        except SignerError as exc:
+        except (SignerError, OSError) as exc:
             text = str(exc)
             if self._scan_failures.get(backend.name) != text:
                 self._console.warning(f"Signer back-end {backend.name} scan failed: {text}")
@@ -186,7 +189,7 @@ class SignerManager:
         key = (backend.name, location)
         try:
             module = await asyncio.to_thread(backend.open, location)
-        except SignerError as exc:
+        except (SignerError, OSError) as exc:
             text = str(exc)
             if self._open_failures.get(key) != text:
                 self._console.warning(
@@ -215,7 +218,7 @@ class SignerManager:
 
         try:
             await asyncio.to_thread(close)
-        except SignerError as exc:
+        except (SignerError, OSError) as exc:
             self._console.warning(f"{managed.label} did not close cleanly: {exc}")
 
     # -- passwords --------------------------------------------------------------------------
@@ -263,6 +266,9 @@ class SignerManager:
         except SignerUnavailableError as exc:
             self._console.warning(f"{managed.label} unavailable while unlocking: {exc}")
             await self._drop(managed)
+            return False
+        except SignerError as exc:
+            self._console.error(f"{managed.label} could not check the password: {exc}")
             return False
         return True
 

@@ -208,12 +208,13 @@ class ProvisioningServer:
             self._console.warning(
                 f"Station {address} refused: {self.limits.max_connections} connections open."
             )
-            await self._send_error(
-                conn,
-                ReturnCode.SERVER_ERROR,
-                f"server busy: {self.limits.max_connections} stations connected (the limit); "
-                "retry later",
-            )
+            if self._tls is None:  # a TLS station could not read a plain-text reply
+                await self._send_error(
+                    conn,
+                    ReturnCode.SERVER_ERROR,
+                    f"server busy: {self.limits.max_connections} stations connected (the "
+                    "limit); retry later",
+                )
             await self._close(writer)
             return
         self._connections.add(conn)
@@ -222,6 +223,8 @@ class ProvisioningServer:
                 return
             await self._serve(conn, reader)
         except asyncio.CancelledError:
+            # stop() cancels idle connections (and busy ones after the grace period): this is
+            # the normal end of such a connection, closed below.
             pass
         finally:
             self._connections.discard(conn)

@@ -162,8 +162,12 @@ def test_execute_generic_and_validation(dev: Device) -> None:
 def test_serial_and_config(dev: Device, hal: RecordingHal) -> None:
     assert dev.read_serial_number() == hal.chip.serial_number
     assert dev.read_config_zone() == hal.chip.config_zone
-    assert hal.commands(Opcode.READ)[-4:] == [(0x80, 0x00, 0), (0x80, 0x08, 0), (0x80, 0x10, 0),
-                                              (0x80, 0x18, 0)]
+    assert hal.commands(Opcode.READ)[-4:] == [
+        (0x80, 0x00, 0),
+        (0x80, 0x08, 0),
+        (0x80, 0x10, 0),
+        (0x80, 0x18, 0),
+    ]
     assert dev.random() == b"\xff\xff\x00\x00" * 8  # config not locked yet
 
 

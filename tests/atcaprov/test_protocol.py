@@ -460,3 +460,23 @@ def test_fuzz_mutated_valid_message(noise: bytes, position: int) -> None:
         reader.feed_eof()
     except p.ProtocolError:
         pass
+
+
+# ------------------------------------------------------------------ return codes
+def test_return_codes_c_names_and_docs_table() -> None:
+    import re
+    from pathlib import Path
+
+    from atcaprov import return_codes as rc
+
+    for code in ReturnCode:
+        assert getattr(rc, code.c_name) is code
+        assert code.description
+    assert rc.ATCAPROV_SUCCESS == 0 and ReturnCode.from_value(0x99) is None
+    docs = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
+    table = re.findall(
+        r"^\| 0x([0-9A-F]{2}) \| (\d+) \| `(ATCAPROV_\w+)` \|", docs.read_text(), re.M
+    )
+    assert [(int(h, 16), int(d), name) for h, d, name in table] == [
+        (code.value, code.value, code.c_name) for code in ReturnCode
+    ]

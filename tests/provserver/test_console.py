@@ -167,3 +167,20 @@ def test_terminal_keys_stop_cancels_pending_prompt() -> None:
     finally:
         os.close(master)
         os.close(slave)
+
+
+def test_failing_sink_is_dropped_and_reported() -> None:
+    class Broken(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError(28, "No space left on device")
+
+    out = io.StringIO()
+    console = Console(out, sinks=[Broken()], clock=lambda: FIXED)
+    console.info("one")
+    console.info("two")
+    assert out.getvalue() == (
+        "[2015-11-06 15:51:07, info] one\n"
+        "[2015-11-06 15:51:07, error] Activity log write failed, log stopped: "
+        "[Errno 28] No space left on device\n"
+        "[2015-11-06 15:51:07, info] two\n"
+    )

@@ -195,3 +195,29 @@ async def test_signer_id_mismatch_and_zero_key_id_selection() -> None:
     assert mgr.find_identity(bytes(20), SID) == identity
     verify((await mgr.sign(bytes(20), SID, DIGEST)).signature)
     await mgr.stop()
+
+
+async def test_scan_failure_logged_once_and_recovered() -> None:
+    from provserver.signers.base import SignerError
+
+    con, out = console()
+    backend = FakeBackend()
+    calls = {"n": 0}
+    real_scan = backend.scan
+
+    def flaky_scan() -> set[str]:
+        calls["n"] += 1
+        if calls["n"] <= 3:
+            raise SignerError("USB bus gone")
+        return real_scan()
+
+    backend.scan = flaky_scan  # type: ignore[method-assign]
+    backend.present["a"] = module("a")
+    mgr = SignerManager([backend], con, NoPasswordSource(), rescan_interval=0)
+    await mgr.start()
+    for _ in range(4):
+        await mgr.rescan()
+    msgs = lines(out)
+    assert msgs.count("Signer back-end fake scan failed: USB bus gone") == 1
+    assert "Signer (01231E6CD82CA571EE, Example ATECC508A Signer) found." in msgs
+    await mgr.stop()

@@ -4,6 +4,7 @@ password from the environment, shutdown; the click command line; SIGTERM in a su
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import os
 import re
@@ -19,13 +20,13 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from test_server_support import Station, make_chain, make_request
 
-from atcaprov.protocol import CertReply, ErrorReply
+from atcaprov.protocol import CertReply, ErrorReply, encode
 from atcaprov.return_codes import ReturnCode
 from provserver.cli import Settings, main, run
 from provserver.console import Console
 from provserver.profile import load_profile, write_profile
 from provserver.records import MemoryRecordStore
-from provserver.server import ProvisioningServer
+from provserver.server import ProvisioningServer, ServerStartError
 
 CHAIN = make_chain()
 LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d), (info|warning|error)\] (.*)$")
@@ -46,7 +47,7 @@ def write_pem_signer(folder: Path, password: bytes | None = None) -> Path:
     path.write_bytes(key)
     path.with_suffix(".crt").write_bytes(
         b"-----BEGIN CERTIFICATE-----\n"
-        + __import__("base64").encodebytes(CHAIN.signer_cert)
+        + base64.encodebytes(CHAIN.signer_cert)
         + b"-----END CERTIFICATE-----\n"
     )
     return path
@@ -261,7 +262,7 @@ def test_sigterm_lets_in_flight_request_finish(tmp_path: Path) -> None:
 
         async def client() -> object:
             station = await Station.connect(port)
-            await station.send(__import__("atcaprov.protocol").protocol.encode(make_request(chain)))
+            await station.send(encode(make_request(chain)))
             await asyncio.sleep(0.4)  # the request is in the slow module now
             proc.send_signal(signal.SIGTERM)
             reply = await station.reply(timeout=15)
@@ -280,3 +281,30 @@ def test_sigterm_lets_in_flight_request_finish(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+async def test_port_in_use_is_reported(tmp_path: Path) -> None:
+    blocker = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = blocker.sockets[0].getsockname()[1]
+    out = io.StringIO()
+    settings = Settings(
+        host="127.0.0.1",
+        port=port,
+        data_dir=tmp_path,
+        signers=["pem"],
+        pem_key=write_pem_signer(tmp_path / "keys"),
+    )
+    try:
+        with pytest.raises(ServerStartError):
+            await asyncio.wait_for(
+                run(settings, console=Console(out), records=MemoryRecordStore()), 20
+            )
+    finally:
+        blocker.close()
+        await blocker.wait_closed()
+    msgs = messages(out.getvalue())
+    assert ("error", f"Server cannot run: cannot listen on 127.0.0.1:{port}: ") in [
+        (lvl, m[: len(f"Server cannot run: cannot listen on 127.0.0.1:{port}: ")])
+        for lvl, m in msgs
+    ]
+    assert msgs[-1] == ("info", "Server stopped.")

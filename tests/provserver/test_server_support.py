@@ -260,4 +260,3 @@ class Station:
         self.writer.close()
         with contextlib.suppress(ConnectionError, OSError, asyncio.TimeoutError, ssl.SSLError):
             await asyncio.wait_for(self.writer.wait_closed(), 2)
-

@@ -219,11 +219,42 @@ def rebuild(d: CertDef, comp_cert: bytes, public_key: bytes, device_sn: bytes | 
 
 
 # ---- compress ---------------------------------------------------------------------------------
-def _check_static(d: CertDef, cert: bytes) -> None:
-    """Every byte outside the variable elements must equal the template."""
+def _fixed_ranges(d: CertDef) -> tuple[int, tuple[tuple[int, int], ...]]:
+    """(end of the fixed part, byte ranges that must equal the template), cached per def."""
+    cached: tuple[int, tuple[tuple[int, int], ...]] | None = \
+        d.__dict__.get("_atcaprov_fixed_ranges")
+    if cached is not None:
+        return cached
     t = d.cert_template
     sig = d.std_cert_elements.signature
     fixed_end = sig.offset if (d.cert_type == CertType.X509 and sig.count) else len(t)
+    mask = bytearray(fixed_end)
+    skip = [*d.std_cert_elements, *(e.cert_loc for e in d.cert_elements)]
+    if d.cert_type == CertType.X509:
+        skip.append(CertLoc(1, read_tlv(t, 0).header_size - 1))
+    for loc in skip:
+        for i in range(loc.offset, min(loc.end, fixed_end)):
+            mask[i] = 1
+    ranges = []
+    i = 0
+    while i < fixed_end:
+        if mask[i]:
+            i += 1
+            continue
+        j = i
+        while j < fixed_end and not mask[j]:
+            j += 1
+        ranges.append((i, j))
+        i = j
+    result = (fixed_end, tuple(ranges))
+    object.__setattr__(d, "_atcaprov_fixed_ranges", result)
+    return result
+
+
+def _check_static(d: CertDef, cert: bytes) -> None:
+    """Every byte outside the variable elements must equal the template."""
+    t = d.cert_template
+    fixed_end, ranges = _fixed_ranges(d)
     if d.cert_type != CertType.X509 and len(cert) != len(t):
         raise CertError(AtcacertCode.WRONG_CERT_DEF,
                         f"certificate is {len(cert)} bytes, the template {len(t)}")
@@ -231,16 +262,9 @@ def _check_static(d: CertDef, cert: bytes) -> None:
         raise CertError(AtcacertCode.WRONG_CERT_DEF,
                         f"certificate is {len(cert)} bytes, shorter than the template's fixed "
                         f"part ({fixed_end})")
-    mask = bytearray(fixed_end)
-    skip = [*d.std_cert_elements, *(e.cert_loc for e in d.cert_elements)]
-    if d.cert_type == CertType.X509:
-        hdr = read_tlv(t, 0).header_size
-        skip.append(CertLoc(1, hdr - 1))
-    for loc in skip:
-        for i in range(loc.offset, min(loc.end, fixed_end)):
-            mask[i] = 1
-    for i in range(fixed_end):
-        if not mask[i] and cert[i] != t[i]:
+    for a, b in ranges:
+        if cert[a:b] != t[a:b]:
+            i = next(k for k in range(a, b) if cert[k] != t[k])
             raise CertError(AtcacertCode.WRONG_CERT_DEF,
                             f"byte {i} of the certificate is 0x{cert[i]:02X}, the template has "
                             f"0x{t[i]:02X} there: this certificate was not made from this "
@@ -293,6 +317,8 @@ class UnsignedCert:
     cert_def: CertDef
     cert: bytes
     tbs_digest: bytes
+    issue_date: CertDate
+    signer_id: bytes
 
     def finish(self, signature: bytes) -> BuiltCert:
         if len(signature) != 64:
@@ -301,8 +327,12 @@ class UnsignedCert:
                             field="signature")
         cert = bytearray(self.cert)
         set_signature(self.cert_def, cert, bytes(signature))
-        der = bytes(cert)
-        return BuiltCert(der, compress(self.cert_def, der), self.tbs_digest)
+        d = self.cert_def
+        comp = CompCert.from_dates(signature=bytes(signature), issue_date=self.issue_date,
+                                   expire_years=d.expire_years, signer_id=self.signer_id,
+                                   template_id=d.template_id, chain_id=d.chain_id,
+                                   sn_source=d.sn_source)
+        return BuiltCert(bytes(cert), comp.encode(), self.tbs_digest)
 
 
 def tbs_digest(d: CertDef, cert: bytes | bytearray) -> bytes:
@@ -343,4 +373,6 @@ def prepare(d: CertDef, *, public_key: bytes, issue_date: datetime, signer_id: b
     _set_public_key(d, cert, raw_public_key(public_key))
     _element_data(d, cert, element_data)
     _finish_sn(d, cert, device_sn)
-    return UnsignedCert(d, bytes(cert), tbs_digest(d, cert))
+    recorded_id = bytes(signer_id) if d.std_cert_elements.signer_id.count else b"\x00\x00"
+    recorded_issue = issue if d.std_cert_elements.issue_date.count else CertDate(2000, 1, 1)
+    return UnsignedCert(d, bytes(cert), tbs_digest(d, cert), recorded_issue, recorded_id)

@@ -115,16 +115,26 @@ class _Lexer:
                 continue
             chunks.append(piece)
             self.pos = end
+            joined = " ".join(chunks)
+            if joined.count("/*") > joined.count("*/"):  # a comment running past the line
+                close = self.text.find("*/", end)
+                if close < 0:
+                    raise self.error("unterminated /* comment", line, col, "*/")
+                for _ in range(self.text.count("\n", end, close)):
+                    nl = self.text.find("\n", self.pos)
+                    self.pos = nl + 1
+                    self._newline()
+                chunks.append(self.text[self.pos:close + 2])
+                self.pos = close + 2
+                rest_end = self.text.find("\n", self.pos)
+                rest_end = len(self.text) if rest_end < 0 else rest_end
+                chunks.append(self.text[self.pos:rest_end])
+                self.pos = rest_end
             break
         body = re.sub(r"/\*.*?\*/", " ", " ".join(chunks))
         body = body.split("//", 1)[0].strip()
-        word, _, rest = body.partition(" ")
-        if not word and rest == "":
-            m = re.match(r"(\w+)(.*)", body)
-            word, rest = (m.group(1), m.group(2)) if m else ("", "")
-        m = re.match(r"(\w+)\s*(.*)", body)
-        if m:
-            word, rest = m.group(1), m.group(2).strip()
+        m = re.match(r"(\w*)\s*(.*)", body)
+        word, rest = (m.group(1), m.group(2).strip()) if m else ("", "")
         if word in ("if", "ifdef", "ifndef"):
             cond = not (word == "if" and rest in ("0", "(0)", "false"))
             self.cond.append((cond, cond))
@@ -511,7 +521,7 @@ class _Parser:
                         if name.kind != "ident":
                             raise self.error(f"found {name.text!r}", name, "a field name")
                         desig.append((".", name.text))
-                    elif t.kind == "punct" and t.text == "[" and (desig or self._is_index()):
+                    elif t.kind == "punct" and t.text == "[":
                         self.next()
                         desig.append(("[", self.expr()))
                         self.expect("]", "']'")
@@ -527,9 +537,6 @@ class _Parser:
                         raise self.error(f"found {shown!r}", nxt, "',' or '}'")
             return InitList(tok.line, tok.col, tuple(items))
         return self.expr()
-
-    def _is_index(self) -> bool:
-        return True
 
     # expressions
     def expr(self) -> Node:
@@ -552,9 +559,19 @@ class _Parser:
                 return left
 
     def _is_type_start(self, ahead: int) -> bool:
+        """A parenthesised type name starts at ``ahead`` (words and '*' up to ')')."""
         tok = self.peek(ahead)
-        return tok.kind == "ident" and (tok.text in _TYPE_WORDS or tok.text in _QUALIFIERS
-                                        or tok.text.endswith("_t"))
+        if not (tok.kind == "ident" and (tok.text in _TYPE_WORDS or tok.text in _QUALIFIERS
+                                         or tok.text.endswith("_t"))):
+            return False
+        i = ahead + 1
+        while i < ahead + 8:
+            nxt = self.peek(i)
+            if nxt.kind == "ident" or (nxt.kind == "punct" and nxt.text == "*"):
+                i += 1
+                continue
+            return nxt.kind == "punct" and nxt.text == ")"
+        return False
 
     def _type_name(self) -> str:
         words = []
@@ -669,6 +686,9 @@ class Evaluator:
 
     def sizeof(self, node: SizeOf) -> int:
         if node.type_name is not None:
+            if node.type_name in self.cfile.variables:  # a variable named like a type (x_t)
+                return self.sizeof(SizeOf(node.line, node.col,
+                                          Ident(node.line, node.col, node.type_name)))
             return self.type_size(node.type_name, node)
         target = node.target
         if isinstance(target, Ident):

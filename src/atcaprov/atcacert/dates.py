@@ -10,6 +10,7 @@ values outside are refused with ``ATCACERT_E_INVALID_DATE``, never wrapped.
 from __future__ import annotations
 
 import calendar
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import IntEnum
@@ -106,7 +107,8 @@ def _check_fields(d: CertDate) -> None:
 
 def encode_date(fmt: DateFormat, d: CertDate) -> bytes:
     """Format a date as it appears in the certificate."""
-    fmt = DateFormat(fmt)
+    if not isinstance(fmt, DateFormat):
+        fmt = DateFormat(fmt)
     _check_fields(d)
     if fmt is DateFormat.RFC5280_UTC:
         if not 1950 <= d.year <= 2049:
@@ -134,50 +136,38 @@ def encode_date(fmt: DateFormat, d: CertDate) -> bytes:
     return text.encode("ascii")
 
 
-def _digits(data: bytes, start: int, count: int, fmt: DateFormat) -> int:
-    part = data[start:start + count]
-    if len(part) != count or not part.isdigit():
-        raise CertError(AtcacertCode.DECODING_ERROR,
-                        f"{fmt.c_name} date {data!r}: expected {count} digits at {start}")
-    return int(part)
-
-
-def _expect(data: bytes, index: int, char: bytes, fmt: DateFormat) -> None:
-    if data[index:index + 1] != char:
-        raise CertError(AtcacertCode.DECODING_ERROR,
-                        f"{fmt.c_name} date {data!r}: expected {char!r} at {index}")
+_TEXT_FORMS: dict[DateFormat, re.Pattern[bytes]] = {
+    DateFormat.RFC5280_UTC: re.compile(rb"(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z\Z"),
+    DateFormat.RFC5280_GEN: re.compile(rb"(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z\Z"),
+    DateFormat.ISO8601_SEP: re.compile(
+        rb"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)Z\Z"),
+}
+_SHAPES = {DateFormat.RFC5280_UTC: "YYMMDDhhmmssZ", DateFormat.RFC5280_GEN: "YYYYMMDDhhmmssZ",
+           DateFormat.ISO8601_SEP: "YYYY-MM-DDThh:mm:ssZ"}
 
 
 def decode_date(fmt: DateFormat, data: bytes) -> CertDate:
     """Parse a date as it appears in the certificate."""
-    fmt = DateFormat(fmt)
+    if not isinstance(fmt, DateFormat):
+        fmt = DateFormat(fmt)
     if len(data) != fmt.size:
         raise CertError(AtcacertCode.DECODING_ERROR,
                         f"{fmt.c_name} date must be {fmt.size} bytes, got {len(data)}")
-    if fmt is DateFormat.RFC5280_UTC:
-        yy = _digits(data, 0, 2, fmt)
-        year = 2000 + yy if yy < 50 else 1900 + yy
-        off = 2
-    elif fmt in (DateFormat.RFC5280_GEN, DateFormat.ISO8601_SEP):
-        year = _digits(data, 0, 4, fmt)
-        off = 4
-    else:
-        order2: Literal["big", "little"] = (
+    pattern = _TEXT_FORMS.get(fmt)
+    if pattern is None:
+        order: Literal["big", "little"] = (
             "big" if fmt is DateFormat.POSIX_UINT32_BE else "little")
-        value = datetime(1970, 1, 1) + timedelta(seconds=int.from_bytes(data, order2))
+        value = datetime(1970, 1, 1) + timedelta(seconds=int.from_bytes(data, order))
         return CertDate(value.year, value.month, value.day, value.hour, value.minute,
                         value.second)
-    sep = fmt is DateFormat.ISO8601_SEP
-    fields = [year]
-    seps = [b"-", b"-", b"T", b":", b":", b"Z"] if sep else [b""] * 5 + [b"Z"]
-    for i in range(5):
-        if sep:
-            _expect(data, off, seps[i], fmt)
-            off += 1
-        fields.append(_digits(data, off, 2, fmt))
-        off += 2
-    _expect(data, off, b"Z", fmt)
-    return CertDate(*fields)
+    m = pattern.match(bytes(data))
+    if m is None:
+        raise CertError(AtcacertCode.DECODING_ERROR,
+                        f"{fmt.c_name} date {bytes(data)!r} is not of the form {_SHAPES[fmt]}")
+    year, month, day, hour, minute, second = (int(g) for g in m.groups())
+    if fmt is DateFormat.RFC5280_UTC:
+        year += 2000 if year < 50 else 1900
+    return CertDate(year, month, day, hour, minute, second)
 
 
 def encode_compressed_dates(issue: CertDate, expire_years: int) -> bytes:

@@ -86,7 +86,8 @@ class Atecc508a:
     ``timing_scale``: ``execute()`` takes the command's max execution time times this (0 =
     instant). ``clock`` (seconds, monotonic) drives the watchdog; ``sleeper`` does the timing
     waits; ``random_source(n)`` feeds the RNG (keys, Random, Nonce). All three are injectable
-    so tests are deterministic.
+    so tests are deterministic. ``watchdog=False`` switches the watchdog off (not chip-like:
+    for stepping through a flow in a debugger).
     """
 
     def __init__(
@@ -97,6 +98,7 @@ class Atecc508a:
         clock: Callable[[], float] = time.monotonic,
         sleeper: Callable[[float], None] = time.sleep,
         random_source: Callable[[int], bytes] = os.urandom,
+        watchdog: bool = True,
         _memory: Memory | None = None,
     ) -> None:
         if timing_scale < 0:
@@ -112,6 +114,7 @@ class Atecc508a:
         self._clock = clock
         self._sleeper = sleeper
         self.timing_scale = timing_scale
+        self.watchdog_enabled = watchdog
         self._power = PowerState.ASLEEP
         self._woke_at = 0.0
         self._chip_time_ms = 0.0
@@ -140,6 +143,7 @@ class Atecc508a:
         clock: Callable[[], float] = time.monotonic,
         sleeper: Callable[[float], None] = time.sleep,
         random_source: Callable[[int], bytes] = os.urandom,
+        watchdog: bool = True,
     ) -> Atecc508a:
         """A chip (asleep) with the memory saved in ``path``; raises StateFileError."""
         memory = load_memory(Path(path))
@@ -148,6 +152,7 @@ class Atecc508a:
             clock=clock,
             sleeper=sleeper,
             random_source=random_source,
+            watchdog=watchdog,
             _memory=memory,
         )
 
@@ -225,6 +230,8 @@ class Atecc508a:
         self._state.volatile.clear()
 
     def _check_watchdog(self) -> None:
+        if not self.watchdog_enabled:
+            return
         if self._power is PowerState.AWAKE and self._clock() - self._woke_at >= self.watchdog_s:
             self._go_to_sleep()
 
@@ -246,7 +253,8 @@ class Atecc508a:
                 )
             opcode = packet[1] if len(packet) > 1 else -1
             max_ms = exec_time_ms(opcode)
-            if self._clock() - self._woke_at + max_ms / 1000.0 >= self.watchdog_s:
+            elapsed = self._clock() - self._woke_at
+            if self.watchdog_enabled and elapsed + max_ms / 1000.0 >= self.watchdog_s:
                 self._last_error = "watchdog would expire before the command completes"
                 return build_status(STATUS_WATCHDOG)
             response = self._answer(bytes(packet))

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from ..errors import CheckmacVerifyError, EccFaultError
 from ..packet import Command
 from .checks import STATUS_OK, expect_data_len, expect_key_id, parse_error, refuse
-from .cmd_memory import VALIDITY_VALID, key_valid
+from .cmd_memory import VALIDITY_INVALID, VALIDITY_VALID, key_valid
 from .state import ChipState, public_key_bytes, sha256
 
 GENKEY_PRIVATE = 0x04
@@ -30,6 +30,8 @@ SIGN_INCLUDE_SN = 0x40
 
 VERIFY_STORED = 0x00
 VERIFY_EXTERNAL = 0x02
+VERIFY_VALIDATE = 0x03
+VERIFY_INVALIDATE = 0x07
 KEY_TYPE_P256_PARAM = 0x0004
 
 
@@ -101,6 +103,8 @@ def handle_genkey(state: ChipState, cmd: Command) -> bytes:
         _digest_into_tempkey(state, cmd.data, pub, slot)
         return STATUS_OK
     _private_p256_slot(state, slot, "GenKey")
+    if mode & GENKEY_DIGEST and not state.volatile.tempkey.valid:
+        raise refuse("GenKey digest: TempKey is not valid (run Nonce first)")
     if mode & GENKEY_PRIVATE:
         if state.data_locked:
             if state.slot_locked(slot):
@@ -198,8 +202,49 @@ def _public_key_from(xy: bytes, what: str) -> ec.EllipticCurvePublicKey:
         raise refuse(f"{what}: public key is not a point on P-256 ({exc})") from exc
 
 
+def _check_signature(
+    pub: ec.EllipticCurvePublicKey, digest: bytes, sig64: bytes, what: str
+) -> None:
+    sig = encode_dss_signature(
+        int.from_bytes(sig64[0:32], "big"), int.from_bytes(sig64[32:64], "big")
+    )
+    try:
+        pub.verify(sig, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+    except InvalidSignature as exc:
+        raise CheckmacVerifyError(detail=f"{what}: signature does not match") from exc
+
+
+def _verify_validate(state: ChipState, cmd: Command) -> bytes:
+    """Verify(Validate / Invalidate): the key's parent (SlotConfig.ReadKey) signed the
+    internal-sign message built from TempKey (a GenKey 0x10 digest of the key) and OtherData."""
+    what = "Verify validate" if cmd.param1 == VERIFY_VALIDATE else "Verify invalidate"
+    slot = expect_key_id(cmd)
+    expect_data_len(cmd, 64 + 19)
+    if not state.data_locked:
+        raise refuse(f"{what}: data zone not locked yet")
+    kc = state.key_config(slot)
+    if not (kc.is_p256 and kc.pub_info and not kc.private):
+        raise refuse(f"{what}: slot {slot} is not a P-256 public key with PubInfo")
+    tk = state.volatile.tempkey
+    if not (tk.valid and tk.gen_key_data and tk.key_id == slot):
+        raise refuse(f"{what}: TempKey must hold the GenKey(0x10) digest of slot {slot}")
+    parent = state.slot_config(slot).read_key
+    parent_pub = _public_key_from(stored_public_key(state, parent, what), what)
+    other = cmd.data[64:83]
+    sn = state.serial
+    msg = tk.value + b"\x41" + other[0:10] + bytes((sn[8],)) + other[10:14] + sn[0:2] + other[14:19]
+    tk.clear()
+    _check_signature(parent_pub, sha256(msg), cmd.data[0:64], what)
+    nibble = VALIDITY_VALID if cmd.param1 == VERIFY_VALIDATE else VALIDITY_INVALID
+    raw = state.memory.slots[slot]
+    raw[0] = (nibble << 4) | (raw[0] & 0x0F)
+    return STATUS_OK
+
+
 def handle_verify(state: ChipState, cmd: Command) -> bytes:
     mode = cmd.param1
+    if mode in (VERIFY_VALIDATE, VERIFY_INVALIDATE):
+        return _verify_validate(state, cmd)
     if mode == VERIFY_EXTERNAL:
         if cmd.param2 != KEY_TYPE_P256_PARAM:
             raise parse_error(f"Verify external: key type 0x{cmd.param2:04X}, 0x0004 expected")
@@ -219,20 +264,15 @@ def handle_verify(state: ChipState, cmd: Command) -> bytes:
         pub = _public_key_from(stored_public_key(state, slot, "Verify stored"), "Verify stored")
     else:
         raise parse_error(
-            f"Verify mode 0x{mode:02X} not emulated (0x00 stored and 0x02 external are)"
+            f"Verify mode 0x{mode:02X} not emulated (0x00 stored, 0x02 external, 0x03 validate"
+            " and 0x07 invalidate are)"
         )
     tk = state.volatile.tempkey
     if not tk.valid:
         raise refuse("Verify: TempKey does not hold the message digest (run Nonce first)")
     digest = tk.value
     tk.clear()
-    sig = encode_dss_signature(
-        int.from_bytes(cmd.data[0:32], "big"), int.from_bytes(cmd.data[32:64], "big")
-    )
-    try:
-        pub.verify(sig, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
-    except InvalidSignature as exc:
-        raise CheckmacVerifyError(detail="Verify: signature does not match") from exc
+    _check_signature(pub, digest, cmd.data[0:64], "Verify")
     return STATUS_OK
 
 

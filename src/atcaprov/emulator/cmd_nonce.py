@@ -95,14 +95,20 @@ def handle_gendig(state: ChipState, cmd: Command) -> bytes:
     if zone > 2:
         raise parse_error(f"GenDig zone 0x{zone:02X} not emulated (0 config, 1 OTP, 2 data)")
     expect_data_len(cmd, 0, 4, 32)
+    key_id = cmd.param2
+    if zone == 0 and key_id > 3:
+        raise parse_error(f"GenDig config: block {key_id} out of range 0..3")
+    if zone == 1 and key_id > 1:
+        raise parse_error(f"GenDig OTP: block {key_id} out of range 0..1")
+    if zone == 2:
+        expect_key_id(cmd)
     tk = state.volatile.tempkey
     if not state.config_locked:
         raise refuse("GenDig: config zone not locked yet")
     if not tk.valid:
         raise refuse("GenDig: TempKey is not valid (run Nonce first)")
-    key_id = cmd.param2
     if zone == 2:
-        slot = expect_key_id(cmd)
+        slot = key_id
         if not state.data_locked:
             raise refuse("GenDig data: data zone not locked yet")
         kc = state.key_config(slot)
@@ -113,12 +119,8 @@ def handle_gendig(state: ChipState, cmd: Command) -> bytes:
         require_auth(state, slot, "GenDig")
         key = bytes(state.memory.slots[slot][0:32])
     elif zone == 0:
-        if key_id > 3:
-            raise parse_error(f"GenDig config: block {key_id} out of range 0..3")
         key = bytes(state.config[32 * key_id : 32 * key_id + 32])
     else:
-        if key_id > 1:
-            raise parse_error(f"GenDig OTP: block {key_id} out of range 0..1")
         if not state.data_locked:
             raise refuse("GenDig OTP: OTP zone not locked yet")
         key = bytes(state.memory.otp[32 * key_id : 32 * key_id + 32])

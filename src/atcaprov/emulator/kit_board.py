@@ -104,9 +104,8 @@ class KitFirmware:
         self.last_error = kp.KitStatus.SUCCESS
 
     def _status(self, status: int, data: bytes = b"") -> bytes:
-        self.last_error = kp.KitStatus(status) if status in kp.KitStatus._value2member_map_ else (
-            kp.KitStatus.FAILURE
-        )
+        known = status in kp.KitStatus._value2member_map_
+        self.last_error = kp.KitStatus(status) if known else kp.KitStatus.FAILURE
         return kp.format_kit_reply(status, data)
 
     def handle_line(self, line: bytes) -> bytes:
@@ -208,9 +207,10 @@ class ChipEntry:
 
 def load_chips(state_dir: Path, chips: int, *, timing_scale: float = 0.0) -> list[ChipEntry]:
     """Load every ``chip-*.json`` in ``state_dir`` (sorted), adding blank chips up to ``chips``."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    if not state_dir.is_dir():
-        raise KitBoardError(f"state folder {state_dir} is not a directory")
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KitBoardError(f"cannot use {state_dir} as the chip folder: {exc}") from exc
     entries: list[ChipEntry] = []
     for n, path in enumerate(sorted(state_dir.glob(CHIP_FILE_GLOB))):
         entries.append(ChipEntry(n, path, Atecc508a.load(path, timing_scale=timing_scale)))
@@ -360,14 +360,15 @@ class VirtualKitBoard:
         self._sel.register(self._wake_r, selectors.EVENT_READ, ("wake", None))
         first = next((e for e in self._entries if not e.provisioned), self._entries[0])
         try:
-            self._plug(first)
+            self._plug(first, announce=False)
         except BaseException:
             self._teardown()
             raise
         self._running = True
         self._thread = threading.Thread(target=self._loop, name="virtual-kit-board", daemon=True)
         self._thread.start()
-        self._event(f"Board ready: {self.url}")
+        self._event(f"Board ready: {self.url}")  # first line: what clients wait for
+        self._event(f"Plugged {first.describe()} at {self.url}")
         return self.url
 
     def stop(self) -> None:
@@ -427,7 +428,7 @@ class VirtualKitBoard:
         return result
 
     # ---- plug / unplug (loop thread, or before the loop starts) -----------------------------
-    def _plug(self, entry: ChipEntry) -> None:
+    def _plug(self, entry: ChipEntry, *, announce: bool = True) -> None:
         self._current = entry
         self.firmware.reset()
         if self._use_pty:
@@ -436,7 +437,8 @@ class VirtualKitBoard:
             self._open_listener()
         self._plugged = True
         self._last_activity = time.monotonic()
-        self._event(f"Plugged {entry.describe()} at {self.url}")
+        if announce:
+            self._event(f"Plugged {entry.describe()} at {self.url}")
 
     def _unplug(self) -> None:
         if not self._plugged:

@@ -54,6 +54,7 @@ class KitHal(Hal):
             None if dialect == "auto" else kp.KitDialect.from_name(dialect)
         )
         self._decoder = kp.KitLineDecoder(max_line)
+        self._stale_input = False  # a request timed out: its reply may still arrive
         self._dialect: kp.KitDialect | None = None
         self._device: kp.DeviceInfo | None = None
 
@@ -65,6 +66,12 @@ class KitHal(Hal):
     @abstractmethod
     def _read_some(self, timeout: float) -> bytes:
         """Return the bytes available within ``timeout`` seconds (b"" if none arrived)."""
+
+    def _drain(self) -> None:
+        """Throw away input that is already waiting (a late reply to a timed-out request)."""
+        for _ in range(64):  # bounded: a kit that keeps talking is not our kit
+            if not self._read_some(0.001):
+                return
 
     # -- discovery --------------------------------------------------------------------------
     @property
@@ -126,7 +133,11 @@ class KitHal(Hal):
     # -- line exchange ----------------------------------------------------------------------
     def request(self, line: bytes, what: str) -> bytes:
         """Send one kit line and return the kit's reply line (without ``'\\n'``)."""
-        self._decoder.reset()  # a late answer to an earlier, timed-out request is stale
+        self._decoder.reset()
+        if self._stale_input:  # a late answer to an earlier, timed-out request is stale
+            self._drain()
+            self._decoder.reset()
+            self._stale_input = False
         self._write(line)
         return self._read_line(what, line)
 
@@ -137,6 +148,7 @@ class KitHal(Hal):
             if remaining <= 0:
                 pending = self._decoder.pending
                 self._decoder.reset()
+                self._stale_input = True
                 raise CommTimeoutError(
                     f"no kit reply to {what} {sent!r} within {self.timeout:g} s"
                     f" (received so far: {pending!r})"
@@ -144,7 +156,11 @@ class KitHal(Hal):
             chunk = self._read_some(remaining)
             if not chunk:
                 continue
-            lines = self._decoder.feed(chunk)
+            try:
+                lines = self._decoder.feed(chunk)
+            except kp.KitFrameError:
+                self._stale_input = True  # the rest of that garbage may still be arriving
+                raise
             if lines:
                 if len(lines) > 1:
                     log.debug("kit sent %d lines for one request; extra: %r", len(lines), lines)

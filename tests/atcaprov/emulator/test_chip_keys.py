@@ -178,6 +178,14 @@ def test_genkey_digest_and_sign_internal(provisioned: ChipDriver) -> None:
     verify(pub2, sha256(msg), sig)
 
 
+def test_genkey_digest_without_tempkey_keeps_the_old_key(configured: ChipDriver) -> None:
+    d = configured
+    pub = d.genkey(0)
+    d.chip.sleep()
+    assert d.status(GENKEY, 0x0C, 0) == EXEC  # create + digest, but no TempKey
+    assert d.ok(GENKEY, 0x00, 0) == pub
+
+
 def test_genkey_pubkey_digest_mode(blank: ChipDriver) -> None:
     d = blank
     d.set_key_config(9, 0x0010)  # P-256 public key
@@ -324,3 +332,49 @@ def test_private_keys_never_leave_the_chip(provisioned: ChipDriver) -> None:
                 a = (addr & ~0xF8) | (slot << 3)
                 rsp = d.raw(READ, p1, a)
                 assert len(rsp) == 4 and rsp[1] in (EXEC, PARSE)
+
+
+# ---- Verify validate / invalidate -----------------------------------------------------------
+def test_verify_validate_and_invalidate(blank: ChipDriver) -> None:
+    """CryptoAuthLib's validated-public-key flow: a parent key (ReadKey of the slot) signs the
+    internal-sign message over the GenKey(0x10) digest of the new public key."""
+    d = blank
+    d.set_key_config(9, 0x0012)  # P-256 public key, PubInfo: must be validated
+    d.set_slot_config(9, 0x000B)  # ReadKey = 11 (the parent), clear writes
+    d.set_key_config(11, 0x0010)
+    d.set_slot_config(11, 0x0000)
+    d.lock_config()
+    parent = ec.generate_private_key(ec.SECP256R1())
+    parent_pub = raw_pub(parent)
+    d.write_slot(11, bytes(4) + parent_pub[:32] + bytes(4) + parent_pub[32:])
+    d.lock_data()
+    sn = d.chip.serial_number
+    child = raw_pub(ec.generate_private_key(ec.SECP256R1()))
+    d.write_slot(9, bytes(4) + child[:32] + bytes(4) + child[32:])
+    assert d.ok(INFO, 1, 9) == bytes(4)  # written, hence invalid
+
+    def authority_signature(nonce: bytes, other3: bytes, other19: bytes) -> bytes:
+        tempkey = sha256(nonce + b"\x40" + other3 + bytes((sn[8],)) + sn[0:2] + bytes(25) + child)
+        msg = tempkey + b"\x41" + other19[0:10] + bytes((sn[8],)) + other19[10:14] + sn[0:2]
+        msg += other19[14:19]
+        r, s = decode_dss_signature(parent.sign(sha256(msg), ec.ECDSA(Prehashed(hashes.SHA256()))))
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+    nonce, other3, other19 = bytes(range(32)), b"\x00\x00\x00", bytes(range(19))
+    sig = authority_signature(nonce, other3, other19)
+    d.chip.wake()
+    assert d.status(VERIFY, 0x03, 9, sig + other19) == EXEC  # no GenKey digest in TempKey
+    d.nonce_load(nonce)
+    d.ok(GENKEY, 0x10, 9, other3)
+    assert d.status(VERIFY, 0x03, 9, sig + bytes(19)) == MISCOMPARE  # OtherData differs
+    assert d.ok(INFO, 1, 9) == bytes(4)
+    d.nonce_load(nonce)
+    d.ok(GENKEY, 0x10, 9, other3)
+    assert d.status(VERIFY, 0x03, 9, sig + other19) == OK
+    assert d.ok(INFO, 1, 9) == b"\x01\x00\x00\x00"
+    d.nonce_load(nonce)
+    d.ok(GENKEY, 0x10, 9, other3)
+    assert d.status(VERIFY, 0x07, 9, sig + other19) == OK
+    assert d.ok(INFO, 1, 9) == bytes(4)
+    assert d.status(VERIFY, 0x03, 11, sig + other19) == EXEC  # slot 11 has no PubInfo
+    assert d.status(VERIFY, 0x03, 9, sig) == PARSE

@@ -128,6 +128,14 @@ def test_long_watchdog_with_chipmode_bit2(blank: ChipDriver) -> None:
         blank.chip.execute(INFO)
 
 
+def test_watchdog_can_be_switched_off(clock: FakeClock) -> None:
+    chip = Atecc508a(SERIAL, clock=clock, watchdog=False)
+    chip.wake()
+    clock.advance(3600.0)
+    assert chip.execute(INFO) == bytes.fromhex("07000050000391")
+    assert chip.power_state is PowerState.AWAKE
+
+
 def test_idle_stops_the_watchdog(configured: ChipDriver) -> None:
     d = configured
     d.nonce_load(bytes(32))

@@ -1,4 +1,4 @@
-"""Virtual kit board: kit firmware answers, TCP and pty transports, unplug/replug, auto-swap, CLI."""
+"""Virtual kit board: kit firmware, TCP and pty transports, unplug/replug, auto-swap, CLI."""
 
 from __future__ import annotations
 
@@ -120,7 +120,8 @@ def board(tmp_path: Path, events: list[str]) -> Iterator[VirtualKitBoard]:
 
 def test_tcp_round_trip_and_files(board: VirtualKitBoard, events: list[str]) -> None:
     assert board.url.startswith("socket://127.0.0.1:")
-    assert any(e == f"Board ready: {board.url}" for e in events)
+    assert events[0] == f"Board ready: {board.url}"
+    assert events[1].startswith("Plugged chip-000.json")
     names = sorted(p.name for p in board.state_dir.iterdir())
     assert names == ["chip-000.json", "chip-001.json"]
     chip = board.current_chip
@@ -175,6 +176,15 @@ def test_control_needs_running_board(tmp_path: Path) -> None:
         VirtualKitBoard(tmp_path, link=tmp_path / "kit")
 
 
+def test_bad_state_folder(tmp_path: Path) -> None:
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    with pytest.raises(KitBoardError, match=r"cannot use .* as the chip folder"):
+        VirtualKitBoard(afile)
+    with pytest.raises(KitBoardError, match="nothing to plug"):
+        VirtualKitBoard(tmp_path / "empty", chips=0)
+
+
 def test_port_in_use(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -195,8 +205,13 @@ def test_auto_swap_until_no_blank_left(tmp_path: Path) -> None:
             with connect(board.url) as hal:
                 provision(Device(hal))
             if expected_index == 0:
-                assert wait_for(lambda: board.current_entry is not None
-                                and board.current_entry.index == 1 and board.plugged)
+                assert wait_for(
+                    lambda: (
+                        board.current_entry is not None
+                        and board.current_entry.index == 1
+                        and board.plugged
+                    )
+                )
                 with connect(board.url) as hal:
                     assert Device(hal).read_serial_number() == serials[1]
         assert wait_for(lambda: board.exhausted)
@@ -208,28 +223,26 @@ def test_auto_swap_until_no_blank_left(tmp_path: Path) -> None:
 
 
 def test_auto_swap_waits_for_silence(tmp_path: Path) -> None:
-    with VirtualKitBoard(tmp_path, chips=2, auto_swap=0.5) as board:
+    with VirtualKitBoard(tmp_path, chips=2, auto_swap=0.8) as board:
         with connect(board.url) as hal:
             dev = Device(hal)
             provision(dev)
             # keep talking: the board must not swap while the host is busy
-            deadline = time.monotonic() + 1.0
+            deadline = time.monotonic() + 1.2
             while time.monotonic() < deadline:
                 dev.info()
-                time.sleep(0.05)
+                time.sleep(0.02)
             entry = board.current_entry
             assert entry is not None and entry.index == 0 and board.plugged
-        assert wait_for(lambda: board.current_entry is not None
-                        and board.current_entry.index == 1)
+        assert wait_for(lambda: board.current_entry is not None and board.current_entry.index == 1)
 
 
 def test_state_survives_restart(tmp_path: Path) -> None:
-    with VirtualKitBoard(tmp_path, chips=1) as board:
-        with connect(board.url) as hal:
-            dev = Device(hal)
-            dev.write_config_zone(CONFIG)
-            dev.lock_config_zone()
-            serial = dev.read_serial_number()
+    with VirtualKitBoard(tmp_path, chips=1) as board, connect(board.url) as hal:
+        dev = Device(hal)
+        dev.write_config_zone(CONFIG)
+        dev.lock_config_zone()
+        serial = dev.read_serial_number()
     with VirtualKitBoard(tmp_path, chips=1) as board:
         assert len(board.chips) == 1
         with connect(board.url) as hal:
@@ -238,12 +251,13 @@ def test_state_survives_restart(tmp_path: Path) -> None:
             assert dev.is_locked(0)
 
 
-# ---- board over a pty --------------------------------------------------------------------------------
+# ---- board over a pty ----------------------------------------------------------------------------
 def test_pty_board_with_link(tmp_path: Path) -> None:
     link = tmp_path / "ttyKIT0"
     events: list[str] = []
-    with VirtualKitBoard(tmp_path / "s", chips=2, pty=True, link=link,
-                         on_event=events.append) as board:
+    with VirtualKitBoard(
+        tmp_path / "s", chips=2, pty=True, link=link, on_event=events.append
+    ) as board:
         assert board.url == str(link)
         assert link.is_symlink() and os.readlink(link) == board.pty_path
         chip = board.current_chip
@@ -275,7 +289,7 @@ def test_pty_unplug_breaks_open_client(tmp_path: Path) -> None:
         hal.close()
 
 
-# ---- CLI ------------------------------------------------------------------------------------------------
+# ---- CLI -----------------------------------------------------------------------------------------
 def _start_cli(*args: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "atcaprov.cli", "sim", "board", *args],
@@ -293,7 +307,9 @@ def _start_cli(*args: str) -> tuple[subprocess.Popen[str], str]:
         if line.startswith("Board ready: "):
             return proc, line.removeprefix("Board ready: ").strip()
     proc.kill()
-    raise AssertionError(f"no 'Board ready' line; stderr: {proc.stderr.read() if proc.stderr else ''}")
+    raise AssertionError(
+        f"no 'Board ready' line; stderr: {proc.stderr.read() if proc.stderr else ''}"
+    )
 
 
 def test_cli_board_stdin_control(tmp_path: Path) -> None:
@@ -342,8 +358,9 @@ def test_cli_usage_errors(tmp_path: Path) -> None:
     from atcaprov.cli import main
 
     runner = CliRunner()
-    result = runner.invoke(main, ["sim", "board", "--state", str(tmp_path), "--pty",
-                                  "--listen", "127.0.0.1:0"])
+    result = runner.invoke(
+        main, ["sim", "board", "--state", str(tmp_path), "--pty", "--listen", "127.0.0.1:0"]
+    )
     assert result.exit_code == 2 and "exclusive" in result.output
     result = runner.invoke(main, ["sim", "board", "--state", str(tmp_path), "--link", "x"])
     assert result.exit_code == 2 and "--link needs --pty" in result.output

@@ -163,6 +163,17 @@ def test_partial_reply_times_out_with_what_arrived() -> None:
     assert hal.wake() == bytes.fromhex("04113343")
 
 
+def test_late_reply_after_timeout_is_drained() -> None:
+    fw = firmware_responder()
+    hal, port = open_fake(fw)
+    port.responder = lambda line: b""
+    with pytest.raises(CommTimeoutError):
+        hal.transact(bytes.fromhex("0730000000035D"), 2)
+    port.rx += b"00(07000050000391)\n"  # the late answer to the Info that timed out
+    port.responder = fw
+    assert hal.wake() == bytes.fromhex("04113343")
+
+
 def test_disconnect_is_transport_error() -> None:
     hal, port = open_fake(firmware_responder())
     port.broken = True

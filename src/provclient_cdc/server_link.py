@@ -1,0 +1,306 @@
+"""The connection to ``provserver`` (TCP, optionally TLS) and the provisioning library's hooks.
+
+* :class:`ServerLink`: one blocking socket with timeouts; :meth:`~ServerLink.connect` raises
+  :class:`ServerUnreachableError` whose ``reason`` is the short text the operator sees
+  (``connection refused``, ``timed out``, ``host not found``, ``TLS: ...``).
+* :func:`connect_with_retry`: the start-up connect with a visible countdown between attempts
+  (``Connecting to localhost:11235...failed (connection refused), retrying in 5 s``), bounded by
+  ``retries``; ESC during the countdown quits.
+* :class:`LinkHooks`: :class:`atcaprov.hooks.BaseHooks` over the link. It keeps the connection
+  open between boards (the server serves many requests per connection) and reconnects once,
+  before sending, if the server closed it meanwhile (idle timeout). A request is never resent
+  after its bytes went out. Progress goes to :class:`~provclient_cdc.output.Output`; the
+  server's error reply is kept as written for the operator.
+"""
+
+from __future__ import annotations
+
+import errno
+import select
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from atcaprov.device import Device
+from atcaprov.errors import AtcaprovError
+from atcaprov.hooks import BaseHooks
+from atcaprov.return_codes import ReturnCode, ReturnCodeError
+from atcaprov.stages import ProvStage, ProvStatus
+
+from .console import ESC, Keys, OperatorQuit
+from .output import Output
+
+DEFAULT_CONNECT_TIMEOUT_S = 5.0
+DEFAULT_IO_TIMEOUT_S = 30.0
+
+
+class ServerUnreachableError(AtcaprovError):
+    """The server cannot be reached; ``reason`` is the operator's short text."""
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        self.host, self.port, self.reason = host, port, reason
+        super().__init__(f"cannot connect to {host}:{port}: {reason}")
+
+
+class ServerLinkError(ReturnCodeError):
+    """The connection failed while talking to the server (code COMM_ERROR or TIMEOUT)."""
+
+
+class TlsSetupError(AtcaprovError):
+    """The TLS files given on the command line cannot be loaded."""
+
+
+@dataclass(frozen=True)
+class TlsOptions:
+    """``--tls-ca`` (server CA), ``--tls-cert``/``--tls-key`` (station certificate), and the
+    name to check in the server certificate (default: the ``--host`` value)."""
+
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    server_name: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.ca is not None or self.cert is not None or self.key is not None
+
+
+def make_client_tls(opts: TlsOptions) -> ssl.SSLContext | None:
+    """A client TLS context, or None when no TLS option is given."""
+    if not opts.enabled:
+        return None
+    if (opts.cert is None) != (opts.key is None):
+        raise TlsSetupError("a station certificate needs both --tls-cert and --tls-key")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        if opts.ca is not None:
+            ctx.load_verify_locations(cafile=str(opts.ca))
+        else:
+            ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
+        if opts.cert is not None and opts.key is not None:
+            ctx.load_cert_chain(certfile=str(opts.cert), keyfile=str(opts.key))
+    except (OSError, ssl.SSLError) as exc:
+        raise TlsSetupError(
+            f"cannot load TLS files (ca {opts.ca}, cert {opts.cert}, key {opts.key}): {exc}"
+        ) from exc
+    return ctx
+
+
+def describe_connect_error(exc: BaseException) -> str:
+    """The short reason shown after ``failed (``."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS: server certificate not accepted: {exc.verify_message or exc.reason}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS: {exc.reason or exc}"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, socket.gaierror):
+        return "host not found"
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset"
+    if isinstance(exc, OSError):
+        if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+            return "host unreachable"
+        return exc.strerror or str(exc)
+    return str(exc)
+
+
+class ServerLink:
+    """A blocking connection to the server with bounded connect and I/O times."""
+
+    def __init__(self, host: str, port: int, *, tls: ssl.SSLContext | None = None,
+                 server_name: str | None = None,
+                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
+                 io_timeout: float = DEFAULT_IO_TIMEOUT_S) -> None:
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.server_name = server_name or host
+        self.connect_timeout = connect_timeout
+        self.io_timeout = io_timeout
+        self._sock: socket.socket | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def connected(self) -> bool:
+        return self._sock is not None
+
+    def connect(self) -> None:
+        """Open the connection (closing any previous one)."""
+        self.close()
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+        except OSError as exc:
+            raise ServerUnreachableError(self.host, self.port, describe_connect_error(exc)) from exc
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.tls is not None:
+                sock = self.tls.wrap_socket(sock, server_hostname=self.server_name)
+            sock.settimeout(self.io_timeout)
+        except OSError as exc:
+            sock.close()
+            raise ServerUnreachableError(self.host, self.port, describe_connect_error(exc)) from exc
+        self._sock = sock
+
+    def alive(self) -> bool:
+        """False if there is no connection or the server has closed it (checked without
+        waiting; data the server sent unasked also counts as a broken conversation)."""
+        sock = self._sock
+        if sock is None:
+            return False
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            self.close()
+            return False
+        if readable:  # EOF, a reset, or unexpected bytes: this connection is not usable
+            self.close()
+            return False
+        return True
+
+    def send(self, data: bytes) -> None:
+        sock = self._require()
+        try:
+            sock.sendall(data)
+        except TimeoutError as exc:
+            self.close()
+            raise ServerLinkError(ReturnCode.TIMEOUT,
+                                  f"sending to the server at {self.address} timed out") from exc
+        except OSError as exc:
+            self.close()
+            raise ServerLinkError(
+                ReturnCode.COMM_ERROR,
+                f"connection to the server at {self.address} lost while sending:"
+                f" {describe_connect_error(exc)}",
+            ) from exc
+
+    def recv(self, n: int) -> bytes:
+        sock = self._require()
+        try:
+            data = sock.recv(n)
+        except TimeoutError as exc:
+            self.close()
+            raise ServerLinkError(
+                ReturnCode.TIMEOUT,
+                f"no answer from the server at {self.address} within {self.io_timeout:g} s",
+            ) from exc
+        except OSError as exc:
+            self.close()
+            raise ServerLinkError(
+                ReturnCode.COMM_ERROR,
+                f"connection to the server at {self.address} lost while receiving:"
+                f" {describe_connect_error(exc)}",
+            ) from exc
+        if not data:
+            self.close()
+        return data
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError as exc:  # closing a dead socket: nothing else to release
+                _ = exc
+
+    def _require(self) -> socket.socket:
+        if self._sock is None:
+            raise ServerLinkError(ReturnCode.COMM_ERROR,
+                                  f"not connected to the server at {self.address}")
+        return self._sock
+
+
+def connect_with_retry(link: ServerLink, output: Output, keys: Keys, *, retries: int,
+                       interval: float, prefix: str = "") -> None:
+    """Connect, printing ``Connecting to HOST:PORT...ok``; on failure count down ``interval``
+    seconds and try again, at most ``retries`` more times, then raise the last
+    :class:`ServerUnreachableError`. ESC during the countdown raises :class:`OperatorQuit`."""
+    attempt = 0
+    while True:
+        head = f"{prefix}Connecting to {link.address}..."
+        output.begin(head)
+        try:
+            link.connect()
+        except ServerUnreachableError as exc:
+            attempt += 1
+            if attempt > retries:
+                output.end(f"failed ({exc.reason})")
+                raise
+            _countdown(output, keys, head, exc.reason, interval)
+            continue
+        output.end("ok")
+        return
+
+
+def _countdown(output: Output, keys: Keys, head: str, reason: str, interval: float) -> None:
+    tail = f"failed ({reason}), retrying in "
+    if not output.live:
+        output.end(f"{tail}{interval:g} s")
+    deadline = time.monotonic() + interval
+    shown: int | None = None
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            whole = max(int(left + 0.999), 1)
+            if output.live and whole != shown:
+                output.update(f"{head}{tail}{whole} s")
+                shown = whole
+            if keys.poll(min(left, 0.25)) == ESC:
+                raise OperatorQuit("ESC pressed while waiting for the server")
+    finally:
+        if output.live:
+            output.end("")
+
+
+class LinkHooks(BaseHooks):
+    """The library's hooks for one station: server I/O over ``link``, progress to ``output``.
+
+    ``station_id`` is sent with every request. Per board, :meth:`reset` clears
+    :attr:`server_error` (the server's error reply: code and message as written) and
+    :attr:`last_stage` (the last stage started).
+    """
+
+    def __init__(self, link: ServerLink, output: Output, station_id: str | None) -> None:
+        self.link = link
+        self.output = output
+        self.station_id = station_id
+        self.server_error: tuple[ReturnCode, str] | None = None
+        self.last_stage: ProvStage | None = None
+        self.reconnects = 0
+
+    def reset(self) -> None:
+        self.server_error = None
+        self.last_stage = None
+
+    def certreq_start(self) -> None:
+        if self.link.alive():
+            return
+        self.reconnects += 1
+        self.link.connect()  # one attempt; ServerUnreachableError fails the stage
+
+    def certreq_send(self, data: bytes) -> None:
+        self.link.send(data)
+
+    def certreq_recv(self, n: int) -> bytes:
+        return self.link.recv(n)
+
+    def request_error(self, code: ReturnCode, message: str) -> None:
+        self.server_error = (code, message)
+
+    def notify(self, stage: ProvStage, status: ProvStatus) -> None:
+        if status in (ProvStatus.START, ProvStatus.SKIPPED):
+            self.last_stage = stage
+        self.output.stage(stage, status)
+
+    def write_data_zone(self, device: Device) -> None:
+        """No extra data: the client writes only what the certificates need."""

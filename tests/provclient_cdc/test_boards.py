@@ -1,0 +1,101 @@
+"""Finding kit boards, opening one over the kit protocol, noticing its removal."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from atcaprov.emulator.kit_board import VirtualKitBoard
+from provclient_cdc.boards import BoardError, BoardFinder, find_kit_ports, is_kit_port
+
+
+def port(device: str, description: str = "", vid: int | None = None,
+         product: str | None = None) -> SimpleNamespace:
+    return SimpleNamespace(device=device, description=description, vid=vid, product=product,
+                           manufacturer=None, interface=None)
+
+
+@pytest.mark.parametrize(
+    ("entry", "kit"),
+    [
+        (port("COM5", "Communication Device Class ASF Example (COM5)"), True),
+        (port("/dev/ttyACM0", "SAMD21 XPLAINED PRO", vid=0x1234), True),
+        (port("/dev/ttyACM1", "AT90USB1287 CDC", vid=None), True),
+        (port("/dev/ttyACM2", "n/a", vid=0x03EB), True),
+        (port("/dev/ttyUSB0", "FT232R USB UART", vid=0x0403), False),
+        (port("/dev/ttyS0", "ttyS0"), False),
+        (port("/dev/ttyACM3", "n/a", product="ATSAMD21 Xplained Pro"), True),
+    ],
+)
+def test_is_kit_port(entry: SimpleNamespace, kit: bool) -> None:
+    assert is_kit_port(entry) is kit
+
+
+def test_find_kit_ports_keeps_order() -> None:
+    entries = [port("/dev/ttyS0", "ttyS0"), port("COM7", "XPLAINED"), port("COM3", "", 0x03EB)]
+    assert [p.url for p in find_kit_ports(lambda: entries)] == ["COM7", "COM3"]
+
+
+def test_open_read_sn_and_notice_removal(tmp_path: Path) -> None:
+    with VirtualKitBoard(tmp_path, chips=2) as vboard:
+        finder = BoardFinder(vboard.url, kit_timeout=2.0)
+        board = finder.try_open()
+        assert board is not None
+        try:
+            assert board.serial_number == vboard.chips[0].chip.serial_number
+            assert len(board.serial_hex) == 18
+            assert not board.gone(0.05)
+            vboard.unplug()
+            deadline = time.monotonic() + 5
+            while not board.gone(0.05):
+                assert time.monotonic() < deadline, "removal not noticed"
+            assert board.gone(0.0)  # sticky
+            assert finder.try_open() is None  # unplugged: refused, no board
+            vboard.replug(next_chip=True)
+            second = finder.try_open()
+            assert second is not None
+            assert second.serial_number == vboard.chips[1].chip.serial_number
+            second.close()
+        finally:
+            board.close()
+
+
+def test_nothing_listening_is_no_board(tmp_path: Path) -> None:
+    with VirtualKitBoard(tmp_path, chips=1) as vboard:
+        url = vboard.url
+    assert BoardFinder(url, kit_timeout=0.5).try_open() is None
+
+
+def test_scan_reports_a_port_without_device_once(tmp_path: Path) -> None:
+    class NoDeviceKit:
+        """A kit that answers every request: no device on its bus."""
+
+        timeout = 0.1
+
+        def __init__(self) -> None:
+            self.asked = False
+
+        def write(self, data: bytes) -> int:
+            self.asked = True
+            return len(data)
+
+        def read(self, n: int = 1) -> bytes:
+            if self.asked:
+                self.asked = False
+                return b"no device\n"
+            return b""
+
+        def close(self) -> None:
+            self.asked = False
+
+    entries = [port("COM9", "XPLAINED")]
+    finder = BoardFinder(None, kit_timeout=0.3, lister=lambda: entries,
+                         serial_factory=lambda *a, **k: NoDeviceKit())
+    with pytest.raises(BoardError, match="COM9"):
+        finder.try_open()
+    assert finder.try_open() is None  # reported once while it stays plugged
+    entries.clear()
+    assert finder.try_open() is None

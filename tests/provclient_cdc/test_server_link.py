@@ -1,0 +1,216 @@
+"""The server connection: reasons, the retry countdown, reconnect, TLS."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import ipaddress
+import socket
+import ssl
+import threading
+from pathlib import Path
+
+import pytest
+from client_kit import ScriptedKeys
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from atcaprov.return_codes import ReturnCode
+from provclient_cdc.console import ESC, NoKeys, OperatorQuit
+from provclient_cdc.output import Output
+from provclient_cdc.server_link import (
+    LinkHooks,
+    ServerLink,
+    ServerLinkError,
+    ServerUnreachableError,
+    TlsOptions,
+    TlsSetupError,
+    connect_with_retry,
+    make_client_tls,
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def test_refused_reason() -> None:
+    link = ServerLink("127.0.0.1", free_port(), connect_timeout=1.0)
+    with pytest.raises(ServerUnreachableError) as info:
+        link.connect()
+    assert info.value.reason == "connection refused"
+    assert not link.connected
+
+
+def test_countdown_lines_then_give_up() -> None:
+    port = free_port()
+    buf = io.StringIO()
+    link = ServerLink("127.0.0.1", port, connect_timeout=1.0)
+    with pytest.raises(ServerUnreachableError):
+        connect_with_retry(link, Output(buf), NoKeys(), retries=2, interval=0.05)
+    assert buf.getvalue().splitlines() == [
+        f"Connecting to 127.0.0.1:{port}...failed (connection refused), retrying in 0.05 s",
+        f"Connecting to 127.0.0.1:{port}...failed (connection refused), retrying in 0.05 s",
+        f"Connecting to 127.0.0.1:{port}...failed (connection refused)",
+    ]
+
+
+def test_live_countdown_counts_down_in_place() -> None:
+    buf = io.StringIO()
+    link = ServerLink("127.0.0.1", free_port(), connect_timeout=1.0)
+    with pytest.raises(ServerUnreachableError):
+        connect_with_retry(link, Output(buf, live=True), NoKeys(), retries=1, interval=1.2)
+    text = buf.getvalue()
+    assert "retrying in 2 s" in text and "\r" in text and "retrying in 1 s" in text
+
+
+def test_escape_during_countdown_quits() -> None:
+    buf = io.StringIO()
+    link = ServerLink("127.0.0.1", free_port(), connect_timeout=1.0)
+    with pytest.raises(OperatorQuit):
+        connect_with_retry(link, Output(buf), ScriptedKeys([ESC]), retries=5, interval=30)
+
+
+def test_connects_once_server_appears() -> None:
+    port = free_port()
+    server = socket.socket()
+    buf = io.StringIO()
+
+    def start_later() -> None:
+        server.bind(("127.0.0.1", port))
+        server.listen(1)
+
+    timer = threading.Timer(0.3, start_later)
+    timer.start()
+    try:
+        link = ServerLink("127.0.0.1", port, connect_timeout=1.0)
+        connect_with_retry(link, Output(buf), NoKeys(), retries=20, interval=0.1)
+        assert link.connected and link.alive()
+        assert buf.getvalue().splitlines()[-1] == f"Connecting to 127.0.0.1:{port}...ok"
+        link.close()
+    finally:
+        timer.join()
+        server.close()
+
+
+def test_hooks_reconnect_when_server_closed_idle_connection() -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(2)
+    server.settimeout(5)
+    port = server.getsockname()[1]
+    try:
+        link = ServerLink("127.0.0.1", port)
+        link.connect()
+        first, _ = server.accept()
+        first.close()  # idle timeout on the server side
+        hooks = LinkHooks(link, Output(io.StringIO()), "st")
+        threading.Event().wait(0.05)
+        hooks.certreq_start()
+        second, _ = server.accept()
+        with second:
+            assert hooks.reconnects == 1
+            hooks.certreq_send(b"ping")
+            assert second.recv(4) == b"ping"
+            second.sendall(b"pong")
+            assert hooks.certreq_recv(4) == b"pong"
+            second.shutdown(socket.SHUT_RDWR)
+            assert hooks.certreq_recv(4) == b""  # closed: the library reports it
+        with pytest.raises(ServerLinkError) as info:
+            hooks.certreq_send(b"x")
+        assert info.value.code is ReturnCode.COMM_ERROR
+    finally:
+        server.close()
+
+
+def _cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Certificate | None,
+          issuer_key: ec.EllipticCurvePrivateKey, *, ca: bool) -> x509.Certificate:
+    now = dt.datetime.now(dt.timezone.utc)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    builder = (x509.CertificateBuilder().subject_name(name)
+               .issuer_name(issuer.subject if issuer else name).public_key(key.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(now - dt.timedelta(hours=1))
+               .not_valid_after(now + dt.timedelta(days=1))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if not ca:
+        builder = builder.add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+            critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _write(path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
+    path.with_suffix(".crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    path.with_suffix(".key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+
+
+def test_tls_with_station_certificate(tmp_path: Path) -> None:
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = _cert("Test CA", ca_key, None, ca_key, ca=True)
+    keys = {n: ec.generate_private_key(ec.SECP256R1()) for n in ("server", "station")}
+    _write(tmp_path / "ca", ca, ca_key)
+    for n, k in keys.items():
+        _write(tmp_path / n, _cert(n, k, ca, ca_key, ca=False), k)
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.load_cert_chain(tmp_path / "server.crt", tmp_path / "server.key")
+    sctx.load_verify_locations(tmp_path / "ca.crt")
+    sctx.verify_mode = ssl.CERT_REQUIRED
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(2)
+    listener.settimeout(5)
+    port = listener.getsockname()[1]
+    peers: list[str] = []
+
+    def serve() -> None:
+        for _ in range(2):
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                with sctx.wrap_socket(raw, server_side=True) as conn:
+                    peers.append(conn.getpeercert()["subject"][0][0][1])
+                    conn.sendall(conn.recv(5))
+            except (ssl.SSLError, OSError):
+                peers.append("refused")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        ctx = make_client_tls(TlsOptions(ca=tmp_path / "ca.crt", cert=tmp_path / "station.crt",
+                                          key=tmp_path / "station.key"))
+        link = ServerLink("127.0.0.1", port, tls=ctx, io_timeout=5)
+        link.connect()
+        link.send(b"hello")
+        assert link.recv(5) == b"hello"
+        link.close()
+        # a CA the server certificate does not chain to: refused with a TLS reason
+        other = tmp_path / "other"
+        other_key = ec.generate_private_key(ec.SECP256R1())
+        _write(other, _cert("Other CA", other_key, None, other_key, ca=True), other_key)
+        bad = ServerLink("127.0.0.1", port, tls=make_client_tls(TlsOptions(
+            ca=other.with_suffix(".crt"))), io_timeout=5)
+        with pytest.raises(ServerUnreachableError) as info:
+            bad.connect()
+        assert info.value.reason.startswith("TLS: server certificate not accepted")
+    finally:
+        listener.close()
+        thread.join(timeout=5)
+    assert peers[0] == "station"
+
+
+def test_tls_options_checked(tmp_path: Path) -> None:
+    assert make_client_tls(TlsOptions()) is None
+    with pytest.raises(TlsSetupError, match="both --tls-cert and --tls-key"):
+        make_client_tls(TlsOptions(cert=tmp_path / "a.crt"))
+    with pytest.raises(TlsSetupError, match="cannot load TLS files"):
+        make_client_tls(TlsOptions(ca=tmp_path / "missing.crt"))

@@ -1,0 +1,235 @@
+"""The station loop in-process: virtual board + threaded certificate server + scripted keys."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from client_kit import CapturingOutput, CertServer, Pki, ScriptedKeys, make_pki
+
+from atcaprov.emulator.kit_board import VirtualKitBoard
+from atcaprov.return_codes import ReturnCode
+from atcaprov.stages import ProvStage, ProvStatus
+from provclient_cdc.boards import BoardFinder
+from provclient_cdc.server_link import ServerLink
+from provclient_cdc.session import ExitCode, Station, StationOptions
+
+STAGE_LINES = [
+    "Writing config zone.......done",
+    "Locking config zone.......done",
+    "Reading config zone.......done",
+    "Generating device key.....done",
+    "Requesting certificates...done",
+    "Writing certificates......done",
+    "Writing data zone.........done",
+    "Locking data zone.........done",
+    "Locking slots.............skipped",
+    "Validating certificates...done",
+]
+
+
+@pytest.fixture(scope="module")
+def pki() -> Pki:
+    return make_pki()
+
+
+@pytest.fixture
+def server(pki: Pki) -> Iterator[CertServer]:
+    srv = CertServer(pki)
+    yield srv
+    srv.close()
+
+
+def make_station(tmp_path: Path, pki: Pki, server_port: int, board_url: str,
+                 keys: ScriptedKeys, output: CapturingOutput, **opts: object) -> Station:
+    options = StationOptions(certinfo=pki.write_certinfo(tmp_path), host="127.0.0.1",
+                             port=server_port, board=board_url, station_id="test-station",
+                             wait_timeout=10.0, connect_retries=0, retry_interval=0.1,
+                             kit_timeout=2.0, io_timeout=5.0)
+    for name, value in opts.items():
+        setattr(options, name, value)
+    link = ServerLink("127.0.0.1", server_port, io_timeout=5.0, connect_timeout=2.0)
+    return Station(options, output, keys, link=link,
+                   finder=BoardFinder(board_url, kit_timeout=2.0))
+
+
+def test_two_boards_seed_lines_and_json(tmp_path: Path, pki: Pki, server: CertServer) -> None:
+    with VirtualKitBoard(tmp_path / "chips", chips=2, auto_swap=0.05) as board:
+        out = CapturingOutput(json_lines=True)
+        station = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
+                               yes=True, count=2)
+        assert station.run() == ExitCode.OK
+        serials = [e.chip.serial_number.hex().upper() for e in board.chips]
+    lines = out.lines()
+    expected = [
+        f"Reading provisioning config file {tmp_path / 'atcaprov_cert_info_0.c'}...ok",
+        f"Connecting to 127.0.0.1:{server.port}...ok",
+        "Press ESC to quit.",
+        "Waiting for board to be connected...ok",
+        f"    Device SN: {serials[0]}",
+        *STAGE_LINES,
+        "Provisioning successful! Please remove board...",
+        "Board removed. Waiting for board to be connected...ok",
+        f"    Device SN: {serials[1]}",
+        *STAGE_LINES,
+        "Provisioning successful! Please remove board...",
+    ]
+    assert lines == expected
+    results = [json.loads(x) for x in out.json_text.getvalue().splitlines()]
+    assert [r["serial_number"] for r in results] == serials
+    assert all(r["result"] == "ok" and r["part_state"] == "PROVISIONED" for r in results)
+    assert results[0]["stage"] == "VALIDATE_CERTS" and results[0]["skipped"] == ["SLOTS_LOCK"]
+    assert results[0]["chip_floor_ms"] > 100 and results[0]["commands"] > 20
+    assert [r.station_id for r in server.requests] == ["test-station", "test-station"]
+    assert server.connections == 1  # one connection kept for both boards
+
+
+def test_enter_prompt_then_escape(tmp_path: Path, pki: Pki, server: CertServer) -> None:
+    with VirtualKitBoard(tmp_path / "chips", chips=2, auto_swap=0.05) as board:
+        out = CapturingOutput()
+        keys = ScriptedKeys()
+        keys.add("ENTER", when=lambda: "    Press ENTER to provision..." in out.lines())
+        keys.add("ESC", when=lambda: out.lines().count("    Press ENTER to provision...") == 2)
+        station = make_station(tmp_path, pki, server.port, board.url, keys, out)
+        assert station.run() == ExitCode.OPERATOR_QUIT
+    lines = out.lines()
+    assert lines.count("    Press ENTER to provision...") == 2
+    assert lines.count("Validating certificates...done") == 1
+    assert lines[-1] == "Quit."
+    assert len(server.requests) == 1
+
+
+def test_server_error_reply_shown_as_written(tmp_path: Path, pki: Pki,
+                                             server: CertServer) -> None:
+    server.error = (ReturnCode.SIGNER_LOCKED, "Signer module 0123 is locked: enter its password")
+    with VirtualKitBoard(tmp_path / "chips", chips=1) as board:
+        out = CapturingOutput(json_lines=True)
+        station = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
+                               yes=True, count=1)
+        assert station.run() == ExitCode.BOARD_FAILED
+    lines = out.lines()
+    i = lines.index("Requesting certificates...error")
+    assert lines[i + 1] == ("    Server error: Signer module 0123 is locked: enter its password"
+                            " (SIGNER_LOCKED)")
+    assert lines[i + 2] == ("    Part state: config zone locked, data zone unlocked"
+                            " (can be provisioned again)")
+    assert lines[i + 3] == "Provisioning failed! Please remove board..."
+    result = json.loads(out.json_text.getvalue())
+    assert result["result"] == "failed" and result["stage"] == "CERTS_REQUEST"
+    assert result["error_code"] == "SIGNER_LOCKED"
+    assert result["server_message"] == "Signer module 0123 is locked: enter its password"
+    assert result["part_state"] == "CONFIG_LOCKED"
+
+
+def test_board_unplugged_mid_run(tmp_path: Path, pki: Pki, server: CertServer) -> None:
+    with VirtualKitBoard(tmp_path / "chips", chips=2) as board:
+        out = CapturingOutput(json_lines=True)
+
+        def pull(stage: object, status: object) -> None:
+            if stage is ProvStage.CERTS_WRITE and status is ProvStatus.START:
+                board.unplug()
+
+        out.on_stage = pull
+        station = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
+                               yes=True, count=1)
+        assert station.run() == ExitCode.BOARD_FAILED
+        assert board.chips[0].chip.config_locked and not board.chips[0].chip.data_locked
+    lines = out.lines()
+    i = lines.index("Writing certificates......error")
+    assert lines[i + 1].startswith("    Error: ")
+    assert lines[i + 2] == '    Board removed during "Writing certificates".'
+    assert lines[i + 3] == ("    Part state: config zone locked, data zone unlocked"
+                            " (can be provisioned again)")
+    assert "Provisioning failed! Please remove board..." not in lines
+    result = json.loads(out.json_text.getvalue())
+    assert result["result"] == "removed" and result["stage"] == "CERTS_WRITE"
+
+
+def test_resume_after_unplug_then_already_provisioned_verify(tmp_path: Path, pki: Pki,
+                                                             server: CertServer) -> None:
+    with VirtualKitBoard(tmp_path / "chips", chips=1) as board:
+        out = CapturingOutput(json_lines=True)
+        unplugged: list[bool] = []
+
+        def swap_same_chip() -> None:
+            board.unplug()
+            board.replug(next_chip=False)
+
+        def pull(stage: object, status: object) -> None:
+            if stage is ProvStage.GEN_KEY and status is ProvStatus.START and not unplugged:
+                unplugged.append(True)
+                swap_same_chip()
+            if stage is ProvStage.VALIDATE_CERTS and status is ProvStatus.DONE:
+                timer = threading.Timer(0.1, swap_same_chip)  # operator pulls and replugs
+                timer.start()
+
+        out.on_stage = pull
+        keys = ScriptedKeys()
+        keys.add("v", when=lambda: "    Press V to verify it, ENTER to go on..." in out.lines())
+        station = make_station(tmp_path, pki, server.port, board.url, keys, out,
+                               yes=False, count=3)
+        keys.script[0:0] = [("ENTER", lambda n=n: out.lines().count(
+            "    Press ENTER to provision...") == n) for n in (1, 2, 3)]
+        assert station.run() == ExitCode.BOARD_FAILED
+    lines = out.lines()
+    # 1st run: removed at key generation; 2nd: resumes the config-locked part
+    assert "Generating device key.....error" in lines
+    assert "Writing config zone.......skipped" in lines
+    assert "Locking config zone.......skipped" in lines
+    # 3rd: the same (now provisioned) part: refused, then verified with V
+    assert "    This part is already provisioned (data zone locked); it was left untouched." \
+        in lines
+    assert "Verifying part...ok" in lines
+    assert "    ok   certificate chain: root -> signer -> device verified" in lines
+    results = [json.loads(x) for x in out.json_text.getvalue().splitlines()]
+    assert [r["result"] for r in results] == ["removed", "ok", "already_provisioned"]
+    assert results[2]["verify"] and all(v.startswith("ok") for v in results[2]["verify"])
+
+
+def test_server_closed_connection_between_boards(tmp_path: Path, pki: Pki,
+                                                 server: CertServer) -> None:
+    server.close_after_reply = True  # like an idle timeout after each board
+    with VirtualKitBoard(tmp_path / "chips", chips=2, auto_swap=0.05) as board:
+        out = CapturingOutput()
+        station = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
+                               yes=True, count=2)
+        assert station.run() == ExitCode.OK
+    assert out.lines().count("Validating certificates...done") == 2
+    assert server.connections == 2
+
+
+def test_server_silent_times_out(tmp_path: Path, pki: Pki, server: CertServer) -> None:
+    server.silent = True
+    with VirtualKitBoard(tmp_path / "chips", chips=1) as board:
+        out = CapturingOutput()
+        station = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
+                               yes=True, count=1, io_timeout=0.5)
+        station.link.io_timeout = 0.5
+        assert station.run() == ExitCode.BOARD_FAILED
+    lines = out.lines()
+    i = lines.index("Requesting certificates...error")
+    assert "within 0.5 s (TIMEOUT)" in lines[i + 1]
+
+
+def test_bad_certinfo_file(tmp_path: Path, pki: Pki, server: CertServer) -> None:
+    out = CapturingOutput()
+    station = make_station(tmp_path, pki, server.port, "socket://127.0.0.1:1",
+                           ScriptedKeys(), out)
+    station.options.certinfo = tmp_path / "missing.c"
+    assert station.run() == ExitCode.BAD_INPUT
+    assert out.lines()[0] == f"Reading provisioning config file {tmp_path / 'missing.c'}...failed"
+    assert out.lines()[1].startswith("    Error: ")
+
+
+def test_no_board_within_wait_timeout(tmp_path: Path, pki: Pki, server: CertServer) -> None:
+    out = CapturingOutput()
+    free = CertServer(pki)  # a port nobody serves a board on
+    port = free.port
+    free.close()
+    station = make_station(tmp_path, pki, server.port, f"socket://127.0.0.1:{port}",
+                           ScriptedKeys(), out, wait_timeout=0.5)
+    assert station.run() == ExitCode.NO_BOARD
+    assert out.lines()[-2] == "Waiting for board to be connected...timed out"
