@@ -9,13 +9,13 @@ as python-can does with its interfaces.
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, ClassVar, TypeVar
 
 from ..errors import AtcaprovError
+from ..registry import Registry
 
 
 class HalError(AtcaprovError):
@@ -64,36 +64,27 @@ class Hal(ABC):
 
 _H = TypeVar("_H", bound=Hal)
 
-_REGISTRY: dict[str, type[Hal]] = {}
 # Built-in drivers, imported on first use so that e.g. hidapi is only loaded when asked for.
-_BUILTIN: dict[str, str] = {
-    "emulator": "atcaprov.hal.emulator",
-    "kit-cdc": "atcaprov.hal.kit_cdc",
-    "kit-hid": "atcaprov.hal.kit_hid",
-    "fault": "atcaprov.hal.faults",
-}
+HAL_DRIVERS: Registry[type[Hal]] = Registry(
+    "HAL driver",
+    {
+        "emulator": "atcaprov.hal.emulator",
+        "kit-cdc": "atcaprov.hal.kit_cdc",
+        "kit-hid": "atcaprov.hal.kit_hid",
+        "fault": "atcaprov.hal.faults",
+    },
+    unknown=HalError,
+)
 
 
 def register_hal(name: str) -> Callable[[type[_H]], type[_H]]:
     """Class decorator: make a driver available to :func:`open_hal` under ``name``."""
-
-    def deco(cls: type[_H]) -> type[_H]:
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
+    return HAL_DRIVERS.register(name)  # type: ignore[return-value]
 
 
 def hal_class(name: str) -> type[Hal]:
     """The driver class registered under ``name`` (importing built-ins on demand)."""
-    if name not in _REGISTRY and name in _BUILTIN:
-        importlib.import_module(_BUILTIN[name])
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        known = ", ".join(sorted(set(_REGISTRY) | set(_BUILTIN)))
-        raise HalError(f"unknown HAL driver {name!r}; known drivers: {known}") from None
+    return HAL_DRIVERS.get(name)
 
 
 def open_hal(name: str, **kwargs: Any) -> Hal:
@@ -103,4 +94,4 @@ def open_hal(name: str, **kwargs: Any) -> Hal:
 
 def available_hals() -> list[str]:
     """Names of all drivers, built-in and registered."""
-    return sorted(set(_REGISTRY) | set(_BUILTIN))
+    return HAL_DRIVERS.names()

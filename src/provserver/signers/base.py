@@ -13,7 +13,6 @@ interfaces.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from atcaprov.errors import AtcaprovError
+from atcaprov.registry import Registry
 
 DIGEST_SIZE = 32
 SIGNATURE_SIZE = 64
@@ -251,44 +251,32 @@ class SignerBackend(ABC):
 
 _B = TypeVar("_B", bound=SignerBackend)
 
-_REGISTRY: dict[str, type[SignerBackend]] = {}
+def _unloadable(message: str, exc: ImportError) -> SignerConfigError:
+    return SignerConfigError(f"{message} (install the package {exc.name!r})")
+
+
 # Built-in back-ends, imported on first use (so python-pkcs11 or hidapi load only when asked).
-_BUILTIN: dict[str, str] = {
-    "pem": "provserver.signers.pem",
-    "pkcs11": "provserver.signers.pkcs11",
-    "sim": "provserver.signers.sim",
-    "hid": "provserver.signers.hid",
-}
+BACKENDS: Registry[type[SignerBackend]] = Registry(
+    "signer back-end",
+    {
+        "pem": "provserver.signers.pem",
+        "pkcs11": "provserver.signers.pkcs11",
+        "sim": "provserver.signers.sim",
+        "hid": "provserver.signers.hid",
+    },
+    unknown=UnknownBackendError,
+    unloadable=_unloadable,
+)
 
 
 def register_backend(name: str) -> Callable[[type[_B]], type[_B]]:
     """Class decorator: make a back-end available to :func:`open_backend` under ``name``."""
-
-    def deco(cls: type[_B]) -> type[_B]:
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
+    return BACKENDS.register(name)  # type: ignore[return-value]
 
 
 def backend_class(name: str) -> type[SignerBackend]:
     """The back-end class registered under ``name`` (importing built-ins on demand)."""
-    if name not in _REGISTRY and name in _BUILTIN:
-        try:
-            importlib.import_module(_BUILTIN[name])
-        except ImportError as exc:  # e.g. python-pkcs11 not installed
-            raise SignerConfigError(
-                f"signer back-end {name!r} cannot be loaded: {exc} (install the package "
-                f"{exc.name!r})"
-            ) from exc
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        known = ", ".join(available_backends())
-        raise UnknownBackendError(
-            f"unknown signer back-end {name!r}; known back-ends: {known}"
-        ) from None
+    return BACKENDS.get(name)
 
 
 def open_backend(name: str, **options: Any) -> SignerBackend:
@@ -298,4 +286,4 @@ def open_backend(name: str, **options: Any) -> SignerBackend:
 
 def available_backends() -> list[str]:
     """Names of all back-ends, built-in and registered."""
-    return sorted(set(_REGISTRY) | set(_BUILTIN))
+    return BACKENDS.names()

@@ -1,8 +1,8 @@
 """An emulated CryptoAuth USB kit that looks like hidapi's ``hid.device`` to the kit-hid HAL.
 
 :class:`EmulatedKitHidDevice` takes output reports (report ID 0 + 64 bytes), cuts them into kit
-lines, answers them like the kit firmware (``board:device``, ``physical:select``, ``wake``,
-``idle``, ``sleep``, ``talk``) with an emulated :class:`~atcaprov.emulator.Atecc508a`, and hands
+lines, answers them with the virtual board's kit firmware
+(:class:`~atcaprov.emulator.kit_board.KitFirmware`) over an emulated chip, and hands
 the reply lines back through ``read``. The ``sim`` back-end uses it so simulated signer modules
 go through the same kit-protocol-over-HID code path as real ones; tests use it as the fake
 ``hid.device``.
@@ -17,13 +17,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from atcaprov.emulator import Atecc508a, DeviceAsleepError
+from atcaprov.emulator import Atecc508a
+from atcaprov.emulator.kit_board import KitFirmware
 from atcaprov.hal import kit_protocol as kp
 
 REPORT_SIZE = 65  # report ID + 64 payload bytes
 PAYLOAD = 64
-DEVICE_INFO = kp.DeviceInfo(device_type="ECC508A", interface="TWI", address=0xC0)
-KIT_VERSION = "atcaprov emulated kit ECC508A TWI(C0)"
 _IDLE_POLL_S = 0.005
 
 
@@ -46,6 +45,8 @@ class EmulatedKitHidDevice:
         self.chip: Atecc508a | None = None
         self.silent = False
         self._decoder = kp.KitLineDecoder()
+        # The same kit firmware as the virtual CDC board answers the lines.
+        self._firmware = KitFirmware(lambda: self.chip)
         self._out = bytearray()
         self.lines_seen: list[bytes] = []  # what the host sent (for tests and diagnostics)
 
@@ -85,7 +86,7 @@ class EmulatedKitHidDevice:
     def close(self) -> None:
         self.chip = None
 
-    # -- kit interpreter ------------------------------------------------------------------------
+    # -- plumbing -------------------------------------------------------------------------------
     def _check_plugged(self) -> None:
         if self.chip is None:
             raise ValueError("device is not open")
@@ -93,35 +94,4 @@ class EmulatedKitHidDevice:
             raise OSError("device disconnected")
 
     def _answer(self, line: bytes) -> bytes:
-        try:
-            cmd = kp.parse_kit_command(line)
-        except kp.KitCommandError as exc:
-            status = exc.kit_status if exc.kit_status is not None else kp.KitStatus.FAILURE
-            return kp.format_kit_reply(status)
-        chip = self.chip
-        assert chip is not None  # _check_plugged ran
-        if cmd.target is kp.KitTarget.BOARD:
-            if cmd.command == "device":
-                index = cmd.data[0] if cmd.data else 0
-                return DEVICE_INFO.to_line() if index == 0 else kp.format_kit_text("no device")
-            if cmd.command in ("version", "firmware"):
-                return kp.format_kit_text(KIT_VERSION)
-            return kp.format_kit_reply(kp.KitStatus.NOT_SUPPORTED)
-        try:
-            if cmd.command == "physical:select":
-                if cmd.data[:1] != bytes((DEVICE_INFO.address,)):
-                    return kp.format_kit_reply(kp.KitStatus.INVALID_ID)
-                return kp.format_kit_reply(kp.KitStatus.SUCCESS)
-            if cmd.command == "wake":
-                return kp.format_kit_reply(kp.KitStatus.SUCCESS, chip.wake())
-            if cmd.command == "idle":
-                chip.idle()
-                return kp.format_kit_reply(kp.KitStatus.SUCCESS)
-            if cmd.command == "sleep":
-                chip.sleep()
-                return kp.format_kit_reply(kp.KitStatus.SUCCESS)
-            if cmd.command == "talk":
-                return kp.format_kit_reply(kp.KitStatus.SUCCESS, chip.execute(cmd.data))
-        except DeviceAsleepError:
-            return kp.format_kit_reply(kp.KitStatus.COMM_FAIL)
-        return kp.format_kit_reply(kp.KitStatus.NOT_SUPPORTED)
+        return self._firmware.handle_line(line)
