@@ -64,6 +64,7 @@ from .signers.module_layout import (
     SignerCertRequest,
     root_ca_issuer,
     signer_validity,
+    worst_case_cert_size,
 )
 from .signers.password import DEFAULT_ITERATIONS
 
@@ -71,13 +72,12 @@ BACKENDS = ("sim", "hid", "pkcs11", "pem")
 CHIP_BACKENDS = ("sim", "hid")
 ROOT_KEY_FILE = "root-ca.key"
 ROOT_CERT_FILE = "root-ca.crt"
-DEFAULT_ROOT_CN = "Root CA"
+DEFAULT_ROOT_CN = "Example Root CA"
 DEFAULT_DEVICE_CN = "Device"
 DEFAULT_CERTINFO = "atcaprov_cert_info_0.c"
 DEFAULT_PIN_ENV = "ATCAPROV_PKCS11_PIN"
 PKCS11_LABEL = "signer"  # the key/certificate label the pkcs11 back-end reads by default
 MAX_VALIDITY_YEARS = 31
-MAX_ECDSA_DER_SIGNATURE = 72  # SEQUENCE { INTEGER r (<=33), INTEGER s (<=33) }
 ROOT_KEY_WARNING = (
     "WARNING: {path} is the root CA private key. Move it to offline storage (an encrypted, "
     "disconnected medium) now; it is needed only to issue further signer certificates."
@@ -393,20 +393,18 @@ def dry_run(
 
     Run before anything irreversible: a name, date or size problem shows here, not after a
     chip's config zone is locked. Returns the worst-case signer certificate size; for chip
-    modules it must fit slot 8 (module_layout.CERT_MAX bytes).
+    modules it must fit slots 8 and 11-15 (module_layout.CERT_MAX bytes).
     """
     throwaway = ec.generate_private_key(ec.SECP256R1()).public_key()
     sid = spec.signer_id if spec.signer_id is not None else b"\x00\x00"
     der = root.issuer()(signer_cert_request(throwaway, spec, sid, now))
-    cert = x509.load_der_x509_certificate(der)
-    worst = len(der) - len(cert.signature) + MAX_ECDSA_DER_SIGNATURE
+    worst = worst_case_cert_size(der)
     if backend in CHIP_BACKENDS and worst > CERT_MAX:
         root_name = root.cert.subject.public_bytes()
         raise SignerSetupError(
             f"the signer certificate would be up to {worst} bytes; a signer module chip stores "
             f"at most {CERT_MAX}. Shorten --name ({len(spec.name.encode())} bytes), drop "
-            f"--signer-org, or use a root CA with a shorter subject ({len(root_name)} bytes; "
-            "e.g. --root-cn 'Root CA' without --root-org); years after 2049 also cost 2 bytes"
+            f"--signer-org, or use a root CA with a shorter subject ({len(root_name)} bytes)"
         )
     identity = SignerIdentity("dry-run", spec.name, der)
     make_cert_info(root, identity, standard_defs(root, der, device, now))

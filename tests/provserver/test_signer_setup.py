@@ -40,7 +40,7 @@ from provserver.signer_setup import (
 from provserver.signers import WrongPasswordError, open_backend
 from provserver.signers.base import SignerModule
 from provserver.signers.kit_sim import EmulatedKitHidDevice
-from provserver.signers.module_layout import create_module
+from provserver.signers.module_layout import CERT_MAX, create_module
 from provserver.signers.pkcs11 import find_softhsm2
 
 NAME = "Example ATECC508A Signer"
@@ -647,6 +647,7 @@ def test_usage_errors(tmp_path: Path, root_files: tuple[Path, Path]) -> None:
 
 def test_certificate_too_big_for_chip_is_refused_before_the_chip(tmp_path: Path) -> None:
     long_name = "A Very Long Signer Name For The Example Production Line Nr 1"
+    huge_org = "Example Organisation for Secure Provisioning " * 7  # 315 bytes
     result = run(
         *sim_args(
             tmp_path,
@@ -657,9 +658,11 @@ def test_certificate_too_big_for_chip_is_refused_before_the_chip(tmp_path: Path)
         ),
         "--name",
         long_name,
+        "--signer-org",
+        huge_org,
     )
     assert result.exit_code == 1
-    assert "a signer module chip stores at most 414" in result.output
+    assert f"a signer module chip stores at most {CERT_MAX}" in result.output
     assert not (tmp_path / "mods").exists() and not (tmp_path / "root").exists()
     # The same names fit a pem key (no slot size limit there).
     ok = run(
@@ -670,6 +673,8 @@ def test_certificate_too_big_for_chip_is_refused_before_the_chip(tmp_path: Path)
         str(tmp_path / "k.pem"),
         "--name",
         long_name,
+        "--signer-org",
+        huge_org,
         "--root-dir",
         str(tmp_path / "root"),
         "--root-cn",
