@@ -100,6 +100,9 @@ class SignerManager:
         self._max_sign_attempts = max_sign_attempts
         self._modules: dict[tuple[str, str], ManagedModule] = {}
         self._open_failures: dict[tuple[str, str], str] = {}
+        # Modules dropped after a failure, by key -> label: the next scan says "removed." if
+        # they are gone, or re-opens them if they are still there.
+        self._dropped: dict[tuple[str, str], str] = {}
         self._scan_failures: dict[str, str] = {}
         self._scan_lock = asyncio.Lock()
         self._prompt_lock = asyncio.Lock()
@@ -182,6 +185,10 @@ class SignerManager:
         for key in [k for k in self._open_failures if k[0] == backend.name]:
             if key[1] not in present:
                 del self._open_failures[key]
+        for key in [k for k in self._dropped if k[0] == backend.name]:
+            label = self._dropped.pop(key)
+            if key[1] not in present:
+                self._console.info(f"{label} removed.")
         for location in sorted(present - known):
             await self._open(backend, location)
 
@@ -389,6 +396,7 @@ class SignerManager:
         """Forget a failed module; the next scan re-opens it if it is still present."""
         if self._modules.get(managed.key) is managed:
             del self._modules[managed.key]
+            self._dropped[managed.key] = managed.label
         if not managed.dropped:
             managed.dropped = True
             await self._close(managed)

@@ -17,6 +17,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from types import TracebackType
 from typing import Any, ClassVar, TypeVar
 
@@ -98,7 +99,7 @@ class SignerIdentity:
                 f"{type(key).__name__}, expected an EC P-256 key"
             )
 
-    @property
+    @cached_property
     def certificate(self) -> x509.Certificate:
         """The signer certificate, parsed."""
         try:
@@ -110,19 +111,19 @@ class SignerIdentity:
                 f"({len(self.signer_cert_der)} bytes starting {head}): {exc}"
             ) from exc
 
-    @property
+    @cached_property
     def public_key(self) -> bytes:
         """The signer public key as 64 bytes X‖Y (big-endian), from the certificate."""
         key = self.certificate.public_key()
         assert isinstance(key, ec.EllipticCurvePublicKey)  # checked in __post_init__
         return public_key_xy(key)
 
-    @property
+    @cached_property
     def key_id(self) -> bytes:
         """SHA1(04‖X‖Y), 20 bytes: the subject key id atcacert puts in the certificates."""
         return hashlib.sha1(b"\x04" + self.public_key).digest()
 
-    @property
+    @cached_property
     def signer_id(self) -> bytes:
         """The 2-byte signer id.
 

@@ -1,0 +1,458 @@
+"""Provisioning server throughput: signings per second and latency, stations over 127.0.0.1.
+
+Each figure is one line. The server is the real one (``python -m provserver.cli`` in a
+subprocess, file record store with its group-commit fsyncs, data folder in a temporary
+directory); the stations are asyncio connections in this process sending ``CertRequest``s back
+to back (one outstanding request per connection) for ``--seconds`` per point.
+
+* ``raw``: ``cryptography`` ECDSA P-256 signs of a 32-byte digest per second, one thread,
+  measured in the same run: the reference every server figure is divided by (``ratio``).
+* ``pem``: the ``pem`` back-end (key in a file) at 1, 16 and 64 connections.
+* ``pkcs11``: a SoftHSM2 token (made in the temporary folder) at 1, 16 and 64 connections;
+  skipped with a reason if SoftHSM2 or python-pkcs11 is missing.
+* ``sim``: 1, 2 and 4 emulated modules holding the same key (copies of one module file: a
+  pool), at the emulator's chip timing (``--timing-scale``, default 1.0 = the ATECC508A's
+  maximum execution times). The ``sim`` back-end has no option for the timing, so the server
+  subprocess is started through this script (``--serve-timed-sim``), which sets
+  ``timing_scale`` on every chip the back-end loads and then runs the ordinary ``provserver``
+  command line in-process.
+
+Each line also gives the p50/p99 latency a station sees and the CPU time per signing of the
+server process (all threads, from /proc) and of the stations. Signers are made with
+``provserver signer create`` (``--backend pem``/``pkcs11``/``sim``). Every loop is bounded by
+time and count; every read has a timeout. Figures: docs/benchmarks.md. Usage::
+
+    python bench/bench_server.py [--seconds 3] [--connections 1,16,64] [--sim-modules 1,2,4]
+        [--sim-connections 16] [--timing-scale 1.0] [--skip-pkcs11] [--only pem|pkcs11|sim]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+from atcaprov.atcacert.keys import public_key_bytes
+from atcaprov.certinfo import CertInfo, load_cert_info
+from atcaprov.protocol import CertReply, CertRequest, MessageReader, MessageType, encode
+
+SERVER_START_TIMEOUT = 60.0
+REPLY_TIMEOUT = 30.0
+MAX_REQUESTS_PER_CONNECTION = 200_000
+SOFTHSM_PIN = "bench-4711"
+
+
+# --------------------------------------------------------------------------------------------
+# Reference: raw signs
+# --------------------------------------------------------------------------------------------
+def raw_sign_rate(seconds: float, max_count: int = 1_000_000) -> float:
+    """``cryptography`` ECDSA P-256 signs of a 32-byte digest per second (one thread)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    digest = bytes(range(32))
+    algorithm = ec.ECDSA(utils.Prehashed(hashes.SHA256()))
+    key.sign(digest, algorithm)
+    count = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while count < max_count:
+        key.sign(digest, algorithm)
+        count += 1
+        if time.perf_counter() >= deadline:
+            break
+    return count / (time.perf_counter() - start)
+
+
+# --------------------------------------------------------------------------------------------
+# Signers (made with `provserver signer create`) and servers (subprocesses)
+# --------------------------------------------------------------------------------------------
+def provserver(*args: str, env: dict[str, str] | None = None) -> None:
+    """Run ``python -m provserver.cli ARGS`` (set-up commands); raise with its output on error."""
+    result = subprocess.run(
+        [sys.executable, "-m", "provserver.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"provserver {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+
+
+def root_args(tmp: Path) -> list[str]:
+    """A new root CA the first time, the same one afterwards."""
+    key, cert = tmp / "root" / "root-ca.key", tmp / "root" / "root-ca.crt"
+    if key.exists():
+        return ["--root-key", str(key), "--root-cert", str(cert)]
+    return ["--root-dir", str(tmp / "root")]
+
+
+def create_signer(
+    tmp: Path, tag: str, *backend_args: str, env: dict[str, str] | None = None
+) -> tuple[Path, CertInfo]:
+    """`provserver signer create` into ``tmp/<tag>-data``; returns the data dir and cert info."""
+    data, certinfo = tmp / f"{tag}-data", tmp / f"{tag}-certinfo.c"
+    provserver(
+        "signer", "create", *backend_args, "--name", f"Bench {tag} Signer",
+        *root_args(tmp), "--data-dir", str(data), "--certinfo-out", str(certinfo),
+        env=env,
+    )  # fmt: skip
+    return data, load_cert_info(certinfo)
+
+
+class Server:
+    """A server subprocess; its console goes to a file; ``port`` once it listens."""
+
+    def __init__(self, command: Sequence[str], console: Path, env: dict[str, str]) -> None:
+        self.console = console
+        with console.open("wb") as out:
+            self.proc = subprocess.Popen(
+                list(command),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+            )
+        self.port = int(self.wait_for(r"Server listening on 127\.0\.0\.1:(\d+)\.").group(1))
+
+    def wait_for(self, pattern: str, count: int = 1) -> re.Match[str]:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        while time.monotonic() < deadline:
+            matches = list(re.finditer(pattern, self.console.read_text(errors="replace")))
+            if len(matches) >= count:
+                return matches[0]
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(
+            f"server: no {pattern!r} (x{count}):\n{self.console.read_text(errors='replace')}"
+        )
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def server_args(data: Path, *backend_args: str) -> list[str]:
+    return ["--host", "127.0.0.1", "--port", "0", "--data-dir", str(data),
+            "--rescan-interval", "5", *backend_args]  # fmt: skip
+
+
+@contextlib.contextmanager
+def serving(
+    command: Sequence[str], console: Path, env: dict[str, str], modules: int
+) -> Iterator[Server]:
+    server = Server(command, console, env)
+    try:
+        server.wait_for(r"\) found\.|password accepted, ready\.", count=modules)
+        yield server
+    finally:
+        server.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# Stations
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Point:
+    signings: int
+    errors: int
+    seconds: float
+    latencies: list[float]
+    server_cpu: float = float("nan")  # CPU seconds the server process used during the point
+    client_cpu: float = float("nan")  # CPU seconds this process (the stations) used
+
+    @property
+    def rate(self) -> float:
+        return self.signings / self.seconds if self.seconds > 0 else 0.0
+
+    def percentile(self, p: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(p / 100.0 * len(ordered)))]
+
+
+class Requests:
+    """Requests for distinct devices (serial numbers from a counter) with a pool of keys."""
+
+    def __init__(self, info: CertInfo, keys: int = 256) -> None:
+        self.info = info
+        self.keys = [
+            public_key_bytes(ec.generate_private_key(ec.SECP256R1()).public_key())
+            for _ in range(keys)
+        ]
+        self.counter = 0
+
+    def next(self) -> bytes:
+        self.counter += 1
+        n = self.counter
+        cfg = bytearray(128)
+        cfg[0:4] = bytes([0x01, 0x23, 0xB0, 0x0C])
+        cfg[8] = 0x5E
+        cfg[9:12] = (n & 0xFFFFFF).to_bytes(3, "big")
+        cfg[12] = 0xEE
+        cfg[86], cfg[87] = 0x55, 0x00  # data zone unlocked, config zone locked
+        return encode(
+            CertRequest(
+                signer_id=self.info.signer_id,
+                signer_key_id=self.info.signer_key_id,
+                device_template_id=self.info.device_cert_def.template_id,
+                signer_template_id=self.info.signer_cert_def.template_id,
+                chain_id=self.info.device_cert_def.chain_id,
+                config_zone=bytes(cfg),
+                device_public_key=self.keys[n % len(self.keys)],
+                station_id="bench",
+            )
+        )
+
+
+async def _connection(
+    port: int, requests: Requests, deadline: float, point: Point, errors: list[str]
+) -> None:
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 10)
+    messages = MessageReader({MessageType.CERT_REPLY, MessageType.ERROR_REPLY})
+    try:
+        for _ in range(MAX_REQUESTS_PER_CONNECTION):
+            if time.perf_counter() >= deadline:
+                return
+            data = requests.next()
+            sent = time.perf_counter()
+            writer.write(data)
+            await writer.drain()
+            reply = None
+            while reply is None:
+                reply = messages.next_message()
+                if reply is None:
+                    try:
+                        chunk = await asyncio.wait_for(reader.read(65536), REPLY_TIMEOUT)
+                    except (OSError, asyncio.TimeoutError) as exc:
+                        chunk, reason = b"", repr(exc)
+                    else:
+                        reason = "server closed the connection"
+                    if not chunk:
+                        point.errors += 1
+                        if len(errors) < 3:
+                            errors.append(reason)
+                        return
+                    messages.feed(chunk)
+            point.latencies.append(time.perf_counter() - sent)
+            if isinstance(reply, CertReply):
+                point.signings += 1
+            else:
+                point.errors += 1
+                if len(errors) < 3:
+                    errors.append(repr(reply))
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError, OSError, asyncio.TimeoutError):
+            await asyncio.wait_for(writer.wait_closed(), 2)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads); NaN where /proc is absent."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(server: Server, requests: Requests, connections: int, seconds: float) -> Point:
+    """``connections`` stations for ``seconds`` (after a short warm-up)."""
+    port = server.port
+
+    async def go() -> Point:
+        warm = Point(0, 0, 0.0, [])
+        await asyncio.gather(
+            *(_connection(port, requests, time.perf_counter() + 0.3, warm, [])
+              for _ in range(min(connections, 4)))
+        )  # fmt: skip
+        await asyncio.sleep(0.5)  # the server has seen the warm-up connections close
+        point = Point(0, 0, 0.0, [])
+        errors: list[str] = []
+        server_cpu, client_cpu = process_cpu_seconds(server.proc.pid), time.process_time()
+        start = time.perf_counter()
+        await asyncio.wait_for(
+            asyncio.gather(
+                *(_connection(port, requests, start + seconds, point, errors)
+                  for _ in range(connections))
+            ),
+            seconds + 4 * REPLY_TIMEOUT,
+        )  # fmt: skip
+        point.seconds = time.perf_counter() - start
+        point.server_cpu = process_cpu_seconds(server.proc.pid) - server_cpu
+        point.client_cpu = time.process_time() - client_cpu
+        if errors:
+            print(f"  errors (first {len(errors)}): {'; '.join(errors)}", flush=True)
+        return point
+
+    return asyncio.run(go())
+
+
+def line(label: str, point: Point, raw: float, extra: str = "") -> None:
+    per = max(point.signings, 1) * 1e-3  # CPU ms per signing
+    print(
+        f"{label:<34} {point.rate:9.1f} signings/s  p50 {point.percentile(50) * 1000:8.2f} ms"
+        f"  p99 {point.percentile(99) * 1000:8.2f} ms  ratio to raw {point.rate / raw:6.4f}"
+        f"  ({point.signings} signed, {point.errors} errors; CPU per signing: server"
+        f" {point.server_cpu / per:.2f} ms, stations {point.client_cpu / per:.2f} ms){extra}",
+        flush=True,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Scenarios
+# --------------------------------------------------------------------------------------------
+def bench_pem(tmp: Path, args: argparse.Namespace, raw: float) -> None:
+    data, info = create_signer(
+        tmp, "pem", "--backend", "pem", "--pem-key", str(tmp / "pem-key.pem")
+    )
+    backend = ["--signers", "pem", "--pem-key", str(tmp / "pem-key.pem")]
+    command = [sys.executable, "-m", "provserver.cli", *server_args(data, *backend)]
+    requests = Requests(info)
+    with serving(command, tmp / "pem-console.txt", {}, 1) as server:
+        for conns in args.connections:
+            line(f"pem, {conns} connection(s)", measure(server, requests, conns, args.seconds), raw)
+
+
+def bench_pkcs11(tmp: Path, args: argparse.Namespace, raw: float) -> None:
+    try:
+        import pkcs11  # noqa: F401 - only whether it is there
+
+        from provserver.signers.pkcs11 import find_softhsm2
+    except ImportError as exc:
+        print(f"pkcs11: skipped: python-pkcs11 not installed ({exc})", flush=True)
+        return
+    lib = find_softhsm2()
+    if lib is None or shutil.which("softhsm2-util") is None:
+        print("pkcs11: skipped: SoftHSM2 not installed (Debian package softhsm2)", flush=True)
+        return
+    folder = tmp / "softhsm"
+    (folder / "tokens").mkdir(parents=True)
+    conf = folder / "softhsm2.conf"
+    conf.write_text(
+        f"directories.tokendir = {folder / 'tokens'}\nobjectstore.backend = file\n"
+        "log.level = ERROR\nslots.removable = false\n"
+    )
+    env = {"SOFTHSM2_CONF": str(conf), "ATCAPROV_PKCS11_PIN": SOFTHSM_PIN}
+    init = ["softhsm2-util", "--init-token", "--free", "--label", "Bench HSM",
+            "--pin", SOFTHSM_PIN, "--so-pin", "271828"]  # fmt: skip
+    subprocess.run(init, check=True, capture_output=True, timeout=60, env={**os.environ, **env})
+    data, info = create_signer(
+        tmp, "pkcs11", "--backend", "pkcs11", "--pkcs11-lib", lib, "--pkcs11-token", "Bench HSM",
+        env=env,
+    )  # fmt: skip
+    command = [sys.executable, "-m", "provserver.cli",
+               *server_args(data, "--signers", "pkcs11", "--pkcs11-lib", lib,
+                            "--pkcs11-token", "Bench HSM")]  # fmt: skip
+    requests = Requests(info)
+    with serving(command, tmp / "pkcs11-console.txt", env, 1) as server:
+        for conns in args.connections:
+            line(
+                f"pkcs11 (SoftHSM2), {conns} connection(s)",
+                measure(server, requests, conns, args.seconds),
+                raw,
+            )
+
+
+def bench_sim(tmp: Path, args: argparse.Namespace, raw: float) -> None:
+    master = tmp / "sim-master"
+    data, info = create_signer(tmp, "sim", "--backend", "sim", "--modules", str(master))
+    (module,) = master.glob("signer-*.json")
+    requests = Requests(info)
+    one_module_rate: float | None = None
+    for count in args.sim_modules:
+        folder = tmp / f"sim-{count}"
+        folder.mkdir()
+        for i in range(count):  # copies of one chip: the same key, a pool of `count` modules
+            shutil.copyfile(module, folder / f"signer-{i}.json")
+        command = [sys.executable, str(Path(__file__).resolve()), "--serve-timed-sim",
+                   str(args.timing_scale), "--",
+                   *server_args(data, "--signers", "sim", "--modules", str(folder))]  # fmt: skip
+        with serving(command, tmp / f"sim-{count}-console.txt", {}, count) as server:
+            point = measure(server, requests, args.sim_connections, args.seconds)
+        if one_module_rate is None and count == 1:
+            one_module_rate = point.rate
+        scale = f", x{point.rate / one_module_rate:.2f} of 1 module" if one_module_rate else ""
+        line(
+            f"sim x{count} (timing {args.timing_scale:g}), {args.sim_connections} conns",
+            point,
+            raw,
+            scale,
+        )
+
+
+def serve_timed_sim(scale: float, server_argv: list[str]) -> None:
+    """Run `provserver` with every chip of the sim back-end at ``timing_scale`` = ``scale``."""
+    from provserver import cli
+    from provserver.signers import sim
+
+    load = getattr(sim, "_load_chip", None)
+    if load is None:
+        raise SystemExit(
+            "bench_server: provserver.signers.sim._load_chip is gone; update the bench"
+        )
+
+    def load_timed(path: Path) -> object:
+        chip = load(path)
+        chip.timing_scale = scale
+        return chip
+
+    sim._load_chip = load_timed  # type: ignore[assignment]
+    cli.main.main(args=server_argv, prog_name="provserver")
+
+
+def parse_list(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--serve-timed-sim":
+        rest = sys.argv[3:]
+        serve_timed_sim(float(sys.argv[2]), rest[1:] if rest[:1] == ["--"] else rest)
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="load time per point")
+    parser.add_argument("--connections", type=parse_list, default=[1, 16, 64])
+    parser.add_argument("--sim-modules", type=parse_list, default=[1, 2, 4])
+    parser.add_argument("--sim-connections", type=int, default=16)
+    parser.add_argument("--timing-scale", type=float, default=1.0)
+    parser.add_argument("--skip-pkcs11", action="store_true")
+    parser.add_argument("--only", choices=["pem", "pkcs11", "sim"], default=None)
+    args = parser.parse_args()
+
+    raw = raw_sign_rate(min(args.seconds, 2.0))
+    print(f"{'raw cryptography ECDSA P-256 sign':<34} {raw:9.1f} signs/s (one thread)", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-server-") as name:
+        tmp = Path(name)
+        if args.only in (None, "pem"):
+            bench_pem(tmp, args, raw)
+        if args.only in (None, "pkcs11") and not args.skip_pkcs11:
+            bench_pkcs11(tmp, args, raw)
+        if args.only in (None, "sim"):
+            bench_sim(tmp, args, raw)
+
+
+if __name__ == "__main__":
+    main()
