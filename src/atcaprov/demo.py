@@ -207,11 +207,13 @@ class ManagedProcess:
             raise DemoError(f"cannot send {line!r} to {self.name}: {exc}") from exc
 
     def wait(self, timeout: float) -> int:
-        try:
-            code = self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            raise DemoError(f"{self.name} still running after {timeout:g} s;"
-                            f" see {self.log_path}") from exc
+        """Wait for the exit (polling, so that Ctrl-C interrupts at once); its status."""
+        deadline = time.monotonic() + timeout
+        while (code := self.popen.poll()) is None:
+            if time.monotonic() >= deadline:
+                raise DemoError(f"{self.name} still running after {timeout:g} s;"
+                                f" see {self.log_path}")
+            time.sleep(0.05)
         for t in self._readers:
             t.join(timeout=5)
         return code

@@ -303,7 +303,15 @@ def _stored_sn(images: _SlotImages, cert_def: CertDef) -> bytes | None:
     return images.read(loc.zone, loc.slot, loc.offset, loc.count)
 
 
-def _check_arguments(cert_info: CertInfo, config: bytes, lock_slots: tuple[int, ...]) -> None:
+def check_arguments(
+    cert_info: CertInfo, config: bytes | None = None, lock_slots: Iterable[int] = ()
+) -> None:
+    """Raise ConfigError if :func:`provision` could not run with these arguments on any part.
+
+    ``config`` None means the default config. Clients call it at start-up, so that a bad
+    ``--config`` or lock-slot list is reported before the first board.
+    """
+    config = bytes(config) if config is not None else DEFAULT_CONFIG
     device_def, signer_def = cert_info.device_cert_def, cert_info.signer_cert_def
     cert_slots: dict[int, int] = {}
     for d in (device_def, signer_def):
@@ -346,7 +354,7 @@ def provision(
     """
     wanted = bytes(config) if config is not None else DEFAULT_CONFIG
     slots = tuple(sorted(set(lock_slots)))
-    _check_arguments(cert_info, wanted, slots)
+    check_arguments(cert_info, wanted, slots)
     run = _Run(device, hooks, cert_info, wanted, slots, validate)
 
     current = device.read_config_zone()
@@ -413,5 +421,6 @@ __all__ = [
     "ProvisionResult",
     "ProvisioningError",
     "ServerError",
+    "check_arguments",
     "provision",
 ]

@@ -71,7 +71,8 @@ def find_kit_ports(lister: PortLister | None = None) -> list[KitPort]:
 
 
 def _is_device_path(url: str) -> bool:
-    return "://" not in url
+    """A POSIX device or pty path (``/dev/ttyACM0``); not ``COM5`` nor a ``scheme://`` URL."""
+    return url.startswith("/")
 
 
 class Board:
@@ -113,14 +114,13 @@ class Board:
         try:
             self.port.timeout = max(timeout, 0.0)
             self.port.read(1)
-        except (serial.SerialException, OSError, AttributeError, TypeError):
-            # AttributeError/TypeError: pyserial's socket:// port after its socket was closed
+        except (serial.SerialException, OSError):
             self._gone = True
             return True
         finally:
             try:
                 self.port.timeout = previous
-            except (serial.SerialException, OSError, AttributeError, TypeError):
+            except (serial.SerialException, OSError):
                 self._gone = True
         return False
 

@@ -75,7 +75,7 @@ ADDED_HELP: list[tuple[str, str]] = [
         "TLS: name to check in the server certificate (=--host).",
     ),
     ("--yes", "Do not wait for ENTER: provision each board as soon as it is found."),
-    ("--count N", "Stop after N boards (=run until ESC)."),
+    ("--count N", "Stop after N boards, ok or not (=run until ESC)."),
     (
         "--json",
         "Print one JSON result line per board on stdout (operator lines go to stderr).",
@@ -85,7 +85,11 @@ ADDED_HELP: list[tuple[str, str]] = [
         "Connection attempts to the server at start after the first one fails.",
     ),
     ("--retry-interval s (=5)", "Seconds between connection attempts (with a countdown)."),
-    ("--wait-timeout s", "Give up when no board shows up within s seconds (=wait forever)."),
+    (
+        "--wait-timeout s",
+        "Give up when no board shows up, or a done board is not removed, within s seconds"
+        " (=wait forever).",
+    ),
     ("--kit-timeout s (=3)", "Seconds a kit has to answer one message."),
     ("--server-timeout s (=30)", "Seconds the server has to answer a request."),
     ("--verbose", "Show the library's diagnostic messages (kit and chip retries...)."),
@@ -97,7 +101,7 @@ EXIT_CODES_HELP: list[tuple[int, str]] = [
     (ExitCode.SERVER_UNREACHABLE, "server unreachable at start (after the retries)"),
     (ExitCode.BOARD_FAILED, "at least one board failed or was already provisioned"),
     (ExitCode.OPERATOR_QUIT, "operator quit (ESC) with no board failed"),
-    (ExitCode.NO_BOARD, "no board within --wait-timeout"),
+    (ExitCode.NO_BOARD, "no board (or no removal) within --wait-timeout"),
     (ExitCode.INTERRUPTED, "interrupted (Ctrl-C, SIGTERM)"),
 ]
 

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import select
 import socket
 import ssl
@@ -32,8 +33,11 @@ from atcaprov.stages import ProvStage, ProvStatus
 from .console import ESC, Keys, OperatorQuit
 from .output import Output
 
+log = logging.getLogger(__name__)
+
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
 DEFAULT_IO_TIMEOUT_S = 30.0
+TLS_SETTLE_S = 0.3
 
 
 class ServerUnreachableError(AtcaprovError):
@@ -95,6 +99,8 @@ def describe_connect_error(exc: BaseException) -> str:
         return f"TLS: server certificate not accepted: {exc.verify_message or exc.reason}"
     if isinstance(exc, ssl.SSLError):
         return f"TLS: {exc.reason or exc}"
+    if isinstance(exc, TlsRefusedError):
+        return str(exc)
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     if isinstance(exc, TimeoutError):
@@ -108,6 +114,31 @@ def describe_connect_error(exc: BaseException) -> str:
             return "host unreachable"
         return exc.strerror or str(exc)
     return str(exc)
+
+
+class TlsRefusedError(OSError):
+    """The server closed the connection right after the TLS handshake."""
+
+
+def _check_tls_accepted(sock: socket.socket, settle: float) -> None:
+    """With TLS 1.3 the server checks the station certificate after the client's handshake has
+    completed; a refusal arrives as an alert or a close within moments. Wait up to ``settle``
+    seconds for one (session tickets are taken and ignored) so that it is reported at connect
+    time, not as a lost connection at the first request."""
+    deadline = time.monotonic() + settle
+    sock.settimeout(0)
+    while (left := deadline - time.monotonic()) > 0:
+        readable, _, _ = select.select([sock], [], [], left)
+        if not readable:
+            return
+        try:
+            data = sock.recv(1)
+        except (ssl.SSLWantReadError, BlockingIOError):
+            continue
+        if not data:
+            raise TlsRefusedError("TLS: the server closed the connection after the handshake"
+                                  " (station certificate missing or not accepted?)")
+        raise TlsRefusedError("TLS: the server sent data before any request")
 
 
 class ServerLink:
@@ -144,6 +175,7 @@ class ServerLink:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.tls is not None:
                 sock = self.tls.wrap_socket(sock, server_hostname=self.server_name)
+                _check_tls_accepted(sock, TLS_SETTLE_S)
             sock.settimeout(self.io_timeout)
         except OSError as exc:
             sock.close()
@@ -161,10 +193,26 @@ class ServerLink:
         except (OSError, ValueError):
             self.close()
             return False
-        if readable:  # EOF, a reset, or unexpected bytes: this connection is not usable
+        if not readable:
+            return True
+        # Readable: EOF, a reset, unexpected bytes (the stream is out of step), or with TLS 1.3
+        # only session tickets, which the TLS layer takes without giving any data.
+        alive = False
+        try:
+            sock.settimeout(0)
+            sock.recv(1)
+        except (ssl.SSLWantReadError, BlockingIOError):
+            alive = True
+        except OSError:
+            alive = False
+        finally:
+            try:
+                sock.settimeout(self.io_timeout)
+            except OSError:
+                alive = False
+        if not alive:
             self.close()
-            return False
-        return True
+        return alive
 
     def send(self, data: bytes) -> None:
         sock = self._require()
@@ -209,7 +257,7 @@ class ServerLink:
             try:
                 sock.close()
             except OSError as exc:  # closing a dead socket: nothing else to release
-                _ = exc
+                log.debug("closing the connection to %s: %s", self.address, exc)
 
     def _require(self) -> socket.socket:
         if self._sock is None:
@@ -219,13 +267,13 @@ class ServerLink:
 
 
 def connect_with_retry(link: ServerLink, output: Output, keys: Keys, *, retries: int,
-                       interval: float, prefix: str = "") -> None:
+                       interval: float, verb: str = "Connecting") -> None:
     """Connect, printing ``Connecting to HOST:PORT...ok``; on failure count down ``interval``
     seconds and try again, at most ``retries`` more times, then raise the last
     :class:`ServerUnreachableError`. ESC during the countdown raises :class:`OperatorQuit`."""
     attempt = 0
     while True:
-        head = f"{prefix}Connecting to {link.address}..."
+        head = f"{verb} to {link.address}..."
         output.begin(head)
         try:
             link.connect()

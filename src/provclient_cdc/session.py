@@ -37,8 +37,10 @@ from atcaprov.provisioning import (
     AlreadyProvisionedError,
     PartState,
     ProvisioningError,
+    check_arguments,
     provision,
 )
+from atcaprov.stages import ProvStage
 from atcaprov.validation import verify
 
 from .boards import Board, BoardError, BoardFinder
@@ -51,7 +53,7 @@ from .server_link import (
     connect_with_retry,
 )
 
-BOARD_POLL_S = 0.25
+BOARD_POLL_S = 0.1
 
 
 class ExitCode(IntEnum):
@@ -127,6 +129,7 @@ class Station:
         self.cert_info: CertInfo | None = None
         self.config: bytes | None = None
         self._reported: set[str] = set()
+        self._interrupted_in: ProvStage | None = None  # stage a Ctrl-C stopped
 
     # ---- start -----------------------------------------------------------------------------
     def run(self) -> ExitCode:
@@ -152,6 +155,14 @@ class Station:
             self.output.end("timed out")
             self.output.line(str(exc))
             return ExitCode.BOARD_FAILED if self.stats.failed else ExitCode.NO_BOARD
+        except KeyboardInterrupt:
+            if self._interrupted_in is not None:
+                self.output.line("")
+                self.output.detail(
+                    f'Interrupted during "{self._interrupted_in.label}": the part may be left'
+                    " with its config zone locked; plug it in again to resume."
+                )
+            raise
         finally:
             self.link.close()
 
@@ -174,6 +185,11 @@ class Station:
                 self.output.detail(f"Error: {_reason(exc)}")
                 return False
             self.output.end("ok")
+        try:  # before any board: a config or lock-slot list no part could take
+            check_arguments(self.cert_info, self.config, self.options.lock_slots)
+        except ConfigError as exc:
+            self.output.line(f"Cannot provision with these options: {exc}")
+            return False
         return True
 
     # ---- the board loop --------------------------------------------------------------------
@@ -248,9 +264,15 @@ class Station:
                 return False
 
     def _wait_removed(self, board: Board) -> None:
+        deadline = (time.monotonic() + self.options.wait_timeout
+                    if self.options.wait_timeout is not None else None)
         while not board.gone(0.2):
             if self.keys.poll(0.05) == ESC:
                 raise OperatorQuit("ESC pressed while waiting for the board to be removed")
+            if deadline is not None and time.monotonic() >= deadline:
+                self.output.begin("Waiting for board to be removed...")
+                raise _NoBoard(f"Board not removed within {self.options.wait_timeout:g} s"
+                               f" ({board.url}).")
 
     # ---- one board -------------------------------------------------------------------------
     def _provision(self, board: Board) -> BoardResult | None:
@@ -261,6 +283,7 @@ class Station:
         self.hooks.reset()
         if not self.link.alive():
             self._reconnect_between_boards()
+        board.device.reset_stats()  # chip_floor_ms / commands: this run only
         started = time.monotonic()
         try:
             done = provision(board.device, self.hooks, self.cert_info, config=self.config,
@@ -292,6 +315,9 @@ class Station:
                 self.output.detail("Board removed before provisioning started; nothing was"
                                    " written.")
             return result
+        except KeyboardInterrupt:
+            self._interrupted_in = self.hooks.last_stage
+            raise
         result.elapsed_s = time.monotonic() - started
         result.result = "ok"
         result.stage = self.hooks.last_stage
@@ -305,7 +331,7 @@ class Station:
         try:
             connect_with_retry(self.link, self.output, self.keys,
                                retries=self.options.connect_retries,
-                               interval=self.options.retry_interval, prefix="Re")
+                               interval=self.options.retry_interval, verb="Reconnecting")
         except ServerUnreachableError as exc:
             # the request stage will fail for this board and say so; the part stays untouched
             # up to CONFIG_LOCK at most, which is resumable

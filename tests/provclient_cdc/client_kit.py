@@ -31,6 +31,7 @@ from atcaprov.protocol import (
     encode,
 )
 from atcaprov.return_codes import ReturnCode
+from atcaprov.stages import ProvStage, ProvStatus
 from provclient_cdc.console import Keys
 from provclient_cdc.output import Output
 
@@ -191,7 +192,7 @@ class CapturingOutput(Output):
         super().__init__(self.text, self.json_text if json_lines else None)
         self.on_stage: Callable[[object, object], None] | None = None
 
-    def stage(self, stage, status) -> None:  # type: ignore[no-untyped-def]
+    def stage(self, stage: ProvStage, status: ProvStatus) -> None:
         if self.on_stage is not None:
             self.on_stage(stage, status)
         super().stage(stage, status)

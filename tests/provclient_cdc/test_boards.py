@@ -99,3 +99,44 @@ def test_scan_reports_a_port_without_device_once(tmp_path: Path) -> None:
     assert finder.try_open() is None  # reported once while it stays plugged
     entries.clear()
     assert finder.try_open() is None
+
+
+def test_pty_board_behind_a_stable_link(tmp_path: Path) -> None:
+    link = tmp_path / "ttyKIT"
+    with VirtualKitBoard(tmp_path / "chips", chips=2, pty=True, link=link) as vboard:
+        finder = BoardFinder(str(link), kit_timeout=2.0)
+        board = finder.try_open()
+        assert board is not None
+        try:
+            assert board.serial_number == vboard.chips[0].chip.serial_number
+            assert not board.gone(0.05)
+            vboard.unplug()
+            deadline = time.monotonic() + 5
+            while not board.gone(0.05):
+                assert time.monotonic() < deadline, "removal not noticed"
+            assert finder.try_open() is None
+            vboard.replug(next_chip=True)
+            second = finder.try_open()
+            assert second is not None
+            assert second.serial_number == vboard.chips[1].chip.serial_number
+            second.close()
+        finally:
+            board.close()
+
+
+def test_scan_finds_a_listed_kit_and_notices_it_unlisted(tmp_path: Path) -> None:
+    link = tmp_path / "ttyACM7"
+    with VirtualKitBoard(tmp_path / "chips", chips=1, pty=True, link=link) as vboard:
+        entries = [port("/dev/ttyS0", "ttyS0"),
+                   port(str(link), "Communication Device Class ASF Example")]
+        finder = BoardFinder(None, kit_timeout=2.0, lister=lambda: entries)
+        board = finder.try_open()
+        assert board is not None
+        try:
+            assert board.url == str(link)
+            assert board.serial_number == vboard.chips[0].chip.serial_number
+            assert not board.gone(0.05)
+            entries.pop()  # the OS no longer lists the port
+            assert board.gone(0.05)
+        finally:
+            board.close()

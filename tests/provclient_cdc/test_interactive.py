@@ -8,12 +8,19 @@ Real programs: ``provserver signer create``, ``provserver``, ``atcaprov sim boar
 from __future__ import annotations
 
 import io
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pexpect
 import pytest
+from client_kit import make_pki
 
 from atcaprov.demo import (
     DemoLayout,
@@ -65,6 +72,7 @@ def expect_line(child: pexpect.spawn, text: str) -> None:
     child.expect_exact(text + "\r\n")
 
 
+@pytest.mark.slow
 def test_operator_session(line: tuple[DemoLayout, Processes, int]) -> None:
     layout, procs, port = line
     board, url = start_board(procs, layout, chips=3, auto_swap=None, timing_scale=2.0)
@@ -82,6 +90,25 @@ def test_operator_session(line: tuple[DemoLayout, Processes, int]) -> None:
         for stage in STAGES:
             expect_line(child, stage)
         expect_line(child, "Provisioning successful! Please remove board...")
+
+        # the same board plugged again: already provisioned, left untouched; V verifies it
+        board.send("replug")
+        child.expect_exact("Board removed. Waiting for board to be connected...")
+        child.expect_exact("ok\r\n")
+        expect_line(child, f"    Device SN: {first_sn}")
+        expect_line(child, "    Press ENTER to provision...")
+        child.send("\r")
+        expect_line(child, "Writing config zone.......error")
+        expect_line(child, "    This part is already provisioned (data zone locked);"
+                           " it was left untouched.")
+        expect_line(child, "    Press V to verify it, ENTER to go on...")
+        child.send("v")
+        expect_line(child, "Verifying part...ok")
+        expect_line(child, "    ok   config zone locked")
+        expect_line(child, "    ok   data zone locked")
+        expect_line(child, "    ok   certificate chain: root -> signer -> device verified")
+        expect_line(child, "    ok   device key challenge: slot 0 signed a random challenge")
+        expect_line(child, "Provisioning failed! Please remove board...")
 
         # the operator pulls the board, then plugs the next one
         board.send("unplug")
@@ -129,3 +156,54 @@ def test_operator_session(line: tuple[DemoLayout, Processes, int]) -> None:
         sys.stdout.write(transcript)  # shown by pytest on failure
     assert "Traceback" not in transcript and "(warning)" not in transcript
     assert child.exitstatus == ExitCode.BOARD_FAILED
+
+
+def _countdown_client(tmp_path: Path) -> pexpect.spawn:
+    """The client on a pty, counting down to reconnect to a server that is not there, followed
+    by ``stty -a`` in the same terminal (to see the mode the client left behind)."""
+    certinfo = tmp_path / "atcaprov_cert_info_0.c"
+    certinfo.write_text(make_pki().cert_info.to_c_source(), encoding="utf-8")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = " ".join(shlex.quote(a) for a in cli_command("provclient-cdc", "provclient_cdc.cli"))
+    script = (f"{client} --host 127.0.0.1 --port {port} --connect-retries 5"
+              f" --retry-interval 10; echo EXIT=$?; stty -a")
+    child = pexpect.spawn("bash", ["--norc", "-c", script], cwd=str(tmp_path),
+                          encoding="utf-8", timeout=T, dimensions=(40, 200))
+    child.logfile_read = io.StringIO()
+    child.expect_exact(f"Connecting to 127.0.0.1:{port}...failed (connection refused),"
+                       " retrying in 10 s")
+    child.expect_exact("retrying in 9 s")  # counted down in place
+    return child
+
+
+def _assert_terminal_restored(child: pexpect.spawn) -> None:
+    child.expect(pexpect.EOF)
+    modes = child.before.split()
+    assert "icanon" in modes and "echo" in modes and "isig" in modes
+
+
+def test_escape_during_countdown_restores_terminal(tmp_path: Path) -> None:
+    child = _countdown_client(tmp_path)
+    try:
+        child.send("\x1b")
+        child.expect_exact("Quit.\r\n")
+        child.expect_exact(f"EXIT={int(ExitCode.OPERATOR_QUIT)}\r\n")
+        _assert_terminal_restored(child)
+    finally:
+        child.close(force=True)
+
+
+@pytest.mark.skipif(shutil.which("pgrep") is None, reason="needs pgrep to find the client")
+def test_sigterm_restores_terminal(tmp_path: Path) -> None:
+    child = _countdown_client(tmp_path)
+    try:
+        pid = int(subprocess.run(["pgrep", "-P", str(child.pid)], capture_output=True,
+                                 text=True, timeout=10).stdout.split()[0])
+        os.kill(pid, signal.SIGTERM)
+        child.expect_exact("Interrupted.\r\n")
+        child.expect_exact(f"EXIT={int(ExitCode.INTERRUPTED)}\r\n")
+        _assert_terminal_restored(child)
+    finally:
+        child.close(force=True)

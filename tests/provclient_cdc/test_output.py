@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 
 from atcaprov.stages import ProvStage, ProvStatus
-from provclient_cdc.output import BoardResult, Output
+from provclient_cdc.output import BoardResult, Output, OutputLogHandler
 
 
 def test_steps_and_details() -> None:
@@ -77,3 +78,22 @@ def test_json_line() -> None:
     }
     assert human.getvalue() == ""
     Output(io.StringIO()).result(result)  # no JSON stream: nothing, no error
+
+
+def test_log_records_as_indented_lines() -> None:
+    buf = io.StringIO()
+    out = Output(buf)
+    handler = OutputLogHandler(out)
+    log = logging.getLogger("atcaprov.test_output")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        out.begin("Writing certificates......")
+        log.warning("idle after a failed command also failed: %s", "broken pipe")
+        log.warning("bad %d format", "x")
+    finally:
+        log.removeHandler(handler)
+    lines = buf.getvalue().splitlines()
+    assert lines[0] == "Writing certificates......"
+    assert lines[1] == "    (warning) idle after a failed command also failed: broken pipe"
+    assert lines[2].startswith("    (warning) 'bad %d format' (unformattable:")

@@ -198,6 +198,7 @@ def test_server_closed_connection_between_boards(tmp_path: Path, pki: Pki,
                                yes=True, count=2)
         assert station.run() == ExitCode.OK
     assert out.lines().count("Validating certificates...done") == 2
+    assert f"Reconnecting to 127.0.0.1:{server.port}...ok" in out.lines()
     assert server.connections == 2
 
 
@@ -233,3 +234,84 @@ def test_no_board_within_wait_timeout(tmp_path: Path, pki: Pki, server: CertServ
                            ScriptedKeys(), out, wait_timeout=0.5)
     assert station.run() == ExitCode.NO_BOARD
     assert out.lines()[-2] == "Waiting for board to be connected...timed out"
+
+
+def test_lock_slots_and_no_validate(tmp_path: Path, pki: Pki, server: CertServer) -> None:
+    with VirtualKitBoard(tmp_path / "chips", chips=1) as board:
+        out = CapturingOutput(json_lines=True)
+        station = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
+                               yes=True, count=1, lock_slots=(12, 13), validate=False)
+        assert station.run() == ExitCode.OK
+        config = board.chips[0].chip
+        assert config.data_locked
+    lines = out.lines()
+    assert "Locking slots.............done" in lines
+    assert "Validating certificates...skipped" in lines
+    result = json.loads(out.json_text.getvalue())
+    assert result["skipped"] == ["VALIDATE_CERTS"] and result["result"] == "ok"
+
+
+def test_unlockable_slot_is_bad_input_and_nothing_written(tmp_path: Path, pki: Pki,
+                                                          server: CertServer) -> None:
+    with VirtualKitBoard(tmp_path / "chips", chips=1) as board:
+        out = CapturingOutput()
+        station = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
+                               yes=True, count=1, lock_slots=(1,))
+        assert station.run() == ExitCode.BAD_INPUT
+        assert not board.chips[0].chip.config_locked
+    assert out.lines()[-1].startswith("Cannot provision with these options: lock_slots: slot 1")
+    assert server.requests == []
+
+
+def test_board_not_removed_within_wait_timeout(tmp_path: Path, pki: Pki,
+                                               server: CertServer) -> None:
+    with VirtualKitBoard(tmp_path / "chips", chips=2) as board:  # nobody swaps it
+        out = CapturingOutput()
+        station = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
+                               yes=True, count=2, wait_timeout=0.5)
+        assert station.run() == ExitCode.NO_BOARD
+    assert out.lines()[-3:] == [
+        "Provisioning successful! Please remove board...",
+        "Waiting for board to be removed...timed out",
+        f"Board not removed within 0.5 s ({board.url}).",
+    ]
+
+
+def test_interrupt_mid_run_says_where(tmp_path: Path, pki: Pki, server: CertServer) -> None:
+    with VirtualKitBoard(tmp_path / "chips", chips=1) as board:
+        out = CapturingOutput()
+
+        def interrupt(stage: object, status: object) -> None:
+            if stage is ProvStage.CERTS_WRITE and status is ProvStatus.START:
+                raise KeyboardInterrupt
+
+        out.on_stage = interrupt
+        station = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
+                               yes=True, count=1)
+        with pytest.raises(KeyboardInterrupt):
+            station.run()
+    assert out.lines()[-1] == ('    Interrupted during "Writing certificates": the part may be'
+                               " left with its config zone locked; plug it in again to resume.")
+
+
+def test_config_file_read_and_used(tmp_path: Path, pki: Pki, server: CertServer) -> None:
+    from atcaprov.config import DEFAULT_CONFIG, format_config_text
+
+    config = tmp_path / "config.txt"
+    config.write_text(format_config_text(DEFAULT_CONFIG), encoding="utf-8")
+    with VirtualKitBoard(tmp_path / "chips", chips=1) as board:
+        out = CapturingOutput()
+        station = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
+                               yes=True, count=1, config=config)
+        assert station.run() == ExitCode.OK
+    assert out.lines()[1] == f"Reading device config file {config}...ok"
+    assert server.requests[0].config_zone[16:84] == DEFAULT_CONFIG[16:84]
+
+    out = CapturingOutput()
+    station = make_station(tmp_path, pki, server.port, "socket://127.0.0.1:1", ScriptedKeys(),
+                           out, config=tmp_path / "missing.txt")
+    assert station.run() == ExitCode.BAD_INPUT
+    missing = tmp_path / "missing.txt"
+    assert out.lines()[1:] == [f"Reading device config file {missing}...failed",
+                               f"    Error: {missing}: cannot read config file: No such file or"
+                               " directory"]

@@ -583,6 +583,9 @@ class VirtualKitBoard:
             replies.append(kp.format_kit_reply(kp.KitStatus.COMMAND_NOT_VALID))
         if replies:
             send(b"".join(replies))
+        # Silence is counted from the last answer: a command's execution time (timing model)
+        # is the board being busy, not the host being quiet.
+        self._last_activity = time.monotonic()
 
     def _on_client(self, fd: int) -> None:
         conn = self._conns.get(fd)
@@ -635,7 +638,7 @@ class VirtualKitBoard:
         assert self._sel is not None
         while self._running:
             try:
-                events = self._sel.select(timeout=LOOP_TICK_S)
+                events = self._sel.select(timeout=self._next_tick())
             except OSError as exc:
                 log.error("board selector failed: %s", exc)
                 break
@@ -673,6 +676,15 @@ class VirtualKitBoard:
             except queue.Empty:
                 return
             job()
+
+    def _next_tick(self) -> float:
+        """Select timeout: the loop tick, or sooner when an auto-swap falls due."""
+        if self.auto_swap is None or not self._plugged or self._current is None:
+            return LOOP_TICK_S
+        if not self._current.chip.data_locked:
+            return LOOP_TICK_S
+        due = self.auto_swap - (time.monotonic() - self._last_activity)
+        return min(LOOP_TICK_S, max(due, 0.001))
 
     def _check_auto_swap(self) -> None:
         if self.auto_swap is None or not self._plugged or self._current is None:

@@ -1,0 +1,255 @@
+"""End to end: signer set-up, provserver, a virtual kit board and provclient-cdc, all as the
+real command-line programs (the building blocks of ``atcaprov.demo``).
+
+* 10 boards provisioned; every chain root -> signer -> device verifies (openssl when present,
+  and cryptography); the signing log has 10 ``signed`` rows for exactly those serial numbers;
+  the certs folder holds a device and a signer certificate per device; every chip file on the
+  board is data-locked.
+* Failures an operator must understand: server not running (countdown, exit 3), the server's
+  error reply shown as written, a board unplugged mid-run (stage and part state shown).
+
+Every wait is bounded (process start, client run, stop).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from atcaprov.demo import (
+    DemoLayout,
+    Processes,
+    create_signer,
+    run_client,
+    run_demo,
+    signing_rows,
+    start_board,
+    start_server,
+    verify_chains,
+)
+from atcaprov.emulator.chip import Atecc508a
+from provclient_cdc.session import ExitCode
+
+pytestmark = pytest.mark.slow
+
+STAGE_WORDS = re.compile(r"^([A-Za-z ]+?)\.{3,}(done|skipped|error)$")
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> DemoLayout:
+    layout = DemoLayout.new(tmp_path)
+    create_signer(layout)
+    return layout
+
+
+@pytest.fixture
+def procs() -> Iterator[Processes]:
+    with Processes() as group:
+        yield group
+
+
+def test_ten_boards_end_to_end(layout: DemoLayout, procs: Processes) -> None:
+    server, port = start_server(procs, layout)
+    board, url = start_board(procs, layout, chips=10, auto_swap=0.1)
+    run = run_client(procs, layout, port, url, 10, timeout=180)
+    board_code = board.stop()
+    server_code = server.stop()
+    assert run.returncode == ExitCode.OK, "\n".join(run.lines)
+    assert board_code == 0 and server_code == 0
+
+    # the client: 10 boards, each with the app note's ten stage lines
+    assert len(run.results) == 10 and all(r["result"] == "ok" for r in run.results)
+    serials = [r["serial_number"] for r in run.results]
+    assert len(set(serials)) == 10
+    stage_lines = [m for m in map(STAGE_WORDS.match, run.lines) if m]
+    assert len(stage_lines) == 100
+    assert all(m.group(2) in ("done", "skipped") for m in stage_lines)
+    assert run.lines.count("Provisioning successful! Please remove board...") == 10
+    assert run.lines.count("Board removed. Waiting for board to be connected...ok") == 9
+
+    # every chain verifies, with openssl (if installed) and with cryptography
+    chains = verify_chains(layout)
+    assert chains.failures == [] and sorted(chains.verified) == sorted(serials)
+    if shutil.which("openssl"):
+        assert chains.tool == "openssl verify"
+        crypto = verify_chains(layout, use_openssl=False)
+        assert crypto.failures == [] and len(crypto.verified) == 10
+
+    # signing log: one signed row per device, for exactly these devices and this station
+    rows = signing_rows(layout)
+    assert len(rows) == 10
+    assert sorted(r["device_sn"] for r in rows) == sorted(serials)
+    assert all(r["result"] == "signed" and r["station"].endswith("demo-station") for r in rows)
+
+    # certs folder complete: a folder per device with its device and signer certificate
+    folders = sorted(p.name for p in layout.certs.iterdir() if p.is_dir())
+    assert folders == sorted(serials)
+    for sn in serials:
+        device = x509.load_pem_x509_certificate(
+            next((layout.certs / sn).glob("*-device.pem")).read_bytes())
+        signer = x509.load_pem_x509_certificate(
+            next((layout.certs / sn).glob("*-signer.pem")).read_bytes())
+        device.verify_directly_issued_by(signer)
+        row = next(r for r in rows if r["device_sn"] == sn)
+        assert f"{device.serial_number:X}".rjust(len(row["cert_sn"]), "0") == row["cert_sn"]
+    assert len(list(layout.certs.glob("certs-*.pem"))) == 1
+
+    # the board: every chip provisioned (data zone locked)
+    chips = sorted(layout.boards.glob("chip-*.json"))
+    assert len(chips) == 10
+    assert all(Atecc508a.load(p).data_locked for p in chips)
+
+
+def test_server_not_running(layout: DemoLayout, procs: Processes) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    _, url = start_board(procs, layout, chips=1)
+    run = run_client(procs, layout, port, url, 1, timeout=60)
+    assert run.returncode == ExitCode.SERVER_UNREACHABLE
+    refused = f"Connecting to 127.0.0.1:{port}...failed (connection refused)"
+    assert run.lines[1:] == [
+        f"{refused}, retrying in 1 s",
+        f"{refused}, retrying in 1 s",
+        f"{refused}, retrying in 1 s",
+        refused,
+        f"Cannot reach the provisioning server at 127.0.0.1:{port}: connection refused."
+        " Is provserver running there?",
+    ]
+    assert run.results == []
+
+
+def test_server_error_reply_shown(layout: DemoLayout, procs: Processes,
+                                  tmp_path: Path) -> None:
+    # a cert info for a signer this server does not have: the server refuses the request
+    other = DemoLayout.new(tmp_path / "other")
+    create_signer(other)
+    _, port = start_server(procs, layout)
+    _, url = start_board(procs, layout, chips=1)
+    run = run_client(procs, layout, port, url, 1, certinfo=other.certinfo, timeout=60)
+    assert run.returncode == ExitCode.BOARD_FAILED
+    [result] = run.results
+    assert result["result"] == "failed" and result["stage"] == "CERTS_REQUEST"
+    assert result["server_message"]
+    i = run.lines.index("Requesting certificates...error")
+    assert run.lines[i + 1] == (
+        f"    Server error: {result['server_message']} ({result['error_code']})")
+    assert run.lines[i + 2] == ("    Part state: config zone locked, data zone unlocked"
+                                " (can be provisioned again)")
+    assert run.lines[i + 3] == "Provisioning failed! Please remove board..."
+    server_log = layout.log("server").read_text(encoding="utf-8")
+    assert result["server_message"] in server_log or "refused" in server_log.lower()
+
+
+def test_board_unplugged_mid_run(layout: DemoLayout, procs: Processes) -> None:
+    _, port = start_server(procs, layout)
+    board, url = start_board(procs, layout, chips=2, auto_swap=None, timing_scale=2.0)
+    pulled = threading.Event()
+
+    def pull(stream: str, line: str) -> None:
+        if line == "Requesting certificates...done" and not pulled.is_set():
+            pulled.set()
+            board.send("unplug")
+
+    run = run_client(procs, layout, port, url, 1, timeout=90, on_line=pull)
+    assert pulled.is_set()
+    assert run.returncode == ExitCode.BOARD_FAILED
+    [result] = run.results
+    assert result["result"] == "removed"
+    assert result["stage"] in ("CERTS_WRITE", "DATA_WRITE", "DATA_LOCK", "SLOTS_LOCK",
+                               "VALIDATE_CERTS")
+    label = result["stage_label"]
+    i = next(k for k, line in enumerate(run.lines) if line.startswith(label + "..."))
+    assert run.lines[i].endswith("error")
+    assert run.lines[i + 1].startswith("    Error: ")
+    assert run.lines[i + 2] == f'    Board removed during "{label}".'
+    assert run.lines[i + 3] == f"    Part state: {result['part_state_text']}"
+    chip = Atecc508a.load(layout.boards / "chip-000.json")
+    assert chip.config_locked
+    assert chip.data_locked == (result["part_state"] == "PROVISIONED")
+
+
+def test_demo_command(tmp_path: Path) -> None:
+    out = io.StringIO()
+    assert run_demo(2, tmp_path, out) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("Demo folder: ")
+    folder = Path(lines[0].removeprefix("Demo folder: "))
+    assert folder.parent == tmp_path.resolve()
+    assert "2 provisioned, 2 verified, 0 failed" in lines
+    assert lines.count("Validating certificates...done") == 2
+    assert "Reading provisioning config file atcaprov_cert_info_0.c...ok" in lines
+    for name in ("atcaprov_cert_info_0.c", "server.log", "board.log", "client.log",
+                 "signer-create.log", "root/root-ca.crt"):
+        assert (folder / name).exists(), name
+    assert len([p for p in (folder / "server-data" / "certs").iterdir() if p.is_dir()]) == 2
+
+
+def _tls_files(folder: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1 and a station certificate (PEM files)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+
+    def make(cn: str, key: ec.EllipticCurvePrivateKey, ca: bool,
+             issuer: x509.Certificate | None) -> x509.Certificate:
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+        builder = (x509.CertificateBuilder().subject_name(name)
+                   .issuer_name(issuer.subject if issuer else name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(now - dt.timedelta(hours=1))
+                   .not_valid_after(now + dt.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            builder = builder.add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        return builder.sign(ca_key, hashes.SHA256())
+
+    ca = make("Line CA", ca_key, True, None)
+    files: dict[str, Path] = {"ca": folder / "ca.crt"}
+    files["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    for who in ("server", "station"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        files[f"{who}.crt"] = folder / f"{who}.crt"
+        files[f"{who}.key"] = folder / f"{who}.key"
+        files[f"{who}.crt"].write_bytes(make(who, key, False, ca).public_bytes(
+            serialization.Encoding.PEM))
+        files[f"{who}.key"].write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+    return files
+
+
+def test_tls_with_station_certificates(layout: DemoLayout, procs: Processes) -> None:
+    tls = _tls_files(layout.folder)
+    _, port = start_server(procs, layout, extra=[
+        "--tls-cert", str(tls["server.crt"]), "--tls-key", str(tls["server.key"]),
+        "--tls-client-ca", str(tls["ca"])])
+    _, url = start_board(procs, layout, chips=2, auto_swap=0.1)
+    run = run_client(procs, layout, port, url, 2, timeout=90, extra=[
+        "--tls-ca", str(tls["ca"]), "--tls-cert", str(tls["station.crt"]),
+        "--tls-key", str(tls["station.key"])])
+    assert run.returncode == ExitCode.OK, "\n".join(run.lines)
+    assert [r["result"] for r in run.results] == ["ok", "ok"]
+    assert not any(line.startswith("Reconnecting") for line in run.lines)
+    # without a station certificate the server refuses the station
+    (layout.folder / "b2").mkdir()
+    _, url2 = start_board(procs, DemoLayout(layout.folder / "b2"), chips=1)
+    refused = run_client(procs, layout, port, url2, 1, timeout=90,
+                         extra=["--tls-ca", str(tls["ca"])])
+    assert refused.returncode == ExitCode.SERVER_UNREACHABLE
+    assert refused.lines[1].startswith(f"Connecting to 127.0.0.1:{port}...failed (TLS: ")
