@@ -11,7 +11,8 @@ It owns the set of open :class:`~provserver.signers.base.SignerModule` objects:
 * pools: modules holding the same signer key (same key id) form a pool; a request picks its
   pool by the signer key id of the request (or by signer id when the key id is all zeros);
   the least busy ready module of the pool signs, one operation at a time per module, in a
-  worker thread; a module raising ``SignerUnavailableError`` is dropped (the next scan opens it
+  worker thread (on the event loop for modules that set ``signs_inline``: a key in memory);
+  a module raising ``SignerUnavailableError`` is dropped (the next scan opens it
   again if it is still there) and the request is retried on another module of the pool.
 """
 
@@ -386,7 +387,13 @@ class SignerManager:
             async with managed.queue:
                 if managed.dropped:
                     raise SignerUnavailableError("module was removed while the request waited")
-                signature = await asyncio.to_thread(sign)
+                if managed.module.signs_inline and managed.thread_lock.acquire(blocking=False):
+                    try:  # an in-memory key: cheaper here than a worker-thread round trip
+                        signature = managed.module.sign_digest(digest)
+                    finally:
+                        managed.thread_lock.release()
+                else:
+                    signature = await asyncio.to_thread(sign)
                 managed.uses += 1
                 return signature
         finally:

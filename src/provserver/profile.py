@@ -23,7 +23,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
+import stat
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -352,18 +355,46 @@ def write_profile(path: Path, profile: SignerProfile) -> None:
     path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
 
 
-class ProfileStore:
-    """Finds the profile of a signer key id in a list of folders (cached by file mtime)."""
+DEFAULT_RECHECK_INTERVAL = 1.0
 
-    def __init__(self, folders: Iterable[Path], profiles: Iterable[SignerProfile] = ()) -> None:
+
+class ProfileStore:
+    """Finds the profile of a signer key id in a list of folders.
+
+    Profile files are parsed once and kept while their stat (and their folder's) stays the
+    same; a profile found is reused without looking at the disk for ``recheck_interval``
+    seconds, so an edited, added or removed profile file takes effect within that time
+    (0: the files are checked on every request).
+    """
+
+    def __init__(
+        self,
+        folders: Iterable[Path],
+        profiles: Iterable[SignerProfile] = (),
+        *,
+        recheck_interval: float = DEFAULT_RECHECK_INTERVAL,
+    ) -> None:
         self.folders = list(folders)
+        self.recheck_interval = recheck_interval
         self._fixed = {p.signer_key_id: p for p in profiles}
-        self._cache: dict[Path, tuple[float, SignerProfile | ProfileError]] = {}
+        self._cache: dict[Path, tuple[_Stamp, SignerProfile | ProfileError]] = {}
+        self._listings: dict[Path, tuple[_Stamp, list[Path]]] = {}
+        self._found: dict[bytes, tuple[float, SignerProfile]] = {}  # key id -> (until, profile)
 
     def get(self, key_id: bytes) -> SignerProfile:
         """The profile for ``key_id``; ProfileError if none or if its file is broken."""
         if key_id in self._fixed:
             return self._fixed[key_id]
+        now = time.monotonic()
+        found = self._found.get(key_id)
+        if found is not None and now < found[0]:
+            return found[1]
+        profile = self._find(key_id)
+        if self.recheck_interval > 0:
+            self._found[key_id] = (now + self.recheck_interval, profile)
+        return profile
+
+    def _find(self, key_id: bytes) -> SignerProfile:
         errors: list[str] = []
         for path in self._files():
             entry = self._load(path)
@@ -382,23 +413,55 @@ class ProfileStore:
         )
 
     def _files(self) -> list[Path]:
+        """The ``*.json`` files of the folders, sorted; a folder is listed again only when its
+        stat changed (a file added, removed or renamed) or was recent when last listed."""
         files: list[Path] = []
         for folder in self.folders:
-            if folder.is_dir():
-                files.extend(sorted(folder.glob("*.json")))
+            try:
+                st = os.stat(folder)
+            except OSError:
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                continue
+            stamp = _stamp(st)
+            cached = self._listings.get(folder)
+            if cached is not None and cached[0] == stamp:
+                files.extend(cached[1])
+                continue
+            listing = sorted(folder.glob("*.json"))
+            if stamp is not None:
+                self._listings[folder] = (stamp, listing)
+            files.extend(listing)
         return files
 
     def _load(self, path: Path) -> SignerProfile | ProfileError:
+        """The profile in ``path``, parsed again only when the file's stat changed (or was
+        recent when last read: a change within the file system's time resolution)."""
         try:
-            mtime = path.stat().st_mtime
+            stamp = _stamp(os.stat(path))
         except OSError as exc:
             return ProfileError(f"cannot read signer profile {path}: {exc}")
         cached = self._cache.get(path)
-        if cached is not None and cached[0] == mtime:
+        if cached is not None and stamp is not None and cached[0] == stamp:
             return cached[1]
         try:
             entry: SignerProfile | ProfileError = load_profile(path)
         except ProfileError as exc:
             entry = exc
-        self._cache[path] = (mtime, entry)
+        if stamp is not None:
+            self._cache[path] = (stamp, entry)
+        else:
+            self._cache.pop(path, None)
         return entry
+
+
+_Stamp = tuple[int, int, int, int, int]
+_RACY_NS = 2_000_000_000
+
+
+def _stamp(st: os.stat_result) -> _Stamp | None:
+    """What identifies a file's (or folder's) version; None while it is too recent to trust:
+    a change in the same time-stamp tick as the last one would keep the same stamp."""
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < _RACY_NS:
+        return None
+    return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns)

@@ -41,6 +41,7 @@ RESULT_SIGNED = "signed"
 RESULT_REFUSED = "refused"
 MAX_FIELD_CHARS = 512
 _HEX = re.compile(r"[0-9A-Fa-f]*")
+_PLAIN_FIELD = re.compile(r"(?:[!-~]+(?: [!-~]+)*)?")  # printable ASCII, single inner spaces
 _PEM_CERT = re.compile(
     r"-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+\n-----END CERTIFICATE-----\n"
 )
@@ -135,6 +136,12 @@ def sanitize_field(value: str) -> str:
     ``+``, ``-`` or ``@`` (a spreadsheet formula) gets a leading apostrophe; values are cut to
     :data:`MAX_FIELD_CHARS` characters (with a trailing ``…``).
     """
+    if (
+        len(value) <= MAX_FIELD_CHARS
+        and _PLAIN_FIELD.fullmatch(value)
+        and value[:1] not in ("=", "+", "-", "@")
+    ):
+        return value  # the common case: nothing below would change it
     chars = [" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in value]
     text = re.sub(" {2,}", " ", "".join(chars)).strip()
     if text[:1] in ("=", "+", "-", "@"):

@@ -15,17 +15,22 @@ journal and the TSV are fsync'd: **two fsyncs per batch**, whatever its size, an
 the waiting ``log_signing`` calls return. So a returned call means the row and the full
 certificates are on disk. The per-device PEM files are then written from the batch (temporary
 file + rename, so a file is complete or absent), without an fsync each: they are copies of
-journal entries. Once the store has been idle for ``checkpoint_after`` seconds it fsyncs them
-(and their folders) in small chunks, between batches; ``close()`` fsyncs what is left and
-removes the crash marker. If the server dies first, the next ``open()`` finds the marker and
-recovers that run: it cuts a torn last row or journal entry, rewrites every per-device file
-that is missing or differs from its journal entry (temp + fsync + rename), fsyncs the others,
-then removes the marker.
+journal entries. The signer certificate is the same for many devices: its copies in a run are
+hard links to the run's first copy of it (complete from the start, one file on disk instead of
+one per device; creating a file costs the file system far more than adding a name). Where the
+file system refuses hard links, or that first copy was changed or removed meanwhile, the copy
+is written as its own file. Once the store has been idle for ``checkpoint_after`` seconds it
+fsyncs the copies (and their folders) in small chunks, between batches; ``close()`` fsyncs
+what is left and removes the crash marker. If the server dies first, the next ``open()``
+finds the marker and recovers that run: it cuts a torn last row or journal entry, rewrites
+every per-device file that is missing or differs from its journal entry (temp + fsync +
+rename, as a file of its own), fsyncs the others, then removes the marker.
 
-All file I/O runs in worker threads (``asyncio.to_thread``), one batch at a time, so the event
-loop never blocks on the disk and batches never interleave. After an I/O failure the store
-refuses every later record (``RecordStoreError``): the server must stop handing out
-certificates it cannot record.
+One worker-thread call per batch does all its file I/O (``asyncio.to_thread``), one batch at a
+time, so the event loop never blocks on the disk and batches never interleave; it releases the
+batch's waiters as soon as the two fsyncs are done, before it writes the copies. After an I/O
+failure the store refuses every later record (``RecordStoreError``): the server must stop
+handing out certificates it cannot record.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import csv
 import io
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -54,6 +60,10 @@ _RELPATH = re.compile(r"[0-9A-F]{2,64}/[0-9A-Za-z]{1,40}(?:-[0-9]{1,4})?-(?:devi
 DEFAULT_MAX_BATCH = 512
 DEFAULT_CHECKPOINT_AFTER = 1.0
 CHECKPOINT_CHUNK = 32
+_NOT_ALNUM = re.compile(r"[^0-9A-Za-z]")
+_CREATE_FLAGS = (
+    os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+)
 
 
 @dataclass
@@ -63,7 +73,7 @@ class _Job:
     signer_pem: str | None = None
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_dir(path: str | Path) -> None:
     """Make a folder's entries (created / renamed files) durable; no-op where unsupported."""
     if os.name == "nt":  # Windows cannot open a folder for fsync; NTFS journals metadata
         return
@@ -85,7 +95,32 @@ def _write_file_atomic(path: Path, data: bytes, *, sync: bool) -> None:
     os.replace(tmp, path)
 
 
-def _fsync_file(path: Path) -> None:
+def _write_new_file(path: str, tmp: str, data: bytes) -> None:
+    """:func:`_write_file_atomic` without fsync, in plain system calls (the hot path)."""
+    fd = os.open(tmp, _CREATE_FLAGS, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _make_folder(path: str) -> None:
+    """Create folder ``path`` (its parent exists); an existing folder is fine."""
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+
+
+def _file_stamp(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _fsync_file(path: str | Path) -> None:
     with open(path, "rb") as fh:
         os.fsync(fh.fileno())
 
@@ -130,8 +165,10 @@ class FileRecordStore(RecordStore):
 
     ``started`` names this run's files (default: now, UTC); ``max_batch`` caps how many waiting
     records one commit takes; ``checkpoint_after`` is the idle time (seconds) after which the
-    certificate copies are fsync'd in the background (None: only at close). ``commits`` and
-    ``largest_batch`` count what happened.
+    certificate copies are fsync'd in the background (None: only at close); ``link_copies``
+    makes the signer-certificate copies of a run hard links to its first one (see the module
+    docstring; False: a separate file each). ``commits`` and ``largest_batch`` count what
+    happened.
     """
 
     def __init__(
@@ -141,6 +178,7 @@ class FileRecordStore(RecordStore):
         started: datetime | None = None,
         max_batch: int = DEFAULT_MAX_BATCH,
         checkpoint_after: float | None = DEFAULT_CHECKPOINT_AFTER,
+        link_copies: bool = True,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
@@ -165,7 +203,12 @@ class FileRecordStore(RecordStore):
         self._tsv: io.BufferedWriter | None = None
         self._journal: io.BufferedWriter | None = None
         self._names: set[str] = set()
-        self._unsynced: list[Path] = []
+        self._folders: set[str] = set()  # device folders known to exist (made or found)
+        self._link_copies = link_copies
+        # signer certificate PEM -> (path, stamp) of this run's copy new copies link to
+        self._copies: dict[bytes, tuple[str, tuple[int, int, int, int]]] = {}
+        self._certs = str(self.certs_dir)
+        self._unsynced: list[str] = []  # certificate copies written since the last sync
 
     # ---------------------------------------------------------------- async interface
     async def open(self) -> None:
@@ -237,17 +280,36 @@ class FileRecordStore(RecordStore):
                 return
 
     async def _commit(self, batch: list[tuple[_Job, asyncio.Future[None]]]) -> None:
-        error: RecordStoreError | None = None
-        files: list[tuple[str, bytes]] = []
+        """One batch in one worker-thread call: log rows and journal (fsync'd), then copies.
+
+        The waiters are released from the worker thread (through the loop) right after the two
+        fsyncs, before the per-device copies are written, so they do not wait for those.
+        """
         if self._failure is not None:
-            error = RecordStoreError(f"record store failed earlier: {self._failure}")
-        else:
-            try:
-                files = await asyncio.to_thread(self._commit_sync, [job for job, _ in batch])
-            except Exception as exc:  # every waiter gets a typed error; the store stops
-                self._failure = f"{type(exc).__name__}: {exc}"
-                error = RecordStoreError(f"record not saved: {self._failure}")
-                error.__cause__ = exc
+            self._release(batch, RecordStoreError(f"record store failed earlier: {self._failure}"))
+            return
+        loop = asyncio.get_running_loop()
+
+        def durable() -> None:  # worker thread: the batch is on disk
+            loop.call_soon_threadsafe(self._release, batch, None)
+
+        try:
+            copy_error = await asyncio.to_thread(
+                self._write_batch_sync, [job for job, _ in batch], durable
+            )
+        except Exception as exc:  # every waiter gets a typed error; the store stops
+            self._failure = f"{type(exc).__name__}: {exc}"
+            error = RecordStoreError(f"record not saved: {self._failure}")
+            error.__cause__ = exc
+            self._release(batch, error)
+            return
+        if copy_error is not None:  # journal holds them; the next open() recovers the copies
+            self._failure = f"certificate files not written: {copy_error}"
+
+    @staticmethod
+    def _release(
+        batch: list[tuple[_Job, asyncio.Future[None]]], error: RecordStoreError | None
+    ) -> None:
         for _, fut in batch:
             if fut.done():  # the waiting caller was cancelled; the record is stored anyway
                 continue
@@ -255,11 +317,6 @@ class FileRecordStore(RecordStore):
                 fut.set_result(None)
             else:
                 fut.set_exception(error)
-        if error is None and files:
-            try:
-                await asyncio.to_thread(self._materialize_sync, files)
-            except OSError as exc:  # journal holds them; the next open() recovers the copies
-                self._failure = f"certificate files not written: {exc}"
 
     async def _checkpoint(self) -> None:
         try:
@@ -303,30 +360,51 @@ class FileRecordStore(RecordStore):
         _fsync_dir(self.logs_dir)
         _fsync_dir(self.certs_dir)
 
-    def _assign_path(self, device_sn: str, time: str, kind: str) -> str:
-        stamp = re.sub(r"[^0-9A-Za-z]", "", time)[:40] or "cert"
-        folder = device_sn.upper()
+    def _assign_path(self, folder: str, stamp: str, kind: str, *, new_folder: bool) -> str:
+        """A free name in ``folder`` (``new_folder``: it does not exist yet, nothing is in it)."""
         for n in range(1000):
             name = f"{stamp}-{kind}.pem" if n == 0 else f"{stamp}-{n}-{kind}.pem"
             relpath = f"{folder}/{name}"
-            if relpath not in self._names and not (self.certs_dir / relpath).exists():
+            if relpath not in self._names and (
+                new_folder or not os.path.lexists(os.path.join(self._certs, folder, name))
+            ):
                 self._names.add(relpath)
                 return relpath
         raise OSError(f"no free certificate file name for {folder}/{stamp}")
 
+    def _write_batch_sync(self, jobs: list[_Job], durable: Callable[[], None]) -> str | None:
+        """Commit ``jobs`` (rows + journal, fsync'd), call ``durable``, then write the copies.
+
+        An exception means the batch is not recorded. A failure while writing the copies (the
+        records are durable by then) is returned as text instead.
+        """
+        files = self._commit_sync(jobs)
+        durable()
+        try:
+            self._materialize_sync(files)
+        except OSError as exc:
+            return str(exc)
+        return None
+
     def _commit_sync(self, jobs: list[_Job]) -> list[tuple[str, bytes]]:
         assert self._tsv is not None and self._journal is not None
         files: list[tuple[str, bytes]] = []
+        journal: list[bytes] = []
         for job in jobs:
             if job.device_pem is None or job.signer_pem is None:
                 continue
-            for kind, pem in (("device", job.device_pem), ("signer", job.signer_pem)):
-                relpath = self._assign_path(job.record.device_sn, job.record.time, kind)
-                files.append((relpath, pem.encode("ascii")))
-        if files:
-            self._journal.write(
-                b"".join(ENTRY_PREFIX + rel.encode("ascii") + b"\n" + pem for rel, pem in files)
+            stamp = _NOT_ALNUM.sub("", job.record.time)[:40] or "cert"
+            folder = job.record.device_sn.upper()
+            new_folder = folder not in self._folders and not os.path.lexists(
+                os.path.join(self._certs, folder)
             )
+            for kind, pem in (("device", job.device_pem), ("signer", job.signer_pem)):
+                relpath = self._assign_path(folder, stamp, kind, new_folder=new_folder)
+                data = pem.encode("ascii")
+                files.append((relpath, data))
+                journal += (ENTRY_PREFIX, relpath.encode("ascii"), b"\n", data)
+        if files:
+            self._journal.write(b"".join(journal))
             self._journal.flush()
             os.fsync(self._journal.fileno())
         self._tsv.write(tsv_rows([job.record for job in jobs]))
@@ -338,18 +416,51 @@ class FileRecordStore(RecordStore):
 
     def _materialize_sync(self, files: list[tuple[str, bytes]]) -> None:
         for relpath, pem in files:
-            path = self.certs_dir / relpath
-            path.parent.mkdir(exist_ok=True)
-            _write_file_atomic(path, pem, sync=False)
+            folder, _, name = relpath.partition("/")
+            folder_path = os.path.join(self._certs, folder)
+            if folder not in self._folders:
+                _make_folder(folder_path)
+                self._folders.add(folder)
+            path = os.path.join(folder_path, name)
+            shared = self._link_copies and name.endswith("-signer.pem")
+            if not (shared and self._link_copy(pem, path)):
+                tmp = os.path.join(folder_path, f".{name}.tmp")
+                try:
+                    _write_new_file(path, tmp, pem)
+                except FileNotFoundError:  # the folder was removed meanwhile: make it again
+                    _make_folder(folder_path)
+                    _write_new_file(path, tmp, pem)
+                if shared:
+                    self._copies[pem] = (path, _file_stamp(os.stat(path)))
             self._unsynced.append(path)
+
+    def _link_copy(self, pem: bytes, path: str) -> bool:
+        """Make ``path`` a hard link to this run's earlier copy of the same certificate.
+
+        False (the caller writes the file) if there is none, if that copy changed or went away
+        since it was written, or if the file system refuses hard links.
+        """
+        source = self._copies.get(pem)
+        if source is None:
+            return False
+        source_path, stamp = source
+        try:
+            linked = _file_stamp(os.stat(source_path)) == stamp
+            if linked:
+                os.link(source_path, path)
+        except OSError:  # gone, or no hard links here: the caller writes its own copy
+            linked = False
+        if not linked:
+            del self._copies[pem]
+        return linked
 
     def _checkpoint_sync(self, limit: int | None) -> None:
         """Fsync up to ``limit`` certificate copies (all if None) and their folders."""
         chunk = self._unsynced if limit is None else self._unsynced[:limit]
-        folders: set[Path] = set()
+        folders: set[str] = set()
         for path in chunk:
             _fsync_file(path)
-            folders.add(path.parent)
+            folders.add(os.path.dirname(path))
         for folder in sorted(folders):
             _fsync_dir(folder)
         if folders:

@@ -307,7 +307,7 @@ class ProvisioningServer:
         while True:
             if deadline is None:
                 try:
-                    data = await asyncio.wait_for(reader.read(READ_CHUNK), self.limits.idle_timeout)
+                    data = await _read(reader, self.limits.idle_timeout)
                 except asyncio.TimeoutError:
                     return None
                 deadline = loop.time() + self.limits.read_timeout
@@ -316,7 +316,7 @@ class ProvisioningServer:
                 try:
                     if left <= 0:
                         raise asyncio.TimeoutError
-                    data = await asyncio.wait_for(reader.read(READ_CHUNK), left)
+                    data = await _read(reader, left)
                 except asyncio.TimeoutError:
                     need = messages.bytes_needed()
                     raise _StallError(
@@ -334,6 +334,9 @@ class ProvisioningServer:
     async def _send(self, conn: _Connection, data: bytes) -> bool:
         try:
             conn.writer.write(data)
+            transport = conn.writer.transport
+            if transport.get_write_buffer_size() == 0 and not transport.is_closing():
+                return True  # the kernel took every byte: nothing to drain
             await asyncio.wait_for(conn.writer.drain(), self.limits.write_timeout)
         except (ConnectionError, OSError, asyncio.TimeoutError) as exc:
             self._console.warning(f"Station {conn.peer}: reply not delivered ({exc!r}).")
@@ -347,6 +350,20 @@ class ProvisioningServer:
         writer.close()
         with contextlib.suppress(ConnectionError, OSError, asyncio.TimeoutError, ssl.SSLError):
             await asyncio.wait_for(writer.wait_closed(), 2.0)
+
+
+if sys.version_info >= (3, 11):
+
+    async def _read(reader: asyncio.StreamReader, timeout: float) -> bytes:
+        """Up to READ_CHUNK bytes, or TimeoutError (no extra task, unlike ``wait_for``)."""
+        async with asyncio.timeout(timeout):
+            return await reader.read(READ_CHUNK)
+
+else:
+
+    async def _read(reader: asyncio.StreamReader, timeout: float) -> bytes:
+        """Up to READ_CHUNK bytes, or TimeoutError."""
+        return await asyncio.wait_for(reader.read(READ_CHUNK), timeout)
 
 
 def clip_message(text: str) -> str:

@@ -149,6 +149,13 @@ def _pem(der: bytes) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
 
+def signer_pem(signed: Signed) -> str:
+    """PEM of the signer certificate sent (the identity's cached PEM when it is the same)."""
+    if signed.reply.signer_cert == signed.signer.signer_cert_der:
+        return signed.signer.certificate_pem
+    return _pem(signed.reply.signer_cert)
+
+
 @dataclass(frozen=True)
 class Signed:
     """A signed request before it is recorded."""
@@ -209,6 +216,7 @@ class SigningService:
         serial = device.serial_number.to_bytes(
             (device.serial_number.bit_length() + 7) // 8 or 1, "big"
         )
+        device_pem = device.public_bytes(serialization.Encoding.PEM).decode("ascii")
         record = SigningRecord.create(
             station=station,
             device_sn=sn,
@@ -219,9 +227,7 @@ class SigningService:
             when=when,
         )
         try:
-            await self._records.log_signing(
-                record, _pem(signed.reply.device_cert), _pem(signed.reply.signer_cert)
-            )
+            await self._records.log_signing(record, device_pem, signer_pem(signed))
         except RecordStoreError as exc:
             self._console.error(f"Device {sn.hex().upper()}: signing record not saved: {exc}")
             return ErrorReply(
@@ -307,8 +313,7 @@ def _check_signature(identity: SignerIdentity, digest: bytes, signature: bytes) 
             ReturnCode.SIGNING_FAILED,
             f"{signer_label(identity)} returned {len(signature)} signature bytes, expected 64",
         )
-    key = identity.certificate.public_key()
-    assert isinstance(key, ec.EllipticCurvePublicKey)  # checked by SignerIdentity
+    key = identity.verify_key
     r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
     try:
         key.verify(

@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any, ClassVar, TypeVar
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
@@ -112,6 +113,18 @@ class SignerIdentity:
             ) from exc
 
     @cached_property
+    def verify_key(self) -> ec.EllipticCurvePublicKey:
+        """The signer public key as a key object (to check the module's signatures)."""
+        key = self.certificate.public_key()
+        assert isinstance(key, ec.EllipticCurvePublicKey)  # checked in __post_init__
+        return key
+
+    @cached_property
+    def certificate_pem(self) -> str:
+        """The signer certificate as PEM text (what the records store)."""
+        return self.certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+    @cached_property
     def public_key(self) -> bytes:
         """The signer public key as 64 bytes X‖Y (big-endian), from the certificate."""
         key = self.certificate.public_key()
@@ -171,12 +184,15 @@ class SignerModule(ABC):
     """One open signer module.
 
     ``sign_digest`` blocks (the server runs it in a worker thread) and is not re-entrant: the
-    caller serialises operations on one module.
+    caller serialises operations on one module. A module whose ``sign_digest`` is a short
+    in-memory computation that never waits on I/O (a key held in this process) sets
+    ``signs_inline``: the server then calls it on its event loop, sparing a thread hand-off.
     """
 
     identity: SignerIdentity
     backend: str
     location: str
+    signs_inline: ClassVar[bool] = False
 
     @property
     @abstractmethod
@@ -251,6 +267,7 @@ class SignerBackend(ABC):
 
 
 _B = TypeVar("_B", bound=SignerBackend)
+
 
 def _unloadable(message: str, exc: ImportError) -> SignerConfigError:
     return SignerConfigError(f"{message} (install the package {exc.name!r})")

@@ -104,6 +104,8 @@ def _signer_name(key_path: Path, cert_der: bytes, name: str | None) -> str:
 class PemSignerModule(SignerModule):
     """A signer whose private key is read from a PEM file."""
 
+    signs_inline = True  # the key is in memory: one ECDSA sign, no I/O
+
     def __init__(
         self, key_path: Path, *, cert_path: Path | None = None, name: str | None = None
     ) -> None:
