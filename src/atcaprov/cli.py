@@ -1,7 +1,8 @@
 """The ``atcaprov`` command line: a click group that other modules extend with subcommands.
 
 Layout: ``atcaprov <group> <command>``. :data:`main` is the entry point; :data:`sim` groups the
-simulated hardware (``atcaprov sim board`` runs a virtual kit board). To add a command, define
+simulated hardware (``atcaprov sim board`` runs a virtual kit board); ``cert`` the certificate
+tools (:mod:`atcaprov.cert_cli`). To add a command, define
 it next to its code and attach it here with ``main.add_command(...)`` or ``sim.add_command(...)``
 (keep heavy imports inside the command function so ``atcaprov --help`` stays fast).
 """
@@ -18,6 +19,7 @@ from types import FrameType
 import click
 
 from . import __version__
+from .cert_cli import cert
 from .errors import AtcaprovError
 
 
@@ -25,6 +27,9 @@ from .errors import AtcaprovError
 @click.version_option(__version__, prog_name="atcaprov")
 def main() -> None:
     """atcaprov: production provisioning of ATECC508A secure elements."""
+
+
+main.add_command(cert)
 
 
 @main.group()
