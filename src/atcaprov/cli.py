@@ -20,6 +20,7 @@ import click
 
 from . import __version__
 from .cert_cli import cert
+from .chip_cli import chip
 from .errors import AtcaprovError
 
 
@@ -35,6 +36,9 @@ main.add_command(cert)
 @main.group()
 def sim() -> None:
     """Simulated hardware: virtual kit boards with emulated chips."""
+
+
+sim.add_command(chip)
 
 
 def _parse_listen(value: str) -> tuple[str, int]:
