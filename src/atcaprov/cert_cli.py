@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 
 from .atcacert import CertDef, load_cert_defs
 from .errors import AtcaprovError
+from .pemder import certificate_der
 
 _IN = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -26,11 +27,9 @@ _IN = click.Path(exists=True, dir_okay=False, path_type=Path)
 def _read_cert(path: Path) -> bytes:
     data = path.read_bytes()
     try:
-        cert = (x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data
-                else x509.load_der_x509_certificate(data))
+        return certificate_der(data)
     except ValueError as exc:
         raise click.ClickException(f"{path}: not a PEM or DER certificate ({exc})") from exc
-    return cert.public_bytes(serialization.Encoding.DER)
 
 
 def _hex(text: str, size: int, what: str) -> bytes:

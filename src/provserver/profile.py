@@ -32,9 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
 from atcaprov.atcacert.certdef import (
     CertDef,
     CertElement,
@@ -49,6 +46,7 @@ from atcaprov.atcacert.errors import CertError
 from atcaprov.atcacert.loader import load_cert_defs
 from atcaprov.atcacert.sn import SnSource
 from atcaprov.errors import AtcaprovError
+from atcaprov.pemder import certificate_der
 
 _KEY_ID_NAME = re.compile(r"^[0-9A-Fa-f]{40}$")
 MAX_EXPIRE_YEARS = 31
@@ -271,14 +269,9 @@ def _load_cert_file(path: Path, where: str) -> bytes:
     except OSError as exc:
         raise ProfileError(f"{where}: cannot read {path}: {exc}") from exc
     try:
-        cert = (
-            x509.load_pem_x509_certificate(data)
-            if b"-----BEGIN" in data
-            else x509.load_der_x509_certificate(data)
-        )
+        return certificate_der(data)
     except ValueError as exc:
         raise ProfileError(f"{where}: {path} is not a certificate: {exc}") from exc
-    return cert.public_bytes(serialization.Encoding.DER)
 
 
 def profile_from_json(

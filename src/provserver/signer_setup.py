@@ -45,6 +45,7 @@ from atcaprov.atcacert.errors import CertError
 from atcaprov.atcacert.standard import StandardCertDefs, make_root_cert, make_standard_cert_defs
 from atcaprov.certinfo import CertInfo, CertInfoError
 from atcaprov.errors import AtcaprovError, CommError
+from atcaprov.pemder import load_certificate
 
 from .paths import DataDir, DataDirError, default_data_dir
 from .profile import ProfileError, ProfileStore, SignerProfile, write_profile
@@ -267,11 +268,7 @@ def load_root_ca(key_path: Path, cert_path: Path, *, password: bytes | None = No
     if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
         raise RootCaError(f"root key {key_path} is {type(key).__name__}, expected EC P-256")
     try:
-        cert = (
-            x509.load_pem_x509_certificate(cert_data)
-            if b"-----BEGIN" in cert_data
-            else x509.load_der_x509_certificate(cert_data)
-        )
+        cert = load_certificate(cert_data)
     except ValueError as exc:
         raise RootCaError(f"root certificate {cert_path} is not a certificate: {exc}") from exc
     cert_key = cert.public_key()
@@ -454,6 +451,39 @@ def _check_module(module: SignerModule, expected: SignerIdentity, unlock: str | 
         ) from None
     return module.password_protected
 
+def _check_through_backend(
+    backend_name: str,
+    location: str,
+    expected: SignerIdentity,
+    password: str | None,
+    **options: Any,
+) -> tuple[bool, SignerIdentity]:
+    """Reopen a new module as the server will (its back-end) and check it.
+
+    Returns (password protected, the identity the back-end reads).
+    """
+    backend = open_backend(backend_name, **options)
+    try:
+        with backend.open(location) as module:
+            return _check_module(module, expected, password), module.identity
+    finally:
+        backend.close()
+
+
+def _module_options(spec: SignerSpec, issuer: IssueSignerCert, now: dt.datetime) -> dict[str, Any]:
+    """``module_layout.create_module`` arguments for a chip module made to ``spec``."""
+    return {
+        "name": spec.name,
+        "issuer": issuer,
+        "organization": spec.organization,
+        "signer_id": spec.signer_id,
+        "not_before": now,
+        "validity_years": spec.validity_years,
+        "password": spec.password,
+        "kdf_iterations": spec.kdf_iterations,
+    }
+
+
 
 def new_chip_serial() -> bytes:
     """A random ATECC508A-style serial number: 01 23 xx xx xx xx xx xx EE."""
@@ -479,24 +509,10 @@ def create_sim_module_in(
     path = modules / f"signer-{sn.hex().upper()}.json"
     if path.exists():
         raise OutputExistsError(f"{path} exists: will not overwrite a module")
-    identity = create_sim_module(
-        path,
-        serial=sn,
-        name=spec.name,
-        issuer=issuer,
-        organization=spec.organization,
-        signer_id=spec.signer_id,
-        not_before=now,
-        validity_years=spec.validity_years,
-        password=spec.password,
-        kdf_iterations=spec.kdf_iterations,
+    identity = create_sim_module(path, serial=sn, **_module_options(spec, issuer, now))
+    protected, _ = _check_through_backend(
+        "sim", str(path), identity, spec.password, modules=modules, transport="emulator"
     )
-    backend = open_backend("sim", modules=modules, transport="emulator")
-    try:
-        with backend.open(str(path)) as module:
-            protected = _check_module(module, identity, spec.password)
-    finally:
-        backend.close()
     return CreatedModule("sim", str(path), identity, protected, files=(path,))
 
 
@@ -572,23 +588,11 @@ def create_hid_module(
         path=os.fsencode(location), vid=vid, pid=pid, timeout=timeout, device_factory=hid.device
     )
     with Device(hal) as device:
-        identity = create_module(
-            device,
-            name=spec.name,
-            issuer=issuer,
-            organization=spec.organization,
-            signer_id=spec.signer_id,
-            not_before=now,
-            validity_years=spec.validity_years,
-            password=spec.password,
-            kdf_iterations=spec.kdf_iterations,
-        )
-    backend = open_backend("hid", vid=vid, pid=pid, timeout=timeout, hid_module=hid)
-    try:
-        with backend.open(location) as module:
-            protected = _check_module(module, identity, spec.password)
-    finally:
-        backend.close()
+        identity = create_module(device, **_module_options(spec, issuer, now))
+    protected, _ = _check_through_backend(
+        "hid", location, identity, spec.password, vid=vid, pid=pid, timeout=timeout,
+        hid_module=hid,
+    )
     return CreatedModule("hid", location, identity, protected)
 
 
@@ -621,13 +625,9 @@ def create_pem_module(
         raise SignerSetupError(f"cannot create {key_path.parent}: {exc.strerror}") from exc
     _write_new(key_path, key_pem + cert_pem, 0o600)
     _write_new(name_path, (spec.name + "\n").encode("utf-8"), 0o644)
-    backend = open_backend("pem", path=key_path)
-    try:
-        with backend.open(str(key_path)) as module:
-            protected = _check_module(module, identity, spec.password)
-            identity = module.identity
-    finally:
-        backend.close()
+    protected, identity = _check_through_backend(
+        "pem", str(key_path), identity, spec.password, path=key_path
+    )
     return CreatedModule(
         "pem",
         str(key_path),
@@ -768,13 +768,9 @@ def create_pkcs11_module(
     finally:
         session.close()
     identity = SignerIdentity(location, token_name, cert_der)
-    backend = open_backend("pkcs11", library=path, token_label=token_name)
-    try:
-        with backend.open(location) as module:
-            protected = _check_module(module, identity, pin)
-            identity = module.identity
-    finally:
-        backend.close()
+    protected, identity = _check_through_backend(
+        "pkcs11", location, identity, pin, library=path, token_label=token_name
+    )
     notes = []
     if token_name != spec.name:
         notes.append(

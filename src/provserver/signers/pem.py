@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 from cryptography.x509.oid import NameOID
 
+from atcaprov.pemder import certificate_der
+
 from .base import (
     SignerBackend,
     SignerConfigError,
@@ -76,13 +78,9 @@ def _load_cert(key_path: Path, key_pem: bytes, cert_path: Path | None) -> bytes:
             )
         data = _read(sibling, "signer certificate")
     try:
-        if b"-----BEGIN" in data:
-            cert = x509.load_pem_x509_certificate(data)
-        else:
-            cert = x509.load_der_x509_certificate(data)
+        return certificate_der(data)
     except ValueError as exc:
         raise SignerConfigError(f"signer certificate for {key_path} unreadable: {exc}") from exc
-    return cert.public_bytes(serialization.Encoding.DER)
 
 
 def _signer_name(key_path: Path, cert_der: bytes, name: str | None) -> str:

@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pkcs11
-from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass, TokenFlag
 from pkcs11 import exceptions as p11e
+
+from atcaprov.pemder import certificate_der
 
 from .base import (
     SIGNATURE_SIZE,
@@ -82,14 +83,9 @@ def _load_cert_file(path: Path) -> bytes:
     except OSError as exc:
         raise SignerConfigError(f"pkcs11 back-end: cannot read certificate {path}: {exc}") from exc
     try:
-        cert = (
-            x509.load_pem_x509_certificate(data)
-            if b"-----BEGIN" in data
-            else x509.load_der_x509_certificate(data)
-        )
+        return certificate_der(data)
     except ValueError as exc:
         raise SignerConfigError(f"pkcs11 back-end: {path} is no certificate: {exc}") from exc
-    return cert.public_bytes(serialization.Encoding.DER)
 
 
 class Pkcs11SignerModule(SignerModule):
