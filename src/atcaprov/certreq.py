@@ -22,9 +22,6 @@ from .protocol import (
 )
 from .return_codes import ReturnCode
 
-# A hook that keeps returning nothing would make the flow spin; an empty read means "closed".
-MAX_EMPTY_READS = 1
-
 
 def _recv_exactly(hooks: ProvisioningHooks, n: int, what: str) -> bytes:
     buf = bytearray()
@@ -35,7 +32,7 @@ def _recv_exactly(hooks: ProvisioningHooks, n: int, what: str) -> bytes:
                 ReturnCode.COMM_ERROR,
                 f"certreq_recv returned {type(chunk).__name__}, expected bytes",
             )
-        if len(chunk) == 0:
+        if len(chunk) == 0:  # an empty read means "closed" (never spin on it)
             raise ProtocolError(
                 ReturnCode.COMM_ERROR,
                 f"server closed the connection after {len(buf)} of {n} bytes of the {what}",

@@ -126,6 +126,7 @@ class _Run:
         self.validate = validate
         self.part_state = PartState.UNLOCKED
         self.skipped: list[ProvStage] = []
+        self.written_config = b""  # config zone as read back by CONFIG_WRITE
 
     # ---- stage plumbing --------------------------------------------------------------------
     def stage(self, stage: ProvStage, body: Callable[[], T]) -> T:
@@ -157,6 +158,7 @@ class _Run:
     def write_config(self) -> None:
         self.device.write_config_zone(self.config)
         written = self.device.read_config_zone()
+        self.written_config = written  # what CONFIG_LOCK's summary CRC covers
         diff = first_config_difference(written, self.config, include_slot_locks=True)
         if diff is not None:
             raise self.fail(
@@ -166,8 +168,8 @@ class _Run:
             )
 
     def lock_config(self) -> None:
-        current = self.device.read_config_zone()
-        self.device.lock_config_zone(lock_crc(current))
+        # The chip checks the CRC against its own 128 bytes: a stale copy cannot lock wrongly.
+        self.device.lock_config_zone(lock_crc(self.written_config))
         self.part_state = PartState.CONFIG_LOCKED
 
     def request_certs(self, config: bytes, public_key: bytes) -> CertReply:
@@ -208,9 +210,8 @@ class _Run:
         rebuilt_device = device_def.rebuild(
             images.read(device_def.comp_cert_dev_loc.zone, device_def.comp_cert_dev_loc.slot,
                         device_def.comp_cert_dev_loc.offset, 72),
-            self.device.get_pubkey(device_def.public_key_dev_loc.slot)
-            if device_def.public_key_dev_loc.is_genkey else public_key,
-            device_sn, ca_public_key=signer_pub, cert_sn=_stored_sn(images, device_def),
+            public_key, device_sn, ca_public_key=signer_pub,
+            cert_sn=_stored_sn(images, device_def),
         )
         for what, rebuilt, sent in (("signer", rebuilt_signer, reply.signer_cert),
                                     ("device", rebuilt_device, reply.device_cert)):

@@ -20,7 +20,7 @@ from .atcacert.keys import public_key_bytes, public_key_object, unpad_public_key
 from .atcacert.sn import SnSource
 from .certinfo import CertInfo
 from .config import LOCK_CONFIG_OFFSET, LOCK_VALUE_OFFSET, LOCKED
-from .device import ZONE_CONFIG, ZONE_DATA, ZONE_OTP, Device, slot_size
+from .device import ZONE_CONFIG, ZONE_DATA, ZONE_OTP, Device
 from .errors import AtcaprovError
 from .return_codes import ReturnCode, ReturnCodeError
 
@@ -41,20 +41,8 @@ _ZONE_OF = {DevZone.CONFIG: ZONE_CONFIG, DevZone.OTP: ZONE_OTP, DevZone.DATA: ZO
 
 
 def _read_loc(device: Device, zone: DevZone, slot: int, offset: int, count: int) -> bytes:
-    """Read ``count`` bytes at ``offset`` of a slot/zone with 32-byte block reads."""
-    hw_zone = _ZONE_OF[zone]
-    size = slot_size(slot) if hw_zone == ZONE_DATA else (128 if hw_zone == ZONE_CONFIG else 64)
-    first, last = offset // 32, (offset + count - 1) // 32
-    buf = bytearray()
-    for block in range(first, last + 1):
-        start = block * 32
-        if start + 32 <= size:
-            buf += device.read_zone(hw_zone, slot, block, 0, 32)
-        else:  # the short last block of a slot: 4-byte reads
-            for word in range((size - start) // 4):
-                buf += device.read_zone(hw_zone, slot, block, word, 4)
-    rel = offset - first * 32
-    return bytes(buf[rel : rel + count])
+    """``count`` bytes at ``offset`` of an atcacert device location."""
+    return device.read_bytes_zone(_ZONE_OF[zone], slot, offset, count)
 
 
 def read_public_key(device: Device, cert_def: CertDef) -> bytes:
