@@ -16,12 +16,12 @@ $(STAMP): $(PY) pyproject.toml
 
 test: $(STAMP)
 	scripts/ensure-test-tools
-	$(VENV)/bin/ruff check src tests bench examples
+	$(VENV)/bin/ruff check src tools tests bench examples
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench examples
+	$(VENV)/bin/ruff check src tools tests bench examples
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
@@ -30,7 +30,7 @@ pytest: $(STAMP)
 	$(VENV)/bin/pytest -q
 
 demo: $(STAMP)
-	$(PY) -m atcaprov.demo
+	PYTHONPATH=tools $(PY) -m atcaprov_demo
 
 bench: $(STAMP)
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done

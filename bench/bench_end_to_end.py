@@ -1,6 +1,6 @@
 """End-to-end provisioning speed: signer set-up, provserver, virtual kit board, provclient-cdc.
 
-All four are the real command-line programs (``atcaprov.demo`` building blocks). Figures, one
+All four are the real command-line programs (``atcaprov_demo`` building blocks). Figures, one
 line each:
 
 * ``timing off, line``: devices/s over the client's whole run with the chip timing model off
@@ -27,7 +27,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from atcaprov.demo import (
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+
+from atcaprov_demo import (
     DemoLayout,
     Processes,
     create_signer,

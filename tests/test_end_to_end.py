@@ -1,5 +1,5 @@
 """End to end: signer set-up, provserver, a virtual kit board and provclient-cdc, all as the
-real command-line programs (the building blocks of ``atcaprov.demo``).
+real command-line programs (the building blocks of ``atcaprov_demo``).
 
 * 10 boards provisioned; every chain root -> signer -> device verifies (openssl when present,
   and cryptography); the signing log has 10 ``signed`` rows for exactly those serial numbers;
@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from atcaprov.demo import (
+from atcaprov.emulator.chip import Atecc508a
+from atcaprov_demo import (
     DemoLayout,
     Processes,
     create_signer,
@@ -35,7 +36,6 @@ from atcaprov.demo import (
     start_server,
     verify_chains,
 )
-from atcaprov.emulator.chip import Atecc508a
 from provclient_cdc.session import ExitCode
 
 pytestmark = pytest.mark.slow

@@ -2,7 +2,7 @@
 through the virtual board's stdin controls, removal mid-run, ESC to quit.
 
 Real programs: ``provserver signer create``, ``provserver``, ``atcaprov sim board`` and
-``provclient-cdc`` (the building blocks of ``atcaprov.demo``). Every expect has a timeout.
+``provclient-cdc`` (the building blocks of ``atcaprov_demo``). Every expect has a timeout.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pexpect
 import pytest
 from client_kit import make_pki
 
-from atcaprov.demo import (
+from atcaprov_demo import (
     DemoLayout,
     Processes,
     cli_command,

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .. import kit_protocol as kp
 from ..errors import AtcaprovError, CommError
-from ..hal import kit_protocol as kp
 from ..packet import Opcode
 from .chip import Atecc508a
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import serial
 
+from .. import kit_protocol as kp
 from ..errors import NoDevicesError
-from . import kit_protocol as kp
 from .base import register_hal
 from .kit_hal import DEFAULT_TIMEOUT_S, KitHal, KitTransportError
 

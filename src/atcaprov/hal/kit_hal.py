@@ -3,7 +3,7 @@
 Owns the kit conversation (discover the device with ``board:device(NN)``, select it in the
 chosen dialect, then wake / idle / sleep / talk) on top of two primitives a transport supplies:
 write some bytes, read some bytes with a timeout. Message formats and reply parsing come from
-the sans-IO :mod:`atcaprov.hal.kit_protocol`; the transports (:mod:`.kit_cdc`, :mod:`.kit_hid`)
+the sans-IO :mod:`atcaprov.kit_protocol`; the transports (:mod:`.kit_cdc`, :mod:`.kit_hid`)
 stay thin adapters.
 """
 
@@ -13,8 +13,8 @@ import logging
 import time
 from abc import abstractmethod
 
+from .. import kit_protocol as kp
 from ..errors import AtcaStatus, CommError, CommTimeoutError, NoDevicesError
-from . import kit_protocol as kp
 from .base import Hal
 
 log = logging.getLogger(__name__)

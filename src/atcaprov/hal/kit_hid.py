@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .. import kit_protocol as kp
 from ..errors import NoDevicesError
-from . import kit_protocol as kp
 from .base import register_hal
 from .kit_hal import DEFAULT_TIMEOUT_S, KitHal, KitTransportError
 

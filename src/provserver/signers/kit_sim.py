@@ -17,9 +17,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+from atcaprov import kit_protocol as kp
 from atcaprov.emulator import Atecc508a
 from atcaprov.emulator.kit_board import KitFirmware
-from atcaprov.hal import kit_protocol as kp
 
 REPORT_SIZE = 65  # report ID + 64 payload bytes
 PAYLOAD = 64

@@ -11,11 +11,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from atcaprov import kit_protocol as kp
 from atcaprov.device import Device
 from atcaprov.emulator import Atecc508a
 from atcaprov.emulator.kit_board import KitFirmware
 from atcaprov.errors import CommTimeoutError, NoDevicesError
-from atcaprov.hal import kit_protocol as kp
 from atcaprov.hal import open_hal
 from atcaprov.hal.kit_hal import KitTransportError
 from atcaprov.hal.kit_hid import (

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 
-from ..errors import AtcaStatus, CommError
+from .errors import AtcaStatus, CommError
 
 # Largest line accepted by default. A 135-byte Verify becomes ``d:t(`` + 270 hex chars + ``)\n``
 # (276 bytes); real kits use 1024-byte reads, so 1024 leaves room without being unbounded.

@@ -17,9 +17,9 @@ import click
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from .atcacert import CertDef, load_cert_defs
-from .errors import AtcaprovError
-from .pemder import certificate_der
+from ..atcacert import CertDef, load_cert_defs
+from ..errors import AtcaprovError
+from ..pemder import certificate_der
 
 _IN = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -89,7 +89,7 @@ def def_from_cert(certificate: Path, kind: str, name: str | None, template_id: i
                   chain_id: int, key_slot: int, cert_slot: int | None, pubkey_slot: int,
                   signer_id: str | None, output: Path | None) -> None:
     """Write a cert definition (.c) whose template is CERTIFICATE."""
-    from .atcacert import DeviceLoc, DevZone, SnSource, cert_def_from_cert
+    from ..atcacert import DeviceLoc, DevZone, SnSource, cert_def_from_cert
 
     der = _read_cert(certificate)
     device = kind == "device"
@@ -159,7 +159,7 @@ def rebuild(def_file: Path, name: str | None, record: str, public_key: str,
 @click.argument("certinfo", type=_IN)
 def info(certinfo: Path) -> None:
     """Show what an atcaprov_cert_info_N.c file says."""
-    from .certinfo import load_cert_info
+    from ..certinfo import load_cert_info
 
     try:
         ci = load_cert_info(certinfo)

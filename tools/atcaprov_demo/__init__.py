@@ -1,4 +1,4 @@
-"""``make demo``: the whole line on one machine, in one command (``python -m atcaprov.demo``).
+"""``make demo``: the whole line on one machine, in one command (``python -m atcaprov_demo``).
 
 What it does, each step through the real command-line programs (subprocesses):
 
@@ -43,7 +43,7 @@ from typing import IO, Any
 
 import click
 
-from .errors import AtcaprovError
+from atcaprov.errors import AtcaprovError
 
 DEFAULT_COUNT = 5
 STOP_TIMEOUT_S = 15.0
@@ -516,7 +516,3 @@ def main(count: int, folder: Path) -> None:
     finally:
         signal.signal(signal.SIGTERM, previous)
     sys.exit(code)
-
-
-if __name__ == "__main__":
-    main()

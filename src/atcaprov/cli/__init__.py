@@ -2,7 +2,8 @@
 
 Layout: ``atcaprov <group> <command>``. :data:`main` is the entry point; :data:`sim` groups the
 simulated hardware (``atcaprov sim board`` runs a virtual kit board); ``cert`` the certificate
-tools (:mod:`atcaprov.cert_cli`). To add a command, define
+tools (:mod:`atcaprov.cli.cert`), ``sim chip`` the saved emulated parts
+(:mod:`atcaprov.cli.chip`). To add a command, define
 it next to its code and attach it here with ``main.add_command(...)`` or ``sim.add_command(...)``
 (keep heavy imports inside the command function so ``atcaprov --help`` stays fast).
 """
@@ -18,10 +19,10 @@ from types import FrameType
 
 import click
 
-from . import __version__
-from .cert_cli import cert
-from .chip_cli import chip
-from .errors import AtcaprovError
+from .. import __version__
+from ..errors import AtcaprovError
+from .cert import cert
+from .chip import chip
 
 
 @click.group()
@@ -118,7 +119,7 @@ def board_command(
     client opens that URL. Control lines on stdin: unplug, replug (same chip), next (next chip
     not yet provisioned), status, quit. Chip files are saved on every unplug and on exit.
     """
-    from .emulator.kit_board import VirtualKitBoard
+    from ..emulator.kit_board import VirtualKitBoard
 
     if use_pty and listen is not None:
         raise click.UsageError("--pty and --listen are exclusive")
@@ -189,7 +190,3 @@ def board_command(
         signal.signal(signal.SIGTERM, previous)
         board.stop()
         echo("Board stopped; chips saved in " + str(state_dir))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import click
 
-from .config import ConfigZone, slot_size
-from .errors import AtcaprovError
+from ..config import ConfigZone, slot_size
+from ..errors import AtcaprovError
 
 
 @click.group()
@@ -27,7 +27,7 @@ def chip() -> None:
               help="9-byte serial number (01 23 .. .. .. .. .. .. EE); default random.")
 def create(path: Path, serial: str | None) -> None:
     """Save a blank factory part to PATH (refuses to overwrite)."""
-    from .emulator import Atecc508a
+    from ..emulator import Atecc508a
 
     if path.exists():
         raise click.ClickException(f"{path} exists: will not overwrite a part")
@@ -62,7 +62,7 @@ def _slot_line(zone: ConfigZone, slot: int) -> str:
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def show(path: Path) -> None:
     """Show a saved part: serial, locks and slot configuration."""
-    from .emulator import Atecc508a
+    from ..emulator import Atecc508a
 
     try:
         part = Atecc508a.load(path, watchdog=False)

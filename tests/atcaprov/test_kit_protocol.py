@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from atcaprov import kit_protocol as kp
 from atcaprov.errors import AtcaStatus, CommError
-from atcaprov.hal import kit_protocol as kp
 from atcaprov.packet import build_command
 
 INFO = bytes.fromhex("0730000000035D")  # Info(revision), facts section 1.5
