@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from atcaprov.certinfo import load_cert_info
 from atcaprov.device import Device
 from atcaprov.emulator import Atecc508a
+from atcaprov.emulator.kit_hid_device import EmulatedKitHidDevice
 from atcaprov.hal.emulator import EmulatorHal
 from provserver.profile import ProfileStore, load_profile
 from provserver.signer_cli import signer
@@ -39,7 +40,6 @@ from provserver.signer_setup import (
 )
 from provserver.signers import WrongPasswordError, open_backend
 from provserver.signers.base import SignerModule
-from provserver.signers.kit_sim import EmulatedKitHidDevice
 from provserver.signers.module_layout import CERT_MAX, create_module
 from provserver.signers.pkcs11 import find_softhsm2
 

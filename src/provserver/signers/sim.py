@@ -8,7 +8,7 @@ unplugged kit.
 
 Transport (``transport`` option): ``kit-hid`` (default) talks to the chip exactly as the ``hid``
 back-end talks to a real module, through the kit-hid HAL and the kit protocol, with an
-:class:`~provserver.signers.kit_sim.EmulatedKitHidDevice` in place of ``hid.device``;
+:class:`~atcaprov.emulator.kit_hid_device.EmulatedKitHidDevice` in place of ``hid.device``;
 ``emulator`` uses the in-process emulator HAL (faster, no kit protocol). Either way the module
 code is :class:`~provserver.signers.chip.ChipSignerModule` over an ``atcaprov.device.Device``.
 Nothing is written back to the files: signing changes no persistent chip state.
@@ -22,6 +22,7 @@ from typing import Any
 
 from atcaprov.device import Device
 from atcaprov.emulator import Atecc508a, StateFileError
+from atcaprov.emulator.kit_hid_device import EmulatedKitHidDevice
 from atcaprov.errors import NoDevicesError
 from atcaprov.hal.base import Hal
 from atcaprov.hal.emulator import EmulatorHal
@@ -36,7 +37,6 @@ from .base import (
     register_backend,
 )
 from .chip import ChipSignerModule
-from .kit_sim import EmulatedKitHidDevice
 from .module_layout import create_module
 
 TRANSPORTS = ("kit-hid", "emulator")

@@ -16,7 +16,7 @@ import serial
 from atcaprov import kit_protocol as kp
 from atcaprov.device import Device
 from atcaprov.emulator import Atecc508a
-from atcaprov.emulator.kit_board import KitFirmware
+from atcaprov.emulator.kit_firmware import KitFirmware
 from atcaprov.errors import CommTimeoutError, NoDevicesError
 from atcaprov.hal import open_hal
 from atcaprov.hal.kit_cdc import KitCdcHal

@@ -1,9 +1,9 @@
-"""kit-hid driver against a fake ``hid.device`` that forwards to the virtual kit firmware."""
+"""kit-hid driver against the emulator's HID kit (``hid.device`` stand-in over the kit firmware)."""
 
 from __future__ import annotations
 
 import hashlib
-from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from atcaprov import kit_protocol as kp
 from atcaprov.device import Device
 from atcaprov.emulator import Atecc508a
-from atcaprov.emulator.kit_board import KitFirmware
+from atcaprov.emulator.kit_hid_device import EmulatedKitHidDevice
 from atcaprov.errors import CommTimeoutError, NoDevicesError
 from atcaprov.hal import open_hal
 from atcaprov.hal.kit_hal import KitTransportError
@@ -27,65 +27,65 @@ from atcaprov.hal.kit_hid import (
 )
 
 
-class FakeHidKit:
-    """Stands in for ``hid.device()``: 65-byte output reports in, 64-byte input reports out."""
+class RecordingHidKit(EmulatedKitHidDevice):
+    """The emulator's HID kit (one blank chip at ``/dev/hidraw3``) with the test's hooks.
+
+    Adds what the driver tests look at or break, nothing of the report logic: opening by
+    VID:PID (the emulator opens by path only), a record of what was opened / written / read /
+    closed, every read bounded, and two faults (``fail_read``, ``short_write``). Input reports
+    are full 64-byte reports as a real kit sends them.
+    """
+
+    PATH = b"/dev/hidraw3"
 
     def __init__(self, *, with_report_id: bool = False, silent: bool = False) -> None:
-        self.chip = Atecc508a()
-        self.firmware = KitFirmware(lambda: self.chip)
-        self.decoder = kp.KitLineDecoder()
+        chip = Atecc508a()
+        super().__init__(
+            lambda _path: chip,
+            present=lambda path: path == self.PATH,
+            pad_reports=True,
+            report_id_in_reads=with_report_id,
+        )
+        self.silent = silent
         self.written: list[bytes] = []
-        self.lines: list[bytes] = []
-        self.inbox: deque[bytes] = deque()
         self.opened: tuple[Any, ...] | None = None
         self.closed = False
-        self.with_report_id = with_report_id
-        self.silent = silent
         self.fail_read = False
         self.short_write = False
         self.reports_read = 0
 
-    # -- hid.device API -------------------------------------------------------------------------
-    def open(self, vid: int, pid: int, serial: str | None = None) -> None:
+    def open(self, vid: int, pid: int, serial_number: str | None = None) -> None:
         if (vid, pid) != (DEFAULT_VID, DEFAULT_PID):
             raise OSError("open failed")
-        self.opened = ("vidpid", vid, pid, serial)
+        super().open_path(self.PATH)
+        self.opened = ("vidpid", vid, pid, serial_number)
 
     def open_path(self, path: bytes) -> None:
-        if path != b"/dev/hidraw3":
-            raise OSError("open failed")
+        super().open_path(path)
         self.opened = ("path", path)
 
-    def write(self, report: bytes) -> int:
+    def write(self, report: Sequence[int] | bytes) -> int:
         assert len(report) == 65 and report[0] == 0, report
         self.written.append(bytes(report))
         if self.short_write:
             return -1
-        for line in self.decoder.feed(report[1:]):
-            self.lines.append(line)
-            if not self.silent:
-                reply = self.firmware.handle_line(line)
-                for i in range(0, len(reply), 64):
-                    payload = reply[i : i + 64].ljust(64, b"\x00")
-                    self.inbox.append((b"\x00" if self.with_report_id else b"") + payload)
-        return len(report)
+        return super().write(report)
 
-    def read(self, size: int, timeout_ms: int = 0) -> list[int]:
+    def read(self, max_length: int, timeout_ms: int = 0) -> list[int]:
         assert timeout_ms > 0  # every read is bounded
         if self.fail_read:
             raise OSError("read error")
-        if not self.inbox:
-            return []
-        report = self.inbox.popleft()
-        self.reports_read += 1
-        assert len(report) <= size
-        return list(report)
+        report = super().read(max_length, timeout_ms)
+        if report:
+            self.reports_read += 1
+        return report
 
     def close(self) -> None:
         self.closed = True
+        super().close()
 
 
-def _hal(fake: FakeHidKit, **kwargs: Any) -> KitHidHal:
+def _hal(fake: RecordingHidKit, **kwargs: Any) -> KitHidHal:
     return KitHidHal(device_factory=lambda: fake, timeout=0.5, **kwargs)
 
 
@@ -99,11 +99,11 @@ def test_split_reports() -> None:
 
 
 def test_open_by_vid_pid_discovers_and_selects() -> None:
-    fake = FakeHidKit()
+    fake = RecordingHidKit()
     hal = _hal(fake, serial_number="ABC")
     assert fake.opened == ("vidpid", 0x03EB, 0x2312, "ABC")
     assert (hal.device_type, hal.interface, hal.address) == ("ECC508A", "TWI", 0xC0)
-    assert fake.lines[:2] == [b"board:device(00)", b"s:physical:select(C0)"]
+    assert fake.lines_seen[:2] == [b"board:device(00)", b"s:physical:select(C0)"]
     assert hal.dialect is kp.KitDialect.LEGACY
     hal.close()
     assert fake.closed
@@ -111,16 +111,16 @@ def test_open_by_vid_pid_discovers_and_selects() -> None:
 
 
 def test_open_by_path_current_dialect() -> None:
-    fake = FakeHidKit()
+    fake = RecordingHidKit()
     with _hal(fake, path="/dev/hidraw3", dialect="current") as hal:
         assert fake.opened == ("path", b"/dev/hidraw3")
-        assert fake.lines[1] == b"E:physical:select(C0)"
+        assert fake.lines_seen[1] == b"E:physical:select(C0)"
         assert Device(hal).info() == b"\x00\x00\x50\x00"
-        assert fake.lines[-3:] == [b"d:w()", b"d:t(0730000000035D)", b"d:i()"]
+        assert fake.lines_seen[-3:] == [b"d:w()", b"d:t(0730000000035D)", b"d:i()"]
 
 
 def test_open_failure_is_no_devices() -> None:
-    fake = FakeHidKit()
+    fake = RecordingHidKit()
     with pytest.raises(NoDevicesError, match="HID path '/dev/nothing'"):
         _hal(fake, path="/dev/nothing")
     with pytest.raises(NoDevicesError, match="HID 1234:5678"):
@@ -128,14 +128,14 @@ def test_open_failure_is_no_devices() -> None:
 
 
 def test_open_hal_by_name() -> None:
-    fake = FakeHidKit()
+    fake = RecordingHidKit()
     hal = open_hal("kit-hid", device_factory=lambda: fake, timeout=0.5)
     assert isinstance(hal, KitHidHal)
     hal.close()
 
 
 def test_multi_report_verify_135_bytes() -> None:
-    fake = FakeHidKit()
+    fake = RecordingHidKit()
     key = ec.generate_private_key(ec.SECP256R1())
     message = b"production line"
     digest = hashlib.sha256(message).digest()
@@ -148,7 +148,7 @@ def test_multi_report_verify_135_bytes() -> None:
         fake.written.clear()
         assert dev.verify_extern(digest, sig, pub) is True
         # the Verify line: "s:t(" + 270 hex digits + ")\n" = 276 bytes -> 5 reports
-        verify_line = next(line for line in fake.lines if line.startswith(b"s:t(8745"))
+        verify_line = next(line for line in fake.lines_seen if line.startswith(b"s:t(8745"))
         assert len(verify_line) == 275
         # wake (1 report), Nonce pass-through line of 84 bytes (2), Verify (5), idle (1)
         assert len(fake.written) == 1 + 2 + 5 + 1
@@ -157,7 +157,7 @@ def test_multi_report_verify_135_bytes() -> None:
 
 
 def test_long_reply_spans_reports() -> None:
-    fake = FakeHidKit()
+    fake = RecordingHidKit()
     with _hal(fake) as hal:
         fake.reports_read = 0
         config = Device(hal).read_config_zone()
@@ -168,20 +168,20 @@ def test_long_reply_spans_reports() -> None:
 
 
 def test_report_id_in_input_reports() -> None:
-    fake = FakeHidKit(with_report_id=True)
+    fake = RecordingHidKit(with_report_id=True)
     with _hal(fake, read_has_report_id=True) as hal:
         assert Device(hal).read_serial_number() == fake.chip.serial_number
 
 
 def test_silent_kit_times_out() -> None:
-    fake = FakeHidKit(silent=True)
+    fake = RecordingHidKit(silent=True)
     with pytest.raises(CommTimeoutError, match="no kit reply to discover"):
         KitHidHal(device_factory=lambda: fake, timeout=0.05)
     assert fake.closed
 
 
 def test_read_error_is_transport_error() -> None:
-    fake = FakeHidKit()
+    fake = RecordingHidKit()
     with _hal(fake) as hal:
         fake.fail_read = True
         with pytest.raises(KitTransportError, match="unplugged"):
@@ -189,7 +189,7 @@ def test_read_error_is_transport_error() -> None:
 
 
 def test_failed_write_is_transport_error() -> None:
-    fake = FakeHidKit()
+    fake = RecordingHidKit()
     with _hal(fake) as hal:
         fake.short_write = True
         with pytest.raises(KitTransportError, match="-1 of 65 bytes"):

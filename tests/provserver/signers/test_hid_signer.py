@@ -10,6 +10,7 @@ from signer_testkit import TestRoot, cert_public_key, make_root, verify_rs
 
 from atcaprov.device import Device
 from atcaprov.emulator import Atecc508a
+from atcaprov.emulator.kit_hid_device import EmulatedKitHidDevice
 from atcaprov.hal.emulator import EmulatorHal
 from provserver.signers import (
     SignerIdentity,
@@ -18,7 +19,6 @@ from provserver.signers import (
     open_backend,
 )
 from provserver.signers.hid import HidBackend
-from provserver.signers.kit_sim import EmulatedKitHidDevice
 from provserver.signers.module_layout import create_module
 
 VID, PID = 0x03EB, 0x2312

@@ -1,15 +1,17 @@
 """An emulated CryptoAuth USB kit that looks like hidapi's ``hid.device`` to the kit-hid HAL.
 
-:class:`EmulatedKitHidDevice` takes output reports (report ID 0 + 64 bytes), cuts them into kit
-lines, answers them with the virtual board's kit firmware
-(:class:`~atcaprov.emulator.kit_board.KitFirmware`) over an emulated chip, and hands
-the reply lines back through ``read``. The ``sim`` back-end uses it so simulated signer modules
-go through the same kit-protocol-over-HID code path as real ones; tests use it as the fake
-``hid.device``.
+Owns the kit-over-HID report side of the emulator: :class:`EmulatedKitHidDevice` takes output
+reports (report ID 0 + 64 bytes), cuts them into kit lines, answers them with the kit firmware
+(:class:`~atcaprov.emulator.kit_firmware.KitFirmware`) over an emulated chip, and hands the
+reply lines back through ``read`` as input reports. provserver's ``sim`` signer back-end uses it
+so simulated signer modules go through the same kit-protocol-over-HID code path as real ones;
+tests use it as the ``hid.device`` behind the kit-hid driver.
 
 ``present`` is asked before every report: when it turns False (the module file was removed) the
 device behaves as an unplugged one, raising OSError as hidapi does. ``silent`` makes the kit
 swallow requests without answering, as a hung chip or kit would (reads time out).
+``pad_reports`` and ``report_id_in_reads`` shape the input reports like a real kit / transport
+does (zero-padded 64-byte reports; the report ID kept in front, as Windows ``ReadFile`` does).
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from atcaprov import kit_protocol as kp
-from atcaprov.emulator import Atecc508a
-from atcaprov.emulator.kit_board import KitFirmware
+from .. import kit_protocol as kp
+from .chip import Atecc508a
+from .kit_firmware import KitFirmware
 
 REPORT_SIZE = 65  # report ID + 64 payload bytes
 PAYLOAD = 64
+REPORT_ID = 0
 _IDLE_POLL_S = 0.005
 
 
@@ -31,6 +34,11 @@ class EmulatedKitHidDevice:
 
     ``chip_loader(path)`` returns the chip when ``open_path`` is called (e.g. loading a saved
     part); ``present(path)`` says whether the device at that path is (still) plugged in.
+
+    Input report shape: by default ``read`` hands back only the reply bytes (up to 64 per
+    report). ``pad_reports=True`` starts every reply on a fresh report and zero-pads its last one
+    to 64 bytes, as the kit firmware sends them; ``report_id_in_reads=True`` puts the report ID
+    (0) in front of every input report, as transports that keep it do.
     """
 
     def __init__(
@@ -38,9 +46,13 @@ class EmulatedKitHidDevice:
         chip_loader: Callable[[bytes], Atecc508a],
         *,
         present: Callable[[bytes], bool] = lambda path: True,
+        pad_reports: bool = False,
+        report_id_in_reads: bool = False,
     ) -> None:
         self._loader = chip_loader
         self._present = present
+        self.pad_reports = pad_reports
+        self.report_id_in_reads = report_id_in_reads
         self.path = b""
         self.chip: Atecc508a | None = None
         self.silent = False
@@ -69,6 +81,8 @@ class EmulatedKitHidDevice:
             self.lines_seen.append(line)
             reply = self._answer(line)
             if not self.silent:
+                if self.pad_reports:
+                    reply = reply.ljust(-(-len(reply) // PAYLOAD) * PAYLOAD, b"\x00")
                 self._out += reply
         return len(data)
 
@@ -78,10 +92,11 @@ class EmulatedKitHidDevice:
             # Nothing to send: wait a little, as a blocking hidapi read would (bounded).
             time.sleep(min(max(timeout_ms, 0) / 1000.0, _IDLE_POLL_S))
             return []
-        size = min(max_length, PAYLOAD)
+        prefix = bytes((REPORT_ID,)) if self.report_id_in_reads else b""
+        size = min(max_length - len(prefix), PAYLOAD)
         chunk = bytes(self._out[:size])
         del self._out[:size]
-        return list(chunk)
+        return list(prefix + chunk)
 
     def close(self) -> None:
         self.chip = None
