@@ -5,8 +5,9 @@
 * :func:`parse_config_text` / :func:`load_config_file` read the config file format: ASCII hex,
   128 bytes, any whitespace and line breaks. Errors name file, line, column and byte number.
   The first 16 bytes must be present but are ignored (that part of the zone is not writable).
-* :class:`ConfigZone`, :class:`SlotConfig`, :class:`KeyConfig` decode the fields (map in
-  ``docs/config.md``).
+* :class:`ConfigZone` decodes the fields (map in ``docs/config.md``); the offsets, slot sizes
+  and the :class:`SlotConfig` / :class:`KeyConfig` bits are the ATECC508A's from
+  :mod:`atcaprov.datasheet`, re-exported here under their old names.
 * :func:`check_config_for_flow` refuses, before anything is written to a chip, a config with
   which the provisioning flow cannot succeed (device key slot cannot hold a generated P-256
   key, certificate slots too small or private, ...).
@@ -18,31 +19,39 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 
+from .datasheet import ATECC508A, ATECC508A_CONFIG_MAP
+from .datasheet import KEY_TYPE_NOT_ECC as KEY_TYPE_NOT_ECC
+from .datasheet import KEY_TYPE_P256 as KEY_TYPE_P256
+from .datasheet import LOCKED as LOCKED
+from .datasheet import UNLOCKED as UNLOCKED
+from .datasheet import WRITE_CONFIG_GENKEY as WRITE_CONFIG_GENKEY
+from .datasheet import WRITE_CONFIG_PRIVWRITE as WRITE_CONFIG_PRIVWRITE
+from .datasheet import KeyConfig as KeyConfig
+from .datasheet import SlotConfig as SlotConfig
+from .datasheet import key_config as _key_config
+from .datasheet import serial_number as _serial_number
+from .datasheet import slot_config as _slot_config
+from .datasheet import slot_locked as _slot_locked
+from .datasheet import slot_size as slot_size
 from .errors import AtcaprovError
 
-CONFIG_SIZE = 128
-NUM_SLOTS = 16
-IGNORED_PREFIX = 16
+# The ATECC508A's datasheet facts under the names this module has always exported.
+_MAP = ATECC508A_CONFIG_MAP
+CONFIG_SIZE = ATECC508A.config_size
+NUM_SLOTS = ATECC508A.slot_count
+IGNORED_PREFIX = _MAP.read_only.stop
 """Bytes 0-15 (serial number, revision, I2C_Enable...) are read-only; a file's are ignored."""
 
-SLOT_CONFIG_OFFSET = 20
-KEY_CONFIG_OFFSET = 96
-USER_EXTRA_OFFSET = 84
-SELECTOR_OFFSET = 85
-LOCK_VALUE_OFFSET = 86
-LOCK_CONFIG_OFFSET = 87
-SLOT_LOCKED_OFFSET = 88
-LOCKED = 0x00
-UNLOCKED = 0x55
+SLOT_CONFIG_OFFSET = _MAP.slot_config.offset
+KEY_CONFIG_OFFSET = _MAP.key_config.offset
+USER_EXTRA_OFFSET = _MAP.user_extra
+SELECTOR_OFFSET = _MAP.selector
+LOCK_VALUE_OFFSET = _MAP.lock_value
+LOCK_CONFIG_OFFSET = _MAP.lock_config
+SLOT_LOCKED_OFFSET = _MAP.slot_locked.offset
 
-KEY_TYPE_P256 = 4
-KEY_TYPE_NOT_ECC = 7
-WRITE_CONFIG_GENKEY = 0x2  # WriteConfig bit 1 (SlotConfig bit 13): GenKey may write a key
-WRITE_CONFIG_PRIVWRITE = 0x4  # WriteConfig bit 2 (SlotConfig bit 14): PrivWrite allowed
-
-NOT_WRITTEN = frozenset(range(IGNORED_PREFIX)) | frozenset(range(84, 88))
+NOT_WRITTEN = frozenset(range(CONFIG_SIZE)) - ATECC508A.config_writable
 """Config offsets the config write never touches (0-15 read-only; 84-87 by UpdateExtra/Lock)."""
 
 DEFAULT_CONFIG_TEXT = """\
@@ -193,137 +202,12 @@ DEFAULT_CONFIG: bytes = parse_config_text(DEFAULT_CONFIG_TEXT, "<default config>
 # --------------------------------------------------------------------------------------------
 # Decoded views
 # --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class SlotConfig:
-    """A slot's 16-bit SlotConfig (config bytes 20+2n, little-endian)."""
-
-    raw: int
-
-    @property
-    def read_key(self) -> int:
-        """Bits 0-3: key for encrypted reads (general slots); sign/ECDH flags for key slots."""
-        return self.raw & 0x0F
-
-    @property
-    def external_sign(self) -> bool:
-        """Private key slots: bit 0, Sign of an external message allowed."""
-        return bool(self.raw & 0x0001)
-
-    @property
-    def internal_sign(self) -> bool:
-        """Private key slots: bit 1, Sign of an internal message allowed."""
-        return bool(self.raw & 0x0002)
-
-    @property
-    def ecdh(self) -> bool:
-        """Private key slots: bit 2, ECDH allowed."""
-        return bool(self.raw & 0x0004)
-
-    @property
-    def ecdh_to_slot(self) -> bool:
-        """Private key slots: bit 3, ECDH result written to slot n+1."""
-        return bool(self.raw & 0x0008)
-
-    @property
-    def no_mac(self) -> bool:
-        return bool(self.raw & 0x0010)
-
-    @property
-    def limited_use(self) -> bool:
-        return bool(self.raw & 0x0020)
-
-    @property
-    def encrypt_read(self) -> bool:
-        return bool(self.raw & 0x0040)
-
-    @property
-    def is_secret(self) -> bool:
-        return bool(self.raw & 0x0080)
-
-    @property
-    def write_key(self) -> int:
-        return (self.raw >> 8) & 0x0F
-
-    @property
-    def write_config(self) -> int:
-        return (self.raw >> 12) & 0x0F
-
-    @property
-    def genkey_allowed(self) -> bool:
-        """Private key slots: WriteConfig bit 1 (bit 13), GenKey may create a random key."""
-        return bool(self.write_config & WRITE_CONFIG_GENKEY)
-
-    @property
-    def privwrite_allowed(self) -> bool:
-        """Private key slots: WriteConfig bit 2 (bit 14), encrypted PrivWrite allowed."""
-        return bool(self.write_config & WRITE_CONFIG_PRIVWRITE)
-
-
-@dataclass(frozen=True)
-class KeyConfig:
-    """A slot's 16-bit KeyConfig (config bytes 96+2n, little-endian)."""
-
-    raw: int
-
-    @property
-    def private(self) -> bool:
-        """Bit 0: the slot holds an ECC private key (never readable, not writable by Write)."""
-        return bool(self.raw & 0x0001)
-
-    @property
-    def pub_info(self) -> bool:
-        return bool(self.raw & 0x0002)
-
-    @property
-    def key_type(self) -> int:
-        """Bits 2-4: 4 = P-256, 7 = not an ECC key."""
-        return (self.raw >> 2) & 0x07
-
-    @property
-    def lockable(self) -> bool:
-        """Bit 5: the slot may be locked on its own (Lock slot)."""
-        return bool(self.raw & 0x0020)
-
-    @property
-    def req_random(self) -> bool:
-        return bool(self.raw & 0x0040)
-
-    @property
-    def req_auth(self) -> bool:
-        return bool(self.raw & 0x0080)
-
-    @property
-    def auth_key(self) -> int:
-        return (self.raw >> 8) & 0x0F
-
-    @property
-    def intrusion_disable(self) -> bool:
-        return bool(self.raw & 0x1000)
-
-    @property
-    def x509_id(self) -> int:
-        return (self.raw >> 14) & 0x03
-
-    @property
-    def is_p256_private(self) -> bool:
-        return self.private and self.key_type == KEY_TYPE_P256
-
-
-def slot_size(slot: int) -> int:
-    """Bytes in a data slot: 36 (slots 0-7), 416 (slot 8), 72 (slots 9-15)."""
-    if not 0 <= slot < NUM_SLOTS:
-        raise ValueError(f"slot must be 0..15, got {slot}")
-    if slot < 8:
-        return 36
-    return 416 if slot == 8 else 72
-
-
 def slot_config_offset(slot: int) -> int:
-    return SLOT_CONFIG_OFFSET + 2 * slot
+    return _MAP.slot_config_offset(slot)
 
 
 def key_config_offset(slot: int) -> int:
-    return KEY_CONFIG_OFFSET + 2 * slot
+    return _MAP.key_config_offset(slot)
 
 
 class ConfigZone:
@@ -332,41 +216,36 @@ class ConfigZone:
     def __init__(self, config: bytes) -> None:
         self.raw = _check_size(config)
 
-    def _u16(self, offset: int) -> int:
-        return int.from_bytes(self.raw[offset : offset + 2], "little")
-
     def slot_config(self, slot: int) -> SlotConfig:
-        slot_size(slot)  # range check
-        return SlotConfig(self._u16(slot_config_offset(slot)))
+        return _slot_config(self.raw, slot)
 
     def key_config(self, slot: int) -> KeyConfig:
-        slot_size(slot)
-        return KeyConfig(self._u16(key_config_offset(slot)))
+        return _key_config(self.raw, slot)
 
     @property
     def serial_number(self) -> bytes:
         """The 9-byte serial number: bytes 0-3 and 8-12."""
-        return self.raw[0:4] + self.raw[8:13]
+        return _serial_number(self.raw)
 
     @property
     def revision(self) -> bytes:
-        return self.raw[4:8]
+        return self.raw[_MAP.revision.offset : _MAP.revision.stop]
 
     @property
     def i2c_enable(self) -> bool:
-        return bool(self.raw[14] & 0x01)
+        return bool(self.raw[_MAP.i2c_enable] & 0x01)
 
     @property
     def i2c_address(self) -> int:
-        return self.raw[16]
+        return self.raw[_MAP.i2c_address]
 
     @property
     def otp_mode(self) -> int:
-        return self.raw[18]
+        return self.raw[_MAP.otp_mode]
 
     @property
     def chip_mode(self) -> int:
-        return self.raw[19]
+        return self.raw[_MAP.chip_mode]
 
     @property
     def user_extra(self) -> int:
@@ -396,12 +275,11 @@ class ConfigZone:
 
     def slot_locked(self, slot: int) -> bool:
         """Bit ``slot`` of bytes 88-89 is 0 when the slot is locked."""
-        slot_size(slot)
-        return not (self._u16(SLOT_LOCKED_OFFSET) >> slot) & 1
+        return _slot_locked(self.raw, slot)
 
     @property
     def x509_format(self) -> bytes:
-        return self.raw[92:96]
+        return self.raw[_MAP.x509_format.offset : _MAP.x509_format.stop]
 
 
 def config_differences(expected: bytes, actual: bytes) -> list[int]:

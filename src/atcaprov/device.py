@@ -20,6 +20,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
 
+from .datasheet import ATECC508A, ATECC508A_CONFIG_MAP, LOCKED, serial_number
+from .datasheet import BLOCK_SIZE as BLOCK_SIZE
+from .datasheet import WORD_SIZE as WORD_SIZE
+from .datasheet import slot_size as slot_size
 from .errors import (
     BadParamError,
     CheckmacVerifyError,
@@ -44,11 +48,11 @@ ZONE_ENCRYPTED = 0x40
 LOCK_ZONE_CONFIG = 0
 LOCK_ZONE_DATA = 1
 
-BLOCK_SIZE = 32
-WORD_SIZE = 4
-CONFIG_SIZE = 128
-OTP_SIZE = 64
-SLOT_COUNT = 16
+CONFIG_SIZE = ATECC508A.config_size
+OTP_SIZE = ATECC508A.otp_size
+SLOT_COUNT = ATECC508A.slot_count
+_READ_ONLY = ATECC508A_CONFIG_MAP.read_only  # config bytes 0..15
+_NOT_BY_WRITE = ATECC508A_CONFIG_MAP.not_by_write  # config bytes 84..87 (UpdateExtra, Lock)
 PUBKEY_SLOT_MIN = 8  # slots 8..15 are large enough for a 72-byte padded public key
 PUB_KEY_PAD = 4
 
@@ -77,16 +81,6 @@ SHA_BLOCK_SIZE = 64
 INFO_MODE_REVISION = 0x00
 
 
-def slot_size(slot: int) -> int:
-    """Size in bytes of data slot ``slot``: 36 (0-7), 416 (8) or 72 (9-15)."""
-    _check_slot(slot)
-    if slot < 8:
-        return 36
-    if slot == 8:
-        return 416
-    return 72
-
-
 def zone_size(zone: int, slot: int = 0) -> int:
     """Size of a zone in bytes (``slot`` matters for the data zone only)."""
     if zone == ZONE_CONFIG:
@@ -99,8 +93,7 @@ def zone_size(zone: int, slot: int = 0) -> int:
 
 
 def _check_slot(slot: int) -> None:
-    if not isinstance(slot, int) or not 0 <= slot < SLOT_COUNT:
-        raise BadParamError(f"slot {slot!r} out of range 0..15")
+    slot_size(slot)  # BadParamError for a slot the chip does not have
 
 
 def _check_len(name: str, value: bytes, *sizes: int) -> bytes:
@@ -408,10 +401,10 @@ class Device:
                 f"bytes {offset}..{offset + len(data)} out of the {size}-byte zone (zone {zone},"
                 f" slot {slot})"
             )
-        if zone == ZONE_CONFIG and data and offset < 16:
+        if zone == ZONE_CONFIG and data and offset < _READ_ONLY.stop:
             raise BadParamError(
-                f"config bytes 0..15 (serial number, revision) are read-only; write starts at"
-                f" byte {offset}"
+                f"config bytes {_READ_ONLY.offset}..{_READ_ONLY.stop - 1} (serial number,"
+                f" revision) are read-only; write starts at byte {offset}"
             )
         pos, index = offset, 0
         with self.session():
@@ -419,12 +412,12 @@ class Device:
                 block, word = divmod(pos, BLOCK_SIZE)
                 word //= WORD_SIZE
                 remaining = len(data) - index
-                config_block2 = zone == ZONE_CONFIG and block == 2
-                if word == 0 and remaining >= BLOCK_SIZE and not config_block2:
+                by_words = zone == ZONE_CONFIG and block == _NOT_BY_WRITE.offset // BLOCK_SIZE
+                if word == 0 and remaining >= BLOCK_SIZE and not by_words:
                     self.write_zone(zone, slot, block, 0, data[index : index + BLOCK_SIZE])
                     step = BLOCK_SIZE
                 else:
-                    if not (config_block2 and word == 5):
+                    if not (zone == ZONE_CONFIG and pos in _NOT_BY_WRITE.offsets):
                         self.write_zone(zone, slot, block, word, data[index : index + WORD_SIZE])
                     step = WORD_SIZE
                 pos += step
@@ -438,12 +431,12 @@ class Device:
         """Write config bytes 16..127, skipping 84..87 (4-byte Writes for blocks 0 and 2,
         32-byte Writes for blocks 1 and 3). The config zone must be unlocked."""
         config128 = _check_len("config zone", config128, CONFIG_SIZE)
-        self.write_bytes_zone(ZONE_CONFIG, 0, 16, config128[16:])
+        start = _READ_ONLY.stop
+        self.write_bytes_zone(ZONE_CONFIG, 0, start, config128[start:])
 
     def read_serial_number(self) -> bytes:
         """The 9-byte serial number: config[0:4] + config[8:13]."""
-        block0 = self.read_zone(ZONE_CONFIG, 0, 0, 0, BLOCK_SIZE)
-        return block0[0:4] + block0[8:13]
+        return serial_number(self.read_zone(ZONE_CONFIG, 0, 0, 0, BLOCK_SIZE))
 
     def read_pubkey(self, slot: int) -> bytes:
         """Read a P-256 public key stored padded in slot 8..15; return X||Y (64 bytes).
@@ -471,26 +464,30 @@ class Device:
     # ---------------------------------------------------------------------------------------
     # Locks
     # ---------------------------------------------------------------------------------------
-    def _lock_word(self, word: int) -> bytes:
-        return self.read_zone(ZONE_CONFIG, 0, 2, word, WORD_SIZE)
+    def _config_word_at(self, offset: int) -> tuple[bytes, int]:
+        """The 4-byte config word holding byte ``offset``, and the byte's index in it."""
+        block, rest = divmod(offset, BLOCK_SIZE)
+        word, index = divmod(rest, WORD_SIZE)
+        return self.read_zone(ZONE_CONFIG, 0, block, word, WORD_SIZE), index
 
     def is_locked(self, zone: int) -> bool:
         """Lock state of LOCK_ZONE_CONFIG (byte 87) or LOCK_ZONE_DATA (byte 86); 0x00 = locked."""
         if zone == LOCK_ZONE_CONFIG:
-            index = 3
+            offset = ATECC508A_CONFIG_MAP.lock_config
         elif zone == LOCK_ZONE_DATA:
-            index = 2
+            offset = ATECC508A_CONFIG_MAP.lock_value
         else:
             raise BadParamError(
                 f"lock zone {zone!r} is not LOCK_ZONE_CONFIG (0) or LOCK_ZONE_DATA (1)"
             )
-        return self._lock_word(5)[index] == 0x00
+        word, index = self._config_word_at(offset)
+        return word[index] == LOCKED
 
     def is_slot_locked(self, slot: int) -> bool:
         """SlotLocked bit of ``slot`` (config bytes 88-89; a 0 bit means locked)."""
         _check_slot(slot)
-        word = self._lock_word(6)
-        bits = word[0] | (word[1] << 8)
+        word, index = self._config_word_at(ATECC508A_CONFIG_MAP.slot_locked.offset)
+        bits = word[index] | (word[index + 1] << 8)
         return not (bits >> slot) & 1
 
     def _lock(self, mode: int, crc: int | None) -> None:
@@ -635,10 +632,14 @@ def _check_pubkey_slot(slot: int) -> None:
 
 def _check_config_writable(start: int, length: int) -> None:
     end = start + length
-    if start < 16:
-        raise BadParamError(f"config bytes {start}..{end - 1} overlap the read-only bytes 0..15")
-    if start < 88 and end > 84:
+    if start < _READ_ONLY.stop:
         raise BadParamError(
-            f"config bytes {start}..{end - 1} overlap bytes 84..87 (UserExtra, Selector, lock"
+            f"config bytes {start}..{end - 1} overlap the read-only bytes"
+            f" {_READ_ONLY.offset}..{_READ_ONLY.stop - 1}"
+        )
+    if start < _NOT_BY_WRITE.stop and end > _NOT_BY_WRITE.offset:
+        raise BadParamError(
+            f"config bytes {start}..{end - 1} overlap bytes"
+            f" {_NOT_BY_WRITE.offset}..{_NOT_BY_WRITE.stop - 1} (UserExtra, Selector, lock"
             " bytes), which only UpdateExtra and Lock change"
         )

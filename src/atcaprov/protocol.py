@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Union
 
+from .datasheet import ATECC508A, serial_number
 from .return_codes import ReturnCode, ReturnCodeError
 
 MAGIC = b"APRV"
@@ -44,7 +45,7 @@ MAX_BODY_SIZE = 16 * 1024
 
 SIGNER_ID_SIZE = 2
 KEY_ID_SIZE = 20
-CONFIG_ZONE_SIZE = 128
+CONFIG_ZONE_SIZE = ATECC508A.config_size
 PUBLIC_KEY_SIZE = 64
 MAX_TEMPLATE_ID = 15
 MAX_STATION_ID_BYTES = 64
@@ -264,7 +265,7 @@ class CertRequest:
     @property
     def device_serial_number(self) -> bytes:
         """The 9-byte device serial number: config bytes 0-3 and 8-12."""
-        return self.config_zone[0:4] + self.config_zone[8:13]
+        return serial_number(self.config_zone)
 
 
 @dataclass(frozen=True)

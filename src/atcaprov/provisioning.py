@@ -34,10 +34,10 @@ from .config import (
     LOCK_VALUE_OFFSET,
     LOCKED,
     ConfigError,
-    KeyConfig,
     check_config_for_flow,
 )
-from .device import ZONE_DATA, ZONE_OTP, Device, lock_crc, slot_size
+from .datasheet import ATECC508A, key_config, serial_number, slot_size
+from .device import ZONE_DATA, ZONE_OTP, Device, lock_crc
 from .errors import AtcaprovError, ChipStatusError, CommError
 from .hooks import ProvisioningHooks
 from .protocol import CertReply, CertRequest, ProtocolError, ServerError
@@ -46,7 +46,6 @@ from .stages import ProvStage, ProvStatus
 from .validation import (
     ValidationError,
     cert_public_key,
-    device_serial_number,
     first_config_difference,
     key_challenge,
     rebuild_and_check,
@@ -254,7 +253,7 @@ class _SlotImages:
         if zone not in (DevZone.DATA, DevZone.OTP):
             raise ValidationError(f"cannot write certificate data to zone {zone.name}",
                                   ReturnCode.BAD_PARAM)
-        size = slot_size(slot) if hw_zone == ZONE_DATA else 64
+        size = slot_size(slot) if hw_zone == ZONE_DATA else ATECC508A.otp_size
         if offset + len(data) > size:
             raise ValidationError(
                 f"{len(data)} bytes at offset {offset} do not fit slot {slot} ({size} bytes)",
@@ -328,14 +327,14 @@ def check_arguments(
         signer_pubkey_slot=pk.slot if pk.present and not pk.is_genkey else None,
     )
     for slot in lock_slots:
-        if not 0 <= slot <= 15:
+        if not 0 <= slot < ATECC508A.slot_count:
             raise ConfigError(f"lock_slots: slot {slot} does not exist (slots are 0..15)")
-        key_config = KeyConfig(int.from_bytes(config[96 + 2 * slot : 98 + 2 * slot], "little"))
-        if not key_config.lockable:
+        if not key_config(config, slot).lockable:
+            at = ATECC508A.config_map.key_config_offset(slot)
             raise ConfigError(
                 f"lock_slots: slot {slot} is not lockable (KeyConfig[{slot}].Lockable = 0,"
-                f" config bytes {96 + 2 * slot}..{97 + 2 * slot})",
-                offset=96 + 2 * slot,
+                f" config bytes {at}..{at + 1})",
+                offset=at,
             )
 
 
@@ -365,7 +364,7 @@ def provision(
         hooks.notify(ProvStage.CONFIG_WRITE, ProvStatus.ERROR)
         raise AlreadyProvisionedError(
             ProvStage.CONFIG_WRITE, ReturnCode.ALREADY_PROVISIONED,
-            f"part {device_serial_number(current).hex().upper()} is already provisioned"
+            f"part {serial_number(current).hex().upper()} is already provisioned"
             " (data zone locked); it was left untouched",
             PartState.PROVISIONED,
         )
@@ -388,7 +387,7 @@ def provision(
         run.stage(ProvStage.CONFIG_LOCK, run.lock_config)
 
     config_zone = run.stage(ProvStage.CONFIG_READ, device.read_config_zone)
-    device_sn = device_serial_number(config_zone)
+    device_sn = serial_number(config_zone)
     key_slot = cert_info.device_cert_def.private_key_slot
     public_key = run.stage(ProvStage.GEN_KEY, lambda: device.genkey(key_slot))
     reply = run.stage(ProvStage.CERTS_REQUEST,

@@ -20,6 +20,7 @@ from .atcacert.keys import public_key_bytes, public_key_object, unpad_public_key
 from .atcacert.sn import SnSource
 from .certinfo import CertInfo
 from .config import LOCK_CONFIG_OFFSET, LOCK_VALUE_OFFSET, LOCKED
+from .datasheet import serial_number
 from .device import ZONE_CONFIG, ZONE_DATA, ZONE_OTP, Device
 from .errors import AtcaprovError
 from .return_codes import ReturnCode, ReturnCodeError
@@ -30,11 +31,6 @@ class ValidationError(ReturnCodeError):
 
     def __init__(self, message: str, code: ReturnCode = ReturnCode.VALIDATION_FAILED) -> None:
         super().__init__(code, message)
-
-
-def device_serial_number(config: bytes) -> bytes:
-    """The 9-byte serial number held in config bytes 0..3 and 8..12."""
-    return bytes(config[0:4]) + bytes(config[8:13])
 
 
 _ZONE_OF = {DevZone.CONFIG: ZONE_CONFIG, DevZone.OTP: ZONE_OTP, DevZone.DATA: ZONE_DATA}
@@ -204,7 +200,7 @@ def verify(device: Device, cert_info: CertInfo, *, expected_config: bytes | None
     """
     report = VerifyReport()
     config = device.read_config_zone()
-    sn = device_serial_number(config)
+    sn = serial_number(config)
     report.serial_number = sn.hex().upper()
     report.add("config zone locked", config[LOCK_CONFIG_OFFSET] == LOCKED)
     report.add("data zone locked", config[LOCK_VALUE_OFFSET] == LOCKED)

@@ -19,6 +19,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from atcaprov.atcacert.errors import CertError
+from atcaprov.datasheet import (
+    ATECC508A,
+    ATECC508A_CONFIG_MAP,
+    LOCKED,
+    SN_LAST,
+    SN_PREFIX,
+    UNLOCKED,
+    serial_number,
+)
 from atcaprov.protocol import CertReply, CertRequest, ErrorReply
 from atcaprov.return_codes import ReturnCode, ReturnCodeError
 
@@ -34,12 +43,11 @@ from .records import (
 from .server import Peer, clip_message
 from .signers.base import SignerIdentity
 
-CONFIG_ZONE_SIZE = 128
+CONFIG_ZONE_SIZE = ATECC508A.config_size
 PUBLIC_KEY_SIZE = 64
-SN_PREFIX = b"\x01\x23"
-SN_LAST = 0xEE
-LOCK_UNLOCKED = 0x55
-LOCK_LOCKED = 0x00
+LOCK_UNLOCKED = UNLOCKED
+LOCK_LOCKED = LOCKED
+_MAP = ATECC508A_CONFIG_MAP
 
 
 class RequestRefused(ReturnCodeError):
@@ -56,11 +64,6 @@ class CheckedRequest:
     data_zone_locked: bool
 
 
-def device_serial_number(config_zone: bytes) -> bytes:
-    """The 9-byte device serial number held in a 128-byte config zone."""
-    return bytes(config_zone[0:4]) + bytes(config_zone[8:13])
-
-
 def check_config_zone(config_zone: bytes) -> bytes:
     """Check a config zone read from a device; return its 9-byte serial number."""
     if len(config_zone) != CONFIG_ZONE_SIZE:
@@ -68,7 +71,7 @@ def check_config_zone(config_zone: bytes) -> bytes:
             ReturnCode.BAD_CONFIG_ZONE,
             f"config zone is {len(config_zone)} bytes, expected {CONFIG_ZONE_SIZE}",
         )
-    sn = device_serial_number(config_zone)
+    sn = serial_number(config_zone)
     if sn in (bytes(9), b"\xff" * 9):
         raise RequestRefused(
             ReturnCode.MISSING_SERIAL_NUMBER,
@@ -80,7 +83,7 @@ def check_config_zone(config_zone: bytes) -> bytes:
             f"serial number {sn.hex().upper()} is not an ATECC one: expected SN[0:2]=0123 "
             f"and SN[8]=EE, got SN[0:2]={sn[0:2].hex().upper()} and SN[8]={sn[8]:02X}",
         )
-    lock_value, lock_config = config_zone[86], config_zone[87]
+    lock_value, lock_config = config_zone[_MAP.lock_value], config_zone[_MAP.lock_config]
     if lock_config != LOCK_LOCKED:
         state = "unlocked" if lock_config == LOCK_UNLOCKED else "invalid"
         raise RequestRefused(
@@ -128,7 +131,7 @@ def check_request(config_zone: bytes, public_key: bytes) -> CheckedRequest:
         serial_number=sn,
         config_zone=bytes(config_zone),
         public_key=bytes(public_key),
-        data_zone_locked=config_zone[86] == LOCK_LOCKED,
+        data_zone_locked=config_zone[_MAP.lock_value] == LOCK_LOCKED,
     )
 
 

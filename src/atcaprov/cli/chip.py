@@ -12,7 +12,8 @@ from pathlib import Path
 
 import click
 
-from ..config import ConfigZone, slot_size
+from ..config import ConfigZone
+from ..datasheet import ATECC508A, KEY_TYPE_P256, slot_size
 from ..errors import AtcaprovError
 
 
@@ -47,7 +48,7 @@ def _slot_line(zone: ConfigZone, slot: int) -> str:
     sc, kc = zone.slot_config(slot), zone.key_config(slot)
     if kc.private:
         what = "private key"
-    elif kc.key_type == 4:
+    elif kc.key_type == KEY_TYPE_P256:
         what = "public key"
     elif sc.is_secret:
         what = "secret data"
@@ -71,9 +72,9 @@ def show(path: Path) -> None:
     zone = ConfigZone(part.config_zone)
     click.echo(f"{path}")
     click.echo(f"  serial number   {part.serial_number.hex().upper()}")
-    click.echo(f"  revision        {part.config_zone[4:8].hex().upper()}")
+    click.echo(f"  revision        {zone.revision.hex().upper()}")
     click.echo(f"  config zone     {'locked' if zone.config_locked else 'unlocked'}")
     click.echo(f"  data zone       {'locked' if zone.data_locked else 'unlocked'}")
     click.echo(f"  I2C address     0x{zone.i2c_address:02X}")
-    for slot in range(16):
+    for slot in range(ATECC508A.slot_count):
         click.echo(_slot_line(zone, slot))

@@ -2,7 +2,8 @@
 
 :class:`Atecc508a` answers command packets byte for byte as the chip does (``count | opcode |
 p1 | p2 | data | crc`` in, ``count | data | crc`` out). It shares nothing with the host side
-but :mod:`atcaprov.packet` and :mod:`atcaprov.errors`. The command handlers live in the
+but :mod:`atcaprov.packet`, :mod:`atcaprov.errors` and the chip facts of
+:mod:`atcaprov.datasheet`. The command handlers live in the
 ``cmd_*`` modules; memory layout in :mod:`.zones`; state in :mod:`.state`; files in
 :mod:`.persist`. One lock guards all state, so a board server may call it from threads.
 """
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 
+from ..datasheet import SN_LAST, SN_PREFIX
 from ..errors import ChipStatusError, MalformedPacketError, ResponseCrcError
 from ..packet import (
     WAKE_RESPONSE,
@@ -30,7 +32,7 @@ from . import cmd_keys, cmd_memory, cmd_nonce
 from .exceptions import DeviceAsleepError, InvalidSerialError
 from .persist import load_memory, save_memory
 from .state import ChipState, Memory
-from .zones import CFG_CHIP_MODE, SN01, SN8, default_config
+from .zones import CONFIG_MAP, default_config
 
 Handler = Callable[[ChipState, Command], bytes]
 
@@ -72,7 +74,7 @@ def check_serial(serial: bytes) -> bytes:
     serial = bytes(serial)
     if len(serial) != 9:
         raise InvalidSerialError(f"serial number must be 9 bytes, got {len(serial)}")
-    if serial[0:2] != SN01 or serial[8] != SN8:
+    if serial[0:2] != SN_PREFIX or serial[8] != SN_LAST:
         raise InvalidSerialError(
             f"serial number {serial.hex(' ')}: a 508A has SN[0:2] = 01 23 and SN[8] = EE"
         )
@@ -105,7 +107,7 @@ class Atecc508a:
             raise ValueError(f"timing_scale must be >= 0, got {timing_scale}")
         if _memory is None:
             if serial is None:
-                serial = SN01 + random_source(6) + bytes((SN8,))
+                serial = SN_PREFIX + random_source(6) + bytes((SN_LAST,))
             _memory = Memory(config=default_config(check_serial(serial)))
         elif serial is not None:
             raise ValueError("give either serial or a loaded memory, not both")
@@ -200,7 +202,7 @@ class Atecc508a:
     def watchdog_s(self) -> float:
         """Watchdog period: 1.3 s, or 13 s when ChipMode bit 2 is set."""
         with self._lock:
-            long_wd = self._state.config[CFG_CHIP_MODE] & 0x04
+            long_wd = self._state.config[CONFIG_MAP.chip_mode] & 0x04
             return WATCHDOG_LONG_S if long_wd else WATCHDOG_SHORT_S
 
     # ---- power tokens ------------------------------------------------------------------------

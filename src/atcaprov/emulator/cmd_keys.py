@@ -48,7 +48,7 @@ def _private_p256_slot(state: ChipState, slot: int, what: str) -> None:
     kc = state.key_config(slot)
     if not (kc.private and kc.is_p256):
         raise refuse(
-            f"{what}: slot {slot} is not a P-256 private-key slot (KeyConfig 0x{kc.word:04X})"
+            f"{what}: slot {slot} is not a P-256 private-key slot (KeyConfig 0x{kc.raw:04X})"
         )
 
 
@@ -57,7 +57,7 @@ def stored_public_key(state: ChipState, slot: int, what: str) -> bytes:
     72-byte padded form (``00000000 X 00000000 Y``) otherwise."""
     kc = state.key_config(slot)
     if not kc.is_p256:
-        raise refuse(f"{what}: slot {slot} does not hold a P-256 key (KeyConfig 0x{kc.word:04X})")
+        raise refuse(f"{what}: slot {slot} does not hold a P-256 key (KeyConfig 0x{kc.raw:04X})")
     if kc.private:
         key = state.private_key(slot)
         if key is None:
@@ -144,8 +144,8 @@ def sign_internal_message(state: ChipState, mode: int, slot: int) -> bytes:
         tk.value
         + bytes((0x41, mode))
         + slot.to_bytes(2, "little")
-        + state.slot_config(src).word.to_bytes(2, "little")
-        + state.key_config(src).word.to_bytes(2, "little")
+        + state.slot_config(src).raw.to_bytes(2, "little")
+        + state.key_config(src).raw.to_bytes(2, "little")
         + bytes((tk.flags_byte(), 0, 0, sn[8]))
         + (sn[4:8] if with_sn else bytes(4))
         + sn[0:2]
@@ -169,7 +169,7 @@ def handle_sign(state: ChipState, cmd: Command) -> bytes:
     kc = state.key_config(slot)
     tk = state.volatile.tempkey
     if mode == SIGN_EXTERNAL:
-        if not sc.ext_sign:
+        if not sc.external_sign:
             raise refuse(f"Sign external: SlotConfig of slot {slot} does not allow it")
         if not tk.valid or tk.source_flag != 1:
             raise refuse("Sign external: TempKey does not hold a message (Nonce pass-through)")
@@ -177,7 +177,7 @@ def handle_sign(state: ChipState, cmd: Command) -> bytes:
             raise refuse(f"Sign external: slot {slot} has ReqRandom, external messages refused")
         digest = tk.value
     else:
-        if not sc.int_sign:
+        if not sc.internal_sign:
             raise refuse(f"Sign internal: SlotConfig of slot {slot} does not allow it")
         if not tk.valid or not (tk.gen_dig_data or tk.gen_key_data):
             raise refuse("Sign internal: TempKey not produced by GenDig or GenKey")
@@ -288,7 +288,7 @@ def handle_ecdh(state: ChipState, cmd: Command) -> bytes:
         raise refuse("ECDH: data zone not locked yet")
     _private_p256_slot(state, slot, "ECDH")
     sc = state.slot_config(slot)
-    if not sc.ecdh_allowed:
+    if not sc.ecdh:
         raise refuse(f"ECDH: SlotConfig of slot {slot} does not allow it")
     require_auth(state, slot, "ECDH")
     key = state.private_key(slot)

@@ -7,6 +7,7 @@ chip answers with.
 
 from __future__ import annotations
 
+from ..datasheet import LOCKED
 from ..errors import CheckmacVerifyError
 from ..packet import Command, crc16_value
 from .checks import (
@@ -19,13 +20,9 @@ from .checks import (
 )
 from .state import ChipState, sha256
 from .zones import (
-    CFG_COUNTER0,
-    CFG_LOCK_CONFIG,
-    CFG_LOCK_VALUE,
-    CFG_SLOT_LOCKED,
-    CFG_USER_EXTRA,
+    CONFIG_MAP,
     CONFIG_WRITABLE,
-    LOCKED,
+    MODEL,
     REVISION,
     ZONE_CONFIG,
     ZONE_OTP,
@@ -242,7 +239,11 @@ def _decrypt_write(
 # --------------------------------------------------------------------------------------------
 def data_zone_digest_input(state: ChipState) -> bytes:
     """What the data-lock summary CRC covers: non-private slots in order, then the OTP."""
-    parts = [bytes(state.memory.slots[n]) for n in range(16) if not state.key_config(n).private]
+    parts = [
+        bytes(state.memory.slots[n])
+        for n in range(MODEL.slot_count)
+        if not state.key_config(n).private
+    ]
     return b"".join(parts) + bytes(state.memory.otp)
 
 
@@ -258,7 +259,7 @@ def handle_lock(state: ChipState, cmd: Command) -> bytes:
         if state.config_locked:
             raise refuse("Lock config: config zone already locked")
         _check_summary(check_crc, bytes(state.config), cmd.param2, "config")
-        state.config[CFG_LOCK_CONFIG] = LOCKED
+        state.config[CONFIG_MAP.lock_config] = LOCKED
         return STATUS_OK
     if zone == 1:
         if cmd.param1 & 0x3C:
@@ -268,7 +269,7 @@ def handle_lock(state: ChipState, cmd: Command) -> bytes:
         if state.data_locked:
             raise refuse("Lock data: data and OTP zones already locked")
         _check_summary(check_crc, data_zone_digest_input(state), cmd.param2, "data+OTP")
-        state.config[CFG_LOCK_VALUE] = LOCKED
+        state.config[CONFIG_MAP.lock_value] = LOCKED
         return STATUS_OK
     if zone == 2:
         slot = (cmd.param1 >> 2) & 0x0F
@@ -278,9 +279,10 @@ def handle_lock(state: ChipState, cmd: Command) -> bytes:
             raise refuse(f"Lock slot {slot}: KeyConfig.Lockable is 0")
         if state.slot_locked(slot):
             raise refuse(f"Lock slot {slot}: already locked")
-        bits = int.from_bytes(state.config[CFG_SLOT_LOCKED : CFG_SLOT_LOCKED + 2], "little")
+        at = CONFIG_MAP.slot_locked
+        bits = int.from_bytes(state.config[at.offset : at.stop], "little")
         bits &= ~(1 << slot)
-        state.config[CFG_SLOT_LOCKED : CFG_SLOT_LOCKED + 2] = bits.to_bytes(2, "little")
+        state.config[at.offset : at.stop] = bits.to_bytes(at.size, "little")
         return STATUS_OK
     raise parse_error(f"Lock mode 0x{cmd.param1:02X}: zone 3 does not exist")
 
@@ -303,7 +305,7 @@ def handle_update_extra(state: ChipState, cmd: Command) -> bytes:
     expect_data_len(cmd, 0)
     # Allowed before and after the config lock: CryptoAuthLib's own config writer calls
     # UpdateExtra on unlocked parts.
-    index = CFG_USER_EXTRA + cmd.param1
+    index = CONFIG_MAP.user_extra + cmd.param1
     if state.config[index] != 0:
         raise refuse(f"UpdateExtra: config byte {index} is already 0x{state.config[index]:02X}")
     state.config[index] = cmd.param2 & 0xFF
@@ -331,17 +333,20 @@ def decode_counter(raw: bytes) -> int | None:
 def handle_counter(state: ChipState, cmd: Command) -> bytes:
     expect_mode(cmd, {0, 1})
     expect_data_len(cmd, 0)
-    if cmd.param2 > 1:
+    if cmd.param2 >= len(CONFIG_MAP.counters):
         raise parse_error(f"Counter: counter {cmd.param2} does not exist (0 or 1)")
     if not state.config_locked:
         raise refuse("Counter: config zone not locked yet")
-    at = CFG_COUNTER0 + 8 * cmd.param2
-    value = decode_counter(bytes(state.config[at : at + 8]))
+    span = CONFIG_MAP.counters[cmd.param2]
+    value = decode_counter(bytes(state.config[span.offset : span.stop]))
     if value is None:
-        raise refuse(f"Counter {cmd.param2}: config bytes {at}..{at + 7} are not a valid count")
+        raise refuse(
+            f"Counter {cmd.param2}: config bytes {span.offset}..{span.stop - 1} are not a valid"
+            " count"
+        )
     if cmd.param1 == 1:
         if value >= COUNTER_MAX:
             raise refuse(f"Counter {cmd.param2}: at its maximum {COUNTER_MAX}")
         value += 1
-        state.config[at : at + 8] = encode_counter(value)
+        state.config[span.offset : span.stop] = encode_counter(value)
     return value.to_bytes(4, "little")

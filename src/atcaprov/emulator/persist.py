@@ -14,9 +14,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..datasheet import SN_LAST, SN_PREFIX, serial_number
 from .exceptions import StateFileError
 from .state import Memory
-from .zones import CONFIG_SIZE, OTP_SIZE, SLOT_COUNT, SLOT_SIZES, SN01, SN8, serial_of
+from .zones import MODEL
 
 FORMAT_NAME = "atcaprov-atecc508a"
 FORMAT_VERSION = 1
@@ -26,7 +27,7 @@ def memory_to_json(memory: Memory) -> dict[str, Any]:
     return {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
-        "serial_number": serial_of(memory.config).hex(),
+        "serial_number": serial_number(memory.config).hex(),
         "config": memory.config.hex(),
         "otp": memory.otp.hex(),
         "slots": [slot.hex() for slot in memory.slots],
@@ -83,17 +84,19 @@ def load_memory(path: str | os.PathLike[str]) -> Memory:
     for name in ("config", "otp", "slots"):
         if name not in doc:
             raise StateFileError(source, name, "missing")
-    config = _hex_field(source, doc, "config", CONFIG_SIZE, doc["config"])
-    otp = _hex_field(source, doc, "otp", OTP_SIZE, doc["otp"])
+    config = _hex_field(source, doc, "config", MODEL.config_size, doc["config"])
+    otp = _hex_field(source, doc, "otp", MODEL.otp_size, doc["otp"])
     slots_doc = doc["slots"]
-    if not isinstance(slots_doc, list) or len(slots_doc) != SLOT_COUNT:
-        raise StateFileError(source, "slots", f"expected a list of {SLOT_COUNT} hex strings")
+    if not isinstance(slots_doc, list) or len(slots_doc) != MODEL.slot_count:
+        raise StateFileError(
+            source, "slots", f"expected a list of {MODEL.slot_count} hex strings"
+        )
     slots = [
-        _hex_field(source, doc, f"slots[{n}]", SLOT_SIZES[n], slots_doc[n])
-        for n in range(SLOT_COUNT)
+        _hex_field(source, doc, f"slots[{n}]", size, slots_doc[n])
+        for n, size in enumerate(MODEL.slot_sizes)
     ]
-    sn = serial_of(config)
-    if sn[0:2] != SN01 or sn[8] != SN8:
+    sn = serial_number(config)
+    if sn[0:2] != SN_PREFIX or sn[8] != SN_LAST:
         raise StateFileError(source, "config", f"serial number {sn.hex()} is not a 508A's")
     if "serial_number" in doc and doc["serial_number"] != sn.hex():
         raise StateFileError(

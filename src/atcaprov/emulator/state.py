@@ -16,19 +16,16 @@ from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from .zones import (
-    CFG_LOCK_CONFIG,
-    CFG_LOCK_VALUE,
-    CFG_SLOT_LOCKED,
+from ..datasheet import (
     LOCKED,
-    OTP_SIZE,
-    SLOT_SIZES,
     KeyConfig,
     SlotConfig,
-    key_config_word,
-    serial_of,
-    slot_config_word,
+    key_config,
+    serial_number,
+    slot_config,
+    slot_locked,
 )
+from .zones import CONFIG_MAP, MODEL
 
 if TYPE_CHECKING:
     from hashlib import _Hash
@@ -81,8 +78,10 @@ class Memory:
     """The EEPROM: config (128), OTP (64) and the 16 data slots (36/416/72 bytes)."""
 
     config: bytearray
-    otp: bytearray = field(default_factory=lambda: bytearray(b"\xff" * OTP_SIZE))
-    slots: list[bytearray] = field(default_factory=lambda: [bytearray(size) for size in SLOT_SIZES])
+    otp: bytearray = field(default_factory=lambda: bytearray(b"\xff" * MODEL.otp_size))
+    slots: list[bytearray] = field(
+        default_factory=lambda: [bytearray(size) for size in MODEL.slot_sizes]
+    )
 
 
 @dataclass
@@ -114,25 +113,24 @@ class ChipState:
 
     @property
     def serial(self) -> bytes:
-        return serial_of(self.memory.config)
+        return serial_number(self.memory.config)
 
     @property
     def config_locked(self) -> bool:
-        return self.memory.config[CFG_LOCK_CONFIG] == LOCKED
+        return self.memory.config[CONFIG_MAP.lock_config] == LOCKED
 
     @property
     def data_locked(self) -> bool:
-        return self.memory.config[CFG_LOCK_VALUE] == LOCKED
+        return self.memory.config[CONFIG_MAP.lock_value] == LOCKED
 
     def slot_locked(self, slot: int) -> bool:
-        bits = int.from_bytes(self.memory.config[CFG_SLOT_LOCKED : CFG_SLOT_LOCKED + 2], "little")
-        return not (bits >> slot) & 1
+        return slot_locked(self.memory.config, slot)
 
     def slot_config(self, slot: int) -> SlotConfig:
-        return SlotConfig(slot_config_word(self.memory.config, slot))
+        return slot_config(self.memory.config, slot)
 
     def key_config(self, slot: int) -> KeyConfig:
-        return KeyConfig(key_config_word(self.memory.config, slot))
+        return key_config(self.memory.config, slot)
 
     # ---- randomness ----------------------------------------------------------------------
     def random32(self) -> bytes:

@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
+from atcaprov.datasheet import ATECC508A, ATECC508A_CONFIG_MAP, serial_number
 from atcaprov.packet import crc16_value
 
 from . import password as pw
@@ -69,8 +70,8 @@ NAME_SLOT = 9
 INFO_SLOT = 10
 CERT_MORE_SLOTS = (11, 12, 13, 14, 15)  # layout 2: where the certificate continues, in order
 BLOCK = 32
-CERT_SLOT_SIZE = 416
-MORE_SLOT_SIZE = 72
+CERT_SLOT_SIZE = ATECC508A.slot_sizes[CERT_SLOT]  # 416
+MORE_SLOT_SIZE = ATECC508A.slot_sizes[CERT_MORE_SLOTS[0]]  # 72, as all of slots 11-15
 CERT_LENGTH_SIZE = 2
 CERT_MAX_V1 = CERT_SLOT_SIZE - CERT_LENGTH_SIZE  # 414: layout 1 keeps it all in slot 8
 CERT_MAX = CERT_MAX_V1 + len(CERT_MORE_SLOTS) * MORE_SLOT_SIZE  # 774: what a module holds
@@ -90,14 +91,15 @@ SLOTCFG_DATA = 0x8000  # clear reads, WriteConfig 1000 = never
 KEYCFG_SIGNER_KEY = 0x0013  # Private, PubInfo, KeyType P256
 KEYCFG_REQ_AUTH = 0x0080
 KEYCFG_DATA = 0x001C  # KeyType 7 (not an ECC key), not lockable
-CFG_I2C_ADDRESS = 16
-CFG_OTP_MODE = 18
-CFG_CHIP_MODE = 19
-CFG_SLOT_CONFIG = 20
-CFG_KEY_CONFIG = 96
-CFG_LOCK_VALUE = 86
-CFG_LOCK_CONFIG = 87
-CFG_SLOT_LOCKED = 88
+CFG_I2C_ADDRESS = ATECC508A_CONFIG_MAP.i2c_address
+CFG_OTP_MODE = ATECC508A_CONFIG_MAP.otp_mode
+CFG_CHIP_MODE = ATECC508A_CONFIG_MAP.chip_mode
+CFG_SLOT_CONFIG = ATECC508A_CONFIG_MAP.slot_config.offset
+CFG_KEY_CONFIG = ATECC508A_CONFIG_MAP.key_config.offset
+CFG_LOCK_VALUE = ATECC508A_CONFIG_MAP.lock_value
+CFG_LOCK_CONFIG = ATECC508A_CONFIG_MAP.lock_config
+CFG_SLOT_LOCKED = ATECC508A_CONFIG_MAP.slot_locked.offset
+CONFIG_SIZE = ATECC508A.config_size
 OTP_MODE_READ_ONLY = 0xAA
 
 
@@ -111,12 +113,12 @@ def signer_module_config(base: bytes, *, password: bool) -> bytes:
     UpdateExtra/Lock only) are kept from ``base``; OTP mode, ChipMode, SlotConfig, KeyConfig,
     SlotLocked and X509format are set for the layout.
     """
-    if len(base) != 128:
+    if len(base) != CONFIG_SIZE:
         raise ValueError(f"config must be 128 bytes, got {len(base)}")
     cfg = bytearray(base)
     cfg[CFG_OTP_MODE] = OTP_MODE_READ_ONLY
     cfg[CFG_CHIP_MODE] = 0x00
-    for slot in range(16):
+    for slot in range(ATECC508A.slot_count):
         if slot == SIGNER_KEY_SLOT:
             slot_word, key_word = SLOTCFG_SIGNER_KEY, KEYCFG_SIGNER_KEY
             if password:
@@ -138,7 +140,7 @@ def _word(config: bytes, offset: int) -> int:
 
 def check_module_config(config: bytes) -> tuple[bool, int]:
     """Check a read config against the layout; return (password protected, AuthKey slot)."""
-    if len(config) != 128:
+    if len(config) != CONFIG_SIZE:
         raise SignerFormatError(f"config must be 128 bytes, got {len(config)}")
     if config[CFG_LOCK_CONFIG] != 0x00 or config[CFG_LOCK_VALUE] != 0x00:
         raise SignerFormatError(
@@ -594,7 +596,7 @@ def read_module(device: Device) -> ModuleContents:
     """
     config = bytes(device.read_config_zone())
     protected, auth_slot = check_module_config(config)
-    serial = config[0:4] + config[8:13]
+    serial = serial_number(config)
     info = ModuleInfo.decode(_read_slot(device, INFO_SLOT, INFO_AREA))
     if protected != (info.scheme != SCHEME_NONE):
         raise SignerFormatError(
