@@ -19,10 +19,16 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from .atcacert.build import get_signer_id
+from .atcacert.build import compress, get_signer_id, rebuild
 from .atcacert.certdef import CertDef, DeviceLoc, DevZone
 from .atcacert.csource import CFile, CVar, InitList, Node, parse_c_source
-from .atcacert.cwriter import c_byte_array, c_hex_bytes, c_string, cert_def_names
+from .atcacert.cwriter import (
+    c_byte_array,
+    c_hex_bytes,
+    c_string,
+    cert_def_names,
+    cert_def_to_c,
+)
 from .atcacert.errors import AtcacertCode, CertError, CSourceError
 from .atcacert.keys import key_id, public_key_bytes, public_key_object
 from .atcacert.loader import StructReader
@@ -161,11 +167,11 @@ class CertInfo:
         signer_pub = public_key_bytes(pub)
         signer_id = get_signer_id(signer_cert_def, signer_cert_der) \
             if signer_cert_def.std_cert_elements.signer_id.count else b"\x00\x00"
-        comp = signer_cert_def.compress(signer_cert_der)
+        comp = compress(signer_cert_def, signer_cert_der)
         root_pub = root.public_key()
         assert isinstance(root_pub, ec.EllipticCurvePublicKey)
-        rebuilt = signer_cert_def.rebuild(comp, signer_pub, None,
-                                          ca_public_key=public_key_bytes(root_pub))
+        rebuilt = rebuild(signer_cert_def, comp, signer_pub, None,
+                          ca_public_key=public_key_bytes(root_pub))
         if rebuilt != signer_cert_der:
             raise CertInfoError("the signer definition does not rebuild the signer certificate "
                                 "byte for byte", field="signer_cert_def")
@@ -186,9 +192,9 @@ class CertInfo:
             _HEADER.format(index=index, name=self.signer_name.replace("*/", "* /")),
             _TYPEDEF,
             "/* ---- signer certificate definition ---- */",
-            self.signer_cert_def.to_c_source(signer_def_name, include=False),
+            cert_def_to_c(self.signer_cert_def, signer_def_name, include=False),
             "/* ---- device certificate definition ---- */",
-            device_def.to_c_source(device_def_name, include=False),
+            cert_def_to_c(device_def, device_def_name, include=False),
             "/* ---- signer identity ---- */",
             c_byte_array("g_atcaprov_signer_public_key", self.signer_public_key, sized=True,
                          comment="signer public key, X || Y (64 bytes)"),

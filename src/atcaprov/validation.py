@@ -15,7 +15,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
-from .atcacert import CertDef, DevZone
+from .atcacert import CertDef, DevZone, rebuild
 from .atcacert.keys import public_key_bytes, public_key_object, unpad_public_key
 from .atcacert.sn import SnSource
 from .certinfo import CertInfo
@@ -75,7 +75,8 @@ def read_cert(
         for e in cert_def.cert_elements
         if e.device_loc.present
     }
-    return cert_def.rebuild(
+    return rebuild(
+        cert_def,
         comp,
         public_key,
         device_sn,

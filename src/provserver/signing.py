@@ -18,6 +18,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
+from atcaprov.atcacert.build import prepare
 from atcaprov.atcacert.errors import CertError
 from atcaprov.protocol import CertReply, CertRequest, ErrorReply
 from atcaprov.return_codes import ReturnCode, ReturnCodeError
@@ -259,7 +260,8 @@ class SigningService:
                 f"{request.chain_id}; signer {identity.signer_id.hex().upper()} issues device "
                 f"template {cert_def.template_id} chain {cert_def.chain_id}",
             )
-        unsigned = cert_def.prepare(
+        unsigned = prepare(
+            cert_def,
             public_key=checked.public_key,
             issue_date=_hour_floor_utc(when),
             signer_id=identity.signer_id,
