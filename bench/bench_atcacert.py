@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature
 
+from atcaprov import atcacert
 from atcaprov.atcacert import (
     make_root_cert,
     make_signer_cert,
@@ -70,17 +71,18 @@ def main() -> None:
         return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
     def build() -> bytes:
-        return device_def.build(public_key=device_pub, issue_date=now, signer_id=b"\xc4\x8b",
-                                sign=sign, ca_public_key=signer_pub).comp_cert
+        return atcacert.build_cert(device_def, public_key=device_pub, issue_date=now,
+                                   signer_id=b"\xc4\x8b", sign=sign,
+                                   ca_public_key=signer_pub).comp_cert
 
-    built = device_def.build(public_key=device_pub, issue_date=now, signer_id=b"\xc4\x8b",
-                             sign=sign, ca_public_key=signer_pub)
+    built = atcacert.build_cert(device_def, public_key=device_pub, issue_date=now,
+                                signer_id=b"\xc4\x8b", sign=sign, ca_public_key=signer_pub)
 
     def rebuild() -> bytes:
-        return device_def.rebuild(built.comp_cert, device_pub, ca_public_key=signer_pub)
+        return atcacert.rebuild(device_def, built.comp_cert, device_pub, ca_public_key=signer_pub)
 
     def compress() -> bytes:
-        return device_def.compress(built.cert_der)
+        return atcacert.compress(device_def, built.cert_der)
 
     assert rebuild() == built.cert_der
     raw, n_raw = rate(raw_sign, args.seconds, args.max_count)

@@ -17,15 +17,21 @@ from dataclasses import dataclass, replace
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import ec
 
-from .atcacert.build import get_signer_id
+from .atcacert.build import compress, get_signer_id, rebuild
 from .atcacert.certdef import CertDef, DeviceLoc, DevZone
 from .atcacert.csource import CFile, CVar, InitList, Node, parse_c_source
-from .atcacert.cwriter import c_byte_array, c_hex_bytes, c_string, cert_def_names
+from .atcacert.cwriter import (
+    c_byte_array,
+    c_hex_bytes,
+    c_string,
+    cert_def_names,
+    cert_def_to_c,
+)
 from .atcacert.errors import AtcacertCode, CertError, CSourceError
-from .atcacert.keys import key_id, public_key_bytes, public_key_object
+from .atcacert.keys import key_id, public_key_object
 from .atcacert.loader import StructReader
+from .crypto import CryptoFormatError, certificate_public_key, public_key_xy
 from .errors import AtcaprovError
 
 CERT_INFO_VERSION = 1
@@ -95,8 +101,10 @@ class CertInfo:
         except ValueError as exc:
             raise CertInfoError(f"root certificate is not DER X.509: {exc}",
                                 field="root_cert") from exc
-        if not isinstance(root.public_key(), ec.EllipticCurvePublicKey):
-            raise CertInfoError("root certificate key is not EC P-256", field="root_cert")
+        try:
+            certificate_public_key(root)
+        except CryptoFormatError as exc:
+            raise CertInfoError("root certificate key is not EC P-256", field="root_cert") from exc
         self.slots  # noqa: B018 - validates the slot layout
         if self.signer_cert_def.public_key_dev_loc.count != 72:
             raise CertInfoError("the signer public key must be stored padded (72 bytes)",
@@ -121,9 +129,8 @@ class CertInfo:
 
     @property
     def root_public_key(self) -> bytes:
-        key = x509.load_der_x509_certificate(self.root_cert_der).public_key()
-        assert isinstance(key, ec.EllipticCurvePublicKey)
-        return public_key_bytes(key)
+        root = x509.load_der_x509_certificate(self.root_cert_der)
+        return public_key_xy(certificate_public_key(root))  # checked in __post_init__
 
     @property
     def slots(self) -> CertInfoSlots:
@@ -155,17 +162,19 @@ class CertInfo:
         except InvalidSignature as exc:
             raise CertInfoError("signer certificate signature does not verify with the root "
                                 "key", field="signer_cert") from exc
-        pub = signer.public_key()
-        if not isinstance(pub, ec.EllipticCurvePublicKey):
-            raise CertInfoError("signer key is not EC P-256", field="signer_cert")
-        signer_pub = public_key_bytes(pub)
+        try:
+            signer_pub = public_key_xy(certificate_public_key(signer))
+        except CryptoFormatError as exc:
+            raise CertInfoError("signer key is not EC P-256", field="signer_cert") from exc
         signer_id = get_signer_id(signer_cert_def, signer_cert_der) \
             if signer_cert_def.std_cert_elements.signer_id.count else b"\x00\x00"
-        comp = signer_cert_def.compress(signer_cert_der)
-        root_pub = root.public_key()
-        assert isinstance(root_pub, ec.EllipticCurvePublicKey)
-        rebuilt = signer_cert_def.rebuild(comp, signer_pub, None,
-                                          ca_public_key=public_key_bytes(root_pub))
+        comp = compress(signer_cert_def, signer_cert_der)
+        try:
+            root_pub = public_key_xy(certificate_public_key(root))
+        except CryptoFormatError as exc:
+            raise CertInfoError("root certificate key is not EC P-256", field="root_cert") \
+                from exc
+        rebuilt = rebuild(signer_cert_def, comp, signer_pub, None, ca_public_key=root_pub)
         if rebuilt != signer_cert_der:
             raise CertInfoError("the signer definition does not rebuild the signer certificate "
                                 "byte for byte", field="signer_cert_def")
@@ -186,9 +195,9 @@ class CertInfo:
             _HEADER.format(index=index, name=self.signer_name.replace("*/", "* /")),
             _TYPEDEF,
             "/* ---- signer certificate definition ---- */",
-            self.signer_cert_def.to_c_source(signer_def_name, include=False),
+            cert_def_to_c(self.signer_cert_def, signer_def_name, include=False),
             "/* ---- device certificate definition ---- */",
-            device_def.to_c_source(device_def_name, include=False),
+            cert_def_to_c(device_def, device_def_name, include=False),
             "/* ---- signer identity ---- */",
             c_byte_array("g_atcaprov_signer_public_key", self.signer_public_key, sized=True,
                          comment="signer public key, X || Y (64 bytes)"),

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TypeVar
 
-from .atcacert import CertDef, DevZone
+from .atcacert import CertDef, DevZone, compress, rebuild
 from .atcacert.keys import pad_public_key
 from .atcacert.sn import SnSource
 from .certinfo import CertInfo
@@ -194,19 +194,21 @@ class _Run:
         signer_pub = cert_public_key(reply.signer_cert)
         images = _SlotImages()
         signer_def, device_def = info.signer_cert_def, info.device_cert_def
-        signer_comp = signer_def.compress(reply.signer_cert)
-        device_comp = device_def.compress(reply.device_cert)
+        signer_comp = compress(signer_def, reply.signer_cert)
+        device_comp = compress(device_def, reply.device_cert)
         _place_cert(images, signer_def, signer_comp, reply.signer_cert, signer_pub)
         _place_cert(images, device_def, device_comp, reply.device_cert, None)
         images.write(self.device)
         # Check before the data lock: rebuild from exactly what was written.
-        rebuilt_signer = signer_def.rebuild(
+        rebuilt_signer = rebuild(
+            signer_def,
             images.read(signer_def.comp_cert_dev_loc.zone, signer_def.comp_cert_dev_loc.slot,
                         signer_def.comp_cert_dev_loc.offset, 72),
             signer_pub, device_sn, ca_public_key=info.root_public_key,
             cert_sn=_stored_sn(images, signer_def),
         )
-        rebuilt_device = device_def.rebuild(
+        rebuilt_device = rebuild(
+            device_def,
             images.read(device_def.comp_cert_dev_loc.zone, device_def.comp_cert_dev_loc.slot,
                         device_def.comp_cert_dev_loc.offset, 72),
             public_key, device_sn, ca_public_key=signer_pub,

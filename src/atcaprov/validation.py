@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, utils
+from cryptography.hazmat.primitives.asymmetric import ec
 
-from .atcacert import CertDef, DevZone
-from .atcacert.keys import public_key_bytes, public_key_object, unpad_public_key
+from .atcacert import CertDef, DevZone, rebuild
+from .atcacert.keys import public_key_object, unpad_public_key
 from .atcacert.sn import SnSource
 from .certinfo import CertInfo
 from .config import LOCK_CONFIG_OFFSET, LOCK_VALUE_OFFSET, LOCKED
+from .crypto import CryptoFormatError, certificate_public_key, public_key_xy, verify_digest
 from .datasheet import serial_number
 from .device import ZONE_CONFIG, ZONE_DATA, ZONE_OTP, Device
 from .errors import AtcaprovError
@@ -71,7 +71,8 @@ def read_cert(
         for e in cert_def.cert_elements
         if e.device_loc.present
     }
-    return cert_def.rebuild(
+    return rebuild(
+        cert_def,
         comp,
         public_key,
         device_sn,
@@ -100,12 +101,11 @@ def verify_chain(device_cert_der: bytes, signer_cert_der: bytes, root_cert_der: 
         device = x509.load_der_x509_certificate(device_cert_der)
     except ValueError as exc:
         raise ValidationError(f"certificate does not parse as X.509: {exc}") from exc
-    root_key = root.public_key()
-    signer_key = signer.public_key()
-    if not isinstance(root_key, ec.EllipticCurvePublicKey) or not isinstance(
-        signer_key, ec.EllipticCurvePublicKey
-    ):
-        raise ValidationError("root and signer keys must be EC P-256 keys")
+    try:
+        root_key = certificate_public_key(root)
+        signer_key = certificate_public_key(signer)
+    except CryptoFormatError:
+        raise ValidationError("root and signer keys must be EC P-256 keys") from None
     _verify_signed_by(root, root_key, "root certificate (self-signed)")
     _verify_signed_by(signer, root_key, "signer certificate")
     _verify_signed_by(device, signer_key, "device certificate")
@@ -120,24 +120,19 @@ def key_challenge(device: Device, slot: int, public_key: bytes,
     """Prove the chip holds the private key of ``public_key``: sign a fresh random challenge."""
     msg = challenge if challenge is not None else os.urandom(32)
     signature = device.sign(slot, msg)
-    r = int.from_bytes(signature[:32], "big")
-    s = int.from_bytes(signature[32:], "big")
-    try:
-        public_key_object(public_key).verify(
-            utils.encode_dss_signature(r, s), msg, ec.ECDSA(utils.Prehashed(hashes.SHA256()))
-        )
-    except InvalidSignature:
+    if not verify_digest(public_key_object(public_key), msg, signature):
         raise ValidationError(
             f"the key in slot {slot} did not sign the challenge for the certificate's public key"
-        ) from None
+        )
 
 
 def cert_public_key(cert_der: bytes) -> bytes:
     """X||Y of a certificate's EC public key."""
-    key = x509.load_der_x509_certificate(cert_der).public_key()
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise ValidationError("certificate key is not an EC key")
-    return public_key_bytes(key)
+    try:
+        key = certificate_public_key(x509.load_der_x509_certificate(cert_der))
+    except CryptoFormatError:
+        raise ValidationError("certificate key is not an EC key") from None
+    return public_key_xy(key)
 
 
 @dataclass

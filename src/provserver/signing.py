@@ -14,11 +14,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, utils
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
+from atcaprov.atcacert.build import prepare
 from atcaprov.atcacert.errors import CertError
+from atcaprov.crypto import CryptoFormatError, public_key_from_xy, verify_digest
 from atcaprov.datasheet import (
     ATECC508A,
     ATECC508A_CONFIG_MAP,
@@ -113,10 +114,8 @@ def check_public_key(public_key: bytes) -> ec.EllipticCurvePublicKey:
             f"device public key is {len(public_key)} bytes, expected {PUBLIC_KEY_SIZE} (X || Y)",
         )
     try:
-        return ec.EllipticCurvePublicKey.from_encoded_point(
-            ec.SECP256R1(), b"\x04" + bytes(public_key)
-        )
-    except ValueError:
+        return public_key_from_xy(public_key)
+    except CryptoFormatError:
         raise RequestRefused(
             ReturnCode.BAD_PUBLIC_KEY,
             f"device public key {bytes(public_key[:8]).hex().upper()}... is not a point on P-256",
@@ -262,7 +261,8 @@ class SigningService:
                 f"{request.chain_id}; signer {identity.signer_id.hex().upper()} issues device "
                 f"template {cert_def.template_id} chain {cert_def.chain_id}",
             )
-        unsigned = cert_def.prepare(
+        unsigned = prepare(
+            cert_def,
             public_key=checked.public_key,
             issue_date=_hour_floor_utc(when),
             signer_id=identity.signer_id,
@@ -316,18 +316,12 @@ def _check_signature(identity: SignerIdentity, digest: bytes, signature: bytes) 
             ReturnCode.SIGNING_FAILED,
             f"{signer_label(identity)} returned {len(signature)} signature bytes, expected 64",
         )
-    key = identity.verify_key
-    r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-    try:
-        key.verify(
-            utils.encode_dss_signature(r, s), digest, ec.ECDSA(utils.Prehashed(hashes.SHA256()))
-        )
-    except InvalidSignature:
+    if not verify_digest(identity.verify_key, digest, signature):
         raise RequestRefused(
             ReturnCode.SIGNING_FAILED,
             f"{signer_label(identity)} returned a signature that does not verify with its "
             "signer certificate (wrong key in the module?)",
-        ) from None
+        )
 
 
 def build_signing_service(

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
+from atcaprov.atcacert import build_cert
 from atcaprov.atcacert.keys import public_key_bytes
 from atcaprov.atcacert.standard import make_root_cert, make_signer_cert, make_standard_cert_defs
 from atcaprov.certinfo import CertInfo
@@ -79,7 +80,8 @@ class InMemoryServer:
         info = self.pki.cert_info
         config = msg.config_zone
         device_sn = bytes(config[0:4]) + bytes(config[8:13])
-        built = info.device_cert_def.build(
+        built = build_cert(
+            info.device_cert_def,
             public_key=msg.device_public_key, issue_date=NOW, signer_id=info.signer_id,
             sign=lambda d: sign_digest(self.pki.signer_key, d), device_sn=device_sn,
             ca_public_key=info.signer_public_key,

@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from provisioning_kit import NOW, make_pki, sign_digest
 
-from atcaprov.atcacert import load_cert_defs
+from atcaprov.atcacert import build_cert, cert_def_to_c, load_cert_defs
 from atcaprov.atcacert.keys import public_key_bytes
 from atcaprov.atcacert.standard import make_device_template_cert
 from atcaprov.cli import main
@@ -38,10 +38,10 @@ def test_def_from_cert_compress_rebuild_round_trip(tmp_path: Path) -> None:
 
     key = ec.generate_private_key(ec.SECP256R1())
     sn = bytes.fromhex("0123A1B2C3D4E5F6EE")
-    built = device_def.build(public_key=public_key_bytes(key.public_key()), issue_date=NOW,
-                             signer_id=pki.cert_info.signer_id, device_sn=sn,
-                             sign=lambda d: sign_digest(pki.signer_key, d),
-                             ca_public_key=pki.cert_info.signer_public_key)
+    built = build_cert(device_def, public_key=public_key_bytes(key.public_key()), issue_date=NOW,
+                       signer_id=pki.cert_info.signer_id, device_sn=sn,
+                       sign=lambda d: sign_digest(pki.signer_key, d),
+                       ca_public_key=pki.cert_info.signer_public_key)
     device_pem = tmp_path / "device.pem"
     device_pem.write_bytes(_pem(built.cert_der))
     result = runner.invoke(main, ["cert", "compress", str(device_pem), "--def", str(cdef)])
@@ -84,7 +84,7 @@ def test_bad_input_is_a_clear_error(tmp_path: Path, args: list[str], message: st
     bad.write_text("not a certificate\n")
     cdef = tmp_path / "d.c"
     pki = make_pki()
-    cdef.write_text(pki.cert_info.device_cert_def.to_c_source("2_device"))
+    cdef.write_text(cert_def_to_c(pki.cert_info.device_cert_def, "2_device"))
     argv = ["cert", *[a.format(bad=bad, cdef=cdef) for a in args]]
     result = CliRunner().invoke(main, argv)
     assert result.exit_code != 0

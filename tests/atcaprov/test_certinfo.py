@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from atcaprov.atcacert import (
     CSourceError,
+    cert_def_to_c,
     key_id,
     load_cert_defs,
     make_root_cert,
@@ -95,7 +96,7 @@ def test_slots_that_disagree_with_the_defs() -> None:
 
 def test_no_info_variable() -> None:
     with pytest.raises(CSourceError) as err:
-        parse_cert_info(DEFS.signer.to_c_source("1_signer"), "defs_only.c")
+        parse_cert_info(cert_def_to_c(DEFS.signer, "1_signer"), "defs_only.c")
     assert "atcaprov_cert_info_t" in str(err.value) and err.value.filename == "defs_only.c"
 
 

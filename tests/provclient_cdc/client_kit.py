@@ -20,6 +20,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
+from atcaprov.atcacert import build_cert
 from atcaprov.atcacert.keys import public_key_bytes
 from atcaprov.atcacert.standard import make_root_cert, make_signer_cert, make_standard_cert_defs
 from atcaprov.certinfo import CertInfo
@@ -135,7 +136,8 @@ class CertServer:
         info = self.pki.cert_info
         config = msg.config_zone
         device_sn = bytes(config[0:4]) + bytes(config[8:13])
-        built = info.device_cert_def.build(
+        built = build_cert(
+            info.device_cert_def,
             public_key=msg.device_public_key, issue_date=NOW, signer_id=info.signer_id,
             sign=lambda d: _sign(self.pki.signer_key, d), device_sn=device_sn,
             ca_public_key=info.signer_public_key,

@@ -21,6 +21,7 @@ from test_server_support import (
     make_request,
 )
 
+from atcaprov.atcacert import compress, rebuild
 from atcaprov.atcacert.keys import public_key_bytes
 from atcaprov.protocol import HEADER_SIZE, CertReply, ErrorReply, encode
 from atcaprov.return_codes import ReturnCode
@@ -108,8 +109,9 @@ async def test_request_served_and_rebuildable_from_compressed_cert() -> None:
         assert reply.signer_cert == run.chain.signer_cert
         assert reply.root_cert == run.chain.root_cert
         cert_def = run.chain.profile.device_cert_def
-        comp = cert_def.compress(reply.device_cert)
-        rebuilt = cert_def.rebuild(
+        comp = compress(cert_def, reply.device_cert)
+        rebuilt = rebuild(
+            cert_def,
             comp,
             request.device_public_key,
             request.device_serial_number,

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from test_server_support import config_zone, device_key, make_chain
 
+from atcaprov.atcacert import cert_def_to_c
 from atcaprov.atcacert.certdef import CertElement, CertLoc, DeviceLoc, DevZone
 from atcaprov.return_codes import ReturnCode
 from provserver.profile import (
@@ -104,7 +105,7 @@ def test_profile_files_store_and_validity_override(tmp_path: Path) -> None:
 
 
 def test_profile_from_c_file(tmp_path: Path) -> None:
-    c_text = CHAIN.profile.device_cert_def.to_c_source("2_device")
+    c_text = cert_def_to_c(CHAIN.profile.device_cert_def, "2_device")
     (tmp_path / "cert_def_2_device.c").write_text(c_text)
     (tmp_path / "p.json").write_text(
         json.dumps(

@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from atcaprov.atcacert import build_cert, compress, rebuild
 from atcaprov.certinfo import load_cert_info
 from atcaprov.device import Device
 from atcaprov.emulator import Atecc508a
@@ -137,7 +138,8 @@ def test_create_sim_new_root_then_end_to_end(tmp_path: Path) -> None:
         numbers = device_key.public_key().public_numbers()
         device_pub = numbers.x.to_bytes(32, "big") + numbers.y.to_bytes(32, "big")
         device_sn = bytes.fromhex("0123A1B2C3D4E5F6EE")
-        built = profile.device_cert_def.build(
+        built = build_cert(
+            profile.device_cert_def,
             public_key=device_pub,
             issue_date=ISSUE,
             signer_id=ident.signer_id,
@@ -152,15 +154,17 @@ def test_create_sim_new_root_then_end_to_end(tmp_path: Path) -> None:
         aki = device.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
         assert aki.key_identifier == ident.key_id
         # The station side rebuilds the same certificate from the compressed record.
-        comp = info.device_cert_def.compress(built.cert_der)
-        rebuilt = info.device_cert_def.rebuild(
+        comp = compress(info.device_cert_def, built.cert_der)
+        rebuilt = rebuild(
+            info.device_cert_def,
             comp, device_pub, device_sn, ca_public_key=info.signer_public_key
         )
         assert rebuilt == built.cert_der
         # ... and the signer certificate from the signer def.
-        signer_comp = info.signer_cert_def.compress(ident.signer_cert_der)
+        signer_comp = compress(info.signer_cert_def, ident.signer_cert_der)
         assert (
-            info.signer_cert_def.rebuild(
+            rebuild(
+                info.signer_cert_def,
                 signer_comp, info.signer_public_key, None, ca_public_key=info.root_public_key
             )
             == ident.signer_cert_der
@@ -327,7 +331,8 @@ def test_create_pem(tmp_path: Path, root_files: tuple[Path, Path]) -> None:
             "6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296"
             "4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5"
         )  # the P-256 generator: any valid point will do
-        built = profile.device_cert_def.build(
+        built = build_cert(
+            profile.device_cert_def,
             public_key=device_pub,
             issue_date=ISSUE,
             signer_id=module.identity.signer_id,
@@ -490,7 +495,8 @@ def test_create_pkcs11_softhsm(softhsm: str, tmp_path: Path, root_files: tuple[P
         device_pub = device_key.public_bytes(
             serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
         )[1:]
-        built = profile.device_cert_def.build(
+        built = build_cert(
+            profile.device_cert_def,
             public_key=device_pub,
             issue_date=ISSUE,
             signer_id=module.identity.signer_id,
@@ -810,10 +816,10 @@ async def test_server_signs_for_created_sim_signer(
     assert reply.root_cert == info.root_cert_der
     verify_chain(reply.device_cert, reply.signer_cert, info.root_cert_der)
     # The station can store it compressed and rebuild it byte for byte.
-    comp = info.device_cert_def.compress(reply.device_cert)
+    comp = compress(info.device_cert_def, reply.device_cert)
     sn = config_zone(7)[0:4] + config_zone(7)[8:13]
     assert (
-        info.device_cert_def.rebuild(comp, device_pub, sn, ca_public_key=info.signer_public_key)
+        rebuild(info.device_cert_def, comp, device_pub, sn, ca_public_key=info.signer_public_key)
         == reply.device_cert
     )
 

@@ -3,16 +3,29 @@
 Owns certificate definitions (``CertDef``, the typed ``atcacert_def_t``), the 72-byte
 compressed record, the date formats, serial-number sources, build/rebuild/compress, and the C
 source files that carry definitions (parse with ``load_cert_defs``, write with
-``CertDef.to_c_source``, create from a real certificate with ``cert_def_from_cert``).
+``cert_def_to_c``, create from a real certificate with ``cert_def_from_cert``).
+``CertDef`` is a pure data model; the operations take it as first argument:
+``compress(cert_def, cert_der)``, ``rebuild(cert_def, comp_cert, public_key, ...)``,
+``prepare(cert_def, ...)``, ``build_cert(cert_def, ..., sign=...)``.
 Sans-IO throughout: functions take text/bytes and ``now`` where a date is needed.
 
 Modules: ``errors`` (codes), ``dates``, ``der``, ``keys``, ``sn``, ``compressed``, ``certdef``
-(model + validation + device locations), ``build`` (compress/rebuild/build), ``csource`` (C
-parser), ``loader`` (C -> CertDef), ``cwriter`` (CertDef -> C), ``fromcert``
+(model + validation + device locations), ``build`` (compress/rebuild/prepare/build_cert),
+``csource`` (C parser), ``loader`` (C -> CertDef), ``cwriter`` (CertDef -> C), ``fromcert``
 (cert2certdef), ``standard`` (the standard signer/device pair).
 """
 
-from .build import BuiltCert, UnsignedCert, get_signer_id, tbs_digest
+from .build import (
+    BuiltCert,
+    SignFn,
+    UnsignedCert,
+    build_cert,
+    compress,
+    get_signer_id,
+    prepare,
+    rebuild,
+    tbs_digest,
+)
 from .certdef import (
     CertDef,
     CertElement,
@@ -20,13 +33,13 @@ from .certdef import (
     CertType,
     DeviceLoc,
     DevZone,
-    SignFn,
     StdCertElement,
     StdCertElements,
     device_locations,
 )
 from .compressed import COMP_CERT_SIZE, CompCert
 from .csource import CFile, parse_c_source
+from .cwriter import cert_def_to_c
 from .dates import (
     CertDate,
     DateFormat,
@@ -112,8 +125,11 @@ __all__ = [
     "StdCertElement",
     "StdCertElements",
     "UnsignedCert",
+    "build_cert",
     "cert_def_from_cert",
+    "cert_def_to_c",
     "cert_defs_of",
+    "compress",
     "decode_compressed_dates",
     "decode_date",
     "device_locations",
@@ -132,9 +148,11 @@ __all__ = [
     "max_date",
     "pad_public_key",
     "parse_c_source",
+    "prepare",
     "public_key_bytes",
     "public_key_object",
     "raw_public_key",
+    "rebuild",
     "tbs_digest",
     "unpad_public_key",
 ]

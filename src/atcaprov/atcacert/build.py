@@ -1,5 +1,7 @@
-"""Certificate operations on a CertDef: compress (cert -> 72 bytes), rebuild (72 bytes + chip
-data -> cert, byte-identical to what was signed) and build (fill the template, sign the TBS).
+"""Certificate operations on a CertDef, each taking the definition as first argument:
+``compress`` (cert -> 72 bytes), ``rebuild`` (72 bytes + chip data -> cert, byte-identical to
+what was signed), ``prepare`` (fill the template, give the TBS digest to sign) and
+``build_cert`` (prepare, sign with a callback, finish).
 
 Same order of writes as CryptoAuthLib's rebuild: authority key id, compressed cert (signature,
 dates, signer id), stored SN, public key and subject key id, extra elements, generated SN.
@@ -8,7 +10,7 @@ dates, signer id), stored SN, public key and subject key id, extra elements, gen
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -26,6 +28,9 @@ from .der import decode_ecdsa_sig_value, encode_ecdsa_sig_value, read_tlv, set_o
 from .errors import AtcacertCode, CertError
 from .keys import key_id, raw_public_key
 from .sn import SnSource, generate_cert_sn
+
+SignFn = Callable[[bytes], bytes]
+"""``sign(digest32) -> r||s``: signs a 32-byte SHA-256 digest, returns the raw 64-byte signature."""
 
 
 # ---- element access ---------------------------------------------------------------------------
@@ -376,3 +381,14 @@ def prepare(d: CertDef, *, public_key: bytes, issue_date: datetime, signer_id: b
     recorded_id = bytes(signer_id) if d.std_cert_elements.signer_id.count else b"\x00\x00"
     recorded_issue = issue if d.std_cert_elements.issue_date.count else CertDate(2000, 1, 1)
     return UnsignedCert(d, bytes(cert), tbs_digest(d, cert), recorded_issue, recorded_id)
+
+
+def build_cert(d: CertDef, *, public_key: bytes, issue_date: datetime, signer_id: bytes,
+               sign: SignFn, device_sn: bytes | None = None, ca_public_key: bytes | None = None,
+               cert_sn: bytes | None = None,
+               element_data: Mapping[str, bytes] | None = None) -> BuiltCert:
+    """Fill the template, sign the TBS digest with ``sign(digest32) -> r||s``."""
+    unsigned = prepare(d, public_key=public_key, issue_date=issue_date, signer_id=signer_id,
+                       device_sn=device_sn, ca_public_key=ca_public_key, cert_sn=cert_sn,
+                       element_data=element_data)
+    return unsigned.finish(sign(unsigned.tbs_digest))

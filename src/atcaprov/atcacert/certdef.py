@@ -2,25 +2,22 @@
 
 A ``CertDef`` is immutable and validated when created: everything a rebuild writes must fit the
 template for every device of a product (fixed serial-number length, dates of the template's
-ASN.1 type, DER length bytes that cannot change with the signature size...). Operations live in
-``build`` (compress, rebuild, build) and ``cwriter`` (C source); the methods here delegate.
+ASN.1 type, DER length bytes that cannot change with the signature size...). A pure data
+model: the operations on a definition are functions taking it as first argument, in ``build``
+(``compress``, ``rebuild``, ``prepare``, ``build_cert``) and ``cwriter`` (``cert_def_to_c``);
+only ``device_locations`` (which needs nothing but the model) lives here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
-from datetime import datetime
 from enum import IntEnum
-from typing import TYPE_CHECKING
 
 from .dates import DateFormat
 from .der import SIG_DER_MAX, SIG_DER_MIN, encode_length, read_tlv
 from .errors import AtcacertCode, CertDefError, CertError
 from .sn import SnSource
-
-if TYPE_CHECKING:
-    from .build import BuiltCert, UnsignedCert
 
 
 class CertType(IntEnum):
@@ -131,9 +128,6 @@ class StdCertElements:
         return cls(*locs)
 
 
-SignFn = Callable[[bytes], bytes]
-
-
 @dataclass(frozen=True)
 class CertDef:
     """Everything ``atcacert_def_t`` carries (plus the name of the linked CA cert def)."""
@@ -160,53 +154,9 @@ class CertDef:
         object.__setattr__(self, "cert_elements", tuple(self.cert_elements))
         validate_cert_def(self)
 
-    # ---- operations (implemented in build.py / cwriter.py) ------------------------------
-    def compress(self, cert_der: bytes) -> bytes:
-        """The 72-byte compressed record of a certificate made from this definition."""
-        from .build import compress
-
-        return compress(self, cert_der)
-
-    def rebuild(self, comp_cert: bytes, public_key: bytes, device_sn: bytes | None = None, *,
-                ca_public_key: bytes | None = None, cert_sn: bytes | None = None,
-                element_data: Mapping[str, bytes] | None = None) -> bytes:
-        """The full DER certificate from the compressed record and the chip's data."""
-        from .build import rebuild
-
-        return rebuild(self, comp_cert, public_key, device_sn, ca_public_key=ca_public_key,
-                       cert_sn=cert_sn, element_data=element_data)
-
-    def prepare(self, *, public_key: bytes, issue_date: datetime, signer_id: bytes,
-                device_sn: bytes | None = None, ca_public_key: bytes | None = None,
-                cert_sn: bytes | None = None,
-                element_data: Mapping[str, bytes] | None = None) -> UnsignedCert:
-        """Fill the template; the result carries the TBS digest to sign."""
-        from .build import prepare
-
-        return prepare(self, public_key=public_key, issue_date=issue_date,
-                       signer_id=signer_id, device_sn=device_sn, ca_public_key=ca_public_key,
-                       cert_sn=cert_sn, element_data=element_data)
-
-    def build(self, *, public_key: bytes, issue_date: datetime, signer_id: bytes,
-              sign: SignFn, device_sn: bytes | None = None, ca_public_key: bytes | None = None,
-              cert_sn: bytes | None = None,
-              element_data: Mapping[str, bytes] | None = None) -> BuiltCert:
-        """Fill the template, sign the TBS digest with ``sign(digest32) -> r||s``."""
-        unsigned = self.prepare(public_key=public_key, issue_date=issue_date,
-                                signer_id=signer_id, device_sn=device_sn,
-                                ca_public_key=ca_public_key, cert_sn=cert_sn,
-                                element_data=element_data)
-        return unsigned.finish(sign(unsigned.tbs_digest))
-
     def device_locations(self, block_size: int = 32) -> list[DeviceLoc]:
         """The chip areas a rebuild reads, rounded to blocks and merged (facts 5.6 step 1)."""
         return device_locations(self, block_size)
-
-    def to_c_source(self, name: str, *, include: bool = True) -> str:
-        """C source defining this cert def as ``g_cert_def_<name>`` (template, elements)."""
-        from .cwriter import cert_def_to_c
-
-        return cert_def_to_c(self, name, include=include)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -70,6 +70,7 @@ def cert_def_names(name: str) -> tuple[str, str, str]:
 
 
 def cert_def_to_c(d: CertDef, name: str, *, include: bool = True) -> str:
+    """C source defining ``d`` as ``g_cert_def_<name>`` (template, elements)."""
     def_name, tmpl_name, el_name = cert_def_names(name)
     out: list[str] = []
     if include:

@@ -1,14 +1,18 @@
-"""Public-key helpers shared by atcacert, the server and the provisioning flow: key id
-(SHA1(04‖X‖Y)), the 72-byte padded slot form (``00000000‖X‖00000000‖Y``), conversions to and
-from ``cryptography`` key objects."""
+"""atcacert's public-key forms: key id (SHA1(04‖X‖Y)), the 72-byte padded slot form
+(``00000000‖X‖00000000‖Y``), and the accepted input forms (64, 65 or 72 bytes).
+
+The conversions to and from ``cryptography`` key objects are ``atcaprov.crypto``'s;
+``public_key_bytes`` and ``public_key_object`` here call them and keep atcacert's error
+(``CertError`` with ``ATCACERT_E_BAD_PARAMS``) and its wider input forms.
+"""
 
 from __future__ import annotations
 
 import hashlib
 
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from ..crypto import CryptoFormatError, public_key_from_xy, public_key_xy
 from .errors import AtcacertCode, CertError
 
 
@@ -46,16 +50,17 @@ def raw_public_key(public_key: bytes) -> bytes:
 
 
 def public_key_bytes(key: ec.EllipticCurvePublicKey) -> bytes:
-    """X‖Y of a P-256 key object."""
-    if not isinstance(key.curve, ec.SECP256R1):
-        raise CertError(AtcacertCode.BAD_PARAMS, f"key is on {key.curve.name}, not P-256")
-    return key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)[1:]
+    """X‖Y of a P-256 key object (``crypto.public_key_xy``, raising CertError)."""
+    try:
+        return public_key_xy(key)
+    except CryptoFormatError as exc:
+        raise CertError(AtcacertCode.BAD_PARAMS, str(exc)) from exc
 
 
 def public_key_object(public_key: bytes) -> ec.EllipticCurvePublicKey:
-    """A cryptography P-256 key from X‖Y (checks the point is on the curve)."""
+    """A cryptography P-256 key from X‖Y, 04‖X‖Y or the padded form (checks the point is on
+    the curve; ``crypto.public_key_from_xy``, raising CertError)."""
     try:
-        return ec.EllipticCurvePublicKey.from_encoded_point(
-            ec.SECP256R1(), b"\x04" + raw_public_key(public_key))
-    except ValueError as exc:
+        return public_key_from_xy(raw_public_key(public_key))
+    except CryptoFormatError as exc:
         raise CertError(AtcacertCode.BAD_PARAMS, f"not a P-256 public key: {exc}") from exc

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from ..crypto import CryptoFormatError, certificate_public_key, public_key_from_xy
 from .certdef import CertDef, DeviceLoc, DevZone
 from .dates import CertDate
 from .errors import AtcacertCode, CertDefError
@@ -64,6 +65,14 @@ def _name(common_name: str, organization: str | None) -> x509.Name:
     return x509.Name(attrs)
 
 
+def _cert_key(cert: x509.Certificate, role: str) -> ec.EllipticCurvePublicKey:
+    try:
+        return certificate_public_key(cert)
+    except CryptoFormatError as exc:
+        raise CertDefError(f"{role} certificate key is not EC P-256",
+                           field=f"{role}_cert") from exc
+
+
 def make_root_cert(root_key: ec.EllipticCurvePrivateKey, *, common_name: str, now: datetime,
                    organization: str | None = None, expire_years: int = 0) -> bytes:
     """A self-signed P-256 root CA certificate (DER)."""
@@ -92,11 +101,8 @@ def make_signer_cert(root_cert_der: bytes, root_key: ec.EllipticCurvePrivateKey,
                            code=AtcacertCode.BAD_PARAMS)
     root = x509.load_der_x509_certificate(root_cert_der)
     issue = hour_floor(now)
-    pub = ec.EllipticCurvePublicKey.from_encoded_point(
-        ec.SECP256R1(), b"\x04" + raw_public_key(signer_public_key))
-    root_pub = root.public_key()
-    if not isinstance(root_pub, ec.EllipticCurvePublicKey):
-        raise CertDefError("root certificate key is not EC P-256", field="root_cert")
+    pub = public_key_from_xy(raw_public_key(signer_public_key))
+    root_pub = _cert_key(root, "root")
     builder = (x509.CertificateBuilder()
                .subject_name(_name(f"{common_name} {signer_id.hex().upper()}", organization))
                .issuer_name(root.subject).public_key(pub)
@@ -117,9 +123,7 @@ def make_device_template_cert(signer_cert_der: bytes, *, now: datetime,
     """A sample device certificate issued by the signer (throwaway keys; only its layout
     matters): the device def's template."""
     signer = x509.load_der_x509_certificate(signer_cert_der)
-    signer_pub = signer.public_key()
-    if not isinstance(signer_pub, ec.EllipticCurvePublicKey):
-        raise CertDefError("signer certificate key is not EC P-256", field="signer_cert")
+    signer_pub = _cert_key(signer, "signer")
     device_key = ec.generate_private_key(ec.SECP256R1())
     throwaway = ec.generate_private_key(ec.SECP256R1())
     issue = hour_floor(now)
@@ -163,9 +167,7 @@ def make_standard_cert_defs(root_cert_der: bytes, signer_cert_der: bytes, *, now
             raise CertDefError("signer serial number is not 40 xx xx: pass signer_id=",
                                field="signer_id", code=AtcacertCode.BAD_PARAMS)
         signer_id = serial[1:]
-    root_pub = root.public_key()
-    if not isinstance(root_pub, ec.EllipticCurvePublicKey):
-        raise CertDefError("root certificate key is not EC P-256", field="root_cert")
+    root_pub = _cert_key(root, "root")
     signer_def = cert_def_from_cert(
         signer_cert_der, template_id=signer_template_id, chain_id=chain_id,
         sn_source=SnSource.SIGNER_ID, private_key_slot=0,

@@ -17,6 +17,7 @@ import click
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from .. import atcacert
 from ..atcacert import CertDef, load_cert_defs
 from ..errors import AtcaprovError
 from ..pemder import certificate_der
@@ -107,7 +108,7 @@ def def_from_cert(certificate: Path, kind: str, name: str | None, template_id: i
                 False, 0, 72),
             signer_id=signer_id,
         )
-        text = cert_def.to_c_source(name or ("2_device" if device else "1_signer"))
+        text = atcacert.cert_def_to_c(cert_def, name or ("2_device" if device else "1_signer"))
     except AtcaprovError as exc:
         raise click.ClickException(f"{certificate}: {exc}") from exc
     if output is None:
@@ -125,7 +126,7 @@ def compress(certificate: Path, def_file: Path, name: str | None) -> None:
     """Print the 72-byte compressed record of CERTIFICATE (hex)."""
     cert_def = _load_def(def_file, name)
     try:
-        click.echo(cert_def.compress(_read_cert(certificate)).hex().upper())
+        click.echo(atcacert.compress(cert_def, _read_cert(certificate)).hex().upper())
     except AtcaprovError as exc:
         raise click.ClickException(f"{certificate}: {exc}") from exc
 
@@ -144,7 +145,8 @@ def rebuild(def_file: Path, name: str | None, record: str, public_key: str,
     """Print the full certificate (PEM) rebuilt from a compressed record."""
     cert_def = _load_def(def_file, name)
     try:
-        der = cert_def.rebuild(
+        der = atcacert.rebuild(
+            cert_def,
             _hex(record, 72, "--record"), _hex(public_key, 64, "--public-key"),
             _hex(device_sn, 9, "--device-sn") if device_sn else None,
             ca_public_key=_hex(ca_public_key, 64, "--ca-public-key") if ca_public_key else None,

@@ -6,20 +6,20 @@ these handlers return public keys, signatures and shared secrets, never a privat
 
 from __future__ import annotations
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    Prehashed,
-    decode_dss_signature,
-    encode_dss_signature,
-)
 
+from ..crypto import (
+    CryptoFormatError,
+    public_key_from_xy,
+    public_key_xy,
+    sign_digest,
+    verify_digest,
+)
 from ..errors import CheckmacVerifyError, EccFaultError
 from ..packet import Command
 from .checks import STATUS_OK, expect_data_len, expect_key_id, parse_error, refuse
 from .cmd_memory import VALIDITY_INVALID, VALIDITY_VALID, key_valid
-from .state import ChipState, public_key_bytes, sha256
+from .state import ChipState, sha256
 
 GENKEY_PRIVATE = 0x04
 GENKEY_DIGEST = 0x08
@@ -62,7 +62,7 @@ def stored_public_key(state: ChipState, slot: int, what: str) -> bytes:
         key = state.private_key(slot)
         if key is None:
             raise EccFaultError(detail=f"{what}: slot {slot} holds no valid private key")
-        return public_key_bytes(key)
+        return public_key_xy(key)
     raw = state.memory.slots[slot]
     if len(raw) < 72:
         raise refuse(f"{what}: slot {slot} is too small for a public key")
@@ -117,7 +117,7 @@ def handle_genkey(state: ChipState, cmd: Command) -> bytes:
         if found is None:
             raise EccFaultError(detail=f"GenKey: slot {slot} holds no valid private key")
         key = found
-    pub = public_key_bytes(key)
+    pub = public_key_xy(key)
     if mode & GENKEY_DIGEST:
         _digest_into_tempkey(state, bytes((mode,)) + slot.to_bytes(2, "little"), pub, slot)
     return pub
@@ -186,10 +186,9 @@ def handle_sign(state: ChipState, cmd: Command) -> bytes:
     key = state.private_key(slot)
     if key is None:
         raise EccFaultError(detail=f"Sign: slot {slot} holds no valid private key")
-    der = key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
-    r, s = decode_dss_signature(der)
+    signature = sign_digest(key, digest)
     tk.clear()
-    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    return signature
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,21 +196,16 @@ def handle_sign(state: ChipState, cmd: Command) -> bytes:
 # --------------------------------------------------------------------------------------------
 def _public_key_from(xy: bytes, what: str) -> ec.EllipticCurvePublicKey:
     try:
-        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + xy)
-    except ValueError as exc:
+        return public_key_from_xy(xy)
+    except CryptoFormatError as exc:
         raise refuse(f"{what}: public key is not a point on P-256 ({exc})") from exc
 
 
 def _check_signature(
     pub: ec.EllipticCurvePublicKey, digest: bytes, sig64: bytes, what: str
 ) -> None:
-    sig = encode_dss_signature(
-        int.from_bytes(sig64[0:32], "big"), int.from_bytes(sig64[32:64], "big")
-    )
-    try:
-        pub.verify(sig, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
-    except InvalidSignature as exc:
-        raise CheckmacVerifyError(detail=f"{what}: signature does not match") from exc
+    if not verify_digest(pub, digest, sig64):
+        raise CheckmacVerifyError(detail=f"{what}: signature does not match")
 
 
 def _verify_validate(state: ChipState, cmd: Command) -> bytes:

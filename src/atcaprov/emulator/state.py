@@ -174,12 +174,5 @@ class ChipState:
         raise ValueError("random source gave no valid P-256 scalar in 64 draws")
 
 
-def public_key_bytes(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) -> bytes:
-    """X || Y (64 bytes, big-endian) of a P-256 key."""
-    pub = key.public_key() if isinstance(key, ec.EllipticCurvePrivateKey) else key
-    numbers = pub.public_numbers()
-    return numbers.x.to_bytes(32, "big") + numbers.y.to_bytes(32, "big")
-
-
 def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()

@@ -26,8 +26,12 @@ from atcaprov.atcacert import (
     DevZone,
     SnSource,
     StdCertElements,
+    build_cert,
     cert_def_from_cert,
+    compress,
     make_device_template_cert,
+    prepare,
+    rebuild,
 )
 from atcaprov.atcacert.der import SIG_DER_MAX, SIG_DER_MIN, encode_ecdsa_sig_value, encode_length
 
@@ -54,10 +58,10 @@ def test_standard_layout() -> None:
 
 def test_signer_cert_compresses_to_the_facts_tail_and_rebuilds() -> None:
     p = standard_pki()
-    record = p.defs.signer.compress(p.signer_der)
+    record = compress(p.defs.signer, p.signer_der)
     assert record[64:] == bytes.fromhex("A99D5CC48B109000")
-    rebuilt = p.defs.signer.rebuild(record, pub(p.signer_key), None,
-                                    ca_public_key=pub(p.root_key))
+    rebuilt = rebuild(p.defs.signer, record, pub(p.signer_key), None,
+                      ca_public_key=pub(p.root_key))
     assert rebuilt == p.signer_der
     x509.load_der_x509_certificate(rebuilt).verify_directly_issued_by(
         x509.load_der_x509_certificate(p.root_der))
@@ -65,16 +69,16 @@ def test_signer_cert_compresses_to_the_facts_tail_and_rebuilds() -> None:
 
 def test_padded_public_key_accepted_by_rebuild() -> None:
     p = standard_pki()
-    record = p.defs.signer.compress(p.signer_der)
+    record = compress(p.defs.signer, p.signer_der)
     padded = b"\0" * 4 + pub(p.signer_key)[:32] + b"\0" * 4 + pub(p.signer_key)[32:]
-    assert p.defs.signer.rebuild(record, padded, ca_public_key=pub(p.root_key)) == p.signer_der
+    assert rebuild(p.defs.signer, record, padded, ca_public_key=pub(p.root_key)) == p.signer_der
 
 
 def test_device_build_verify_rebuild() -> None:
     p = standard_pki()
     dk = key(55)
-    built = p.defs.device.build(public_key=pub(dk), issue_date=_issue(), signer_id=SIGNER_ID,
-                                sign=signer_fn(p.signer_key), ca_public_key=pub(p.signer_key))
+    built = build_cert(p.defs.device, public_key=pub(dk), issue_date=_issue(), signer_id=SIGNER_ID,
+                       sign=signer_fn(p.signer_key), ca_public_key=pub(p.signer_key))
     cert = x509.load_der_x509_certificate(built.cert_der)
     cert.verify_directly_issued_by(x509.load_der_x509_certificate(p.signer_der))
     assert cert.not_valid_after_utc == datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
@@ -84,15 +88,15 @@ def test_device_build_verify_rebuild() -> None:
     want = bytearray(hashlib.sha256(pub(dk) + enc).digest()[:16])
     want[0] = (want[0] & 0x7F) | 0x40
     assert sn == bytes(want)
-    assert built.comp_cert == p.defs.device.compress(built.cert_der)
-    assert p.defs.device.rebuild(built.comp_cert, pub(dk), DEVICE_SN,
-                                 ca_public_key=pub(p.signer_key)) == built.cert_der
+    assert built.comp_cert == compress(p.defs.device, built.cert_der)
+    assert rebuild(p.defs.device, built.comp_cert, pub(dk), DEVICE_SN,
+                   ca_public_key=pub(p.signer_key)) == built.cert_der
 
 
 def test_prepare_then_finish_for_an_external_signer() -> None:
     p = standard_pki()
-    unsigned = p.defs.device.prepare(public_key=pub(key(56)), issue_date=_issue(),
-                                     signer_id=SIGNER_ID, ca_public_key=pub(p.signer_key))
+    unsigned = prepare(p.defs.device, public_key=pub(key(56)), issue_date=_issue(),
+                       signer_id=SIGNER_ID, ca_public_key=pub(p.signer_key))
     built = unsigned.finish(signer_fn(p.signer_key)(unsigned.tbs_digest))
     tbs = x509.load_der_x509_certificate(built.cert_der).tbs_certificate_bytes
     assert hashlib.sha256(tbs).digest() == unsigned.tbs_digest
@@ -103,16 +107,16 @@ def test_prepare_then_finish_for_an_external_signer() -> None:
 
 def test_record_of_another_definition_is_refused() -> None:
     p = standard_pki()
-    record = p.defs.signer.compress(p.signer_der)
+    record = compress(p.defs.signer, p.signer_der)
     with pytest.raises(CertError) as err:
-        p.defs.device.rebuild(record, pub(p.signer_key))
+        rebuild(p.defs.device, record, pub(p.signer_key))
     assert err.value.code == ATCACERT_E_WRONG_CERT_DEF
 
 
 def _built(p: object = None) -> tuple[CertDef, bytes]:
     pk = standard_pki()
-    built = pk.defs.device.build(public_key=pub(key(57)), issue_date=_issue(),
-                                 signer_id=SIGNER_ID, sign=signer_fn(pk.signer_key))
+    built = build_cert(pk.defs.device, public_key=pub(key(57)), issue_date=_issue(),
+                       signer_id=SIGNER_ID, sign=signer_fn(pk.signer_key))
     return pk.defs.device, built.cert_der
 
 
@@ -121,7 +125,7 @@ def test_compress_refuses_issue_year_2032() -> None:
     loc = d.std_cert_elements.issue_date
     bad = der[:loc.offset] + b"320501030000Z" + der[loc.end:]
     with pytest.raises(CertError) as err:
-        d.compress(bad)
+        compress(d, bad)
     assert err.value.code == ATCACERT_E_INVALID_DATE and err.value.field == "issue_date"
     assert "2031" in str(err.value)
 
@@ -129,11 +133,11 @@ def test_compress_refuses_issue_year_2032() -> None:
 def test_build_refuses_issue_year_2032_and_minutes() -> None:
     d = standard_pki().defs.device
     with pytest.raises(CertError) as err:
-        d.prepare(public_key=pub(key(58)), issue_date=_issue(2032), signer_id=SIGNER_ID)
+        prepare(d, public_key=pub(key(58)), issue_date=_issue(2032), signer_id=SIGNER_ID)
     assert err.value.field == "issue_date" and "2031" in str(err.value)
     with pytest.raises(CertError) as err:
-        d.prepare(public_key=pub(key(58)), issue_date=_issue() + timedelta(minutes=5),
-                  signer_id=SIGNER_ID)
+        prepare(d, public_key=pub(key(58)), issue_date=_issue() + timedelta(minutes=5),
+                signer_id=SIGNER_ID)
     assert err.value.field == "issue_date" and "hours" in str(err.value)
 
 
@@ -142,7 +146,7 @@ def test_compress_refuses_an_expire_date_it_cannot_express() -> None:
     loc = d.std_cert_elements.expire_date
     bad = der[:loc.offset] + b"20340501030000Z" + der[loc.end:]
     with pytest.raises(CertError) as err:
-        d.compress(bad)
+        compress(d, bad)
     assert err.value.code == ATCACERT_E_INVALID_DATE and err.value.field == "expire_date"
 
 
@@ -151,15 +155,15 @@ def test_compress_refuses_a_certificate_of_another_template() -> None:
     name_at = der.index(b"Test Device")
     bad = der[:name_at] + b"Best" + der[name_at + 4:]
     with pytest.raises(CertError) as err:
-        d.compress(bad)
+        compress(d, bad)
     assert err.value.code == ATCACERT_E_WRONG_CERT_DEF and str(name_at) in str(err.value)
 
 
 def test_feb_29_plus_years_is_refused_by_build() -> None:
     p = make_pki(device_expire_years=10)
     with pytest.raises(CertError) as err:
-        p.defs.device.prepare(public_key=pub(key(59)), issue_date=_issue(2024, 2, 29),
-                              signer_id=SIGNER_ID)
+        prepare(p.defs.device, public_key=pub(key(59)), issue_date=_issue(2024, 2, 29),
+                signer_id=SIGNER_ID)
     assert err.value.field == "expire_date" and "2034-02-29" in str(err.value)
 
 
@@ -167,13 +171,13 @@ def test_device_def_with_expire_years() -> None:
     p = make_pki(device_expire_years=10)
     assert p.defs.device.expire_years == 10
     assert p.defs.device.expire_date_format == DateFormat.RFC5280_UTC
-    built = p.defs.device.build(public_key=pub(key(60)), issue_date=_issue(2030, 12, 31, 23),
-                                signer_id=SIGNER_ID, sign=signer_fn(p.signer_key),
-                                ca_public_key=pub(p.signer_key))
+    built = build_cert(p.defs.device, public_key=pub(key(60)), issue_date=_issue(2030, 12, 31, 23),
+                       signer_id=SIGNER_ID, sign=signer_fn(p.signer_key),
+                       ca_public_key=pub(p.signer_key))
     cert = x509.load_der_x509_certificate(built.cert_der)
     assert cert.not_valid_after_utc == datetime(2040, 12, 31, 23, tzinfo=UTC)
-    assert p.defs.device.rebuild(built.comp_cert, pub(key(60)),
-                                 ca_public_key=pub(p.signer_key)) == built.cert_der
+    assert rebuild(p.defs.device, built.comp_cert, pub(key(60)),
+                   ca_public_key=pub(p.signer_key)) == built.cert_der
 
 
 def test_device_sn_source() -> None:
@@ -183,15 +187,15 @@ def test_device_sn_source() -> None:
                            private_key_slot=0,
                            public_key_dev_loc=DeviceLoc(DevZone.DATA, 0, True, 0, 64),
                            comp_cert_dev_loc=DeviceLoc(DevZone.DATA, 10, False, 0, 72))
-    built = d.build(public_key=pub(key(61)), issue_date=_issue(), signer_id=SIGNER_ID,
-                    device_sn=DEVICE_SN, sign=signer_fn(p.signer_key),
-                    ca_public_key=pub(p.signer_key))
+    built = build_cert(d, public_key=pub(key(61)), issue_date=_issue(), signer_id=SIGNER_ID,
+                       device_sn=DEVICE_SN, sign=signer_fn(p.signer_key),
+                       ca_public_key=pub(p.signer_key))
     cert = x509.load_der_x509_certificate(built.cert_der)
     assert cert.serial_number.to_bytes(10, "big") == b"\x40" + DEVICE_SN
-    assert d.rebuild(built.comp_cert, pub(key(61)), DEVICE_SN,
-                     ca_public_key=pub(p.signer_key)) == built.cert_der
+    assert rebuild(d, built.comp_cert, pub(key(61)), DEVICE_SN,
+                   ca_public_key=pub(p.signer_key)) == built.cert_der
     with pytest.raises(CertError) as err:
-        d.rebuild(built.comp_cert, pub(key(61)), None)
+        rebuild(d, built.comp_cert, pub(key(61)), None)
     assert err.value.field == "device_sn"
     locs = d.device_locations()
     assert DeviceLoc(DevZone.CONFIG, 0, False, 0, 32) in locs
@@ -231,13 +235,13 @@ def test_stored_sn_needs_cert_sn() -> None:
     p = standard_pki()
     d = replace(p.defs.signer, sn_source=SnSource.STORED,
                 cert_sn_dev_loc=DeviceLoc(DevZone.DATA, 14, False, 0, 3))
-    record = d.compress(p.signer_der)
+    record = compress(d, p.signer_der)
     with pytest.raises(CertError) as err:
-        d.rebuild(record, pub(p.signer_key), ca_public_key=pub(p.root_key))
+        rebuild(d, record, pub(p.signer_key), ca_public_key=pub(p.root_key))
     assert err.value.field == "cert_sn"
     sn = p.signer_der[15:18]
-    assert d.rebuild(record, pub(p.signer_key), ca_public_key=pub(p.root_key),
-                     cert_sn=sn) == p.signer_der
+    assert rebuild(d, record, pub(p.signer_key), ca_public_key=pub(p.root_key),
+                   cert_sn=sn) == p.signer_der
 
 
 def _plain_cert(not_before: datetime, not_after: datetime, cn: str = "X FFFF") -> bytes:
@@ -307,7 +311,7 @@ def test_missing_element_data() -> None:
 
     with_el = replace(d, cert_elements=(CertElement(
         "IssueDate", DeviceLoc(DevZone.DATA, 14, False, 22, 13), d.std_cert_elements.issue_date),))
-    record = with_el.compress(p.signer_der)
+    record = compress(with_el, p.signer_der)
     with pytest.raises(CertError) as err:
-        with_el.rebuild(record, pub(p.signer_key))
+        rebuild(with_el, record, pub(p.signer_key))
     assert err.value.code == ATCACERT_E_ELEM_MISSING and err.value.field == "IssueDate"

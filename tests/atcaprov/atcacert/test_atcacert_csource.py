@@ -15,6 +15,7 @@ from atcaprov.atcacert import (
     DeviceLoc,
     DevZone,
     SnSource,
+    cert_def_to_c,
     load_cert_defs,
     parse_c_source,
 )
@@ -105,8 +106,8 @@ def test_writer_round_trip_with_elements_and_link() -> None:
                      cert_elements=(CertElement("IssueDate",
                                                 DeviceLoc(DevZone.DATA, 14, False, 22, 13),
                                                 p.defs.signer.std_cert_elements.issue_date),))
-    text = signer.to_c_source("1_signer") + "\n" + p.defs.device.to_c_source(
-        "g_cert_def_2_device", include=False)
+    text = cert_def_to_c(signer, "1_signer") + "\n" + cert_def_to_c(
+        p.defs.device, "g_cert_def_2_device", include=False)
     defs = load_cert_defs(text, "gen.c")
     assert defs == {"g_cert_def_1_signer": signer, "g_cert_def_2_device": p.defs.device}
     assert "sizeof(g_cert_elements_1_signer) / sizeof(g_cert_elements_1_signer[0])" in text
@@ -131,7 +132,7 @@ def _line_col(text: str, needle: str) -> tuple[int, int]:
 
 
 def test_error_unknown_field_has_position() -> None:
-    good = standard_pki().defs.signer.to_c_source("1_signer")
+    good = cert_def_to_c(standard_pki().defs.signer, "1_signer")
     bad = _swap(good, ".expire_years           = 28", ".expire_yeers           = 28")
     err = _error(bad)
     assert (err.filename, err.line) == ("bad.c", _line_col(bad, ".expire_yeers")[0])
@@ -139,7 +140,7 @@ def test_error_unknown_field_has_position() -> None:
 
 
 def test_error_missing_comma() -> None:
-    good = standard_pki().defs.signer.to_c_source("1_signer")
+    good = cert_def_to_c(standard_pki().defs.signer, "1_signer")
     bad = _swap(good, ".template_id            = 1,", ".template_id            = 1")
     err = _error(bad)
     assert err.line == _line_col(bad, ".chain_id")[0]
@@ -147,7 +148,7 @@ def test_error_missing_comma() -> None:
 
 
 def test_error_unknown_enum_name() -> None:
-    good = standard_pki().defs.signer.to_c_source("1_signer")
+    good = cert_def_to_c(standard_pki().defs.signer, "1_signer")
     bad = _swap(good, "SNSRC_SIGNER_ID", "SNSRC_SIGNR_ID")
     err = _error(bad)
     assert (err.line, err.column) == _line_col(bad, "SNSRC_SIGNR_ID")
@@ -155,7 +156,7 @@ def test_error_unknown_enum_name() -> None:
 
 
 def test_error_template_size_mismatch() -> None:
-    good = standard_pki().defs.signer.to_c_source("1_signer")
+    good = cert_def_to_c(standard_pki().defs.signer, "1_signer")
     bad = _swap(good, "sizeof(g_cert_template_1_signer)", "sizeof(g_cert_template_1_signer)-1")
     err = _error(bad)
     assert "cert_template_size" in str(err) and err.line == _line_col(bad, "sizeof(g_cert_t")[0]
@@ -167,7 +168,7 @@ def test_error_unterminated_comment_and_endif() -> None:
 
 
 def test_error_bad_definition_is_reported_at_the_variable() -> None:
-    good = standard_pki().defs.signer.to_c_source("1_signer")
+    good = cert_def_to_c(standard_pki().defs.signer, "1_signer")
     bad = _swap(good, ".count  = 3\n", ".count  = 4\n")  # cert SN count of SNSRC_SIGNER_ID
     err = _error(bad)
     assert err.line == _line_col(bad, "g_cert_def_1_signer =")[0]
@@ -197,7 +198,7 @@ def test_transforms_are_refused() -> None:
     with_el = replace(d, cert_elements=(CertElement(
         "SN", DeviceLoc(DevZone.DATA, 14, False, 0, 3), d.std_cert_elements.cert_sn),),
         sn_source=SnSource.STORED, cert_sn_dev_loc=DeviceLoc(DevZone.DATA, 14, False, 0, 3))
-    text = with_el.to_c_source("x")
+    text = cert_def_to_c(with_el, "x")
     bad = _swap(text, '.id         = "SN",', '.id = "SN", .transforms = { TF_REVERSE, TF_NONE },')
     err = _error(bad.replace("TF_REVERSE", "1"))
     assert "transforms" in str(err)
@@ -211,8 +212,8 @@ def test_written_and_esp_files_compile(tmp_path: Path) -> None:
     """Our output and the esp generator's both compile against a stand-in atcacert_def.h."""
     p = standard_pki()
     ours = tmp_path / "ours.c"
-    ours.write_text(p.defs.signer.to_c_source("1_signer") + "\n"
-                    + p.defs.device.to_c_source("2_device", include=False))
+    ours.write_text(cert_def_to_c(p.defs.signer, "1_signer") + "\n"
+                    + cert_def_to_c(p.defs.device, "2_device", include=False))
     data = Path(__file__).parent / "data"
     for src in (ours, data / "esp_cert_def_1_signer.c", data / "esp_cert_def_2_device.c"):
         result = subprocess.run(["gcc", "-std=c99", "-Wall", "-Werror", "-fsyntax-only",

@@ -16,10 +16,13 @@ from atcaprov.atcacert import (
     DeviceLoc,
     DevZone,
     SnSource,
+    build_cert,
     cert_def_from_cert,
+    compress,
     load_cert_defs,
     make_device_template_cert,
     public_key_bytes,
+    rebuild,
 )
 
 DATA = Path(__file__).parent / "data"
@@ -41,9 +44,9 @@ def test_esp_device_def_rebuilds_its_certificate() -> None:
                        "esp_cert_def_2_device.c")["g_cert_def_2_device"]
     device, signer = _der("esp_device.der"), _der("esp_signer.der")
     assert d.sn_source == SnSource.PUB_KEY_HASH and d.expire_years == 10
-    record = d.compress(device)
+    record = compress(d, device)
     assert record[64:69] == bytes.fromhex("A99D4AFFFF")  # 2021-03-07 10h +10y, signer FFFF
-    rebuilt = d.rebuild(record, _pub_of(device), None, ca_public_key=_pub_of(signer))
+    rebuilt = rebuild(d, record, _pub_of(device), None, ca_public_key=_pub_of(signer))
     assert rebuilt == device
     x509.load_der_x509_certificate(rebuilt).verify_directly_issued_by(
         x509.load_der_x509_certificate(signer))
@@ -55,14 +58,14 @@ def test_esp_signer_def_with_stored_sn_and_slot_14_dates() -> None:
     signer, root = _der("esp_signer.der"), _der("esp_root.der")
     assert d.sn_source == SnSource.STORED and d.cert_sn_dev_loc.slot == 14
     assert [e.id for e in d.cert_elements] == ["IssueDate", "ExpireDate"]
-    record = d.compress(signer)
+    record = compress(d, signer)
     sn = signer[d.std_cert_elements.cert_sn.offset:d.std_cert_elements.cert_sn.end]
     # what slot 14 would hold: the SN and the two dates as text
     elements = {e.id: signer[e.cert_loc.offset:e.cert_loc.end] for e in d.cert_elements}
     with pytest.raises(CertError):
-        d.rebuild(record, _pub_of(signer), ca_public_key=_pub_of(root), cert_sn=sn)
-    rebuilt = d.rebuild(record, _pub_of(signer), ca_public_key=_pub_of(root), cert_sn=sn,
-                        element_data=elements)
+        rebuild(d, record, _pub_of(signer), ca_public_key=_pub_of(root), cert_sn=sn)
+    rebuilt = rebuild(d, record, _pub_of(signer), ca_public_key=_pub_of(root), cert_sn=sn,
+                      element_data=elements)
     assert rebuilt == signer
     x509.load_der_x509_certificate(rebuilt).verify_directly_issued_by(
         x509.load_der_x509_certificate(root))
@@ -121,11 +124,11 @@ def test_generator_live_on_a_new_template() -> None:
     template = make_device_template_cert(signer, now=NOW, expire_years=12)
     text = esp.gen_cert_def_c_device(template)
     d = load_cert_defs(text, "live.c")["g_cert_def_2_device"]
-    built = d.build(public_key=pub(key(4242)), issue_date=NOW.replace(minute=0, second=0),
-                    signer_id=b"\xff\xff", sign=signer_fn(p.signer_key),
-                    ca_public_key=pub(p.signer_key))
+    built = build_cert(d, public_key=pub(key(4242)), issue_date=NOW.replace(minute=0, second=0),
+                       signer_id=b"\xff\xff", sign=signer_fn(p.signer_key),
+                       ca_public_key=pub(p.signer_key))
     x509.load_der_x509_certificate(built.cert_der).verify_directly_issued_by(
         x509.load_der_x509_certificate(signer))
-    assert d.rebuild(built.comp_cert, pub(key(4242)), ca_public_key=pub(p.signer_key)) == \
+    assert rebuild(d, built.comp_cert, pub(key(4242)), ca_public_key=pub(p.signer_key)) == \
         built.cert_der
     assert importlib.util.find_spec("atcaprov") is not None

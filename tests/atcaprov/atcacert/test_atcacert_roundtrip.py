@@ -24,11 +24,15 @@ from atcaprov.atcacert import (
     DeviceLoc,
     DevZone,
     SnSource,
+    build_cert,
     cert_def_from_cert,
+    compress,
     load_cert_defs,
     make_device_template_cert,
     make_signer_cert,
     pad_public_key,
+    prepare,
+    rebuild,
 )
 
 P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
@@ -59,8 +63,8 @@ def device_sn_def() -> CertDef:
 
 def _check(d: CertDef, der: bytes, record: bytes, public_key: bytes, device_sn: bytes | None,
            ca_key: bytes, issuer_der: bytes) -> None:
-    assert d.compress(der) == record
-    rebuilt = d.rebuild(record, public_key, device_sn, ca_public_key=ca_key)
+    assert compress(d, der) == record
+    rebuilt = rebuild(d, record, public_key, device_sn, ca_public_key=ca_key)
     assert rebuilt == der
     x509.load_der_x509_certificate(rebuilt).verify_directly_issued_by(
         x509.load_der_x509_certificate(issuer_der))
@@ -71,8 +75,8 @@ def _check(d: CertDef, der: bytes, record: bytes, public_key: bytes, device_sn: 
 def test_device_pub_key_hash(k: int, issue: datetime, device_sn: bytes) -> None:
     p = pki_10y()
     dk = key(k)
-    built = p.defs.device.build(public_key=pub(dk), issue_date=issue, signer_id=b"\xc4\x8b",
-                                sign=signer_fn(p.signer_key), ca_public_key=pub(p.signer_key))
+    built = build_cert(p.defs.device, public_key=pub(dk), issue_date=issue, signer_id=b"\xc4\x8b",
+                       sign=signer_fn(p.signer_key), ca_public_key=pub(p.signer_key))
     _check(p.defs.device, built.cert_der, built.comp_cert, pub(dk), device_sn,
            pub(p.signer_key), p.signer_der)
 
@@ -83,9 +87,9 @@ def test_device_sn_source(k: int, issue: datetime, device_sn: bytes) -> None:
     p = pki_10y()
     d = device_sn_def()
     dk = key(k)
-    built = d.build(public_key=pub(dk), issue_date=issue, signer_id=b"\xc4\x8b",
-                    device_sn=device_sn, sign=signer_fn(p.signer_key),
-                    ca_public_key=pub(p.signer_key))
+    built = build_cert(d, public_key=pub(dk), issue_date=issue, signer_id=b"\xc4\x8b",
+                       device_sn=device_sn, sign=signer_fn(p.signer_key),
+                       ca_public_key=pub(p.signer_key))
     assert x509.load_der_x509_certificate(built.cert_der).serial_number == \
         int.from_bytes(b"\x40" + device_sn, "big")
     _check(d, built.cert_der, built.comp_cert, pub(dk), device_sn, pub(p.signer_key),
@@ -105,11 +109,11 @@ def test_signer_cert(k: int, issue: datetime, signer_id: bytes) -> None:
     if issue.year + 28 > 2049:
         # cryptography writes a GeneralizedTime there; the UTCTime template cannot hold it
         with pytest.raises(CertError):
-            d.compress(der)
+            compress(d, der)
         return
-    record = d.compress(der)
+    record = compress(d, der)
     assert record[67:69] == signer_id
-    rebuilt = d.rebuild(record, pad_public_key(pub(sk)), ca_public_key=pub(p.root_key))
+    rebuilt = rebuild(d, record, pad_public_key(pub(sk)), ca_public_key=pub(p.root_key))
     assert rebuilt == der
     x509.load_der_x509_certificate(rebuilt).verify_directly_issued_by(
         x509.load_der_x509_certificate(p.root_der))
@@ -136,17 +140,17 @@ def test_stored_serial_numbers(k: int, issue: datetime, sn: bytes, signer_id: by
     elements = {"IssueDate": issue_text, "ExpireDate": expire_text}
     if issue.year + d.expire_years > 2049:  # UTCTime template: refused, never wrapped
         with pytest.raises(CertError) as err:
-            d.prepare(public_key=pub(sk), issue_date=issue, signer_id=signer_id, cert_sn=sn)
+            prepare(d, public_key=pub(sk), issue_date=issue, signer_id=signer_id, cert_sn=sn)
         assert err.value.field == "expire_date"
         return
-    built = d.build(public_key=pub(sk), issue_date=issue, signer_id=signer_id, cert_sn=sn,
-                    sign=signer_fn(p.root_key), ca_public_key=pub(p.root_key),
-                    element_data=elements)
+    built = build_cert(d, public_key=pub(sk), issue_date=issue, signer_id=signer_id, cert_sn=sn,
+                       sign=signer_fn(p.root_key), ca_public_key=pub(p.root_key),
+                       element_data=elements)
     cert = x509.load_der_x509_certificate(built.cert_der)
     assert cert.serial_number == int.from_bytes(sn, "big")
-    assert d.compress(built.cert_der) == built.comp_cert
-    assert d.rebuild(built.comp_cert, pad_public_key(pub(sk)), ca_public_key=pub(p.root_key),
-                     cert_sn=sn, element_data=elements) == built.cert_der
+    assert compress(d, built.cert_der) == built.comp_cert
+    assert rebuild(d, built.comp_cert, pad_public_key(pub(sk)), ca_public_key=pub(p.root_key),
+                   cert_sn=sn, element_data=elements) == built.cert_der
     # the template's issuer is the esp fixture root's name; the signature is our root key's
     p.root_key.public_key().verify(cert.signature, cert.tbs_certificate_bytes,
                                    ec.ECDSA(hashes.SHA256()))
