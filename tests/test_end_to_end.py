@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import re
 import shutil
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +36,8 @@ from atcaprov_demo import (
     verify_chains,
 )
 from provclient_cdc.session import ExitCode
+from tests.support.certs import tls_files
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -109,9 +110,7 @@ def test_ten_boards_end_to_end(layout: DemoLayout, procs: Processes) -> None:
 
 
 def test_server_not_running(layout: DemoLayout, procs: Processes) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     _, url = start_board(procs, layout, chips=1)
     run = run_client(procs, layout, port, url, 1, timeout=60)
     assert run.returncode == ExitCode.SERVER_UNREACHABLE
@@ -193,55 +192,14 @@ def test_demo_command(tmp_path: Path) -> None:
     assert len([p for p in (folder / "server-data" / "certs").iterdir() if p.is_dir()]) == 2
 
 
-def _tls_files(folder: Path) -> dict[str, Path]:
-    """A CA, a server certificate for 127.0.0.1 and a station certificate (PEM files)."""
-    import datetime as dt
-    import ipaddress
-
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = dt.datetime.now(dt.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-
-    def make(cn: str, key: ec.EllipticCurvePrivateKey, ca: bool,
-             issuer: x509.Certificate | None) -> x509.Certificate:
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-        builder = (x509.CertificateBuilder().subject_name(name)
-                   .issuer_name(issuer.subject if issuer else name).public_key(key.public_key())
-                   .serial_number(x509.random_serial_number())
-                   .not_valid_before(now - dt.timedelta(hours=1))
-                   .not_valid_after(now + dt.timedelta(days=1))
-                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-        if not ca:
-            builder = builder.add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        return builder.sign(ca_key, hashes.SHA256())
-
-    ca = make("Line CA", ca_key, True, None)
-    files: dict[str, Path] = {"ca": folder / "ca.crt"}
-    files["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    for who in ("server", "station"):
-        key = ec.generate_private_key(ec.SECP256R1())
-        files[f"{who}.crt"] = folder / f"{who}.crt"
-        files[f"{who}.key"] = folder / f"{who}.key"
-        files[f"{who}.crt"].write_bytes(make(who, key, False, ca).public_bytes(
-            serialization.Encoding.PEM))
-        files[f"{who}.key"].write_bytes(key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption()))
-    return files
-
-
 def test_tls_with_station_certificates(layout: DemoLayout, procs: Processes) -> None:
-    tls = _tls_files(layout.folder)
+    tls = tls_files(layout.folder)
     _, port = start_server(procs, layout, extra=[
         "--tls-cert", str(tls["server.crt"]), "--tls-key", str(tls["server.key"]),
-        "--tls-client-ca", str(tls["ca"])])
+        "--tls-client-ca", str(tls["ca.crt"])])
     _, url = start_board(procs, layout, chips=2, auto_swap=0.1)
     run = run_client(procs, layout, port, url, 2, timeout=90, extra=[
-        "--tls-ca", str(tls["ca"]), "--tls-cert", str(tls["station.crt"]),
+        "--tls-ca", str(tls["ca.crt"]), "--tls-cert", str(tls["station.crt"]),
         "--tls-key", str(tls["station.key"])])
     assert run.returncode == ExitCode.OK, "\n".join(run.lines)
     assert [r["result"] for r in run.results] == ["ok", "ok"]
@@ -250,6 +208,6 @@ def test_tls_with_station_certificates(layout: DemoLayout, procs: Processes) -> 
     (layout.folder / "b2").mkdir()
     _, url2 = start_board(procs, DemoLayout(layout.folder / "b2"), chips=1)
     refused = run_client(procs, layout, port, url2, 1, timeout=90,
-                         extra=["--tls-ca", str(tls["ca"])])
+                         extra=["--tls-ca", str(tls["ca.crt"])])
     assert refused.returncode == ExitCode.SERVER_UNREACHABLE
     assert refused.lines[1].startswith(f"Connecting to 127.0.0.1:{port}...failed (TLS: ")

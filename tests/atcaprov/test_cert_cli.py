@@ -8,23 +8,21 @@ import pytest
 from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from provisioning_kit import NOW, make_pki, sign_digest
 
 from atcaprov.atcacert import build_cert, cert_def_to_c, load_cert_defs
 from atcaprov.atcacert.keys import public_key_bytes
 from atcaprov.atcacert.standard import make_device_template_cert
 from atcaprov.cli import main
-
-
-def _pem(der: bytes) -> bytes:
-    return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
+from tests.support.certs import der_to_pem
+from tests.support.keys import sign_digest
+from tests.support.pki import NOW, make_pki
 
 
 def test_def_from_cert_compress_rebuild_round_trip(tmp_path: Path) -> None:
     pki = make_pki()
     runner = CliRunner()
     template = tmp_path / "template.pem"
-    template.write_bytes(_pem(make_device_template_cert(pki.signer_cert, now=NOW)))
+    template.write_bytes(der_to_pem(make_device_template_cert(pki.signer_cert, now=NOW)))
     cdef = tmp_path / "cert_def_2_device.c"
     result = runner.invoke(main, ["cert", "def-from-cert", str(template), "--kind", "device",
                                   "--signer-id", pki.cert_info.signer_id.hex().upper(),
@@ -43,7 +41,7 @@ def test_def_from_cert_compress_rebuild_round_trip(tmp_path: Path) -> None:
                        sign=lambda d: sign_digest(pki.signer_key, d),
                        ca_public_key=pki.cert_info.signer_public_key)
     device_pem = tmp_path / "device.pem"
-    device_pem.write_bytes(_pem(built.cert_der))
+    device_pem.write_bytes(der_to_pem(built.cert_der))
     result = runner.invoke(main, ["cert", "compress", str(device_pem), "--def", str(cdef)])
     assert result.exit_code == 0, result.output
     record = result.output.strip()

@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from click.testing import CliRunner
-from provisioning_kit import InMemoryServer, RecordingHooks, make_pki
 
 from atcaprov import provision
 from atcaprov.cli import main
 from atcaprov.device import Device
 from atcaprov.emulator import Atecc508a
 from atcaprov.hal import open_hal
+from tests.support.cert_server import InMemoryServer
+from tests.support.hooks import RecordingHooks
+from tests.support.pki import make_pki
 
 
 def test_create_then_show_blank_part(tmp_path: Path) -> None:

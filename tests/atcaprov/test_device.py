@@ -6,12 +6,6 @@ import hashlib
 from collections.abc import Iterator
 
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
 
 from atcaprov import device as dv
 from atcaprov.device import Device, get_addr, lock_crc
@@ -28,18 +22,10 @@ from atcaprov.errors import (
 )
 from atcaprov.hal.emulator import EmulatorHal
 from atcaprov.packet import Opcode, build_status, parse_command
+from tests.support.config import TEST_CONFIG
+from tests.support.keys import new_key, sign_digest, verify_raw
+from tests.support.keys import pub as raw_pub
 
-# Facts 3.7: the 2016 test provisioning config, byte 14 = 0x01 (the app note default).
-TEST_CONFIG = bytes.fromhex(
-    "00000000000000000000000000000100"
-    "C000AA008F20C4448720C4448F0F8F8F"
-    "9F8F8220C444C4440F0F0F0F0F0F0F0F"
-    "0F0F0F0FFFFFFFFF00000000FFFFFFFF"
-    "00000000FFFFFFFFFFFFFFFFFFFFFFFF"
-    "FFFFFFFF00005555FFFF000000000000"
-    "33005C0013005C003C001C001C003300"
-    "1C001C003C003C003C003C001C003C00"
-)
 SLOT4_KEY = bytes(range(0x40, 0x60))
 
 
@@ -252,23 +238,17 @@ def test_sign_and_verify(provisioned: tuple[Device, RecordingHal, bytes]) -> Non
     assert dev.opcode_counts == {Opcode.RANDOM: 1, Opcode.NONCE: 1, Opcode.SIGN: 1}
     assert dev.chip_floor_ms == 23 + 29 + 60
     assert dev.wake_count == 1  # one session for the three commands
-    key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + pub)
-    der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
-    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-
-    key.verify(der, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+    verify_raw(pub, digest, sig)
     assert dev.verify_extern(digest, sig, pub) is True
     assert dev.verify_extern(hashlib.sha256(b"other").digest(), sig, pub) is False
     assert hal.commands(Opcode.VERIFY)[-1] == (0x02, 0x0004, 128)
 
 
 def test_verify_extern_foreign_key(dev: Device) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = new_key()
     digest = hashlib.sha256(b"x").digest()
-    r, s = decode_dss_signature(key.sign(b"x", ec.ECDSA(hashes.SHA256())))
-    nums = key.public_key().public_numbers()
-    pub = nums.x.to_bytes(32, "big") + nums.y.to_bytes(32, "big")
-    sig = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    pub = raw_pub(key)
+    sig = sign_digest(key, digest)
     assert dev.verify_extern(digest, sig, pub) is True
 
 

@@ -2,42 +2,19 @@
 
 from __future__ import annotations
 
-import datetime
 import struct
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from atcaprov import protocol as p
 from atcaprov.errors import AtcaprovError
 from atcaprov.return_codes import ATCAPROV_E_BAD_MAGIC, ReturnCode, ReturnCodeError
+from tests.support.certs import der, self_signed
 
 CONFIG = bytes(range(128))
-
-
-def _cert_der() -> bytes:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test device")])
-    start = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(start)
-        .not_valid_after(start + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.DER)
-
-
-CERT = _cert_der()
+CERT = der(self_signed("test device", serial=1))
 SMALL_DER = bytes.fromhex("3003020101")
 
 

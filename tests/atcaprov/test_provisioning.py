@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from provisioning_kit import InMemoryServer, Pki, RecordingHooks, make_pki
 
 from atcaprov import provision, verify
 from atcaprov.config import DEFAULT_CONFIG, ConfigError
@@ -22,13 +21,11 @@ from atcaprov.provisioning import (
 )
 from atcaprov.return_codes import ReturnCode
 from atcaprov.stages import ProvStage, ProvStatus
+from tests.support.cert_server import InMemoryServer
+from tests.support.hooks import RecordingHooks
+from tests.support.pki import Pki, make_pki
 
 S, D, K, E = ProvStatus.START, ProvStatus.DONE, ProvStatus.SKIPPED, ProvStatus.ERROR
-
-
-@pytest.fixture(scope="module")
-def pki() -> Pki:
-    return make_pki()
 
 
 def _setup(pki: Pki, chip: Atecc508a | None = None) -> tuple[Atecc508a, FaultHal, Device,

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from client_kit import make_pki
 
 from provclient_cdc.cli import help_text, main, parse_slot_list
 from provclient_cdc.session import ExitCode
+from tests.support.net import free_port
+from tests.support.pki import make_pki
 
 SEED = Path("/work/shared/seed/production-provisioning-guide-8971A-alt-extraction.txt")
 SEED_HELP = """\
@@ -91,11 +91,8 @@ def test_bad_tls_files_exit_2(tmp_path: Path) -> None:
 
 
 def test_server_not_running_countdown_and_exit_3(tmp_path: Path) -> None:
-    certinfo = tmp_path / "atcaprov_cert_info_0.c"
-    certinfo.write_text(make_pki().cert_info.to_c_source())
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    certinfo = make_pki().write_certinfo(tmp_path)
+    port = free_port()
     proc = subprocess.run(
         [sys.executable, "-m", "provclient_cdc.cli", "--certinfo", str(certinfo),
          "--host", "127.0.0.1", "--port", str(port), "--connect-retries", "2",

@@ -12,7 +12,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,7 +19,6 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from client_kit import make_pki
 
 from atcaprov_demo import (
     DemoLayout,
@@ -31,21 +29,12 @@ from atcaprov_demo import (
     start_server,
 )
 from provclient_cdc.session import ExitCode
+from tests.support.client import STAGE_LINES
+from tests.support.net import free_port
+from tests.support.pki import make_pki
 
 T = 20  # seconds, per expect
 
-STAGES = [
-    "Writing config zone.......done",
-    "Locking config zone.......done",
-    "Reading config zone.......done",
-    "Generating device key.....done",
-    "Requesting certificates...done",
-    "Writing certificates......done",
-    "Writing data zone.........done",
-    "Locking data zone.........done",
-    "Locking slots.............skipped",
-    "Validating certificates...done",
-]
 LATER_STAGES = ["Writing certificates", "Writing data zone", "Locking data zone",
                 "Locking slots", "Validating certificates"]
 
@@ -87,7 +76,7 @@ def test_operator_session(line: tuple[DemoLayout, Processes, int]) -> None:
         first_sn = child.match.group(1)
         expect_line(child, "    Press ENTER to provision...")
         child.send("\r")
-        for stage in STAGES:
+        for stage in STAGE_LINES:
             expect_line(child, stage)
         expect_line(child, "Provisioning successful! Please remove board...")
 
@@ -161,11 +150,8 @@ def test_operator_session(line: tuple[DemoLayout, Processes, int]) -> None:
 def _countdown_client(tmp_path: Path) -> pexpect.spawn:
     """The client on a pty, counting down to reconnect to a server that is not there, followed
     by ``stty -a`` in the same terminal (to see the mode the client left behind)."""
-    certinfo = tmp_path / "atcaprov_cert_info_0.c"
-    certinfo.write_text(make_pki().cert_info.to_c_source(), encoding="utf-8")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    make_pki().write_certinfo(tmp_path)
+    port = free_port()
     client = " ".join(shlex.quote(a) for a in cli_command("provclient-cdc", "provclient_cdc.cli"))
     script = (f"{client} --host 127.0.0.1 --port {port} --connect-retries 5"
               f" --retry-interval 10; echo EXIT=$?; stty -a")

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import io
-import ipaddress
 import socket
 import ssl
 import threading
 from pathlib import Path
 
 import pytest
-from client_kit import ScriptedKeys
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from atcaprov.return_codes import ReturnCode
 from provclient_cdc.console import ESC, NoKeys, OperatorQuit
@@ -30,13 +23,10 @@ from provclient_cdc.server_link import (
     connect_with_retry,
     make_client_tls,
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
+from tests.support.certs import an_hour_ago, self_signed, tls_files, write_cert_and_key
+from tests.support.client import ScriptedKeys
+from tests.support.keys import new_key
+from tests.support.net import free_port
 
 
 def test_refused_reason() -> None:
@@ -128,37 +118,8 @@ def test_hooks_reconnect_when_server_closed_idle_connection() -> None:
         server.close()
 
 
-def _cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Certificate | None,
-          issuer_key: ec.EllipticCurvePrivateKey, *, ca: bool) -> x509.Certificate:
-    now = dt.datetime.now(dt.timezone.utc)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    builder = (x509.CertificateBuilder().subject_name(name)
-               .issuer_name(issuer.subject if issuer else name).public_key(key.public_key())
-               .serial_number(x509.random_serial_number())
-               .not_valid_before(now - dt.timedelta(hours=1))
-               .not_valid_after(now + dt.timedelta(days=1))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-    if not ca:
-        builder = builder.add_extension(x509.SubjectAlternativeName(
-            [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
-            critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _write(path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
-    path.with_suffix(".crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    path.with_suffix(".key").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-
-
 def test_tls_with_station_certificate(tmp_path: Path) -> None:
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _cert("Test CA", ca_key, None, ca_key, ca=True)
-    keys = {n: ec.generate_private_key(ec.SECP256R1()) for n in ("server", "station")}
-    _write(tmp_path / "ca", ca, ca_key)
-    for n, k in keys.items():
-        _write(tmp_path / n, _cert(n, k, ca, ca_key, ca=False), k)
+    tls_files(tmp_path, "Test CA")
     sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     sctx.load_cert_chain(tmp_path / "server.crt", tmp_path / "server.key")
     sctx.load_verify_locations(tmp_path / "ca.crt")
@@ -178,7 +139,9 @@ def test_tls_with_station_certificate(tmp_path: Path) -> None:
                 return
             try:
                 with sctx.wrap_socket(raw, server_side=True) as conn:
-                    peers.append(conn.getpeercert()["subject"][0][0][1])
+                    cert = conn.getpeercert()
+                    assert cert is not None
+                    peers.append(cert["subject"][0][0][1])
                     conn.sendall(conn.recv(5))
             except (ssl.SSLError, OSError):
                 peers.append("refused")
@@ -197,8 +160,9 @@ def test_tls_with_station_certificate(tmp_path: Path) -> None:
         link.close()
         # a CA the server certificate does not chain to: refused with a TLS reason
         other = tmp_path / "other"
-        other_key = ec.generate_private_key(ec.SECP256R1())
-        _write(other, _cert("Other CA", other_key, None, other_key, ca=True), other_key)
+        other_key = new_key()
+        other_ca = self_signed("Other CA", other_key, not_before=an_hour_ago(), ca=True)
+        write_cert_and_key(other, other_ca, other_key)
         bad = ServerLink("127.0.0.1", port, tls=make_client_tls(TlsOptions(
             ca=other.with_suffix(".crt"))), io_timeout=5)
         with pytest.raises(ServerUnreachableError) as info:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from client_kit import CapturingOutput, CertServer, Pki, ScriptedKeys, make_pki
 
 from atcaprov.emulator.kit_board import VirtualKitBoard
 from atcaprov.return_codes import ReturnCode
@@ -16,24 +15,9 @@ from atcaprov.stages import ProvStage, ProvStatus
 from provclient_cdc.boards import BoardFinder
 from provclient_cdc.server_link import ServerLink
 from provclient_cdc.session import ExitCode, Station, StationOptions
-
-STAGE_LINES = [
-    "Writing config zone.......done",
-    "Locking config zone.......done",
-    "Reading config zone.......done",
-    "Generating device key.....done",
-    "Requesting certificates...done",
-    "Writing certificates......done",
-    "Writing data zone.........done",
-    "Locking data zone.........done",
-    "Locking slots.............skipped",
-    "Validating certificates...done",
-]
-
-
-@pytest.fixture(scope="module")
-def pki() -> Pki:
-    return make_pki()
+from tests.support.cert_server import CertServer
+from tests.support.client import STAGE_LINES, CapturingOutput, ScriptedKeys
+from tests.support.pki import Pki
 
 
 @pytest.fixture
@@ -171,8 +155,11 @@ def test_resume_after_unplug_then_already_provisioned_verify(tmp_path: Path, pki
         keys.add("v", when=lambda: "    Press V to verify it, ENTER to go on..." in out.lines())
         station = make_station(tmp_path, pki, server.port, board.url, keys, out,
                                yes=False, count=3)
-        keys.script[0:0] = [("ENTER", lambda n=n: out.lines().count(
-            "    Press ENTER to provision...") == n) for n in (1, 2, 3)]
+
+        def prompted(n: int) -> Callable[[], bool]:
+            return lambda: out.lines().count("    Press ENTER to provision...") == n
+
+        keys.script[0:0] = [("ENTER", prompted(n)) for n in (1, 2, 3)]
         assert station.run() == ExitCode.BOARD_FAILED
     lines = out.lines()
     # 1st run: removed at key generation; 2nd: resumes the config-locked part

@@ -87,7 +87,12 @@ def test_password_sources() -> None:
     assert env.get("p: ", 1) is None  # tried once only
     assert EnvPasswordSource("PW", {}).get("p: ", 0) is None
     asked: list[str] = []
-    cb = CallablePasswordSource(lambda p: asked.append(p) or "pw")
+
+    def answer(prompt: str) -> str:
+        asked.append(prompt)
+        return "pw"
+
+    cb = CallablePasswordSource(answer)
     assert cb.get("Signer (A, B) password: ", 3) == "pw"
     assert asked == ["Signer (A, B) password: "]
 

@@ -10,11 +10,12 @@ from datetime import datetime
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
-from test_server_support import FakeBackend, FakeModule, make_ca_cert
 
 from atcaprov.return_codes import ReturnCode
 from provserver.console import CallablePasswordSource, Console, NoPasswordSource
 from provserver.manager import SignerManager, SignerRequestError
+from tests.support.certs import make_ca_cert
+from tests.support.signer_fakes import FakeBackend, FakeModule
 
 FIXED = datetime(2015, 11, 6, 15, 51, 7)
 KEY = ec.generate_private_key(ec.SECP256R1())

@@ -13,9 +13,6 @@ from typing import TypeVar
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from provserver.records import (
     TSV_COLUMNS,
@@ -25,41 +22,14 @@ from provserver.records import (
     sanitize_field,
 )
 from provserver.records_file import FileRecordStore, parse_journal
+from tests.support.records import cert_pem_text, signed
 
 STARTED = datetime.datetime(2026, 11, 21, 5, 13, 23, tzinfo=datetime.timezone.utc)
 TIMEOUT = 30.0
 
 
-def _pem(cn: str) -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    start = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(7)
-        .not_valid_before(start)
-        .not_valid_after(start + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
-
-
-DEVICE_PEM = _pem("device")
-SIGNER_PEM = _pem("signer")
-
-
-def _signed(i: int, station: str = "line-1") -> SigningRecord:
-    return SigningRecord.create(
-        station=station,
-        device_sn=bytes.fromhex("0123") + i.to_bytes(2, "big") + bytes.fromhex("D92CA571EE"),
-        signer="Example ATECC508A Signer (01231E6CD82CA571EE)",
-        result="signed",
-        cert_sn=i.to_bytes(3, "big"),
-        public_key=bytes(range(64)),
-    )
+DEVICE_PEM = cert_pem_text("device")
+SIGNER_PEM = cert_pem_text("signer")
 
 
 def _refused(i: int, reason: str = "signer locked") -> SigningRecord:
@@ -116,7 +86,7 @@ async def test_200_concurrent_signings_share_fsyncs(tmp_path: Path, fsyncs: Fsyn
     store = FileRecordStore(tmp_path, started=STARTED, checkpoint_after=None)
     await store.open()
     before = fsyncs.calls
-    records = [_signed(i) for i in range(200)]
+    records = [signed(i) for i in range(200)]
     await _bounded(asyncio.gather(*(store.log_signing(r, DEVICE_PEM, SIGNER_PEM) for r in records)))
     during = fsyncs.calls - before
     assert during == 2 * store.commits  # journal + TSV per batch, nothing per request
@@ -147,7 +117,7 @@ async def test_max_batch_bounds_each_commit(tmp_path: Path, fsyncs: FsyncCounter
     await store.open()
     before = fsyncs.calls
     await _bounded(
-        asyncio.gather(*(store.log_signing(_signed(i), DEVICE_PEM, SIGNER_PEM) for i in range(50)))
+        asyncio.gather(*(store.log_signing(signed(i), DEVICE_PEM, SIGNER_PEM) for i in range(50)))
     )
     assert store.largest_batch <= 7 and store.commits >= 8
     assert fsyncs.calls - before == 2 * store.commits
@@ -165,7 +135,7 @@ async def test_staggered_arrivals_with_slow_disk_batch(
 
     async def one(i: int) -> None:
         await asyncio.sleep(0.001 * i)
-        await store.log_signing(_signed(i), DEVICE_PEM, SIGNER_PEM)
+        await store.log_signing(signed(i), DEVICE_PEM, SIGNER_PEM)
 
     await _bounded(asyncio.gather(*(one(i) for i in range(60))))
     assert store.commits < 60 and store.largest_batch > 1
@@ -180,7 +150,7 @@ async def test_refusals_and_signings_share_the_log(tmp_path: Path, fsyncs: Fsync
         before = fsyncs.calls
         await store.log_refusal(_refused(1, "ATCAPROV_E_SIGNER_LOCKED: signer waits for password"))
         assert fsyncs.calls - before == 1  # refusal-only batch: the TSV alone
-        await store.log_signing(_signed(2), DEVICE_PEM, SIGNER_PEM)
+        await store.log_signing(signed(2), DEVICE_PEM, SIGNER_PEM)
         await store.log_refusal(_refused(3, "bad key"))
     rows = _rows(store.tsv_path)
     assert [row[6] for row in rows[1:]] == ["refused", "signed", "refused"]
@@ -194,7 +164,7 @@ async def test_refusals_and_signings_share_the_log(tmp_path: Path, fsyncs: Fsync
 async def test_station_with_tabs_and_newlines_is_sanitised(tmp_path: Path) -> None:
     evil = "line\t7\r\nrow2\tx\x00y\u2028z"
     async with FileRecordStore(tmp_path, started=STARTED, checkpoint_after=None) as store:
-        await store.log_signing(_signed(1, station=evil), DEVICE_PEM, SIGNER_PEM)
+        await store.log_signing(signed(1, station=evil), DEVICE_PEM, SIGNER_PEM)
         await store.log_refusal(
             SigningRecord.create(
                 station='=HYPERLINK("http://x")',
@@ -248,11 +218,11 @@ async def test_caller_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="'signed' record"):
         await store.log_signing(_refused(1), DEVICE_PEM, SIGNER_PEM)
     with pytest.raises(ValueError, match="'refused' record"):
-        await store.log_refusal(_signed(1))
+        await store.log_refusal(signed(1))
     with pytest.raises(ValueError, match="device_cert_pem"):
-        await store.log_signing(_signed(1), "not a pem", SIGNER_PEM)
+        await store.log_signing(signed(1), "not a pem", SIGNER_PEM)
     with pytest.raises(ValueError, match="signer_cert_pem"):
-        await store.log_signing(_signed(1), DEVICE_PEM, DEVICE_PEM + SIGNER_PEM)
+        await store.log_signing(signed(1), DEVICE_PEM, DEVICE_PEM + SIGNER_PEM)
     with pytest.raises(ValueError, match="serial number"):
         await store.log_signing(
             SigningRecord.create(station="s", device_sn="", signer="s", result="signed"),
@@ -267,7 +237,7 @@ async def test_caller_errors(tmp_path: Path) -> None:
 
 
 async def test_same_device_twice_gets_distinct_files_and_new_run_new_log(tmp_path: Path) -> None:
-    record = _signed(5)
+    record = signed(5)
     crlf_pem = DEVICE_PEM.replace("\n", "\r\n")
     async with FileRecordStore(tmp_path, started=STARTED, checkpoint_after=None) as store:
         await store.log_signing(record, crlf_pem, SIGNER_PEM)
@@ -296,7 +266,7 @@ async def test_disk_failure_refuses_and_keeps_refusing(
     monkeypatch.setattr(os, "fsync", FsyncCounter(fail=True))
     results = await _bounded(
         asyncio.gather(
-            *(store.log_signing(_signed(i), DEVICE_PEM, SIGNER_PEM) for i in range(5)),
+            *(store.log_signing(signed(i), DEVICE_PEM, SIGNER_PEM) for i in range(5)),
             return_exceptions=True,
         )
     )
@@ -312,7 +282,7 @@ async def test_disk_failure_refuses_and_keeps_refusing(
 async def test_crash_recovery_repairs_files_and_torn_tails(tmp_path: Path) -> None:
     store = FileRecordStore(tmp_path, started=STARTED, checkpoint_after=None)
     await store.open()
-    records = [_signed(i) for i in range(6)]
+    records = [signed(i) for i in range(6)]
     await _bounded(asyncio.gather(*(store.log_signing(r, DEVICE_PEM, SIGNER_PEM) for r in records)))
     await _bounded(store.log_refusal(_refused(9)))
     # crash: the process dies without close() (marker stays, copies never synced)
@@ -350,7 +320,7 @@ async def test_idle_checkpoint_syncs_copies_before_close(
     store = FileRecordStore(tmp_path, started=STARTED, checkpoint_after=0.02)
     await store.open()
     await _bounded(
-        asyncio.gather(*(store.log_signing(_signed(i), DEVICE_PEM, SIGNER_PEM) for i in range(40)))
+        asyncio.gather(*(store.log_signing(signed(i), DEVICE_PEM, SIGNER_PEM) for i in range(40)))
     )
     after_commit = fsyncs.calls
     for _ in range(500):  # bounded wait (<= 5 s) for the idle checkpoint chunks (32 files each)
@@ -370,6 +340,6 @@ async def test_memory_store() -> None:
     with pytest.raises(RecordStoreError):
         await store.log_refusal(_refused(1))
     async with store:
-        await store.log_signing(_signed(1), DEVICE_PEM, SIGNER_PEM)
+        await store.log_signing(signed(1), DEVICE_PEM, SIGNER_PEM)
         await store.log_refusal(_refused(2))
     assert len(store.signings) == 1 and len(store.refusals) == 1 and not store.is_open

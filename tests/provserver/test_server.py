@@ -3,85 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import io
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from test_server_support import (
-    SIGNER_ID,
-    Chain,
-    FakeBackend,
-    FakeModule,
-    Station,
-    make_chain,
-    make_request,
-)
 
 from atcaprov.atcacert import compress, rebuild
 from atcaprov.atcacert.keys import public_key_bytes
 from atcaprov.protocol import HEADER_SIZE, CertReply, ErrorReply, encode
 from atcaprov.return_codes import ReturnCode
-from provserver.console import Console, NoPasswordSource
-from provserver.manager import SignerManager
-from provserver.profile import ProfileStore
-from provserver.records import MemoryRecordStore
-from provserver.server import ProvisioningServer, ServerLimits
-from provserver.signing import SigningService
+from provserver.server import ServerLimits
+from tests.support.pki import SIGNER_ID
+from tests.support.server import make_chain, make_request, serving
+from tests.support.station import Station
 
 CHAIN = make_chain()
-
-
-@dataclass
-class Running:
-    server: ProvisioningServer
-    backend: FakeBackend
-    log: MemoryRecordStore
-    out: io.StringIO
-    chain: Chain
-
-    @property
-    def port(self) -> int:
-        return self.server.port
-
-    def lines(self) -> list[str]:
-        return self.out.getvalue().splitlines()
-
-
-@asynccontextmanager
-async def serving(
-    limits: ServerLimits | None = None, modules: int = 1, delay: float = 0.0
-) -> AsyncIterator[Running]:
-    out = io.StringIO()
-    console = Console(out)
-    backend = FakeBackend()
-    for i in range(modules):
-        backend.present[f"m{i}"] = FakeModule(
-            f"m{i}",
-            CHAIN.signer_key,
-            CHAIN.signer_cert,
-            sn=f"01230000000000{i:02X}EE",
-            delay=delay,
-        )
-    manager = SignerManager([backend], console, NoPasswordSource(), rescan_interval=0)
-    log = MemoryRecordStore()
-    service = SigningService(manager, ProfileStore([], [CHAIN.profile]), log, console)
-    server = ProvisioningServer(
-        service.handle, console, host="127.0.0.1", port=0, limits=limits or ServerLimits()
-    )
-    await service.open()
-    await manager.start()
-    await server.start()
-    await manager.start_scanning()
-    try:
-        yield Running(server, backend, log, out, CHAIN)
-    finally:
-        await asyncio.wait_for(server.stop(), 20)
-        await manager.stop()
-        await service.close()
 
 
 def check_device_cert(reply: CertReply, public_key: bytes | None = None) -> x509.Certificate:
@@ -100,7 +36,7 @@ def check_device_cert(reply: CertReply, public_key: bytes | None = None) -> x509
 
 
 async def test_request_served_and_rebuildable_from_compressed_cert() -> None:
-    async with serving() as run:
+    async with serving(CHAIN) as run:
         station = await Station.connect(run.port)
         request = make_request(run.chain)
         reply = await station.request(request)
@@ -139,7 +75,7 @@ async def test_request_served_and_rebuildable_from_compressed_cert() -> None:
 
 
 async def test_persistent_connection_many_requests_and_refusals_keep_it_open() -> None:
-    async with serving() as run:
+    async with serving(CHAIN) as run:
         station = await Station.connect(run.port)
         for i in range(3):
             assert isinstance(await station.request(make_request(run.chain, i)), CertReply)
@@ -158,7 +94,7 @@ async def test_persistent_connection_many_requests_and_refusals_keep_it_open() -
 
 
 async def test_unknown_signer_gets_signer_not_found() -> None:
-    async with serving() as run:
+    async with serving(CHAIN) as run:
         station = await Station.connect(run.port)
         reply = await station.request(make_request(run.chain, signer_key_id=b"\x11" * 20))
         assert isinstance(reply, ErrorReply)
@@ -170,7 +106,7 @@ async def test_unknown_signer_gets_signer_not_found() -> None:
 
 
 async def test_template_mismatch_refused() -> None:
-    async with serving() as run:
+    async with serving(CHAIN) as run:
         station = await Station.connect(run.port)
         reply = await station.request(make_request(run.chain, device_template_id=9))
         assert isinstance(reply, ErrorReply) and reply.code is ReturnCode.TEMPLATE_MISMATCH
@@ -178,7 +114,7 @@ async def test_template_mismatch_refused() -> None:
 
 
 async def test_malformed_header_gets_error_reply_then_close() -> None:
-    async with serving() as run:
+    async with serving(CHAIN) as run:
         station = await Station.connect(run.port)
         await station.send(b"XXXX" + bytes(HEADER_SIZE - 4))
         reply = await station.reply()
@@ -202,7 +138,7 @@ async def test_malformed_header_gets_error_reply_then_close() -> None:
 
 async def test_stalled_client_dropped_while_another_is_served() -> None:
     limits = ServerLimits(read_timeout=0.5, idle_timeout=30)
-    async with serving(limits) as run:
+    async with serving(CHAIN, limits) as run:
         staller = await Station.connect(run.port)
         data = encode(make_request(run.chain))
         await staller.send(data[:40])  # header and part of the body, then silence
@@ -220,7 +156,7 @@ async def test_stalled_client_dropped_while_another_is_served() -> None:
 
 
 async def test_idle_connection_closed_after_idle_timeout() -> None:
-    async with serving(ServerLimits(idle_timeout=0.3)) as run:
+    async with serving(CHAIN, ServerLimits(idle_timeout=0.3)) as run:
         station = await Station.connect(run.port)
         assert isinstance(await station.request(make_request(run.chain)), CertReply)
         assert await station.at_eof(timeout=10)
@@ -228,7 +164,7 @@ async def test_idle_connection_closed_after_idle_timeout() -> None:
 
 
 async def test_connection_limit() -> None:
-    async with serving(ServerLimits(max_connections=2)) as run:
+    async with serving(CHAIN, ServerLimits(max_connections=2)) as run:
         a = await Station.connect(run.port)
         b = await Station.connect(run.port)
         assert isinstance(await a.request(make_request(run.chain)), CertReply)
@@ -249,7 +185,7 @@ async def test_connection_limit() -> None:
 
 
 async def test_many_concurrent_stations() -> None:
-    async with serving(modules=2) as run:
+    async with serving(CHAIN, modules=2) as run:
 
         async def station_run(n: int) -> int:
             station = await Station.connect(run.port)
@@ -272,7 +208,7 @@ async def test_many_concurrent_stations() -> None:
 
 
 async def test_stop_lets_in_flight_request_finish() -> None:
-    async with serving(ServerLimits(shutdown_grace=10), delay=0.5) as run:
+    async with serving(CHAIN, ServerLimits(shutdown_grace=10), delay=0.5) as run:
         busy = await Station.connect(run.port)
         idle = await Station.connect(run.port)
         await busy.send(encode(make_request(run.chain)))
@@ -295,7 +231,7 @@ async def test_stop_lets_in_flight_request_finish() -> None:
 
 
 async def test_signer_id_in_request_must_match() -> None:
-    async with serving() as run:
+    async with serving(CHAIN) as run:
         station = await Station.connect(run.port)
         reply = await station.request(make_request(run.chain, signer_id=b"\x00\x01"))
         assert isinstance(reply, ErrorReply) and reply.code is ReturnCode.SIGNER_NOT_FOUND

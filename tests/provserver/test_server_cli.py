@@ -4,7 +4,6 @@ password from the environment, shutdown; the click command line; SIGTERM in a su
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import os
 import re
@@ -17,8 +16,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from cryptography.hazmat.primitives import serialization
-from test_server_support import Station, make_chain, make_request
 
 from atcaprov.protocol import CertReply, ErrorReply, encode
 from atcaprov.return_codes import ReturnCode
@@ -27,30 +24,12 @@ from provserver.console import Console
 from provserver.profile import load_profile, write_profile
 from provserver.records import MemoryRecordStore
 from provserver.server import ProvisioningServer, ServerStartError
+from tests.support.server import make_chain, make_request, write_pem_signer
+from tests.support.station import Station
 
 CHAIN = make_chain()
 LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d), (info|warning|error)\] (.*)$")
-TESTS = Path(__file__).parent
-
-
-def write_pem_signer(folder: Path, password: bytes | None = None) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    enc = (
-        serialization.BestAvailableEncryption(password)
-        if password
-        else serialization.NoEncryption()
-    )
-    key = CHAIN.signer_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc
-    )
-    path = folder / "signer.pem"
-    path.write_bytes(key)
-    path.with_suffix(".crt").write_bytes(
-        b"-----BEGIN CERTIFICATE-----\n"
-        + base64.encodebytes(CHAIN.signer_cert)
-        + b"-----END CERTIFICATE-----\n"
-    )
-    return path
+REPO = Path(__file__).parents[2]
 
 
 def messages(text: str) -> list[tuple[str, str]]:
@@ -85,7 +64,7 @@ async def run_in_process(
 
 async def test_start_sequence_request_and_activity_log(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    key = write_pem_signer(tmp_path / "keys")
+    key = write_pem_signer(CHAIN, tmp_path / "keys")
     (data / "signers").mkdir(parents=True)
     write_profile(data / "signers" / f"{CHAIN.key_id.hex().upper()}.json", CHAIN.profile)
     assert load_profile(data / "signers" / f"{CHAIN.key_id.hex().upper()}.json") == CHAIN.profile
@@ -128,7 +107,7 @@ async def test_start_sequence_request_and_activity_log(tmp_path: Path) -> None:
 
 async def test_password_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = tmp_path / "data"
-    key = write_pem_signer(tmp_path / "keys", password=b"s3cret")
+    key = write_pem_signer(CHAIN, tmp_path / "keys", password=b"s3cret")
     (data / "signers").mkdir(parents=True)
     write_profile(data / "signers" / "profile.json", CHAIN.profile)
     monkeypatch.setenv("SIGNER_PW", "s3cret")
@@ -195,9 +174,9 @@ SIGTERM_SCRIPT = textwrap.dedent(
     """
     import asyncio, sys
     from pathlib import Path
-    sys.path.insert(0, {tests!r})
+    sys.path.insert(0, {repo!r})
     from cryptography.hazmat.primitives import serialization
-    from test_server_support import FakeBackend, FakeModule
+    from tests.support.signer_fakes import FakeBackend, FakeModule
     from provserver import cli
     from provserver.console import Console
     from provserver.records import MemoryRecordStore
@@ -220,7 +199,7 @@ SIGTERM_SCRIPT = textwrap.dedent(
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is POSIX")
 def test_sigterm_lets_in_flight_request_finish(tmp_path: Path) -> None:
     chain = CHAIN
-    key_path = write_pem_signer(tmp_path / "keys")
+    key_path = write_pem_signer(CHAIN, tmp_path / "keys")
     cert_path = tmp_path / "signer.der"
     cert_path.write_bytes(chain.signer_cert)
     profiles = tmp_path / "profiles"
@@ -229,7 +208,7 @@ def test_sigterm_lets_in_flight_request_finish(tmp_path: Path) -> None:
     script = tmp_path / "serve.py"
     script.write_text(
         SIGTERM_SCRIPT.format(
-            tests=str(TESTS),
+            repo=str(REPO),
             data=str(tmp_path / "data"),
             profiles=str(profiles),
             key=str(key_path),
@@ -292,7 +271,7 @@ async def test_port_in_use_is_reported(tmp_path: Path) -> None:
         port=port,
         data_dir=tmp_path,
         signers=["pem"],
-        pem_key=write_pem_signer(tmp_path / "keys"),
+        pem_key=write_pem_signer(CHAIN, tmp_path / "keys"),
     )
     try:
         with pytest.raises(ServerStartError):

@@ -28,11 +28,12 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from test_server_sim_load import make_sim_signer, read_signing_log, request_for, serial_hex
 
 from atcaprov.certinfo import CertInfo
 from atcaprov.protocol import CertReply, MessageReader, MessageType, encode
 from provserver.records_file import FileRecordStore, parse_journal
+from tests.support.sim_signer import make_sim_signer, read_signing_log, serial_hex
+from tests.support.station import request_for
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 

@@ -16,11 +16,7 @@ import unicodedata
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from test_server_support import FakeBackend, FakeModule, make_ca_cert, make_chain
 
 import provserver.profile as profile_mod
 import provserver.records_file as records_file
@@ -29,42 +25,19 @@ from provserver.manager import SignerManager
 from provserver.profile import ProfileError, ProfileStore, write_profile
 from provserver.records import MAX_FIELD_CHARS, RecordStoreError, SigningRecord, sanitize_field
 from provserver.records_file import FileRecordStore, parse_journal
+from tests.support.certs import make_ca_cert
+from tests.support.records import cert_pem_text, signed
+from tests.support.server import make_chain
+from tests.support.signer_fakes import FakeBackend, FakeModule
 
 STARTED = datetime.datetime(2026, 11, 21, 5, 13, 23, tzinfo=datetime.timezone.utc)
 TIMEOUT = 30.0
 CHAIN = make_chain()
 
 
-def _pem(cn: str) -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    start = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(7)
-        .not_valid_before(start)
-        .not_valid_after(start + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
-
-
-DEVICE_PEM = _pem("device")
-SIGNER_PEM = _pem("signer")
-OTHER_SIGNER_PEM = _pem("other signer")
-
-
-def _signed(i: int) -> SigningRecord:
-    return SigningRecord.create(
-        station="line-1",
-        device_sn=bytes.fromhex("0123") + i.to_bytes(2, "big") + bytes.fromhex("D92CA571EE"),
-        signer="Example ATECC508A Signer (01231E6CD82CA571EE)",
-        result="signed",
-        cert_sn=i.to_bytes(3, "big"),
-    )
+DEVICE_PEM = cert_pem_text("device")
+SIGNER_PEM = cert_pem_text("signer")
+OTHER_SIGNER_PEM = cert_pem_text("other signer")
 
 
 def _copies(root: Path, record: SigningRecord) -> tuple[Path, Path]:
@@ -100,24 +73,24 @@ def _links_work(folder: Path) -> bool:
 async def test_signer_copies_of_a_run_share_one_file(tmp_path: Path) -> None:
     if not _links_work(tmp_path):
         pytest.skip("this file system has no hard links")
-    records = [_signed(i) for i in range(5)]
+    records = [signed(i) for i in range(5)]
     async with FileRecordStore(tmp_path, started=STARTED, checkpoint_after=None) as store:
         for record in records:  # one at a time: five batches
             await asyncio.wait_for(store.log_signing(record, DEVICE_PEM, SIGNER_PEM), TIMEOUT)
-        await asyncio.wait_for(store.log_signing(_signed(9), DEVICE_PEM, OTHER_SIGNER_PEM), TIMEOUT)
+        await asyncio.wait_for(store.log_signing(signed(9), DEVICE_PEM, OTHER_SIGNER_PEM), TIMEOUT)
     signers = [_copies(tmp_path, r)[1] for r in records]
     devices = [_copies(tmp_path, r)[0] for r in records]
     assert {s.stat().st_ino for s in signers} == {signers[0].stat().st_ino}
     assert signers[0].stat().st_nlink == 5
     assert len({d.stat().st_ino for d in devices}) == 5  # device certificates: own files
     assert all(s.read_text() == SIGNER_PEM for s in signers)
-    other = _copies(tmp_path, _signed(9))[1]
+    other = _copies(tmp_path, signed(9))[1]
     assert other.read_text() == OTHER_SIGNER_PEM and other.stat().st_nlink == 1
     assert not list((tmp_path / "certs").rglob("*.tmp"))
 
 
 async def test_link_copies_false_writes_a_file_per_device(tmp_path: Path) -> None:
-    records = [_signed(i) for i in range(3)]
+    records = [signed(i) for i in range(3)]
     store = FileRecordStore(tmp_path, started=STARTED, checkpoint_after=None, link_copies=False)
     async with store:
         for record in records:
@@ -129,17 +102,17 @@ async def test_link_copies_false_writes_a_file_per_device(tmp_path: Path) -> Non
 
 async def test_a_changed_or_removed_first_copy_is_not_linked(tmp_path: Path) -> None:
     async with FileRecordStore(tmp_path, started=STARTED, checkpoint_after=None) as store:
-        await asyncio.wait_for(store.log_signing(_signed(0), DEVICE_PEM, SIGNER_PEM), TIMEOUT)
-        first = (await _written(tmp_path, _signed(0)))[1]
+        await asyncio.wait_for(store.log_signing(signed(0), DEVICE_PEM, SIGNER_PEM), TIMEOUT)
+        first = (await _written(tmp_path, signed(0)))[1]
         first.write_text("tampered\n")  # same inode, other content
-        await asyncio.wait_for(store.log_signing(_signed(1), DEVICE_PEM, SIGNER_PEM), TIMEOUT)
-        second = (await _written(tmp_path, _signed(1)))[1]
+        await asyncio.wait_for(store.log_signing(signed(1), DEVICE_PEM, SIGNER_PEM), TIMEOUT)
+        second = (await _written(tmp_path, signed(1)))[1]
         assert second.read_text() == SIGNER_PEM
         assert second.stat().st_ino != first.stat().st_ino
         (second.parent / "replacement").write_text(SIGNER_PEM)
         os.replace(second.parent / "replacement", second)  # same name, another file
-        await asyncio.wait_for(store.log_signing(_signed(2), DEVICE_PEM, SIGNER_PEM), TIMEOUT)
-        third = (await _written(tmp_path, _signed(2)))[1]
+        await asyncio.wait_for(store.log_signing(signed(2), DEVICE_PEM, SIGNER_PEM), TIMEOUT)
+        third = (await _written(tmp_path, signed(2)))[1]
         assert third.read_text() == SIGNER_PEM
         assert third.stat().st_ino != second.stat().st_ino
     assert first.read_text() == "tampered\n"  # nobody else's copy went with it
@@ -162,17 +135,17 @@ async def test_waiters_are_released_before_the_copies_are_written(
 
     monkeypatch.setattr(store, "_materialize_sync", held)
     try:
-        await asyncio.wait_for(store.log_signing(_signed(1), DEVICE_PEM, SIGNER_PEM), TIMEOUT)
+        await asyncio.wait_for(store.log_signing(signed(1), DEVICE_PEM, SIGNER_PEM), TIMEOUT)
         assert entered.is_set()
-        assert not (tmp_path / "certs" / _signed(1).device_sn).exists()  # copies not yet there
+        assert not (tmp_path / "certs" / signed(1).device_sn).exists()  # copies not yet there
         rows = store.tsv_path.read_bytes().splitlines()
-        assert len(rows) == 2 and _signed(1).device_sn.encode() in rows[1]
+        assert len(rows) == 2 and signed(1).device_sn.encode() in rows[1]
         entries, _ = parse_journal(store.journal_path.read_bytes())
         assert [pem.decode() for _, pem in entries] == [DEVICE_PEM, SIGNER_PEM]
     finally:
         gate.set()
     await asyncio.wait_for(store.close(), TIMEOUT)
-    device, signer = _copies(tmp_path, _signed(1))
+    device, signer = _copies(tmp_path, signed(1))
     assert device.read_text() == DEVICE_PEM and signer.read_text() == SIGNER_PEM
 
 
@@ -186,13 +159,13 @@ async def test_copy_failure_keeps_the_record_then_stops_the_store(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(records_file, "_write_new_file", broken)
-    await asyncio.wait_for(store.log_signing(_signed(1), DEVICE_PEM, SIGNER_PEM), TIMEOUT)
+    await asyncio.wait_for(store.log_signing(signed(1), DEVICE_PEM, SIGNER_PEM), TIMEOUT)
     for _ in range(200):  # bounded: the worker notes the failure just after the release
         if store._failure is not None:
             break
         await asyncio.sleep(0.01)
     with pytest.raises(RecordStoreError, match=r"failed earlier.*No space left"):
-        await store.log_signing(_signed(2), DEVICE_PEM, SIGNER_PEM)
+        await store.log_signing(signed(2), DEVICE_PEM, SIGNER_PEM)
     monkeypatch.undo()
     await store.close()
     assert store.marker_path.exists()  # the journal holds the certificates
@@ -200,7 +173,7 @@ async def test_copy_failure_keeps_the_record_then_stops_the_store(
     await later.open()
     await later.close()
     assert later.recovered == [store.stamp]
-    device, signer = _copies(tmp_path, _signed(1))
+    device, signer = _copies(tmp_path, signed(1))
     assert device.read_text() == DEVICE_PEM and signer.read_text() == SIGNER_PEM
 
 

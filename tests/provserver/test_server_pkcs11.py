@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,22 +23,23 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_server_sim_load import check_reply, read_signing_log, request_for
-from test_server_support import Station
 
 from atcaprov.certinfo import CertInfo, load_cert_info
 from atcaprov.protocol import ErrorReply
 from atcaprov.return_codes import ReturnCode
 from provserver.cli import main
-from provserver.signers.pkcs11 import find_softhsm2
+from tests.support.sim_signer import read_signing_log
+from tests.support.softhsm import (
+    SOFTHSM_LIB,
+    init_token,
+    needs_softhsm,
+    reinitialize_softhsm,
+    write_softhsm_conf,
+)
+from tests.support.station import Station, check_reply, request_for
 
-SOFTHSM_LIB = find_softhsm2()
 pytestmark = [
-    pytest.mark.skipif(
-        SOFTHSM_LIB is None or shutil.which("softhsm2-util") is None,
-        reason="SoftHSM2 not installed (Debian package softhsm2; `make test` installs it "
-        "through scripts/ensure-test-tools)",
-    ),
+    needs_softhsm,
     pytest.mark.skipif(sys.platform == "win32", reason="SoftHSM2 paths and SIGTERM are POSIX"),
 ]
 
@@ -62,20 +62,11 @@ class Hsm:
 @pytest.fixture
 def hsm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hsm]:
     """A fresh token in a private SoftHSM2 store with a signer made by `signer create`."""
-    import pkcs11
-
     assert SOFTHSM_LIB is not None
-    folder = tmp_path / "softhsm"
-    (folder / "tokens").mkdir(parents=True)
-    conf = folder / "softhsm2.conf"
-    conf.write_text(
-        f"directories.tokendir = {folder / 'tokens'}\nobjectstore.backend = file\n"
-        "log.level = ERROR\nslots.removable = false\n"
-    )
+    conf = write_softhsm_conf(tmp_path / "softhsm")
     monkeypatch.setenv("SOFTHSM2_CONF", str(conf))
-    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", TOKEN, "--pin", PIN,
-                    "--so-pin", "271828"], check=True, capture_output=True, timeout=30)  # fmt: skip
-    pkcs11.lib(SOFTHSM_LIB).reinitialize()  # re-read SOFTHSM2_CONF if loaded before
+    init_token(TOKEN, PIN, "271828")
+    reinitialize_softhsm()  # re-read SOFTHSM2_CONF if loaded before
     data = tmp_path / "data"
     certinfo = tmp_path / "atcaprov_cert_info_1.c"
     result = CliRunner().invoke(
@@ -90,7 +81,7 @@ def hsm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hsm]:
     assert result.exit_code == 0, result.output
     yield Hsm(SOFTHSM_LIB, conf, data, load_cert_info(certinfo))
     monkeypatch.undo()
-    pkcs11.lib(SOFTHSM_LIB).reinitialize()
+    reinitialize_softhsm()
 
 
 class ServerProcess:

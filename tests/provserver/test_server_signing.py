@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from test_server_support import config_zone, device_key, make_chain
 
 from atcaprov.atcacert import cert_def_to_c
 from atcaprov.atcacert.certdef import CertElement, CertLoc, DeviceLoc, DevZone
@@ -22,6 +21,9 @@ from provserver.profile import (
     write_profile,
 )
 from provserver.signing import RequestRefused, check_config_zone, check_public_key, check_request
+from tests.support.config import config_zone
+from tests.support.server import make_chain
+from tests.support.station import device_key
 
 CHAIN = make_chain()
 

@@ -7,123 +7,41 @@ concurrent stations (signing log rows and certificate files complete), hot plug 
 module of the same signer while serving (a copy of the module file: the same chip, the same
 key, so the two form a pool) and removal of one while serving without a failed request, and a
 password-protected module (locked without a password source, serving with ``--password-env``).
-
-Helpers here (``make_sim_signer``, ``request_for``, ``check_reply``, ``read_signing_log``) are
-also used by test_server_crash.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import io
 import os
 import re
 import shutil
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from test_server_support import Station, config_zone
 
-from atcaprov.atcacert.keys import public_key_bytes
-from atcaprov.certinfo import CertInfo, load_cert_info
-from atcaprov.protocol import CertReply, CertRequest, ErrorReply
+from atcaprov.certinfo import CertInfo
+from atcaprov.protocol import CertReply, ErrorReply
 from atcaprov.return_codes import ReturnCode
-from provserver.cli import Settings, main, run
+from provserver.cli import Settings, run
 from provserver.console import Console
 from provserver.records_file import parse_journal
 from provserver.server import ProvisioningServer
+from tests.support.certs import der_to_pem
+from tests.support.sim_signer import NAME, SimSigner, make_sim_signer, read_signing_log, serial_hex
+from tests.support.station import Station, check_reply, request_for
 
-NAME = "Example ATECC508A Signer"
 STATION_TIMEOUT = 30.0  # per reply: generous, the machine is shared
 
 
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
-@dataclass
-class SimSigner:
-    """What `provserver signer create --backend sim` produced."""
-
-    modules: Path
-    data: Path
-    module: Path
-    info: CertInfo
-
-
-def make_sim_signer(tmp: Path, *extra: str, env: dict[str, str] | None = None) -> SimSigner:
-    """Run `provserver signer create --backend sim` (new root CA) into ``tmp``."""
-    modules, data, certinfo = tmp / "modules", tmp / "data", tmp / "atcaprov_cert_info_0.c"
-    result = CliRunner().invoke(
-        main,
-        ["signer", "create", "--backend", "sim", "--modules", str(modules), "--name", NAME,
-         "--root-dir", str(tmp / "root"), "--data-dir", str(data),
-         "--certinfo-out", str(certinfo), "--device-cn", "Load Device", *extra],
-        env=env,
-        catch_exceptions=False,
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    (module,) = sorted(modules.glob("signer-*.json"))
-    return SimSigner(modules, data, module, load_cert_info(certinfo))
-
-
-def request_for(info: CertInfo, n: int, station: str = "load") -> CertRequest:
-    """A station's request for device number ``n`` (1..65535: its serial number) and a new key."""
-    pub = public_key_bytes(ec.generate_private_key(ec.SECP256R1()).public_key())
-    return CertRequest(
-        signer_id=info.signer_id,
-        signer_key_id=info.signer_key_id,
-        device_template_id=info.device_cert_def.template_id,
-        signer_template_id=info.signer_cert_def.template_id,
-        chain_id=info.device_cert_def.chain_id,
-        config_zone=config_zone(n),
-        device_public_key=pub,
-        station_id=station,
-    )
-
-
-def check_reply(info: CertInfo, request: CertRequest, reply: object) -> x509.Certificate:
-    """A CertReply whose chain verifies up to the cert info's root, for the requested key."""
-    assert isinstance(reply, CertReply), reply
-    assert reply.root_cert == info.root_cert_der
-    device = x509.load_der_x509_certificate(reply.device_cert)
-    signer = x509.load_der_x509_certificate(reply.signer_cert)
-    root = x509.load_der_x509_certificate(info.root_cert_der)
-    device.verify_directly_issued_by(signer)  # raises on a bad signature or names
-    signer.verify_directly_issued_by(root)
-    device_pub = device.public_key()
-    signer_pub = signer.public_key()
-    assert isinstance(device_pub, ec.EllipticCurvePublicKey)
-    assert isinstance(signer_pub, ec.EllipticCurvePublicKey)
-    assert public_key_bytes(device_pub) == request.device_public_key
-    assert public_key_bytes(signer_pub) == info.signer_public_key
-    return device
-
-
-def cert_pem(der: bytes) -> bytes:
-    return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
-
-
-def serial_hex(cert: x509.Certificate) -> str:
-    n = cert.serial_number
-    return n.to_bytes((n.bit_length() + 7) // 8 or 1, "big").hex().upper()
-
-
-def read_signing_log(data: Path) -> list[dict[str, str]]:
-    """Rows of the (single) signing log of ``data``."""
-    (tsv,) = sorted((data / "logs").glob("signing-*.tsv"))
-    with tsv.open(newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh, dialect="excel-tab"))
-
-
 def sim_settings(signer: SimSigner, **changes: object) -> Settings:
     settings = Settings(
         host="127.0.0.1",
@@ -222,7 +140,7 @@ async def test_concurrent_stations_get_valid_certificates(tmp_path: Path) -> Non
     # certs folder: one device and one signer file per device, equal to what the station got
     first = replies[(0, 0)]
     assert isinstance(first, CertReply)
-    signer_pem = cert_pem(first.signer_cert)
+    signer_pem = der_to_pem(first.signer_cert)
     for sn, device in received.items():
         (device_file,) = (signer.data / "certs" / sn).glob("*-device.pem")
         (signer_file,) = (signer.data / "certs" / sn).glob("*-signer.pem")

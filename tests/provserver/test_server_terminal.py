@@ -9,19 +9,21 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_server_cli import CHAIN, write_pem_signer
-from test_server_support import Station, make_request
 
 from atcaprov.protocol import CertReply
 from provserver.profile import write_profile
+from tests.support.server import make_chain, make_request, write_pem_signer
+from tests.support.station import Station
 
 pexpect = pytest.importorskip("pexpect")
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="pty is POSIX only")
 
+CHAIN = make_chain()
+
 
 def test_password_prompt_and_escape(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    key = write_pem_signer(tmp_path / "keys", password=b"right-pw")
+    key = write_pem_signer(CHAIN, tmp_path / "keys", password=b"right-pw")
     (data / "signers").mkdir(parents=True)
     write_profile(data / "signers" / f"{CHAIN.key_id.hex().upper()}.json", CHAIN.profile)
     exe = Path(sys.executable).parent / "provserver"

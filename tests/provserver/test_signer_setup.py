@@ -746,14 +746,14 @@ async def test_server_signs_for_created_sim_signer(
     import asyncio
     import io
 
-    from test_server_support import Station, config_zone
-
     from atcaprov.protocol import CertReply, CertRequest, ErrorReply
     from atcaprov.return_codes import ReturnCode
     from provserver.cli import Settings
     from provserver.cli import run as run_server
     from provserver.console import Console
     from provserver.records import MemoryRecordStore
+    from tests.support.config import config_zone
+    from tests.support.station import Station
 
     key, cert = root_files
     monkeypatch.setenv("SRV_PW", "server-pw")

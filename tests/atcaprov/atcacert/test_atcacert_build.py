@@ -7,10 +7,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from atcacert_testlib import NOW, SIGNER_ID, key, make_pki, pub, signer_fn, standard_pki
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import NameOID
 
 from atcaprov.atcacert import (
     ATCACERT_E_BAD_PARAMS,
@@ -34,6 +31,10 @@ from atcaprov.atcacert import (
     rebuild,
 )
 from atcaprov.atcacert.der import SIG_DER_MAX, SIG_DER_MIN, encode_ecdsa_sig_value, encode_length
+from tests.support.certs import der, self_signed
+from tests.support.keys import key, pub, signer_fn
+from tests.support.pki import ATCACERT_NOW as NOW
+from tests.support.pki import SIGNER_ID, atcacert_pki, standard_pki
 
 DEVICE_SN = bytes.fromhex("0123C5D92CA571EEEE")
 UTC = timezone.utc
@@ -58,20 +59,20 @@ def test_standard_layout() -> None:
 
 def test_signer_cert_compresses_to_the_facts_tail_and_rebuilds() -> None:
     p = standard_pki()
-    record = compress(p.defs.signer, p.signer_der)
+    record = compress(p.defs.signer, p.signer_cert)
     assert record[64:] == bytes.fromhex("A99D5CC48B109000")
     rebuilt = rebuild(p.defs.signer, record, pub(p.signer_key), None,
                       ca_public_key=pub(p.root_key))
-    assert rebuilt == p.signer_der
+    assert rebuilt == p.signer_cert
     x509.load_der_x509_certificate(rebuilt).verify_directly_issued_by(
-        x509.load_der_x509_certificate(p.root_der))
+        x509.load_der_x509_certificate(p.root_cert))
 
 
 def test_padded_public_key_accepted_by_rebuild() -> None:
     p = standard_pki()
-    record = compress(p.defs.signer, p.signer_der)
+    record = compress(p.defs.signer, p.signer_cert)
     padded = b"\0" * 4 + pub(p.signer_key)[:32] + b"\0" * 4 + pub(p.signer_key)[32:]
-    assert rebuild(p.defs.signer, record, padded, ca_public_key=pub(p.root_key)) == p.signer_der
+    assert rebuild(p.defs.signer, record, padded, ca_public_key=pub(p.root_key)) == p.signer_cert
 
 
 def test_device_build_verify_rebuild() -> None:
@@ -80,7 +81,7 @@ def test_device_build_verify_rebuild() -> None:
     built = build_cert(p.defs.device, public_key=pub(dk), issue_date=_issue(), signer_id=SIGNER_ID,
                        sign=signer_fn(p.signer_key), ca_public_key=pub(p.signer_key))
     cert = x509.load_der_x509_certificate(built.cert_der)
-    cert.verify_directly_issued_by(x509.load_der_x509_certificate(p.signer_der))
+    cert.verify_directly_issued_by(x509.load_der_x509_certificate(p.signer_cert))
     assert cert.not_valid_after_utc == datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
     assert cert.not_valid_before_utc == _issue()
     sn = cert.serial_number.to_bytes(16, "big")
@@ -107,7 +108,7 @@ def test_prepare_then_finish_for_an_external_signer() -> None:
 
 def test_record_of_another_definition_is_refused() -> None:
     p = standard_pki()
-    record = compress(p.defs.signer, p.signer_der)
+    record = compress(p.defs.signer, p.signer_cert)
     with pytest.raises(CertError) as err:
         rebuild(p.defs.device, record, pub(p.signer_key))
     assert err.value.code == ATCACERT_E_WRONG_CERT_DEF
@@ -160,7 +161,7 @@ def test_compress_refuses_a_certificate_of_another_template() -> None:
 
 
 def test_feb_29_plus_years_is_refused_by_build() -> None:
-    p = make_pki(device_expire_years=10)
+    p = atcacert_pki(device_expire_years=10)
     with pytest.raises(CertError) as err:
         prepare(p.defs.device, public_key=pub(key(59)), issue_date=_issue(2024, 2, 29),
                 signer_id=SIGNER_ID)
@@ -168,7 +169,7 @@ def test_feb_29_plus_years_is_refused_by_build() -> None:
 
 
 def test_device_def_with_expire_years() -> None:
-    p = make_pki(device_expire_years=10)
+    p = atcacert_pki(device_expire_years=10)
     assert p.defs.device.expire_years == 10
     assert p.defs.device.expire_date_format == DateFormat.RFC5280_UTC
     built = build_cert(p.defs.device, public_key=pub(key(60)), issue_date=_issue(2030, 12, 31, 23),
@@ -182,7 +183,7 @@ def test_device_def_with_expire_years() -> None:
 
 def test_device_sn_source() -> None:
     p = standard_pki()
-    template = make_device_template_cert(p.signer_der, now=NOW, sn_size=10)
+    template = make_device_template_cert(p.signer_cert, now=NOW, sn_size=10)
     d = cert_def_from_cert(template, template_id=3, chain_id=0, sn_source=SnSource.DEVICE_SN,
                            private_key_slot=0,
                            public_key_dev_loc=DeviceLoc(DevZone.DATA, 0, True, 0, 64),
@@ -203,7 +204,7 @@ def test_device_sn_source() -> None:
 
 def test_device_sn_source_with_16_byte_template_sn_is_rejected() -> None:
     p = standard_pki()
-    template = make_device_template_cert(p.signer_der, now=NOW, sn_size=16)
+    template = make_device_template_cert(p.signer_cert, now=NOW, sn_size=16)
     with pytest.raises(CertDefError) as err:
         cert_def_from_cert(template, template_id=3, chain_id=0, sn_source=SnSource.DEVICE_SN,
                            private_key_slot=0,
@@ -235,22 +236,18 @@ def test_stored_sn_needs_cert_sn() -> None:
     p = standard_pki()
     d = replace(p.defs.signer, sn_source=SnSource.STORED,
                 cert_sn_dev_loc=DeviceLoc(DevZone.DATA, 14, False, 0, 3))
-    record = compress(d, p.signer_der)
+    record = compress(d, p.signer_cert)
     with pytest.raises(CertError) as err:
         rebuild(d, record, pub(p.signer_key), ca_public_key=pub(p.root_key))
     assert err.value.field == "cert_sn"
-    sn = p.signer_der[15:18]
+    sn = p.signer_cert[15:18]
     assert rebuild(d, record, pub(p.signer_key), ca_public_key=pub(p.root_key),
-                   cert_sn=sn) == p.signer_der
+                   cert_sn=sn) == p.signer_cert
 
 
 def _plain_cert(not_before: datetime, not_after: datetime, cn: str = "X FFFF") -> bytes:
-    k = key(77)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    c = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-         .public_key(k.public_key()).serial_number(0x401234)
-         .not_valid_before(not_before).not_valid_after(not_after).sign(k, hashes.SHA256()))
-    return c.public_bytes(serialization.Encoding.DER)
+    return der(self_signed(cn, key(77), serial=0x401234, not_before=not_before,
+                           not_after=not_after))
 
 
 def _from(der: bytes) -> CertDef:
@@ -311,7 +308,7 @@ def test_missing_element_data() -> None:
 
     with_el = replace(d, cert_elements=(CertElement(
         "IssueDate", DeviceLoc(DevZone.DATA, 14, False, 22, 13), d.std_cert_elements.issue_date),))
-    record = compress(with_el, p.signer_der)
+    record = compress(with_el, p.signer_cert)
     with pytest.raises(CertError) as err:
         rebuild(with_el, record, pub(p.signer_key))
     assert err.value.code == ATCACERT_E_ELEM_MISSING and err.value.field == "IssueDate"

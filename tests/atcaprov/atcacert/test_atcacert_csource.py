@@ -7,7 +7,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from atcacert_testlib import standard_pki
 
 from atcaprov.atcacert import (
     CertDef,
@@ -20,6 +19,7 @@ from atcaprov.atcacert import (
     parse_c_source,
 )
 from atcaprov.atcacert.cwriter import c_hex_bytes
+from tests.support.pki import standard_pki
 
 
 def _template_c(d: CertDef) -> str:
@@ -186,7 +186,9 @@ def test_parser_expressions_and_strings() -> None:
     more = parse_c_source("const uint8_t g_t[] = { 1, 2, 3 };\n"
                           "const int n = sizeof(g_t)/sizeof(g_t[0]) + sizeof(uint16_t)"
                           " + (uint8_t)4 + sizeof(const uint8_t *) + 35-13 - -1;\n", "f.c")
-    assert Evaluator(more, {}).integer(more.variables["n"].init) == 3 + 2 + 4 + 8 + 22 + 1
+    init = more.variables["n"].init
+    assert init is not None
+    assert Evaluator(more, {}).integer(init) == 3 + 2 + 4 + 8 + 22 + 1
 
 
 def test_transforms_are_refused() -> None:

@@ -4,11 +4,10 @@ parse them and rebuild their certificates byte-identically."""
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
-from atcacert_testlib import NOW, key, pub, signer_fn
 from cryptography import x509
 
 from atcaprov.atcacert import (
@@ -24,6 +23,9 @@ from atcaprov.atcacert import (
     public_key_bytes,
     rebuild,
 )
+from tests.support.keys import cert_public_key, key, pub, signer_fn
+from tests.support.pki import ATCACERT_NOW as NOW
+from tests.support.pki import standard_pki
 
 DATA = Path(__file__).parent / "data"
 # the old pyasn1 the esp generator pins warns on Python 3.11; not ours to fix
@@ -35,7 +37,7 @@ def _der(name: str) -> bytes:
 
 
 def _pub_of(der: bytes) -> bytes:
-    return public_key_bytes(x509.load_der_x509_certificate(der).public_key())  # type: ignore[arg-type]
+    return public_key_bytes(cert_public_key(der))
 
 
 
@@ -81,20 +83,19 @@ def test_our_locator_agrees_with_the_esp_generator() -> None:
     assert ours == d
 
 
-def _esp_module():  # type: ignore[no-untyped-def]
+def _esp_module() -> ModuleType:
     try:
         import importlib.metadata
 
         dist = importlib.metadata.distribution("esp-cryptoauth-utility")
     except importlib.metadata.PackageNotFoundError:
         pytest.skip("esp-cryptoauth-utility is not installed (test extra)")
-    sys.path.insert(0, str(DATA))
-    try:
-        import make_esp_fixtures
-    finally:
-        sys.path.remove(str(DATA))
-    assert dist is not None
-    return make_esp_fixtures
+    spec = importlib.util.spec_from_file_location("make_esp_fixtures",
+                                                  DATA / "make_esp_fixtures.py")
+    assert dist is not None and spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @ESP_WARNINGS
@@ -112,13 +113,11 @@ def test_generator_live_on_a_new_template() -> None:
     """Drive the esp generator on a template we made; its def builds certs that verify."""
     mod = _esp_module()
     esp = mod.load_esp_cert2certdef()
-    from atcacert_testlib import standard_pki
-
     p = standard_pki()
     # the esp generator looks for the placeholder FFFF: make a signer whose id is FFFF
     from atcaprov.atcacert import make_signer_cert
 
-    signer = make_signer_cert(p.root_der, p.root_key, pub(p.signer_key),
+    signer = make_signer_cert(p.root_cert, p.root_key, pub(p.signer_key),
                               signer_id=b"\xff\xff", now=NOW, common_name="Test Signer",
                               expire_years=28)
     template = make_device_template_cert(signer, now=NOW, expire_years=12)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from atcacert_testlib import key, pub
 from cryptography import x509
 
 from atcaprov.atcacert import (
@@ -23,6 +22,7 @@ from atcaprov.atcacert import (
     unpad_public_key,
 )
 from atcaprov.atcacert.der import decode_ecdsa_sig_value, encode_ecdsa_sig_value
+from tests.support.keys import key, pub
 
 FACTS_TAIL = bytes.fromhex("A99D5CC48B109000")
 

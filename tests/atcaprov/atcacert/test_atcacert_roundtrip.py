@@ -11,7 +11,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from atcacert_testlib import NOW, Pki, key, make_pki, pub, signer_fn
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -34,6 +33,9 @@ from atcaprov.atcacert import (
     prepare,
     rebuild,
 )
+from tests.support.keys import key, pub, signer_fn
+from tests.support.pki import ATCACERT_NOW as NOW
+from tests.support.pki import Pki, atcacert_pki
 
 P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 SETTINGS = settings(max_examples=100, deadline=None)
@@ -48,13 +50,13 @@ signer_ids = st.binary(min_size=2, max_size=2)
 
 @functools.cache
 def pki_10y() -> Pki:
-    return make_pki(device_expire_years=10)
+    return atcacert_pki(device_expire_years=10)
 
 
 @functools.cache
 def device_sn_def() -> CertDef:
     p = pki_10y()
-    template = make_device_template_cert(p.signer_der, now=NOW, sn_size=10, expire_years=0)
+    template = make_device_template_cert(p.signer_cert, now=NOW, sn_size=10, expire_years=0)
     return cert_def_from_cert(template, template_id=3, chain_id=1,
                               sn_source=SnSource.DEVICE_SN, private_key_slot=0,
                               public_key_dev_loc=DeviceLoc(DevZone.DATA, 0, True, 0, 64),
@@ -78,7 +80,7 @@ def test_device_pub_key_hash(k: int, issue: datetime, device_sn: bytes) -> None:
     built = build_cert(p.defs.device, public_key=pub(dk), issue_date=issue, signer_id=b"\xc4\x8b",
                        sign=signer_fn(p.signer_key), ca_public_key=pub(p.signer_key))
     _check(p.defs.device, built.cert_der, built.comp_cert, pub(dk), device_sn,
-           pub(p.signer_key), p.signer_der)
+           pub(p.signer_key), p.signer_cert)
 
 
 @SETTINGS
@@ -93,7 +95,7 @@ def test_device_sn_source(k: int, issue: datetime, device_sn: bytes) -> None:
     assert x509.load_der_x509_certificate(built.cert_der).serial_number == \
         int.from_bytes(b"\x40" + device_sn, "big")
     _check(d, built.cert_der, built.comp_cert, pub(dk), device_sn, pub(p.signer_key),
-           p.signer_der)
+           p.signer_cert)
 
 
 @SETTINGS
@@ -102,7 +104,7 @@ def test_signer_cert(k: int, issue: datetime, signer_id: bytes) -> None:
     """A signer cert made by cryptography (not by our build) compresses and rebuilds."""
     p = pki_10y()
     sk = key(k)
-    der = make_signer_cert(p.root_der, p.root_key, pub(sk), signer_id=signer_id, now=issue,
+    der = make_signer_cert(p.root_cert, p.root_key, pub(sk), signer_id=signer_id, now=issue,
                            common_name="Test Signer", organization="Example Inc",
                            expire_years=28)
     d = p.defs.signer
@@ -116,7 +118,7 @@ def test_signer_cert(k: int, issue: datetime, signer_id: bytes) -> None:
     rebuilt = rebuild(d, record, pad_public_key(pub(sk)), ca_public_key=pub(p.root_key))
     assert rebuilt == der
     x509.load_der_x509_certificate(rebuilt).verify_directly_issued_by(
-        x509.load_der_x509_certificate(p.root_der))
+        x509.load_der_x509_certificate(p.root_cert))
 
 
 @functools.cache

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
 
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
 from atcaprov.emulator import DeviceAsleepError
-
-if TYPE_CHECKING:
-    from conftest import ChipDriver
+from tests.support.chip import ChipDriver
+from tests.support.keys import verify_raw
 
 INFO, NONCE, GENDIG, MAC, CHECKMAC, SIGN, GENKEY = 0x30, 0x16, 0x15, 0x08, 0x28, 0x41, 0x40
 OK, MISCOMPARE, PARSE, EXEC = 0x00, 0x01, 0x03, 0x0F
@@ -55,12 +50,6 @@ def host_checkmac_response(key: bytes, challenge: bytes, other: bytes, sn: bytes
         + sn[0:2]
         + other[11:13]
     )
-
-
-def verify(pub64: bytes, digest: bytes, sig64: bytes) -> None:
-    pub = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + pub64)
-    der = encode_dss_signature(int.from_bytes(sig64[:32], "big"), int.from_bytes(sig64[32:], "big"))
-    pub.verify(der, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
 
 
 @pytest.fixture
@@ -107,7 +96,7 @@ def test_checkmac_authorizes_sign_until_sleep(guarded: ChipDriver) -> None:
     assert state[1] & 0x04 and (state[1] >> 3) & 0x0F == 4  # AuthValid, AuthKey = 4
     digest = sha256(b"device cert")
     d.nonce_load(digest)
-    verify(pub, digest, d.ok(SIGN, 0x80, 3))
+    verify_raw(pub, digest, d.ok(SIGN, 0x80, 3))
     assert sign_status(d) == OK  # still authorized for the next command
     d.chip.idle()
     assert sign_status(d) == OK  # idle keeps it

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
 
 import pytest
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    Prehashed,
-    decode_dss_signature,
-    encode_dss_signature,
-)
 
-if TYPE_CHECKING:
-    from conftest import ChipDriver
+from tests.support.chip import ChipDriver
+from tests.support.keys import pub as raw_pub
+from tests.support.keys import raw_public_key, sign_digest, verify_raw
 
 READ, WRITE, INFO, NONCE, RANDOM, SHA = 0x02, 0x12, 0x30, 0x16, 0x1B, 0x47
 GENKEY, SIGN, VERIFY, ECDH, PRIVWRITE = 0x40, 0x41, 0x45, 0x43, 0x46
@@ -26,21 +20,6 @@ PATTERN = bytes.fromhex("FFFF0000") * 8
 
 def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
-
-
-def public_key(xy: bytes) -> ec.EllipticCurvePublicKey:
-    return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + xy)
-
-
-def verify(pub64: bytes, digest: bytes, sig64: bytes) -> None:
-    """Raise InvalidSignature unless sig64 (R||S) signs the 32-byte digest."""
-    der = encode_dss_signature(int.from_bytes(sig64[:32], "big"), int.from_bytes(sig64[32:], "big"))
-    public_key(pub64).verify(der, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
-
-
-def raw_pub(key: ec.EllipticCurvePrivateKey) -> bytes:
-    n = key.public_key().public_numbers()
-    return n.x.to_bytes(32, "big") + n.y.to_bytes(32, "big")
 
 
 # ---- Random, Nonce -------------------------------------------------------------------------
@@ -112,7 +91,7 @@ def test_genkey_needs_config_lock(blank: ChipDriver) -> None:
 def test_genkey_create_and_public(configured: ChipDriver) -> None:
     pub = configured.genkey(0)
     assert len(pub) == 64
-    public_key(pub)  # a point on P-256
+    raw_public_key(pub)  # a point on P-256
     assert configured.ok(GENKEY, 0x00, 0) == pub
     assert configured.genkey(0) != pub  # a new key each time
 
@@ -175,7 +154,7 @@ def test_genkey_digest_and_sign_internal(provisioned: ChipDriver) -> None:
         + b"\x01\x00\x00"
     )
     assert len(msg) == 55
-    verify(pub2, sha256(msg), sig)
+    verify_raw(pub2, sha256(msg), sig)
 
 
 def test_genkey_digest_without_tempkey_keeps_the_old_key(configured: ChipDriver) -> None:
@@ -210,9 +189,9 @@ def test_sign_external_verifies(provisioned: ChipDriver) -> None:
     d.chip.wake()
     d.nonce_load(digest)
     sig = d.ok(SIGN, 0x80, 0)
-    verify(pub, digest, sig)
+    verify_raw(pub, digest, sig)
     with pytest.raises(InvalidSignature):
-        verify(pub, sha256(b"other"), sig)
+        verify_raw(pub, sha256(b"other"), sig)
     assert d.status(SIGN, 0x80, 0) == EXEC  # TempKey was consumed
 
 
@@ -243,8 +222,7 @@ def test_sign_refusals(configured: ChipDriver) -> None:
 def test_verify_external(blank: ChipDriver) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     digest = sha256(b"hello")
-    r, s = decode_dss_signature(key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256()))))
-    sig = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    sig = sign_digest(key, digest)
     pub = raw_pub(key)
     d = blank
     d.chip.wake()
@@ -296,7 +274,7 @@ def test_ecdh_returns_shared_secret(provisioned: ChipDriver) -> None:
     pub2 = d.ok(GENKEY, 0x00, 2)
     peer = ec.generate_private_key(ec.SECP256R1())
     secret = d.ok(ECDH, 0x00, 2, raw_pub(peer))
-    assert secret == peer.exchange(ec.ECDH(), public_key(pub2))
+    assert secret == peer.exchange(ec.ECDH(), raw_public_key(pub2))
 
 
 def test_ecdh_to_next_slot_and_refusals(provisioned: ChipDriver) -> None:
@@ -357,8 +335,7 @@ def test_verify_validate_and_invalidate(blank: ChipDriver) -> None:
         tempkey = sha256(nonce + b"\x40" + other3 + bytes((sn[8],)) + sn[0:2] + bytes(25) + child)
         msg = tempkey + b"\x41" + other19[0:10] + bytes((sn[8],)) + other19[10:14] + sn[0:2]
         msg += other19[14:19]
-        r, s = decode_dss_signature(parent.sign(sha256(msg), ec.ECDSA(Prehashed(hashes.SHA256()))))
-        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        return sign_digest(parent, sha256(msg))
 
     nonce, other3, other19 = bytes(range(32)), b"\x00\x00\x00", bytes(range(19))
     sig = authority_signature(nonce, other3, other19)

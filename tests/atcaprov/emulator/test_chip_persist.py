@@ -5,18 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
 from atcaprov.emulator import Atecc508a, StateFileError
 from atcaprov.packet import build_command
-
-if TYPE_CHECKING:
-    from conftest import ChipDriver
+from tests.support.chip import ChipDriver
+from tests.support.keys import verify_raw
 
 
 def test_round_trip_keeps_locks_keys_and_data(provisioned: ChipDriver, tmp_path: Path) -> None:
@@ -41,9 +37,7 @@ def test_round_trip_keeps_locks_keys_and_data(provisioned: ChipDriver, tmp_path:
     digest = hashlib.sha256(b"after reload").digest()
     assert chip.execute(build_command(0x16, 0x03, 0, digest))[1] == 0x00
     sig = chip.execute(build_command(0x41, 0x80, 0))[1:-2]
-    key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + pub)
-    der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
-    key.verify(der, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+    verify_raw(pub, digest, sig)
 
 
 def test_loaded_chip_starts_asleep_without_volatile_state(

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import pytest
 
 from atcaprov.emulator import Atecc508a, DeviceAsleepError, InvalidSerialError, PowerState
 from atcaprov.errors import CommError
 from atcaprov.packet import build_command, exec_time_ms
-
-if TYPE_CHECKING:
-    from conftest import ChipDriver, FakeClock
+from tests.support.chip import SERIAL, ChipDriver, FakeClock
 
 INFO = bytes.fromhex("0730000000035D")
-SERIAL = bytes.fromhex("0123A1B2C3D4E5F6EE")
 
 
 def test_wake_answer_and_info_vector(blank: ChipDriver) -> None:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
 
 import pytest
 
 from atcaprov.emulator.cmd_memory import decode_counter, encode_counter
 from atcaprov.packet import crc16_value
-
-if TYPE_CHECKING:
-    from conftest import ChipDriver
+from tests.support.chip import ChipDriver
 
 READ, WRITE, LOCK, INFO, UPDATE_EXTRA, COUNTER = 0x02, 0x12, 0x17, 0x30, 0x20, 0x24
 NONCE, GENDIG = 0x16, 0x15

@@ -19,17 +19,7 @@ from atcaprov.emulator.kit_board import KitBoardError, VirtualKitBoard
 from atcaprov.errors import CommError, NoDevicesError
 from atcaprov.hal import open_hal
 from atcaprov.hal.kit_cdc import KitCdcHal
-
-CONFIG = bytes.fromhex(
-    "00000000000000000000000000000100"
-    "C000AA008F20C4448720C4448F0F8F8F"
-    "9F8F8220C444C4440F0F0F0F0F0F0F0F"
-    "0F0F0F0FFFFFFFFF00000000FFFFFFFF"
-    "00000000FFFFFFFFFFFFFFFFFFFFFFFF"
-    "FFFFFFFF00005555FFFF000000000000"
-    "33005C0013005C003C001C001C003300"
-    "1C001C003C003C003C003C001C003C00"
-)
+from tests.support.config import TEST_CONFIG
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
@@ -48,7 +38,7 @@ def connect(url: str) -> KitCdcHal:
 
 
 def provision(dev: Device) -> None:
-    dev.write_config_zone(CONFIG)
+    dev.write_config_zone(TEST_CONFIG)
     dev.lock_config_zone(crc=lock_crc(dev.read_config_zone()))
     dev.genkey(0)
     dev.lock_data_zone()
@@ -83,10 +73,10 @@ def test_tcp_round_trip_and_files(board: VirtualKitBoard, events: list[str]) -> 
         assert (hal.device_type, hal.address) == ("ECC508A", 0xC0)
         assert dev.info() == b"\x00\x00\x50\x00"
         assert dev.read_serial_number() == chip.serial_number
-        dev.write_config_zone(CONFIG)
+        dev.write_config_zone(TEST_CONFIG)
     # saved after the Write commands, without an unplug
     saved = Atecc508a.load(board.state_dir / "chip-000.json")
-    assert saved.config_zone[16:84] == CONFIG[16:84]
+    assert saved.config_zone[16:84] == TEST_CONFIG[16:84]
     assert wait_for(lambda: any("disconnected (closed by host)" in e for e in events))
 
 
@@ -192,7 +182,7 @@ def test_auto_swap_waits_for_silence(tmp_path: Path) -> None:
 def test_state_survives_restart(tmp_path: Path) -> None:
     with VirtualKitBoard(tmp_path, chips=1) as board, connect(board.url) as hal:
         dev = Device(hal)
-        dev.write_config_zone(CONFIG)
+        dev.write_config_zone(TEST_CONFIG)
         dev.lock_config_zone()
         serial = dev.read_serial_number()
     with VirtualKitBoard(tmp_path, chips=1) as board:
@@ -269,7 +259,7 @@ def test_cli_board_stdin_control(tmp_path: Path) -> None:
     try:
         assert url.startswith("socket://127.0.0.1:")
         with connect(url) as hal:
-            Device(hal).write_config_zone(CONFIG)
+            Device(hal).write_config_zone(TEST_CONFIG)
         assert proc.stdin is not None
         proc.stdin.write("status\nunplug\nnext\nstatus\nbogus\nquit\n")
         proc.stdin.flush()
@@ -283,7 +273,7 @@ def test_cli_board_stdin_control(tmp_path: Path) -> None:
     assert "Status: plugged: chip-001.json" in out
     assert "Unknown command 'bogus'" in out
     assert "Board stopped" in out
-    assert Atecc508a.load(tmp_path / "chip-000.json").config_zone[16:84] == CONFIG[16:84]
+    assert Atecc508a.load(tmp_path / "chip-000.json").config_zone[16:84] == TEST_CONFIG[16:84]
 
 
 def test_cli_sigterm_saves(tmp_path: Path) -> None:
@@ -292,7 +282,7 @@ def test_cli_sigterm_saves(tmp_path: Path) -> None:
     try:
         assert url == str(link)
         with connect(url) as hal:
-            Device(hal).write_config_zone(CONFIG)
+            Device(hal).write_config_zone(TEST_CONFIG)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=20)
     finally:
@@ -301,7 +291,7 @@ def test_cli_sigterm_saves(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     assert "Board stopped" in out
     assert not link.is_symlink()
-    assert Atecc508a.load(tmp_path / "s" / "chip-000.json").config_zone[16:84] == CONFIG[16:84]
+    assert Atecc508a.load(tmp_path / "s" / "chip-000.json").config_zone[16:84] == TEST_CONFIG[16:84]
 
 
 def test_cli_usage_errors(tmp_path: Path) -> None:

@@ -161,6 +161,7 @@ def test_long_reply_spans_reports() -> None:
     with _hal(fake) as hal:
         fake.reports_read = 0
         config = Device(hal).read_config_zone()
+        assert fake.chip is not None
         assert config == fake.chip.config_zone
         # wake reply (1 report), four 35-byte Read responses as 75-byte lines (2 reports each),
         # idle reply (1)
@@ -170,7 +171,9 @@ def test_long_reply_spans_reports() -> None:
 def test_report_id_in_input_reports() -> None:
     fake = RecordingHidKit(with_report_id=True)
     with _hal(fake, read_has_report_id=True) as hal:
-        assert Device(hal).read_serial_number() == fake.chip.serial_number
+        serial = Device(hal).read_serial_number()
+        assert fake.chip is not None
+        assert serial == fake.chip.serial_number
 
 
 def test_silent_kit_times_out() -> None:

@@ -6,7 +6,6 @@ import hashlib
 from typing import Any
 
 import pytest
-from signer_testkit import TestRoot, cert_public_key, make_root, verify_rs
 
 from atcaprov.device import Device
 from atcaprov.emulator import Atecc508a
@@ -20,6 +19,8 @@ from provserver.signers import (
 )
 from provserver.signers.hid import HidBackend
 from provserver.signers.module_layout import create_module
+from tests.support.certs import TestRoot
+from tests.support.keys import cert_public_key, verify_rs
 
 VID, PID = 0x03EB, 0x2312
 
@@ -63,11 +64,6 @@ def _module_chip(root: TestRoot, password: str | None) -> tuple[Atecc508a, Signe
             kdf_iterations=1000,
         )
     return chip, identity
-
-
-@pytest.fixture(scope="module")
-def root() -> TestRoot:
-    return make_root()
 
 
 def test_scan_open_sign_unplug(root: TestRoot) -> None:

@@ -13,10 +13,9 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
-from signer_testkit import TestRoot, cert_public_key, der, issue_signer_cert, make_root, verify_rs
 
 from atcaprov.device import Device
 from atcaprov.emulator import Atecc508a
@@ -32,6 +31,8 @@ from provserver.signers import (
 from provserver.signers import module_layout as ml
 from provserver.signers import password as pw
 from provserver.signers.sim import create_sim_module
+from tests.support.certs import TestRoot, der, issue_signer_cert, make_root, self_signed
+from tests.support.keys import cert_public_key, verify_rs
 
 BASE_CONFIG = bytes(Atecc508a(bytes.fromhex("01231E6CD82CA571EE")).config_zone)
 
@@ -181,7 +182,6 @@ def test_create_module_refusals() -> None:
 def test_issuer_for_another_key_is_refused() -> None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from signer_testkit import issue_signer_cert
 
     root = make_root()
     other = ec.generate_private_key(ec.SECP256R1())
@@ -208,18 +208,8 @@ def _root(*attributes: tuple[x509.ObjectIdentifier, str], key: Any = None) -> Te
     """A self-signed root CA with these name attributes (P-256 unless ``key`` is given)."""
     key = key if key is not None else ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(oid, value) for oid, value in attributes])
-    algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(NOW)
-        .not_valid_after(NOW.replace(year=2060))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, algorithm)
-    )
+    cert = self_signed(name, key, serial=1, not_before=NOW, not_after=NOW.replace(year=2060),
+                       ca=True)
     return TestRoot(key, cert)
 
 

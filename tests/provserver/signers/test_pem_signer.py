@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from signer_testkit import TestRoot, cert_public_key, der, issue_signer_cert, make_root, verify_rs
 
 from provserver.signers import (
     SignerConfigError,
@@ -18,31 +17,19 @@ from provserver.signers import (
     open_backend,
 )
 from provserver.signers.pem import PEM_WARNING, PemBackend
-
-
-@pytest.fixture(scope="module")
-def root() -> TestRoot:
-    return make_root()
+from tests.support.certs import TestRoot, der, issue_signer_cert, key_pem, pem
+from tests.support.keys import cert_public_key, new_key, verify_rs
 
 
 def write_signer(
     folder: Path, stem: str, root: TestRoot, *, password: bytes | None = None, bundle: bool = True
 ) -> ec.EllipticCurvePrivateKey:
-    key = ec.generate_private_key(ec.SECP256R1())
-    enc: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(password)
-        if password
-        else serialization.NoEncryption()
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc
-    )
+    key = new_key()
     cert = issue_signer_cert(root, key.public_key(), cn=f"{stem} Signer 0A1B")
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
     if bundle:
-        (folder / f"{stem}.pem").write_bytes(key_pem + cert_pem)
+        (folder / f"{stem}.pem").write_bytes(key_pem(key, password) + pem(cert))
     else:
-        (folder / f"{stem}.key").write_bytes(key_pem)
+        (folder / f"{stem}.key").write_bytes(key_pem(key, password))
         (folder / f"{stem}.crt").write_bytes(der(cert))
     return key
 

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from signer_testkit import TestRoot, cert_public_key, der, issue_signer_cert, make_root, verify_rs
 
 from provserver.signers import (
     SignerLockedError,
@@ -19,25 +16,21 @@ from provserver.signers import (
     WrongPasswordError,
     open_backend,
 )
-from provserver.signers.pkcs11 import Pkcs11Backend, find_softhsm2
-
-SOFTHSM_LIB = find_softhsm2()
-pytestmark = pytest.mark.skipif(
-    SOFTHSM_LIB is None or shutil.which("softhsm2-util") is None,
-    reason="SoftHSM2 not installed (Debian package softhsm2; `make test` installs it through "
-    "scripts/ensure-test-tools)",
+from provserver.signers.pkcs11 import Pkcs11Backend
+from tests.support.certs import TestRoot, der, issue_signer_cert, make_root
+from tests.support.keys import cert_public_key, verify_rs
+from tests.support.softhsm import (
+    SOFTHSM_LIB,
+    init_token,
+    needs_softhsm,
+    reinitialize_softhsm,
+    write_softhsm_conf,
 )
+
+pytestmark = needs_softhsm
 
 PIN = "4711"
 TOKENS = ("signer-a", "signer-b")
-
-
-def _init_token(label: str) -> None:
-    subprocess.run(
-        ["softhsm2-util", "--init-token", "--free", "--label", label, "--pin", PIN,
-         "--so-pin", "99999"],
-        check=True, capture_output=True, timeout=30,
-    )  # fmt: skip
 
 
 def _provision_token(lib_path: str, label: str, root: TestRoot) -> bytes:
@@ -76,21 +69,13 @@ def _provision_token(lib_path: str, label: str, root: TestRoot) -> bytes:
 def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, bytes]]:
     """Two fresh tokens in a private SoftHSM2 store; yields {label: signer cert DER}."""
     assert SOFTHSM_LIB is not None
-    folder = tmp_path_factory.mktemp("softhsm")
-    (folder / "tokens").mkdir()
-    conf = folder / "softhsm2.conf"
-    conf.write_text(
-        f"directories.tokendir = {folder / 'tokens'}\nobjectstore.backend = file\n"
-        "log.level = ERROR\nslots.removable = false\n"
-    )
+    conf = write_softhsm_conf(tmp_path_factory.mktemp("softhsm"))
     saved = os.environ.get("SOFTHSM2_CONF")
     os.environ["SOFTHSM2_CONF"] = str(conf)
     try:
         for label in TOKENS:
-            _init_token(label)
-        import pkcs11
-
-        pkcs11.lib(SOFTHSM_LIB).reinitialize()  # re-read SOFTHSM2_CONF if loaded before
+            init_token(label, PIN, "99999")
+        reinitialize_softhsm()  # re-read SOFTHSM2_CONF if loaded before
         root = make_root()
         yield {label: _provision_token(SOFTHSM_LIB, label, root) for label in TOKENS}
     finally:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from signer_testkit import der, issue_signer_cert, make_root
 
 from provserver.signers import (
     SignerBackend,
@@ -23,6 +22,7 @@ from provserver.signers import (
     register_backend,
 )
 from provserver.signers.base import check_digest
+from tests.support.certs import der, issue_signer_cert, make_root
 
 
 def test_builtin_backends_by_name() -> None:
@@ -78,7 +78,7 @@ def test_identity_signer_id_fallback_and_errors() -> None:
     with pytest.raises(SignerIdentityError, match=r"not a DER X\.509 certificate"):
         SignerIdentity("X", "n", b"\x30\x03\x02\x01\x00")
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-    rsa_cert = issue_signer_cert(root, rsa_key.public_key())  # type: ignore[arg-type]
+    rsa_cert = issue_signer_cert(root, rsa_key.public_key())
     with pytest.raises(SignerIdentityError, match="expected an EC P-256 key"):
         SignerIdentity("X", "n", der(rsa_cert))
     p384 = ec.generate_private_key(ec.SECP384R1())
@@ -87,7 +87,7 @@ def test_identity_signer_id_fallback_and_errors() -> None:
 
 
 def test_check_digest() -> None:
-    assert check_digest(bytearray(32)) == bytes(32)
+    assert check_digest(cast(bytes, bytearray(32))) == bytes(32)  # a bytearray is taken too
     with pytest.raises(SignerError, match="got 33 bytes"):
         check_digest(bytes(33))
     with pytest.raises(SignerError, match="got 'abc'"):

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-from signer_testkit import TestRoot, cert_public_key, make_root, verify_rs
 
 from atcaprov.device import Device
 from atcaprov.emulator import Atecc508a
@@ -23,6 +22,8 @@ from provserver.signers import (
 )
 from provserver.signers.chip import ChipSignerModule
 from provserver.signers.sim import SimBackend, create_sim_module
+from tests.support.certs import TestRoot
+from tests.support.keys import cert_public_key, verify_rs
 
 NAME = "Example ATECC508A Signer"
 PASSWORD = "correct horse battery staple"
@@ -30,20 +31,15 @@ SERIAL = bytes.fromhex("01231E6CD82CA571EE")
 ITERATIONS = 1000  # fast tests; the default is much higher
 
 
-@pytest.fixture(scope="module")
-def root() -> TestRoot:
-    return make_root()
-
-
 @pytest.fixture(params=["kit-hid", "emulator"])
 def transport(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def _make(folder: Path, root: TestRoot, stem: str, **options: object) -> Path:
+def _make(folder: Path, root: TestRoot, stem: str, password: str | None = None) -> Path:
     path = folder / f"{stem}.json"
     create_sim_module(
-        path, name=NAME, issuer=(root.key, root.cert), kdf_iterations=ITERATIONS, **options
+        path, name=NAME, issuer=(root.key, root.cert), kdf_iterations=ITERATIONS, password=password
     )
     return path
 

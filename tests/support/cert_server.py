@@ -1,0 +1,140 @@
+"""Stand-ins for provserver's signing: an in-memory certificate server and a threaded TCP one.
+
+:class:`InMemoryServer` answers request bytes with reply bytes as provserver would: it decodes the
+CertRequest, builds the device certificate with the device cert def and the software signer key
+of a :class:`~tests.support.pki.Pki`, and encodes a CertReply (or the ErrorReply it was told to
+give), so the library's flow runs through its real message path without a transport.
+
+:class:`CertServer` is the same server on 127.0.0.1 (one thread per connection, bounded reads),
+which can also be told to close connections or to go silent, so the client is tested through its
+real socket path without starting provserver.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable
+
+from atcaprov.atcacert import build_cert
+from atcaprov.datasheet import serial_number
+from atcaprov.protocol import (
+    CertReply,
+    CertRequest,
+    ErrorReply,
+    MessageReader,
+    encode,
+)
+from atcaprov.return_codes import ReturnCode
+from tests.support.keys import sign_digest
+from tests.support.pki import NOW, Pki
+
+
+class InMemoryServer:
+    """Answers request bytes with reply bytes, as provserver would (no checks beyond decoding)."""
+
+    def __init__(self, pki: Pki) -> None:
+        self.pki = pki
+        self.requests: list[CertRequest] = []
+        self.error: tuple[ReturnCode, str] | None = None
+        self.tamper: Callable[[CertReply], CertReply] | None = None
+
+    def handle(self, data: bytes) -> bytes:
+        reader = MessageReader()
+        reader.feed(data)
+        msg = reader.next_message()
+        assert isinstance(msg, CertRequest), msg
+        self.requests.append(msg)
+        return self.answer(msg)
+
+    def answer(self, msg: CertRequest) -> bytes:
+        """The encoded reply to ``msg``: the error set, else the certificates (tampered if set)."""
+        if self.error is not None:
+            return encode(ErrorReply(self.error[0], self.error[1]))
+        info = self.pki.cert_info
+        config = msg.config_zone
+        device_sn = serial_number(config)
+        built = build_cert(
+            info.device_cert_def,
+            public_key=msg.device_public_key, issue_date=NOW, signer_id=info.signer_id,
+            sign=lambda d: sign_digest(self.pki.signer_key, d), device_sn=device_sn,
+            ca_public_key=info.signer_public_key,
+        )
+        reply = CertReply(device_cert=built.cert_der, signer_cert=self.pki.signer_cert)
+        if self.tamper is not None:
+            reply = self.tamper(reply)
+        return encode(reply)
+
+
+class CertServer(InMemoryServer):
+    """A threaded certificate server on 127.0.0.1 (one thread per connection, bounded reads)."""
+
+    def __init__(self, pki: Pki) -> None:
+        super().__init__(pki)
+        self.silent = False
+        self.close_after_reply = False
+        self.connections = 0
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(8)
+        self._sock.settimeout(0.2)
+        self.port: int = self._sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._conns: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self._thread.start()
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            self._conns.append(conn)
+            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        conn.settimeout(0.2)
+        reader = MessageReader()
+        with conn:
+            while not self._stop.is_set():
+                try:
+                    data = conn.recv(65536)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                if not data:
+                    return
+                reader.feed(data)
+                msg = reader.next_message()
+                if msg is None:
+                    continue
+                assert isinstance(msg, CertRequest)
+                self.requests.append(msg)
+                if self.silent:
+                    continue
+                conn.sendall(self.answer(msg))
+                if self.close_after_reply:
+                    return
+
+    def drop_connections(self) -> None:
+        for conn in self._conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                continue
+        self._conns.clear()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._sock.close()
+        self._thread.join(timeout=5)
+        for t in self._threads:
+            t.join(timeout=5)
