@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from types import TracebackType
-from typing import Any, ClassVar, TypeVar
+from typing import ClassVar, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -274,7 +274,7 @@ def _unloadable(message: str, exc: ImportError) -> SignerConfigError:
 
 
 # Built-in back-ends, imported on first use (so python-pkcs11 or hidapi load only when asked).
-BACKENDS: Registry[type[SignerBackend]] = Registry(
+BACKENDS: Registry[SignerBackend] = Registry(
     "signer back-end",
     {
         "pem": "provserver.signers.pem",
@@ -289,19 +289,12 @@ BACKENDS: Registry[type[SignerBackend]] = Registry(
 
 def register_backend(name: str) -> Callable[[type[_B]], type[_B]]:
     """Class decorator: make a back-end available to :func:`open_backend` under ``name``."""
-    return BACKENDS.register(name)  # type: ignore[return-value]
+    return BACKENDS.register(name)
 
 
-def backend_class(name: str) -> type[SignerBackend]:
-    """The back-end class registered under ``name`` (importing built-ins on demand)."""
-    return BACKENDS.get(name)
-
-
-def open_backend(name: str, **options: Any) -> SignerBackend:
-    """Build a back-end by name, e.g. ``open_backend("sim", modules="signers/")``."""
-    return backend_class(name)(**options)
-
-
-def available_backends() -> list[str]:
-    """Names of all back-ends, built-in and registered."""
-    return BACKENDS.names()
+#: The back-end class registered under a name (importing built-ins on demand).
+backend_class = BACKENDS.get
+#: Build a back-end by name, e.g. ``open_backend("sim", modules="signers/")``.
+open_backend = BACKENDS.open
+#: Names of all back-ends, built-in and registered.
+available_backends = BACKENDS.names
