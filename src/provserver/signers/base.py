@@ -327,8 +327,8 @@ def _unloadable(message: str, exc: ImportError) -> SignerConfigError:
     return SignerConfigError(f"{message} (install the package {exc.name!r})")
 
 
-# Built-in back-ends, imported on first use (so python-pkcs11 or hidapi load only when asked);
-# in the order the command lines list them.
+# Built-in back-ends, imported on first use (hidapi itself loads only when a kit is opened), in
+# the order the command lines list them.
 SIGNER_BACKENDS: Registry[SignerBackend] = Registry(
     "signer back-end",
     {
