@@ -26,6 +26,13 @@ import click
 from atcaprov.errors import AtcaprovError
 from atcaprov.protocol import MAX_BODY_SIZE
 
+from .backend_options import (
+    MissingOptionError,
+    backend_kwargs,
+    chosen_backends,
+    click_options,
+    command_options,
+)
 from .console import (
     Console,
     ConsoleLogHandler,
@@ -65,6 +72,7 @@ class Settings:
     port: int = DEFAULT_PORT
     data_dir: Path = field(default_factory=default_data_dir)
     signers: list[str] = field(default_factory=list)  # empty: automatic choice
+    # The back-ends' options on the command line (see their cli_options), by parameter name.
     modules: Path | None = None
     pkcs11_lib: str | None = None
     pkcs11_token: str | None = None
@@ -78,34 +86,22 @@ class Settings:
     tls_client_ca: Path | None = None
     password_env: str | None = None
 
+    def backend_values(self) -> dict[str, Any]:
+        """The values of the back-ends' ``serve`` options (click parameter name -> value)."""
+        return {option.dest: getattr(self, option.dest) for _, option in command_options("serve")}
+
     def backend_names(self) -> list[str]:
         """Back-ends to use: those asked for, else ``hid`` plus every one given options."""
         if self.signers:
             return list(dict.fromkeys(self.signers))
-        names = ["hid"]
-        if self.modules is not None:
-            names.append("sim")
-        if self.pkcs11_lib is not None or self.pkcs11_token is not None:
-            names.append("pkcs11")
-        if self.pem_key is not None:
-            names.append("pem")
-        return names
+        return chosen_backends("serve", self.backend_values())
 
     def backend_options(self, name: str) -> dict[str, Any]:
         """Keyword options for :func:`open_backend` of back-end ``name``."""
-        if name == "sim":
-            modules = self.modules if self.modules is not None else self.data_dir / "modules"
-            return {"modules": modules}
-        if name == "pem":
-            if self.pem_key is None:
-                raise StartupError("the pem signer back-end needs --pem-key FILE_OR_FOLDER")
-            opts: dict[str, Any] = {"path": self.pem_key}
-            if self.pem_cert is not None:
-                opts["cert"] = self.pem_cert
-            return opts
-        if name == "pkcs11":
-            return {"library": self.pkcs11_lib, "token_label": self.pkcs11_token}
-        return {}
+        try:
+            return backend_kwargs(name, "serve", self.backend_values(), self.data_dir)
+        except MissingOptionError as exc:
+            raise StartupError(str(exc)) from exc
 
 
 def open_backends(settings: Settings, console: Console) -> list[SignerBackend]:
@@ -301,11 +297,7 @@ _FILE = click.Path(path_type=Path, exists=True, dir_okay=False)
     help="Signer back-ends to use (sim, hid, pkcs11, pem); repeatable or comma list. "
     "Default: hid plus every back-end whose options are given.",
 )
-@click.option("--modules", type=_PATH, default=None, help="sim: folder of simulated modules.")
-@click.option("--pkcs11-lib", default=None, help="pkcs11: PKCS#11 library (.so/.dll).")
-@click.option("--pkcs11-token", default=None, help="pkcs11: token label.")
-@click.option("--pem-key", type=_PATH, default=None, help="pem: key file or folder of keys.")
-@click.option("--pem-cert", type=_FILE, default=None, help="pem: signer certificate file.")
+@click_options("serve")
 @click.option(
     "--profiles",
     type=_PATH,
@@ -371,15 +363,11 @@ _FILE = click.Path(path_type=Path, exists=True, dir_okay=False)
 @click.pass_context
 def main(
     ctx: click.Context,
+    /,
     host: str,
     port: int,
     data_dir: Path | None,
     signers: tuple[str, ...],
-    modules: Path | None,
-    pkcs11_lib: str | None,
-    pkcs11_token: str | None,
-    pem_key: Path | None,
-    pem_cert: Path | None,
     profiles: tuple[Path, ...],
     rescan_interval: float,
     max_connections: int,
@@ -391,6 +379,7 @@ def main(
     tls_key: Path | None,
     tls_client_ca: Path | None,
     password_env: str | None,
+    **backend_values: Any,
 ) -> None:
     """Provisioning Server: signs device certificates for provisioning stations."""
     if ctx.invoked_subcommand is not None:
@@ -400,11 +389,6 @@ def main(
         port=port,
         data_dir=data_dir if data_dir is not None else default_data_dir(),
         signers=_split_names(signers),
-        modules=modules,
-        pkcs11_lib=pkcs11_lib,
-        pkcs11_token=pkcs11_token,
-        pem_key=pem_key,
-        pem_cert=pem_cert,
         profiles=list(profiles),
         rescan_interval=rescan_interval,
         limits=ServerLimits(
@@ -418,6 +402,7 @@ def main(
         tls_key=tls_key,
         tls_client_ca=tls_client_ca,
         password_env=password_env,
+        **backend_values,
     )
     console = Console(sys.stdout)
     interactive = sys.stdin.isatty()

@@ -1,9 +1,11 @@
 """``provserver signer``: the command line of the signer set-up (``create`` and ``list``).
 
 A click group named ``signer``; :mod:`provserver.cli` adds it to ``provserver``. The work is in
-:mod:`provserver.signer_setup`; this module only turns options, prompts and environment
-variables into a :class:`~provserver.signer_setup.CreateRequest` (or back-end options for
-``list``) and prints plain lines. Bad input ends with click's usage error (exit 2) or one
+:mod:`provserver.signer_create` and :mod:`provserver.signer_list`; this module only turns
+options, prompts and environment variables into a
+:class:`~provserver.signer_create.CreateRequest` (or back-end options for ``list``) and prints
+plain lines. The back-ends' own options come from their declarations
+(:mod:`provserver.backend_options`). Bad input ends with click's usage error (exit 2) or one
 ``Error: ...`` line (exit 1), never a traceback.
 """
 
@@ -17,47 +19,30 @@ import click
 
 from atcaprov.errors import AtcaprovError
 
+from .backend_options import (
+    MissingOptionError,
+    backend_kwargs,
+    builtin_backends,
+    check_foreign_options,
+    chosen_backends,
+    click_options,
+)
 from .paths import default_data_dir
-from .signer_setup import (
-    BACKENDS,
+from .root_ca import DEFAULT_ROOT_CN, root_key_is_encrypted
+from .signer_create import (
     DEFAULT_CERTINFO,
     DEFAULT_DEVICE_CN,
-    DEFAULT_PIN_ENV,
-    DEFAULT_ROOT_CN,
     CreateRequest,
     DeviceSpec,
-    SignerSpec,
     create_signer,
-    list_modules,
-    parse_signer_id,
-    root_key_is_encrypted,
 )
+from .signer_list import list_modules
+from .signers.base import backend_class
+from .signers.create import SignerSpec, parse_signer_id
 
 _PATH = click.Path(path_type=Path)
-_BACKEND = click.Choice(BACKENDS)
+_BACKEND = click.Choice(builtin_backends())
 _YEARS = click.IntRange(0, 31)
-
-# Options that belong to one back-end only.
-_BACKEND_OPTIONS: dict[str, tuple[str, ...]] = {
-    "sim": ("modules",),
-    "hid": ("hid_path",),
-    "pkcs11": ("pkcs11_lib", "pkcs11_token"),
-    "pem": ("pem_key",),
-}
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _check_backend_options(backends: list[str], values: dict[str, Any]) -> None:
-    for owner, names in _BACKEND_OPTIONS.items():
-        for name in names:
-            if values.get(name) is not None and owner not in backends:
-                raise click.UsageError(
-                    f"{_flag(name)} applies to --backend {owner} only (backend: "
-                    f"{', '.join(backends)})"
-                )
 
 
 def _env_value(var: str, what: str) -> str:
@@ -79,16 +64,18 @@ def _module_password(backend: str, prompt: bool, env: str | None, none: bool) ->
     ]
     if len(chosen) > 1:
         raise click.UsageError(f"{' and '.join(chosen)} exclude each other")
-    if backend == "pkcs11" and (prompt or env is not None):
+    creator = backend_class(backend).creator
+    no_password = creator.no_password if creator is not None else None
+    if no_password is not None and (prompt or env is not None):
         raise click.UsageError(
-            "pkcs11: the token's user PIN protects the key (--pkcs11-pin-env or the PIN "
-            "prompt); --password/--password-env do not apply"
+            f"{backend}: {no_password}; --password/--password-env do not apply"
         )
-    if none or backend == "pkcs11":
+    if none or no_password is not None:
         return None
     if env is not None:
         return _env_value(env, "--password-env")
-    if prompt or backend == "hid":  # a real module gets a password unless --no-password
+    asks = creator is not None and creator.asks_password  # a real module gets a password
+    if prompt or asks:
         value: str = click.prompt(
             "Signer module password", hide_input=True, confirmation_prompt=True
         )
@@ -96,14 +83,6 @@ def _module_password(backend: str, prompt: bool, env: str | None, none: bool) ->
             raise click.UsageError("the password is empty; use --no-password for none")
         return value
     return None
-
-
-def _pkcs11_pin(pin_env: str) -> str:
-    pin = os.environ.get(pin_env)
-    if pin:
-        return pin
-    value: str = click.prompt(f"User PIN of the token (or set {pin_env})", hide_input=True)
-    return value
 
 
 @click.group(name="signer", context_settings={"help_option_names": ["-h", "--help"]})
@@ -172,32 +151,7 @@ def signer() -> None:
     is_flag=True,
     help="No module password (default for sim and pem; hid asks unless given).",
 )
-@click.option(
-    "--modules",
-    type=_PATH,
-    default=None,
-    help="sim: folder of module files (default DATA_DIR/modules, where the server looks).",
-)
-@click.option(
-    "--hid-path",
-    default=None,
-    help="hid: hidapi path of the kit (default: first blank chip found).",
-)
-@click.option("--pkcs11-lib", default=None, help="pkcs11: PKCS#11 library (default SoftHSM2).")
-@click.option("--pkcs11-token", default=None, help="pkcs11: token label.")
-@click.option(
-    "--pkcs11-pin-env",
-    default=DEFAULT_PIN_ENV,
-    show_default=True,
-    metavar="VAR",
-    help="pkcs11: environment variable with the user PIN (else prompted).",
-)
-@click.option(
-    "--pem-key",
-    type=_PATH,
-    default=None,
-    help="pem: key file to write (.pem/.key; development only).",
-)
+@click_options("create")
 @click.option(
     "--device-cn",
     default=DEFAULT_DEVICE_CN,
@@ -243,31 +197,17 @@ def create(
     password_prompt: bool,
     password_env: str | None,
     no_password: bool,
-    modules: Path | None,
-    hid_path: str | None,
-    pkcs11_lib: str | None,
-    pkcs11_token: str | None,
-    pkcs11_pin_env: str,
-    pem_key: Path | None,
     device_cn: str,
     device_org: str | None,
     device_validity_years: int,
     data_dir: Path | None,
     certinfo_out: Path,
     force: bool,
+    **backend_values: Any,
 ) -> None:
     """Make a signer: key inside the module, certificate from the root, server profile and
     atcaprov_cert_info_N.c."""
-    _check_backend_options(
-        [backend],
-        {
-            "modules": modules,
-            "hid_path": hid_path,
-            "pkcs11_lib": pkcs11_lib,
-            "pkcs11_token": pkcs11_token,
-            "pem_key": pem_key,
-        },
-    )
+    check_foreign_options("create", [backend], backend_values)
     if (root_key is None) != (root_cert is None):
         raise click.UsageError("give both --root-key and --root-cert, or neither")
     if root_key is None and root_dir is None:
@@ -290,9 +230,10 @@ def create(
             )
             root_password = text.encode("utf-8")
         password = _module_password(backend, password_prompt, password_env, no_password)
-        pin = _pkcs11_pin(pkcs11_pin_env) if backend == "pkcs11" else None
+        folder = data_dir if data_dir is not None else default_data_dir()
         request = CreateRequest(
             backend=backend,
+            backend_options=backend_kwargs(backend, "create", backend_values, folder),
             spec=SignerSpec(
                 name=name,
                 signer_id=sid,
@@ -303,7 +244,7 @@ def create(
             device=DeviceSpec(
                 common_name=device_cn, organization=device_org, validity_years=device_validity_years
             ),
-            data_dir=data_dir if data_dir is not None else default_data_dir(),
+            data_dir=folder,
             certinfo_out=certinfo_out,
             force=force,
             root_key=root_key,
@@ -313,12 +254,6 @@ def create(
             root_cn=root_cn,
             root_org=root_org,
             root_validity_years=root_validity_years,
-            modules=modules,
-            hid_path=hid_path,
-            pkcs11_lib=pkcs11_lib,
-            pkcs11_token=pkcs11_token,
-            pkcs11_pin=pin,
-            pem_key=pem_key,
         )
         report = create_signer(request)
     except (AtcaprovError, OSError) as exc:  # OSError: a file system or USB failure
@@ -336,22 +271,7 @@ def create(
     help="Back-end to look at; repeatable. Default: hid plus every back-end whose "
     "options are given (as the server does).",
 )
-@click.option(
-    "--modules",
-    type=_PATH,
-    default=None,
-    help="sim: folder of module files (default DATA_DIR/modules, where the server looks).",
-)
-@click.option("--pkcs11-lib", default=None, help="pkcs11: PKCS#11 library.")
-@click.option("--pkcs11-token", default=None, help="pkcs11: token label.")
-@click.option(
-    "--pkcs11-pin-env",
-    default=DEFAULT_PIN_ENV,
-    show_default=True,
-    metavar="VAR",
-    help="pkcs11: environment variable with the user PIN (optional for listing).",
-)
-@click.option("--pem-key", type=_PATH, default=None, help="pem: key file or folder of keys.")
+@click_options("list")
 @click.option(
     "--data-dir",
     type=_PATH,
@@ -359,53 +279,20 @@ def create(
     help="Server data folder whose signers/ profiles are checked.",
 )
 def list_command(
-    backends: tuple[str, ...],
-    modules: Path | None,
-    pkcs11_lib: str | None,
-    pkcs11_token: str | None,
-    pkcs11_pin_env: str,
-    pem_key: Path | None,
-    data_dir: Path | None,
+    backends: tuple[str, ...], data_dir: Path | None, **backend_values: Any
 ) -> None:
     """Show each signer module the server would see, and whether it has a profile."""
-    names = list(dict.fromkeys(backends))
-    if not names:
-        names = ["hid"]
-        if modules is not None:
-            names.append("sim")
-        if pkcs11_lib is not None or pkcs11_token is not None:
-            names.append("pkcs11")
-        if pem_key is not None:
-            names.append("pem")
-    _check_backend_options(
-        names,
-        {
-            "modules": modules,
-            "pkcs11_lib": pkcs11_lib,
-            "pkcs11_token": pkcs11_token,
-            "pem_key": pem_key,
-        },
-    )
+    names = list(dict.fromkeys(backends)) or chosen_backends("list", backend_values)
+    check_foreign_options("list", names, backend_values)
+    folder = data_dir if data_dir is not None else default_data_dir()
     options: dict[str, dict[str, Any]] = {}
     for name in names:
-        if name == "sim":
-            folder_default = data_dir if data_dir is not None else default_data_dir()
-            options[name] = {
-                "modules": modules if modules is not None else folder_default / "modules"
-            }
-        elif name == "pem":
-            if pem_key is None:
-                raise click.UsageError("--backend pem needs --pem-key FILE_OR_FOLDER")
-            options[name] = {"path": pem_key}
-        elif name == "pkcs11":
-            options[name] = {
-                "library": pkcs11_lib,
-                "token_label": pkcs11_token,
-                "pin_env": pkcs11_pin_env,
-            }
-        else:
-            options[name] = {}
-    folder = data_dir if data_dir is not None else default_data_dir()
+        try:
+            options[name] = backend_kwargs(name, "list", backend_values, folder)
+        except MissingOptionError as exc:
+            raise click.UsageError(
+                f"--backend {name} needs {exc.option.flag} {exc.option.required}"
+            ) from exc
     try:
         listings = list_modules(options, folder)
     except (AtcaprovError, OSError) as exc:  # OSError: a file system or USB failure

@@ -1,4 +1,5 @@
-"""``provserver signer create`` / ``list`` (provserver.signer_setup and provserver.signer_cli)."""
+"""``provserver signer create`` / ``list`` (provserver.signer_create, signer_list, root_ca, the
+back-ends' module creators and provserver.signer_cli)."""
 
 from __future__ import annotations
 
@@ -25,22 +26,17 @@ from atcaprov.emulator import Atecc508a
 from atcaprov.emulator.kit_hid_device import EmulatedKitHidDevice
 from atcaprov.hal.emulator import EmulatorHal
 from provserver.profile import ProfileStore, load_profile
+from provserver.root_ca import RootCaError, load_root_ca, make_root_ca, write_root_ca
 from provserver.signer_cli import signer
-from provserver.signer_setup import (
-    CreateRequest,
-    DeviceSpec,
-    OutputExistsError,
-    RootCaError,
-    SignerSetupError,
-    SignerSpec,
-    create_signer,
-    load_root_ca,
-    make_root_ca,
-    parse_signer_id,
-    write_root_ca,
-)
+from provserver.signer_create import CreateRequest, DeviceSpec, create_signer
 from provserver.signers import WrongPasswordError, open_backend
 from provserver.signers.base import SignerModule
+from provserver.signers.create import (
+    OutputExistsError,
+    SignerSetupError,
+    SignerSpec,
+    parse_signer_id,
+)
 from provserver.signers.module_layout import CERT_MAX, create_module
 from provserver.signers.pkcs11 import find_softhsm2
 
@@ -403,7 +399,7 @@ def test_create_hid_picks_first_blank_chip(tmp_path: Path) -> None:
     report = create_signer(CreateRequest(
         backend="hid", spec=SignerSpec(name=NAME, password="pin", kdf_iterations=100),
         data_dir=tmp_path / "data", certinfo_out=tmp_path / "ci.c", root_key=key_path,
-        root_cert=cert_path, hid_module=fake, now=NOW))  # fmt: skip
+        root_cert=cert_path, backend_options={"hid_module": fake}, now=NOW))  # fmt: skip
     assert report.module.location == "/dev/hidraw2"
     assert report.module.password_protected
     assert report.module.identity.module_sn == blank.serial_number.hex().upper()
@@ -416,12 +412,12 @@ def test_create_hid_picks_first_blank_chip(tmp_path: Path) -> None:
         create_signer(CreateRequest(
             backend="hid", spec=SignerSpec(name=NAME), data_dir=tmp_path / "data",
             certinfo_out=tmp_path / "ci.c", root_key=key_path, root_cert=cert_path,
-            hid_module=fake, now=NOW))  # fmt: skip
+            backend_options={"hid_module": fake}, now=NOW))  # fmt: skip
     with pytest.raises(SignerSetupError, match="no blank chip"):
         create_signer(CreateRequest(
             backend="hid", spec=SignerSpec(name=NAME), data_dir=tmp_path / "data",
             certinfo_out=tmp_path / "ci2.c", root_key=key_path, root_cert=cert_path,
-            hid_module=fake, now=NOW))  # fmt: skip
+            backend_options={"hid_module": fake}, now=NOW))  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------

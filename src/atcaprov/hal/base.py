@@ -4,7 +4,8 @@ A driver moves whole packets: :meth:`Hal.transact` takes a command packet (count
 word address) and returns the raw response packet (count..CRC). Wake, idle and sleep are the
 chip's power tokens. Drivers register themselves with :func:`register_hal` under the name the
 CLI uses (``emulator``, ``kit-cdc``, ``kit-hid``); :func:`open_hal` builds one from that name,
-as python-can does with its interfaces.
+as python-can does with its interfaces (``open_hal``, ``hal_class`` and ``available_hals`` are
+the methods of the :class:`~atcaprov.registry.Registry` ``HAL_DRIVERS``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, ClassVar, TypeVar
+from typing import ClassVar, TypeVar
 
 from ..errors import AtcaprovError
 from ..registry import Registry
@@ -65,7 +66,7 @@ class Hal(ABC):
 _H = TypeVar("_H", bound=Hal)
 
 # Built-in drivers, imported on first use so that e.g. hidapi is only loaded when asked for.
-HAL_DRIVERS: Registry[type[Hal]] = Registry(
+HAL_DRIVERS: Registry[Hal] = Registry(
     "HAL driver",
     {
         "emulator": "atcaprov.hal.emulator",
@@ -79,19 +80,12 @@ HAL_DRIVERS: Registry[type[Hal]] = Registry(
 
 def register_hal(name: str) -> Callable[[type[_H]], type[_H]]:
     """Class decorator: make a driver available to :func:`open_hal` under ``name``."""
-    return HAL_DRIVERS.register(name)  # type: ignore[return-value]
+    return HAL_DRIVERS.register(name)
 
 
-def hal_class(name: str) -> type[Hal]:
-    """The driver class registered under ``name`` (importing built-ins on demand)."""
-    return HAL_DRIVERS.get(name)
-
-
-def open_hal(name: str, **kwargs: Any) -> Hal:
-    """Open a driver by name, e.g. ``open_hal("kit-cdc", url="socket://127.0.0.1:5000")``."""
-    return hal_class(name)(**kwargs)
-
-
-def available_hals() -> list[str]:
-    """Names of all drivers, built-in and registered."""
-    return HAL_DRIVERS.names()
+#: The driver class registered under a name (importing built-ins on demand).
+hal_class = HAL_DRIVERS.get
+#: Open a driver by name, e.g. ``open_hal("kit-cdc", url="socket://127.0.0.1:5000")``.
+open_hal = HAL_DRIVERS.open
+#: Names of all drivers, built-in and registered.
+available_hals = HAL_DRIVERS.names

@@ -7,7 +7,12 @@ certificates with it through :meth:`SignerModule.sign_digest`. A *back-end* find
 scans to see modules plugged in or removed) and opens them. Back-ends register under the name the
 CLI uses (``sim``, ``hid``, ``pkcs11``, ``pem``) with :func:`register_backend`, and
 :func:`open_backend` builds one from its name and options, as python-can does with its
-interfaces.
+interfaces (``open_backend``, ``backend_class`` and ``available_backends`` are the methods of the
+:class:`~atcaprov.registry.Registry` :data:`SIGNER_BACKENDS`).
+
+A back-end also declares its command-line options (:class:`BackendOption`, no click here) and
+how a module of its kind is made (its :attr:`SignerBackend.creator`, see
+:mod:`provserver.signers.create`).
 """
 
 from __future__ import annotations
@@ -15,11 +20,11 @@ from __future__ import annotations
 import hashlib
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from types import TracebackType
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Literal, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -28,6 +33,9 @@ from cryptography.x509.oid import NameOID
 
 from atcaprov.errors import AtcaprovError
 from atcaprov.registry import Registry
+
+if TYPE_CHECKING:
+    from .create import ModuleCreator
 
 DIGEST_SIZE = 32
 SIGNATURE_SIZE = 64
@@ -175,6 +183,46 @@ def check_digest(digest: bytes) -> bytes:
 
 
 # --------------------------------------------------------------------------------------------
+# Command-line options a back-end declares
+# --------------------------------------------------------------------------------------------
+#: ``serve``: ``provserver``; ``list``, ``create``: ``provserver signer list/create``.
+Command = Literal["serve", "list", "create"]
+
+
+@dataclass(frozen=True)
+class BackendOption:
+    """One command-line option of a signer back-end, as the back-end declares it (no click).
+
+    The command lines build their click options from these (:mod:`provserver.backend_options`).
+    ``help`` maps each command offering the option to its help text. The value given is passed
+    as the keyword option ``key`` of the back-end (``serve``, ``list``) or of its module creator
+    (``create``); an option not given is not passed.
+    """
+
+    flag: str
+    key: str
+    help: Mapping[Command, str]
+    kind: Literal["text", "path", "file"] = "text"  # file: an existing file
+    default: str | None = None
+    metavar: str | None = None
+    show_default: bool = False
+    #: Given, it picks its back-end when none is named, and no other back-end may be named.
+    selects: bool = True
+    #: The back-end cannot open without it: what to give (e.g. ``FILE_OR_FOLDER``).
+    required: str | None = None
+    #: Not given: this folder in the server's data folder.
+    in_data_dir: str | None = None
+    #: The value names an environment variable holding a secret; the secret is what is passed,
+    #: asked for (not echoed) with this prompt when the variable is unset (``{var}``: its name).
+    secret_prompt: str | None = None
+
+    @property
+    def dest(self) -> str:
+        """The click parameter name: ``--pkcs11-lib`` -> ``pkcs11_lib``."""
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+# --------------------------------------------------------------------------------------------
 # Module and back-end interfaces
 # --------------------------------------------------------------------------------------------
 _M = TypeVar("_M", bound="SignerModule")
@@ -253,6 +301,12 @@ class SignerBackend(ABC):
     name: ClassVar[str] = ""
     #: A text the server prints at start when this back-end is in use (None: nothing to say).
     warning: ClassVar[str | None] = None
+    #: Its options on the command lines of the server (``serve``) and ``signer list``.
+    cli_options: ClassVar[tuple[BackendOption, ...]] = ()
+    #: Used when no back-end is named (by the server and ``signer list``).
+    used_by_default: ClassVar[bool] = False
+    #: How a module of this kind is made (``signer create``); None: it cannot make one.
+    creator: ClassVar[type[ModuleCreator] | None] = None
 
     @abstractmethod
     def scan(self) -> set[str]:
@@ -273,14 +327,15 @@ def _unloadable(message: str, exc: ImportError) -> SignerConfigError:
     return SignerConfigError(f"{message} (install the package {exc.name!r})")
 
 
-# Built-in back-ends, imported on first use (so python-pkcs11 or hidapi load only when asked).
-BACKENDS: Registry[type[SignerBackend]] = Registry(
+# Built-in back-ends, imported on first use (hidapi itself loads only when a kit is opened), in
+# the order the command lines list them.
+SIGNER_BACKENDS: Registry[SignerBackend] = Registry(
     "signer back-end",
     {
-        "pem": "provserver.signers.pem",
-        "pkcs11": "provserver.signers.pkcs11",
         "sim": "provserver.signers.sim",
         "hid": "provserver.signers.hid",
+        "pkcs11": "provserver.signers.pkcs11",
+        "pem": "provserver.signers.pem",
     },
     unknown=UnknownBackendError,
     unloadable=_unloadable,
@@ -289,19 +344,12 @@ BACKENDS: Registry[type[SignerBackend]] = Registry(
 
 def register_backend(name: str) -> Callable[[type[_B]], type[_B]]:
     """Class decorator: make a back-end available to :func:`open_backend` under ``name``."""
-    return BACKENDS.register(name)  # type: ignore[return-value]
+    return SIGNER_BACKENDS.register(name)
 
 
-def backend_class(name: str) -> type[SignerBackend]:
-    """The back-end class registered under ``name`` (importing built-ins on demand)."""
-    return BACKENDS.get(name)
-
-
-def open_backend(name: str, **options: Any) -> SignerBackend:
-    """Build a back-end by name, e.g. ``open_backend("sim", modules="signers/")``."""
-    return backend_class(name)(**options)
-
-
-def available_backends() -> list[str]:
-    """Names of all back-ends, built-in and registered."""
-    return BACKENDS.names()
+#: The back-end class registered under a name (importing built-ins on demand).
+backend_class = SIGNER_BACKENDS.get
+#: Build a back-end by name, e.g. ``open_backend("sim", modules="signers/")``.
+open_backend = SIGNER_BACKENDS.open
+#: Names of all back-ends, built-in and registered.
+available_backends = SIGNER_BACKENDS.names

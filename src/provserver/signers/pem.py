@@ -8,11 +8,16 @@ first line of ``<stem>.name`` next to the key, else the certificate's subject co
 
 ``path`` is a single key file or a folder: the folder's key files are the modules present
 (location = the file path), so adding or removing a file is a hot plug.
+
+:class:`PemModuleCreator` is how ``provserver signer create`` writes a new key file (with its
+certificate inside) and ``<stem>.name``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -24,6 +29,7 @@ from cryptography.x509.oid import NameOID
 from atcaprov.pemder import certificate_der
 
 from .base import (
+    BackendOption,
     SignerBackend,
     SignerConfigError,
     SignerIdentity,
@@ -35,10 +41,25 @@ from .base import (
     public_key_xy,
     register_backend,
 )
+from .create import (
+    CreatedModule,
+    ModuleCreator,
+    OutputExistsError,
+    SignerSetupError,
+    SignerSpec,
+    check_through_backend,
+    key_signer_id,
+    signer_cert_request,
+    write_new,
+)
+from .module_layout import IssueSignerCert
 
 log = logging.getLogger(__name__)
 
 PEM_WARNING = "pem signer back-end: the CA key is in a file; for development only"
+CREATED_KEY_WARNING = (
+    "WARNING: the pem back-end keeps the signer key in a file ({path}); for development only."
+)
 KEY_SUFFIXES = (".pem", ".key")
 _KEY_MARKER = b"PRIVATE KEY-----"
 _ENCRYPTED_MARKERS = (b"BEGIN ENCRYPTED PRIVATE KEY", b"Proc-Type: 4,ENCRYPTED")
@@ -172,6 +193,79 @@ class PemSignerModule(SignerModule):
         self._key = None
 
 
+def key_signer_fingerprint(cert_der: bytes) -> str:
+    """The pem back-end's module SN: the key id in uppercase hex."""
+    return SignerIdentity("", "", cert_der).key_id.hex().upper()
+
+
+@dataclass(frozen=True)
+class PemModuleCreator(ModuleCreator):
+    """Writes a new key file ``path`` (with its certificate inside) and ``<stem>.name``;
+    development only.
+
+    Options: ``path`` (the key file to write, ``.pem`` or ``.key``; it must not exist).
+    """
+
+    path: Path | None = None
+
+    cli_options = (
+        BackendOption(
+            "--pem-key",
+            "path",
+            {"create": "pem: key file to write (.pem/.key; development only)."},
+            kind="path",
+        ),
+    )
+    module_is_file = True
+
+    def check(self, spec: SignerSpec) -> None:
+        if self.path is None:
+            raise SignerSetupError("the pem back-end needs --pem-key FILE (the key file to write)")
+
+    def create(self, spec: SignerSpec, issuer: IssueSignerCert, now: dt.datetime) -> CreatedModule:
+        self.check(spec)
+        assert self.path is not None
+        key_path = self.path
+        if key_path.suffix not in (".pem", ".key"):
+            raise SignerSetupError(f"pem key file {key_path} must end in .pem or .key")
+        name_path = key_path.with_suffix(".name")
+        for path in (key_path, name_path, key_path.with_suffix(".crt")):
+            if path.exists():
+                raise OutputExistsError(f"{path} exists: will not overwrite it")
+        key = ec.generate_private_key(ec.SECP256R1())
+        sid = spec.signer_id if spec.signer_id is not None else key_signer_id(key.public_key())
+        cert_der = issuer(signer_cert_request(key.public_key(), spec, sid, now))
+        identity = SignerIdentity(key_signer_fingerprint(cert_der), spec.name, cert_der)
+        encryption: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(spec.password.encode("utf-8"))
+            if spec.password is not None
+            else serialization.NoEncryption()
+        )
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+        )
+        cert_pem = x509.load_der_x509_certificate(cert_der).public_bytes(
+            serialization.Encoding.PEM
+        )
+        try:
+            key_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SignerSetupError(f"cannot create {key_path.parent}: {exc.strerror}") from exc
+        write_new(key_path, key_pem + cert_pem, 0o600)
+        write_new(name_path, (spec.name + "\n").encode("utf-8"), 0o644)
+        protected, identity = check_through_backend(
+            PemBackend(key_path), str(key_path), identity, spec.password
+        )
+        return CreatedModule(
+            "pem",
+            str(key_path),
+            identity,
+            protected,
+            files=(key_path, name_path),
+            notes=(CREATED_KEY_WARNING.format(path=key_path),),
+        )
+
+
 @register_backend("pem")
 class PemBackend(SignerBackend):
     """Signer keys in PEM files: ``path`` is one key file or a folder of them.
@@ -181,6 +275,23 @@ class PemBackend(SignerBackend):
     """
 
     warning: ClassVar[str | None] = PEM_WARNING
+    cli_options = (
+        BackendOption(
+            "--pem-key",
+            "path",
+            dict.fromkeys(("serve", "list"), "pem: key file or folder of keys."),
+            kind="path",
+            required="FILE_OR_FOLDER",
+        ),
+        BackendOption(
+            "--pem-cert",
+            "cert",
+            {"serve": "pem: signer certificate file."},
+            kind="file",
+            selects=False,
+        ),
+    )
+    creator = PemModuleCreator
 
     def __init__(
         self, path: str | Path, *, cert: str | Path | None = None, name: str | None = None

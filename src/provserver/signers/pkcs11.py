@@ -8,26 +8,35 @@ key label; it must be a public object so the identity is known before login) or 
 option, PEM or DER). The user PIN comes from the environment variable named by ``pin_env``
 (default ``ATCAPROV_PKCS11_PIN``) when it is set, otherwise through :meth:`unlock` (the server
 prompts). The PIN is never stored: the logged-in session is what stays open.
+
+:class:`Pkcs11ModuleCreator` is how ``provserver signer create`` generates the signer key on a
+token and stores the signer certificate next to it.
+
+python-pkcs11 is an optional package: without it this module still loads (the back-end's
+options and creator are declared here), and opening the back-end or creating a module says
+which package is missing.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
+import secrets
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pkcs11
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
-from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass, TokenFlag
-from pkcs11 import exceptions as p11e
 
 from atcaprov.pemder import certificate_der
 
 from .base import (
     SIGNATURE_SIZE,
+    BackendOption,
     SignerBackend,
     SignerConfigError,
     SignerError,
@@ -39,6 +48,35 @@ from .base import (
     check_digest,
     register_backend,
 )
+from .create import (
+    CreatedModule,
+    ModuleCreator,
+    OutputExistsError,
+    SignerSetupError,
+    SignerSpec,
+    check_through_backend,
+    key_signer_id,
+    signer_cert_request,
+)
+from .module_layout import IssueSignerCert
+
+try:
+    import pkcs11
+    from pkcs11 import (
+        Attribute,
+        CertificateType,
+        KeyType,
+        Mechanism,
+        MechanismFlag,
+        ObjectClass,
+        TokenFlag,
+    )
+    from pkcs11 import exceptions as p11e
+    from pkcs11.util.ec import encode_named_curve_parameters
+except ImportError as exc:  # optional package: see the module docstring
+    _MISSING: ImportError | None = exc
+else:
+    _MISSING = None
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +91,27 @@ SOFTHSM2_PATHS = (
     "/usr/local/lib/softhsm/libsofthsm2.so",
 )
 # PKCS#11 errors meaning the token (or the session on it) went away.
-_GONE = (
-    p11e.DeviceRemoved,
-    p11e.TokenNotPresent,
-    p11e.SessionClosed,
-    p11e.SessionHandleInvalid,
-    p11e.DeviceError,
-    p11e.TokenNotRecognised,
+_GONE: tuple[type[Exception], ...] = (
+    (
+        p11e.DeviceRemoved,
+        p11e.TokenNotPresent,
+        p11e.SessionClosed,
+        p11e.SessionHandleInvalid,
+        p11e.DeviceError,
+        p11e.TokenNotRecognised,
+    )
+    if _MISSING is None
+    else ()
 )
+
+
+def _check_package() -> None:
+    """Raise SignerConfigError (as the registry does for a missing package) without it."""
+    if _MISSING is not None:
+        raise SignerConfigError(
+            f"signer back-end 'pkcs11' cannot be loaded: {_MISSING} "
+            f"(install the package {_MISSING.name!r})"
+        ) from _MISSING
 
 
 def find_softhsm2() -> str | None:
@@ -227,6 +278,160 @@ class Pkcs11SignerModule(SignerModule):
                 log.debug("pkcs11 token %s: closing the session: %r", self._serial, exc)
 
 
+def _ec_point(raw: bytes) -> bytes:
+    """04||X||Y from CKA_EC_POINT (DER OCTET STRING, or raw as some tokens give it)."""
+    if len(raw) == 67 and raw[:3] == b"\x04\x41\x04":
+        return raw[2:]
+    if len(raw) == 65 and raw[0] == 0x04:
+        return raw
+    raise SignerSetupError(f"pkcs11: EC point of {len(raw)} bytes ({raw[:4].hex()}...) not P-256")
+
+
+@dataclass(frozen=True)
+class Pkcs11ModuleCreator(ModuleCreator):
+    """Generates the EC P-256 signer key on a PKCS#11 token and stores the signer certificate.
+
+    The key pair and a public CKO_CERTIFICATE object are labelled ``label`` (what the pkcs11
+    back-end looks for); the private key is sensitive and not extractable. A token that already
+    holds objects with that label is refused.
+
+    Options: ``pin`` (the token's user PIN, required), ``library`` (default SoftHSM2),
+    ``token_label`` (needed when several tokens exist), ``label`` (default ``signer``).
+    """
+
+    pin: str | None = field(default=None, repr=False)
+    library: str | None = None
+    token_label: str | None = None
+    label: str = DEFAULT_KEY_LABEL
+
+    cli_options = (
+        BackendOption(
+            "--pkcs11-lib", "library", {"create": "pkcs11: PKCS#11 library (default SoftHSM2)."}
+        ),
+        BackendOption("--pkcs11-token", "token_label", {"create": "pkcs11: token label."}),
+        BackendOption(
+            "--pkcs11-pin-env",
+            "pin",
+            {"create": "pkcs11: environment variable with the user PIN (else prompted)."},
+            default=DEFAULT_PIN_ENV,
+            metavar="VAR",
+            show_default=True,
+            selects=False,
+            secret_prompt="User PIN of the token (or set {var})",
+        ),
+    )
+    no_password = "the token's user PIN protects the key (--pkcs11-pin-env or the PIN prompt)"
+
+    def check(self, spec: SignerSpec) -> None:
+        if self.pin is None:
+            raise SignerSetupError("the pkcs11 back-end needs the token's user PIN")
+        if spec.password is not None:
+            raise SignerSetupError(
+                "pkcs11: the token's user PIN protects the key; a module password does not apply"
+            )
+
+    def create(self, spec: SignerSpec, issuer: IssueSignerCert, now: dt.datetime) -> CreatedModule:
+        self.check(spec)
+        assert self.pin is not None
+        pin, label, token_label = self.pin, self.label, self.token_label
+        if _MISSING is not None:
+            raise SignerSetupError(
+                f"pkcs11: python-pkcs11 is not installed ({_MISSING}); pip install python-pkcs11"
+            ) from _MISSING
+        path = self.library or find_softhsm2()
+        if path is None:
+            raise SignerSetupError(
+                "pkcs11: give --pkcs11-lib (SoftHSM2 not found in "
+                + ", ".join(SOFTHSM2_PATHS)
+                + ")"
+            )
+        try:
+            lib = pkcs11.lib(path)
+            tokens = [
+                t
+                for t in lib.get_tokens(token_label=token_label)
+                if t.flags & TokenFlag.TOKEN_INITIALIZED
+            ]
+        except p11e.PKCS11Error as exc:
+            raise SignerSetupError(f"pkcs11: cannot use library {path}: {exc!r}") from exc
+        if len(tokens) != 1:
+            labels = ", ".join(repr(t.label.strip()) for t in tokens) or "none"
+            which = f"labelled {token_label!r}" if token_label else "initialised"
+            raise SignerSetupError(
+                f"pkcs11: expected one token {which} in {path}, found {len(tokens)} ({labels}); "
+                "choose one with --pkcs11-token"
+            )
+        token = tokens[0]
+        location = _serial(token)
+        token_name = str(token.label).strip()
+        try:
+            session = token.open(rw=True, user_pin=pin)
+        except (p11e.PinIncorrect, p11e.PinInvalid, p11e.PinLenRange, p11e.PinLocked) as exc:
+            raise SignerSetupError(
+                f"pkcs11: token {token_name!r} refused the PIN ({type(exc).__name__})"
+            ) from exc
+        except p11e.PKCS11Error as exc:
+            raise SignerSetupError(f"pkcs11: cannot open token {token_name!r}: {exc!r}") from exc
+        try:
+            existing = list(session.get_objects({Attribute.LABEL: label}))
+            if existing:
+                raise OutputExistsError(
+                    f"pkcs11: token {token_name!r} already holds {len(existing)} object(s) "
+                    f"labelled {label!r}: will not add a second signer key"
+                )
+            object_id = secrets.token_bytes(20)
+            params = session.create_domain_parameters(
+                KeyType.EC,
+                {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")},
+                local=True,
+            )
+            public, private = params.generate_keypair(
+                store=True,
+                label=label,
+                id=object_id,
+                capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
+                private_template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False},
+            )
+            try:
+                point = _ec_point(bytes(public[Attribute.EC_POINT]))
+                key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+                sid = spec.signer_id if spec.signer_id is not None else key_signer_id(key)
+                cert_der = issuer(signer_cert_request(key, spec, sid, now))
+                cert = x509.load_der_x509_certificate(cert_der)
+                session.create_object(
+                    {
+                        Attribute.CLASS: ObjectClass.CERTIFICATE,
+                        Attribute.CERTIFICATE_TYPE: CertificateType.X_509,
+                        Attribute.TOKEN: True,
+                        Attribute.PRIVATE: False,
+                        Attribute.LABEL: label,
+                        Attribute.ID: object_id,
+                        Attribute.VALUE: cert_der,
+                        Attribute.SUBJECT: cert.subject.public_bytes(),
+                        Attribute.ISSUER: cert.issuer.public_bytes(),
+                    }
+                )
+            except BaseException:
+                private.destroy()  # leave the token as it was
+                public.destroy()
+                raise
+        except p11e.PKCS11Error as exc:
+            raise SignerSetupError(f"pkcs11: token {token_name!r}: {exc!r}") from exc
+        finally:
+            session.close()
+        identity = SignerIdentity(location, token_name, cert_der)
+        protected, identity = check_through_backend(
+            Pkcs11Backend(library=path, token_label=token_name), location, identity, pin
+        )
+        notes = []
+        if token_name != spec.name:
+            notes.append(
+                f"Note: the pkcs11 back-end names a signer after its token label "
+                f"({token_name!r}), not {spec.name!r}; the cert info file uses {spec.name!r}."
+            )
+        return CreatedModule("pkcs11", location, identity, protected, notes=tuple(notes))
+
+
 @register_backend("pkcs11")
 class Pkcs11Backend(SignerBackend):
     """Signer keys on PKCS#11 tokens.
@@ -237,6 +442,29 @@ class Pkcs11Backend(SignerBackend):
     file instead of the token object), ``name`` (signer name, default the token label),
     ``pin_env`` (environment variable holding the user PIN, default ``ATCAPROV_PKCS11_PIN``).
     """
+
+    cli_options = (
+        BackendOption(
+            "--pkcs11-lib",
+            "library",
+            {"serve": "pkcs11: PKCS#11 library (.so/.dll).", "list": "pkcs11: PKCS#11 library."},
+        ),
+        BackendOption(
+            "--pkcs11-token",
+            "token_label",
+            dict.fromkeys(("serve", "list"), "pkcs11: token label."),
+        ),
+        BackendOption(
+            "--pkcs11-pin-env",
+            "pin_env",
+            {"list": "pkcs11: environment variable with the user PIN (optional for listing)."},
+            default=DEFAULT_PIN_ENV,
+            metavar="VAR",
+            show_default=True,
+            selects=False,
+        ),
+    )
+    creator = Pkcs11ModuleCreator
 
     def __init__(
         self,
@@ -249,6 +477,7 @@ class Pkcs11Backend(SignerBackend):
         name: str | None = None,
         pin_env: str = DEFAULT_PIN_ENV,
     ) -> None:
+        _check_package()
         path = library or find_softhsm2()
         if path is None:
             raise SignerConfigError(

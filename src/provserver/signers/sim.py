@@ -12,11 +12,17 @@ back-end talks to a real module, through the kit-hid HAL and the kit protocol, w
 ``emulator`` uses the in-process emulator HAL (faster, no kit protocol). Either way the module
 code is :class:`~provserver.signers.chip.ChipSignerModule` over an ``atcaprov.device.Device``.
 Nothing is written back to the files: signing changes no persistent chip state.
+
+:class:`SimModuleCreator` is how ``provserver signer create`` makes a new module file
+``signer-<SN>.json`` in the folder (option ``--modules``).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +35,7 @@ from atcaprov.hal.emulator import EmulatorHal
 from atcaprov.hal.kit_hid import KitHidHal
 
 from .base import (
+    BackendOption,
     SignerBackend,
     SignerConfigError,
     SignerFormatError,
@@ -37,11 +44,21 @@ from .base import (
     register_backend,
 )
 from .chip import ChipSignerModule
-from .module_layout import create_module
+from .create import (
+    CreatedModule,
+    ModuleCreator,
+    OutputExistsError,
+    SignerSetupError,
+    SignerSpec,
+    check_through_backend,
+    chip_module_options,
+)
+from .module_layout import CERT_MAX, IssueSignerCert, create_module
 
 TRANSPORTS = ("kit-hid", "emulator")
 DEFAULT_PATTERN = "*.json"
 DEFAULT_TIMEOUT_S = 3.0
+_MODULES_HELP = "sim: folder of module files (default DATA_DIR/modules, where the server looks)."
 
 
 class _PluggedHal(Hal):
@@ -104,6 +121,49 @@ def create_sim_module(
     return identity
 
 
+def new_chip_serial() -> bytes:
+    """A random ATECC508A-style serial number: 01 23 xx xx xx xx xx xx EE."""
+    return b"\x01\x23" + secrets.token_bytes(6) + b"\xee"
+
+
+@dataclass(frozen=True)
+class SimModuleCreator(ModuleCreator):
+    """Makes a new emulated signer module ``signer-<SN>.json`` in the folder ``modules``.
+
+    Options: ``modules`` (folder, made if missing), ``serial`` (the chip's 9-byte serial number,
+    default :func:`new_chip_serial`).
+    """
+
+    modules: Path
+    serial: bytes | None = None
+
+    cli_options = (
+        BackendOption(
+            "--modules", "modules", {"create": _MODULES_HELP}, kind="path", in_data_dir="modules"
+        ),
+    )
+    cert_max = CERT_MAX
+    module_is_file = True
+
+    def create(self, spec: SignerSpec, issuer: IssueSignerCert, now: dt.datetime) -> CreatedModule:
+        modules = self.modules
+        try:
+            modules.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SignerSetupError(
+                f"cannot create modules folder {modules}: {exc.strerror}"
+            ) from exc
+        sn = self.serial if self.serial is not None else new_chip_serial()
+        path = modules / f"signer-{sn.hex().upper()}.json"
+        if path.exists():
+            raise OutputExistsError(f"{path} exists: will not overwrite a module")
+        identity = create_sim_module(path, serial=sn, **chip_module_options(spec, issuer, now))
+        protected, _ = check_through_backend(
+            SimBackend(modules, transport="emulator"), str(path), identity, spec.password
+        )
+        return CreatedModule("sim", str(path), identity, protected, files=(path,))
+
+
 @register_backend("sim")
 class SimBackend(SignerBackend):
     """Emulated signer modules in the folder ``modules``.
@@ -111,6 +171,17 @@ class SimBackend(SignerBackend):
     Options: ``modules`` (folder, required), ``transport`` (``kit-hid`` or ``emulator``),
     ``pattern`` (file glob, default ``*.json``), ``timeout`` (kit reply timeout in seconds).
     """
+
+    cli_options = (
+        BackendOption(
+            "--modules",
+            "modules",
+            {"serve": "sim: folder of simulated modules.", "list": _MODULES_HELP},
+            kind="path",
+            in_data_dir="modules",
+        ),
+    )
+    creator = SimModuleCreator
 
     def __init__(
         self,

@@ -99,7 +99,9 @@ def test_backend_with_missing_package(monkeypatch: pytest.MonkeyPatch) -> None:
 
     from provserver.signers import SignerConfigError, base
 
-    monkeypatch.setitem(base.BACKENDS._builtin, "needs-missing", "provserver_no_such_module_xyz")
+    monkeypatch.setitem(
+        base.SIGNER_BACKENDS._builtin, "needs-missing", "provserver_no_such_module_xyz"
+    )
     monkeypatch.delitem(sys.modules, "provserver_no_such_module_xyz", raising=False)
     with pytest.raises(SignerConfigError, match=r"cannot be loaded.*provserver_no_such_module_xyz"):
         open_backend("needs-missing")
