@@ -48,7 +48,20 @@ _LAZY = {
     "load_cert_info": "certinfo",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "BaseHooks",
+    "CertInfo",
+    "Device",
+    "ProvStage",
+    "ProvStatus",
+    "ProvisionResult",
+    "ProvisioningError",
+    "ProvisioningHooks",
+    "VerifyReport",
+    "load_cert_info",
+    "provision",
+    "verify",
+]
 
 
 def __getattr__(name: str) -> Any:
