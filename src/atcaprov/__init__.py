@@ -4,7 +4,7 @@ Layers (each imports only those below it): ``packet`` (CRC, framing, status code
 (transport drivers picked by name), ``device`` (CryptoAuthLib-style basic API), ``atcacert``
 (compressed certificates), ``certinfo``, ``config``, ``protocol`` (client/server messages),
 ``provisioning`` (the ten-stage flow) and ``validation``. ``emulator`` answers packets like
-the real chips.
+the real chips; ``terminal`` reads keys for the console programs.
 
 The integrator's entry points are importable from here::
 

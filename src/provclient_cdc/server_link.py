@@ -29,8 +29,9 @@ from atcaprov.errors import AtcaprovError
 from atcaprov.hooks import BaseHooks
 from atcaprov.return_codes import ReturnCode, ReturnCodeError
 from atcaprov.stages import ProvStage, ProvStatus
+from atcaprov.terminal import ESC
 
-from .console import ESC, Keys, OperatorQuit
+from .console import Keys, OperatorQuit
 from .output import Output
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from atcaprov.return_codes import ReturnCode
-from provclient_cdc.console import ESC, NoKeys, OperatorQuit
+from atcaprov.terminal import ESC
+from provclient_cdc.console import NoKeys, OperatorQuit
 from provclient_cdc.output import Output
 from provclient_cdc.server_link import (
     LinkHooks,
