@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from atcaprov.errors import AtcaprovError
 from atcaprov.return_codes import ReturnCode
 from atcaprov.terminal import ESC
 from provclient_cdc.console import NoKeys, OperatorQuit
@@ -27,6 +28,7 @@ from provclient_cdc.server_link import (
     ServerLinkError,
     ServerUnreachableError,
     TlsOptions,
+    TlsRefusedError,
     TlsSetupError,
     connect_with_retry,
     make_client_tls,
@@ -217,3 +219,44 @@ def test_tls_options_checked(tmp_path: Path) -> None:
         make_client_tls(TlsOptions(cert=tmp_path / "a.crt"))
     with pytest.raises(TlsSetupError, match="cannot load TLS files"):
         make_client_tls(TlsOptions(ca=tmp_path / "missing.crt"))
+
+
+def test_tls_closed_after_handshake_is_unreachable(tmp_path: Path) -> None:
+    # A server that finishes the handshake and hangs up (as one refusing the station
+    # certificate after a TLS 1.3 handshake does): reported at connect, not at the first request.
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = _cert("Test CA", ca_key, None, ca_key, ca=True)
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    _write(tmp_path / "ca", ca, ca_key)
+    _write(tmp_path / "server", _cert("server", server_key, ca, ca_key, ca=False), server_key)
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.load_cert_chain(tmp_path / "server.crt", tmp_path / "server.key")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(5)
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        try:
+            raw, _ = listener.accept()
+            with sctx.wrap_socket(raw, server_side=True):
+                pass
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        link = ServerLink("127.0.0.1", port, tls=make_client_tls(TlsOptions(
+            ca=tmp_path / "ca.crt")), io_timeout=5)
+        with pytest.raises(ServerUnreachableError) as info:
+            link.connect()
+        assert info.value.reason.startswith(
+            "TLS: the server closed the connection after the handshake")
+        assert isinstance(info.value.__cause__, TlsRefusedError)
+        assert isinstance(info.value.__cause__, AtcaprovError)
+        assert not link.connected
+    finally:
+        listener.close()
+        thread.join(timeout=5)
