@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck pytest bench clean
+.PHONY: test check demo lint typecheck pytest bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,14 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check src tools tests bench examples
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q
+
+# The fast loop while working: lint, types and the tests not marked slow, on all cores
+# (pytest-xdist). `make test` stays the full suite.
+check: $(STAMP)
+	scripts/ensure-test-tools
+	$(VENV)/bin/ruff check src tools tests bench examples
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest -q -m "not slow" -n auto
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tools tests bench examples

@@ -4,7 +4,7 @@ Layers (each imports only those below it): ``packet`` (CRC, framing, status code
 (transport drivers picked by name), ``device`` (CryptoAuthLib-style basic API), ``atcacert``
 (compressed certificates), ``certinfo``, ``config``, ``protocol`` (client/server messages),
 ``provisioning`` (the ten-stage flow) and ``validation``. ``emulator`` answers packets like
-the real chips.
+the real chips; ``terminal`` reads keys for the console programs.
 
 The integrator's entry points are importable from here::
 
@@ -48,7 +48,20 @@ _LAZY = {
     "load_cert_info": "certinfo",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "BaseHooks",
+    "CertInfo",
+    "Device",
+    "ProvStage",
+    "ProvStatus",
+    "ProvisionResult",
+    "ProvisioningError",
+    "ProvisioningHooks",
+    "VerifyReport",
+    "load_cert_info",
+    "provision",
+    "verify",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -60,10 +60,6 @@ class CertInfoSlots:
     signer_public_key: int
     signer_cert: int
 
-    def as_tuple(self) -> tuple[int, int, int, int]:
-        return (self.device_private_key, self.device_cert, self.signer_public_key,
-                self.signer_cert)
-
 
 def _slot(loc: DeviceLoc, what: str) -> int:
     if loc.zone != DevZone.DATA:

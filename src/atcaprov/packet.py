@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from .errors import (
-    ChipStatusError,
     MalformedPacketError,
     ResponseCrcError,
     chip_status_error,
@@ -211,11 +210,3 @@ def parse_response(raw: bytes, *, expect_wake: bool = False) -> bytes:
         raise chip_status_error(status)
     return data
 
-
-def status_of(raw: bytes) -> int | None:
-    """The status byte of a 4-byte status packet, or None for a data response."""
-    try:
-        parse_response(raw, expect_wake=True)
-    except ChipStatusError as exc:
-        return exc.status
-    return raw[1] if len(raw) == 4 else None

@@ -21,8 +21,9 @@ from typing import Any
 import click
 
 from atcaprov.protocol import MAX_STATION_ID_BYTES
+from atcaprov.terminal import ConsoleError
 
-from .console import ConsoleError, open_keys
+from .console import open_keys
 from .output import Output, OutputLogHandler
 from .server_link import ServerLink, TlsOptions, TlsSetupError, make_client_tls
 from .session import ExitCode, Station, StationOptions, default_station_id

@@ -29,8 +29,9 @@ from atcaprov.errors import AtcaprovError
 from atcaprov.hooks import BaseHooks
 from atcaprov.return_codes import ReturnCode, ReturnCodeError
 from atcaprov.stages import ProvStage, ProvStatus
+from atcaprov.terminal import ESC
 
-from .console import ESC, Keys, OperatorQuit
+from .console import Keys, OperatorQuit
 from .output import Output
 
 log = logging.getLogger(__name__)
@@ -116,8 +117,9 @@ def describe_connect_error(exc: BaseException) -> str:
     return str(exc)
 
 
-class TlsRefusedError(OSError):
-    """The server closed the connection right after the TLS handshake."""
+class TlsRefusedError(AtcaprovError):
+    """The server closed the connection right after the TLS handshake (or spoke unasked);
+    :meth:`ServerLink.connect` reports it as :class:`ServerUnreachableError`."""
 
 
 def _check_tls_accepted(sock: socket.socket, settle: float) -> None:
@@ -177,7 +179,7 @@ class ServerLink:
                 sock = self.tls.wrap_socket(sock, server_hostname=self.server_name)
                 _check_tls_accepted(sock, TLS_SETTLE_S)
             sock.settimeout(self.io_timeout)
-        except OSError as exc:
+        except (OSError, TlsRefusedError) as exc:
             sock.close()
             raise ServerUnreachableError(self.host, self.port, describe_connect_error(exc)) from exc
         self._sock = sock

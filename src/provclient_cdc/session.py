@@ -41,10 +41,11 @@ from atcaprov.provisioning import (
     provision,
 )
 from atcaprov.stages import ProvStage
+from atcaprov.terminal import ENTER, ESC
 from atcaprov.validation import verify
 
 from .boards import Board, BoardError, BoardFinder
-from .console import ENTER, ESC, Keys, OperatorQuit
+from .console import Keys, OperatorQuit
 from .output import BoardResult, Output
 from .server_link import (
     LinkHooks,

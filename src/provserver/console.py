@@ -7,9 +7,10 @@ or ``error``)::
 
 :class:`Console` writes each line to the screen and to the activity log (any number of text
 sinks), from any thread. :class:`TerminalKeys` owns the terminal while the server runs: it
-keeps it in no-echo, non-canonical mode (Ctrl-C still raises SIGINT), reports a lone ESC key
-press, and reads passwords without echo through the same reader thread, so that watching for
-ESC never fights with a password prompt. Password sources (:class:`PasswordSource`) are
+keeps it in key mode through :class:`atcaprov.terminal.KeyTerminal` (no echo, no line
+buffering; Ctrl-C still raises SIGINT), reports a lone ESC key press, and reads passwords
+without echo through the same reader thread, so that watching for ESC never fights with a
+password prompt. Password sources (:class:`PasswordSource`) are
 injectable: the terminal, an environment variable, or nothing (no terminal: modules stay
 locked).
 """
@@ -24,15 +25,9 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from enum import Enum
-from typing import Any, Protocol, TextIO
+from typing import Protocol, TextIO
 
-from atcaprov.errors import AtcaprovError
-
-ESC = "\x1b"
-
-
-class ConsoleError(AtcaprovError):
-    """The terminal cannot be put in the mode the console needs."""
+from atcaprov.terminal import ESC_BYTE, ConsoleError, KeyTerminal
 
 
 class Level(str, Enum):
@@ -220,7 +215,6 @@ class CallablePasswordSource:
 # Terminal: ESC watch and hidden password input through one reader thread
 # --------------------------------------------------------------------------------------------
 _POLL_S = 0.1
-_ESC_SEQUENCE_WAIT_S = 0.05
 
 
 class TerminalKeys:
@@ -238,7 +232,7 @@ class TerminalKeys:
         self._on_escape = on_escape
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._saved: list[Any] | None = None
+        self._terminal: KeyTerminal | None = None
         self._lock = threading.Lock()
         self._buffer: bytearray | None = None
         self._answer: bytes | None = None
@@ -248,8 +242,10 @@ class TerminalKeys:
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
         """Switch the terminal to no-echo key mode and start the reader thread."""
-        self._enter_key_mode()
-        self._thread = threading.Thread(target=self._run, name="provserver-keys", daemon=True)
+        self._terminal = KeyTerminal(self._fd)
+        self._thread = threading.Thread(
+            target=self._run, args=(self._terminal,), name="provserver-keys", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -258,7 +254,12 @@ class TerminalKeys:
         self._finish_prompt(None)
         if self._thread is not None:
             self._thread.join(timeout=2.0)
-        self._leave_key_mode()
+        terminal, self._terminal = self._terminal, None
+        if terminal is not None:
+            try:
+                terminal.close()
+            except ConsoleError:
+                self._console.warning("Could not restore the terminal mode.")
 
     # -- password ---------------------------------------------------------------------------
     def read_password(self, prompt: str, timeout: float | None = None) -> str | None:
@@ -287,21 +288,22 @@ class TerminalKeys:
             return answer.decode("utf-8", errors="replace")
 
     # -- reader thread ----------------------------------------------------------------------
-    def _run(self) -> None:
+    def _run(self, terminal: KeyTerminal) -> None:
         while not self._stop.is_set():
-            data = self._read_available(_POLL_S)
-            if data:
-                self._handle(data)
+            try:
+                keys = terminal.read(_POLL_S)
+            except ConsoleError:
+                keys = b""
+                self._stop.set()
+            if terminal.eof:
+                self._stop.set()  # the terminal went away (hang-up): stop watching it
+            if keys:
+                self._handle(keys)
 
-    def _handle(self, data: bytes) -> None:
-        i = 0
-        while i < len(data):
-            byte = data[i]
-            i += 1
-            if byte == 0x1B:
-                rest = data[i:] if i < len(data) else self._read_available(_ESC_SEQUENCE_WAIT_S)
-                if rest:
-                    return  # an escape sequence (arrow key...), not a lone ESC: ignore it
+    def _handle(self, keys: bytes) -> None:
+        """Keys as :func:`atcaprov.terminal.take_keys` gives them: 0x1B is a lone ESC."""
+        for byte in keys:
+            if byte == ESC_BYTE:
                 self._finish_prompt(None)
                 self._on_escape()
                 continue
@@ -326,66 +328,6 @@ class TerminalKeys:
             if self._buffer is not None:
                 self._answer = answer
                 self._answered.set()
-
-    # -- platform parts ---------------------------------------------------------------------
-    if sys.platform == "win32":
-
-        def _enter_key_mode(self) -> None:
-            return None
-
-        def _leave_key_mode(self) -> None:
-            return None
-
-        def _read_available(self, timeout: float) -> bytes:
-            import msvcrt
-
-            deadline = time.monotonic() + timeout
-            out = bytearray()
-            while True:
-                while msvcrt.kbhit():
-                    out += msvcrt.getwch().encode("utf-8")
-                if out or time.monotonic() >= deadline:
-                    return bytes(out)
-                time.sleep(0.02)
-
-    else:
-
-        def _enter_key_mode(self) -> None:
-            import termios
-
-            try:
-                attrs = termios.tcgetattr(self._fd)
-            except termios.error as exc:
-                raise ConsoleError(f"fd {self._fd} is not a terminal: {exc}") from exc
-            self._saved = [list(a) if isinstance(a, list) else a for a in attrs]
-            new = termios.tcgetattr(self._fd)
-            new[3] &= ~(termios.ICANON | termios.ECHO)  # lflags; ISIG kept: Ctrl-C works
-            new[6][termios.VMIN] = 1
-            new[6][termios.VTIME] = 0
-            termios.tcsetattr(self._fd, termios.TCSANOW, new)
-
-        def _leave_key_mode(self) -> None:
-            import termios
-
-            if self._saved is not None:
-                try:
-                    termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved)
-                except termios.error:
-                    self._console.warning("Could not restore the terminal mode.")
-                self._saved = None
-
-        def _read_available(self, timeout: float) -> bytes:
-            import select
-
-            try:
-                ready, _, _ = select.select([self._fd], [], [], timeout)
-                if not ready:
-                    return b""
-                return os.read(self._fd, 256)
-            except OSError:
-                # The terminal went away (hang-up): stop watching it.
-                self._stop.set()
-                return b""
 
 
 class TerminalPasswordSource:

@@ -29,7 +29,6 @@ from pathlib import Path
 from atcaprov.errors import AtcaprovError
 from atcaprov.protocol import (
     MAX_BODY_SIZE,
-    MAX_ERROR_MESSAGE_BYTES,
     CertReply,
     CertRequest,
     ErrorReply,
@@ -41,25 +40,13 @@ from atcaprov.protocol import (
 from atcaprov.return_codes import ReturnCode
 
 from .console import Console
+from .peer import Peer, clip_message
 
 READ_CHUNK = 64 * 1024
 
 
 class ServerStartError(AtcaprovError):
     """The server cannot listen (address in use, bad TLS files...)."""
-
-
-@dataclass(frozen=True)
-class Peer:
-    """Who is on the other end of a connection."""
-
-    address: str  # "host:port"
-    certificate_subject: str | None = None  # TLS client certificate subject, if any
-
-    def __str__(self) -> str:
-        if self.certificate_subject:
-            return f"{self.address} ({self.certificate_subject})"
-        return self.address
 
 
 RequestHandler = Callable[[CertRequest, Peer], Awaitable[CertReply | ErrorReply]]
@@ -364,14 +351,6 @@ else:
     async def _read(reader: asyncio.StreamReader, timeout: float) -> bytes:
         """Up to READ_CHUNK bytes, or TimeoutError."""
         return await asyncio.wait_for(reader.read(READ_CHUNK), timeout)
-
-
-def clip_message(text: str) -> str:
-    """``text`` cut to what an ErrorReply message can carry (UTF-8 bytes limit)."""
-    raw = text.encode("utf-8")
-    if len(raw) <= MAX_ERROR_MESSAGE_BYTES:
-        return text
-    return raw[: MAX_ERROR_MESSAGE_BYTES - 3].decode("utf-8", errors="ignore") + "..."
 
 
 def _subject_text(cert: dict[str, object]) -> str | None:

@@ -35,13 +35,13 @@ from atcaprov.return_codes import ReturnCode, ReturnCodeError
 from .console import Console
 from .manager import SignerManager, SignerRequestError, signer_label
 from .paths import DataDir
+from .peer import Peer, clip_message
 from .profile import ProfileError, ProfileStore
 from .records import (
     RecordStore,
     RecordStoreError,
     SigningRecord,
 )
-from .server import Peer, clip_message
 from .signers.base import SignerIdentity
 
 CONFIG_ZONE_SIZE = ATECC508A.config_size

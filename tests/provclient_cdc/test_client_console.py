@@ -1,4 +1,4 @@
-"""Operator keys: parsing, pipes, and a terminal put back as it was."""
+"""Operator keys: pipes, and a terminal put back as it was (parsing: test_terminal.py)."""
 
 from __future__ import annotations
 
@@ -6,39 +6,8 @@ import os
 import pty
 import termios
 
-import pytest
-
-from provclient_cdc.console import (
-    ENTER,
-    ESC,
-    NoKeys,
-    StreamKeys,
-    TerminalKeys,
-    open_keys,
-    parse_keys,
-)
-
-
-@pytest.mark.parametrize(
-    ("data", "final", "keys", "left"),
-    [
-        (b"\r", False, [ENTER], b""),
-        (b"\n", False, [ENTER], b""),
-        (b"v", False, ["v"], b""),
-        (b"\x1b", False, [], b"\x1b"),  # may start a sequence: wait
-        (b"\x1b", True, [ESC], b""),
-        (b"\x1b[A", False, [], b""),  # arrow key: dropped
-        (b"\x1bOP", False, [], b""),  # F1: dropped
-        (b"\x1b[1;5", False, [], b"\x1b[1;5"),  # incomplete sequence: wait
-        (b"\x1bv", False, [ESC, "v"], b""),
-        (b"a\x1b[B\r", False, ["a", ENTER], b""),
-        (b"\x07\x7f", False, [], b""),  # other control bytes ignored
-    ],
-)
-def test_parse_keys(data: bytes, final: bool, keys: list[str], left: bytes) -> None:
-    buf = bytearray(data)
-    assert parse_keys(buf, final=final) == keys
-    assert bytes(buf) == left
+from atcaprov.terminal import ENTER, ESC
+from provclient_cdc.console import NoKeys, StreamKeys, TerminalKeys, open_keys
 
 
 def test_stream_keys_over_a_pipe() -> None:

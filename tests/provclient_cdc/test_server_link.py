@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from atcaprov.errors import AtcaprovError
 from atcaprov.return_codes import ReturnCode
-from provclient_cdc.console import ESC, NoKeys, OperatorQuit
+from atcaprov.terminal import ESC
+from provclient_cdc.console import NoKeys, OperatorQuit
 from provclient_cdc.output import Output
 from provclient_cdc.server_link import (
     LinkHooks,
@@ -19,6 +21,7 @@ from provclient_cdc.server_link import (
     ServerLinkError,
     ServerUnreachableError,
     TlsOptions,
+    TlsRefusedError,
     TlsSetupError,
     connect_with_retry,
     make_client_tls,
@@ -180,3 +183,40 @@ def test_tls_options_checked(tmp_path: Path) -> None:
         make_client_tls(TlsOptions(cert=tmp_path / "a.crt"))
     with pytest.raises(TlsSetupError, match="cannot load TLS files"):
         make_client_tls(TlsOptions(ca=tmp_path / "missing.crt"))
+
+
+def test_tls_closed_after_handshake_is_unreachable(tmp_path: Path) -> None:
+    # A server that finishes the handshake and hangs up (as one refusing the station
+    # certificate after a TLS 1.3 handshake does): reported at connect, not at the first request.
+    tls_files(tmp_path, ca_cn="Test CA", peers=("server",))
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.load_cert_chain(tmp_path / "server.crt", tmp_path / "server.key")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(5)
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        try:
+            raw, _ = listener.accept()
+            with sctx.wrap_socket(raw, server_side=True):
+                pass
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        link = ServerLink("127.0.0.1", port, tls=make_client_tls(TlsOptions(
+            ca=tmp_path / "ca.crt")), io_timeout=5)
+        with pytest.raises(ServerUnreachableError) as info:
+            link.connect()
+        assert info.value.reason.startswith(
+            "TLS: the server closed the connection after the handshake")
+        assert isinstance(info.value.__cause__, TlsRefusedError)
+        assert isinstance(info.value.__cause__, AtcaprovError)
+        assert not link.connected
+    finally:
+        listener.close()
+        thread.join(timeout=5)

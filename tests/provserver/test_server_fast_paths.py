@@ -136,7 +136,8 @@ async def test_waiters_are_released_before_the_copies_are_written(
     monkeypatch.setattr(store, "_materialize_sync", held)
     try:
         await asyncio.wait_for(store.log_signing(signed(1), DEVICE_PEM, SIGNER_PEM), TIMEOUT)
-        assert entered.is_set()
+        # the worker thread goes on to the copies after releasing us: it may not be there yet
+        assert entered.wait(TIMEOUT)
         assert not (tmp_path / "certs" / signed(1).device_sn).exists()  # copies not yet there
         rows = store.tsv_path.read_bytes().splitlines()
         assert len(rows) == 2 and signed(1).device_sn.encode() in rows[1]
