@@ -23,9 +23,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from atcaprov.atcacert.errors import CertError
 from atcaprov.atcacert.standard import make_root_cert
+from atcaprov.crypto import public_key_xy
 from atcaprov.pemder import load_certificate
 
-from .signers.base import public_key_xy
 from .signers.create import OutputExistsError, SignerSetupError, write_new
 from .signers.module_layout import IssueSignerCert, root_ca_issuer
 

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from atcaprov.crypto import public_key_xy
 from atcaprov.errors import AtcaprovError
 from atcaprov.registry import Registry
 
@@ -155,12 +156,6 @@ class SignerIdentity:
         """
         found = signer_id_from_certificate(self.certificate)
         return found if found is not None else self.key_id[:SIGNER_ID_SIZE]
-
-
-def public_key_xy(key: ec.EllipticCurvePublicKey) -> bytes:
-    """64-byte X‖Y of a P-256 public key."""
-    numbers = key.public_numbers()
-    return numbers.x.to_bytes(32, "big") + numbers.y.to_bytes(32, "big")
 
 
 def signer_id_from_certificate(cert: x509.Certificate) -> bytes | None:

@@ -21,10 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, utils
-
+from atcaprov.crypto import certificate_public_key, verify_digest
 from atcaprov.errors import ChipStatusError, CommError
 from atcaprov.hal.base import HalError
 
@@ -112,14 +109,8 @@ class ChipSignerModule(SignerModule):
         """Sign a fixed digest and check it with the certificate's key (a module whose
         certificate is not for its key would make device certificates nobody can verify)."""
         signature = bytes(device.sign(SIGNER_KEY_SLOT, SELF_TEST_DIGEST))
-        public = self._contents.identity.certificate.public_key()
-        assert isinstance(public, ec.EllipticCurvePublicKey)  # checked by SignerIdentity
-        der = utils.encode_dss_signature(
-            int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-        )
-        try:
-            public.verify(der, SELF_TEST_DIGEST, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
-        except InvalidSignature:
+        public = certificate_public_key(self._contents.identity.certificate)
+        if not verify_digest(public, SELF_TEST_DIGEST, signature):
             raise SignerFormatError(
                 f"{self._where()}: the key in slot {SIGNER_KEY_SLOT} does not match the signer "
                 "certificate"

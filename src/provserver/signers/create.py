@@ -33,11 +33,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, utils
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from atcaprov.crypto import certificate_public_key, public_key_xy, verify_digest
 from atcaprov.errors import AtcaprovError
 
 from .base import (
@@ -47,7 +46,6 @@ from .base import (
     SignerIdentity,
     SignerModule,
     backend_class,
-    public_key_xy,
 )
 from .module_layout import (
     DEFAULT_VALIDITY_YEARS,
@@ -199,14 +197,8 @@ def check_module(module: SignerModule, expected: SignerIdentity, unlock: str | N
             )
         module.unlock(unlock)
     signature = module.sign_digest(_SELF_TEST_DIGEST)
-    public = expected.certificate.public_key()
-    assert isinstance(public, ec.EllipticCurvePublicKey)  # SignerIdentity checked it
-    der = utils.encode_dss_signature(
-        int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-    )
-    try:
-        public.verify(der, _SELF_TEST_DIGEST, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
-    except InvalidSignature:
+    public = certificate_public_key(expected.certificate)
+    if not verify_digest(public, _SELF_TEST_DIGEST, signature):
         raise SignerSetupError(
             f"{module.backend} module at {module.location}: its signature does not verify "
             "with the signer certificate"

@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
+from atcaprov.crypto import public_key_from_xy
 from atcaprov.datasheet import ATECC508A, ATECC508A_CONFIG_MAP, serial_number
 from atcaprov.packet import crc16_value
 
@@ -552,7 +553,7 @@ def create_module(
     device.lock_config_zone(crc=crc16_value(written))
 
     public_xy = bytes(device.genkey(SIGNER_KEY_SLOT))
-    public_key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + public_xy)
+    public_key = public_key_from_xy(public_xy)
     cert_der = issuer(dataclasses.replace(template, public_key=public_key))
     if len(cert_der) > CERT_MAX:
         raise SignerError(

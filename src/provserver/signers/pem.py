@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import ClassVar
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, utils
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from atcaprov import crypto
+from atcaprov.crypto import public_key_xy
 from atcaprov.pemder import certificate_der
 
 from .base import (
@@ -38,7 +40,6 @@ from .base import (
     SignerUnavailableError,
     WrongPasswordError,
     check_digest,
-    public_key_xy,
     register_backend,
 )
 from .create import (
@@ -185,9 +186,7 @@ class PemSignerModule(SignerModule):
         digest = check_digest(digest)
         if self._key is None:
             raise SignerLockedError(f"pem signer {self._path} is locked: unlock it first")
-        der = self._key.sign(digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
-        r, s = utils.decode_dss_signature(der)
-        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        return crypto.sign_digest(self._key, digest)
 
     def close(self) -> None:
         self._key = None

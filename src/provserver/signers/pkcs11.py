@@ -28,10 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, utils
 
+from atcaprov.crypto import certificate_public_key, public_key_from_xy, verify_digest
 from atcaprov.pemder import certificate_der
 
 from .base import (
@@ -221,19 +219,13 @@ class Pkcs11SignerModule(SignerModule):
         """Sign a fixed digest and check it against the certificate's public key."""
         digest = bytes(range(32))
         signature = self.sign_digest(digest)
-        public = self.identity.certificate.public_key()
-        assert isinstance(public, ec.EllipticCurvePublicKey)  # checked by SignerIdentity
-        der = utils.encode_dss_signature(
-            int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-        )
-        try:
-            public.verify(der, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
-        except InvalidSignature as exc:
+        public = certificate_public_key(self.identity.certificate)
+        if not verify_digest(public, digest, signature):
             self.close()
             raise SignerConfigError(
                 f"pkcs11 token {self._serial}: key {self._key_label!r} does not match the "
                 "signer certificate"
-            ) from exc
+            )
 
     @property
     def password_protected(self) -> bool:
@@ -279,11 +271,11 @@ class Pkcs11SignerModule(SignerModule):
 
 
 def _ec_point(raw: bytes) -> bytes:
-    """04||X||Y from CKA_EC_POINT (DER OCTET STRING, or raw as some tokens give it)."""
+    """X||Y from CKA_EC_POINT (DER OCTET STRING of 04||X||Y, or raw as some tokens give it)."""
     if len(raw) == 67 and raw[:3] == b"\x04\x41\x04":
-        return raw[2:]
+        return raw[3:]
     if len(raw) == 65 and raw[0] == 0x04:
-        return raw
+        return raw[1:]
     raise SignerSetupError(f"pkcs11: EC point of {len(raw)} bytes ({raw[:4].hex()}...) not P-256")
 
 
@@ -394,7 +386,7 @@ class Pkcs11ModuleCreator(ModuleCreator):
             )
             try:
                 point = _ec_point(bytes(public[Attribute.EC_POINT]))
-                key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+                key = public_key_from_xy(point)
                 sid = spec.signer_id if spec.signer_id is not None else key_signer_id(key)
                 cert_der = issuer(signer_cert_request(key, spec, sid, now))
                 cert = x509.load_der_x509_certificate(cert_der)
