@@ -18,8 +18,8 @@ import logging
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import TracebackType
 
+from .closing import Closeable
 from .datasheet import ATECC508A, ATECC508A_CONFIG_MAP, LOCKED, serial_number
 from .datasheet import BLOCK_SIZE as BLOCK_SIZE
 from .datasheet import WORD_SIZE as WORD_SIZE
@@ -151,7 +151,7 @@ def lock_crc(data: bytes) -> int:
     return crc16_value(bytes(data))
 
 
-class Device:
+class Device(Closeable):
     """One ATECC508A reached through ``hal``.
 
     ``wake_retries``: extra wake attempts after a wake that failed (no/invalid answer).
@@ -175,16 +175,6 @@ class Device:
     # ---------------------------------------------------------------------------------------
     # life cycle
     # ---------------------------------------------------------------------------------------
-    def __enter__(self) -> Device:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Close the HAL."""

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from types import TracebackType
 from typing import ClassVar, TypeVar
 
+from ..closing import Closeable
 from ..errors import AtcaprovError
 from ..registry import Registry
 
@@ -23,7 +23,7 @@ class HalError(AtcaprovError):
     """Unknown driver name or a driver that cannot be opened."""
 
 
-class Hal(ABC):
+class Hal(Closeable, ABC):
     """One open connection to one chip."""
 
     name: ClassVar[str] = ""
@@ -48,19 +48,9 @@ class Hal(ABC):
         wait before reading; drivers whose peer answers when done may ignore it.
         """
 
-    def close(self) -> None:  # noqa: B027 - optional for drivers holding nothing
+    def close(self) -> None:
         """Release the transport. Idempotent."""
 
-    def __enter__(self: _H) -> _H:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 _H = TypeVar("_H", bound=Hal)

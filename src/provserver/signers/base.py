@@ -23,7 +23,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from types import TracebackType
 from typing import TYPE_CHECKING, ClassVar, Literal, TypeVar
 
 from cryptography import x509
@@ -31,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from atcaprov.closing import Closeable
 from atcaprov.crypto import public_key_xy
 from atcaprov.errors import AtcaprovError
 from atcaprov.registry import Registry
@@ -220,10 +220,9 @@ class BackendOption:
 # --------------------------------------------------------------------------------------------
 # Module and back-end interfaces
 # --------------------------------------------------------------------------------------------
-_M = TypeVar("_M", bound="SignerModule")
 
 
-class SignerModule(ABC):
+class SignerModule(Closeable, ABC):
     """One open signer module.
 
     ``sign_digest`` blocks (the server runs it in a worker thread) and is not re-entrant: the
@@ -271,16 +270,6 @@ class SignerModule(ABC):
     def close(self) -> None:
         """Release the module. Idempotent."""
 
-    def __enter__(self: _M) -> _M:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "locked" if self.needs_password else "ready"
