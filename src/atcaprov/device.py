@@ -248,7 +248,8 @@ class Device(Closeable):
         self.hal.idle()
 
     def sleep(self) -> None:
-        """Send the sleep token (volatile state is lost)."""
+        """Send the sleep token: an awake chip sleeps and loses its volatile state; an idle or
+        sleeping chip ignores it (wake it first to clear TempKey)."""
         self.hal.sleep()
 
     # ---------------------------------------------------------------------------------------

@@ -4,8 +4,9 @@ Owns both ends of the line protocol, bytes in and values out, no I/O:
 
 * host side: formatting of the discovery (``board:device(NN)``), select, wake, idle, sleep and
   talk messages in both dialects (2016 ``s:`` and the newer ``d:`` / ``<X>:physical:select``),
-  parsing of the kit replies ``SS(HEX)`` (kit status + data) and of the raw board replies such
-  as ``ECC508A TWI(C0)`` or ``no device``;
+  parsing of the kit replies ``SS(HEX)`` (kit status + data) and of the raw board replies: the
+  discovery answer in every form seen in the field (``ECC508A TWI 00(C0)``, ``ECC508A TWI(C0)``,
+  ``ECC108 TWI 00(C0)``) or ``no device``, and the "board in use by another program" refusal;
 * a stream decoder (:class:`KitLineDecoder`) that turns a byte stream into complete ``'\\n'``
   lines, drops the stray NUL bytes real hosts send after the newline, and bounds its buffer;
 * kit side (used by the virtual board): :func:`parse_kit_command` turns a host line into a
@@ -13,7 +14,8 @@ Owns both ends of the line protocol, bytes in and values out, no I/O:
 
 Every malformed input raises a :class:`KitProtocolError` subclass that says what was received,
 where, and what was expected. Non-zero kit status codes raise :class:`KitStatusError`, which
-carries the kit status (``kit_status``).
+carries the kit status (``kit_status``). Text that came from the other end of the line is never
+put into a message as is: :func:`kit_text` escapes its control characters and bounds its length.
 """
 
 from __future__ import annotations
@@ -28,6 +30,25 @@ from .errors import AtcaStatus, CommError
 # (276 bytes); real kits use 1024-byte reads, so 1024 leaves room without being unbounded.
 MAX_LINE_DEFAULT = 1024
 KIT_DEVICE_INDEX_MAX = 0xFF
+# Longest piece of kit text quoted in an error message or a log line.
+KIT_TEXT_SHOWN = 80
+# What a kit that already serves another program answers (the virtual board over TCP); a serial
+# port held by another program is reported with the same words.
+BOARD_IN_USE = "board in use by another program"
+
+
+def kit_text(data: bytes | str, limit: int = KIT_TEXT_SHOWN) -> str:
+    """Text received from (or sent to) a kit, made safe for an error message or a log line.
+
+    The Python ``bytes`` literal form: quoted, with every byte outside printable ASCII (control
+    characters such as ESC, CR, NUL, and any non-ASCII byte) written as an escape (``\\x1b``,
+    ``\\r``), so a kit cannot move the operator's cursor, clear the screen or start a new log
+    line. Longer input is cut after ``limit`` bytes and its full length is given.
+    """
+    raw = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else bytes(data)
+    if len(raw) <= limit:
+        return repr(raw)
+    return f"{bytes(raw[:limit])!r}... ({len(raw)} bytes)"
 
 
 class KitStatus(IntEnum):
@@ -81,7 +102,7 @@ class KitStatusError(KitProtocolError):
         if context:
             text = f"{context}: {text}"
         if line:
-            text += f" in reply {line!r}"
+            text += f" in reply {kit_text(line)}"
         super().__init__(text, _KIT_TO_ATCA.get(kit_status, AtcaStatus.COMM_FAIL))
 
 
@@ -95,6 +116,13 @@ class KitFrameTooLongError(KitFrameError):
     """A line longer than the decoder's bound (no newline within ``max_line`` bytes)."""
 
     atca_status = AtcaStatus.INVALID_SIZE
+
+
+class KitBoardInUseError(KitProtocolError):
+    """The kit is held by another program: its serial port is locked, or (virtual board) it
+    already serves another client and answered ``board in use by another program``."""
+
+    atca_status = AtcaStatus.COMM_FAIL
 
 
 class KitCommandError(KitProtocolError):
@@ -166,7 +194,7 @@ class KitLineDecoder:
                 if b"\x00" in line:
                     raise KitFrameError(
                         f"NUL byte inside a kit line at stream offset {start + line.index(0)}:"
-                        f" {line!r} (NULs are only allowed between lines)"
+                        f" {kit_text(line)} (NULs are only allowed between lines)"
                     )
                 lines.append(line)
                 continue
@@ -179,7 +207,7 @@ class KitLineDecoder:
                 self._discarding = True
                 raise KitFrameTooLongError(
                     f"kit line starting at stream offset {start} exceeds {self.max_line} bytes"
-                    f" without a newline (begins {head!r})"
+                    f" without a newline (begins {kit_text(head)})"
                 )
         return lines
 
@@ -290,14 +318,16 @@ def parse_reply(line: bytes) -> KitReply:
     body = _strip_line(line)
     m = _REPLY_RE.match(body)
     if m is None:
+        _check_not_in_use(body)
         raise KitFrameError(
-            f"kit reply {line!r} is not of the form SS(HEX): expected two hex status digits,"
-            " '(', hex data, ')'"
+            f"kit reply {kit_text(line)} is not of the form SS(HEX): expected two hex status"
+            " digits, '(', hex data, ')'"
         )
     hexdata = m.group(2)
     if len(hexdata) % 2:
         raise KitFrameError(
-            f"kit reply {line!r} has an odd number of hex digits ({len(hexdata)}) in its data"
+            f"kit reply {kit_text(line)} has an odd number of hex digits ({len(hexdata)}) in its"
+            " data"
         )
     return KitReply(int(m.group(1), 16), bytes.fromhex(hexdata.decode("ascii")))
 
@@ -310,46 +340,76 @@ def check_reply(line: bytes, context: str = "") -> bytes:
     return reply.data
 
 
+def _check_not_in_use(body: bytes) -> None:
+    if body.strip() == BOARD_IN_USE.encode("ascii"):
+        raise KitBoardInUseError(f"{BOARD_IN_USE} (the kit refused this connection)")
+
+
 @dataclass(frozen=True)
 class DeviceInfo:
-    """What a kit reports for ``board:device(NN)``: e.g. ``ECC508A TWI(C0)``."""
+    """What a kit reports for ``board:device(NN)``: e.g. ``ECC508A TWI 00(C0)``."""
 
     device_type: str  # "ECC508A"
     interface: str  # "TWI", "SWI", ...
     address: int  # 0xC0
 
     def to_line(self) -> bytes:
-        return f"{self.device_type} {self.interface}({self.address:02X})\n".encode("ascii")
+        """The form Microchip's kit firmware sends (``"%s %s 00(%02X)\\n"``): ``00`` is the status,
+        and the interface is a word of its own, as the current host library requires."""
+        return f"{self.device_type} {self.interface} 00({self.address:02X})\n".encode("ascii")
 
 
-_DEVICE_RE = re.compile(r"^(?:(.*\S)\s+)?([A-Za-z0-9_]+)\s+([A-Za-z0-9_]+)\(([0-9A-Fa-f]{2})\)$")
+_WORD_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_ADDRESS_RE = re.compile(r"([A-Za-z0-9_]*)\(([0-9A-Fa-f]{2})\)")
+_STATUS_RE = re.compile(r"[0-9A-Fa-f]{2}")
 
 
 def parse_device_reply(line: bytes) -> DeviceInfo | None:
     """Parse the answer to ``board:device(NN)``: a :class:`DeviceInfo`, or None for no device.
 
-    Accepted "no device" forms: the text ``no device`` (any case) and a 4-character status reply
-    with a non-zero status such as ``01()`` (what the 2016 host checks). Text before the device
-    type (a board name) is allowed. Raises :class:`KitFrameError` for anything else.
+    Words are split on white space; the last one carries the bus address ``(AA)``. Accepted:
+
+    * ``<devtype> <interface> SS(AA)``: Microchip's kit firmware (``ECC508A TWI 00(C0)``,
+      ``ECC108 TWI 00(C0)``); SS is a status, a non-zero one raises :class:`KitStatusError`;
+    * ``<devtype> <interface>(AA)``: the 2017 zero-touch kit firmware (``ECC508A TWI(C0)``);
+    * either one after other words (a board name and version, as in ``b:version()``);
+    * "no device": the text ``no device`` (any case) and a 4-character status reply with a
+      non-zero status such as ``01()`` (what the 2016 host checks).
+
+    The device type and interface are words of letters, digits and ``_`` starting with a
+    letter. ``board in use by another program`` raises :class:`KitBoardInUseError`; anything
+    else :class:`KitFrameError`.
     """
     body = _strip_line(line)
     try:
         text = body.decode("ascii").strip()
     except UnicodeDecodeError:
-        raise KitFrameError(f"discovery reply {line!r} is not ASCII text") from None
+        raise KitFrameError(f"discovery reply {kit_text(line)} is not ASCII text") from None
+    _check_not_in_use(body)
     if text.lower().startswith("no device"):
         return None
     if len(text) == 4 and _REPLY_RE.match(body) is not None:
         status = int(text[:2], 16)
         if status != KitStatus.SUCCESS:
             return None
-    m = _DEVICE_RE.match(text)
-    if m is None:
-        raise KitFrameError(
-            f"discovery reply {line!r}: expected '<devtype> <interface>(<hex address>)' such as"
-            " 'ECC508A TWI(C0)', or 'no device'"
-        )
-    return DeviceInfo(device_type=m.group(2), interface=m.group(3), address=int(m.group(4), 16))
+    words = text.split()
+    last = _ADDRESS_RE.fullmatch(words[-1]) if words else None
+    if last is not None:
+        glued, address = last.group(1), int(last.group(2), 16)
+        status = KitStatus.SUCCESS
+        names: tuple[str, str] | None = None
+        if _STATUS_RE.fullmatch(glued) and len(words) >= 3:  # ECC508A TWI 00(C0)
+            status, names = int(glued, 16), (words[-3], words[-2])
+        elif glued and len(words) >= 2:  # ECC508A TWI(C0)
+            names = (words[-2], glued)
+        if names is not None and all(_WORD_RE.fullmatch(n) for n in names):
+            if status != KitStatus.SUCCESS:
+                raise KitStatusError(status, "discovery", body)
+            return DeviceInfo(device_type=names[0], interface=names[1], address=address)
+    raise KitFrameError(
+        f"discovery reply {kit_text(line)}: expected '<devtype> <interface> 00(<hex address>)'"
+        " such as 'ECC508A TWI 00(C0)' (or 'ECC508A TWI(C0)'), or 'no device'"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -417,35 +477,37 @@ def parse_kit_command(line: bytes) -> KitCommand:
     (``COMMAND_NOT_VALID`` for unknown commands or shapes, ``INVALID_PARAM`` for bad hex).
     """
     body = _strip_line(line)
+    shown = kit_text(line)
     try:
         text = body.decode("ascii")
     except UnicodeDecodeError:
         raise KitCommandError(
-            KitStatus.COMMAND_NOT_VALID, f"kit command {line!r} is not ASCII"
+            KitStatus.COMMAND_NOT_VALID, f"kit command {shown} is not ASCII"
         ) from None
     open_at = text.find("(")
     if open_at < 0 or not text.endswith(")"):
         raise KitCommandError(
             KitStatus.COMMAND_NOT_VALID,
-            f"kit command {line!r}: expected '<target>:<command>(<data>)'",
+            f"kit command {shown}: expected '<target>:<command>(<data>)'",
         )
     head, argument = text[:open_at], text[open_at + 1 : -1]
     if "(" in argument or ")" in argument:
         raise KitCommandError(
-            KitStatus.COMMAND_NOT_VALID, f"kit command {line!r}: nested or extra parentheses"
+            KitStatus.COMMAND_NOT_VALID, f"kit command {shown}: nested or extra parentheses"
         )
     words = [w.strip().lower() for w in head.split(":")]
     if len(words) < 2 or not all(words):
         raise KitCommandError(
             KitStatus.COMMAND_NOT_VALID,
-            f"kit command {line!r}: expected '<target>:<command>' before '(', got {head!r}",
+            f"kit command {shown}: expected '<target>:<command>' before '(',"
+            f" got {kit_text(head)}",
         )
     target_word = words[0]
     if target_word[0] == "b":
         target = KitTarget.BOARD
         if len(words) != 2:
             raise KitCommandError(
-                KitStatus.COMMAND_NOT_VALID, f"kit command {line!r}: board commands have one word"
+                KitStatus.COMMAND_NOT_VALID, f"kit command {shown}: board commands have one word"
             )
         command = _match_word(words[1], _BOARD_COMMANDS)
     elif target_word[0] in _DEVICE_TARGET_LETTERS:
@@ -459,12 +521,14 @@ def parse_kit_command(line: bytes) -> KitCommand:
     else:
         raise KitCommandError(
             KitStatus.COMMAND_NOT_VALID,
-            f"kit command {line!r}: unknown target {words[0]!r} (expected b(oard) or a/e/s/d)",
+            f"kit command {shown}: unknown target {kit_text(words[0])}"
+            " (expected b(oard) or a/e/s/d)",
         )
     if command is None:
         raise KitCommandError(
             KitStatus.COMMAND_NOT_VALID,
-            f"kit command {line!r}: unknown {target.value} command {':'.join(words[1:])!r}",
+            f"kit command {shown}: unknown {target.value} command"
+            f" {kit_text(':'.join(words[1:]))}",
         )
     data = b""
     if command in _HEX_COMMANDS and argument:
@@ -472,7 +536,8 @@ def parse_kit_command(line: bytes) -> KitCommand:
         if len(arg) % 2 or re.fullmatch(r"[0-9A-Fa-f]*", arg) is None:
             raise KitCommandError(
                 KitStatus.INVALID_PARAM,
-                f"kit command {line!r}: argument {argument!r} is not an even number of hex digits",
+                f"kit command {shown}: argument {kit_text(argument)} is not an even number"
+                " of hex digits",
             )
         data = bytes.fromhex(arg)
     return KitCommand(
@@ -492,7 +557,12 @@ def format_kit_reply(status: int, data: bytes = b"") -> bytes:
 
 
 def format_kit_text(text: str) -> bytes:
-    """Kit side: a raw text reply (version, firmware, device) terminated by ``'\\n'``."""
+    """Kit side: a raw text reply (version, firmware, device, in use) terminated by ``'\\n'``."""
     if "\n" in text:
         raise ValueError(f"kit text reply must be one line, got {text!r}")
     return text.encode("ascii") + b"\n"
+
+
+def format_board_in_use() -> bytes:
+    """Kit side: the answer of a board that already serves another program."""
+    return format_kit_text(BOARD_IN_USE)

@@ -6,7 +6,9 @@
 * :class:`BoardFinder`: one attempt at a time to open a board, either the ``--board URL``
   (any pyserial URL: ``socket://127.0.0.1:PORT`` for the virtual board, a pty or device path)
   or the first kit port found. Opening discovers the ATECC device through the kit protocol
-  (:class:`atcaprov.hal.kit_cdc.KitCdcHal`) and reads its serial number.
+  (:class:`atcaprov.hal.kit_cdc.KitCdcHal`, port opened exclusively) and reads its serial
+  number. A board another program holds is a :class:`BoardInUseError` ("board in use by
+  another program"), said again on every attempt until the other program lets go.
 * :class:`Board`: an open board. :meth:`Board.gone` checks passively (no bytes are sent, so a
   kit that swaps boards after host silence is not kept busy) whether the link closed: a socket
   at EOF, a pty or USB port that fails to read, or a device path that vanished.
@@ -26,6 +28,7 @@ from serial.tools import list_ports
 from atcaprov.device import Device
 from atcaprov.errors import AtcaprovError, CommError
 from atcaprov.hal.kit_cdc import KitCdcHal
+from atcaprov.kit_protocol import BOARD_IN_USE, KitBoardInUseError
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,10 @@ DEFAULT_KIT_TIMEOUT_S = 3.0
 
 class BoardError(AtcaprovError):
     """A board was found but cannot be used (no ATECC device, port busy, ...)."""
+
+
+class BoardInUseError(BoardError):
+    """The board is held by another program (its port is locked, or the kit says so)."""
 
 
 @dataclass(frozen=True)
@@ -157,6 +164,8 @@ class BoardFinder:
                 continue
             try:
                 board = self._open(port.url, listed=True, quiet_absent=True)
+            except BoardInUseError:
+                raise  # not remembered as unusable: it is free again once the other program quits
             except BoardError:
                 self._rejected.add(port.url)
                 raise
@@ -174,6 +183,8 @@ class BoardFinder:
 
         try:
             hal = KitCdcHal(url, timeout=self.kit_timeout, serial_factory=factory)
+        except KitBoardInUseError as exc:
+            raise BoardInUseError(f"board at {url}: {BOARD_IN_USE}") from exc
         except CommError as exc:
             if not opened and quiet_absent:
                 return None  # the port cannot be opened: no board (yet)

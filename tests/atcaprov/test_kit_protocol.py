@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from atcaprov import kit_protocol as kp
@@ -106,18 +108,117 @@ def test_odd_hex_named() -> None:
         kp.parse_reply(b"00(123)")
 
 
-def test_device_reply() -> None:
-    info = kp.parse_device_reply(b"ECC508A TWI(C0)\n")
-    assert info == kp.DeviceInfo("ECC508A", "TWI", 0xC0)
-    assert info is not None and info.to_line() == b"ECC508A TWI(C0)\n"
+@pytest.mark.parametrize(
+    ("reply", "device_type"),
+    [
+        (b"ECC508A TWI 00(C0)\n", "ECC508A"),  # Microchip's kit firmware: "%s %s 00(%02X)"
+        (b"ECC508A TWI(C0)\n", "ECC508A"),  # 2017 zero-touch kit firmware
+        (b"ECC108 TWI 00(C0)\n", "ECC108"),  # an older device name, firmware form
+    ],
+)
+def test_device_reply_forms_seen_in_the_field(reply: bytes, device_type: str) -> None:
+    """Each form gives device type, interface and address, not 'TWI' / '00' (the old bug)."""
+    info = kp.parse_device_reply(reply)
+    assert info == kp.DeviceInfo(device_type, "TWI", 0xC0)
+    assert kp.parse_device_reply(reply.rstrip(b"\n") + b"\r\n") == info
+    assert kp.parse_device_reply(b"  " + reply) == info
+
+
+def test_device_reply_is_sent_in_the_firmware_form() -> None:
+    line = kp.DeviceInfo("ECC508A", "TWI", 0xC0).to_line()
+    assert line == b"ECC508A TWI 00(C0)\n"
+    # what Microchip's current host does with it: split on spaces, the second word is exactly
+    # the interface, the address follows the first '('
+    words = line.decode().split(" ")
+    assert words[0][:4] == "ECC5" and words[1] == "TWI"
+    assert line[line.index(b"(") + 1 : line.index(b"(") + 3] == b"C0"  # 2016 host: 2 chars
+    assert kp.parse_device_reply(line) == kp.DeviceInfo("ECC508A", "TWI", 0xC0)
+
+
+def test_device_reply_other_forms() -> None:
     with_board = kp.parse_device_reply(b"AT88CK101 fw 1.0 ECC508A SWI(b0)")
     assert with_board == kp.DeviceInfo("ECC508A", "SWI", 0xB0)
+    version = b"AT88CK101 atcaprov virtual kit firmware 1.0.0 ECC508A TWI 00(C0)"
+    assert kp.parse_device_reply(version) == kp.DeviceInfo("ECC508A", "TWI", 0xC0)
+    assert kp.parse_device_reply(b"ECC608 SPI 00(03)") == kp.DeviceInfo("ECC608", "SPI", 0x03)
     assert kp.parse_device_reply(b"no device\n") is None
     assert kp.parse_device_reply(b"No Device") is None
     assert kp.parse_device_reply(b"01()\n") is None  # 4 chars, non-zero status (2016 check)
-    for bad in (b"ECC508A", b"ECC508A TWI(C)", b"00()", b"\xff\xfe"):
-        with pytest.raises(kp.KitFrameError):
-            kp.parse_device_reply(bad)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"ECC508A",
+        b"ECC508A TWI(C)",
+        b"00()",
+        b"\xff\xfe",
+        b"ECC508A 00(C0)",  # no interface word
+        b"TWI 00(C0)",  # no device type
+        b"ECC508A TWI 0(C0)",
+        b"ECC508A TWI 00 (C0)",
+        b"ECC508A TWI 00(C0) extra",
+        b"ECC508A T-I 00(C0)",
+        b"",
+    ],
+)
+def test_device_reply_garbage(bad: bytes) -> None:
+    with pytest.raises(kp.KitFrameError, match="discovery reply"):
+        kp.parse_device_reply(bad)
+
+
+def test_device_reply_with_a_failure_status() -> None:
+    with pytest.raises(kp.KitStatusError, match="discovery: kit status 0x01") as info:
+        kp.parse_device_reply(b"ECC508A TWI 01(C0)")
+    assert info.value.kit_status == 0x01
+
+
+def test_board_in_use_is_its_own_error() -> None:
+    line = kp.format_board_in_use()
+    assert line == b"board in use by another program\n"
+    for parse in (kp.parse_device_reply, kp.parse_reply, kp.check_reply):
+        with pytest.raises(kp.KitBoardInUseError, match="board in use by another program") as e:
+            parse(line)
+        assert isinstance(e.value, CommError) and e.value.atca_status == AtcaStatus.COMM_FAIL
+
+
+# ---- kit text in messages ---------------------------------------------------------------------
+def test_kit_text_escapes_control_characters_and_is_bounded() -> None:
+    shown = kp.kit_text(b"ECC\x1b[2J\x1b[H\r\x00\x07\x9b\xe2\x80\xaeOK")
+    assert shown == "b'ECC\\x1b[2J\\x1b[H\\r\\x00\\x07\\x9b\\xe2\\x80\\xaeOK'"
+    assert shown.isprintable() and shown.isascii()
+    assert kp.kit_text("w\nx\x1b") == "b'w\\nx\\x1b'"  # str from the kit: same rule
+    long = kp.kit_text(b"A" * 1000)
+    assert long == "b'" + "A" * kp.KIT_TEXT_SHOWN + "'... (1000 bytes)"
+
+
+HOSTILE = b"\x1b[2J\x1b[HProvisioning successful!\r\n[INFO] forged"
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: kp.parse_reply(HOSTILE.replace(b"\n", b"")),
+        lambda: kp.parse_device_reply(HOSTILE.replace(b"\n", b"")),
+        lambda: kp.check_reply(b"01(" + b"\x1b" * 3 + b")"),
+        lambda: kp.KitLineDecoder().feed(HOSTILE.replace(b"\r", b"\x00")),
+        lambda: kp.KitLineDecoder(max_line=16).feed(HOSTILE),
+        lambda: kp.check_reply(b"E3()", "select"),
+    ],
+)
+def test_errors_never_carry_raw_kit_control_characters(call: Callable[[], object]) -> None:
+    with pytest.raises(kp.KitProtocolError) as info:
+        call()
+    message = str(info.value)
+    assert message.isprintable(), message
+    assert "\x1b" not in message and "\n" not in message and "\r" not in message
+
+
+def test_kit_side_errors_escape_host_text() -> None:
+    for line in (b"e:\x1b[2J()", b"\x1b:w()", b"b:device(\x1b)", b"zz\x07", b"d:w\xff()"):
+        with pytest.raises(kp.KitCommandError) as info:
+            kp.parse_kit_command(line)
+        assert str(info.value).isprintable(), info.value
 
 
 # ---- stream decoder ---------------------------------------------------------------------------

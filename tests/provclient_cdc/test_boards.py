@@ -9,7 +9,13 @@ from types import SimpleNamespace
 import pytest
 
 from atcaprov.emulator.kit_board import VirtualKitBoard
-from provclient_cdc.boards import BoardError, BoardFinder, find_kit_ports, is_kit_port
+from provclient_cdc.boards import (
+    BoardError,
+    BoardFinder,
+    BoardInUseError,
+    find_kit_ports,
+    is_kit_port,
+)
 
 
 def port(device: str, description: str = "", vid: int | None = None,
@@ -61,6 +67,42 @@ def test_open_read_sn_and_notice_removal(tmp_path: Path) -> None:
             second.close()
         finally:
             board.close()
+
+
+@pytest.mark.parametrize("use_pty", [False, True], ids=["socket", "pty"])
+def test_second_client_on_one_board_is_told_in_use(tmp_path: Path, use_pty: bool) -> None:
+    with VirtualKitBoard(tmp_path, chips=1, pty=use_pty) as vboard:
+        first = BoardFinder(vboard.url, kit_timeout=2.0).try_open()
+        assert first is not None
+        try:
+            second = BoardFinder(vboard.url, kit_timeout=2.0)
+            with pytest.raises(BoardInUseError) as info:
+                second.try_open()
+            assert str(info.value) == f"board at {vboard.url}: board in use by another program"
+            assert not first.gone(0.05)
+            assert first.device.read_serial_number() == first.serial_number
+        finally:
+            first.close()
+        board = second.try_open()  # the first program let go: the board is free
+        assert board is not None
+        board.close()
+
+
+def test_scanned_port_in_use_is_retried_when_free(tmp_path: Path) -> None:
+    with VirtualKitBoard(tmp_path, chips=1, pty=True) as vboard:
+        entries = [port(vboard.url, "XPLAINED")]
+        first = BoardFinder(vboard.url, kit_timeout=2.0).try_open()
+        assert first is not None
+        finder = BoardFinder(None, kit_timeout=2.0, lister=lambda: entries)
+        try:
+            for _ in range(2):  # said on every attempt, never written off as unusable
+                with pytest.raises(BoardInUseError):
+                    finder.try_open()
+        finally:
+            first.close()
+        board = finder.try_open()
+        assert board is not None
+        board.close()
 
 
 def test_nothing_listening_is_no_board(tmp_path: Path) -> None:

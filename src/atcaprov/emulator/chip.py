@@ -223,7 +223,19 @@ class Atecc508a:
                 self._power = PowerState.IDLE
 
     def sleep(self) -> None:
-        """Sleep token: all volatile state is lost."""
+        """Sleep token: an awake chip goes to sleep and loses all volatile state.
+
+        An idle or sleeping chip ignores the bus except for a wake, so the token does nothing:
+        TempKey kept in idle survives a sleep token sent before the next wake.
+        """
+        with self._lock:
+            self._check_watchdog()
+            if self._power is PowerState.AWAKE:
+                self._go_to_sleep()
+
+    def power_off(self) -> None:
+        """Power removed (board unplugged): volatile state lost whatever the chip was doing;
+        the chip is asleep when power returns."""
         with self._lock:
             self._go_to_sleep()
 

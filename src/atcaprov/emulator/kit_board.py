@@ -3,12 +3,16 @@
 Owns the "board on the bench" (the kit's line logic is :class:`~.kit_firmware.KitFirmware`):
 :class:`VirtualKitBoard` keeps chips persisted in a folder (``chip-000.json``...), exactly one
 plugged at a time, served over TCP (clients use pyserial ``socket://HOST:PORT``) or a pty (a
-serial device path, optionally behind a stable symlink). Unplug closes the connections (or the
-pty) and refuses new ones; replug accepts again with the same chip or the next one that is not
-provisioned yet. ``auto_swap`` plays the operator: once the plugged chip's data zone is locked
-and the host has been silent for that many seconds, the board unplugs, saves and replugs with
-the next blank chip. Chip files are saved on every unplug, after every command that changes
-persistent memory, and on stop.
+serial device path, optionally behind a stable symlink). Like a serial port opened exclusively,
+the board serves one program at a time: over TCP, a client that connects while another is
+served is kept connected but answered ``board in use by another program`` to every line (its
+connection is not closed first, so the answer cannot be lost to a reset), until it disconnects;
+on a pty, clients lock the device themselves (pyserial ``exclusive=True``, an ``flock``).
+Unplug closes the connections (or the pty) and refuses new ones; replug accepts again with the
+same chip or the next one that is not provisioned yet. ``auto_swap`` plays the operator: once
+the plugged chip's data zone is locked and the host has been silent for that many seconds, the
+board unplugs, saves and replugs with the next blank chip. Chip files are saved on every
+unplug, after every command that changes persistent memory, and on stop.
 
 All I/O runs in one background thread (a selector loop); the control methods hand their work
 to it and wait, so they are safe to call from any thread.
@@ -42,6 +46,7 @@ log = logging.getLogger(__name__)
 CHIP_FILE_PATTERN = "chip-{index:03d}.json"
 CHIP_FILE_GLOB = "chip-*.json"
 CONTROL_TIMEOUT_S = 10.0
+MAX_REFUSED_CLIENTS = 8  # refused connections kept open to be told why; more are closed at once
 SEND_TIMEOUT_S = 5.0
 LOOP_TICK_S = 0.25
 # Commands after which the chip's persistent memory may have changed: save the file.
@@ -120,6 +125,7 @@ class _Conn:
     name: str
     decoder: kp.KitLineDecoder = field(default_factory=kp.KitLineDecoder)
     sock: socket.socket | None = None
+    refused: bool = False  # connected while another client was served: answered "in use"
 
 
 class VirtualKitBoard:
@@ -331,7 +337,7 @@ class VirtualKitBoard:
         self._close_listener()
         self._close_pty()
         if self._current is not None:
-            self._current.chip.sleep()  # power lost: volatile state gone
+            self._current.chip.power_off()  # power lost: volatile state gone
             self._save_current()
             self._event(f"Unplugged {self._current.describe()}; saved")
 
@@ -447,9 +453,39 @@ class VirtualKitBoard:
         sock.settimeout(SEND_TIMEOUT_S)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         name = f"{addr[0]}:{addr[1]}"
-        self._conns[sock.fileno()] = _Conn(name=name, sock=sock)
+        served = self._served_client()
+        refused = served is not None
+        if refused and sum(c.refused for c in self._conns.values()) >= MAX_REFUSED_CLIENTS:
+            sock.close()
+            self._event(f"Client {name} closed at once: board in use, too many waiting")
+            return
+        self._conns[sock.fileno()] = _Conn(name=name, sock=sock, refused=refused)
         self._sel.register(sock, selectors.EVENT_READ, ("client", sock.fileno()))
-        self._event(f"Client {name} connected")
+        if served is not None:
+            self._event(f"Client {name} refused: {kp.BOARD_IN_USE} ({served.name})")
+        else:
+            self._event(f"Client {name} connected")
+
+    def _served_client(self) -> _Conn | None:
+        """The TCP client being served, if it is still connected.
+
+        A client that closed just before the next one connected may not have been seen to go
+        yet (both events can come in one select round): its end of stream is read here first,
+        so a program that closes and reopens the board is never refused by its own ghost.
+        """
+        for fd, conn in list(self._conns.items()):
+            if conn.sock is None or conn.refused:
+                continue
+            try:
+                readable, _, _ = select.select([conn.sock], [], [], 0)
+                if readable and not conn.sock.recv(1, socket.MSG_PEEK):
+                    self._close_conn(fd, "closed by host")
+                    continue
+            except OSError as exc:
+                self._close_conn(fd, f"read error: {exc}")
+                continue
+            return conn
+        return None
 
     def _serve_lines(self, conn: _Conn, data: bytes, send: Callable[[bytes], None]) -> None:
         self._last_activity = time.monotonic()
@@ -483,9 +519,21 @@ class VirtualKitBoard:
             self._close_conn(fd, "closed by host")
             return
         try:
-            self._serve_lines(conn, data, sock.sendall)
+            if conn.refused:
+                self._refuse_lines(conn, data, sock.sendall)
+            else:
+                self._serve_lines(conn, data, sock.sendall)
         except OSError as exc:
             self._close_conn(fd, f"write error: {exc}")
+
+    def _refuse_lines(self, conn: _Conn, data: bytes, send: Callable[[bytes], None]) -> None:
+        """A client connected while another is served: every line gets "board in use"."""
+        try:
+            count = len(conn.decoder.feed(data))
+        except kp.KitFrameError:
+            count = 1
+        if count:
+            send(kp.format_board_in_use() * count)
 
     def _on_pty(self, fd: int) -> None:
         conn = self._conns.get(fd)

@@ -4,8 +4,11 @@ Owns what the USB CryptoAuth kit's firmware does with a line (decoded and encode
 shared codec :mod:`atcaprov.kit_protocol`): board commands (``device``, ``version``,
 ``firmware``, ``get_devices``, ``discover``, ``last_error``) and device commands (select,
 wake/idle/sleep, ``talk``, ``send``/``receive``) turned into calls on the emulated chip currently
-plugged. It does no I/O: the virtual board (:mod:`atcaprov.emulator.kit_board`, CDC over TCP or a
-pty) and the emulated HID kit (:mod:`atcaprov.emulator.kit_hid_device`) feed it lines.
+plugged. ``board:device(00)`` is answered as Microchip's kit firmware does,
+``ECC508A TWI 00(C0)``, a form both the 2016 and the current CryptoAuthLib hosts accept. Idle
+and sleep are passed to the chip, which ignores a sleep while idle or asleep. It does no I/O:
+the virtual board (:mod:`atcaprov.emulator.kit_board`, CDC over TCP or a pty) and the emulated
+HID kit (:mod:`atcaprov.emulator.kit_hid_device`) feed it lines.
 """
 
 from __future__ import annotations

@@ -4,10 +4,18 @@ Thin adapter: the kit conversation is :class:`~atcaprov.hal.kit_hal.KitHal`; thi
 opens a pyserial port from any URL ``serial.serial_for_url`` understands (``COM5``,
 ``/dev/ttyACM0``, a pty path, ``socket://127.0.0.1:PORT`` for the virtual board) at 115200 8N1
 and moves bytes, every read bounded by a timeout.
+
+The port is opened exclusively (pyserial ``exclusive=True``: an advisory ``flock`` on POSIX
+serial devices and ptys, Windows COM ports are always exclusive), so two programs cannot talk
+to one kit at once: the second gets :class:`~atcaprov.kit_protocol.KitBoardInUseError`
+("board in use by another program"). The virtual board gives the same answer to a second
+``socket://`` client.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +30,19 @@ BAUDRATE = 115200
 _READ_CHUNK = 4096
 
 SerialFactory = Callable[..., Any]
+
+
+# errno of a port another program holds: its flock (EWOULDBLOCK/EAGAIN), or TIOCEXCL (EBUSY).
+_IN_USE_ERRNOS = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EBUSY})
+
+
+def port_in_use(exc: BaseException) -> bool:
+    """True when opening a port failed because another program has it open exclusively."""
+    if getattr(exc, "errno", None) in _IN_USE_ERRNOS:
+        return True
+    # Windows: a COM port already open elsewhere fails with "Access is denied" (no errno).
+    text = str(exc)
+    return os.name == "nt" and ("PermissionError(13" in text or "Access is denied" in text)
 
 
 @register_hal("kit-cdc")
@@ -59,8 +80,13 @@ class KitCdcHal(KitHal):
                 stopbits=serial.STOPBITS_ONE,
                 timeout=self.timeout,
                 write_timeout=self.timeout,
+                exclusive=True,
             )
         except (serial.SerialException, OSError, ValueError) as exc:
+            if port_in_use(exc):
+                raise kp.KitBoardInUseError(
+                    f"{kp.BOARD_IN_USE}: kit port {url!r} is held by another program ({exc})"
+                ) from exc
             raise NoDevicesError(f"cannot open kit port {url!r}: {exc}") from exc
         self._port_timeout: float | None = self.timeout
         try:

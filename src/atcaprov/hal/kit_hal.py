@@ -4,7 +4,8 @@ Owns the kit conversation (discover the device with ``board:device(NN)``, select
 chosen dialect, then wake / idle / sleep / talk) on top of two primitives a transport supplies:
 write some bytes, read some bytes with a timeout. Message formats and reply parsing come from
 the sans-IO :mod:`atcaprov.kit_protocol`; the transports (:mod:`.kit_cdc`, :mod:`.kit_hid`)
-stay thin adapters.
+stay thin adapters. Kit text only reaches an error message or a log line through
+:func:`~atcaprov.kit_protocol.kit_text` (control characters escaped, length bounded).
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ class KitHal(Hal):
         info = kp.parse_device_reply(reply)
         if info is None:
             raise NoDevicesError(
-                f"kit reports no device at index {self.device_index:02X} (reply {reply!r})"
+                f"kit reports no device at index {self.device_index:02X}"
+                f" (reply {kp.kit_text(reply)})"
             )
         self._device = info
         order = (
@@ -118,7 +120,7 @@ class KitHal(Hal):
         for dialect in order:
             line = kp.format_select(info.address, dialect, info.device_type)
             try:
-                kp.check_reply(self.request(line, "select"), f"select {line!r}")
+                kp.check_reply(self.request(line, "select"), f"select {kp.kit_text(line)}")
             except (kp.KitProtocolError, CommTimeoutError) as exc:
                 failures.append(f"{dialect.value}: {exc}")
                 log.debug("kit select in dialect %s failed: %s", dialect.value, exc)
@@ -151,7 +153,7 @@ class KitHal(Hal):
                 self._stale_input = True
                 raise CommTimeoutError(
                     f"no kit reply to {what} {sent!r} within {self.timeout:g} s"
-                    f" (received so far: {pending!r})"
+                    f" (received so far: {kp.kit_text(pending)})"
                 )
             chunk = self._read_some(remaining)
             if not chunk:
@@ -163,7 +165,11 @@ class KitHal(Hal):
                 raise
             if lines:
                 if len(lines) > 1:
-                    log.debug("kit sent %d lines for one request; extra: %r", len(lines), lines)
+                    log.debug(
+                        "kit sent %d lines for one request; extra: %s",
+                        len(lines),
+                        ", ".join(kp.kit_text(extra) for extra in lines[1:]),
+                    )
                 return lines[0]
 
     # -- Hal --------------------------------------------------------------------------------

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from atcaprov import kit_protocol as kp
 from atcaprov.device import Device, lock_crc
 from atcaprov.emulator import Atecc508a
-from atcaprov.emulator.kit_board import KitBoardError, VirtualKitBoard
+from atcaprov.emulator.kit_board import MAX_REFUSED_CLIENTS, KitBoardError, VirtualKitBoard
 from atcaprov.errors import CommError, NoDevicesError
 from atcaprov.hal import open_hal
 from atcaprov.hal.kit_cdc import KitCdcHal
@@ -229,6 +230,63 @@ def test_pty_unplug_breaks_open_client(tmp_path: Path) -> None:
         with pytest.raises(CommError):
             dev.info()
         hal.close()
+
+
+# ---- one program at a time -----------------------------------------------------------------------
+def test_second_tcp_client_is_told_board_in_use(board: VirtualKitBoard, events: list[str]) -> None:
+    chip = board.current_chip
+    assert chip is not None
+    first = connect(board.url)
+    try:
+        dev = Device(first)
+        dev.info()
+        with pytest.raises(kp.KitBoardInUseError, match="board in use by another program"):
+            connect(board.url)
+        assert wait_for(lambda: any("refused: board in use" in e for e in events))
+        # a raw client sees the answer itself, once per line, and the board keeps it connected
+        host, port = board.url.removeprefix("socket://").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=5) as raw:
+            raw.sendall(b"board:device(00)\n\x00s:w()\n")
+            got = b""
+            while got.count(b"\n") < 2:
+                chunk = raw.recv(4096)
+                assert chunk, f"closed after {got!r}"
+                got += chunk
+            assert got == b"board in use by another program\n" * 2
+            # meanwhile the first program is served as before, the chip untouched by the other
+            assert dev.read_serial_number() == chip.serial_number
+    finally:
+        first.close()
+    with connect(board.url) as again:  # closed, then reopened at once: no ghost of the first
+        assert Device(again).read_serial_number() == chip.serial_number
+
+
+def test_refused_clients_are_bounded(board: VirtualKitBoard, events: list[str]) -> None:
+    host, port = board.url.removeprefix("socket://").rsplit(":", 1)
+
+    def told() -> int:
+        return sum("board in use" in e for e in events)
+
+    with connect(board.url):
+        socks = [socket.create_connection((host, int(port)), timeout=5) for _ in range(12)]
+        try:
+            assert wait_for(lambda: told() == 12)
+            assert sum("closed at once" in e for e in events) == 12 - MAX_REFUSED_CLIENTS
+        finally:
+            for s in socks:
+                s.close()
+
+
+def test_second_program_on_the_pty_board_is_told_board_in_use(tmp_path: Path) -> None:
+    with VirtualKitBoard(tmp_path, pty=True) as board:
+        chip = board.current_chip
+        assert chip is not None
+        with connect(board.url) as first:
+            with pytest.raises(kp.KitBoardInUseError, match="board in use by another program"):
+                connect(board.url)
+            assert Device(first).read_serial_number() == chip.serial_number
+        with connect(board.url) as again:
+            assert Device(again).read_serial_number() == chip.serial_number
 
 
 # ---- CLI -----------------------------------------------------------------------------------------

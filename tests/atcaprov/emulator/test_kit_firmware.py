@@ -16,13 +16,13 @@ def firmware() -> tuple[KitFirmware, Atecc508a]:
 
 def test_firmware_discovery_and_board_text(firmware: tuple[KitFirmware, Atecc508a]) -> None:
     fw, _ = firmware
-    assert fw.handle_line(b"board:device(00)") == b"ECC508A TWI(C0)\n"
+    assert fw.handle_line(b"board:device(00)") == b"ECC508A TWI 00(C0)\n"  # "%s %s 00(%02X)"
     assert fw.handle_line(b"b:d(01)") == b"no device\n"
     assert fw.handle_line(b"b:device()") == b"E2()\n"
     version = fw.handle_line(b"b:version()")
-    assert version.endswith(b"ECC508A TWI(C0)\n") and b"AT88CK101" in version
+    assert version.endswith(b"ECC508A TWI 00(C0)\n") and b"AT88CK101" in version
     assert fw.handle_line(b"b:firmware()").startswith(b"atcaprov virtual kit firmware")
-    assert fw.handle_line(b"b:get_devices()") == b"ECC508A TWI(C0)\n"
+    assert fw.handle_line(b"b:get_devices()") == b"ECC508A TWI 00(C0)\n"
     assert fw.handle_line(b'b:application({"method":"init"})') == b"04()\n"
     assert fw.handle_line(b"b:last_error()") == b"00(04)\n"
 
@@ -41,6 +41,9 @@ def test_firmware_device_commands(firmware: tuple[KitFirmware, Atecc508a]) -> No
     assert fw.handle_line(b"d:t()") == b"E4()\n"
     assert fw.handle_line(b"d:t(07300)") == b"E2()\n"
     assert fw.handle_line(b"d:i()") == b"00()\n"
+    assert fw.handle_line(b"d:s()") == b"00()\n"
+    assert chip.power_state.value == "idle"  # an idle chip ignores the sleep token
+    assert fw.handle_line(b"d:w()") == b"00(04113343)\n"
     assert fw.handle_line(b"d:s()") == b"00()\n"
     assert fw.handle_line(b"d:zap()") == b"03()\n"
     assert fw.handle_line(b"garbage") == b"03()\n"

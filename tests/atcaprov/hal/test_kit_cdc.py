@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import select
 import threading
@@ -17,7 +19,7 @@ from atcaprov import kit_protocol as kp
 from atcaprov.device import Device
 from atcaprov.emulator import Atecc508a
 from atcaprov.emulator.kit_firmware import KitFirmware
-from atcaprov.errors import CommTimeoutError, NoDevicesError
+from atcaprov.errors import CommError, CommTimeoutError, NoDevicesError
 from atcaprov.hal import open_hal
 from atcaprov.hal.kit_cdc import KitCdcHal
 from atcaprov.hal.kit_hal import KitTransportError
@@ -83,6 +85,7 @@ def test_opens_115200_8n1_with_timeouts() -> None:
     assert port.kwargs["bytesize"] == 8 and port.kwargs["parity"] == "N"
     assert port.kwargs["stopbits"] == 1
     assert port.kwargs["timeout"] == 0.2 and port.kwargs["write_timeout"] == 0.2
+    assert port.kwargs["exclusive"] is True
     assert port.sent == [b"board:device(00)", b"s:physical:select(C0)"]
     assert (hal.device_type, hal.address, hal.dialect) == ("ECC508A", 0xC0, kp.KitDialect.LEGACY)
     hal.close()
@@ -108,7 +111,7 @@ def test_forced_dialect_refused_is_no_devices() -> None:
     def refuse_all_selects(line: bytes) -> bytes:
         if b"select" in line:
             return b"03()\n"
-        return b"ECC508A TWI(C0)\n"
+        return b"ECC508A TWI 00(C0)\n"
 
     with pytest.raises(NoDevicesError, match=r"refused to select it.*COMMAND_NOT_VALID"):
         open_fake(refuse_all_selects, dialect="2016")
@@ -240,3 +243,60 @@ def test_round_trip_over_real_pty(pty_kit: tuple[str, Atecc508a, list[bytes]]) -
         b"s:w()",
         b"s:t(0730000000035D)",
     ]
+
+
+def test_second_program_on_a_real_pty_is_told_board_in_use(
+    pty_kit: tuple[str, Atecc508a, list[bytes]],
+) -> None:
+    path, chip, _ = pty_kit
+    first = KitCdcHal(path, timeout=2.0)
+    try:
+        with pytest.raises(kp.KitBoardInUseError, match="board in use by another program"):
+            KitCdcHal(path, timeout=2.0)
+        assert Device(first).read_serial_number() == chip.serial_number  # first one unharmed
+    finally:
+        first.close()
+    with KitCdcHal(path, timeout=2.0) as again:  # free once the first program let go
+        assert Device(again).read_serial_number() == chip.serial_number
+
+
+@pytest.mark.parametrize(
+    ("errno_value", "in_use"), [(errno.EAGAIN, True), (errno.EBUSY, True), (errno.ENOENT, False)]
+)
+def test_port_in_use_errors(errno_value: int, in_use: bool) -> None:
+    def factory(url: str, **kw: Any) -> FakePort:
+        raise serial.SerialException(errno_value, f"could not open port {url}")
+
+    kind = kp.KitBoardInUseError if in_use else NoDevicesError
+    with pytest.raises(kind):
+        KitCdcHal("/dev/ttyACM0", serial_factory=factory, timeout=0.2)
+
+
+# ---- kit text never reaches a message or a log line raw -----------------------------------------
+CLEAR_AND_LIE = b"\x1b[2J\x1b[HProvisioning successful!\x07"
+
+
+@pytest.mark.parametrize(
+    "kit",
+    [
+        lambda line: CLEAR_AND_LIE + b"\n",  # garbage discovery reply
+        lambda line: b"no device " + CLEAR_AND_LIE + b"\n",  # "no device", with extras
+        lambda line: CLEAR_AND_LIE,  # a partial line, then silence
+    ],
+)
+def test_kit_text_in_driver_errors_is_escaped(kit: Responder) -> None:
+    with pytest.raises(CommError) as info:
+        open_fake(kit)
+    message = str(info.value)
+    assert message.isprintable() and "\x1b" not in message, message
+    assert "\\x1b[2J" in message  # shown, escaped
+
+
+def test_kit_text_in_driver_log_lines_is_escaped(caplog: pytest.LogCaptureFixture) -> None:
+    fw = firmware_responder()
+    hal, port = open_fake(fw)
+    port.responder = lambda line: fw(line) + CLEAR_AND_LIE + b"\r\n"  # an extra line each time
+    with caplog.at_level(logging.DEBUG, logger="atcaprov.hal.kit_hal"):
+        assert hal.wake() == bytes.fromhex("04113343")
+    logged = [r.getMessage() for r in caplog.records if "extra" in r.getMessage()]
+    assert logged and all(m.isprintable() and "\x1b" not in m for m in logged), logged
