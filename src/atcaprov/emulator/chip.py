@@ -28,7 +28,7 @@ from ..packet import (
     exec_time_ms,
     parse_command,
 )
-from . import cmd_keys, cmd_memory, cmd_nonce
+from . import cmd_derivekey, cmd_hmac, cmd_keys, cmd_memory, cmd_nonce, cmd_sha
 from .exceptions import DeviceAsleepError, InvalidSerialError
 from .persist import load_memory, save_memory
 from .state import ChipState, Memory
@@ -50,10 +50,12 @@ HANDLERS: dict[int, Handler] = {
     Opcode.PRIVWRITE: cmd_keys.handle_privwrite,
     Opcode.NONCE: cmd_nonce.handle_nonce,
     Opcode.RANDOM: cmd_nonce.handle_random,
-    Opcode.SHA: cmd_nonce.handle_sha,
+    Opcode.SHA: cmd_sha.handle_sha,
     Opcode.GENDIG: cmd_nonce.handle_gendig,
     Opcode.MAC: cmd_nonce.handle_mac,
     Opcode.CHECKMAC: cmd_nonce.handle_checkmac,
+    Opcode.HMAC: cmd_hmac.handle_hmac,
+    Opcode.DERIVE_KEY: cmd_derivekey.handle_derivekey,
 }
 """Opcodes the emulator implements; any other opcode is answered with status 0x03."""
 

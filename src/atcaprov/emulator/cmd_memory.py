@@ -35,6 +35,7 @@ INFO_KEY_VALID = 1
 INFO_STATE = 2
 
 COUNTER_MAX = 2_097_151
+OTP_MODE_CONSUMPTION = 0x55
 VALIDITY_VALID = 0x5
 VALIDITY_INVALID = 0xA
 
@@ -163,11 +164,28 @@ def _write_config(state: ChipState, addr: ZoneAddress, value: bytes, encrypted: 
 def _write_otp(state: ChipState, addr: ZoneAddress, value: bytes, encrypted: bool) -> None:
     if not state.config_locked:
         raise refuse(f"write of {addr.describe()}: config zone not locked yet")
-    if state.data_locked:
-        raise refuse(f"write of {addr.describe()}: OTP zone is locked")
-    if encrypted or addr.length != 32:
-        raise refuse(f"write of {addr.describe()}: before the data lock only clear 32-byte writes")
-    state.memory.otp[addr.offset : addr.offset + 32] = value
+    if encrypted:
+        raise refuse(f"write of {addr.describe()}: OTP writes cannot be encrypted")
+    otp = state.memory.otp
+    if not state.data_locked:
+        if addr.length != 32:
+            raise refuse(f"write of {addr.describe()}: before the data lock only 32-byte writes")
+        otp[addr.offset : addr.offset + 32] = value
+        return
+    mode = state.config[CONFIG_MAP.otp_mode]
+    if mode != OTP_MODE_CONSUMPTION:
+        raise refuse(
+            f"write of {addr.describe()}: OTP zone is locked and OTPmode is 0x{mode:02X}"
+            f" (only consumption mode 0x{OTP_MODE_CONSUMPTION:02X} allows writes)"
+        )
+    old = otp[addr.offset : addr.offset + addr.length]
+    raised = [addr.offset + i for i, (o, n) in enumerate(zip(old, value, strict=True)) if n & ~o]
+    if raised:
+        raise refuse(
+            f"write of {addr.describe()}: consumption mode only clears bits; byte {raised[0]}"
+            f" would turn a 0 bit back to 1"
+        )
+    otp[addr.offset : addr.offset + addr.length] = value
 
 
 def _write_slot(
@@ -176,22 +194,27 @@ def _write_slot(
     slot = addr.slot
     if not state.config_locked:
         raise refuse(f"write of {addr.describe()}: config zone not locked yet")
+    kc = state.key_config(slot)
+    if kc.private:
+        raise refuse(
+            f"write of {addr.describe()}: slot {slot} holds a private key (KeyConfig.Private);"
+            " it takes GenKey or PrivWrite, never Write"
+        )
+    if encrypted and len(value) != 32:
+        raise refuse(f"write of {addr.describe()}: encrypted writes are 32 bytes only")
     stored = state.memory.slots[slot]
+    sc = state.slot_config(slot)
     if not state.data_locked:
-        if encrypted or len(value) != 32:
-            raise refuse(
-                f"write of {addr.describe()}: before the data lock only clear 32-byte writes"
-            )
+        if len(value) != 32:
+            raise refuse(f"write of {addr.describe()}: before the data lock only 32-byte writes")
+        if encrypted:
+            value = _decrypt_write(state, cmd, addr, value, sc.write_key)
         stored[addr.offset : addr.offset + addr.length] = value[: addr.length]
         return
     if state.slot_locked(slot):
         raise refuse(f"write of {addr.describe()}: slot {slot} is locked")
-    kc = state.key_config(slot)
-    sc = state.slot_config(slot)
-    if kc.private:
-        raise refuse(f"write of {addr.describe()}: private-key slots take PrivWrite, not Write")
     if sc.write_encrypted:
-        if not encrypted or len(value) != 32:
+        if not encrypted:
             raise refuse(
                 f"write of {addr.describe()}: WriteConfig needs an encrypted 32-byte write"
             )
@@ -335,8 +358,10 @@ def handle_counter(state: ChipState, cmd: Command) -> bytes:
     expect_data_len(cmd, 0)
     if cmd.param2 >= len(CONFIG_MAP.counters):
         raise parse_error(f"Counter: counter {cmd.param2} does not exist (0 or 1)")
-    if not state.config_locked:
-        raise refuse("Counter: config zone not locked yet")
+    if cmd.param1 == 1 and not state.config_locked:
+        # Reads work before the config lock (Microchip's counter_write_test reads the value
+        # it has just written into the unlocked config zone); increments wait for the lock.
+        raise refuse("Counter increment: config zone not locked yet")
     span = CONFIG_MAP.counters[cmd.param2]
     value = decode_counter(bytes(state.config[span.offset : span.stop]))
     if value is None:

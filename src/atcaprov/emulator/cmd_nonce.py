@@ -1,12 +1,13 @@
-"""Handlers of the TempKey and symmetric commands: Nonce, Random, SHA, GenDig, MAC, CheckMac.
+"""Handlers of the TempKey and symmetric commands: Nonce, Random, GenDig, MAC, CheckMac.
 
-TempKey formulas follow the facts file section 3.8. A successful CheckMac records its key slot
-as the current authorization (used by keys whose KeyConfig has ReqAuth); see docs/emulator.md.
+TempKey formulas follow the facts file section 3.8 and CryptoAuthLib's host helpers
+(``atca_host.c``). A successful CheckMac records its key slot as the current authorization (used
+by keys whose KeyConfig has ReqAuth); see docs/emulator.md. Keys in data slots may be used by
+these commands once the config zone is locked, before the data lock too (Microchip's
+``write_enc_data_unlock`` test runs GenDig and CheckMac on an unlocked data zone).
 """
 
 from __future__ import annotations
-
-import hashlib
 
 from ..errors import CheckmacVerifyError
 from ..packet import Command
@@ -24,9 +25,9 @@ from .state import ChipState, sha256
 
 NONCE_PASSTHROUGH = 0x03
 
-SHA_START = 0x00
-SHA_UPDATE = 0x01
-SHA_END = 0x02
+GENDIG_ZONE_SHARED_NONCE = 0x03
+GENDIG_SHARED_NONCE_TEMPKEY_FIRST = 0x8000
+"""GenDig zone 3, param2 bit 15: TempKey is hashed first and the 32 bytes of data last."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -54,46 +55,16 @@ def handle_random(state: ChipState, cmd: Command) -> bytes:
 
 
 # --------------------------------------------------------------------------------------------
-# SHA
-# --------------------------------------------------------------------------------------------
-def handle_sha(state: ChipState, cmd: Command) -> bytes:
-    vol = state.volatile
-    if cmd.param1 == SHA_START:
-        expect_data_len(cmd, 0)
-        vol.tempkey.clear()  # the 508A keeps the SHA context in TempKey
-        vol.sha = hashlib.sha256()
-        return STATUS_OK
-    if cmd.param1 == SHA_UPDATE:
-        expect_data_len(cmd, 64)
-        if cmd.param2 not in (0, 64):
-            raise parse_error(f"SHA update: param2 {cmd.param2}, 64 (or 0) expected")
-        if vol.sha is None:
-            raise refuse("SHA update: no SHA start")
-        vol.sha.update(cmd.data)
-        return STATUS_OK
-    if cmd.param1 == SHA_END:
-        if len(cmd.data) > 63 or cmd.param2 != len(cmd.data):
-            raise parse_error(
-                f"SHA end: {len(cmd.data)} data bytes with length param {cmd.param2}"
-                " (0..63, equal expected)"
-            )
-        if vol.sha is None:
-            raise refuse("SHA end: no SHA start")
-        vol.sha.update(cmd.data)
-        digest = vol.sha.digest()
-        vol.sha = None
-        vol.tempkey.load(digest, source_flag=1)
-        return digest
-    raise parse_error(f"SHA mode 0x{cmd.param1:02X} not emulated (0 start, 1 update, 2 end)")
-
-
-# --------------------------------------------------------------------------------------------
 # GenDig
 # --------------------------------------------------------------------------------------------
 def handle_gendig(state: ChipState, cmd: Command) -> bytes:
     zone = cmd.param1
-    if zone > 2:
-        raise parse_error(f"GenDig zone 0x{zone:02X} not emulated (0 config, 1 OTP, 2 data)")
+    if zone == GENDIG_ZONE_SHARED_NONCE:
+        return _gendig_shared_nonce(state, cmd)
+    if zone > GENDIG_ZONE_SHARED_NONCE:
+        raise parse_error(
+            f"GenDig zone 0x{zone:02X} not emulated (0 config, 1 OTP, 2 data, 3 shared nonce)"
+        )
     expect_data_len(cmd, 0, 4, 32)
     key_id = cmd.param2
     if zone == 0 and key_id > 3:
@@ -109,8 +80,6 @@ def handle_gendig(state: ChipState, cmd: Command) -> bytes:
         raise refuse("GenDig: TempKey is not valid (run Nonce first)")
     if zone == 2:
         slot = key_id
-        if not state.data_locked:
-            raise refuse("GenDig data: data zone not locked yet")
         kc = state.key_config(slot)
         if kc.private:
             raise refuse(f"GenDig: slot {slot} holds a private key")
@@ -141,10 +110,45 @@ def handle_gendig(state: ChipState, cmd: Command) -> bytes:
     return STATUS_OK
 
 
+def _gendig_shared_nonce(state: ChipState, cmd: Command) -> bytes:
+    """GenDig zone 3: TempKey = SHA256(first ‖ 15 03 p2[0] 00 ‖ SN8 SN0 SN1 ‖ 25×00 ‖ last),
+    where (first, last) = (data, TempKey), or (TempKey, data) when param2 bit 15 is set
+    (CryptoAuthLib's ``atcah_gen_dig``). No key slot is used."""
+    expect_data_len(cmd, 32)
+    if cmd.param2 & 0x7F00:
+        raise parse_error(
+            f"GenDig shared nonce: param2 0x{cmd.param2:04X}, only bit 15 and the low byte count"
+        )
+    if not state.config_locked:
+        raise refuse("GenDig: config zone not locked yet")
+    tk = state.volatile.tempkey
+    if not tk.valid:
+        raise refuse("GenDig: TempKey is not valid (run Nonce first)")
+    if cmd.param2 & GENDIG_SHARED_NONCE_TEMPKEY_FIRST:
+        first, last = tk.value, cmd.data
+    else:
+        first, last = cmd.data, tk.value
+    sn = state.serial
+    msg = (
+        first
+        + bytes((0x15, GENDIG_ZONE_SHARED_NONCE, cmd.param2 & 0xFF, 0x00))
+        + bytes((sn[8], sn[0], sn[1]))
+        + bytes(25)
+        + last
+    )
+    tk.value = sha256(msg)
+    tk.gen_dig_data = False
+    tk.gen_key_data = False
+    tk.key_id = 0
+    tk.no_mac = False
+    return STATUS_OK
+
+
 # --------------------------------------------------------------------------------------------
 # MAC, CheckMac
 # --------------------------------------------------------------------------------------------
-def _tempkey_for(state: ChipState, mode: int, what: str) -> bytes:
+def tempkey_for(state: ChipState, mode: int, what: str) -> bytes:
+    """The valid TempKey whose SourceFlag equals ``mode`` bit 2 (MAC, CheckMac, HMAC)."""
     tk = state.volatile.tempkey
     if not tk.valid:
         raise refuse(f"{what}: TempKey is not valid (run Nonce first)")
@@ -153,7 +157,8 @@ def _tempkey_for(state: ChipState, mode: int, what: str) -> bytes:
     return tk.value
 
 
-def _symmetric_key(state: ChipState, slot: int, what: str) -> bytes:
+def symmetric_key(state: ChipState, slot: int, what: str) -> bytes:
+    """The first 32 bytes of ``slot``, refused (0x0F) if it holds a private key."""
     kc = state.key_config(slot)
     if kc.private:
         raise refuse(f"{what}: slot {slot} holds a private key")
@@ -166,10 +171,10 @@ def handle_mac(state: ChipState, cmd: Command) -> bytes:
         raise parse_error(f"MAC mode 0x{mode:02X} has bits outside 0x77")
     slot = expect_key_id(cmd)
     expect_data_len(cmd, 0 if mode & 0x01 else 32)
-    if not state.data_locked:
-        raise refuse("MAC: data zone not locked yet")
+    if not state.config_locked:
+        raise refuse("MAC: config zone not locked yet")
     uses_tempkey = bool(mode & 0x03)
-    tk_value = _tempkey_for(state, mode, "MAC") if uses_tempkey else b""
+    tk_value = tempkey_for(state, mode, "MAC") if uses_tempkey else b""
     if mode & 0x02:
         block1 = tk_value
     else:
@@ -179,8 +184,18 @@ def handle_mac(state: ChipState, cmd: Command) -> bytes:
         if kc.req_random and not (uses_tempkey and state.volatile.tempkey.source_flag == 0):
             raise refuse(f"MAC: slot {slot} has ReqRandom, a random TempKey is needed")
         require_auth(state, slot, "MAC")
-        block1 = _symmetric_key(state, slot, "MAC")
+        block1 = symmetric_key(state, slot, "MAC")
     block2 = tk_value if mode & 0x01 else cmd.data
+    msg = block1 + block2 + bytes((0x08, mode)) + slot.to_bytes(2, "little")
+    msg += include_data(state, mode)
+    assert len(msg) == 88
+    return sha256(msg)
+
+
+def include_data(state: ChipState, mode: int) -> bytes:
+    """The last 20 bytes of the MAC and HMAC messages: OTP[0:11] (mode bit 4), or OTP[0:8]
+    (bit 5) or zeros, then 3 zeros; SN8; SN[4:8] (bit 6) or zeros; SN[0:2]; SN[2:4] (bit 6) or
+    zeros (CryptoAuthLib's ``atcah_include_data``)."""
     sn = state.serial
     otp = state.memory.otp
     if mode & 0x10:
@@ -188,19 +203,13 @@ def handle_mac(state: ChipState, cmd: Command) -> bytes:
     else:
         otp_part = (bytes(otp[0:8]) if mode & 0x20 else bytes(8)) + bytes(3)
     with_sn = bool(mode & 0x40)
-    msg = (
-        block1
-        + block2
-        + bytes((0x08, mode))
-        + slot.to_bytes(2, "little")
-        + otp_part
+    return (
+        otp_part
         + bytes((sn[8],))
         + (sn[4:8] if with_sn else bytes(4))
         + sn[0:2]
         + (sn[2:4] if with_sn else bytes(2))
     )
-    assert len(msg) == 88
-    return sha256(msg)
 
 
 def handle_checkmac(state: ChipState, cmd: Command) -> bytes:
@@ -209,13 +218,13 @@ def handle_checkmac(state: ChipState, cmd: Command) -> bytes:
         raise parse_error(f"CheckMac mode 0x{mode:02X} has bits outside 0x27")
     slot = expect_key_id(cmd)
     expect_data_len(cmd, 77)
-    if not state.data_locked:
-        raise refuse("CheckMac: data zone not locked yet")
+    if not state.config_locked:
+        raise refuse("CheckMac: config zone not locked yet")
     vol = state.volatile
     challenge, response, other = cmd.data[0:32], cmd.data[32:64], cmd.data[64:77]
     uses_tempkey = bool(mode & 0x03)
-    tk_value = _tempkey_for(state, mode, "CheckMac") if uses_tempkey else b""
-    block1 = tk_value if mode & 0x02 else _symmetric_key(state, slot, "CheckMac")
+    tk_value = tempkey_for(state, mode, "CheckMac") if uses_tempkey else b""
+    block1 = tk_value if mode & 0x02 else symmetric_key(state, slot, "CheckMac")
     block2 = tk_value if mode & 0x01 else challenge
     sn = state.serial
     otp8 = bytes(state.memory.otp[0:8]) if mode & 0x20 else bytes(8)

@@ -3,13 +3,15 @@
 ``Memory`` is what survives power loss (and what :mod:`atcaprov.emulator.persist` saves):
 config, OTP and the 16 data slots. ECC private keys live inside their slot as on the chip
 (``00 00 00 00 | d (32, big-endian)``); no command ever returns those bytes.
-``Volatile`` is lost at sleep or watchdog expiry: TempKey, the authorization, the SHA context.
+``Volatile`` is lost at sleep or watchdog expiry: TempKey, the authorization, the SHA or
+HMAC/SHA context.
 ``ChipState`` bundles both with the random source and the helpers the command handlers share.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -90,7 +92,7 @@ class Volatile:
 
     tempkey: TempKey = field(default_factory=TempKey)
     auth_key: int | None = None  # slot whose CheckMac succeeded (authorization), if any
-    sha: _Hash | None = None
+    sha: _Hash | hmac.HMAC | None = None  # SHA or HMAC/SHA context (SHA command)
 
     def clear(self) -> None:
         self.tempkey.clear()

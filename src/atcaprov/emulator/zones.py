@@ -87,6 +87,7 @@ def decode_address(zone: int, address: int, length: int) -> ZoneAddress:
     """Decode param2 of Read/Write (facts 3.3) and check it fits the zone; 0x03 if not.
 
     For 32-byte access the word bits are ignored (as for the block-only address of the chip).
+    A data address whose slot bits (3-7) name a slot past 15 is refused, never wrapped.
     A 32-byte access of the last, partial block of a slot (block 1 of slots 0-7, block 2 of
     slots 9-15) is accepted and covers only the bytes that exist.
     """
@@ -107,7 +108,11 @@ def decode_address(zone: int, address: int, length: int) -> ZoneAddress:
     if zone == ZONE_DATA:
         if address >> 12:
             raise ChipParseError(detail=f"data address 0x{address:04X} out of range")
-        slot = (address >> 3) & 0x0F
+        slot = (address >> 3) & 0x1F
+        if slot >= MODEL.slot_count:
+            # Bit 7 would be slot bit 4: "slot 16" and above do not exist (the chip refuses
+            # them; it does not wrap to slot 0).
+            raise ChipParseError(detail=f"data address 0x{address:04X}: slot {slot} does not exist")
         block = (address >> 8) & 0x0F
         offset = block * BLOCK_SIZE + word * WORD_SIZE
         size = MODEL.slot_sizes[slot]

@@ -164,9 +164,18 @@ def test_checkmac_with_tempkey_mode(guarded: ChipDriver) -> None:
     assert d.status(CHECKMAC, 0x05, 4, bytes(32) + response + OTHER_DATA) == EXEC
 
 
-def test_checkmac_before_data_lock_refused(blank: ChipDriver) -> None:
-    blank.lock_config()
+def test_checkmac_before_config_lock_refused(blank: ChipDriver) -> None:
     assert blank.status(CHECKMAC, 0x00, 4, bytes(77)) == EXEC
+
+
+def test_checkmac_and_mac_work_before_data_lock(blank: ChipDriver) -> None:
+    d = blank
+    d.lock_config()
+    d.write_slot(4, PASSWORD + bytes(4))
+    assert checkmac(d, 4, PASSWORD) == OK
+    assert checkmac(d, 4, PASSWORD, good=False) == MISCOMPARE
+    sn = d.chip.serial_number
+    assert d.ok(MAC, 0x00, 4, CHALLENGE) == host_mac(PASSWORD, CHALLENGE, 0x00, 4, sn)
 
 
 # ---- MAC -----------------------------------------------------------------------------------

@@ -314,8 +314,18 @@ def test_counter(configured: ChipDriver) -> None:
     assert d.status(COUNTER, 2, 0) == PARSE
 
 
-def test_counter_needs_config_lock(blank: ChipDriver) -> None:
-    assert blank.status(COUNTER, 0, 0) == EXEC
+def test_counter_read_before_config_lock_returns_config_value(blank: ChipDriver) -> None:
+    # Microchip's counter_write_test: counter 1 written into the unlocked config zone, then
+    # read back with the Counter command before the config lock.
+    for value in (0, 2_097_151 // 2, 2_097_151):
+        blank.write_config_bytes(60, encode_counter(value))
+        assert blank.ok(COUNTER, 0, 1) == value.to_bytes(4, "little")
+    assert blank.ok(COUNTER, 0, 0) == bytes(4)
+
+
+def test_counter_increment_needs_config_lock(blank: ChipDriver) -> None:
+    assert blank.status(COUNTER, 1, 1) == EXEC
+    assert blank.read_config()[60:68] == encode_counter(0)
 
 
 @pytest.mark.parametrize("value", [0, 1, 15, 16, 17, 31, 32, 33, 47, 48, 1000, 2_097_151])
