@@ -59,6 +59,7 @@ _PERSISTENT_OPCODES = frozenset(
         Opcode.UPDATE_EXTRA,
         Opcode.COUNTER,
         Opcode.DERIVE_KEY,
+        Opcode.ECDH,  # may write its result into slot N+1
     }
 )
 
