@@ -107,7 +107,8 @@ async def serving(
     log = MemoryRecordStore()
     service = SigningService(manager, ProfileStore([], [chain.profile]), log, console)
     server = ProvisioningServer(
-        service.handle, console, host="127.0.0.1", port=0, tls=tls,
+        service.handle, console, ready_handler=service.ready, host="127.0.0.1", port=0,
+        tls=tls,
         limits=limits or ServerLimits(),
     )
     await service.open()
