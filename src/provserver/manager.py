@@ -322,7 +322,7 @@ class SignerManager:
             raise SignerRequestError(
                 ReturnCode.SIGNER_LOCKED,
                 f"signer {identity.signer_id.hex().upper()} is locked (enter its password at the"
-                f" server): {pool[0].label} waits for its password",
+                " server)",
             )
         return identity
 

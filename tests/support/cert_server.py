@@ -23,6 +23,7 @@ from collections.abc import Callable
 from atcaprov.atcacert import build_cert
 from atcaprov.datasheet import serial_number
 from atcaprov.protocol import (
+    SUPPORTED_VERSIONS,
     CertReply,
     CertRequest,
     ErrorReply,
@@ -45,13 +46,17 @@ class InMemoryServer:
         self.requests: list[CertRequest] = []
         self.ready_requests: list[ReadyRequest] = []
         self.ready_answer = ReadyReply(ReturnCode.SUCCESS, "ready")
+        self.versions: frozenset[int] | None = None  # None: every version this library speaks
         self.error: tuple[ReturnCode, str] | None = None
         self.tamper: Callable[[CertReply], CertReply] | None = None
 
     def handle(self, data: bytes) -> bytes:
-        reader = MessageReader()
-        reader.feed(data)
-        msg = reader.next_message()
+        reader = MessageReader(versions=self.versions or SUPPORTED_VERSIONS)
+        try:
+            reader.feed(data)
+            msg = reader.next_message()
+        except ProtocolError as exc:  # as provserver: an ErrorReply saying why
+            return encode(ErrorReply(exc.code, exc.message))
         assert isinstance(msg, (CertRequest, ReadyRequest)), msg
         return self.answer(msg)
 
@@ -87,7 +92,6 @@ class CertServer(InMemoryServer):
         self.silent = False  # certificate requests get no answer (readiness still does)
         self.close_after_reply = False  # close after each certificate reply
         self.trickle: float | None = None  # seconds between the bytes of an answer
-        self.versions: frozenset[int] | None = None  # None: every version this library speaks
         self.connections = 0
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))
@@ -116,8 +120,7 @@ class CertServer(InMemoryServer):
 
     def _serve(self, conn: socket.socket) -> None:
         conn.settimeout(0.2)
-        reader = MessageReader() if self.versions is None else MessageReader(
-            versions=self.versions)
+        reader = MessageReader(versions=self.versions or SUPPORTED_VERSIONS)
         with conn:
             while not self._stop.is_set():
                 try:
@@ -138,7 +141,7 @@ class CertServer(InMemoryServer):
                     continue
                 assert isinstance(msg, (CertRequest, ReadyRequest))
                 cert = isinstance(msg, CertRequest)
-                if self.silent and cert:  # ready, then silent on the certificate request
+                if self.silent and isinstance(msg, CertRequest):  # ready, then silent
                     self.requests.append(msg)
                     continue
                 if not self._send(conn, self.answer(msg)):
