@@ -11,9 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from atcaprov import provision
 from atcaprov.certreq import NotReadyError, ServerTooOldError, ready_request
-from atcaprov.protocol import ReadyReply
+from atcaprov.device import Device
+from atcaprov.emulator import Atecc508a
+from atcaprov.hal import open_hal
+from atcaprov.protocol import ReadyReply, ReadyRequest
+from atcaprov.provisioning import PartState, ProvisioningError
 from atcaprov.return_codes import ReturnCode
+from atcaprov.stages import ProvStage
 from provclient_cdc.output import Output
 from provclient_cdc.server_link import (
     LinkHooks,
@@ -118,3 +124,28 @@ async def test_tls_client_meets_plain_server(tmp_path: Path) -> None:
         assert info.value.reason.startswith("TLS mismatch: the server did not answer in TLS")
         assert info.value.code is ReturnCode.COMM_ERROR
         assert not await asyncio.to_thread(server_speaks_tls, "127.0.0.1", run.port, 2.0)
+
+
+def test_refused_reconnect_at_the_certificate_request_is_comm_error(pki: Pki) -> None:
+    """The server answered ready, then went away before the certificate request: the stage
+    fails with COMM_ERROR (it used to be GENERAL_ERROR), the part stays resumable."""
+    server = CertServer(pki)
+    hooks = _hooks(server.port)
+
+    class GoneAfterReady(LinkHooks):
+        def check_ready(self, request: ReadyRequest) -> None:
+            super().check_ready(request)
+            self.link.close()
+            server.close()  # nobody listens any more
+
+    gone = GoneAfterReady(hooks.link, hooks.output, "line-9")
+    chip = Atecc508a()
+    try:
+        with pytest.raises(ProvisioningError) as info:
+            provision(Device(open_hal("emulator", chip=chip)), gone, pki.cert_info)
+    finally:
+        server.close()
+    assert info.value.stage is ProvStage.CERTS_REQUEST
+    assert info.value.code is ReturnCode.COMM_ERROR
+    assert info.value.message == f"cannot connect to 127.0.0.1:{server.port}: connection refused"
+    assert info.value.part_state is PartState.CONFIG_LOCKED
