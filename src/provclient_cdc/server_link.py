@@ -49,10 +49,11 @@ TLS_SETTLE_S = 0.3
 
 
 class ServerUnreachableError(ReturnCodeError):
-    """The server cannot be reached (code COMM_ERROR); ``reason`` is the operator's short text."""
+    """The server cannot be reached (code COMM_ERROR); ``reason`` is the operator's short text;
+    ``retryable`` is False when trying again cannot help (a TLS mismatch)."""
 
-    def __init__(self, host: str, port: int, reason: str) -> None:
-        self.host, self.port, self.reason = host, port, reason
+    def __init__(self, host: str, port: int, reason: str, *, retryable: bool = True) -> None:
+        self.host, self.port, self.reason, self.retryable = host, port, reason, retryable
         super().__init__(ReturnCode.COMM_ERROR, f"cannot connect to {host}:{port}: {reason}")
 
 
@@ -106,11 +107,15 @@ _NOT_TLS_REASONS = frozenset({"WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "RECOR
                               "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST", "UNEXPECTED_RECORD"})
 
 
+def _answered_without_tls(exc: BaseException) -> bool:
+    return isinstance(exc, ssl.SSLError) and exc.reason in _NOT_TLS_REASONS
+
+
 def describe_connect_error(exc: BaseException) -> str:
     """The short reason shown after ``failed (``."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"TLS: server certificate not accepted: {exc.verify_message or exc.reason}"
-    if isinstance(exc, ssl.SSLError) and exc.reason in _NOT_TLS_REASONS:
+    if isinstance(exc, ssl.SSLError) and _answered_without_tls(exc):
         return (f"TLS mismatch: the server did not answer in TLS ({exc.reason}); it runs"
                 " without TLS, while this station uses TLS (--tls-ca/--tls-cert)")
     if isinstance(exc, ssl.SSLError):
@@ -223,7 +228,8 @@ class ServerLink:
             sock.settimeout(self.io_timeout)
         except OSError as exc:
             sock.close()
-            raise ServerUnreachableError(self.host, self.port, describe_connect_error(exc)) from exc
+            raise ServerUnreachableError(self.host, self.port, describe_connect_error(exc),
+                                         retryable=not _answered_without_tls(exc)) from exc
         self._sock = sock
         self._answer_deadline = None
         self._answer_bytes = self._received = 0
@@ -346,7 +352,8 @@ def connect_with_retry(link: ServerLink, output: Output, keys: Keys, *, retries:
                        interval: float, verb: str = "Connecting") -> None:
     """Connect, printing ``Connecting to HOST:PORT...ok``; on failure count down ``interval``
     seconds and try again, at most ``retries`` more times, then raise the last
-    :class:`ServerUnreachableError`. ESC during the countdown raises :class:`OperatorQuit`."""
+    :class:`ServerUnreachableError` (at once if it is not ``retryable``: a TLS mismatch). ESC
+    during the countdown raises :class:`OperatorQuit`."""
     attempt = 0
     while True:
         head = f"{verb} to {link.address}..."
@@ -355,7 +362,7 @@ def connect_with_retry(link: ServerLink, output: Output, keys: Keys, *, retries:
             link.connect()
         except ServerUnreachableError as exc:
             attempt += 1
-            if attempt > retries:
+            if attempt > retries or not exc.retryable:
                 output.end(f"failed ({exc.reason})")
                 raise
             _countdown(output, keys, head, exc.reason, interval)

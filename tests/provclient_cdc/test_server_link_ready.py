@@ -20,6 +20,7 @@ from atcaprov.protocol import ReadyReply, ReadyRequest
 from atcaprov.provisioning import PartState, ProvisioningError
 from atcaprov.return_codes import ReturnCode
 from atcaprov.stages import ProvStage
+from provclient_cdc.console import NoKeys
 from provclient_cdc.output import Output
 from provclient_cdc.server_link import (
     LinkHooks,
@@ -27,6 +28,7 @@ from provclient_cdc.server_link import (
     ServerLinkError,
     ServerUnreachableError,
     TlsOptions,
+    connect_with_retry,
     make_client_tls,
     server_speaks_tls,
 )
@@ -123,6 +125,14 @@ async def test_tls_client_meets_plain_server(tmp_path: Path) -> None:
             await asyncio.to_thread(link.connect)
         assert info.value.reason.startswith("TLS mismatch: the server did not answer in TLS")
         assert info.value.code is ReturnCode.COMM_ERROR
+        assert not info.value.retryable
+        # at start: said once, no countdown (trying again cannot help)
+        out = io.StringIO()
+        with pytest.raises(ServerUnreachableError):
+            await asyncio.to_thread(connect_with_retry, link, Output(out), NoKeys(),
+                                    retries=5, interval=30)
+        assert out.getvalue() == (f"Connecting to 127.0.0.1:{run.port}...failed"
+                                  f" ({info.value.reason})\n")
         assert not await asyncio.to_thread(server_speaks_tls, "127.0.0.1", run.port, 2.0)
 
 
