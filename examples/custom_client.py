@@ -16,9 +16,11 @@ import socket
 import sys
 
 import atcaprov
+from atcaprov.certreq import ask_ready
 from atcaprov.device import Device
 from atcaprov.errors import AtcaprovError
 from atcaprov.hal import open_hal
+from atcaprov.protocol import ReadyRequest
 from atcaprov.return_codes import ReturnCode
 from atcaprov.stages import ProvStage, ProvStatus, format_stage_line
 
@@ -41,6 +43,9 @@ class SocketHooks(atcaprov.BaseHooks):
     def certreq_recv(self, n: int) -> bytes:
         assert self.sock is not None
         return self.sock.recv(n)  # fewer bytes are fine: the library asks again
+
+    def check_ready(self, request: ReadyRequest) -> None:
+        ask_ready(self, request)  # before any write or lock: raises if the server cannot sign
 
     def request_error(self, code: ReturnCode, message: str) -> None:
         print(f"    server refused: {message} ({code.c_name})")

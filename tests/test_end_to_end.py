@@ -126,9 +126,11 @@ def test_server_not_running(layout: DemoLayout, procs: Processes) -> None:
     assert run.results == []
 
 
-def test_server_error_reply_shown(layout: DemoLayout, procs: Processes,
-                                  tmp_path: Path) -> None:
-    # a cert info for a signer this server does not have: the server refuses the request
+def test_unknown_signer_refused_before_anything_is_written(layout: DemoLayout,
+                                                           procs: Processes,
+                                                           tmp_path: Path) -> None:
+    # a cert info for a signer this server does not have: the readiness check says so at
+    # start and again at the board, before the first write; the chip stays blank
     other = DemoLayout.new(tmp_path / "other")
     create_signer(other)
     _, port = start_server(procs, layout)
@@ -136,16 +138,18 @@ def test_server_error_reply_shown(layout: DemoLayout, procs: Processes,
     run = run_client(procs, layout, port, url, 1, certinfo=other.certinfo, timeout=60)
     assert run.returncode == ExitCode.BOARD_FAILED
     [result] = run.results
-    assert result["result"] == "failed" and result["stage"] == "CERTS_REQUEST"
-    assert result["server_message"]
-    i = run.lines.index("Requesting certificates...error")
-    assert run.lines[i + 1] == (
-        f"    Server error: {result['server_message']} ({result['error_code']})")
-    assert run.lines[i + 2] == ("    Part state: config zone locked, data zone unlocked"
-                                " (can be provisioned again)")
-    assert run.lines[i + 3] == "Provisioning failed! Please remove board..."
+    assert result["result"] == "failed" and result["stage"] is None
+    assert result["error_code"] == "SIGNER_NOT_FOUND"
+    assert result["part_state"] == "UNLOCKED"
+    assert run.lines.count(f"    Server not ready: {result['error_message']}") == 2
+    i = run.lines.index(f"    Server not ready: {result['error_message']}", 3)
+    assert run.lines[i + 1] == ("    Part state: untouched (config zone unlocked; can be"
+                                " provisioned again)")
+    assert run.lines[i + 2] == "Provisioning failed! Please remove board..."
+    assert not any(line.startswith("Writing config zone") for line in run.lines)
+    assert not Atecc508a.load(layout.boards / "chip-000.json").config_locked
     server_log = layout.log("server").read_text(encoding="utf-8")
-    assert result["server_message"] in server_log or "refused" in server_log.lower()
+    assert "SIGNER_NOT_FOUND" in server_log
 
 
 def test_board_unplugged_mid_run(layout: DemoLayout, procs: Processes) -> None:

@@ -1,12 +1,21 @@
-"""The certificate request exchange of the flow, over the user's connection hooks.
+"""The exchanges of the flow with the server, over the user's connection hooks.
 
-Builds the :class:`~atcaprov.protocol.CertRequest`, hands its bytes to ``certreq_send``, then
-asks ``certreq_recv`` for exactly the header and then exactly the body length the header states
-(calling again while a hook returns fewer bytes). An :class:`~atcaprov.protocol.ErrorReply`
-goes to ``request_error`` and is raised as :class:`~atcaprov.protocol.ServerError`.
+:func:`exchange` sends a :class:`~atcaprov.protocol.CertRequest`: it hands its bytes to
+``certreq_send``, then asks ``certreq_recv`` for exactly the header and then exactly the body
+length the header states (calling again while a hook returns fewer bytes). An
+:class:`~atcaprov.protocol.ErrorReply` goes to ``request_error`` and is raised as
+:class:`~atcaprov.protocol.ServerError`.
+
+:func:`ask_ready` does the same with a :class:`~atcaprov.protocol.ReadyRequest` (protocol
+version 2) and raises :class:`NotReadyError` unless the server answers ready; a server that
+only speaks version 1 answers UNSUPPORTED_VERSION, raised as :class:`ServerTooOldError`.
+:func:`ready_request` builds the request from a cert info. A client calls :func:`ask_ready` from
+its ``check_ready`` hook (see :mod:`atcaprov.hooks`).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from .hooks import ProvisioningHooks
 from .protocol import (
@@ -14,13 +23,29 @@ from .protocol import (
     CertReply,
     CertRequest,
     ErrorReply,
+    Message,
     ProtocolError,
+    ReadyReply,
+    ReadyRequest,
     ServerError,
     decode,
     encode,
     parse_header,
 )
-from .return_codes import ReturnCode
+from .return_codes import ReturnCode, ReturnCodeError
+
+if TYPE_CHECKING:
+    from .certinfo import CertInfo
+
+
+class NotReadyError(ReturnCodeError):
+    """The server cannot sign for this cert info now: ``code`` is its reason (SIGNER_LOCKED,
+    SIGNER_NOT_FOUND, NO_PROFILE, TEMPLATE_MISMATCH, RECORDS_UNAVAILABLE, or the code of an
+    error reply), ``message`` its text for the operator."""
+
+
+class ServerTooOldError(NotReadyError):
+    """The server speaks only protocol version 1: it cannot say whether it is ready."""
 
 
 def _recv_exactly(hooks: ProvisioningHooks, n: int, what: str) -> bytes:
@@ -46,16 +71,20 @@ def _recv_exactly(hooks: ProvisioningHooks, n: int, what: str) -> bytes:
     return bytes(buf)
 
 
-def exchange(hooks: ProvisioningHooks, request: CertRequest) -> CertReply:
-    """Send ``request`` and return the server's reply (raises ServerError / ProtocolError)."""
+def _round_trip(hooks: ProvisioningHooks, request: CertRequest | ReadyRequest) -> Message:
     hooks.certreq_start()
     try:
         hooks.certreq_send(encode(request))
         header = parse_header(_recv_exactly(hooks, HEADER_SIZE, "reply header"))
         body = _recv_exactly(hooks, header.body_length, "reply body")
-        reply = decode(header, body)
+        return decode(header, body)
     finally:
         hooks.certreq_done()
+
+
+def exchange(hooks: ProvisioningHooks, request: CertRequest) -> CertReply:
+    """Send ``request`` and return the server's reply (raises ServerError / ProtocolError)."""
+    reply = _round_trip(hooks, request)
     if isinstance(reply, ErrorReply):
         hooks.request_error(reply.code, reply.message)
         raise reply.to_exception()
@@ -67,4 +96,51 @@ def exchange(hooks: ProvisioningHooks, request: CertRequest) -> CertReply:
     )
 
 
-__all__ = ["ServerError", "exchange"]
+def ready_request(cert_info: CertInfo, station_id: str | None = None) -> ReadyRequest:
+    """The readiness question for ``cert_info``: its signer id and key id, template/chain ids."""
+    return ReadyRequest(
+        signer_id=cert_info.signer_id,
+        signer_key_id=cert_info.signer_key_id,
+        device_template_id=cert_info.device_cert_def.template_id,
+        signer_template_id=cert_info.signer_cert_def.template_id,
+        chain_id=cert_info.device_cert_def.chain_id,
+        station_id=station_id,
+    )
+
+
+def ask_ready(hooks: ProvisioningHooks, request: ReadyRequest) -> ReadyReply:
+    """Ask the server whether it could sign for ``request`` now; return its ready answer.
+
+    Raises :class:`NotReadyError` (the server's reason code and text) when it is not ready or
+    answers with an error reply, :class:`ServerTooOldError` when it speaks only protocol
+    version 1, ProtocolError for bytes that are not a valid answer; the connection hooks' own
+    errors (socket errors, timeouts) pass through. ``request_error`` is not called: nothing was
+    requested yet.
+    """
+    reply = _round_trip(hooks, request)
+    if isinstance(reply, ReadyReply):
+        if not reply.ready:
+            raise NotReadyError(reply.code, reply.message)
+        return reply
+    if isinstance(reply, ErrorReply):
+        if reply.code is ReturnCode.UNSUPPORTED_VERSION:
+            raise ServerTooOldError(
+                ReturnCode.UNSUPPORTED_VERSION,
+                "the server speaks an older protocol (version 1) and cannot say whether it is"
+                f" ready; update provserver (server said: {reply.message})",
+            )
+        raise NotReadyError(reply.code, reply.message)
+    raise ProtocolError(
+        ReturnCode.UNKNOWN_MESSAGE_TYPE,
+        f"server answered a readiness request with a {type(reply).__name__}",
+    )
+
+
+__all__ = [
+    "NotReadyError",
+    "ServerError",
+    "ServerTooOldError",
+    "ask_ready",
+    "exchange",
+    "ready_request",
+]

@@ -3,6 +3,11 @@
 :class:`ProvisioningHooks` is the protocol an integrator implements; :class:`BaseHooks` gives
 no-op defaults so a client overrides only what it needs. The server connection functions must
 be implemented (the defaults raise), because a flow without a server cannot get certificates.
+
+``check_ready`` is the optional readiness hook: :func:`atcaprov.provision` calls it right
+before the first chip command that writes or locks, so a server that cannot sign stops the run
+while the part is still as it was. The default does no check (a version-1 server could not
+answer one); a client opts in by calling :func:`atcaprov.certreq.ask_ready` from it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from .stages import ProvStage, ProvStatus
 
 if TYPE_CHECKING:
     from .device import Device
+    from .protocol import ReadyRequest
 
 
 @runtime_checkable
@@ -29,6 +35,12 @@ class ProvisioningHooks(Protocol):
     * ``request_error(code, message)``: the server answered with an error reply.
     * ``notify(stage, status)``: progress, START/SKIPPED then DONE/ERROR per stage.
     * ``write_data_zone(device)``: write extra data (32-byte blocks) before the data lock.
+    * ``check_ready(request)``: the flow is about to send the first command that writes or
+      locks (CONFIG_WRITE on a blank part, GEN_KEY on a config-locked part it resumes). Raise
+      to stop the run: it fails with :class:`atcaprov.provisioning.ServerNotReadyError` and no
+      write or lock command is sent. ``request`` is the
+      :class:`~atcaprov.protocol.ReadyRequest` for the cert info (with the station id);
+      ``atcaprov.certreq.ask_ready(self, request)`` asks the server over the certreq hooks.
     """
 
     def certreq_start(self) -> None: ...
@@ -44,6 +56,8 @@ class ProvisioningHooks(Protocol):
     def notify(self, stage: ProvStage, status: ProvStatus) -> None: ...
 
     def write_data_zone(self, device: Device) -> None: ...
+
+    def check_ready(self, request: ReadyRequest) -> None: ...
 
 
 class BaseHooks:
@@ -69,3 +83,6 @@ class BaseHooks:
 
     def write_data_zone(self, device: Device) -> None:
         """No extra data by default."""
+
+    def check_ready(self, request: ReadyRequest) -> None:
+        """No readiness check by default (override with ``atcaprov.certreq.ask_ready``)."""

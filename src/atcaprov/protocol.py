@@ -1,17 +1,25 @@
-"""The client <-> server message protocol (sans-IO): header, certificate request, reply, error.
+"""The client <-> server message protocol (sans-IO): header, readiness, certificates, error.
 
 Bytes in, values out; no sockets here. Every message is a fixed 12-byte header followed by a body
 whose length the header states, so a receiver always knows how many bytes it still needs
 (``atcaprov_certreq_recv`` is told exactly that)::
 
     offset 0  magic        4 bytes  b"APRV"
-    offset 4  version      u8       PROTOCOL_VERSION (1)
+    offset 4  version      u8       the protocol version that defines the message type
     offset 5  type         u8       MessageType
     offset 6  flags        u16 BE   reserved, 0
     offset 8  body length  u32 BE   0..MAX_BODY_SIZE
 
-The body layouts of :class:`CertRequest`, :class:`CertReply` and :class:`ErrorReply` are given
-byte by byte in ``docs/protocol.md`` and in each class's docstring.
+The body layouts of :class:`CertRequest`, :class:`CertReply`, :class:`ErrorReply` (version 1),
+:class:`ReadyRequest` and :class:`ReadyReply` (version 2) are given byte by byte in
+``docs/protocol.md`` and in each class's docstring.
+
+Versions: a message is always sent with the version that introduced its type
+(:data:`MESSAGE_VERSION`), so a version-1 peer keeps reading every version-1 message from a
+version-2 peer (layouts never change within a type); a receiver accepts a header whose version it
+supports and whose type exists in that version. A version-1 server answers a ReadyRequest with an
+ErrorReply UNSUPPORTED_VERSION, which is how a client learns the server is too old to say
+whether it is ready.
 
 Error split:
 
@@ -38,8 +46,8 @@ from .datasheet import ATECC508A, serial_number
 from .return_codes import ReturnCode, ReturnCodeError
 
 MAGIC = b"APRV"
-PROTOCOL_VERSION = 1
-SUPPORTED_VERSIONS = frozenset({PROTOCOL_VERSION})
+PROTOCOL_VERSION = 2
+SUPPORTED_VERSIONS = frozenset({1, 2})
 HEADER_SIZE = 12
 MAX_BODY_SIZE = 16 * 1024
 
@@ -62,12 +70,25 @@ class MessageType(IntEnum):
     CERT_REQUEST = 0x01
     CERT_REPLY = 0x02
     ERROR_REPLY = 0x03
+    READY_REQUEST = 0x04  # version 2
+    READY_REPLY = 0x05  # version 2
 
 
 _TYPE_NAMES = {
     MessageType.CERT_REQUEST: "CertRequest",
     MessageType.CERT_REPLY: "CertReply",
     MessageType.ERROR_REPLY: "ErrorReply",
+    MessageType.READY_REQUEST: "ReadyRequest",
+    MessageType.READY_REPLY: "ReadyReply",
+}
+
+# The protocol version that introduced each message type: the version byte it is sent with.
+MESSAGE_VERSION: dict[MessageType, int] = {
+    MessageType.CERT_REQUEST: 1,
+    MessageType.CERT_REPLY: 1,
+    MessageType.ERROR_REPLY: 1,
+    MessageType.READY_REQUEST: 2,
+    MessageType.READY_REPLY: 2,
 }
 
 
@@ -95,13 +116,21 @@ class Header:
         return _HEADER.pack(MAGIC, self.version, self.msg_type, self.flags, self.body_length)
 
 
-def parse_header(data: bytes, *, max_body_size: int = MAX_BODY_SIZE) -> Header:
+def parse_header(
+    data: bytes,
+    *,
+    max_body_size: int = MAX_BODY_SIZE,
+    versions: Iterable[int] = SUPPORTED_VERSIONS,
+) -> Header:
     """Decode and check the first ``HEADER_SIZE`` bytes of a message.
 
-    ``data`` must be exactly ``HEADER_SIZE`` bytes. Raises :class:`ProtocolError`: BAD_MAGIC,
-    UNSUPPORTED_VERSION, UNKNOWN_MESSAGE_TYPE, MALFORMED_BODY (wrong size, non-zero flags),
-    BODY_TOO_LARGE (declared length above ``max_body_size``).
+    ``data`` must be exactly ``HEADER_SIZE`` bytes; ``versions`` are the protocol versions this
+    side speaks (default: all of this library's). Raises :class:`ProtocolError`: BAD_MAGIC,
+    UNSUPPORTED_VERSION, UNKNOWN_MESSAGE_TYPE (unknown type, or a type newer than the header's
+    version), MALFORMED_BODY (wrong size, non-zero flags), BODY_TOO_LARGE (declared length
+    above ``max_body_size``).
     """
+    supported = frozenset(versions)
     raw = bytes(data)
     if len(raw) != HEADER_SIZE:
         raise ProtocolError(
@@ -114,20 +143,20 @@ def parse_header(data: bytes, *, max_body_size: int = MAX_BODY_SIZE) -> Header:
             ReturnCode.BAD_MAGIC,
             f"header bytes 0-3 are {magic.hex(' ')}, expected {MAGIC.hex(' ')} ({MAGIC!r})",
         )
-    if version not in SUPPORTED_VERSIONS:
+    if version not in supported:
         raise ProtocolError(
             ReturnCode.UNSUPPORTED_VERSION,
             f"header byte 4: protocol version {version} not supported"
-            f" (supported: {', '.join(str(v) for v in sorted(SUPPORTED_VERSIONS))})",
+            f" (supported: {', '.join(str(v) for v in sorted(supported))})",
         )
-    try:
-        msg_type = MessageType(type_byte)
-    except ValueError:
+    known = [t for t in MessageType if MESSAGE_VERSION[t] <= version]
+    if type_byte not in known:
         raise ProtocolError(
             ReturnCode.UNKNOWN_MESSAGE_TYPE,
-            f"header byte 5: unknown message type 0x{type_byte:02X}"
-            f" (known: {', '.join(f'0x{t:02X} {_TYPE_NAMES[t]}' for t in MessageType)})",
-        ) from None
+            f"header byte 5: unknown message type 0x{type_byte:02X} in protocol version"
+            f" {version} (known: {', '.join(f'0x{t:02X} {_TYPE_NAMES[t]}' for t in known)})",
+        )
+    msg_type = MessageType(type_byte)
     if flags != 0:
         raise ProtocolError(
             ReturnCode.MALFORMED_BODY,
@@ -319,7 +348,71 @@ class ErrorReply:
         return ServerError(self.code, self.message)
 
 
-Message = Union[CertRequest, CertReply, ErrorReply]  # noqa: UP007 - a runtime alias on 3.10
+@dataclass(frozen=True)
+class ReadyRequest:
+    """Client -> server (version 2): could you sign for this cert info now?
+
+    Sent before the first chip command that writes or locks, so that a server that cannot sign
+    is known before anything irreversible happens. Body (26 + n bytes)::
+
+        0   signer_id            2    signer id (as in the cert info)
+        2   signer_key_id       20    SHA-1 key id of the signer public key (04||X||Y)
+        22  device_template_id   1    0..15
+        23  signer_template_id   1    0..15
+        24  chain_id             1    0..15
+        25  station_id_length    1    n = 0..64 (0 = no station id)
+        26  station_id           n    UTF-8
+    """
+
+    signer_id: bytes
+    signer_key_id: bytes
+    device_template_id: int
+    signer_template_id: int
+    chain_id: int
+    station_id: str | None = None
+
+    def __post_init__(self) -> None:
+        signer_id = _as_bytes(self, "signer_id", self.signer_id)
+        _check_size(self, "signer_id", signer_id, SIGNER_ID_SIZE)
+        key_id = _as_bytes(self, "signer_key_id", self.signer_key_id)
+        _check_size(self, "signer_key_id", key_id, KEY_ID_SIZE)
+        for name in ("device_template_id", "signer_template_id", "chain_id"):
+            _check_template_id(self, name, getattr(self, name))
+        if self.station_id is not None:
+            _check_text(self, "station_id", self.station_id, MAX_STATION_ID_BYTES)
+            if self.station_id == "":
+                object.__setattr__(self, "station_id", None)
+
+
+@dataclass(frozen=True)
+class ReadyReply:
+    """Server -> client (version 2): ready (``code`` SUCCESS) or why not.
+
+    Body (4 + n bytes)::
+
+        0  code            u16 BE  SUCCESS (ready) or the reason: SIGNER_NOT_FOUND,
+                                   SIGNER_LOCKED, NO_PROFILE, TEMPLATE_MISMATCH,
+                                   RECORDS_UNAVAILABLE, ... (any known ReturnCode)
+        2  message_length  u16 BE  n = 0..1024
+        4  message         n       UTF-8, for the operator
+    """
+
+    code: ReturnCode
+    message: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.code, ReturnCode):
+            raise TypeError(f"ReadyReply.code must be a ReturnCode, got {self.code!r}")
+        _check_text(self, "message", self.message, MAX_ERROR_MESSAGE_BYTES)
+
+    @property
+    def ready(self) -> bool:
+        return self.code is ReturnCode.SUCCESS
+
+
+Message = Union[  # noqa: UP007 - a runtime alias on 3.10
+    CertRequest, CertReply, ErrorReply, ReadyRequest, ReadyReply
+]
 
 
 # --------------------------------------------------------------------------------------------
@@ -346,19 +439,32 @@ def _encode_body(msg: Message) -> tuple[MessageType, bytes]:
             parts.append(len(cert).to_bytes(2, "big"))
             parts.append(cert)
         return MessageType.CERT_REPLY, b"".join(parts)
-    if isinstance(msg, ErrorReply):
+    if isinstance(msg, (ErrorReply, ReadyReply)):
         text = msg.message.encode("utf-8")
         body = msg.code.to_bytes(2, "big") + len(text).to_bytes(2, "big") + text
-        return MessageType.ERROR_REPLY, body
+        kind = MessageType.ERROR_REPLY if isinstance(msg, ErrorReply) else MessageType.READY_REPLY
+        return kind, body
+    if isinstance(msg, ReadyRequest):
+        station = b"" if msg.station_id is None else msg.station_id.encode("utf-8")
+        body = b"".join(
+            (
+                msg.signer_id,
+                msg.signer_key_id,
+                bytes((msg.device_template_id, msg.signer_template_id, msg.chain_id)),
+                bytes((len(station),)),
+                station,
+            )
+        )
+        return MessageType.READY_REQUEST, body
     raise TypeError(f"not a protocol message: {type(msg).__name__}")
 
 
 def encode(msg: Message) -> bytes:
-    """The complete wire form (header + body) of a message."""
+    """The complete wire form (header + body) of a message, with the version of its type."""
     msg_type, body = _encode_body(msg)
     if len(body) > MAX_BODY_SIZE:  # cannot happen with the field limits; kept as a guard
         raise ValueError(f"{_TYPE_NAMES[msg_type]} body is {len(body)} bytes > {MAX_BODY_SIZE}")
-    return Header(PROTOCOL_VERSION, msg_type, 0, len(body)).to_bytes() + body
+    return Header(MESSAGE_VERSION[msg_type], msg_type, 0, len(body)).to_bytes() + body
 
 
 # --------------------------------------------------------------------------------------------
@@ -408,9 +514,7 @@ class _Cursor:
             )
 
 
-def _decode_cert_request(cur: _Cursor) -> CertRequest:
-    signer_id = cur.take(SIGNER_ID_SIZE, "signer_id")
-    key_id = cur.take(KEY_ID_SIZE, "signer_key_id")
+def _decode_ids(cur: _Cursor) -> dict[str, int]:
     ids = {}
     for name in ("device_template_id", "signer_template_id", "chain_id"):
         pos = cur.pos
@@ -418,15 +522,26 @@ def _decode_cert_request(cur: _Cursor) -> CertRequest:
         if value > MAX_TEMPLATE_ID:
             raise cur.fail(f"field {name} at byte {pos} is {value}, expected 0..{MAX_TEMPLATE_ID}")
         ids[name] = value
-    config = cur.take(CONFIG_ZONE_SIZE, "config_zone")
-    pub = cur.take(PUBLIC_KEY_SIZE, "device_public_key")
+    return ids
+
+
+def _decode_station(cur: _Cursor) -> str | None:
     pos = cur.pos
     station_len = cur.u8("station_id_length")
     if station_len > MAX_STATION_ID_BYTES:
         raise cur.fail(
             f"field station_id_length at byte {pos} is {station_len}, limit {MAX_STATION_ID_BYTES}"
         )
-    station = cur.text(station_len, "station_id") if station_len else None
+    return cur.text(station_len, "station_id") if station_len else None
+
+
+def _decode_cert_request(cur: _Cursor) -> CertRequest:
+    signer_id = cur.take(SIGNER_ID_SIZE, "signer_id")
+    key_id = cur.take(KEY_ID_SIZE, "signer_key_id")
+    ids = _decode_ids(cur)
+    config = cur.take(CONFIG_ZONE_SIZE, "config_zone")
+    pub = cur.take(PUBLIC_KEY_SIZE, "device_public_key")
+    station = _decode_station(cur)
     cur.end()
     return CertRequest(
         signer_id=signer_id,
@@ -464,11 +579,12 @@ def _decode_cert_reply(cur: _Cursor) -> CertReply:
     return CertReply(device_cert=device, signer_cert=signer, root_cert=root)
 
 
-def _decode_error_reply(cur: _Cursor) -> ErrorReply:
+def _decode_code_and_text(cur: _Cursor, *, success_allowed: bool) -> tuple[ReturnCode, str]:
     code_value = cur.u16("code")
     code = ReturnCode.from_value(code_value)
-    if code is None or code is ReturnCode.SUCCESS:
-        raise cur.fail(f"field code at byte 0 is 0x{code_value:04X}, not a known error return code")
+    if code is None or (code is ReturnCode.SUCCESS and not success_allowed):
+        kind = "return" if success_allowed else "error return"
+        raise cur.fail(f"field code at byte 0 is 0x{code_value:04X}, not a known {kind} code")
     pos = cur.pos
     length = cur.u16("message_length")
     if length > MAX_ERROR_MESSAGE_BYTES:
@@ -477,7 +593,33 @@ def _decode_error_reply(cur: _Cursor) -> ErrorReply:
         )
     text = cur.text(length, "message")
     cur.end()
+    return code, text
+
+
+def _decode_error_reply(cur: _Cursor) -> ErrorReply:
+    code, text = _decode_code_and_text(cur, success_allowed=False)
     return ErrorReply(code=code, message=text)
+
+
+def _decode_ready_request(cur: _Cursor) -> ReadyRequest:
+    signer_id = cur.take(SIGNER_ID_SIZE, "signer_id")
+    key_id = cur.take(KEY_ID_SIZE, "signer_key_id")
+    ids = _decode_ids(cur)
+    station = _decode_station(cur)
+    cur.end()
+    return ReadyRequest(
+        signer_id=signer_id,
+        signer_key_id=key_id,
+        device_template_id=ids["device_template_id"],
+        signer_template_id=ids["signer_template_id"],
+        chain_id=ids["chain_id"],
+        station_id=station,
+    )
+
+
+def _decode_ready_reply(cur: _Cursor) -> ReadyReply:
+    code, text = _decode_code_and_text(cur, success_allowed=True)
+    return ReadyReply(code=code, message=text)
 
 
 def decode(header: Header, body: bytes) -> Message:
@@ -498,6 +640,10 @@ def decode(header: Header, body: bytes) -> Message:
         return _decode_cert_request(cur)
     if header.msg_type is MessageType.CERT_REPLY:
         return _decode_cert_reply(cur)
+    if header.msg_type is MessageType.READY_REQUEST:
+        return _decode_ready_request(cur)
+    if header.msg_type is MessageType.READY_REPLY:
+        return _decode_ready_reply(cur)
     return _decode_error_reply(cur)
 
 
@@ -509,6 +655,10 @@ def message_type_of(msg: Message) -> MessageType:
         return MessageType.CERT_REPLY
     if isinstance(msg, ErrorReply):
         return MessageType.ERROR_REPLY
+    if isinstance(msg, ReadyRequest):
+        return MessageType.READY_REQUEST
+    if isinstance(msg, ReadyReply):
+        return MessageType.READY_REPLY
     raise TypeError(f"not a protocol message: {type(msg).__name__}")
 
 
@@ -519,10 +669,12 @@ class MessageReader:
     """Turns a byte stream into messages: ``feed(bytes)``, then ``next_message()`` until None.
 
     ``accept`` limits the message types this side expects (a server passes
-    ``{MessageType.CERT_REQUEST}``); another type is refused with UNKNOWN_MESSAGE_TYPE as soon as
-    its header arrives. At most ``max_buffer`` unconsumed bytes are held (default: two maximal
-    messages; the protocol is request/response, so an honest peer never sends more). Once a
-    :class:`ProtocolError` has been raised, every later call raises it again.
+    ``{MessageType.CERT_REQUEST, MessageType.READY_REQUEST}``); another type is refused with
+    UNKNOWN_MESSAGE_TYPE as soon as its header arrives. ``versions`` are the protocol versions
+    this side speaks (default: all of this library's). At most ``max_buffer`` unconsumed bytes
+    are held (default: two maximal messages; the protocol is request/response, so an honest
+    peer never sends more). Once a :class:`ProtocolError` has been raised, every later call
+    raises it again.
     """
 
     def __init__(
@@ -531,7 +683,9 @@ class MessageReader:
         *,
         max_body_size: int = MAX_BODY_SIZE,
         max_buffer: int | None = None,
+        versions: Iterable[int] = SUPPORTED_VERSIONS,
     ) -> None:
+        self._versions = frozenset(versions)
         if not 0 <= max_body_size <= MAX_BODY_SIZE:
             raise ValueError(f"max_body_size must be 0..{MAX_BODY_SIZE}, got {max_body_size}")
         self._accept = None if accept is None else frozenset(MessageType(t) for t in accept)
@@ -588,7 +742,11 @@ class MessageReader:
     def _current_header(self) -> Header | None:
         if self._header is None and len(self._buf) >= HEADER_SIZE:
             try:
-                header = parse_header(bytes(self._buf[:HEADER_SIZE]), max_body_size=self._max_body)
+                header = parse_header(
+                    bytes(self._buf[:HEADER_SIZE]),
+                    max_body_size=self._max_body,
+                    versions=self._versions,
+                )
             except ProtocolError as exc:
                 raise self._raise(exc) from None
             if self._accept is not None and header.msg_type not in self._accept:

@@ -7,6 +7,8 @@ stage through ``hooks.notify`` (START or SKIPPED, then DONE or ERROR) and raisin
 
 Beyond the C flow:
 
+* readiness first: ``hooks.check_ready`` is called right before the first command that writes
+  or locks; if it raises, :class:`ServerNotReadyError` is raised and the part is as it was;
 * resume: a part whose config is already locked with the wanted config continues (CONFIG_WRITE
   and CONFIG_LOCK SKIPPED); a locked config that differs is refused naming the first differing
   byte; a part whose data zone is locked is reported as already provisioned, never rewritten;
@@ -27,7 +29,7 @@ from .atcacert import CertDef, DevZone, compress, rebuild
 from .atcacert.keys import pad_public_key
 from .atcacert.sn import SnSource
 from .certinfo import CertInfo
-from .certreq import exchange
+from .certreq import exchange, ready_request
 from .config import (
     DEFAULT_CONFIG,
     LOCK_CONFIG_OFFSET,
@@ -84,6 +86,11 @@ class AlreadyProvisionedError(ProvisioningError):
 
 class ConfigMismatchError(ProvisioningError):
     """The config zone is locked with a config other than the wanted one."""
+
+
+class ServerNotReadyError(ProvisioningError):
+    """``hooks.check_ready`` said the server cannot sign now (``code``: its reason); no write or
+    lock command was sent. ``stage`` is None: no stage started."""
 
 
 @dataclass
@@ -153,6 +160,16 @@ class _Run:
     def fail(self, code: ReturnCode, message: str) -> ProvisioningError:
         return ProvisioningError(None, code, message, self.part_state)
 
+    def check_ready(self) -> None:
+        """The readiness hook, right before the first command that writes or locks."""
+        request = ready_request(self.cert_info, getattr(self.hooks, "station_id", None))
+        try:
+            self.hooks.check_ready(request)
+        except Exception as exc:  # any failure of the hook: the server is not known ready
+            message = exc.message if isinstance(exc, ReturnCodeError) else (
+                str(exc) if isinstance(exc, AtcaprovError) else f"{type(exc).__name__}: {exc}")
+            raise ServerNotReadyError(None, _code_for(exc), message, self.part_state) from exc
+
     # ---- stages ----------------------------------------------------------------------------
     def write_config(self) -> None:
         self.device.write_config_zone(self.config)
@@ -188,10 +205,10 @@ class _Run:
     def write_certs(self, reply: CertReply, device_sn: bytes, public_key: bytes) -> None:
         """Compress, write, and check the certificates before the point of no return."""
         info = self.cert_info
-        if cert_public_key(reply.device_cert) != public_key:
+        if cert_public_key(reply.device_cert, "the server's device certificate") != public_key:
             raise self.fail(ReturnCode.CERT_MISMATCH,
                             "the server's device certificate is not for this chip's public key")
-        signer_pub = cert_public_key(reply.signer_cert)
+        signer_pub = cert_public_key(reply.signer_cert, "the server's signer certificate")
         images = _SlotImages()
         signer_def, device_def = info.signer_cert_def, info.device_cert_def
         signer_comp = compress(signer_def, reply.signer_cert)
@@ -382,9 +399,11 @@ def provision(
                 f" {diff} (part 0x{current[diff]:02X}, wanted 0x{wanted[diff]:02X})",
                 PartState.CONFIG_LOCKED,
             )
+        run.check_ready()
         run.skip(ProvStage.CONFIG_WRITE)
         run.skip(ProvStage.CONFIG_LOCK)
     else:
+        run.check_ready()
         run.stage(ProvStage.CONFIG_WRITE, run.write_config)
         run.stage(ProvStage.CONFIG_LOCK, run.lock_config)
 
@@ -423,6 +442,7 @@ __all__ = [
     "ProvisionResult",
     "ProvisioningError",
     "ServerError",
+    "ServerNotReadyError",
     "check_arguments",
     "provision",
 ]

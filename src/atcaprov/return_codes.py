@@ -26,6 +26,7 @@ class ReturnCode(IntEnum):
     COMM_ERROR = 0x03
     DEVICE_ERROR = 0x04
     SERVER_ERROR = 0x05
+    RECORDS_UNAVAILABLE = 0x06  # protocol version 2 (ReadyReply)
     # protocol (the peer sent bytes that are not a valid message, or none in time)
     BAD_MAGIC = 0x10
     UNSUPPORTED_VERSION = 0x11
@@ -40,6 +41,7 @@ class ReturnCode(IntEnum):
     BAD_PUBLIC_KEY = 0x23
     MISSING_SERIAL_NUMBER = 0x24
     TEMPLATE_MISMATCH = 0x25
+    NO_PROFILE = 0x26  # protocol version 2 (ReadyReply)
     # provisioning outcome
     SIGNING_FAILED = 0x30
     ALREADY_PROVISIONED = 0x31
@@ -77,6 +79,7 @@ _DESCRIPTIONS: dict[ReturnCode, str] = {
     ReturnCode.COMM_ERROR: "transport failure talking to the server (connect, send, receive)",
     ReturnCode.DEVICE_ERROR: "the secure element (chip) reported an error or did not answer",
     ReturnCode.SERVER_ERROR: "the server failed for a reason of its own (not the request)",
+    ReturnCode.RECORDS_UNAVAILABLE: "the server cannot record signings now (record store)",
     ReturnCode.BAD_MAGIC: "message header does not start with the magic bytes 'APRV'",
     ReturnCode.UNSUPPORTED_VERSION: "message header names a protocol version this side lacks",
     ReturnCode.UNKNOWN_MESSAGE_TYPE: "message type byte is unknown or not expected here",
@@ -89,6 +92,7 @@ _DESCRIPTIONS: dict[ReturnCode, str] = {
     ReturnCode.BAD_PUBLIC_KEY: "the device public key is not a point on P-256",
     ReturnCode.MISSING_SERIAL_NUMBER: "the config zone carries no device serial number",
     ReturnCode.TEMPLATE_MISMATCH: "template/chain ids do not match the signer's definitions",
+    ReturnCode.NO_PROFILE: "the server has no signer profile for the requested signer key",
     ReturnCode.SIGNING_FAILED: "the signer module failed to sign",
     ReturnCode.ALREADY_PROVISIONED: "the device is already provisioned (zones locked)",
     ReturnCode.CONFIG_MISMATCH: "the device config zone differs from the one expected",
@@ -113,6 +117,7 @@ ATCAPROV_E_BAD_PARAM = ReturnCode.BAD_PARAM
 ATCAPROV_E_COMM_ERROR = ReturnCode.COMM_ERROR
 ATCAPROV_E_DEVICE_ERROR = ReturnCode.DEVICE_ERROR
 ATCAPROV_E_SERVER_ERROR = ReturnCode.SERVER_ERROR
+ATCAPROV_E_RECORDS_UNAVAILABLE = ReturnCode.RECORDS_UNAVAILABLE
 ATCAPROV_E_BAD_MAGIC = ReturnCode.BAD_MAGIC
 ATCAPROV_E_UNSUPPORTED_VERSION = ReturnCode.UNSUPPORTED_VERSION
 ATCAPROV_E_UNKNOWN_MESSAGE_TYPE = ReturnCode.UNKNOWN_MESSAGE_TYPE
@@ -125,6 +130,7 @@ ATCAPROV_E_BAD_CONFIG_ZONE = ReturnCode.BAD_CONFIG_ZONE
 ATCAPROV_E_BAD_PUBLIC_KEY = ReturnCode.BAD_PUBLIC_KEY
 ATCAPROV_E_MISSING_SERIAL_NUMBER = ReturnCode.MISSING_SERIAL_NUMBER
 ATCAPROV_E_TEMPLATE_MISMATCH = ReturnCode.TEMPLATE_MISMATCH
+ATCAPROV_E_NO_PROFILE = ReturnCode.NO_PROFILE
 ATCAPROV_E_SIGNING_FAILED = ReturnCode.SIGNING_FAILED
 ATCAPROV_E_ALREADY_PROVISIONED = ReturnCode.ALREADY_PROVISIONED
 ATCAPROV_E_CONFIG_MISMATCH = ReturnCode.CONFIG_MISMATCH

@@ -126,12 +126,19 @@ def key_challenge(device: Device, slot: int, public_key: bytes,
         )
 
 
-def cert_public_key(cert_der: bytes) -> bytes:
-    """X||Y of a certificate's EC public key."""
+def cert_public_key(cert_der: bytes, what: str = "certificate") -> bytes:
+    """X||Y of a certificate's EC public key; ValidationError if ``cert_der`` is not an X.509
+    certificate (DER that does not parse as one) or its key is not P-256."""
     try:
-        key = certificate_public_key(x509.load_der_x509_certificate(cert_der))
-    except CryptoFormatError:
-        raise ValidationError("certificate key is not an EC key") from None
+        cert = x509.load_der_x509_certificate(cert_der)
+    except ValueError:
+        raise ValidationError(
+            f"{what} ({len(cert_der)} bytes) is not an X.509 certificate: it does not parse"
+        ) from None
+    try:
+        key = certificate_public_key(cert)
+    except (CryptoFormatError, ValueError):
+        raise ValidationError(f"{what} key is not an EC P-256 key") from None
     return public_key_xy(key)
 
 

@@ -99,7 +99,7 @@ ADDED_HELP: list[tuple[str, str]] = [
 EXIT_CODES_HELP: list[tuple[int, str]] = [
     (ExitCode.OK, "every board provisioned (or --count reached with all ok)"),
     (ExitCode.BAD_INPUT, "bad arguments or unreadable cert-info / config / TLS files"),
-    (ExitCode.SERVER_UNREACHABLE, "server unreachable at start (after the retries)"),
+    (ExitCode.SERVER_UNREACHABLE, "server unreachable or unusable at start (TLS mismatch...)"),
     (ExitCode.BOARD_FAILED, "at least one board failed or was already provisioned"),
     (ExitCode.OPERATOR_QUIT, "operator quit (ESC) with no board failed"),
     (ExitCode.NO_BOARD, "no board (or no removal) within --wait-timeout"),

@@ -1,8 +1,13 @@
 """The connection to ``provserver`` (TCP, optionally TLS) and the provisioning library's hooks.
 
 * :class:`ServerLink`: one blocking socket with timeouts; :meth:`~ServerLink.connect` raises
-  :class:`ServerUnreachableError` whose ``reason`` is the short text the operator sees
-  (``connection refused``, ``timed out``, ``host not found``, ``TLS: ...``).
+  :class:`ServerUnreachableError` (COMM_ERROR) whose ``reason`` is the short text the operator
+  sees (``connection refused``, ``timed out``, ``host not found``, ``TLS: ...``). The I/O
+  timeout is a deadline for a whole answer: it runs from the end of :meth:`~ServerLink.send`
+  to the last byte received, however the bytes trickle in. TLS mismatches are named: a TLS
+  station meeting a plain server fails the handshake with ``TLS mismatch: ...``; a plain
+  station whose first request is met by a close without a byte probes the server with a TLS
+  handshake and, if it speaks TLS, says so.
 * :func:`connect_with_retry`: the start-up connect with a visible countdown between attempts
   (``Connecting to localhost:11235...failed (connection refused), retrying in 5 s``), bounded by
   ``retries``; ESC during the countdown quits.
@@ -10,7 +15,8 @@
   open between boards (the server serves many requests per connection) and reconnects once,
   before sending, if the server closed it meanwhile (idle timeout). A request is never resent
   after its bytes went out. Progress goes to :class:`~provclient_cdc.output.Output`; the
-  server's error reply is kept as written for the operator.
+  server's error reply is kept as written for the operator. Its ``check_ready`` asks the
+  server (:func:`atcaprov.certreq.ask_ready`) before the library writes or locks anything.
 """
 
 from __future__ import annotations
@@ -24,9 +30,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from atcaprov.certreq import NotReadyError, ServerTooOldError, ask_ready
 from atcaprov.device import Device
 from atcaprov.errors import AtcaprovError
 from atcaprov.hooks import BaseHooks
+from atcaprov.protocol import ReadyRequest
 from atcaprov.return_codes import ReturnCode, ReturnCodeError
 from atcaprov.stages import ProvStage, ProvStatus
 from atcaprov.terminal import ESC
@@ -41,12 +49,13 @@ DEFAULT_IO_TIMEOUT_S = 30.0
 TLS_SETTLE_S = 0.3
 
 
-class ServerUnreachableError(AtcaprovError):
-    """The server cannot be reached; ``reason`` is the operator's short text."""
+class ServerUnreachableError(ReturnCodeError):
+    """The server cannot be reached (code COMM_ERROR); ``reason`` is the operator's short text;
+    ``retryable`` is False when trying again cannot help (a TLS mismatch)."""
 
-    def __init__(self, host: str, port: int, reason: str) -> None:
-        self.host, self.port, self.reason = host, port, reason
-        super().__init__(f"cannot connect to {host}:{port}: {reason}")
+    def __init__(self, host: str, port: int, reason: str, *, retryable: bool = True) -> None:
+        self.host, self.port, self.reason, self.retryable = host, port, reason, retryable
+        super().__init__(ReturnCode.COMM_ERROR, f"cannot connect to {host}:{port}: {reason}")
 
 
 class ServerLinkError(ReturnCodeError):
@@ -94,10 +103,22 @@ def make_client_tls(opts: TlsOptions) -> ssl.SSLContext | None:
     return ctx
 
 
+# OpenSSL's reasons when the bytes answering a ClientHello are not TLS records.
+_NOT_TLS_REASONS = frozenset({"WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "RECORD_LAYER_FAILURE",
+                              "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST", "UNEXPECTED_RECORD"})
+
+
+def _answered_without_tls(exc: BaseException) -> bool:
+    return isinstance(exc, ssl.SSLError) and exc.reason in _NOT_TLS_REASONS
+
+
 def describe_connect_error(exc: BaseException) -> str:
     """The short reason shown after ``failed (``."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"TLS: server certificate not accepted: {exc.verify_message or exc.reason}"
+    if isinstance(exc, ssl.SSLError) and _answered_without_tls(exc):
+        return (f"TLS mismatch: the server did not answer in TLS ({exc.reason}); it runs"
+                " without TLS, while this station uses TLS (--tls-ca/--tls-cert)")
     if isinstance(exc, ssl.SSLError):
         return f"TLS: {exc.reason or exc}"
     if isinstance(exc, TlsRefusedError):
@@ -143,8 +164,33 @@ def _check_tls_accepted(sock: socket.socket, settle: float) -> None:
         raise TlsRefusedError("TLS: the server sent data before any request")
 
 
+def server_speaks_tls(host: str, port: int, timeout: float) -> bool:
+    """True if a TLS handshake with ``host:port`` gets a TLS answer (a completed handshake or a
+    TLS alert); used only to name a failure, so the server certificate is not checked."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except OSError:
+        return False
+    try:
+        with ctx.wrap_socket(sock):
+            return True
+    except ssl.SSLError as exc:
+        return "ALERT" in str(exc.reason or "")  # the server answered in TLS, with a refusal
+    except OSError:
+        return False
+    finally:
+        sock.close()
+
+
 class ServerLink:
-    """A blocking connection to the server with bounded connect and I/O times."""
+    """A blocking connection to the server with bounded connect and I/O times.
+
+    ``io_timeout`` bounds a whole send (``sendall``) and, separately, a whole answer: from the
+    end of :meth:`send` to the last byte that :meth:`recv` returns for it.
+    """
 
     def __init__(self, host: str, port: int, *, tls: ssl.SSLContext | None = None,
                  server_name: str | None = None,
@@ -157,6 +203,9 @@ class ServerLink:
         self.connect_timeout = connect_timeout
         self.io_timeout = io_timeout
         self._sock: socket.socket | None = None
+        self._answer_deadline: float | None = None  # monotonic time the answer must be in by
+        self._answer_bytes = 0  # received since the last send
+        self._received = 0  # received on this connection
 
     @property
     def address(self) -> str:
@@ -181,8 +230,11 @@ class ServerLink:
             sock.settimeout(self.io_timeout)
         except (OSError, TlsRefusedError) as exc:
             sock.close()
-            raise ServerUnreachableError(self.host, self.port, describe_connect_error(exc)) from exc
+            raise ServerUnreachableError(self.host, self.port, describe_connect_error(exc),
+                                         retryable=not _answered_without_tls(exc)) from exc
         self._sock = sock
+        self._answer_deadline = None
+        self._answer_bytes = self._received = 0
 
     def alive(self) -> bool:
         """False if there is no connection or the server has closed it (checked without
@@ -217,8 +269,10 @@ class ServerLink:
         return alive
 
     def send(self, data: bytes) -> None:
+        """Send all of ``data`` (within ``io_timeout``); the answer's deadline starts now."""
         sock = self._require()
         try:
+            sock.settimeout(self.io_timeout)
             sock.sendall(data)
         except TimeoutError as exc:
             self.close()
@@ -231,16 +285,32 @@ class ServerLink:
                 f"connection to the server at {self.address} lost while sending:"
                 f" {describe_connect_error(exc)}",
             ) from exc
+        self._answer_deadline = time.monotonic() + self.io_timeout
+        self._answer_bytes = 0
 
     def recv(self, n: int) -> bytes:
+        """Up to ``n`` bytes of the answer; b"" when the server closed the connection.
+
+        Raises ServerLinkError TIMEOUT once ``io_timeout`` has passed since the request was
+        sent, however many bytes came meanwhile; COMM_ERROR for a lost connection, or for a
+        close before any byte when the server turns out to speak TLS (this link does not).
+        """
         sock = self._require()
+        if self._answer_deadline is None:
+            self._answer_deadline = time.monotonic() + self.io_timeout
+        left = self._answer_deadline - time.monotonic()
         try:
+            if left <= 0:
+                raise TimeoutError
+            sock.settimeout(left)
             data = sock.recv(n)
         except TimeoutError as exc:
             self.close()
+            got = f"; {self._answer_bytes} bytes of it arrived" if self._answer_bytes else ""
             raise ServerLinkError(
                 ReturnCode.TIMEOUT,
-                f"no answer from the server at {self.address} within {self.io_timeout:g} s",
+                f"no complete answer from the server at {self.address} within"
+                f" {self.io_timeout:g} s{got}",
             ) from exc
         except OSError as exc:
             self.close()
@@ -251,6 +321,18 @@ class ServerLink:
             ) from exc
         if not data:
             self.close()
+            if self._received == 0 and self.tls is None and server_speaks_tls(
+                self.host, self.port, self.connect_timeout
+            ):
+                raise ServerLinkError(
+                    ReturnCode.COMM_ERROR,
+                    f"TLS mismatch: the server at {self.address} speaks TLS and closed this"
+                    " plain connection; start provclient-cdc with --tls-ca (and --tls-cert/"
+                    "--tls-key if the server asks for a station certificate)",
+                )
+            return data
+        self._answer_bytes += len(data)
+        self._received += len(data)
         return data
 
     def close(self) -> None:
@@ -272,7 +354,8 @@ def connect_with_retry(link: ServerLink, output: Output, keys: Keys, *, retries:
                        interval: float, verb: str = "Connecting") -> None:
     """Connect, printing ``Connecting to HOST:PORT...ok``; on failure count down ``interval``
     seconds and try again, at most ``retries`` more times, then raise the last
-    :class:`ServerUnreachableError`. ESC during the countdown raises :class:`OperatorQuit`."""
+    :class:`ServerUnreachableError` (at once if it is not ``retryable``: a TLS mismatch). ESC
+    during the countdown raises :class:`OperatorQuit`."""
     attempt = 0
     while True:
         head = f"{verb} to {link.address}..."
@@ -281,7 +364,7 @@ def connect_with_retry(link: ServerLink, output: Output, keys: Keys, *, retries:
             link.connect()
         except ServerUnreachableError as exc:
             attempt += 1
-            if attempt > retries:
+            if attempt > retries or not exc.retryable:
                 output.end(f"failed ({exc.reason})")
                 raise
             _countdown(output, keys, head, exc.reason, interval)
@@ -351,6 +434,20 @@ class LinkHooks(BaseHooks):
         if status in (ProvStatus.START, ProvStatus.SKIPPED):
             self.last_stage = stage
         self.output.stage(stage, status)
+
+    def check_ready(self, request: ReadyRequest) -> None:
+        """Ask the server whether it can sign for ``request`` now (reconnecting once if it
+        closed the link); raise NotReadyError / the link's errors if not. After anything but
+        a plain not-ready answer the connection is closed: its stream is not trusted."""
+        try:
+            ask_ready(self, request)
+        except NotReadyError as exc:
+            if isinstance(exc, ServerTooOldError):  # a version-1 server closes it anyway
+                self.link.close()
+            raise
+        except BaseException:
+            self.link.close()
+            raise
 
     def write_data_zone(self, device: Device) -> None:
         """No extra data: the client writes only what the certificates need."""

@@ -30,6 +30,7 @@ from enum import IntEnum
 from pathlib import Path
 
 from atcaprov.certinfo import CertInfo, load_cert_info
+from atcaprov.certreq import NotReadyError, ServerTooOldError, ready_request
 from atcaprov.config import ConfigError, load_config_file
 from atcaprov.errors import AtcaprovError, CommError
 from atcaprov.protocol import MAX_STATION_ID_BYTES
@@ -37,9 +38,11 @@ from atcaprov.provisioning import (
     AlreadyProvisionedError,
     PartState,
     ProvisioningError,
+    ServerNotReadyError,
     check_arguments,
     provision,
 )
+from atcaprov.return_codes import ReturnCodeError
 from atcaprov.stages import ProvStage
 from atcaprov.terminal import ENTER, ESC
 from atcaprov.validation import verify
@@ -147,6 +150,8 @@ class Station:
                     f" {exc.reason}. Is provserver running there?"
                 )
                 return ExitCode.SERVER_UNREACHABLE
+            if not self._server_usable_at_start():
+                return ExitCode.SERVER_UNREACHABLE
             self.output.line("Press ESC to quit.")
             return self._loop()
         except OperatorQuit:
@@ -192,6 +197,33 @@ class Station:
             self.output.line(f"Cannot provision with these options: {exc}")
             return False
         return True
+
+    # ---- readiness: nothing irreversible before the server is known ready ------------------
+    def _server_usable_at_start(self) -> bool:
+        """Ask the server once, right after connecting. An answer "not ready" (signer locked,
+        unknown, no profile...) is shown and the station goes on: every board is asked again
+        before anything is written. A server that cannot answer (TLS mismatch, protocol too
+        old, connection lost) stops the station: False."""
+        assert self.cert_info is not None
+        address = self.link.address
+        try:
+            self.hooks.check_ready(ready_request(self.cert_info, self.options.station_id))
+        except ServerTooOldError as exc:
+            self.output.line(f"Cannot use the provisioning server at {address}: {exc.message}")
+            return False
+        except NotReadyError as exc:
+            self.output.detail(f"Server not ready: {exc.message}")
+        except (ReturnCodeError, OSError) as exc:  # link and protocol errors
+            reason = exc.message if isinstance(exc, ReturnCodeError) else _reason(exc)
+            self.output.line(f"Cannot use the provisioning server at {address}: {reason}")
+            return False
+        return True
+
+    def _report_not_ready(self, result: BoardResult, exc: ServerNotReadyError) -> None:
+        """The check before the first write or lock said no: nothing was written or locked."""
+        self._fill_error(result, exc)
+        self.output.detail(f"Server not ready: {exc.message}")
+        self.output.detail(f"Part state: {exc.part_state.value}")
 
     # ---- the board loop --------------------------------------------------------------------
     def _loop(self) -> ExitCode:
@@ -292,6 +324,10 @@ class Station:
         except ConfigError as exc:
             self.output.line(f"Cannot provision with these options: {exc}")
             return None
+        except ServerNotReadyError as exc:
+            result.elapsed_s = time.monotonic() - started
+            self._report_not_ready(result, exc)
+            return result
         except AlreadyProvisionedError as exc:
             result.elapsed_s = time.monotonic() - started
             self._fill_error(result, exc)
@@ -333,10 +369,10 @@ class Station:
             connect_with_retry(self.link, self.output, self.keys,
                                retries=self.options.connect_retries,
                                interval=self.options.retry_interval, verb="Reconnecting")
-        except ServerUnreachableError as exc:
-            # the request stage will fail for this board and say so; the part stays untouched
-            # up to CONFIG_LOCK at most, which is resumable
-            self.output.detail(f"Server unreachable: {exc.reason}")
+        except ServerUnreachableError:
+            # Shown on the "Reconnecting...failed (reason)" line; provision()'s readiness check
+            # tries once more and reports it before any chip command that writes or locks.
+            return
 
     def _fill_error(self, result: BoardResult, exc: ProvisioningError) -> None:
         result.result = "failed"

@@ -187,6 +187,7 @@ async def run(
         server = ProvisioningServer(
             service.handle,
             console,
+            ready_handler=service.ready,
             host=settings.host,
             port=settings.port,
             limits=settings.limits,

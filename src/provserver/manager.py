@@ -313,6 +313,19 @@ class SignerManager:
             )
         return identity
 
+    def ready_identity(self, key_id: bytes, signer_id: bytes) -> SignerIdentity:
+        """Like :meth:`find_identity`, and SIGNER_LOCKED unless a module of the pool is ready
+        to sign now (unlocked, not dropped): the readiness answer."""
+        identity = self.find_identity(key_id, signer_id)
+        pool = self._pool(key_id, signer_id)
+        if not any(m.ready and not m.dropped for m in pool):
+            raise SignerRequestError(
+                ReturnCode.SIGNER_LOCKED,
+                f"signer {identity.signer_id.hex().upper()} is locked (enter its password at the"
+                " server)",
+            )
+        return identity
+
     def _not_found(self, key_id: bytes, signer_id: bytes) -> str:
         present = sorted(
             {

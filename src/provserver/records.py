@@ -187,6 +187,14 @@ class RecordStore(ABC):
     async def close(self) -> None:
         """Wait for pending records, make everything durable and release the store."""
 
+    def problem(self) -> str | None:
+        """Why the store cannot take records now (not open, failed earlier), or None.
+
+        The readiness answer uses it: a server that cannot record must not look ready. The
+        default knows of no problem; back-ends that can fail say so.
+        """
+        return None
+
     async def __aenter__(self: _Store) -> _Store:
         await self.open()
         return self
@@ -248,3 +256,6 @@ class MemoryRecordStore(RecordStore):
 
     async def close(self) -> None:
         self.is_open = False
+
+    def problem(self) -> str | None:
+        return None if self.is_open else "record store is not open"

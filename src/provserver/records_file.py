@@ -248,6 +248,13 @@ class FileRecordStore(RecordStore):
             self._close_handles()
             self._state = "closed"
 
+    def problem(self) -> str | None:
+        if self._state != "open":
+            return f"record store is {self._state}, not open"
+        if self._failure is not None:
+            return f"record store failed earlier: {self._failure}"
+        return None
+
     async def _submit(self, job: _Job) -> None:
         if self._state != "open":
             raise RecordStoreError(f"record store is {self._state}, not open")

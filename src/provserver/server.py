@@ -1,15 +1,19 @@
 """The network side of the provisioning server: an asyncio TCP (optionally TLS) server.
 
 It accepts stations, turns their bytes into :mod:`atcaprov.protocol` messages, passes each
-``CertRequest`` to a request handler and writes back its reply. It owns the connection rules:
+``CertRequest`` to a request handler (each ``ReadyRequest`` to a readiness handler) and writes
+back its reply. It owns the connection rules:
 
-* a connection carries any number of requests in sequence (a line station keeps one open);
+* a connection carries any number of requests in sequence (a line station keeps one open),
+  from a version-1 or a version-2 station (each message goes with its type's version);
 * every protocol error is answered with an ``ErrorReply`` (its return code and message), then
   the connection is closed;
 * limits: at most ``max_connections`` stations at once (the next one gets an ``ErrorReply``
   SERVER_ERROR and is closed), bodies up to ``max_body_size``, a station silent between
-  requests for ``idle_timeout`` is closed, one that stalls in the middle of a message for
-  ``read_timeout`` gets an ``ErrorReply`` TIMEOUT and is dropped;
+  requests for ``idle_timeout`` is closed; a message must be complete within ``read_timeout``
+  of its first byte (a deadline for the whole message, not per read: a station trickling
+  bytes cannot hold a connection), else the station gets an ``ErrorReply`` TIMEOUT and is
+  dropped;
 * TLS: with a client CA, a station without a certificate the CA signed is refused at the
   handshake and the refusal is logged;
 * shutdown: :meth:`ProvisioningServer.stop` stops accepting, closes idle connections, lets
@@ -32,9 +36,12 @@ from atcaprov.protocol import (
     CertReply,
     CertRequest,
     ErrorReply,
+    Message,
     MessageReader,
     MessageType,
     ProtocolError,
+    ReadyReply,
+    ReadyRequest,
     encode,
 )
 from atcaprov.return_codes import ReturnCode
@@ -50,6 +57,7 @@ class ServerStartError(AtcaprovError):
 
 
 RequestHandler = Callable[[CertRequest, Peer], Awaitable[CertReply | ErrorReply]]
+ReadyHandler = Callable[[ReadyRequest, Peer], Awaitable[ReadyReply | ErrorReply]]
 
 
 @dataclass(frozen=True)
@@ -96,19 +104,23 @@ class _StallError(AtcaprovError):
 
 
 class ProvisioningServer:
-    """Accepts stations and serves their certificate requests with ``handler``."""
+    """Accepts stations and serves their certificate requests with ``handler`` and their
+    readiness requests with ``ready_handler`` (without one, a ReadyRequest is a protocol error:
+    UNKNOWN_MESSAGE_TYPE)."""
 
     def __init__(
         self,
         handler: RequestHandler,
         console: Console,
         *,
+        ready_handler: ReadyHandler | None = None,
         host: str = "0.0.0.0",
         port: int = 11235,
         limits: ServerLimits | None = None,
         tls: ssl.SSLContext | None = None,
     ) -> None:
         self._handler = handler
+        self._ready_handler = ready_handler
         self._console = console
         self.host = host
         self.port = port
@@ -239,9 +251,10 @@ class ProvisioningServer:
         return True
 
     async def _serve(self, conn: _Connection, reader: asyncio.StreamReader) -> None:
-        messages = MessageReader(
-            {MessageType.CERT_REQUEST}, max_body_size=self.limits.max_body_size
-        )
+        accept = {MessageType.CERT_REQUEST}
+        if self._ready_handler is not None:
+            accept.add(MessageType.READY_REQUEST)
+        messages = MessageReader(accept, max_body_size=self.limits.max_body_size)
         while not self._closing:
             try:
                 msg = await self._next_message(reader, messages)
@@ -258,7 +271,7 @@ class ProvisioningServer:
                 return
             if msg is None:
                 return  # clean close between requests, or idle timeout
-            assert isinstance(msg, CertRequest)  # the reader accepts nothing else
+            assert isinstance(msg, (CertRequest, ReadyRequest))  # what the reader accepts
             conn.busy = True
             try:
                 reply = await self._handle(conn, msg)
@@ -270,8 +283,13 @@ class ProvisioningServer:
                 if self._closing:
                     conn.done.set()
 
-    async def _handle(self, conn: _Connection, msg: CertRequest) -> CertReply | ErrorReply:
+    async def _handle(
+        self, conn: _Connection, msg: CertRequest | ReadyRequest
+    ) -> CertReply | ReadyReply | ErrorReply:
         try:
+            if isinstance(msg, ReadyRequest):
+                assert self._ready_handler is not None  # else the reader refused the message
+                return await self._ready_handler(msg, conn.peer)
             return await self._handler(msg, conn.peer)
         except AtcaprovError as exc:
             self._console.error(f"Station {conn.peer}: request failed: {exc}")
@@ -282,7 +300,7 @@ class ProvisioningServer:
 
     async def _next_message(
         self, reader: asyncio.StreamReader, messages: MessageReader
-    ) -> CertRequest | CertReply | ErrorReply | None:
+    ) -> Message | None:
         """The next message; None at a clean end of stream or after ``idle_timeout``."""
         msg = messages.next_message()
         if msg is not None:

@@ -3,7 +3,9 @@
 :func:`check_request` checks the parts of a request the server relies on (config zone, serial
 number, device public key) and returns the facts taken from them; every refusal is a
 :class:`RequestRefused` carrying the wire return code and a message saying what was received
-and what was expected. The signing service that builds certificates lives below it.
+and what was expected. The signing service that builds certificates lives below it; it also
+answers readiness requests (:meth:`SigningService.ready`) from the state of the signer manager,
+the profile store and the record store, without signing or recording anything.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from atcaprov.atcacert.build import prepare
+from atcaprov.atcacert.certdef import CertDef
 from atcaprov.atcacert.errors import CertError
 from atcaprov.crypto import CryptoFormatError, public_key_from_xy, verify_digest
 from atcaprov.datasheet import (
@@ -29,7 +32,7 @@ from atcaprov.datasheet import (
     UNLOCKED,
     serial_number,
 )
-from atcaprov.protocol import CertReply, CertRequest, ErrorReply
+from atcaprov.protocol import CertReply, CertRequest, ErrorReply, ReadyReply, ReadyRequest
 from atcaprov.return_codes import ReturnCode, ReturnCodeError
 
 from .console import Console
@@ -245,22 +248,41 @@ class SigningService:
         )
         return signed.reply
 
+    async def ready(self, request: ReadyRequest, peer: Peer) -> ReadyReply:
+        """Could a CertRequest for this cert info be signed now? Ready, or the first reason
+        not: SIGNER_NOT_FOUND, NO_PROFILE, TEMPLATE_MISMATCH, SIGNER_LOCKED,
+        RECORDS_UNAVAILABLE. Nothing is signed or recorded; a not-ready answer is logged."""
+        await self._manager.wait_first_scan()
+        signer = request.signer_id.hex().upper()
+        try:
+            identity = self._manager.find_identity(request.signer_key_id, request.signer_id)
+            try:
+                profile = self._profiles.get(identity.key_id)
+            except ProfileError as exc:
+                raise RequestRefused(ReturnCode.NO_PROFILE, str(exc)) from None
+            _check_templates(request, identity, profile.device_cert_def)
+            self._manager.ready_identity(request.signer_key_id, request.signer_id)
+            problem = self._records.problem()
+            if problem is not None:
+                raise RequestRefused(
+                    ReturnCode.RECORDS_UNAVAILABLE,
+                    f"the server cannot record signings: {problem}",
+                )
+        except (RequestRefused, SignerRequestError) as exc:
+            self._console.warning(
+                f"Station {station_text(peer, request.station_id)}: signer {signer} not ready:"
+                f" {exc.code.c_name}: {exc.message}"
+            )
+            return ReadyReply(exc.code, clip_message(exc.message))
+        return ReadyReply(ReturnCode.SUCCESS, f"signer {signer} ready")
+
     async def _sign(self, request: CertRequest, when: datetime) -> Signed:
         checked = check_request(request.config_zone, request.device_public_key)
         await self._manager.wait_first_scan()
         identity = self._manager.find_identity(request.signer_key_id, request.signer_id)
         profile = self._profiles.get(identity.key_id)
         cert_def = profile.device_cert_def
-        if (request.device_template_id, request.chain_id) != (
-            cert_def.template_id,
-            cert_def.chain_id,
-        ):
-            raise RequestRefused(
-                ReturnCode.TEMPLATE_MISMATCH,
-                f"request names device template {request.device_template_id} chain "
-                f"{request.chain_id}; signer {identity.signer_id.hex().upper()} issues device "
-                f"template {cert_def.template_id} chain {cert_def.chain_id}",
-            )
+        _check_templates(request, identity, cert_def)
         unsigned = prepare(
             cert_def,
             public_key=checked.public_key,
@@ -307,6 +329,19 @@ class SigningService:
         except RecordStoreError as exc:
             self._console.error(f"Refusal of device {sn.hex().upper()} not recorded: {exc}")
         return ErrorReply(code, clip_message(message))
+
+
+def _check_templates(
+    request: CertRequest | ReadyRequest, identity: SignerIdentity, cert_def: CertDef
+) -> None:
+    """The request's device template and chain ids must be those of the signer's profile."""
+    if (request.device_template_id, request.chain_id) != (cert_def.template_id, cert_def.chain_id):
+        raise RequestRefused(
+            ReturnCode.TEMPLATE_MISMATCH,
+            f"request names device template {request.device_template_id} chain "
+            f"{request.chain_id}; signer {identity.signer_id.hex().upper()} issues device "
+            f"template {cert_def.template_id} chain {cert_def.chain_id}",
+        )
 
 
 def _check_signature(identity: SignerIdentity, digest: bytes, signature: bytes) -> None:

@@ -31,6 +31,17 @@ def _request(station: str | None = "line-1") -> p.CertRequest:
     )
 
 
+def _ready_request(station: str | None = "line-1") -> p.ReadyRequest:
+    return p.ReadyRequest(
+        signer_id=b"\xc4\x8b",
+        signer_key_id=bytes(range(20)),
+        device_template_id=2,
+        signer_template_id=1,
+        chain_id=3,
+        station_id=station,
+    )
+
+
 def _raw(msg_type: int, body: bytes, *, magic: bytes = b"APRV", version: int = 1) -> bytes:
     return struct.pack(">4sBBHI", magic, version, msg_type, 0, len(body)) + body
 
@@ -69,9 +80,32 @@ def test_cert_reply_and_error_layout() -> None:
     assert wire[p.HEADER_SIZE :] == b"\x00\x21\x00\x04wait"
 
 
+def test_ready_request_and_reply_layout() -> None:
+    wire = p.encode(_ready_request("ab"))
+    assert wire[4] == 2 and wire[5] == 0x04
+    body = wire[p.HEADER_SIZE :]
+    assert int.from_bytes(wire[8:12], "big") == len(body) == 28
+    assert body[0:2] == b"\xc4\x8b"
+    assert body[2:22] == bytes(range(20))
+    assert body[22:25] == bytes((2, 1, 3))
+    assert body[25] == 2 and body[26:] == b"ab"
+    assert p.encode(_ready_request(None))[p.HEADER_SIZE :][25:] == b"\x00"
+    ready = p.encode(p.ReadyReply(ReturnCode.SUCCESS, "ok"))
+    assert ready[4] == 2 and ready[5] == 0x05
+    assert ready[p.HEADER_SIZE :] == b"\x00\x00\x00\x02ok"
+    locked = p.encode(p.ReadyReply(ReturnCode.SIGNER_LOCKED, "wait"))
+    assert locked[p.HEADER_SIZE :] == b"\x00\x21\x00\x04wait"
+    assert p.ReadyReply(ReturnCode.SUCCESS).ready
+    assert not p.ReadyReply(ReturnCode.NO_PROFILE, "x").ready
+
+
 @pytest.mark.parametrize(
     "msg",
     [
+        _ready_request(),
+        _ready_request(None),
+        p.ReadyReply(ReturnCode.SUCCESS, "signer C48B ready"),
+        p.ReadyReply(ReturnCode.RECORDS_UNAVAILABLE, "disk full"),
         _request(),
         _request(None),
         _request("ステーション-7"),
@@ -149,10 +183,47 @@ def test_bad_magic() -> None:
 
 
 def test_unsupported_version() -> None:
+    for version in (0, 3, 255):
+        with pytest.raises(p.ProtocolError) as ei:
+            p.parse_header(_raw(1, b"", version=version))
+        assert _code(ei) is ReturnCode.UNSUPPORTED_VERSION
+        assert f"version {version} not supported (supported: 1, 2)" in str(ei.value)
+
+
+def test_version_1_peer_refuses_version_2_header() -> None:
+    """What a version-1 server does with a ReadyRequest: UNSUPPORTED_VERSION at the header."""
+    wire = p.encode(_ready_request())
+    assert wire[4] == 2
+    reader = p.MessageReader(versions={1})
+    reader.feed(wire)
     with pytest.raises(p.ProtocolError) as ei:
-        p.parse_header(_raw(1, b"", version=2))
+        reader.next_message()
     assert _code(ei) is ReturnCode.UNSUPPORTED_VERSION
-    assert "version 2" in str(ei.value)
+    assert "(supported: 1)" in str(ei.value)
+
+
+def test_version_1_peer_reads_every_version_1_message_of_this_library() -> None:
+    """A version-2 server answers a version-1 station in version 1: same layouts, same byte."""
+    for msg in (_request(), p.CertReply(CERT, SMALL_DER), p.ErrorReply(ReturnCode.TIMEOUT, "x")):
+        wire = p.encode(msg)
+        assert wire[4] == 1
+        reader = p.MessageReader(versions={1})
+        reader.feed(wire)
+        assert reader.next_message() == msg
+
+
+def test_version_2_types_not_in_a_version_1_header() -> None:
+    body = p.encode(_ready_request())[p.HEADER_SIZE :]
+    with pytest.raises(p.ProtocolError) as ei:
+        p.parse_header(_raw(4, body, version=1)[: p.HEADER_SIZE])
+    assert _code(ei) is ReturnCode.UNKNOWN_MESSAGE_TYPE
+    assert "0x04 in protocol version 1" in str(ei.value)
+    assert "0x03 ErrorReply)" in str(ei.value)  # the known list stops at version 1's types
+    # a version-2 header may carry a version-1 type (its layout is the same)
+    wire = _raw(1, p.encode(_request())[p.HEADER_SIZE :], version=2)
+    reader = p.MessageReader()
+    reader.feed(wire)
+    assert reader.next_message() == _request()
 
 
 def test_unknown_type() -> None:
@@ -327,6 +398,27 @@ def test_error_reply_errors() -> None:
     _malformed(3, b"\x00\x21", "truncated in field message_length")
 
 
+def test_ready_request_and_reply_errors() -> None:
+    body = p.encode(_ready_request("ab"))[p.HEADER_SIZE :]
+
+    def bad(msg_type: int, raw: bytes, *fragments: str) -> None:
+        wire = _raw(msg_type, raw, version=2)
+        with pytest.raises(p.ProtocolError) as ei:
+            p.decode(p.parse_header(wire[: p.HEADER_SIZE]), wire[p.HEADER_SIZE :])
+        assert _code(ei) is ReturnCode.MALFORMED_BODY
+        for fragment in fragments:
+            assert fragment in str(ei.value)
+
+    bad(4, body[:10], "ReadyRequest body", "signer_key_id at byte 2")
+    bad(4, body[:25], "station_id_length at byte 25")
+    bad(4, body[:27], "station_id at byte 26: need 2 bytes, 1 left")
+    bad(4, body + b"!", "1 trailing bytes")
+    bad(4, body[:24] + b"\x10" + body[25:], "chain_id at byte 24 is 16")
+    bad(4, body[:25] + b"\x41" + b"a" * 65, "station_id_length at byte 25 is 65")
+    bad(5, b"\x00\x99\x00\x00", "0x0099", "not a known return code")
+    bad(5, b"\x00\x00\x00\x05ab", "truncated in field message")
+
+
 def test_decode_length_mismatch() -> None:
     header = p.parse_header(_raw(3, b"\x00\x21\x00\x00")[: p.HEADER_SIZE])
     with pytest.raises(p.ProtocolError) as ei:
@@ -371,6 +463,12 @@ def test_local_misuse_raises_value_or_type_error() -> None:
         p.ErrorReply(ReturnCode.TIMEOUT, "é" * 513)
     with pytest.raises(TypeError):
         p.encode("hello")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="chain_id"):
+        p.ReadyRequest(b"\x00\x01", bytes(20), 0, 0, 16)
+    with pytest.raises(ValueError, match="signer_key_id"):
+        p.ReadyRequest(b"\x00\x01", bytes(19), 0, 0, 0)
+    with pytest.raises(TypeError):
+        p.ReadyReply(0, "x")  # type: ignore[arg-type]
 
 
 def test_bytearray_fields_are_normalised() -> None:
@@ -405,8 +503,8 @@ def test_fuzz_random_bytes(chunks: list[bytes]) -> None:
 def _prefixed_bodies() -> st.SearchStrategy[bytes]:
     # valid headers with random bodies reach the body decoders (random bytes rarely do)
     return st.builds(
-        lambda t, body: _raw(t, body),
-        st.sampled_from([1, 2, 3]),
+        lambda t, body: _raw(t, body, version=p.MESSAGE_VERSION[p.MessageType(t)]),
+        st.sampled_from([1, 2, 3, 4, 5]),
         st.one_of(st.binary(max_size=400), st.binary(min_size=218, max_size=300)),
     )
 

@@ -6,8 +6,12 @@ of a :class:`~tests.support.pki.Pki`, and encodes a CertReply (or the ErrorReply
 give), so the library's flow runs through its real message path without a transport.
 
 :class:`CertServer` is the same server on 127.0.0.1 (one thread per connection, bounded reads),
-which can also be told to close connections or to go silent, so the client is tested through its
-real socket path without starting provserver.
+which can also be told to close connections, to go silent, to trickle its answers a byte at a
+time, or to speak only some protocol versions (``versions={1}``: a version-1 server, answering
+a protocol error with an ErrorReply and closing, as provserver does), so the client is tested
+through its real socket path without starting provserver.
+
+Both answer a ReadyRequest with :attr:`InMemoryServer.ready_answer` (ready by default).
 """
 
 from __future__ import annotations
@@ -19,10 +23,14 @@ from collections.abc import Callable
 from atcaprov.atcacert import build_cert
 from atcaprov.datasheet import serial_number
 from atcaprov.protocol import (
+    SUPPORTED_VERSIONS,
     CertReply,
     CertRequest,
     ErrorReply,
     MessageReader,
+    ProtocolError,
+    ReadyReply,
+    ReadyRequest,
     encode,
 )
 from atcaprov.return_codes import ReturnCode
@@ -36,19 +44,29 @@ class InMemoryServer:
     def __init__(self, pki: Pki) -> None:
         self.pki = pki
         self.requests: list[CertRequest] = []
+        self.ready_requests: list[ReadyRequest] = []
+        self.ready_answer = ReadyReply(ReturnCode.SUCCESS, "ready")
+        self.versions: frozenset[int] | None = None  # None: every version this library speaks
         self.error: tuple[ReturnCode, str] | None = None
         self.tamper: Callable[[CertReply], CertReply] | None = None
 
     def handle(self, data: bytes) -> bytes:
-        reader = MessageReader()
-        reader.feed(data)
-        msg = reader.next_message()
-        assert isinstance(msg, CertRequest), msg
-        self.requests.append(msg)
+        reader = MessageReader(versions=self.versions or SUPPORTED_VERSIONS)
+        try:
+            reader.feed(data)
+            msg = reader.next_message()
+        except ProtocolError as exc:  # as provserver: an ErrorReply saying why
+            return encode(ErrorReply(exc.code, exc.message))
+        assert isinstance(msg, (CertRequest, ReadyRequest)), msg
         return self.answer(msg)
 
-    def answer(self, msg: CertRequest) -> bytes:
-        """The encoded reply to ``msg``: the error set, else the certificates (tampered if set)."""
+    def answer(self, msg: CertRequest | ReadyRequest) -> bytes:
+        """The encoded reply to ``msg``: the ready answer set for a ReadyRequest; for a
+        CertRequest the error set, else the certificates (tampered if set)."""
+        if isinstance(msg, ReadyRequest):
+            self.ready_requests.append(msg)
+            return encode(self.ready_answer)
+        self.requests.append(msg)
         if self.error is not None:
             return encode(ErrorReply(self.error[0], self.error[1]))
         info = self.pki.cert_info
@@ -71,8 +89,9 @@ class CertServer(InMemoryServer):
 
     def __init__(self, pki: Pki) -> None:
         super().__init__(pki)
-        self.silent = False
-        self.close_after_reply = False
+        self.silent = False  # certificate requests get no answer (readiness still does)
+        self.close_after_reply = False  # close after each certificate reply
+        self.trickle: float | None = None  # seconds between the bytes of an answer
         self.connections = 0
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))
@@ -101,7 +120,7 @@ class CertServer(InMemoryServer):
 
     def _serve(self, conn: socket.socket) -> None:
         conn.settimeout(0.2)
-        reader = MessageReader()
+        reader = MessageReader(versions=self.versions or SUPPORTED_VERSIONS)
         with conn:
             while not self._stop.is_set():
                 try:
@@ -112,17 +131,37 @@ class CertServer(InMemoryServer):
                     return
                 if not data:
                     return
-                reader.feed(data)
-                msg = reader.next_message()
+                try:
+                    reader.feed(data)
+                    msg = reader.next_message()
+                except ProtocolError as exc:  # as provserver: say why, then close
+                    conn.sendall(encode(ErrorReply(exc.code, exc.message)))
+                    return
                 if msg is None:
                     continue
-                assert isinstance(msg, CertRequest)
-                self.requests.append(msg)
-                if self.silent:
+                assert isinstance(msg, (CertRequest, ReadyRequest))
+                cert = isinstance(msg, CertRequest)
+                if self.silent and isinstance(msg, CertRequest):  # ready, then silent
+                    self.requests.append(msg)
                     continue
-                conn.sendall(self.answer(msg))
-                if self.close_after_reply:
+                if not self._send(conn, self.answer(msg)):
                     return
+                if self.close_after_reply and cert:
+                    return
+
+    def _send(self, conn: socket.socket, data: bytes) -> bool:
+        """Send ``data`` (a byte at a time with ``trickle``); False once stopped or closed."""
+        try:
+            if self.trickle is None:
+                conn.sendall(data)
+                return True
+            for i in range(len(data)):  # bounded: one answer, at most a few KiB
+                if self._stop.wait(self.trickle):
+                    return False
+                conn.sendall(data[i : i + 1])
+        except OSError:
+            return False
+        return True
 
     def drop_connections(self) -> None:
         for conn in self._conns:

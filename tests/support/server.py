@@ -90,8 +90,14 @@ async def serving(
     modules: int = 1,
     delay: float = 0.0,
     tls: ssl.SSLContext | None = None,
+    *,
+    password: str | None = None,
+    profiles: list[SignerProfile] | None = None,
+    records: MemoryRecordStore | None = None,
 ) -> AsyncIterator[Running]:
-    """The server on 127.0.0.1 (any port) signing for ``chain`` with ``modules`` fake modules."""
+    """The server on 127.0.0.1 (any port) signing for ``chain`` with ``modules`` fake modules
+    (locked by ``password``: no password source, so they stay locked), the chain's profile (or
+    ``profiles``) and an in-memory record store (or ``records``)."""
     out = io.StringIO()
     console = Console(out)
     backend = FakeBackend()
@@ -102,12 +108,15 @@ async def serving(
             chain.signer_cert,
             sn=f"01230000000000{i:02X}EE",
             delay=delay,
+            password=password,
         )
     manager = SignerManager([backend], console, NoPasswordSource(), rescan_interval=0)
-    log = MemoryRecordStore()
-    service = SigningService(manager, ProfileStore([], [chain.profile]), log, console)
+    log = records if records is not None else MemoryRecordStore()
+    known = [chain.profile] if profiles is None else profiles
+    service = SigningService(manager, ProfileStore([], known), log, console)
     server = ProvisioningServer(
-        service.handle, console, host="127.0.0.1", port=0, tls=tls,
+        service.handle, console, ready_handler=service.ready, host="127.0.0.1", port=0,
+        tls=tls,
         limits=limits or ServerLimits(),
     )
     await service.open()

@@ -16,7 +16,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from atcaprov.atcacert.keys import public_key_bytes
 from atcaprov.certinfo import CertInfo
-from atcaprov.protocol import CertReply, CertRequest, MessageReader, MessageType, encode
+from atcaprov.protocol import (
+    SUPPORTED_VERSIONS,
+    CertReply,
+    CertRequest,
+    MessageReader,
+    MessageType,
+    ReadyRequest,
+    encode,
+)
 from tests.support.config import config_zone
 from tests.support.keys import new_key
 
@@ -59,28 +67,48 @@ def check_reply(info: CertInfo, request: CertRequest, reply: object) -> x509.Cer
     return device
 
 
-class Station:
-    """A test client: one connection, send raw bytes or requests, read one reply."""
+def ready_request_for(info: CertInfo, station: str = "load") -> ReadyRequest:
+    """The readiness question a station asks for ``info``."""
+    return ReadyRequest(
+        signer_id=info.signer_id,
+        signer_key_id=info.signer_key_id,
+        device_template_id=info.device_cert_def.template_id,
+        signer_template_id=info.signer_cert_def.template_id,
+        chain_id=info.device_cert_def.chain_id,
+        station_id=station,
+    )
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+
+class Station:
+    """A test client: one connection, send raw bytes or requests, read one reply.
+
+    ``versions`` are the protocol versions it reads (``{1}``: a version-1 station)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
+                 versions: frozenset[int] = SUPPORTED_VERSIONS) -> None:
         self.reader = reader
         self.writer = writer
-        self.messages = MessageReader({MessageType.CERT_REPLY, MessageType.ERROR_REPLY})
+        self.messages = MessageReader(
+            {MessageType.CERT_REPLY, MessageType.ERROR_REPLY, MessageType.READY_REPLY},
+            versions=versions,
+        )
 
     @classmethod
     async def connect(
-        cls, port: int, *, tls: ssl.SSLContext | None = None, timeout: float = 5.0
+        cls, port: int, *, tls: ssl.SSLContext | None = None, timeout: float = 5.0,
+        versions: frozenset[int] = SUPPORTED_VERSIONS,
     ) -> Station:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection("127.0.0.1", port, ssl=tls), timeout
         )
-        return cls(reader, writer)
+        return cls(reader, writer, versions=versions)
 
     async def send(self, data: bytes) -> None:
         self.writer.write(data)
         await self.writer.drain()
 
-    async def request(self, request: CertRequest, timeout: float = 10.0) -> object:
+    async def request(self, request: CertRequest | ReadyRequest,
+                      timeout: float = 10.0) -> object:
         await self.send(encode(request))
         return await self.reply(timeout)
 
