@@ -338,3 +338,47 @@ def test_config_file_read_and_used(tmp_path: Path, pki: Pki, server: CertServer)
     assert out.lines()[1:] == [f"Reading device config file {missing}...failed",
                                f"    Error: {missing}: cannot read config file: No such file or"
                                " directory"]
+
+
+@pytest.mark.parametrize(("status", "state"), [
+    (ProvStatus.START, "config zone locked, data zone unlocked (can be provisioned again)"),
+    (ProvStatus.DONE, "data zone locked (provisioned; cannot be rewritten)"),
+])
+def test_interrupt_inside_a_lock_stage_asks_the_chip(tmp_path: Path, pki: Pki,
+                                                     server: CertServer, status: ProvStatus,
+                                                     state: str) -> None:
+    with VirtualKitBoard(tmp_path / "chips", chips=1) as board:
+        out = CapturingOutput(json_lines=True)
+
+        def interrupt(stage: object, what: object) -> None:
+            if stage is ProvStage.DATA_LOCK and what is status:
+                raise KeyboardInterrupt
+
+        out.on_stage = interrupt
+        station = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
+                               yes=True, count=1)
+        assert station.run() == ExitCode.INTERRUPTED
+        assert board.chips[0].chip.data_locked is (status is ProvStatus.DONE)
+    lines = out.lines()
+    i = lines.index('    Interrupted during "Locking data zone".')
+    assert lines[i + 1] == f"    Part state: {state}"
+    result = json.loads(out.json_text.getvalue())
+    assert result["result"] == "interrupted" and result["stage"] == "DATA_LOCK"
+    assert result["part_state_text"] == state
+
+
+def test_state_after_each_stage() -> None:
+    from atcaprov.provisioning import PartState
+    from provclient_cdc.session import _state_after
+
+    blank, locked = PartState.UNLOCKED, PartState.CONFIG_LOCKED
+    assert _state_after(None, blank) is blank
+    assert _state_after(ProvStage.CONFIG_WRITE, blank) is blank
+    assert _state_after(ProvStage.CONFIG_LOCK, blank) is None  # ask the chip
+    assert _state_after(ProvStage.CONFIG_LOCK, locked) is locked  # resumed: skipped
+    for stage in (ProvStage.CONFIG_READ, ProvStage.GEN_KEY, ProvStage.CERTS_REQUEST,
+                  ProvStage.CERTS_WRITE, ProvStage.DATA_WRITE):
+        assert _state_after(stage, blank) is locked
+    assert _state_after(ProvStage.DATA_LOCK, locked) is None
+    assert _state_after(ProvStage.SLOTS_LOCK, blank) is PartState.PROVISIONED
+    assert _state_after(ProvStage.VALIDATE_CERTS, blank) is PartState.PROVISIONED
