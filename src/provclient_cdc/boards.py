@@ -8,9 +8,9 @@
   or the first kit port found. Opening discovers the ATECC device through the kit protocol
   (:class:`atcaprov.hal.kit_cdc.KitCdcHal`) and reads its serial number and its lock bytes
   (config block 0 and block 2, two Reads in one wake): :attr:`Board.part_state` says whether the
-  part is blank, config-locked or provisioned before the operator is asked for ENTER. A
-  ``--board`` that cannot be opened keeps :attr:`BoardFinder.open_error` (the reason, e.g.
-  ``Connection refused``) so that the station can say so.
+  part is blank, config-locked or provisioned before the operator is asked for ENTER. A port
+  that cannot be opened leaves :attr:`BoardFinder.open_error` (the port and the system's reason,
+  e.g. ``Connection refused``) so that the station can say so.
 * :class:`Board`: an open board. :meth:`Board.gone` checks passively (no bytes are sent, so a
   kit that swaps boards after host silence is not kept busy) whether the link closed: a socket
   at EOF, a pty or USB port that fails to read, or a device path that vanished.
@@ -167,14 +167,17 @@ class BoardFinder:
         self._lister = lister
         self._serial_factory = serial_factory or serial.serial_for_url
         self._rejected: set[str] = set()  # scanned ports without a usable device, until removed
-        self.open_error: str | None = None  # why the --board port could not be opened, last try
+        # the port and why it could not be opened, at the last try (None: opened, or nothing)
+        self.open_error: tuple[str, str] | None = None
 
     def describe(self) -> str:
         return self.url if self.url is not None else "kit boards on serial ports"
 
     def try_open(self) -> Board | None:
-        """One attempt. None: nothing there yet. :class:`BoardError`: there, but unusable
-        (reported once per port while it stays connected, when scanning)."""
+        """One attempt. None: nothing there yet (:attr:`open_error` says why if a port could not
+        be opened). :class:`BoardError`: there, but unusable (reported once per port while it
+        stays connected, when scanning)."""
+        self.open_error = None
         if self.url is not None:
             return self._open(self.url, listed=False, quiet_absent=True)
         ports = find_kit_ports(self._lister)
@@ -200,12 +203,11 @@ class BoardFinder:
             opened.append(port)
             return port
 
-        self.open_error = None
         try:
             hal = KitCdcHal(url, timeout=self.kit_timeout, serial_factory=factory)
         except CommError as exc:
             if not opened and quiet_absent:
-                self.open_error = open_failure_reason(exc)
+                self.open_error = (url, open_failure_reason(exc))
                 return None  # the port cannot be opened: no board (yet)
             if opened and _link_closed(exc):
                 return None  # board went away while we were talking to it

@@ -408,7 +408,9 @@ class Station:
                 break
             if board.gone(0.1):
                 return
+        started = time.monotonic()
         result.verify, result.verify_ok = self._verify_part(board)
+        result.elapsed_s = time.monotonic() - started
 
     def _verify_part(self, board: Board) -> tuple[list[str], bool]:
         """``Verifying part...ok`` and one line per check; the lines and the verdict."""
@@ -458,12 +460,13 @@ class Station:
         return True
 
     def _report_unopenable(self) -> None:
-        """Until a first board was opened, say at once why ``--board`` cannot be opened
-        (once per reason); afterwards its absence is a board being swapped."""
-        reason = self.finder.open_error
-        if reason is None or self._board_seen:
+        """Until a first board was opened, say at once why a port (``--board``, or a kit port
+        found by scanning) cannot be opened, once per port and reason; afterwards its absence
+        is a board being swapped."""
+        if self.finder.open_error is None or self._board_seen:
             return
-        message = f"Cannot open board {self.finder.describe()}: {reason}"
+        url, reason = self.finder.open_error
+        message = f"Cannot open board {url}: {reason}"
         if message in self._reported:
             return
         self._reported.add(message)
@@ -490,10 +493,7 @@ class Station:
         self.output.detail("This part is already provisioned (data zone locked);"
                            " it was left untouched.")
         if not self.options.yes:
-            started = time.monotonic()
             self._offer_verify(board, result)
-            if result.verify is not None:
-                result.elapsed_s = time.monotonic() - started
         return result
 
     def _verify_board(self, board: Board) -> BoardResult:
