@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+
 import pytest
 
 from tests.support.pki import Pki, make_pki
@@ -11,3 +14,21 @@ from tests.support.pki import Pki, make_pki
 def pki() -> Pki:
     """The test PKI: root CA, signer, standard cert defs and the cert info (new keys)."""
     return make_pki()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def per_user_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Per-user data folders (the client's station log, the server's default data folder) go to
+    a temporary folder, also for the programs the tests start, never to the tester's home."""
+    saved = {name: os.environ.get(name) for name in ("XDG_DATA_HOME", "LOCALAPPDATA")}
+    base = tmp_path_factory.mktemp("user-data")
+    os.environ["XDG_DATA_HOME"] = str(base)
+    os.environ["LOCALAPPDATA"] = str(base)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -7,8 +7,13 @@
   (any pyserial URL: ``socket://127.0.0.1:PORT`` for the virtual board, a pty or device path)
   or the first kit port found. Opening discovers the ATECC device through the kit protocol
   (:class:`atcaprov.hal.kit_cdc.KitCdcHal`, port opened exclusively) and reads its serial
-  number. A board another program holds is a :class:`BoardInUseError` ("board in use by
-  another program"), said again on every attempt until the other program lets go.
+  number and its lock bytes (config block 0 and block 2, two Reads in one wake):
+  :attr:`Board.part_state` says whether the part is blank, config-locked or provisioned before
+  the operator is asked for ENTER. A port that cannot be opened leaves
+  :attr:`BoardFinder.open_error` (the port and the system's reason, e.g. ``Connection
+  refused``) so that the station can say so. A board another program holds is a
+  :class:`BoardInUseError` ("board in use by another program"), said again on every attempt
+  until the other program lets go.
 * :class:`Board`: an open board. :meth:`Board.gone` checks passively (no bytes are sent, so a
   kit that swaps boards after host silence is not kept busy) whether the link closed: a socket
   at EOF, a pty or USB port that fails to read, or a device path that vanished.
@@ -25,10 +30,12 @@ from typing import Any
 import serial
 from serial.tools import list_ports
 
-from atcaprov.device import Device
+from atcaprov.config import LOCK_CONFIG_OFFSET, LOCK_VALUE_OFFSET, LOCKED
+from atcaprov.device import ZONE_CONFIG, Device
 from atcaprov.errors import AtcaprovError, CommError
 from atcaprov.hal.kit_cdc import KitCdcHal
 from atcaprov.kit_protocol import BOARD_IN_USE, KitBoardInUseError
+from atcaprov.provisioning import PartState
 
 log = logging.getLogger(__name__)
 
@@ -82,17 +89,38 @@ def _is_device_path(url: str) -> bool:
     return url.startswith("/")
 
 
+def part_state_of(lock_bytes: bytes) -> PartState:
+    """The part's state from its config bytes 86..87 (LockValue, LockConfig)."""
+    lock_value, lock_config = lock_bytes[0], lock_bytes[1]
+    if lock_value == LOCKED:
+        return PartState.PROVISIONED
+    if lock_config == LOCKED:
+        return PartState.CONFIG_LOCKED
+    return PartState.UNLOCKED
+
+
+def read_part(device: Device) -> tuple[bytes, PartState]:
+    """Serial number and state of the part, read in one wake (config blocks 0 and 2)."""
+    assert LOCK_CONFIG_OFFSET == LOCK_VALUE_OFFSET + 1
+    with device.session():
+        serial_number = device.read_serial_number()
+        locks = device.read_bytes_zone(ZONE_CONFIG, 0, LOCK_VALUE_OFFSET, 2)
+    return serial_number, part_state_of(locks)
+
+
 class Board:
-    """An open kit board with its ATECC device: ``device``, ``serial_number``, ``url``."""
+    """An open kit board with its ATECC device: ``device``, ``serial_number``, ``url`` and
+    ``part_state`` (as read when it was opened)."""
 
     def __init__(self, url: str, hal: KitCdcHal, port: Any, device: Device,
                  serial_number: bytes, *, lister: PortLister | None = None,
-                 listed: bool = False) -> None:
+                 listed: bool = False, part_state: PartState | None = None) -> None:
         self.url = url
         self.hal = hal
         self.port = port
         self.device = device
         self.serial_number = serial_number
+        self.part_state = part_state
         self._lister = lister
         self._listed = listed  # found by scanning: also gone when no longer listed
         self._gone = False
@@ -147,13 +175,17 @@ class BoardFinder:
         self._lister = lister
         self._serial_factory = serial_factory or serial.serial_for_url
         self._rejected: set[str] = set()  # scanned ports without a usable device, until removed
+        # the port and why it could not be opened, at the last try (None: opened, or nothing)
+        self.open_error: tuple[str, str] | None = None
 
     def describe(self) -> str:
         return self.url if self.url is not None else "kit boards on serial ports"
 
     def try_open(self) -> Board | None:
-        """One attempt. None: nothing there yet. :class:`BoardError`: there, but unusable
-        (reported once per port while it stays connected, when scanning)."""
+        """One attempt. None: nothing there yet (:attr:`open_error` says why if a port could not
+        be opened). :class:`BoardError`: there, but unusable (reported once per port while it
+        stays connected, when scanning)."""
+        self.open_error = None
         if self.url is not None:
             return self._open(self.url, listed=False, quiet_absent=True)
         ports = find_kit_ports(self._lister)
@@ -187,13 +219,14 @@ class BoardFinder:
             raise BoardInUseError(f"board at {url}: {BOARD_IN_USE}") from exc
         except CommError as exc:
             if not opened and quiet_absent:
+                self.open_error = (url, open_failure_reason(exc))
                 return None  # the port cannot be opened: no board (yet)
             if opened and _link_closed(exc):
                 return None  # board went away while we were talking to it
             raise BoardError(f"board at {url}: {exc}") from exc
         device = Device(hal)
         try:
-            serial_number = device.read_serial_number()
+            serial_number, state = read_part(device)
         except CommError as exc:
             hal_close_quietly(hal)
             if _link_closed(exc):
@@ -202,7 +235,22 @@ class BoardFinder:
                 f"board at {url}: cannot read the device serial number: {exc}"
             ) from exc
         return Board(url, hal, opened[0], device, serial_number,
-                     lister=self._lister, listed=listed)
+                     lister=self._lister, listed=listed, part_state=state)
+
+
+def open_failure_reason(exc: BaseException) -> str:
+    """Why a port could not be opened, in the system's words (``Connection refused``, ``No such
+    file or directory``, ``Permission denied``): the text of the deepest OSError in the chain
+    (pyserial wraps the system's error in its own)."""
+    reason = str(exc)
+    seen: BaseException | None = exc
+    for _ in range(8):  # a bounded walk down __cause__ / __context__
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.strerror:
+            reason = seen.strerror
+        seen = seen.__cause__ or seen.__context__
+    return reason
 
 
 def _link_closed(exc: BaseException) -> bool:

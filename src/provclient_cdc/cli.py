@@ -3,8 +3,9 @@
 Options and their ``--help`` text follow app note 8971A section 3.4 (``--help``, ``--certinfo``,
 ``--config``, ``--host``, ``--port``) in the app note's layout (option column of 28, text wrapped
 at 49), followed by the options a real line needs (board URL, slot locks, TLS, station id,
-non-interactive mode) and the exit codes. :func:`main` is the entry point; it builds a
-:class:`~provclient_cdc.session.Station`, runs it, and always gives the terminal back.
+non-interactive mode, verification, station log, version) and the exit codes. :func:`main` is
+the entry point; it builds a :class:`~provclient_cdc.session.Station`, runs it, and always gives
+the terminal back.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import click
 
+from atcaprov import __version__
 from atcaprov.protocol import MAX_STATION_ID_BYTES
 from atcaprov.terminal import ConsoleError
 
@@ -27,6 +29,7 @@ from .console import open_keys
 from .output import Output, OutputLogHandler
 from .server_link import ServerLink, TlsOptions, TlsSetupError, make_client_tls
 from .session import ExitCode, Station, StationOptions, default_station_id
+from .station_log import default_log_dir
 
 HELP_OPTION_COLUMN = 28
 HELP_TEXT_WIDTH = 49
@@ -76,6 +79,12 @@ ADDED_HELP: list[tuple[str, str]] = [
         "TLS: name to check in the server certificate (=--host).",
     ),
     ("--yes", "Do not wait for ENTER: provision each board as soon as it is found."),
+    (
+        "--verify",
+        "Verify each board's part instead of provisioning it (locks, certificates rebuilt "
+        "from the chip, chain, device key challenge); nothing is written and the server is "
+        "not used.",
+    ),
     ("--count N", "Stop after N boards, ok or not (=run until ESC)."),
     (
         "--json",
@@ -94,13 +103,21 @@ ADDED_HELP: list[tuple[str, str]] = [
     ("--kit-timeout s (=3)", "Seconds a kit has to answer one message."),
     ("--server-timeout s (=30)", "Seconds the server has to answer a request."),
     ("--verbose", "Show the library's diagnostic messages (kit and chip retries...)."),
+    (
+        "--log-dir folder",
+        "Station log folder: one row per board (time, serial number, result, stage, error), "
+        "one file per day (=per-user data folder, see docs/client.md).",
+    ),
+    ("-h", "Same as --help."),
+    ("--version", "Show the version and exit."),
 ]
 
 EXIT_CODES_HELP: list[tuple[int, str]] = [
-    (ExitCode.OK, "every board provisioned (or --count reached with all ok)"),
-    (ExitCode.BAD_INPUT, "bad arguments or unreadable cert-info / config / TLS files"),
+    (ExitCode.OK, "every board provisioned or verified (--count reached, all ok)"),
+    (ExitCode.BAD_INPUT, "bad arguments, unreadable input files, no station log"),
     (ExitCode.SERVER_UNREACHABLE, "server unreachable or unusable at start (TLS mismatch...)"),
-    (ExitCode.BOARD_FAILED, "at least one board failed or was already provisioned"),
+    (ExitCode.BOARD_FAILED, "a board failed, failed verification, or was already"
+                            " provisioned"),
     (ExitCode.OPERATOR_QUIT, "operator quit (ESC) with no board failed"),
     (ExitCode.NO_BOARD, "no board (or no removal) within --wait-timeout"),
     (ExitCode.INTERRUPTED, "interrupted (Ctrl-C, SIGTERM)"),
@@ -182,7 +199,8 @@ def _station_id(ctx: click.Context, param: click.Parameter, value: str | None) -
 _FILE = click.Path(path_type=Path, dir_okay=False)
 
 
-@click.command(cls=SeedHelpCommand, context_settings={"help_option_names": ["--help"]})
+@click.command(cls=SeedHelpCommand, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="provclient-cdc")
 @click.option("--certinfo", type=_FILE, default=Path("atcaprov_cert_info_0.c"))
 @click.option("--config", "config", type=_FILE, default=None)
 @click.option("--host", default="localhost")
@@ -196,6 +214,7 @@ _FILE = click.Path(path_type=Path, dir_okay=False)
 @click.option("--tls-key", type=_FILE, default=None)
 @click.option("--tls-server-name", default=None)
 @click.option("--yes", is_flag=True)
+@click.option("--verify", "verify_only", is_flag=True)
 @click.option("--count", type=click.IntRange(min=1), default=None)
 @click.option("--json", "json_lines", is_flag=True)
 @click.option("--connect-retries", type=click.IntRange(min=0), default=12)
@@ -204,12 +223,14 @@ _FILE = click.Path(path_type=Path, dir_okay=False)
 @click.option("--kit-timeout", type=click.FloatRange(min=0.1), default=3.0)
 @click.option("--server-timeout", type=click.FloatRange(min=0.1), default=30.0)
 @click.option("--verbose", is_flag=True)
+@click.option("--log-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
 def main(certinfo: Path, config: Path | None, host: str, port: int, board: str | None,
          lock_slots: tuple[int, ...], no_validate: bool, station_id: str,
          tls_ca: Path | None, tls_cert: Path | None, tls_key: Path | None,
          tls_server_name: str | None, yes: bool, count: int | None, json_lines: bool,
          connect_retries: int, retry_interval: float, wait_timeout: float | None,
-         kit_timeout: float, server_timeout: float, verbose: bool) -> None:
+         kit_timeout: float, server_timeout: float, verbose: bool, verify_only: bool,
+         log_dir: Path | None) -> None:
     """Provisioning Client CDC Example: provision ATECC508A boards with provserver."""
     human = sys.stderr if json_lines else sys.stdout
     output = Output(human, sys.stdout if json_lines else None, live=human.isatty())
@@ -224,6 +245,7 @@ def main(certinfo: Path, config: Path | None, host: str, port: int, board: str |
         lock_slots=lock_slots, validate=not no_validate, station_id=station_id, yes=yes,
         count=count, connect_retries=connect_retries, retry_interval=retry_interval,
         wait_timeout=wait_timeout, kit_timeout=kit_timeout, io_timeout=server_timeout,
+        verify_only=verify_only, log_dir=log_dir if log_dir is not None else default_log_dir(),
     )
     link = ServerLink(host, port, tls=tls, server_name=tls_server_name,
                       io_timeout=server_timeout)

@@ -12,8 +12,14 @@ A step is printed as ``<text>...`` without a newline and closed with its word (`
 ``failed``...), so the operator sees what the client is doing while it waits. Stage lines come
 from :func:`atcaprov.stages.stage_prefix` / :class:`~atcaprov.stages.ProvStatus` words.
 
+Every text goes through :func:`atcaprov.text.printable` on its way to the terminal: lines are
+built from server messages, kit replies, serial numbers and file names, and none of those may
+move the cursor, clear the screen or start a line of its own (``\x1b[2J`` is shown as the
+text ``\x1b[2J``).
+
 :class:`BoardResult` is the per-board record; :meth:`Output.result` writes it as one JSON line
-(``--json``), see docs/client.md for the fields.
+(``--json``), see docs/client.md for the fields. :func:`summary_lines` is the shift summary the
+client prints when it exits.
 """
 
 from __future__ import annotations
@@ -21,10 +27,13 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from atcaprov.stages import ProvStage, ProvStatus, stage_prefix
+from atcaprov.text import printable
 
 INDENT = "    "
 
@@ -36,7 +45,8 @@ class BoardResult:
     index: int
     board: str
     serial_number: str | None = None
-    result: str = "failed"  # ok | failed | already_provisioned | removed | no_device
+    # ok | failed | removed | already_provisioned | interrupted | verified | verify_failed
+    result: str = "failed"
     stage: ProvStage | None = None
     error_code: str | None = None
     error_code_value: int | None = None
@@ -50,10 +60,11 @@ class BoardResult:
     verify: list[str] | None = None
     chip_floor_ms: float = 0.0  # sum of the max execution times of the commands sent
     commands: int = 0
+    verify_ok: bool | None = None  # the verification's verdict, None if not verified
 
     @property
     def ok(self) -> bool:
-        return self.result == "ok"
+        return self.result in ("ok", "verified")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -108,7 +119,7 @@ class Output:
             if self._open_line:
                 self._write("\n")
                 self._open_line = ""
-            self._write(text + "\n")
+            self._write(printable(text) + "\n")
 
     def detail(self, text: str) -> None:
         """An indented line under a step, e.g. ``    Device SN: ...``."""
@@ -117,6 +128,7 @@ class Output:
     # ---- steps: text... then a word ------------------------------------------------------
     def begin(self, text: str) -> None:
         """Start a step line: ``text`` is printed now, the word when :meth:`end` is called."""
+        text = printable(text)
         with self._lock:
             if self._open_line:
                 self._write("\n")
@@ -126,13 +138,14 @@ class Output:
     def end(self, word: str) -> None:
         """Finish the open step line with ``word`` (e.g. ``ok``)."""
         with self._lock:
-            self._write(word + "\n")
+            self._write(printable(word) + "\n")
             self._open_line = ""
 
     def update(self, text: str) -> None:
         """Replace the open line in place (terminals only; elsewhere nothing is written)."""
         if not self.live:
             return
+        text = printable(text)
         with self._lock:
             pad = " " * max(len(self._open_line) - len(text), 0)
             self._write("\r" + text + pad + "\b" * len(pad))
@@ -172,3 +185,54 @@ class OutputLogHandler(logging.Handler):
         except (TypeError, ValueError) as exc:  # a bad format string in a log call
             text = f"{record.msg!r} (unformattable: {exc})"
         self.output.detail(f"({record.levelname.lower()}) {text}")
+
+
+# ---- shift summary ---------------------------------------------------------------------------
+FAILED_RESULTS = ("failed", "removed", "interrupted")
+
+
+def _where(result: BoardResult) -> str:
+    where = result.stage.label if result.stage is not None else "before the first stage"
+    if result.result == "removed":
+        return f"{where} (board removed)"
+    if result.result == "interrupted":
+        return f"{where} (interrupted)"
+    return where
+
+
+def summary_lines(results: Sequence[BoardResult], *, duration_s: float,
+                  header: str) -> list[str]:
+    """The shift summary: ``header`` (e.g. ``Shift summary: 3 boards in 0:04:10``) and one
+    indented line per figure (provisioned, failed by stage, already provisioned, verified,
+    mean time per board)."""
+    provisioned = [r for r in results if r.result == "ok"]
+    failed = [r for r in results if r.result in FAILED_RESULTS]
+    already = sum(1 for r in results if r.result == "already_provisioned")
+    checked = [r for r in results if r.verify_ok is not None]
+    by_stage = Counter(_where(r) for r in failed)
+    lines = [header, f"{INDENT}Provisioned:          {len(provisioned)}"]
+    detail = ", ".join(f"{where}: {n}" for where, n in sorted(by_stage.items()))
+    lines.append(f"{INDENT}Failed:               {len(failed)}"
+                 + (f" ({detail})" if detail else ""))
+    lines.append(f"{INDENT}Already provisioned:  {already}")
+    passed = sum(1 for r in checked if r.verify_ok)
+    lines.append(f"{INDENT}Verified:             {len(checked)}"
+                 + (f" ({passed} passed, {len(checked) - passed} failed)" if checked else ""))
+    if results:
+        timed, doing = provisioned, "provisioning"
+        if not timed:
+            timed = [r for r in results if r.result in ("verified", "verify_failed")]
+            doing = "verifying"
+        inside = (f"{sum(r.elapsed_s for r in timed) / len(timed):.2f} s {doing}, "
+                  if timed else "")
+        lines.append(f"{INDENT}Mean time per board:  {inside}"
+                     f"{duration_s / len(results):.1f} s board to board")
+    else:
+        lines.append(f"{INDENT}Mean time per board:  - (no board)")
+    return lines
+
+
+def format_duration(seconds: float) -> str:
+    """``H:MM:SS``."""
+    whole = max(int(seconds), 0)
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"

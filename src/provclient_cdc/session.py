@@ -6,18 +6,26 @@
     Connecting to localhost:11235...ok
     Press ESC to quit.
     Waiting for board to be connected...ok
-        Device SN: 01234038D92CA571EE
+        Device SN: 01234038D92CA571EE (blank)
         Press ENTER to provision...
     Writing config zone.......done
     ...
     Provisioning successful! Please remove board...
     Board removed. Waiting for board to be connected...ok
 
-After a failed stage it says what failed (the server's message as written for an error reply),
-whether the board was removed during that stage, and what the part now holds (from
+The part's state is shown next to its serial number before ENTER (``(blank)``, ``(config
+locked: will resume)``, ``(already provisioned)``), read when the board was opened. A part that
+is already provisioned is never handed to the flow: it is reported as such, and can be checked
+with ``V`` (:func:`atcaprov.verify`). After a failed stage the station says what failed (the
+server's message as written for an error reply), whether the board was removed during that
+stage, and what the part now holds (from
 :attr:`atcaprov.provisioning.ProvisioningError.part_state`); it never retries a board by itself.
-A part that is already provisioned can be checked with ``V`` (:func:`atcaprov.verify`).
-:meth:`Station.run` returns an :class:`ExitCode`.
+Ctrl-C / SIGTERM during a stage name the stage and the part's state.
+
+With ``verify_only`` (``--verify``) the station does not connect to the server: it verifies
+each board's part and reports the checks. Every finished board is written to the station log
+(:mod:`.station_log`); at exit a shift summary is printed. :meth:`Station.run` returns an
+:class:`ExitCode`.
 """
 
 from __future__ import annotations
@@ -29,9 +37,10 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
 
+from atcaprov import __version__
 from atcaprov.certinfo import CertInfo, load_cert_info
 from atcaprov.certreq import NotReadyError, ServerTooOldError, ready_request
-from atcaprov.config import ConfigError, load_config_file
+from atcaprov.config import DEFAULT_CONFIG, ConfigError, load_config_file
 from atcaprov.errors import AtcaprovError, CommError
 from atcaprov.protocol import MAX_STATION_ID_BYTES
 from atcaprov.provisioning import (
@@ -42,31 +51,50 @@ from atcaprov.provisioning import (
     check_arguments,
     provision,
 )
-from atcaprov.return_codes import ReturnCodeError
+from atcaprov.return_codes import ReturnCode, ReturnCodeError
 from atcaprov.stages import ProvStage
 from atcaprov.terminal import ENTER, ESC
-from atcaprov.validation import verify
+from atcaprov.validation import first_config_difference, verify
 
-from .boards import Board, BoardError, BoardFinder
+from .boards import Board, BoardError, BoardFinder, read_part
 from .console import Keys, OperatorQuit
-from .output import BoardResult, Output
+from .output import BoardResult, Output, format_duration, summary_lines
 from .server_link import (
     LinkHooks,
     ServerLink,
     ServerUnreachableError,
     connect_with_retry,
 )
+from .station_log import StationLog, StationLogError
 
 BOARD_POLL_S = 0.1
+
+# What the operator reads next to the serial number, by the part's state when it was opened.
+STATE_LABELS: dict[PartState, str] = {
+    PartState.UNLOCKED: "blank",
+    PartState.CONFIG_LOCKED: "config locked: will resume",
+    PartState.PROVISIONED: "already provisioned",
+}
+CONFIG_OTHER_LABEL = "config locked with another config: cannot be provisioned"
+UNKNOWN_STATE_TEXT = "unknown (interrupted while locking; check it with provclient-cdc --verify)"
+
+# The last line of a board, by result (the seed's two first).
+FINAL_LINES = {
+    "ok": "Provisioning successful! Please remove board...",
+    "failed": "Provisioning failed! Please remove board...",
+    "already_provisioned": "Part already provisioned, left untouched. Please remove board...",
+    "verified": "Verification successful! Please remove board...",
+    "verify_failed": "Verification failed! Please remove board...",
+}
 
 
 class ExitCode(IntEnum):
     """Process exit codes of ``provclient-cdc`` (documented in --help and docs/client.md)."""
 
-    OK = 0  # every board provisioned (or none attempted before a --count of 0)
-    BAD_INPUT = 2  # bad arguments, unreadable cert-info/config/TLS files
+    OK = 0  # every board provisioned / verified (or none attempted before a --count of 0)
+    BAD_INPUT = 2  # bad arguments, unreadable cert-info/config/TLS files, no station log
     SERVER_UNREACHABLE = 3  # server not reachable at start (after the retries)
-    BOARD_FAILED = 4  # at least one board failed (already provisioned counts as failed)
+    BOARD_FAILED = 4  # a board failed or failed verification (already provisioned counts)
     OPERATOR_QUIT = 5  # ESC (or end of input) before --count boards were done
     NO_BOARD = 6  # --wait-timeout passed without a board
     INTERRUPTED = 130  # Ctrl-C / SIGTERM
@@ -97,6 +125,8 @@ class StationOptions:
     wait_timeout: float | None = None
     kit_timeout: float = 3.0
     io_timeout: float = 30.0
+    verify_only: bool = False  # --verify: check parts, provision nothing, no server
+    log_dir: Path | None = None  # station log folder; None: no station log
 
 
 @dataclass
@@ -133,26 +163,31 @@ class Station:
         self.cert_info: CertInfo | None = None
         self.config: bytes | None = None
         self._reported: set[str] = set()
-        self._interrupted_in: ProvStage | None = None  # stage a Ctrl-C stopped
+        self.station_log = StationLog(options.log_dir) if options.log_dir is not None else None
+        self._interrupted: BoardResult | None = None  # the board a Ctrl-C stopped mid-stage
+        self._board_seen = False  # a board was opened in this run
+        self._shift_started: float | None = None  # when the board loop started
 
     # ---- start -----------------------------------------------------------------------------
     def run(self) -> ExitCode:
         try:
-            if not self._read_files():
+            if not self._read_files() or not self._check_station_log():
                 return ExitCode.BAD_INPUT
-            try:
-                connect_with_retry(self.link, self.output, self.keys,
-                                   retries=self.options.connect_retries,
-                                   interval=self.options.retry_interval)
-            except ServerUnreachableError as exc:
-                self.output.line(
-                    f"Cannot reach the provisioning server at {self.link.address}:"
-                    f" {exc.reason}. Is provserver running there?"
-                )
-                return ExitCode.SERVER_UNREACHABLE
-            if not self._server_usable_at_start():
-                return ExitCode.SERVER_UNREACHABLE
+            if not self.options.verify_only:
+                try:
+                    connect_with_retry(self.link, self.output, self.keys,
+                                       retries=self.options.connect_retries,
+                                       interval=self.options.retry_interval)
+                except ServerUnreachableError as exc:
+                    self.output.line(
+                        f"Cannot reach the provisioning server at {self.link.address}:"
+                        f" {exc.reason}. Is provserver running there?"
+                    )
+                    return ExitCode.SERVER_UNREACHABLE
+                if not self._server_usable_at_start():
+                    return ExitCode.SERVER_UNREACHABLE
             self.output.line("Press ESC to quit.")
+            self._shift_started = time.monotonic()
             return self._loop()
         except OperatorQuit:
             self.output.line("Quit.")
@@ -162,15 +197,11 @@ class Station:
             self.output.line(str(exc))
             return ExitCode.BOARD_FAILED if self.stats.failed else ExitCode.NO_BOARD
         except KeyboardInterrupt:
-            if self._interrupted_in is not None:
-                self.output.line("")
-                self.output.detail(
-                    f'Interrupted during "{self._interrupted_in.label}": the part may be left'
-                    " with its config zone locked; plug it in again to resume."
-                )
-            raise
+            self._report_interrupt()
+            return ExitCode.INTERRUPTED
         finally:
             self.link.close()
+            self._print_summary()
 
     def _read_files(self) -> bool:
         path = self.options.certinfo
@@ -232,23 +263,27 @@ class Station:
         while count is None or len(self.stats.results) < count:
             board = self._wait_for_board(wait_text)
             try:
-                self.output.detail(f"Device SN: {board.serial_hex}")
-                if not self.options.yes and not self._prompt_enter(board):
+                self.output.detail(f"Device SN: {board.serial_hex}{self._state_label(board)}")
+                provisioned = board.part_state is PartState.PROVISIONED
+                if (not self.options.yes and not (provisioned and not self.options.verify_only)
+                        and not self._prompt_enter(board)):
                     wait_text = "Board removed. Waiting for board to be connected..."
                     continue
-                result = self._provision(board)
+                result: BoardResult | None
+                if self.options.verify_only:
+                    result = self._verify_board(board)
+                elif provisioned:
+                    result = self._already_provisioned(board)
+                else:
+                    result = self._provision(board)
                 if result is None:  # ConfigError: arguments unusable for any board
                     return ExitCode.BAD_INPUT
                 result.chip_floor_ms = board.device.chip_floor_ms
                 result.commands = sum(board.device.opcode_counts.values())
-                self.stats.results.append(result)
-                self.output.result(result)
+                self._record(result)
                 last = count is not None and len(self.stats.results) >= count
                 if result.result != "removed":
-                    if result.ok:
-                        self.output.line("Provisioning successful! Please remove board...")
-                    else:
-                        self.output.line("Provisioning failed! Please remove board...")
+                    self.output.line(FINAL_LINES.get(result.result, FINAL_LINES["failed"]))
                     if last:
                         break
                     self._wait_removed(board)
@@ -274,8 +309,10 @@ class Station:
                     self.output.begin("Waiting for board to be connected...")
             if board is not None:
                 self._reported.clear()
+                self._board_seen = True
                 self.output.end("ok")
                 return board
+            self._report_unopenable()
             if deadline is not None and time.monotonic() >= deadline:
                 raise _NoBoard(f"No board within {self.options.wait_timeout:g} s"
                                f" ({self.finder.describe()}).")
@@ -284,8 +321,10 @@ class Station:
                 raise OperatorQuit("ESC pressed while waiting for a board")
 
     def _prompt_enter(self, board: Board) -> bool:
-        """``Press ENTER to provision...``: True on ENTER, False if the board was removed."""
-        self.output.detail("Press ENTER to provision...")
+        """``Press ENTER to provision...`` (``to verify...`` under --verify): True on ENTER,
+        False if the board was removed."""
+        verb = "verify" if self.options.verify_only else "provision"
+        self.output.detail(f"Press ENTER to {verb}...")
         while True:
             key = self.keys.poll(0.1)
             if key == ENTER:
@@ -328,15 +367,8 @@ class Station:
             result.elapsed_s = time.monotonic() - started
             self._report_not_ready(result, exc)
             return result
-        except AlreadyProvisionedError as exc:
-            result.elapsed_s = time.monotonic() - started
-            self._fill_error(result, exc)
-            result.result = "already_provisioned"
-            self.output.detail("This part is already provisioned (data zone locked);"
-                               " it was left untouched.")
-            if not self.options.yes:
-                result.verify = self._offer_verify(board)
-            return result
+        except AlreadyProvisionedError:  # the state read at opening said otherwise (swapped?)
+            return self._already_provisioned(board)
         except ProvisioningError as exc:
             result.elapsed_s = time.monotonic() - started
             self._fill_error(result, exc)
@@ -353,7 +385,8 @@ class Station:
                                    " written.")
             return result
         except KeyboardInterrupt:
-            self._interrupted_in = self.hooks.last_stage
+            result.elapsed_s = time.monotonic() - started
+            self._interrupted_result(board, result)
             raise
         result.elapsed_s = time.monotonic() - started
         result.result = "ok"
@@ -398,31 +431,183 @@ class Station:
             self.output.detail(f'Board removed during "{stage}".')
         self.output.detail(f"Part state: {exc.part_state.value}")
 
-    def _offer_verify(self, board: Board) -> list[str] | None:
-        assert self.cert_info is not None
+    def _offer_verify(self, board: Board, result: BoardResult) -> None:
+        """``Press V to verify it, ENTER to go on...``; V verifies into ``result``."""
         self.output.detail("Press V to verify it, ENTER to go on...")
         while True:
             key = self.keys.poll(0.1)
             if key == ESC:
                 raise OperatorQuit("ESC pressed at the verify prompt")
             if key == ENTER:
-                return None
+                return
             if key in ("v", "V"):
                 break
             if board.gone(0.1):
-                return None
+                return
+        started = time.monotonic()
+        result.verify, result.verify_ok = self._verify_part(board)
+        result.elapsed_s = time.monotonic() - started
+
+    def _verify_part(self, board: Board) -> tuple[list[str], bool]:
+        """``Verifying part...ok`` and one line per check; the lines and the verdict."""
+        assert self.cert_info is not None
         self.output.begin("Verifying part...")
         try:
             report = verify(board.device, self.cert_info, expected_config=self.config)
         except AtcaprovError as exc:
             self.output.end("failed")
             self.output.detail(f"Error: {exc}")
-            return [f"FAIL verify: {exc}"]
+            return [f"FAIL verify: {exc}"], False
         self.output.end("ok" if report.ok else "FAILED")
         lines = report.lines()
         for text in lines:
             self.output.detail(text)
-        return lines
+        return lines, report.ok
+
+    # ---- what the operator sees: part state, records, interrupts, summary --------------------
+    def _state_label(self, board: Board) -> str:
+        """`` (blank)``, `` (config locked: will resume)``, `` (already provisioned)``: from the
+        lock bytes read at opening; a config-locked part is compared with the wanted config
+        (one config-zone read) to say whether it will resume."""
+        state = board.part_state
+        if state is None:
+            return ""
+        if state is PartState.CONFIG_LOCKED:
+            if self.options.verify_only:
+                return " (config locked)"
+            try:
+                current = board.device.read_config_zone()
+            except AtcaprovError:
+                return " (config locked)"
+            wanted = self.config if self.config is not None else DEFAULT_CONFIG
+            if first_config_difference(current, wanted, include_slot_locks=True) is not None:
+                return f" ({CONFIG_OTHER_LABEL})"
+        return f" ({STATE_LABELS.get(state, state.value)})"
+
+    def _check_station_log(self) -> bool:
+        """Before any board: the station log folder and today's file can be written."""
+        if self.station_log is None:
+            return True
+        try:
+            self.station_log.check()
+        except StationLogError as exc:
+            self.output.line(f"Error: {exc}")
+            return False
+        return True
+
+    def _report_unopenable(self) -> None:
+        """Until a first board was opened, say at once why a port (``--board``, or a kit port
+        found by scanning) cannot be opened, once per port and reason; afterwards its absence
+        is a board being swapped."""
+        if self.finder.open_error is None or self._board_seen:
+            return
+        url, reason = self.finder.open_error
+        message = f"Cannot open board {url}: {reason}"
+        if message in self._reported:
+            return
+        self._reported.add(message)
+        self.output.end("")
+        self.output.detail(message)
+        self.output.begin("Waiting for board to be connected...")
+
+    def _new_result(self, board: Board) -> BoardResult:
+        return BoardResult(index=len(self.stats.results) + 1, board=board.url,
+                           serial_number=board.serial_hex,
+                           station_id=self.options.station_id or "")
+
+    def _already_provisioned(self, board: Board) -> BoardResult:
+        """A part whose data zone is locked: nothing is sent but the verification (V)."""
+        result = self._new_result(board)
+        board.device.reset_stats()
+        result.result = "already_provisioned"
+        result.error_code = ReturnCode.ALREADY_PROVISIONED.name
+        result.error_code_value = int(ReturnCode.ALREADY_PROVISIONED)
+        result.error_message = (f"part {board.serial_hex} is already provisioned (data zone"
+                                " locked); it was left untouched")
+        result.part_state = PartState.PROVISIONED.name
+        result.part_state_text = PartState.PROVISIONED.value
+        self.output.detail("This part is already provisioned (data zone locked);"
+                           " it was left untouched.")
+        if not self.options.yes:
+            self._offer_verify(board, result)
+        return result
+
+    def _verify_board(self, board: Board) -> BoardResult:
+        """``--verify``: the checks of :func:`atcaprov.verify`, nothing written."""
+        result = self._new_result(board)
+        board.device.reset_stats()
+        started = time.monotonic()
+        result.verify, result.verify_ok = self._verify_part(board)
+        result.elapsed_s = time.monotonic() - started
+        result.result = "verified" if result.verify_ok else "verify_failed"
+        if board.part_state is not None:
+            result.part_state = board.part_state.name
+            result.part_state_text = board.part_state.value
+        if not result.verify_ok and board.gone(0.05):
+            result.result = "removed"
+            self.output.detail("Board removed during verification.")
+        return result
+
+    def _record(self, result: BoardResult) -> None:
+        """A finished board: totals, its JSON line, its station-log row."""
+        self.stats.results.append(result)
+        self.output.result(result)
+        if self.station_log is None:
+            return
+        try:
+            self.station_log.write(result)
+        except StationLogError as exc:
+            self.output.detail(f"Station log not written: {exc}")
+
+    def _interrupted_result(self, board: Board, result: BoardResult) -> BoardResult:
+        """The board a Ctrl-C / SIGTERM stopped: the stage it was in and the part's state."""
+        stage = self.hooks.last_stage
+        self._interrupted = result
+        result.result = "interrupted"
+        result.stage = stage
+        result.error_code = "INTERRUPTED"
+        result.error_message = ("interrupted" if stage is None
+                                else f'interrupted during "{stage.label}"')
+        state = _state_after(stage, board.part_state)
+        if state is None:  # stopped while locking: ask the chip
+            try:
+                _, state = read_part(board.device)
+            except (AtcaprovError, KeyboardInterrupt):
+                state = None
+        result.part_state = state.name if state is not None else "UNKNOWN"
+        result.part_state_text = state.value if state is not None else UNKNOWN_STATE_TEXT
+        result.chip_floor_ms = board.device.chip_floor_ms
+        result.commands = sum(board.device.opcode_counts.values())
+        self._interrupted = result  # reported on screen even if a second Ctrl-C stops _record
+        self._record(result)
+        return result
+
+    def _report_interrupt(self) -> None:
+        """``    Interrupted during "<stage>".`` and the part state, then ``Interrupted.``"""
+        if self.output.open_text:
+            self.output.end("interrupted")
+        result, self._interrupted = self._interrupted, None
+        if result is not None and result.stage is not None:
+            self.output.detail(f'Interrupted during "{result.stage.label}".')
+            self.output.detail(f"Part state: {result.part_state_text}")
+        elif result is not None:
+            self.output.detail("Interrupted before the first stage: nothing was written.")
+        self.output.line("Interrupted.")
+
+    def _print_summary(self) -> None:
+        """The shift summary, once the board loop has started."""
+        if self._shift_started is None:
+            return
+        duration = time.monotonic() - self._shift_started
+        self._shift_started = None
+        results = self.stats.results
+        boards = f"{len(results)} board{'' if len(results) == 1 else 's'}"
+        header = (f"Shift summary: {boards} in {format_duration(duration)}"
+                  f" (provclient-cdc {__version__}, station {self.options.station_id or '-'})")
+        for text in summary_lines(results, duration_s=duration, header=header):
+            self.output.line(text)
+        if self.station_log is not None:
+            self.output.detail(f"Station log:          {self.station_log.today}")
 
     @property
     def results(self) -> Sequence[BoardResult]:
@@ -433,3 +618,17 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
     return str(exc)
+
+
+def _state_after(stage: ProvStage | None, before: PartState | None) -> PartState | None:
+    """What a part holds when a run stopped in ``stage`` (the last one started): None while it
+    cannot be known without asking the chip (stopped inside a lock stage)."""
+    if stage is None or stage <= ProvStage.CONFIG_WRITE:
+        return before
+    if stage is ProvStage.CONFIG_LOCK:
+        return PartState.CONFIG_LOCKED if before is PartState.CONFIG_LOCKED else None
+    if stage < ProvStage.DATA_LOCK:
+        return PartState.CONFIG_LOCKED
+    if stage is ProvStage.DATA_LOCK:
+        return None
+    return PartState.PROVISIONED

@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 import click
 
+from atcaprov import __version__
 from atcaprov.errors import AtcaprovError
 from atcaprov.protocol import MAX_BODY_SIZE
 
@@ -157,6 +158,7 @@ async def run(
     service: SigningService | None = None
     try:
         console.info("Provisioning Server started.")
+        console.info(f"provserver version {__version__}.")
         if install_signal_handlers:
             installed = _install_signal_handlers(loop, stop_event, console)
         if terminal is not None:
@@ -276,6 +278,7 @@ _FILE = click.Path(path_type=Path, exists=True, dir_okay=False)
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog="Without a command, runs the server. `provserver signer --help` for signer set-up.",
 )
+@click.version_option(__version__, "--version", prog_name="provserver")
 @click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
 @click.option(
     "--port",

@@ -108,7 +108,37 @@ def test_scanned_port_in_use_is_retried_when_free(tmp_path: Path) -> None:
 def test_nothing_listening_is_no_board(tmp_path: Path) -> None:
     with VirtualKitBoard(tmp_path, chips=1) as vboard:
         url = vboard.url
-    assert BoardFinder(url, kit_timeout=0.5).try_open() is None
+    finder = BoardFinder(url, kit_timeout=0.5)
+    assert finder.try_open() is None
+    assert finder.open_error == (url, "Connection refused")  # the system's reason, for the operator
+    missing = str(tmp_path / "ttyACM9")
+    finder = BoardFinder(missing, kit_timeout=0.5)
+    assert finder.try_open() is None
+    assert finder.open_error == (missing, "No such file or directory")
+
+
+def test_part_state_read_with_the_serial_number(tmp_path: Path) -> None:
+    from atcaprov.device import lock_crc
+    from atcaprov.provisioning import PartState
+
+    with VirtualKitBoard(tmp_path / "chips", chips=1) as vboard:
+        finder = BoardFinder(vboard.url, kit_timeout=2.0)
+        board = finder.try_open()
+        assert board is not None and finder.open_error is None
+        assert board.part_state is PartState.UNLOCKED
+        board.device.lock_config_zone(lock_crc(board.device.read_config_zone()))
+        board.close()
+        vboard.replug()
+        board = finder.try_open()
+        assert board is not None
+        assert board.part_state is PartState.CONFIG_LOCKED
+        board.device.lock_data_zone()
+        board.close()
+        vboard.replug()
+        board = finder.try_open()
+        assert board is not None
+        assert board.part_state is PartState.PROVISIONED
+        board.close()
 
 
 def test_scan_reports_a_port_without_device_once(tmp_path: Path) -> None:

@@ -72,7 +72,7 @@ def test_operator_session(line: tuple[DemoLayout, Processes, int]) -> None:
         expect_line(child, f"Connecting to 127.0.0.1:{port}...ok")
         expect_line(child, "Press ESC to quit.")
         expect_line(child, "Waiting for board to be connected...ok")
-        child.expect(r"    Device SN: ([0-9A-F]{18})\r\n")
+        child.expect(r"    Device SN: ([0-9A-F]{18}) \(blank\)\r\n")
         first_sn = child.match.group(1)
         expect_line(child, "    Press ENTER to provision...")
         child.send("\r")
@@ -84,10 +84,7 @@ def test_operator_session(line: tuple[DemoLayout, Processes, int]) -> None:
         board.send("replug")
         child.expect_exact("Board removed. Waiting for board to be connected...")
         child.expect_exact("ok\r\n")
-        expect_line(child, f"    Device SN: {first_sn}")
-        expect_line(child, "    Press ENTER to provision...")
-        child.send("\r")
-        expect_line(child, "Writing config zone.......error")
+        expect_line(child, f"    Device SN: {first_sn} (already provisioned)")
         expect_line(child, "    This part is already provisioned (data zone locked);"
                            " it was left untouched.")
         expect_line(child, "    Press V to verify it, ENTER to go on...")
@@ -97,14 +94,14 @@ def test_operator_session(line: tuple[DemoLayout, Processes, int]) -> None:
         expect_line(child, "    ok   data zone locked")
         expect_line(child, "    ok   certificate chain: root -> signer -> device verified")
         expect_line(child, "    ok   device key challenge: slot 0 signed a random challenge")
-        expect_line(child, "Provisioning failed! Please remove board...")
+        expect_line(child, "Part already provisioned, left untouched. Please remove board...")
 
         # the operator pulls the board, then plugs the next one
         board.send("unplug")
         child.expect_exact("Board removed. Waiting for board to be connected...")
         board.send("next")
         child.expect_exact("ok\r\n")
-        child.expect(r"    Device SN: ([0-9A-F]{18})\r\n")
+        child.expect(r"    Device SN: ([0-9A-F]{18}) \(blank\)\r\n")
         second_sn = child.match.group(1)
         assert second_sn != first_sn
         expect_line(child, "    Press ENTER to provision...")
@@ -115,7 +112,7 @@ def test_operator_session(line: tuple[DemoLayout, Processes, int]) -> None:
         child.expect_exact("Board removed. Waiting for board to be connected...")
         board.send("replug")
         child.expect_exact("ok\r\n")
-        expect_line(child, f"    Device SN: {second_sn}")
+        expect_line(child, f"    Device SN: {second_sn} (blank)")
         expect_line(child, "    Press ENTER to provision...")
         child.send("\r")
 
@@ -144,6 +141,8 @@ def test_operator_session(line: tuple[DemoLayout, Processes, int]) -> None:
         transcript = child.logfile_read.getvalue()
         sys.stdout.write(transcript)  # shown by pytest on failure
     assert "Traceback" not in transcript and "(warning)" not in transcript
+    assert "Writing config zone.......error" not in transcript
+    assert "Provisioning failed!" not in transcript
     assert child.exitstatus == ExitCode.BOARD_FAILED
 
 

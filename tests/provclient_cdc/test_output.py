@@ -97,3 +97,23 @@ def test_log_records_as_indented_lines() -> None:
     assert lines[0] == "Writing certificates......"
     assert lines[1] == "    (warning) idle after a failed command also failed: broken pipe"
     assert lines[2].startswith("    (warning) 'bad %d format' (unformattable:")
+
+
+def test_outside_text_is_escaped_on_its_way_to_the_terminal() -> None:
+    buf = io.StringIO()
+    out = Output(buf, live=True)
+    out.begin("Waiting for \x1b[2Jboard...")
+    out.end("ok\r")
+    out.detail("Server error: \x1b[2J\nProvisioning successful! Please remove board... (X)")
+    out.line("kit said \x00\x07\u202eevil")
+    out.begin("Connecting...")
+    out.update("Connecting...\x1b[H")
+    out.end("")
+    text = buf.getvalue()
+    assert "\x1b" not in text and "\x00" not in text and "\x07" not in text
+    assert text.split("\n")[:4] == [
+        "Waiting for \\x1b[2Jboard...ok\\r",
+        "    Server error: \\x1b[2J\\nProvisioning successful! Please remove board... (X)",
+        "kit said \\x00\\x07\\u202eevil",
+        "Connecting...\rConnecting...\\x1b[H",
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -53,15 +54,26 @@ def test_two_boards_seed_lines_and_json(tmp_path: Path, pki: Pki, server: CertSe
         f"Connecting to 127.0.0.1:{server.port}...ok",
         "Press ESC to quit.",
         "Waiting for board to be connected...ok",
-        f"    Device SN: {serials[0]}",
+        f"    Device SN: {serials[0]} (blank)",
         *STAGE_LINES,
         "Provisioning successful! Please remove board...",
         "Board removed. Waiting for board to be connected...ok",
-        f"    Device SN: {serials[1]}",
+        f"    Device SN: {serials[1]} (blank)",
         *STAGE_LINES,
         "Provisioning successful! Please remove board...",
     ]
-    assert lines == expected
+    assert lines[: len(expected)] == expected
+    assert re.fullmatch(r"Shift summary: 2 boards in 0:00:\d\d \(provclient-cdc [0-9.]+,"
+                        r" station test-station\)", lines[len(expected)])
+    assert lines[len(expected) + 1 :] == [
+        "    Provisioned:          2",
+        "    Failed:               0",
+        "    Already provisioned:  0",
+        "    Verified:             0",
+        lines[-1],
+    ]
+    assert re.fullmatch(r"    Mean time per board:  \d+\.\d\d s provisioning, \d+\.\d s board"
+                        r" to board", lines[-1])
     results = [json.loads(x) for x in out.json_text.getvalue().splitlines()]
     assert [r["serial_number"] for r in results] == serials
     assert all(r["result"] == "ok" and r["part_state"] == "PROVISIONED" for r in results)
@@ -82,7 +94,8 @@ def test_enter_prompt_then_escape(tmp_path: Path, pki: Pki, server: CertServer) 
     lines = out.lines()
     assert lines.count("    Press ENTER to provision...") == 2
     assert lines.count("Validating certificates...done") == 1
-    assert lines[-1] == "Quit."
+    assert lines[-7] == "Quit."
+    assert lines[-6].startswith("Shift summary: 1 board in ")
     assert len(server.requests) == 1
 
 
@@ -159,18 +172,27 @@ def test_resume_after_unplug_then_already_provisioned_verify(tmp_path: Path, pki
         def prompted(n: int) -> Callable[[], bool]:
             return lambda: out.lines().count("    Press ENTER to provision...") == n
 
-        keys.script[0:0] = [("ENTER", prompted(n)) for n in (1, 2, 3)]
+        keys.script[0:0] = [("ENTER", prompted(n)) for n in (1, 2)]
         assert station.run() == ExitCode.BOARD_FAILED
+        serial = board.chips[0].chip.serial_number.hex().upper()
     lines = out.lines()
     # 1st run: removed at key generation; 2nd: resumes the config-locked part
+    assert lines.count(f"    Device SN: {serial} (blank)") == 1
     assert "Generating device key.....error" in lines
+    assert lines.count(f"    Device SN: {serial} (config locked: will resume)") == 1
     assert "Writing config zone.......skipped" in lines
     assert "Locking config zone.......skipped" in lines
-    # 3rd: the same (now provisioned) part: refused, then verified with V
-    assert "    This part is already provisioned (data zone locked); it was left untouched." \
-        in lines
-    assert "Verifying part...ok" in lines
+    # 3rd: the same (now provisioned) part: not handed to the flow, verified with V
+    i = lines.index(f"    Device SN: {serial} (already provisioned)")
+    assert lines[i + 1:i + 4] == [
+        "    This part is already provisioned (data zone locked); it was left untouched.",
+        "    Press V to verify it, ENTER to go on...",
+        "Verifying part...ok",
+    ]
     assert "    ok   certificate chain: root -> signer -> device verified" in lines
+    assert lines.count("Writing config zone.......error") == 0
+    j = lines.index("Part already provisioned, left untouched. Please remove board...")
+    assert j > i and "Provisioning failed! Please remove board..." not in lines[i:]
     results = [json.loads(x) for x in out.json_text.getvalue().splitlines()]
     assert [r["result"] for r in results] == ["removed", "ok", "already_provisioned"]
     assert results[2]["verify"] and all(v.startswith("ok") for v in results[2]["verify"])
@@ -220,7 +242,15 @@ def test_no_board_within_wait_timeout(tmp_path: Path, pki: Pki, server: CertServ
     station = make_station(tmp_path, pki, server.port, f"socket://127.0.0.1:{port}",
                            ScriptedKeys(), out, wait_timeout=0.5)
     assert station.run() == ExitCode.NO_BOARD
-    assert out.lines()[-2] == "Waiting for board to be connected...timed out"
+    lines = out.lines()
+    assert lines[3:5] == [
+        "Waiting for board to be connected...",
+        f"    Cannot open board socket://127.0.0.1:{port}: Connection refused",
+    ]
+    assert lines[-8:-6] == ["Waiting for board to be connected...timed out",
+                            f"No board within 0.5 s (socket://127.0.0.1:{port})."]
+    assert lines[-6].startswith("Shift summary: 0 boards in 0:00:00")
+    assert lines[-1] == "    Mean time per board:  - (no board)"
 
 
 def test_lock_slots_and_no_validate(tmp_path: Path, pki: Pki, server: CertServer) -> None:
@@ -257,7 +287,7 @@ def test_board_not_removed_within_wait_timeout(tmp_path: Path, pki: Pki,
         station = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
                                yes=True, count=2, wait_timeout=0.5)
         assert station.run() == ExitCode.NO_BOARD
-    assert out.lines()[-3:] == [
+    assert out.lines()[-9:-6] == [
         "Provisioning successful! Please remove board...",
         "Waiting for board to be removed...timed out",
         f"Board not removed within 0.5 s ({board.url}).",
@@ -275,10 +305,16 @@ def test_interrupt_mid_run_says_where(tmp_path: Path, pki: Pki, server: CertServ
         out.on_stage = interrupt
         station = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
                                yes=True, count=1)
-        with pytest.raises(KeyboardInterrupt):
-            station.run()
-    assert out.lines()[-1] == ('    Interrupted during "Writing certificates": the part may be'
-                               " left with its config zone locked; plug it in again to resume.")
+        assert station.run() == ExitCode.INTERRUPTED
+    lines = out.lines()
+    i = lines.index("Requesting certificates...done")  # interrupted as the next one starts
+    assert lines[i + 1:i + 4] == [
+        '    Interrupted during "Writing certificates".',
+        "    Part state: config zone locked, data zone unlocked (can be provisioned again)",
+        "Interrupted.",
+    ]
+    assert lines[i + 4].startswith("Shift summary: 1 board in ")
+    assert "    Failed:               1 (Writing certificates (interrupted): 1)" in lines
 
 
 def test_config_file_read_and_used(tmp_path: Path, pki: Pki, server: CertServer) -> None:
@@ -302,3 +338,47 @@ def test_config_file_read_and_used(tmp_path: Path, pki: Pki, server: CertServer)
     assert out.lines()[1:] == [f"Reading device config file {missing}...failed",
                                f"    Error: {missing}: cannot read config file: No such file or"
                                " directory"]
+
+
+@pytest.mark.parametrize(("status", "state"), [
+    (ProvStatus.START, "config zone locked, data zone unlocked (can be provisioned again)"),
+    (ProvStatus.DONE, "data zone locked (provisioned; cannot be rewritten)"),
+])
+def test_interrupt_inside_a_lock_stage_asks_the_chip(tmp_path: Path, pki: Pki,
+                                                     server: CertServer, status: ProvStatus,
+                                                     state: str) -> None:
+    with VirtualKitBoard(tmp_path / "chips", chips=1) as board:
+        out = CapturingOutput(json_lines=True)
+
+        def interrupt(stage: object, what: object) -> None:
+            if stage is ProvStage.DATA_LOCK and what is status:
+                raise KeyboardInterrupt
+
+        out.on_stage = interrupt
+        station = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
+                               yes=True, count=1)
+        assert station.run() == ExitCode.INTERRUPTED
+        assert board.chips[0].chip.data_locked is (status is ProvStatus.DONE)
+    lines = out.lines()
+    i = lines.index('    Interrupted during "Locking data zone".')
+    assert lines[i + 1] == f"    Part state: {state}"
+    result = json.loads(out.json_text.getvalue())
+    assert result["result"] == "interrupted" and result["stage"] == "DATA_LOCK"
+    assert result["part_state_text"] == state
+
+
+def test_state_after_each_stage() -> None:
+    from atcaprov.provisioning import PartState
+    from provclient_cdc.session import _state_after
+
+    blank, locked = PartState.UNLOCKED, PartState.CONFIG_LOCKED
+    assert _state_after(None, blank) is blank
+    assert _state_after(ProvStage.CONFIG_WRITE, blank) is blank
+    assert _state_after(ProvStage.CONFIG_LOCK, blank) is None  # ask the chip
+    assert _state_after(ProvStage.CONFIG_LOCK, locked) is locked  # resumed: skipped
+    for stage in (ProvStage.CONFIG_READ, ProvStage.GEN_KEY, ProvStage.CERTS_REQUEST,
+                  ProvStage.CERTS_WRITE, ProvStage.DATA_WRITE):
+        assert _state_after(stage, blank) is locked
+    assert _state_after(ProvStage.DATA_LOCK, locked) is None
+    assert _state_after(ProvStage.SLOTS_LOCK, blank) is PartState.PROVISIONED
+    assert _state_after(ProvStage.VALIDATE_CERTS, blank) is PartState.PROVISIONED

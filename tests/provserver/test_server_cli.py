@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from atcaprov import __version__
 from atcaprov.protocol import CertReply, ErrorReply, encode
 from atcaprov.return_codes import ReturnCode
 from provserver.cli import Settings, main, run
@@ -82,14 +83,15 @@ async def test_start_sequence_request_and_activity_log(tmp_path: Path) -> None:
 
     screen, log_path = await run_in_process(settings, records, body)
     lines = messages(screen)
-    assert [m for _, m in lines[:4]] == [
+    assert [m for _, m in lines[:5]] == [
         "Provisioning Server started.",
+        f"provserver version {__version__}.",
         "Signer Manager started.",
         "Server starting...",
-        lines[3][1],
+        lines[4][1],
     ]
-    assert re.fullmatch(r"Server listening on 127\.0\.0\.1:\d+\.", lines[3][1])
-    assert all(level == "info" for level, _ in lines[:4])
+    assert re.fullmatch(r"Server listening on 127\.0\.0\.1:\d+\.", lines[4][1])
+    assert all(level == "info" for level, _ in lines[:5])
     assert (
         "warning",
         "pem signer back-end: the CA key is in a file; for development only",

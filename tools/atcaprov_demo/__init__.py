@@ -107,6 +107,10 @@ class DemoLayout:
     def certinfo(self) -> Path:
         return self.folder / "atcaprov_cert_info_0.c"
 
+    @property
+    def station_logs(self) -> Path:
+        return self.folder / "station-logs"
+
     def log(self, name: str) -> Path:
         return self.folder / f"{name}.log"
 
@@ -340,7 +344,8 @@ def run_client(procs: Processes, layout: DemoLayout, port: int, board_url: str, 
     argv = [*cli_command("provclient-cdc", "provclient_cdc.cli"), "--yes", "--json",
             "--count", str(count), "--certinfo", certinfo_arg, "--host", "127.0.0.1",
             "--port", str(port), "--board", board_url, "--station-id", "demo-station",
-            "--connect-retries", "3", "--retry-interval", "1", "--wait-timeout", "30", *extra]
+            "--connect-retries", "3", "--retry-interval", "1", "--wait-timeout", "30",
+            "--log-dir", str(layout.station_logs), *extra]
 
     def show(label: str, line: str) -> None:
         if echo is not None and label == "stderr":
