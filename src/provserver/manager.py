@@ -7,7 +7,9 @@ It owns the set of open :class:`~provserver.signers.base.SignerModule` objects:
   (``Signer (SN, name) removed.``);
 * passwords: a module that needs one is announced (``... requires password.``) and the
   :class:`~provserver.console.PasswordSource` is asked, one prompt at a time; a wrong password
-  is reported and asked again (interactive sources, at most ``max_password_attempts``);
+  is reported and asked again (interactive sources, at most ``max_password_attempts``); a
+  prompt cancelled with ESC ends quietly (the server is stopping), and a source without a
+  password says why (``--password-env`` variable not set, no terminal);
 * pools: modules holding the same signer key (same key id) form a pool; a request picks its
   pool by the signer key id of the request (or by signer id when the key id is all zeros);
   the least busy ready module of the pool signs, one operation at a time per module, in a
@@ -25,8 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from atcaprov.return_codes import ReturnCode, ReturnCodeError
+from atcaprov.text import printable
 
-from .console import Console, PasswordSource
+from .console import Console, PasswordCancelled, PasswordSource
 from .signers.base import (
     SignerBackend,
     SignerError,
@@ -45,8 +48,9 @@ class SignerRequestError(ReturnCodeError):
 
 
 def signer_label(identity: SignerIdentity) -> str:
-    """``Signer (SN, name)`` as the console prints it."""
-    return f"Signer ({identity.module_sn}, {identity.name})"
+    """``Signer (SN, name)`` as the console prints it (the module's own text escaped)."""
+    sn = printable(identity.module_sn, escape_backslash=True)
+    return f"Signer ({sn}, {printable(identity.name, escape_backslash=True)})"
 
 
 @dataclass(eq=False)
@@ -235,16 +239,18 @@ class SignerManager:
             for attempt in range(self._max_password_attempts):
                 if managed.dropped or self._stopping:
                     return
-                password = await asyncio.to_thread(
-                    self._passwords.get, f"{managed.label} password: ", attempt
-                )
+                try:
+                    password = await asyncio.to_thread(
+                        self._passwords.get, f"{managed.label} password: ", attempt
+                    )
+                except PasswordCancelled:
+                    return  # ESC at the prompt: the server stops, nothing more to say
                 if managed.dropped or self._stopping:
                     return
                 if password is None:
                     if attempt == 0:
                         self._console.warning(
-                            f"{managed.label} stays locked: no password available "
-                            "(run on a terminal or use --password-env)."
+                            f"{managed.label} stays locked: {self._passwords.unavailable()}."
                         )
                     else:
                         self._console.warning(f"{managed.label} stays locked.")

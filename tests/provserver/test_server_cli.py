@@ -269,7 +269,7 @@ async def test_port_in_use_is_reported(tmp_path: Path) -> None:
     settings = Settings(
         host="127.0.0.1",
         port=port,
-        data_dir=tmp_path,
+        data_dir=tmp_path / "data",
         signers=["pem"],
         pem_key=write_pem_signer(CHAIN, tmp_path / "keys"),
     )
@@ -287,3 +287,4 @@ async def test_port_in_use_is_reported(tmp_path: Path) -> None:
         for lvl, m in msgs
     ]
     assert msgs[-1] == ("info", "Server stopped.")
+    assert not (tmp_path / "data").exists()  # a failed start writes nothing
