@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import io
 import logging
 import os
@@ -211,8 +212,10 @@ async def run(
                 f"--password-env: environment variable {password_source.variable} is not "
                 "set; signer modules that need a password stay locked."
             )
-        await manager.start_scanning()
-        report_found(console, manager, ProfileStore(profile_dirs), backends)
+        found = functools.partial(
+            report_found, console, manager, ProfileStore(profile_dirs), backends
+        )
+        await manager.start_scanning(after_first_scan=found)
         ready = True
         if on_ready is not None:
             on_ready(server)

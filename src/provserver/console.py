@@ -286,6 +286,7 @@ class TerminalKeys:
         self._console = console
         self._on_escape = on_escape
         self._stop = threading.Event()
+        self._escaped = threading.Event()  # ESC means quit: no prompt after it
         self._thread: threading.Thread | None = None
         self._terminal: KeyTerminal | None = None
         self._lock = threading.Lock()
@@ -318,9 +319,12 @@ class TerminalKeys:
 
     # -- password ---------------------------------------------------------------------------
     def read_password(self, prompt: str, timeout: float | None = None) -> str | None:
-        """Show ``prompt`` and read one hidden line; ``None`` if cancelled, stopped or timed out."""
+        """Show ``prompt`` and read one hidden line; ``None`` if cancelled, stopped or timed out.
+
+        After ESC (the server is quitting) no prompt is shown any more: ``None`` at once.
+        """
         with self._prompt_lock:
-            if self._stop.is_set():
+            if self._stop.is_set() or self._escaped.is_set():
                 return None
             with self._lock:  # shown under the lock: an ESC ends exactly this prompt
                 self._buffer = bytearray()
@@ -361,6 +365,7 @@ class TerminalKeys:
             if byte == ESC_BYTE:
                 # End the prompt's screen line now, before "ESC pressed" is printed: a line
                 # printed under a live prompt would show the prompt again.
+                self._escaped.set()
                 self._finish_prompt(None, end_line=True)
                 self._on_escape()
                 continue

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from atcaprov.return_codes import ReturnCode, ReturnCodeError
@@ -121,13 +121,19 @@ class SignerManager:
         """Log ``Signer Manager started.``; no scan yet (see :meth:`start_scanning`)."""
         self._console.info("Signer Manager started.")
 
-    async def start_scanning(self) -> None:
-        """Log back-end warnings, scan once now, then every ``rescan_interval`` seconds."""
+    async def start_scanning(self, after_first_scan: Callable[[], None] | None = None) -> None:
+        """Log back-end warnings, scan once now, then every ``rescan_interval`` seconds.
+
+        ``after_first_scan`` (the start's summary of what was found) runs once the first scan
+        is done and before any password prompt is shown, so that a prompt is the last line.
+        """
         for backend in self._backends:
             if backend.warning:
                 self._console.warning(backend.warning)
         try:
             await self.rescan()
+            if after_first_scan is not None:
+                after_first_scan()
         finally:
             self._first_scan_done.set()
         if self.rescan_interval > 0 and self._rescan_task is None:
@@ -235,6 +241,7 @@ class SignerManager:
 
     # -- passwords --------------------------------------------------------------------------
     async def _unlock(self, managed: ManagedModule) -> None:
+        await self._first_scan_done.wait()  # the start lines first, then the prompts
         async with self._prompt_lock:
             for attempt in range(self._max_password_attempts):
                 if managed.dropped or self._stopping:

@@ -255,6 +255,9 @@ def test_escape_at_prompt_ends_its_line_before_the_stop_line() -> None:
             os.write(master, b"abc\x1b")
             reader.join(5)
             assert len(errors) == 1
+            # the server is quitting: a second module waiting for its turn gets no prompt
+            with pytest.raises(PasswordCancelled):
+                source.get("Signer (C, D) password: ", 0)
         finally:
             keys.stop()
         assert out.getvalue() == (

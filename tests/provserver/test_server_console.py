@@ -102,7 +102,8 @@ def test_esc_at_password_prompt_stops_without_prompt_again_or_warning(tmp_path: 
     data = _data_with_profile(tmp_path)
     key = write_pem_signer(CHAIN, tmp_path / "keys", password=b"right-pw")
     with _spawn(_args(data, "--signers", "pem", "--pem-key", str(key))) as child:
-        child.expect_exact(f"{LABEL} password: ")
+        child.expect_exact("Found 1 signer module (back-ends: pem), 1 waiting for a password.")
+        child.expect_exact(f"{LABEL} password: ")  # after the start lines: the last line
         child.send("half-typ")  # typed, then the operator changes their mind
         time.sleep(0.2)
         _stop_with_esc(child)
