@@ -316,7 +316,10 @@ def report_found(
 def _install_signal_handlers(
     loop: asyncio.AbstractEventLoop, stop: asyncio.Event, console: Console
 ) -> list[signal.Signals]:
-    """SIGINT (Ctrl-C), SIGTERM and SIGHUP (terminal window closed) all stop the server."""
+    """SIGINT (Ctrl-C), SIGTERM and SIGHUP (terminal window closed) all stop the server.
+
+    A SIGHUP the server was started with ignored (``nohup provserver``) stays ignored.
+    """
     installed: list[signal.Signals] = []
 
     def on_signal(sig: signal.Signals) -> None:
@@ -325,8 +328,9 @@ def _install_signal_handlers(
         stop.set()
 
     wanted = [signal.SIGINT, signal.SIGTERM]
-    if hasattr(signal, "SIGHUP"):  # POSIX only
-        wanted.append(signal.SIGHUP)
+    hangup = getattr(signal, "SIGHUP", None)  # POSIX only
+    if hangup is not None and signal.getsignal(hangup) is not signal.SIG_IGN:
+        wanted.append(hangup)  # ignored on purpose (nohup): leave it ignored
     for sig in wanted:
         try:
             loop.add_signal_handler(sig, on_signal, sig)

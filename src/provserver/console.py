@@ -167,23 +167,14 @@ class Console:
 
 
 class ConsoleLogHandler(logging.Handler):
-    """Forwards Python ``logging`` records (from back-ends, libraries) to a :class:`Console`.
+    """Forwards Python ``logging`` records (from back-ends, libraries) to a :class:`Console`."""
 
-    Messages listed in ``skip`` are dropped (e.g. a back-end warning the manager already
-    prints at its place in the start sequence).
-    """
-
-    def __init__(
-        self, console: Console, level: int = logging.WARNING, skip: frozenset[str] = frozenset()
-    ) -> None:
+    def __init__(self, console: Console, level: int = logging.WARNING) -> None:
         super().__init__(level)
         self._console = console
-        self._skip = skip
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
-        if message in self._skip:
-            return
         if record.levelno >= logging.ERROR:
             self._console.error(message)
         elif record.levelno >= logging.WARNING:

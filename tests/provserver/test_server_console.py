@@ -160,6 +160,31 @@ def test_sighup_stops_cleanly_like_sigterm(tmp_path: Path) -> None:
     assert not list((data / "logs").glob(".running-*"))  # the record store closed cleanly
 
 
+def test_sighup_ignored_at_start_stays_ignored(tmp_path: Path) -> None:
+    """``nohup provserver``: the operator asked for the server to outlive the terminal."""
+    data = _data_with_profile(tmp_path)
+    key = write_pem_signer(CHAIN, tmp_path / "keys")
+    nohup = (
+        "import os, signal, sys; signal.signal(signal.SIGHUP, signal.SIG_IGN); "
+        "os.execv(sys.argv[1], sys.argv[1:])"
+    )
+    args = _args(data, "--signers", "pem", "--pem-key", str(key))
+    child = pexpect.spawn(sys.executable, ["-c", nohup, str(EXE), *args], encoding="utf-8",
+                          timeout=20, dimensions=(24, 400))
+    try:
+        _port(child)
+        child.expect_exact(f"{LABEL} found.")
+        child.kill(signal.SIGHUP)
+        time.sleep(0.5)
+        assert child.isalive()
+        _stop_with_esc(child)
+        assert "SIGHUP" not in (child.before or "")
+    finally:
+        if child.isalive():
+            child.close(force=True)
+    assert "SIGHUP" not in _activity_log(data)
+
+
 def test_closing_the_terminal_window_stops_cleanly(tmp_path: Path) -> None:
     data = _data_with_profile(tmp_path)
     key = write_pem_signer(CHAIN, tmp_path / "keys")
