@@ -88,7 +88,7 @@ def test_ten_boards_end_to_end(layout: DemoLayout, procs: Processes) -> None:
     rows = signing_rows(layout)
     assert len(rows) == 10
     assert sorted(r["device_sn"] for r in rows) == sorted(serials)
-    assert all(r["result"] == "signed" and r["station"].endswith("demo-station") for r in rows)
+    assert all(r["result"] == "signed" and r["station"].endswith('"demo-station"') for r in rows)
 
     # certs folder complete: a folder per device with its device and signer certificate
     folders = sorted(p.name for p in layout.certs.iterdir() if p.is_dir())

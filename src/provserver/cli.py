@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import io
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -23,7 +26,7 @@ from typing import Any, TextIO
 
 import click
 
-from atcaprov import __version__
+import atcaprov
 from atcaprov.errors import AtcaprovError
 from atcaprov.protocol import MAX_BODY_SIZE
 
@@ -45,6 +48,7 @@ from .console import (
 )
 from .manager import SignerManager
 from .paths import DataDir, DataDirError, default_data_dir
+from .profile import ProfileError, ProfileStore
 from .records import RecordStore
 from .server import ProvisioningServer, ServerLimits, make_tls_context
 from .signer_cli import signer as signer_group
@@ -52,7 +56,6 @@ from .signers.base import (
     SignerBackend,
     SignerError,
     available_backends,
-    backend_class,
     open_backend,
 )
 from .signing import SigningService, build_signing_service
@@ -142,23 +145,29 @@ async def run(
 
     ``records`` replaces the file record store (tests); ``on_ready`` is called once the server
     listens and the first signer scan is done.
+
+    The start checks what it can before it writes anything: the console lines go to a memory
+    buffer until the server listens; only then are the data folder and the activity log
+    created (and the buffer copied into the log), then the record store opened. A start that
+    fails on the way (bad option, port in use, a record store that cannot open) removes the
+    activity log and the folders it created, so the data folder is left as it was.
     """
     stop_event = stop if stop is not None else asyncio.Event()
     loop = asyncio.get_running_loop()
-    data = DataDir(settings.data_dir).ensure()
+    data = DataDir(settings.data_dir)
     started = datetime.now()
-    log_path = data.activity_log_path(started)
-    log_file: TextIO = log_path.open("a", encoding="utf-8")
-    console.add_sink(log_file)
+    early_lines = io.StringIO()
+    console.add_sink(early_lines)
+    start_files = _StartFiles(data)
     installed: list[signal.Signals] = []
-    log_handler = ConsoleLogHandler(console, skip=_backend_warnings(settings))
+    log_handler = ConsoleLogHandler(console)
     logging.getLogger().addHandler(log_handler)
     manager: SignerManager | None = None
     server: ProvisioningServer | None = None
     service: SigningService | None = None
+    ready = False
     try:
         console.info("Provisioning Server started.")
-        console.info(f"provserver version {__version__}.")
         if install_signal_handlers:
             installed = _install_signal_handlers(loop, stop_event, console)
         if terminal is not None:
@@ -171,21 +180,19 @@ async def run(
         elif settings.tls_client_ca is not None:
             raise StartupError("--tls-client-ca needs --tls-cert and --tls-key")
         backends = open_backends(settings, console)
+        password_source = passwords if passwords is not None else _passwords_for(settings, terminal)
         manager = SignerManager(
-            backends,
-            console,
-            passwords if passwords is not None else _passwords_for(settings, terminal),
-            rescan_interval=settings.rescan_interval,
+            backends, console, password_source, rescan_interval=settings.rescan_interval
         )
         await manager.start()
+        profile_dirs = [data.signers, *settings.profiles]
         service = build_signing_service(
             manager=manager,
             console=console,
             data_dir=data,
-            profile_dirs=[data.signers, *settings.profiles],
+            profile_dirs=profile_dirs,
             records=records,
         )
-        await service.open()
         server = ProvisioningServer(
             service.handle,
             console,
@@ -196,7 +203,21 @@ async def run(
             tls=tls,
         )
         await server.start()
-        await manager.start_scanning()
+        # Listening: from here on the data folder is written.
+        start_files.open_activity_log(console, early_lines, started)
+        await service.open()
+        console.info(f"Version: atcaprov {atcaprov.__version__}.")
+        console.info(f"Data folder: {data.root.resolve()}.")
+        if isinstance(password_source, EnvPasswordSource) and not password_source.is_set:
+            console.warning(
+                f"--password-env: environment variable {password_source.variable} is not "
+                "set; signer modules that need a password stay locked."
+            )
+        found = functools.partial(
+            report_found, console, manager, ProfileStore(profile_dirs), backends
+        )
+        await manager.start_scanning(after_first_scan=found)
+        ready = True
         if on_ready is not None:
             on_ready(server)
         await stop_event.wait()
@@ -216,26 +237,90 @@ async def run(
             loop.remove_signal_handler(sig)
         logging.getLogger().removeHandler(log_handler)
         console.info("Server stopped.")
-        console.remove_sink(log_file)
-        log_file.close()
+        console.remove_sink(early_lines)
+        start_files.close(console, keep=ready)
 
 
-def _backend_warnings(settings: Settings) -> frozenset[str]:
-    """The start warnings of the chosen back-ends (printed by the manager, not via logging)."""
-    texts: set[str] = set()
-    for name in settings.backend_names():
+class _StartFiles:
+    """The activity log and the data folders one run creates; removed again if it never starts."""
+
+    def __init__(self, data: DataDir) -> None:
+        self._data = data
+        self._created: list[Path] = []
+        self._log_path: Path | None = None
+        self._log_file: TextIO | None = None
+
+    def open_activity_log(
+        self, console: Console, early_lines: io.StringIO, started: datetime
+    ) -> None:
+        """Create the data folders and the activity log; the log starts with ``early_lines``."""
+        missing = [f for f in self._data.folders() if not f.exists()]
         try:
-            warning = backend_class(name).warning
-        except (SignerError, ImportError):
-            continue  # unknown or unloadable: open_backends reports it
-        if warning:
-            texts.add(warning)
-    return frozenset(texts)
+            self._data.ensure()
+        finally:
+            self._created = [f for f in missing if f.exists()]
+        path = self._data.activity_log_path(started)
+        try:
+            self._log_file = path.open("x", encoding="utf-8")
+        except OSError as exc:
+            raise DataDirError(f"cannot create the activity log {path}: {exc}") from exc
+        self._log_path = path
+        console.replace_sink(early_lines, self._log_file)
+
+    def close(self, console: Console, *, keep: bool) -> None:
+        """Close the activity log; without ``keep`` (a failed start) remove what was created."""
+        if self._log_file is not None:
+            console.remove_sink(self._log_file)
+            self._log_file.close()
+        if keep:
+            return
+        if self._log_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self._log_path.unlink()
+        for folder in reversed(self._created):
+            with contextlib.suppress(OSError):  # not empty: someone else wrote in it
+                folder.rmdir()
+
+
+def report_found(
+    console: Console,
+    manager: SignerManager,
+    profiles: ProfileStore,
+    backends: Sequence[SignerBackend],
+) -> None:
+    """After the first scan: how many signer modules were found, and which cannot be used.
+
+    A warning when there is none at all, and one for each module without a signer profile
+    (the server would refuse its requests).
+    """
+    modules = manager.modules()
+    names = ", ".join(b.name for b in backends) or "none"
+    if not modules:
+        console.warning(
+            f"No signer module or token found (back-ends: {names}); requests are refused "
+            "until one is plugged in."
+        )
+        return
+    locked = sum(1 for m in modules if not m.ready)
+    plural = "s" if len(modules) != 1 else ""
+    waiting = f", {locked} waiting for a password" if locked else ""
+    console.info(f"Found {len(modules)} signer module{plural} (back-ends: {names}){waiting}.")
+    for managed in modules:
+        try:
+            profiles.get(managed.identity.key_id)
+        except ProfileError as exc:
+            console.warning(
+                f"{managed.label} has no usable profile, its requests are refused: {exc}"
+            )
 
 
 def _install_signal_handlers(
     loop: asyncio.AbstractEventLoop, stop: asyncio.Event, console: Console
 ) -> list[signal.Signals]:
+    """SIGINT (Ctrl-C), SIGTERM and SIGHUP (terminal window closed) all stop the server.
+
+    A SIGHUP the server was started with ignored (``nohup provserver``) stays ignored.
+    """
     installed: list[signal.Signals] = []
 
     def on_signal(sig: signal.Signals) -> None:
@@ -243,7 +328,11 @@ def _install_signal_handlers(
             console.info(f"{sig.name} received, stopping...")
         stop.set()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    wanted = [signal.SIGINT, signal.SIGTERM]
+    hangup = getattr(signal, "SIGHUP", None)  # POSIX only
+    if hangup is not None and signal.getsignal(hangup) is not signal.SIG_IGN:
+        wanted.append(hangup)  # ignored on purpose (nohup): leave it ignored
+    for sig in wanted:
         try:
             loop.add_signal_handler(sig, on_signal, sig)
         except (NotImplementedError, RuntimeError):
@@ -278,7 +367,7 @@ _FILE = click.Path(path_type=Path, exists=True, dir_okay=False)
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog="Without a command, runs the server. `provserver signer --help` for signer set-up.",
 )
-@click.version_option(__version__, "--version", prog_name="provserver")
+@click.version_option(atcaprov.__version__, "--version", prog_name="provserver")
 @click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
 @click.option(
     "--port",
@@ -418,11 +507,24 @@ def main(
         # Windows (no SIGINT handler in the loop): asyncio.run cancelled run(), which has
         # already shut down and printed "Server stopped."; exit normally.
         return
-    except DataDirError as exc:
-        console.error(f"Server cannot run: {exc}")
-        raise SystemExit(1) from exc
     except AtcaprovError as exc:  # already logged by run()
         raise SystemExit(1) from exc
+    finally:
+        if console.screen_lost:
+            _detach_from_lost_terminal()
+
+
+def _detach_from_lost_terminal() -> None:
+    """The terminal is gone (window closed): point stdout/stderr at the null device, so that
+    the interpreter's last flush cannot fail and turn a clean stop into an error exit."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    for fd in (1, 2):
+        with contextlib.suppress(OSError):
+            os.dup2(null, fd)
+    os.close(null)
 
 
 async def _main_async(settings: Settings, console: Console, interactive: bool) -> None:

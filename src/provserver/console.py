@@ -12,11 +12,20 @@ buffering; Ctrl-C still raises SIGINT), reports a lone ESC key press, and reads 
 without echo through the same reader thread, so that watching for ESC never fights with a
 password prompt. Password sources (:class:`PasswordSource`) are
 injectable: the terminal, an environment variable, or nothing (no terminal: modules stay
-locked).
+locked); a source says why it has no password (:meth:`PasswordSource.unavailable`), and the
+terminal raises :class:`PasswordCancelled` when the operator pressed ESC at the prompt.
+
+Every line is made printable (:func:`atcaprov.text.printable`) before it reaches the screen or
+a sink: a control character in a message (from a station id, a module name, an exception
+text) shows as an escape, it can neither start a forged line nor drive the terminal. Callers
+still quote and escape outside values themselves (with ``escape_backslash``) so that they read
+back exactly; this is the last guard. If the terminal goes away (window closed), screen writes
+stop and the sinks go on.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
@@ -27,7 +36,9 @@ from datetime import datetime
 from enum import Enum
 from typing import Protocol, TextIO
 
+from atcaprov.errors import AtcaprovError
 from atcaprov.terminal import ESC_BYTE, ConsoleError, KeyTerminal
+from atcaprov.text import printable
 
 
 class Level(str, Enum):
@@ -39,8 +50,8 @@ class Level(str, Enum):
 
 
 def format_line(level: Level, message: str, when: datetime) -> str:
-    """``[YYYY-MM-DD HH:MM:SS, level] message`` (no newline)."""
-    return f"[{when:%Y-%m-%d %H:%M:%S}, {level.value}] {message}"
+    """``[YYYY-MM-DD HH:MM:SS, level] message`` (no newline; control characters escaped)."""
+    return f"[{when:%Y-%m-%d %H:%M:%S}, {level.value}] {printable(message)}"
 
 
 class Console:
@@ -62,6 +73,7 @@ class Console:
         self._clock = clock
         self._lock = threading.RLock()
         self._prompt: str | None = None
+        self.screen_lost = False  # a screen write failed (terminal closed): screen dropped
 
     def add_sink(self, sink: TextIO) -> None:
         """Also copy every following line to ``sink`` (e.g. the activity log file)."""
@@ -72,6 +84,17 @@ class Console:
         with self._lock:
             if sink in self._sinks:
                 self._sinks.remove(sink)
+
+    def replace_sink(self, old: io.StringIO, new: TextIO) -> None:
+        """Copy what ``old`` (a memory buffer) collected to ``new``, and go on with ``new``.
+
+        No line is lost or doubled between the two: the swap holds the console's lock.
+        """
+        with self._lock:
+            new.write(old.getvalue())
+            new.flush()
+            self.remove_sink(old)
+            self._sinks.append(new)
 
     def log(self, level: Level, message: str) -> str:
         """Print one timestamped line and copy it to the sinks; return the line."""
@@ -92,13 +115,13 @@ class Console:
     def plain(self, text: str) -> None:
         """A line without timestamp (e.g. ``Press ESC to quit.``), also copied to the sinks."""
         with self._lock:
-            self._emit(text)
+            self._emit(printable(text))
 
     def show_prompt(self, prompt: str) -> None:
         """Put ``prompt`` on screen (no newline) and remember it until :meth:`end_prompt`."""
         with self._lock:
-            self._prompt = prompt
-            self._write_screen(prompt)
+            self._prompt = printable(prompt)
+            self._write_screen(self._prompt)
 
     def end_prompt(self) -> None:
         """The prompt was answered: end its screen line."""
@@ -111,7 +134,11 @@ class Console:
         with self._lock:
             for sink in self._sinks:
                 sink.flush()
-            self._out.flush()
+            if not self.screen_lost:
+                try:
+                    self._out.flush()
+                except (OSError, ValueError):
+                    self.screen_lost = True
 
     def _emit(self, line: str) -> None:
         if self._prompt is not None:
@@ -130,28 +157,24 @@ class Console:
                 self._write_screen(failure + "\n")
 
     def _write_screen(self, text: str) -> None:
-        self._out.write(text)
-        self._out.flush()
+        if self.screen_lost:
+            return
+        try:
+            self._out.write(text)
+            self._out.flush()
+        except (OSError, ValueError):  # the terminal was closed (EIO), stdout closed
+            self.screen_lost = True
 
 
 class ConsoleLogHandler(logging.Handler):
-    """Forwards Python ``logging`` records (from back-ends, libraries) to a :class:`Console`.
+    """Forwards Python ``logging`` records (from back-ends, libraries) to a :class:`Console`."""
 
-    Messages listed in ``skip`` are dropped (e.g. a back-end warning the manager already
-    prints at its place in the start sequence).
-    """
-
-    def __init__(
-        self, console: Console, level: int = logging.WARNING, skip: frozenset[str] = frozenset()
-    ) -> None:
+    def __init__(self, console: Console, level: int = logging.WARNING) -> None:
         super().__init__(level)
         self._console = console
-        self._skip = skip
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
-        if message in self._skip:
-            return
         if record.levelno >= logging.ERROR:
             self._console.error(message)
         elif record.levelno >= logging.WARNING:
@@ -163,17 +186,25 @@ class ConsoleLogHandler(logging.Handler):
 # --------------------------------------------------------------------------------------------
 # Password sources
 # --------------------------------------------------------------------------------------------
+class PasswordCancelled(AtcaprovError):
+    """The operator cancelled the password prompt (ESC): the server is stopping."""
+
+
 class PasswordSource(Protocol):
     """Where signer-module passwords come from.
 
     ``get(prompt, attempt)`` returns the password to try (``attempt`` counts from 0 for one
-    module) or ``None`` when there is none to try (no terminal, cancelled, or already tried).
-    ``interactive`` tells whether asking again after a wrong password makes sense.
+    module) or ``None`` when there is none to try (no terminal, unset variable, or already
+    tried); it raises :class:`PasswordCancelled` when the operator cancelled the prompt.
+    ``unavailable()`` says why there is none, for the console line. ``interactive`` tells
+    whether asking again after a wrong password makes sense.
     """
 
     interactive: bool
 
     def get(self, prompt: str, attempt: int) -> str | None: ...
+
+    def unavailable(self) -> str: ...
 
 
 class NoPasswordSource:
@@ -183,6 +214,9 @@ class NoPasswordSource:
 
     def get(self, prompt: str, attempt: int) -> str | None:
         return None
+
+    def unavailable(self) -> str:
+        return "no password available (run on a terminal or use --password-env)"
 
 
 class EnvPasswordSource:
@@ -199,6 +233,15 @@ class EnvPasswordSource:
             return None
         return self._environ.get(self.variable)
 
+    @property
+    def is_set(self) -> bool:
+        return self.variable in self._environ
+
+    def unavailable(self) -> str:
+        if not self.is_set:
+            return f"environment variable {self.variable} is not set (--password-env)"
+        return f"the password in environment variable {self.variable} was tried already"
+
 
 class CallablePasswordSource:
     """Adapter for a plain ``reader(prompt) -> str | None`` (tests, GUIs)."""
@@ -209,6 +252,9 @@ class CallablePasswordSource:
 
     def get(self, prompt: str, attempt: int) -> str | None:
         return self._reader(prompt)
+
+    def unavailable(self) -> str:
+        return "no password given"
 
 
 # --------------------------------------------------------------------------------------------
@@ -231,6 +277,7 @@ class TerminalKeys:
         self._console = console
         self._on_escape = on_escape
         self._stop = threading.Event()
+        self._escaped = threading.Event()  # ESC means quit: no prompt after it
         self._thread: threading.Thread | None = None
         self._terminal: KeyTerminal | None = None
         self._lock = threading.Lock()
@@ -263,15 +310,18 @@ class TerminalKeys:
 
     # -- password ---------------------------------------------------------------------------
     def read_password(self, prompt: str, timeout: float | None = None) -> str | None:
-        """Show ``prompt`` and read one hidden line; ``None`` if cancelled, stopped or timed out."""
+        """Show ``prompt`` and read one hidden line; ``None`` if cancelled, stopped or timed out.
+
+        After ESC (the server is quitting) no prompt is shown any more: ``None`` at once.
+        """
         with self._prompt_lock:
-            if self._stop.is_set():
+            if self._stop.is_set() or self._escaped.is_set():
                 return None
-            with self._lock:
+            with self._lock:  # shown under the lock: an ESC ends exactly this prompt
                 self._buffer = bytearray()
                 self._answer = None
                 self._answered.clear()
-            self._console.show_prompt(prompt)
+                self._console.show_prompt(prompt)
             deadline = None if timeout is None else time.monotonic() + timeout
             try:
                 while not self._answered.wait(_POLL_S):
@@ -304,7 +354,10 @@ class TerminalKeys:
         """Keys as :func:`atcaprov.terminal.take_keys` gives them: 0x1B is a lone ESC."""
         for byte in keys:
             if byte == ESC_BYTE:
-                self._finish_prompt(None)
+                # End the prompt's screen line now, before "ESC pressed" is printed: a line
+                # printed under a live prompt would show the prompt again.
+                self._escaped.set()
+                self._finish_prompt(None, end_line=True)
                 self._on_escape()
                 continue
             with self._lock:
@@ -323,11 +376,13 @@ class TerminalKeys:
                 elif byte >= 0x20:
                     buffer.append(byte)
 
-    def _finish_prompt(self, answer: bytes | None) -> None:
+    def _finish_prompt(self, answer: bytes | None, *, end_line: bool = False) -> None:
         with self._lock:
             if self._buffer is not None:
                 self._answer = answer
                 self._answered.set()
+                if end_line:
+                    self._console.end_prompt()
 
 
 class TerminalPasswordSource:
@@ -339,4 +394,11 @@ class TerminalPasswordSource:
         self._keys = keys
 
     def get(self, prompt: str, attempt: int) -> str | None:
-        return self._keys.read_password(prompt)
+        """The typed line; :class:`PasswordCancelled` after ESC (or when the terminal stops)."""
+        password = self._keys.read_password(prompt)
+        if password is None:
+            raise PasswordCancelled("password prompt cancelled")
+        return password
+
+    def unavailable(self) -> str:
+        return "no password entered"

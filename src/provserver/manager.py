@@ -7,7 +7,9 @@ It owns the set of open :class:`~provserver.signers.base.SignerModule` objects:
   (``Signer (SN, name) removed.``);
 * passwords: a module that needs one is announced (``... requires password.``) and the
   :class:`~provserver.console.PasswordSource` is asked, one prompt at a time; a wrong password
-  is reported and asked again (interactive sources, at most ``max_password_attempts``);
+  is reported and asked again (interactive sources, at most ``max_password_attempts``); a
+  prompt cancelled with ESC ends quietly (the server is stopping), and a source without a
+  password says why (``--password-env`` variable not set, no terminal);
 * pools: modules holding the same signer key (same key id) form a pool; a request picks its
   pool by the signer key id of the request (or by signer id when the key id is all zeros);
   the least busy ready module of the pool signs, one operation at a time per module, in a
@@ -21,12 +23,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from atcaprov.return_codes import ReturnCode, ReturnCodeError
+from atcaprov.text import printable
 
-from .console import Console, PasswordSource
+from .console import Console, PasswordCancelled, PasswordSource
 from .signers.base import (
     SignerBackend,
     SignerError,
@@ -45,8 +48,9 @@ class SignerRequestError(ReturnCodeError):
 
 
 def signer_label(identity: SignerIdentity) -> str:
-    """``Signer (SN, name)`` as the console prints it."""
-    return f"Signer ({identity.module_sn}, {identity.name})"
+    """``Signer (SN, name)`` as the console prints it (the module's own text escaped)."""
+    sn = printable(identity.module_sn, escape_backslash=True)
+    return f"Signer ({sn}, {printable(identity.name, escape_backslash=True)})"
 
 
 @dataclass(eq=False)
@@ -117,13 +121,19 @@ class SignerManager:
         """Log ``Signer Manager started.``; no scan yet (see :meth:`start_scanning`)."""
         self._console.info("Signer Manager started.")
 
-    async def start_scanning(self) -> None:
-        """Log back-end warnings, scan once now, then every ``rescan_interval`` seconds."""
+    async def start_scanning(self, after_first_scan: Callable[[], None] | None = None) -> None:
+        """Log back-end warnings, scan once now, then every ``rescan_interval`` seconds.
+
+        ``after_first_scan`` (the start's summary of what was found) runs once the first scan
+        is done and before any password prompt is shown, so that a prompt is the last line.
+        """
         for backend in self._backends:
             if backend.warning:
                 self._console.warning(backend.warning)
         try:
             await self.rescan()
+            if after_first_scan is not None:
+                after_first_scan()
         finally:
             self._first_scan_done.set()
         if self.rescan_interval > 0 and self._rescan_task is None:
@@ -231,20 +241,23 @@ class SignerManager:
 
     # -- passwords --------------------------------------------------------------------------
     async def _unlock(self, managed: ManagedModule) -> None:
+        await self._first_scan_done.wait()  # the start lines first, then the prompts
         async with self._prompt_lock:
             for attempt in range(self._max_password_attempts):
                 if managed.dropped or self._stopping:
                     return
-                password = await asyncio.to_thread(
-                    self._passwords.get, f"{managed.label} password: ", attempt
-                )
+                try:
+                    password = await asyncio.to_thread(
+                        self._passwords.get, f"{managed.label} password: ", attempt
+                    )
+                except PasswordCancelled:
+                    return  # ESC at the prompt: the server stops, nothing more to say
                 if managed.dropped or self._stopping:
                     return
                 if password is None:
                     if attempt == 0:
                         self._console.warning(
-                            f"{managed.label} stays locked: no password available "
-                            "(run on a terminal or use --password-env)."
+                            f"{managed.label} stays locked: {self._passwords.unavailable()}."
                         )
                     else:
                         self._console.warning(f"{managed.label} stays locked.")

@@ -81,9 +81,13 @@ class DataDir:
             n += 1
         return path
 
+    def folders(self) -> tuple[Path, ...]:
+        """The root and its sub-folders, parents first."""
+        return (self.root, self.logs, self.certs, self.signers)
+
     def ensure(self) -> DataDir:
         """Create the root and its sub-folders if missing; return self."""
-        for folder in (self.root, self.logs, self.certs, self.signers):
+        for folder in self.folders():
             try:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:

@@ -11,14 +11,14 @@ are durable (on disk and synced); if it raises, nothing may be assumed stored an
 must not send the certificates. ``log_refusal`` has the same durability.
 
 This module also owns the text form of a record (:data:`TSV_COLUMNS`, :func:`sanitize_field`):
-any value may come from a station (its id is free text), so control characters are replaced
-and formula-looking values are neutralised before a row is written.
+any value may come from a station (its id is free text), so control characters are escaped
+(with :func:`atcaprov.text.printable`, the rules the consoles use too) and formula-looking
+values are neutralised before a row is written.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Literal, TypeVar
 
 from atcaprov.return_codes import ReturnCode, ReturnCodeError
+from atcaprov.text import printable
 
 TSV_COLUMNS = (
     "time",
@@ -41,7 +42,8 @@ RESULT_SIGNED = "signed"
 RESULT_REFUSED = "refused"
 MAX_FIELD_CHARS = 512
 _HEX = re.compile(r"[0-9A-Fa-f]*")
-_PLAIN_FIELD = re.compile(r"(?:[!-~]+(?: [!-~]+)*)?")  # printable ASCII, single inner spaces
+_PLAIN_FIELD = re.compile(r"[ -~]*")  # printable ASCII
+_FORMULA_START = ("=", "+", "-", "@")
 _PEM_CERT = re.compile(
     r"-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+\n-----END CERTIFICATE-----\n"
 )
@@ -129,26 +131,34 @@ class SigningRecord:
 
 
 def sanitize_field(value: str) -> str:
-    """A value safe for one TSV cell.
+    """A value safe for one TSV cell, that still says exactly what was received.
 
-    Control characters (tab, CR, LF, ...) and Unicode line/paragraph separators become one
-    space each, runs of spaces are collapsed and the ends stripped; a value starting with ``=``,
-    ``+``, ``-`` or ``@`` (a spreadsheet formula) gets a leading apostrophe; values are cut to
-    :data:`MAX_FIELD_CHARS` characters (with a trailing ``…``).
+    Control characters (tab, CR, LF, ESC, NUL, ...), Unicode line/paragraph separators and bidi
+    overrides become visible escapes (``\\t``, ``\\n``, ``\\x1b``, ``\\u2028``): the rules of
+    :func:`atcaprov.text.printable`, the console's too, so a cell shows what the activity log
+    shows. (A value from outside is quoted and escaped where the record is made, e.g. the
+    station id by :func:`provserver.peer.station_text`, so it reads back exactly.) A value
+    starting with ``=``, ``+``, ``-`` or ``@`` (a spreadsheet formula) gets a leading
+    apostrophe; values are cut to :data:`MAX_FIELD_CHARS` characters (with a trailing ``…``),
+    never inside an escape.
     """
-    if (
-        len(value) <= MAX_FIELD_CHARS
-        and _PLAIN_FIELD.fullmatch(value)
-        and value[:1] not in ("=", "+", "-", "@")
-    ):
-        return value  # the common case: nothing below would change it
-    chars = [" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in value]
-    text = re.sub(" {2,}", " ", "".join(chars)).strip()
-    if text[:1] in ("=", "+", "-", "@"):
+    if len(value) <= MAX_FIELD_CHARS and _PLAIN_FIELD.fullmatch(value):
+        text = value  # the common case: nothing to escape
+    else:
+        text = printable(value)
+    if text[:1] in _FORMULA_START:
         text = "'" + text
-    if len(text) > MAX_FIELD_CHARS:
-        text = text[: MAX_FIELD_CHARS - 1] + "…"
-    return text
+    if len(text) <= MAX_FIELD_CHARS:
+        return text
+    prefix = "'" if value[:1] in _FORMULA_START else ""
+    kept, size = [prefix], len(prefix)
+    for ch in value:
+        piece = printable(ch)
+        if size + len(piece) > MAX_FIELD_CHARS - 1:
+            break
+        kept.append(piece)
+        size += len(piece)
+    return "".join(kept) + "…"
 
 
 def normalize_pem_certificate(pem: str, what: str) -> str:

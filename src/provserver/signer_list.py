@@ -57,13 +57,14 @@ class BackendListing:
     backend: str
     modules: tuple[ModuleListing, ...] = ()
     error: str | None = None
+    warning: str | None = None  # the back-end's own warning (pem: development only)
 
     def lines(self) -> list[str]:
         if self.error is not None:
             return [f"{self.backend}: not available: {self.error}"]
+        out = [f"WARNING: {self.warning}"] if self.warning else []
         if not self.modules:
-            return [f"{self.backend}: no modules found"]
-        out: list[str] = []
+            return [*out, f"{self.backend}: no modules found"]
         for module in self.modules:
             out += module.lines()
         return out
@@ -88,7 +89,9 @@ def list_modules(backends: Mapping[str, Mapping[str, Any]], data_dir: Path) -> l
                 continue
             result.append(
                 BackendListing(
-                    name, tuple(_list_one(backend, name, loc, store) for loc in locations)
+                    name,
+                    tuple(_list_one(backend, name, loc, store) for loc in locations),
+                    warning=backend.warning,
                 )
             )
         finally:

@@ -38,7 +38,7 @@ from atcaprov.return_codes import ReturnCode, ReturnCodeError
 from .console import Console
 from .manager import SignerManager, SignerRequestError, signer_label
 from .paths import DataDir
-from .peer import Peer, clip_message
+from .peer import Peer, clip_message, station_text
 from .profile import ProfileError, ProfileStore
 from .records import (
     RecordStore,
@@ -142,11 +142,6 @@ def check_request(config_zone: bytes, public_key: bytes) -> CheckedRequest:
 # --------------------------------------------------------------------------------------------
 def _hour_floor_utc(now: datetime) -> datetime:
     return now.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
-
-
-def station_text(peer: Peer, station_id: str | None) -> str:
-    """The station column of a record: its address (and certificate), then its own id."""
-    return f"{peer} {station_id}" if station_id else str(peer)
 
 
 def _pem(der: bytes) -> str:

@@ -18,7 +18,9 @@ from provserver.console import (
     EnvPasswordSource,
     Level,
     NoPasswordSource,
+    PasswordCancelled,
     TerminalKeys,
+    TerminalPasswordSource,
     format_line,
 )
 from provserver.paths import DataDir, default_data_dir
@@ -86,6 +88,11 @@ def test_password_sources() -> None:
     assert env.get("p: ", 0) == "secret"
     assert env.get("p: ", 1) is None  # tried once only
     assert EnvPasswordSource("PW", {}).get("p: ", 0) is None
+    assert EnvPasswordSource("PW", {}).unavailable() == (
+        "environment variable PW is not set (--password-env)"
+    )
+    assert not EnvPasswordSource("PW", {}).is_set and env.is_set
+    assert "run on a terminal or use --password-env" in NoPasswordSource().unavailable()
     asked: list[str] = []
 
     def answer(prompt: str) -> str:
@@ -169,6 +176,93 @@ def test_terminal_keys_stop_cancels_pending_prompt() -> None:
         keys.stop()
         reader.join(5)
         assert result == [None]
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_control_characters_never_reach_screen_or_sink() -> None:
+    out, sink = io.StringIO(), io.StringIO()
+    console = Console(out, sinks=[sink], clock=lambda: FIXED)
+    console.info("id a\n[2015-11-06 15:51:07, info] forged\x1b[2J\x00 \u202eend")
+    console.plain("plain\rline")
+    console.show_prompt("Signer (A, B\x1b[31m) password: ")
+    console.end_prompt()
+    expected = (
+        "[2015-11-06 15:51:07, info] id a\\n[2015-11-06 15:51:07, info] forged\\x1b[2J\\x00 "
+        "\\u202eend\nplain\\rline\n"
+    )
+    assert sink.getvalue() == expected
+    assert out.getvalue() == expected + "Signer (A, B\\x1b[31m) password: \n"
+
+
+def test_lost_screen_is_dropped_and_the_sinks_go_on() -> None:
+    class Hungup(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError(5, "Input/output error")  # what a closed pty gives
+
+    out, sink = Hungup(), io.StringIO()
+    console = Console(out, sinks=[sink], clock=lambda: FIXED)
+    console.info("SIGHUP received, stopping...")
+    console.info("Server stopped.")
+    console.flush()
+    assert console.screen_lost
+    assert sink.getvalue().splitlines() == [
+        "[2015-11-06 15:51:07, info] SIGHUP received, stopping...",
+        "[2015-11-06 15:51:07, info] Server stopped.",
+    ]
+
+
+def test_replace_sink_moves_the_early_lines() -> None:
+    early, log = io.StringIO(), io.StringIO()
+    console = Console(io.StringIO(), sinks=[early], clock=lambda: FIXED)
+    console.info("one")
+    console.replace_sink(early, log)
+    console.info("two")
+    assert log.getvalue().splitlines() == [
+        "[2015-11-06 15:51:07, info] one", "[2015-11-06 15:51:07, info] two"
+    ]
+    assert early.getvalue().count("\n") == 1
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="pty is POSIX only")
+def test_escape_at_prompt_ends_its_line_before_the_stop_line() -> None:
+    master, slave = os.openpty()
+    try:
+        out = io.StringIO()
+        console = Console(out, clock=lambda: FIXED)
+        # on_escape prints at once, as the server does: the prompt must be gone already
+        def on_escape() -> None:
+            console.info("ESC pressed, stopping...")
+
+        keys = TerminalKeys(slave, console, on_escape)
+        source = TerminalPasswordSource(keys)
+        keys.start()
+        try:
+            errors: list[BaseException] = []
+
+            def ask() -> None:
+                try:
+                    source.get("Signer (A, B) password: ", 0)
+                except PasswordCancelled as exc:
+                    errors.append(exc)
+
+            reader = threading.Thread(target=ask)
+            reader.start()
+            deadline = time.monotonic() + 5
+            while "password: " not in out.getvalue() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            os.write(master, b"abc\x1b")
+            reader.join(5)
+            assert len(errors) == 1
+            # the server is quitting: a second module waiting for its turn gets no prompt
+            with pytest.raises(PasswordCancelled):
+                source.get("Signer (C, D) password: ", 0)
+        finally:
+            keys.stop()
+        assert out.getvalue() == (
+            "Signer (A, B) password: \n[2015-11-06 15:51:07, info] ESC pressed, stopping...\n"
+        )
     finally:
         os.close(master)
         os.close(slave)

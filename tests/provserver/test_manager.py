@@ -12,7 +12,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from atcaprov.return_codes import ReturnCode
-from provserver.console import CallablePasswordSource, Console, NoPasswordSource
+from provserver.console import (
+    CallablePasswordSource,
+    Console,
+    EnvPasswordSource,
+    NoPasswordSource,
+    PasswordCancelled,
+)
 from provserver.manager import SignerManager, SignerRequestError
 from tests.support.certs import make_ca_cert
 from tests.support.signer_fakes import FakeBackend, FakeModule
@@ -134,6 +140,62 @@ async def test_no_password_source_leaves_module_locked() -> None:
     with pytest.raises(SignerRequestError) as err:
         await mgr.sign(mgr.modules()[0].identity.key_id, SID, DIGEST)
     assert err.value.code is ReturnCode.SIGNER_LOCKED
+    await mgr.stop()
+
+
+async def test_unset_password_variable_is_named() -> None:
+    con, out = console()
+    backend = FakeBackend()
+    backend.present["a"] = module("a", password="pw")
+    mgr = SignerManager([backend], con, EnvPasswordSource("SIGNER_PW", {}), rescan_interval=0)
+    await mgr.start()
+    await mgr.start_scanning()
+    for _ in range(100):
+        if any("stays locked" in line for line in lines(out)):
+            break
+        await asyncio.sleep(0.01)
+    label = "Signer (01231E6CD82CA571EE, Example ATECC508A Signer)"
+    assert f"{label} stays locked: environment variable SIGNER_PW is not set (--password-env)." in (
+        lines(out)
+    )
+    await mgr.stop()
+
+
+async def test_cancelled_prompt_ends_quietly() -> None:
+    con, out = console()
+    backend = FakeBackend()
+    backend.present["a"] = module("a", password="pw")
+    asked: list[str] = []
+
+    def reader(prompt: str) -> str | None:
+        asked.append(prompt)
+        raise PasswordCancelled("ESC")
+
+    mgr = SignerManager([backend], con, CallablePasswordSource(reader), rescan_interval=0)
+    await mgr.start()
+    await mgr.start_scanning()
+    for _ in range(100):
+        if asked:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    assert len(asked) == 1  # not asked again
+    label = "Signer (01231E6CD82CA571EE, Example ATECC508A Signer)"
+    assert lines(out)[1:] == [f"{label} requires password."]  # no "stays locked" warning
+    await mgr.stop()
+
+
+async def test_module_text_is_escaped_in_its_label() -> None:
+    con, out = console()
+    backend = FakeBackend()
+    backend.present["a"] = module("a", name="Evil\n[x] Signer (Y) found.\x1b[2J")
+    mgr = SignerManager([backend], con, NoPasswordSource(), rescan_interval=0)
+    await mgr.start()
+    await mgr.start_scanning()
+    assert out.getvalue().count("\n") == 2  # "started" and "found": two lines, no more
+    assert lines(out)[1] == (
+        "Signer (01231E6CD82CA571EE, Evil\\n[x] Signer (Y) found.\\x1b[2J) found."
+    )
     await mgr.stop()
 
 

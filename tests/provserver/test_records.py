@@ -178,17 +178,23 @@ async def test_station_with_tabs_and_newlines_is_sanitised(tmp_path: Path) -> No
     assert raw.count(b"\r\n") == 3 and raw.count(b"\n") == 3
     rows = _rows(store.tsv_path)
     assert len(rows) == 3 and all(len(row) == 8 for row in rows)
-    assert rows[1][1] == "line 7 row2 x y z"
+    assert rows[1][1] == "line\\t7\\r\\nrow2\\tx\\x00y\\u2028z"
     assert rows[2][1] == '\'=HYPERLINK("http://x")'
-    assert rows[2][7] == 'bad "quoted" reason'
+    assert rows[2][7] == 'bad "quoted"\\nreason'
 
 
 def test_sanitize_field() -> None:
-    assert sanitize_field("  a\t\tb  ") == "a b"
+    assert sanitize_field("  a\t\tb  ") == "  a\\t\\tb  "
+    assert sanitize_field("C:\\data") == "C:\\data"
     assert sanitize_field("-1") == "'-1" and sanitize_field("@x") == "'@x"
     assert sanitize_field("+") == "'+"
     long = sanitize_field("x" * 2000)
     assert len(long) == 512 and long.endswith("…")
+    # cut before an escape, never inside one
+    cut = sanitize_field("x" * 509 + "\x1b" * 10)
+    assert cut == "x" * 509 + "…"
+    cut = sanitize_field("=" + "x" * 505 + "\x1b" * 10)
+    assert cut == "'=" + "x" * 505 + "\\x1b" + "…" and len(cut) == 512
 
 
 def test_record_validation() -> None:

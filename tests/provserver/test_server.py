@@ -67,7 +67,7 @@ async def test_request_served_and_rebuildable_from_compressed_cert() -> None:
             )
             == reply.device_cert
         )
-        assert record.station.endswith(" line-1")
+        assert record.station.endswith(' "line-1"')
         assert record.device_sn == request.device_serial_number.hex().upper()
         assert record.public_key == request.device_public_key.hex().upper()
         await station.close()

@@ -85,12 +85,12 @@ async def test_start_sequence_request_and_activity_log(tmp_path: Path) -> None:
     lines = messages(screen)
     assert [m for _, m in lines[:5]] == [
         "Provisioning Server started.",
-        f"provserver version {__version__}.",
         "Signer Manager started.",
         "Server starting...",
-        lines[4][1],
+        lines[3][1],
+        f"Version: atcaprov {__version__}.",
     ]
-    assert re.fullmatch(r"Server listening on 127\.0\.0\.1:\d+\.", lines[4][1])
+    assert re.fullmatch(r"Server listening on 127\.0\.0\.1:\d+\.", lines[3][1])
     assert all(level == "info" for level, _ in lines[:5])
     assert (
         "warning",
@@ -271,7 +271,7 @@ async def test_port_in_use_is_reported(tmp_path: Path) -> None:
     settings = Settings(
         host="127.0.0.1",
         port=port,
-        data_dir=tmp_path,
+        data_dir=tmp_path / "data",
         signers=["pem"],
         pem_key=write_pem_signer(CHAIN, tmp_path / "keys"),
     )
@@ -289,3 +289,4 @@ async def test_port_in_use_is_reported(tmp_path: Path) -> None:
         for lvl, m in msgs
     ]
     assert msgs[-1] == ("info", "Server stopped.")
+    assert not (tmp_path / "data").exists()  # a failed start writes nothing

@@ -10,9 +10,7 @@ import io
 import json
 import os
 import random
-import re
 import threading
-import unicodedata
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 import provserver.profile as profile_mod
 import provserver.records_file as records_file
+from atcaprov.text import printable
 from provserver.console import Console, NoPasswordSource
 from provserver.manager import SignerManager
 from provserver.profile import ProfileError, ProfileStore, write_profile
@@ -295,19 +294,24 @@ async def test_ordinary_module_signs_in_a_worker_thread() -> None:
 
 # ------------------------------------------------------------------ plain TSV fields
 def _sanitize_reference(value: str) -> str:
-    chars = [" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in value]
-    text = re.sub(" {2,}", " ", "".join(chars)).strip()
-    if text[:1] in ("=", "+", "-", "@"):
-        text = "'" + text
-    if len(text) > MAX_FIELD_CHARS:
-        text = text[: MAX_FIELD_CHARS - 1] + "…"
-    return text
+    """sanitize_field without its shortcut: escape, guard a formula, cut at an escape."""
+    pieces = [printable(ch) for ch in value]
+    if value[:1] in ("=", "+", "-", "@"):
+        pieces.insert(0, "'")
+    if sum(map(len, pieces)) <= MAX_FIELD_CHARS:
+        return "".join(pieces)
+    kept: list[str] = []
+    for piece in pieces:
+        if sum(map(len, kept)) + len(piece) > MAX_FIELD_CHARS - 1:
+            break
+        kept.append(piece)
+    return "".join(kept) + "…"
 
 
 def test_plain_field_shortcut_gives_the_same_cells() -> None:
     rng = random.Random(8971)
     alphabet = [" ", "a", "Z", "0", "=", "-", "+", "@", "'", '"', "\t", "\r", "\n", "\x00"]
-    alphabet += ["\x7f", "\u2028", "\u2029", "é", "…", ":"]
+    alphabet += ["\x7f", "\u2028", "\u2029", "é", "…", ":", "\\", "\x1b"]
     values = ["", "a", " a", "a ", "a  b", "127.0.0.1:5555 line-1", "=1+1", "-x", "@"]
     values += ["a" * n for n in (MAX_FIELD_CHARS - 1, MAX_FIELD_CHARS, MAX_FIELD_CHARS + 1)]
     values += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 9))) for _ in range(3000)]

@@ -136,7 +136,7 @@ async def test_concurrent_stations_get_valid_certificates(tmp_path: Path) -> Non
     for row in rows:
         assert row["cert_sn"] == serial_hex(received[row["device_sn"]])
         n = int(row["device_sn"][12:16], 16)  # config_zone(n): n in SN bytes 6-7
-        assert row["station"].endswith(f" line-{(n - 1) // PER_STATION}")
+        assert row["station"].endswith(f' "line-{(n - 1) // PER_STATION}"')
     # certs folder: one device and one signer file per device, equal to what the station got
     first = replies[(0, 0)]
     assert isinstance(first, CertReply)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import os
 import shutil
 import stat
@@ -189,7 +190,18 @@ def test_create_sim_with_password_prompt_and_existing_root(
     assert "s3cret" not in result.output  # not echoed
     assert "Signer id:       C48B" in result.output
     assert "Root CA used:" in result.output and "WARNING" not in result.output
-    with open_sim(only_module(tmp_path)) as module:
+    path = only_module(tmp_path)
+    assert (
+        f"NOTE: {path} is an emulated (sim) module: the file holds the signer key in clear. "
+        "A password gates only the emulated Sign" in result.output.replace("\n", " ")
+    )
+    # ... and that is true: slot 0 of the saved chip is the key of the signer certificate
+    slot0 = bytes.fromhex(json.loads(path.read_text())["slots"][0])
+    clear = ec.derive_private_key(int.from_bytes(slot0[4:36], "big"), ec.SECP256R1())
+    with open_sim(path) as module:
+        cert_key = module.identity.certificate.public_key()
+        assert isinstance(cert_key, ec.EllipticCurvePublicKey)
+        assert clear.public_key().public_numbers() == cert_key.public_numbers()
         assert module.needs_password
         assert module.identity.signer_id == bytes.fromhex("C48B")
         with pytest.raises(WrongPasswordError):

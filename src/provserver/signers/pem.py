@@ -305,7 +305,8 @@ class PemBackend(SignerBackend):
             )
         self._cert = Path(cert) if cert is not None else None
         self._name = name
-        log.warning(PEM_WARNING)
+        # PEM_WARNING is the class's ``warning``: whoever uses the back-end prints it in its
+        # own format (the server's console line, signer list's WARNING line), once.
 
     def scan(self) -> set[str]:
         if self._path.is_dir():

@@ -13,6 +13,11 @@ back-end talks to a real module, through the kit-hid HAL and the kit protocol, w
 code is :class:`~provserver.signers.chip.ChipSignerModule` over an ``atcaprov.device.Device``.
 Nothing is written back to the files: signing changes no persistent chip state.
 
+A module file is the whole saved chip, secret slots included: **it holds the signer key in
+clear**. A module password gates only the emulated Sign (the emulated chip asks for the
+CheckMac first); anyone who can read the file has the key. ``signer create`` says so
+(:data:`CLEAR_KEY_NOTE`). Emulated modules are for development, tests and demos.
+
 :class:`SimModuleCreator` is how ``provserver signer create`` makes a new module file
 ``signer-<SN>.json`` in the folder (option ``--modules``).
 """
@@ -59,6 +64,11 @@ TRANSPORTS = ("kit-hid", "emulator")
 DEFAULT_PATTERN = "*.json"
 DEFAULT_TIMEOUT_S = 3.0
 _MODULES_HELP = "sim: folder of module files (default DATA_DIR/modules, where the server looks)."
+CLEAR_KEY_NOTE = (
+    "NOTE: {path} is an emulated (sim) module: the file holds the signer key in clear. A "
+    "password gates only the emulated Sign; anyone who can read the file has the key. "
+    "For development and tests only."
+)
 
 
 class _PluggedHal(Hal):
@@ -161,7 +171,14 @@ class SimModuleCreator(ModuleCreator):
         protected, _ = check_through_backend(
             SimBackend(modules, transport="emulator"), str(path), identity, spec.password
         )
-        return CreatedModule("sim", str(path), identity, protected, files=(path,))
+        return CreatedModule(
+            "sim",
+            str(path),
+            identity,
+            protected,
+            files=(path,),
+            notes=(CLEAR_KEY_NOTE.format(path=path),),
+        )
 
 
 @register_backend("sim")
