@@ -227,6 +227,14 @@ class Atecc508a:
         with self._lock:
             self._go_to_sleep()
 
+    def power_off(self) -> None:
+        """Power loss (the board was unplugged): volatile state is gone, the chip is asleep.
+
+        Not a bus token: unlike :meth:`sleep`, nothing the chip was doing can ignore it.
+        """
+        with self._lock:
+            self._go_to_sleep()
+
     def _go_to_sleep(self) -> None:
         self._power = PowerState.ASLEEP
         self._state.volatile.clear()

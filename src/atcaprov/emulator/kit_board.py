@@ -331,7 +331,7 @@ class VirtualKitBoard:
         self._close_listener()
         self._close_pty()
         if self._current is not None:
-            self._current.chip.sleep()  # power lost: volatile state gone
+            self._current.chip.power_off()  # power lost: volatile state gone
             self._save_current()
             self._event(f"Unplugged {self._current.describe()}; saved")
 
