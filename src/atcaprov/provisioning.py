@@ -28,6 +28,7 @@ Beyond the C flow:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -64,6 +65,7 @@ from .validation import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class PartState(Enum):
@@ -157,6 +159,7 @@ class _Run:
         self.skipped: list[ProvStage] = []
         self.written_config = b""  # config zone as read back by CONFIG_WRITE
         self.image: _DataImage | None = None  # data + OTP zones as CERTS_WRITE left them
+        self.locks: LockState | None = None  # the lock bytes the last probe read
 
     # ---- stage plumbing --------------------------------------------------------------------
     def stage(self, stage: ProvStage, body: Callable[[], T]) -> T:
@@ -164,33 +167,37 @@ class _Run:
         try:
             result = body()
         except Exception as exc:  # any failure of the stage (incl. user hooks) ends the run
-            raise self.failed(stage, exc) from exc
+            error = self.failed(stage, exc)
+            if error is exc:
+                raise
+            raise error from exc
         self.hooks.notify(stage, ProvStatus.DONE)
         return result
 
     def failed(self, stage: ProvStage, exc: Exception) -> ProvisioningError:
-        """Notify ``stage`` ERROR and build the ProvisioningError for ``exc``, with the part
-        state read from the chip now."""
+        """Notify ``stage`` ERROR and make the ProvisioningError for ``exc`` (``exc`` itself if
+        it is one), with the part state read from the chip now."""
         state = self.probe()
         self.hooks.notify(stage, ProvStatus.ERROR)
+        not_ours = _code_for(exc) in (ReturnCode.VALIDATION_FAILED, ReturnCode.CERT_MISMATCH)
+        note = self._pending_locks_note() if state is PartState.PROVISIONED and not not_ours else ""
         if isinstance(exc, ProvisioningError):
             exc.stage, exc.part_state = stage, state
+            if note:
+                exc.message += note
+                exc.args = (f"{exc.code.c_name}: {exc.message}",)
             return exc
-        message = _message_for(exc)
-        if state is PartState.PROVISIONED and self.lock_slots:
-            message += self._pending_locks_note()
-        return ProvisioningError(stage, _code_for(exc), message, state)
+        return ProvisioningError(stage, _code_for(exc), _message_for(exc) + note, state)
 
     def probe(self) -> PartState:
         """The part's state from its lock bytes, read on a fresh wake (UNKNOWN if unreadable)."""
         try:
             self.locks = self.device.read_lock_state(wake_retries=1)
-        except (AtcaprovError, OSError):
+        except (AtcaprovError, OSError) as exc:
             self.locks = None
+            log.info("part state after the failure cannot be read: %s", exc)
             return PartState.UNKNOWN
         return PartState.of(self.locks)
-
-    locks: LockState | None = None
 
     def _pending_locks_note(self) -> str:
         if self.locks is None:

@@ -11,7 +11,7 @@ from atcaprov import provision, verify
 from atcaprov.config import DEFAULT_CONFIG, ConfigError
 from atcaprov.device import Device
 from atcaprov.emulator import Atecc508a
-from atcaprov.errors import AtcaprovError
+from atcaprov.errors import AtcaprovError, ExecutionError
 from atcaprov.hal import Hal, open_hal
 from atcaprov.hal.faults import FaultHal
 from atcaprov.packet import Opcode
@@ -480,3 +480,26 @@ def test_hook_writing_the_otp_zone_is_covered_by_the_crc(pki: Pki) -> None:
     provision(device, OtpHooks(hooks.server), pki.cert_info)
     assert chip.data_locked
     assert device.read_bytes_zone(1, 0, 32, 32) == b"OTP!" * 8
+
+
+def test_failure_after_the_data_lock_says_which_slot_locks_are_pending(pki: Pki) -> None:
+    chip = Atecc508a()
+    hal = FaultAtOpcode(open_hal("emulator", chip=chip), (Opcode.LOCK,), 3, 0x0F)
+    with pytest.raises(ProvisioningError) as info:
+        provision(Device(hal), RecordingHooks(InMemoryServer(pki)), pki.cert_info,
+                  lock_slots=(10, 12))
+    assert info.value.stage == ProvStage.SLOTS_LOCK
+    assert info.value.part_state == PartState.PROVISIONED
+    assert info.value.message.endswith(
+        "slot lock 12 not done yet: provision the part again to finish it")
+    assert isinstance(info.value.__cause__, ExecutionError)
+
+
+def test_refused_data_lock_keeps_the_chip_status_as_cause(pki: Pki) -> None:
+    chip = Atecc508a()
+    hal = FaultAtOpcode(open_hal("emulator", chip=chip), (Opcode.LOCK,), 1, 0x0F)
+    with pytest.raises(ProvisioningError) as info:
+        provision(Device(hal), RecordingHooks(InMemoryServer(pki)), pki.cert_info)
+    assert info.value.stage == ProvStage.DATA_LOCK
+    cause = info.value.__cause__
+    assert isinstance(cause, ExecutionError) and cause.status == 0x0F
