@@ -88,8 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for device in open_boards(args):
             with device:
-                sn = device.read_serial_number().hex().upper()
-                print(f"Device SN: {sn}")
+                try:
+                    print(f"Device SN: {device.read_serial_number().hex().upper()}")
+                except AtcaprovError as exc:  # the part does not answer: next board
+                    failures += 1
+                    print(f"FAILED: cannot read the part: {exc}")
+                    continue
                 try:
                     result = atcaprov.provision(device, hooks, cert_info)
                 except atcaprov.ProvisioningError as exc:

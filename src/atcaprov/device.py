@@ -1,11 +1,18 @@
 """The CryptoAuthLib-style basic API (``atcab_*``) for one ATECC508A behind a HAL.
 
 Owns what the C "basic" layer does for its caller: build the command packet, wake the chip,
-send, receive, check the response (CRC, status byte), idle; retry a failed wake and resend a
-command whose packet was corrupted (chip status 0xFF or a response CRC mismatch), both a bounded
-number of times; encode zone addresses; split zone reads and writes into 4- and 32-byte
+send, receive, check the response (CRC, status byte, length), idle; retry a failed wake a
+bounded number of times; encode zone addresses; split zone reads and writes into 4- and 32-byte
 accesses; keep the statistics the provisioning layer reports (``chip_floor_ms``,
 ``opcode_counts``).
+
+Beyond the C layer, a command whose outcome is unknown (response lost, corrupt or malformed) is
+handled by its opcode's :func:`retry_rule`: commands that are safe to run twice are sent again;
+a Lock is never sent twice blindly, the lock bytes are read to learn whether it happened; the
+rest (TempKey-dependent commands such as Sign) are reported, and the sequences this class owns
+(:meth:`Device.sign`, :meth:`Device.verify_extern`) redo their Nonce before sending them again.
+A command the chip says it did not run (status 0xFF, 0xEE, 0x11) is sent again where that is
+safe. The table is in docs/library.md.
 
 Every public method wakes the chip and leaves it idle, as the C functions do, unless it runs
 inside ``with device.session():``, which keeps the chip awake across commands (TempKey and other
@@ -16,8 +23,11 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import Enum
+from typing import TypeVar
 
 from .closing import Closeable
 from .datasheet import ATECC508A, ATECC508A_CONFIG_MAP, LOCKED, serial_number
@@ -25,18 +35,23 @@ from .datasheet import BLOCK_SIZE as BLOCK_SIZE
 from .datasheet import WORD_SIZE as WORD_SIZE
 from .datasheet import slot_size as slot_size
 from .errors import (
+    AtcaprovError,
     BadParamError,
     CheckmacVerifyError,
     ChipCrcError,
+    ChipStatusError,
     CommError,
+    EccFaultError,
     MalformedPacketError,
-    ResponseCrcError,
     WakeFailedError,
+    WakeTokenStatus,
+    WatchdogError,
 )
 from .hal.base import Hal
 from .packet import WAKE_RESPONSE, Opcode, build_command, exec_time_ms, parse_response
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 # Zones (param1 bits 0-1 of Read/Write), as ATCA_ZONE_*.
 ZONE_CONFIG = 0
@@ -144,6 +159,72 @@ def _check_access(zone: int, slot: int, block: int, offset: int, length: int) ->
     return addr
 
 
+def zone_position(zone: int, addr: int, length: int) -> tuple[int, int]:
+    """(slot, byte offset) a Read/Write address points at: the inverse of :func:`get_addr`
+    (slot 0 for config/OTP; a 32-byte access starts at word 0 whatever the word bits say)."""
+    word = 0 if length == BLOCK_SIZE else addr & 0x07
+    if zone == ZONE_DATA:
+        return (addr >> 3) & 0x0F, (addr >> 8) * BLOCK_SIZE + word * WORD_SIZE
+    return 0, ((addr >> 3) & 0x03) * BLOCK_SIZE + word * WORD_SIZE
+
+
+class Retry(Enum):
+    """What :class:`Device` does when a command's outcome is unknown: its response was lost,
+    or came back corrupt or malformed, so the chip may or may not have run it."""
+
+    REPEAT = "send it again: running it twice does no harm"
+    CHECK_LOCK = "read the lock bytes; send it again only if the lock did not happen"
+    REPORT = "raise: it depends on volatile state the first run may have used up"
+
+
+def retry_rule(opcode: int, param1: int) -> Retry:
+    """The retry rule of a command (see :class:`Retry` and the table in docs/library.md).
+
+    Read, Info, Random and Nonce change nothing a second run would spoil (a second Nonce just
+    loads TempKey again); a clear Write writes the same bytes again; GenKey in create mode
+    makes another fresh key (the one the lost run may have made is overwritten, never adopted
+    unseen: the slot could hold a factory test key if the first run did not happen), in public
+    mode it only computes; Counter in read mode only reads. A Lock is checked. Everything else
+    (Sign, Verify, GenDig, MAC, CheckMac, HMAC, SHA, ECDH, DeriveKey, PrivWrite, an encrypted
+    Write, GenKey digest modes, UpdateExtra, Counter increment, Pause) is reported.
+    """
+    if opcode in (Opcode.READ, Opcode.INFO, Opcode.RANDOM, Opcode.NONCE):
+        return Retry.REPEAT
+    if opcode == Opcode.WRITE:
+        return Retry.REPORT if param1 & ZONE_ENCRYPTED else Retry.REPEAT
+    if opcode == Opcode.GENKEY:
+        plain = param1 in (GENKEY_MODE_PRIVATE, GENKEY_MODE_PUBLIC)
+        return Retry.REPEAT if plain else Retry.REPORT
+    if opcode == Opcode.COUNTER:
+        return Retry.REPEAT if param1 == 0 else Retry.REPORT
+    if opcode == Opcode.LOCK:
+        return Retry.CHECK_LOCK
+    return Retry.REPORT
+
+
+@dataclass(frozen=True)
+class LockState:
+    """The lock bytes of a part (config bytes 86..89) as read from the chip."""
+
+    config_locked: bool
+    data_locked: bool
+    slot_locked_bits: int  # SlotLocked: bit n is 0 when slot n is locked
+
+    def slot_locked(self, slot: int) -> bool:
+        _check_slot(slot)
+        return not (self.slot_locked_bits >> slot) & 1
+
+    @classmethod
+    def from_config(cls, config: bytes) -> LockState:
+        """The lock state held in config-zone bytes (at least the first 90)."""
+        span = ATECC508A_CONFIG_MAP.slot_locked
+        return cls(
+            config_locked=config[ATECC508A_CONFIG_MAP.lock_config] == LOCKED,
+            data_locked=config[ATECC508A_CONFIG_MAP.lock_value] == LOCKED,
+            slot_locked_bits=int.from_bytes(config[span.offset : span.stop], "little"),
+        )
+
+
 def lock_crc(data: bytes) -> int:
     """The summary CRC the Lock command checks (the chip CRC-16 as the param2 value)."""
     from .packet import crc16_value
@@ -155,7 +236,10 @@ class Device(Closeable):
     """One ATECC508A reached through ``hal``.
 
     ``wake_retries``: extra wake attempts after a wake that failed (no/invalid answer).
-    ``crc_retries``: times a command is resent after status 0xFF or a bad response CRC.
+    ``crc_retries``: times a command is sent again after a fault its :func:`retry_rule`
+    allows (and times :meth:`sign` / :meth:`verify_extern` redo their sequence).
+    ``on_write``: if set, called as ``on_write(param1, param2, data)`` after every Write the
+    chip acknowledged (the provisioning flow uses it to know what a hook wrote).
     """
 
     def __init__(self, hal: Hal, *, wake_retries: int = 3, crc_retries: int = 2) -> None:
@@ -170,6 +254,7 @@ class Device(Closeable):
         self.opcode_counts: Counter[int] = Counter()
         self.wake_count = 0
         self.retry_count = 0
+        self.on_write: Callable[[int, int, bytes], None] | None = None
         self._depth = 0
 
     # ---------------------------------------------------------------------------------------
@@ -220,9 +305,10 @@ class Device(Closeable):
             # watchdog anyway.
             log.warning("idle after a failed command also failed: %s", exc)
 
-    def wake(self) -> None:
-        """Wake the chip (``04 11 33 43`` expected), retrying up to ``wake_retries`` times."""
-        attempts = 1 + self.wake_retries
+    def wake(self, *, retries: int | None = None) -> None:
+        """Wake the chip (``04 11 33 43`` expected), retrying up to ``wake_retries`` times (or
+        ``retries``)."""
+        attempts = 1 + (self.wake_retries if retries is None else retries)
         problems: list[str] = []
         last: Exception | None = None
         for attempt in range(1, attempts + 1):
@@ -243,6 +329,15 @@ class Device(Closeable):
             + "; ".join(problems)
         ) from last
 
+    def fresh_wake(self, *, retries: int | None = None) -> None:
+        """Idle the chip (if it answers) and wake it again: a new watchdog period, TempKey
+        kept. What is read right after this is what the chip holds, not a stale answer."""
+        try:
+            self.hal.idle()
+        except CommError as exc:
+            log.debug("idle before a fresh wake failed: %s", exc)
+        self.wake(retries=retries)
+
     def idle(self) -> None:
         """Send the idle token (only meaningful outside a session)."""
         self.hal.idle()
@@ -255,10 +350,14 @@ class Device(Closeable):
     # ---------------------------------------------------------------------------------------
     # command execution
     # ---------------------------------------------------------------------------------------
-    def execute(self, opcode: int, p1: int, p2: int, data: bytes = b"") -> bytes:
+    def execute(
+        self, opcode: int, p1: int, p2: int, data: bytes = b"", *, response_size: int | None = None
+    ) -> bytes:
         """Run one command and return the response data (``b"\\x00"`` for a success status).
 
         A non-zero chip status raises the typed :class:`~atcaprov.errors.ChipStatusError`.
+        ``response_size``: the data length a good answer has (1 for a bare status); another
+        length counts as a malformed answer, which the command's retry rule handles.
         """
         if not isinstance(opcode, int) or not 0 <= opcode <= 0xFF:
             raise BadParamError(f"opcode {opcode!r} out of range 0..0xFF")
@@ -271,26 +370,94 @@ class Device(Closeable):
         except ValueError as exc:
             raise BadParamError(f"cannot build command 0x{opcode:02X}: {exc}") from exc
         with self.session():
-            return self._send(opcode, packet)
+            out = self._send(opcode, p1, packet, response_size)
+        if opcode == Opcode.WRITE and self.on_write is not None:
+            self.on_write(p1, p2, bytes(data))
+        return out
 
-    def _send(self, opcode: int, packet: bytes) -> bytes:
+    def _send(self, opcode: int, p1: int, packet: bytes, response_size: int | None) -> bytes:
+        rule = retry_rule(opcode, p1)
         attempts = 1 + self.crc_retries
         exec_ms = exec_time_ms(opcode)
         key: int = Opcode(opcode) if opcode in Opcode._value2member_map_ else opcode
         for attempt in range(1, attempts + 1):
             self.opcode_counts[key] += 1
             self.chip_floor_ms += exec_ms
-            raw = self.hal.transact(packet, exec_ms)
             try:
-                return parse_response(raw)
-            except (ResponseCrcError, ChipCrcError) as exc:
+                out = parse_response(self.hal.transact(packet, exec_ms))
+                if response_size is not None and len(out) != response_size:
+                    raise MalformedPacketError(
+                        f"opcode 0x{opcode:02X}: expected {response_size} data bytes, got"
+                        f" {len(out)} ({out.hex(' ')})"
+                    )
+                return out
+            except (CommError, EccFaultError) as exc:
+                # No (usable) answer: the chip may or may not have run the command. Or 0x05,
+                # "computation failed, retry": handled the same way.
+                if rule is Retry.REPORT:
+                    raise
+                if rule is Retry.CHECK_LOCK:
+                    done = self._lock_done(p1)
+                    if done is None:  # the lock bytes could not be read either
+                        raise
+                    if done:
+                        log.info("lock 0x%02X: answer lost, the lock bytes show it done", p1)
+                        return b"\x00"
                 if attempt == attempts:
                     raise
-                self.retry_count += 1
-                log.info(
-                    "opcode 0x%02X attempt %d of %d: %s; resending", opcode, attempt, attempts, exc
-                )
+                self.wake()
+                what = str(exc)
+            except ChipStatusError as exc:
+                # The chip answered: it says whether it ran the command.
+                if attempt == attempts or not self._resend_after_status(exc, rule):
+                    raise
+                what = str(exc)
+            self.retry_count += 1
+            log.info("opcode 0x%02X attempt %d of %d: %s; sending it again", opcode, attempt,
+                     attempts, what)
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _resend_after_status(self, exc: ChipStatusError, rule: Retry) -> bool:
+        """Whether a command answered with this status may be sent again (after preparing)."""
+        if isinstance(exc, ChipCrcError):  # 0xFF: the command arrived garbled and did not run
+            return True
+        if isinstance(exc, WatchdogError):  # 0xEE: not run; idle keeps TempKey, wake restarts
+            self.fresh_wake()
+            return True
+        if isinstance(exc, WakeTokenStatus):  # 0x11: not run, the chip had been asleep
+            if rule is Retry.REPORT:  # ... so its volatile state is gone
+                return False
+            self.wake()
+            return True
+        return False
+
+    def _lock_done(self, p1: int) -> bool | None:
+        """After a Lock whose answer was lost: did it happen? None if that cannot be read."""
+        try:
+            self.fresh_wake()
+            state = self.read_lock_state(fresh=False)
+        except AtcaprovError as exc:
+            log.warning("lock 0x%02X: answer lost and the lock bytes cannot be read: %s", p1, exc)
+            return None
+        mode = p1 & 0x03
+        if mode == LOCK_MODE_CONFIG:
+            return state.config_locked
+        if mode == LOCK_MODE_DATA:
+            return state.data_locked
+        return state.slot_locked((p1 >> 2) & 0x0F)
+
+    def read_lock_state(self, *, fresh: bool = True, wake_retries: int | None = None) -> LockState:
+        """The lock bytes as the chip holds them now (config bytes 84..91, two 4-byte Reads).
+
+        ``fresh``: idle and wake the chip first (a new watchdog period, nothing stale), with
+        ``wake_retries`` extra wake attempts (default ``wake_retries``)."""
+        with self.session():
+            if fresh:
+                self.fresh_wake(retries=wake_retries)
+            locks, _ = self._config_word_at(ATECC508A_CONFIG_MAP.user_extra)
+            slots, _ = self._config_word_at(ATECC508A_CONFIG_MAP.slot_locked.offset)
+        at = ATECC508A_CONFIG_MAP.user_extra
+        return LockState.from_config(bytes(at) + locks + slots)
 
     @staticmethod
     def _expect(data: bytes, size: int, what: str) -> bytes:
@@ -307,11 +474,11 @@ class Device(Closeable):
         """Info command: 4 bytes (mode 0 = revision, ``00 00 50 00`` on an ATECC508A)."""
         if mode not in (0, 1, 2, 3):
             raise BadParamError(f"Info mode {mode!r} must be 0..3")
-        return self._expect(self.execute(Opcode.INFO, mode, param2), 4, "Info")
+        return self.execute(Opcode.INFO, mode, param2, response_size=4)
 
     def random(self) -> bytes:
         """32 random bytes (``FF FF 00 00`` x 8 until the config zone is locked)."""
-        return self._expect(self.execute(Opcode.RANDOM, RANDOM_MODE_SEED_UPDATE, 0), 32, "Random")
+        return self.execute(Opcode.RANDOM, RANDOM_MODE_SEED_UPDATE, 0, response_size=32)
 
     def nonce(self, num_in: bytes) -> bytes:
         """Nonce: a 20-byte NumIn runs the random mode (seed update) and returns RandOut (32);
@@ -320,13 +487,12 @@ class Device(Closeable):
         if len(num_in) == 32:
             self.nonce_load(num_in)
             return b""
-        out = self.execute(Opcode.NONCE, NONCE_MODE_SEED_UPDATE, 0, num_in)
-        return self._expect(out, 32, "Nonce random")
+        return self.execute(Opcode.NONCE, NONCE_MODE_SEED_UPDATE, 0, num_in, response_size=32)
 
     def nonce_load(self, value32: bytes) -> None:
         """Nonce pass-through: TempKey = ``value32``."""
         value32 = _check_len("Nonce pass-through value", value32, 32)
-        self.execute(Opcode.NONCE, NONCE_MODE_PASSTHROUGH, 0, value32)
+        self.execute(Opcode.NONCE, NONCE_MODE_PASSTHROUGH, 0, value32, response_size=1)
 
     # ---------------------------------------------------------------------------------------
     # Read / Write
@@ -335,7 +501,7 @@ class Device(Closeable):
         """Read 4 or 32 bytes at (zone, slot, block, word ``offset``)."""
         addr = _check_access(zone, slot, block, offset, length)
         p1 = zone | (ZONE_READWRITE_32 if length == BLOCK_SIZE else 0)
-        return self._expect(self.execute(Opcode.READ, p1, addr), length, "Read")
+        return self.execute(Opcode.READ, p1, addr, response_size=length)
 
     def write_zone(self, zone: int, slot: int, block: int, offset: int, data: bytes) -> None:
         """Write 4 or 32 bytes (clear text) at (zone, slot, block, word ``offset``)."""
@@ -345,7 +511,7 @@ class Device(Closeable):
             start = block * BLOCK_SIZE + offset * WORD_SIZE
             _check_config_writable(start, len(data))
         p1 = zone | (ZONE_READWRITE_32 if len(data) == BLOCK_SIZE else 0)
-        self.execute(Opcode.WRITE, p1, addr, data)
+        self.execute(Opcode.WRITE, p1, addr, data, response_size=1)
 
     def read_bytes_zone(self, zone: int, slot: int, offset: int, length: int) -> bytes:
         """Read ``length`` bytes from byte ``offset`` of a zone, with as few Reads as possible
@@ -483,11 +649,11 @@ class Device(Closeable):
 
     def _lock(self, mode: int, crc: int | None) -> None:
         if crc is None:
-            self.execute(Opcode.LOCK, mode | LOCK_MODE_NO_CRC, 0)
+            self.execute(Opcode.LOCK, mode | LOCK_MODE_NO_CRC, 0, response_size=1)
             return
         if not isinstance(crc, int) or not 0 <= crc <= 0xFFFF:
             raise BadParamError(f"lock summary CRC {crc!r} out of range 0..0xFFFF")
-        self.execute(Opcode.LOCK, mode, crc)
+        self.execute(Opcode.LOCK, mode, crc, response_size=1)
 
     def lock_config_zone(self, crc: int | None = None) -> None:
         """Lock the config zone; with ``crc`` (see :func:`lock_crc`) the chip checks it first."""
@@ -500,7 +666,7 @@ class Device(Closeable):
     def lock_data_slot(self, slot: int) -> None:
         """Lock one slot (its KeyConfig.Lockable must be set)."""
         _check_slot(slot)
-        self.execute(Opcode.LOCK, (slot << 2) | LOCK_MODE_SLOT, 0)
+        self.execute(Opcode.LOCK, (slot << 2) | LOCK_MODE_SLOT, 0, response_size=1)
 
     # ---------------------------------------------------------------------------------------
     # Keys, signatures
@@ -508,26 +674,44 @@ class Device(Closeable):
     def genkey(self, slot: int) -> bytes:
         """Create a new private key in ``slot``; return its public key X||Y (64)."""
         _check_slot(slot)
-        return self._expect(self.execute(Opcode.GENKEY, GENKEY_MODE_PRIVATE, slot), 64, "GenKey")
+        return self.execute(Opcode.GENKEY, GENKEY_MODE_PRIVATE, slot, response_size=64)
 
     def get_pubkey(self, slot: int) -> bytes:
         """Public key X||Y (64) of the private key in ``slot`` (GenKey public mode)."""
         _check_slot(slot)
-        out = self.execute(Opcode.GENKEY, GENKEY_MODE_PUBLIC, slot)
-        return self._expect(out, 64, "GenKey public")
+        return self.execute(Opcode.GENKEY, GENKEY_MODE_PUBLIC, slot, response_size=64)
 
     def sign(self, slot: int, msg32: bytes) -> bytes:
         """ECDSA-sign the 32-byte digest ``msg32`` with the key in ``slot``: R||S (64).
 
-        As CryptoAuthLib: Random (RNG seed update), Nonce pass-through, Sign external.
+        As CryptoAuthLib: Random (RNG seed update), Nonce pass-through, Sign external. When the
+        Sign's outcome is unknown (or the chip lost TempKey), the whole sequence is redone on a
+        new wake (up to ``crc_retries`` times): signing the same digest twice does no harm.
         """
         _check_slot(slot)
         msg32 = _check_len("message digest", msg32, 32)
-        with self.session():
-            self.random()
-            self.nonce_load(msg32)
-            out = self.execute(Opcode.SIGN, SIGN_MODE_EXTERNAL, slot)
-        return self._expect(out, 64, "Sign")
+
+        def once() -> bytes:
+            with self.session():
+                self.random()
+                self.nonce_load(msg32)
+                return self.execute(Opcode.SIGN, SIGN_MODE_EXTERNAL, slot, response_size=64)
+
+        return self._redo("Sign", once)
+
+    def _redo(self, what: str, sequence: Callable[[], _T]) -> _T:
+        """Run a TempKey sequence, again from its Nonce when the chip's part is unknown."""
+        attempts = 1 + self.crc_retries
+        for attempt in range(1, attempts + 1):
+            try:
+                return sequence()
+            except (CommError, WakeTokenStatus, EccFaultError) as exc:
+                if attempt == attempts or isinstance(exc, WakeFailedError):
+                    raise
+                self.retry_count += 1
+                log.info("%s attempt %d of %d: %s; redoing the sequence from its Nonce", what,
+                         attempt, attempts, exc)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def sign_internal(
         self, slot: int, *, is_invalidate: bool = False, is_full_sn: bool = False
@@ -542,17 +726,24 @@ class Device(Closeable):
         return self._expect(self.execute(Opcode.SIGN, mode, slot), 64, "Sign internal")
 
     def verify_extern(self, msg32: bytes, sig64: bytes, pub64: bytes) -> bool:
-        """Verify R||S over ``msg32`` with the public key X||Y; False on a miscompare."""
+        """Verify R||S over ``msg32`` with the public key X||Y; False on a miscompare.
+
+        Nonce pass-through, then Verify external; redone from the Nonce as :meth:`sign` is."""
         msg32 = _check_len("message digest", msg32, 32)
         sig64 = _check_len("signature", sig64, 64)
         pub64 = _check_len("public key", pub64, 64)
-        with self.session():
-            self.nonce_load(msg32)
-            try:
-                self.execute(Opcode.VERIFY, VERIFY_MODE_EXTERNAL, VERIFY_KEY_P256, sig64 + pub64)
-            except CheckmacVerifyError:
-                return False
-        return True
+
+        def once() -> bool:
+            with self.session():
+                self.nonce_load(msg32)
+                try:
+                    self.execute(Opcode.VERIFY, VERIFY_MODE_EXTERNAL, VERIFY_KEY_P256,
+                                 sig64 + pub64, response_size=1)
+                except CheckmacVerifyError:
+                    return False
+            return True
+
+        return self._redo("Verify", once)
 
     # ---------------------------------------------------------------------------------------
     # SHA, GenDig, MAC, CheckMac

@@ -48,6 +48,7 @@ def _make_table() -> list[int]:
 
 
 _ARC_TABLE = _make_table()
+_REVERSED_BYTE = [_reflect16(b) >> 8 for b in range(256)]
 
 
 def crc16_value(data: bytes) -> int:
@@ -55,7 +56,7 @@ def crc16_value(data: bytes) -> int:
     reg = 0
     for b in data:
         reg = (reg >> 8) ^ _ARC_TABLE[(reg ^ b) & 0xFF]
-    return _reflect16(reg)
+    return (_REVERSED_BYTE[reg & 0xFF] << 8) | _REVERSED_BYTE[reg >> 8]
 
 
 def crc16(data: bytes) -> bytes:

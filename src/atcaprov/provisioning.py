@@ -3,7 +3,9 @@
 :func:`provision` drives one chip through CONFIG_WRITE, CONFIG_LOCK, CONFIG_READ, GEN_KEY,
 CERTS_REQUEST, CERTS_WRITE, DATA_WRITE, DATA_LOCK, SLOTS_LOCK and VALIDATE_CERTS, reporting each
 stage through ``hooks.notify`` (START or SKIPPED, then DONE or ERROR) and raising
-:class:`ProvisioningError` right after an ERROR.
+:class:`ProvisioningError` right after an ERROR. Every failure is a ProvisioningError, the
+first config read included; its ``part_state`` is read from the chip's lock bytes on a fresh
+wake after the failure (UNKNOWN when they cannot be read: the board was removed).
 
 Beyond the C flow:
 
@@ -11,15 +13,24 @@ Beyond the C flow:
   or locks; if it raises, :class:`ServerNotReadyError` is raised and the part is as it was;
 * resume: a part whose config is already locked with the wanted config continues (CONFIG_WRITE
   and CONFIG_LOCK SKIPPED); a locked config that differs is refused naming the first differing
-  byte; a part whose data zone is locked is reported as already provisioned, never rewritten;
+  byte; a part whose data zone is locked is reported as already provisioned and never
+  rewritten, unless slot locks asked for are not done on it yet: once its certificates verify
+  against the cert info, those are finished;
+* the data lock carries the summary CRC: CERTS_WRITE writes every slot the CRC covers (the
+  slots whose KeyConfig.Private is 0) and the OTP zone whole, with known bytes where no
+  certificate goes, and records what ``write_data_zone`` writes, so the chip itself refuses the
+  lock if any Write it acknowledged did not land (docs/library.md, "The data lock CRC");
 * check before the point of no return: before DATA_LOCK the certificates are rebuilt from the
   exact records written, the chip's public key and its serial number, byte-compared with what
   the server sent and chain-verified (the 508A refuses data-zone reads until the data lock, so
-  the records cannot be read back yet; VALIDATE_CERTS reads them back after the lock).
+  the records cannot be read back yet; VALIDATE_CERTS reads them back after the lock);
+* every Lock is confirmed from the lock bytes, so an acknowledged lock that did not happen
+  fails the run instead of passing it.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -30,43 +41,53 @@ from .atcacert.keys import pad_public_key
 from .atcacert.sn import SnSource
 from .certinfo import CertInfo
 from .certreq import exchange, ready_request
-from .config import (
-    DEFAULT_CONFIG,
-    LOCK_CONFIG_OFFSET,
-    LOCK_VALUE_OFFSET,
-    LOCKED,
-    ConfigError,
-    check_config_for_flow,
+from .config import DEFAULT_CONFIG, ConfigError, check_config_for_flow
+from .datasheet import ATECC508A, BLOCK_SIZE, key_config, serial_number, slot_size
+from .device import (
+    ZONE_DATA,
+    ZONE_OTP,
+    ZONE_READWRITE_32,
+    Device,
+    LockState,
+    lock_crc,
+    zone_position,
 )
-from .datasheet import ATECC508A, key_config, serial_number, slot_size
-from .device import ZONE_DATA, ZONE_OTP, Device, lock_crc
-from .errors import AtcaprovError, ChipStatusError, CommError
+from .errors import AtcaprovError, ChipStatusError, CommError, ExecutionError
 from .hooks import ProvisioningHooks
 from .protocol import CertReply, CertRequest, ProtocolError, ServerError
 from .return_codes import ReturnCode, ReturnCodeError
 from .stages import ProvStage, ProvStatus
 from .validation import (
+    ValidatedCerts,
     ValidationError,
     cert_public_key,
     first_config_difference,
-    key_challenge,
-    rebuild_and_check,
+    validate_part,
     verify_chain,
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class PartState(Enum):
-    """What a part holds after a run stopped, for the operator."""
+    """What a part holds after a run stopped, for the operator (read from the chip)."""
 
     UNLOCKED = "untouched (config zone unlocked; can be provisioned again)"
     CONFIG_LOCKED = "config zone locked, data zone unlocked (can be provisioned again)"
     PROVISIONED = "data zone locked (provisioned; cannot be rewritten)"
+    UNKNOWN = "unknown: plug the part in again to check"
+
+    @classmethod
+    def of(cls, locks: LockState) -> PartState:
+        if locks.data_locked:
+            return cls.PROVISIONED
+        return cls.CONFIG_LOCKED if locks.config_locked else cls.UNLOCKED
 
 
 class ProvisioningError(ReturnCodeError):
-    """A stage failed. ``stage`` says which, ``part_state`` what the part now holds."""
+    """A stage failed. ``stage`` says which, ``part_state`` what the part now holds (read from
+    the chip after the failure; ``PartState.UNKNOWN`` if it could not be read)."""
 
     def __init__(
         self,
@@ -119,8 +140,20 @@ def _code_for(exc: BaseException) -> ReturnCode:
     return ReturnCode.INTERNAL_ERROR
 
 
+def _message_for(exc: BaseException) -> str:
+    if isinstance(exc, ReturnCodeError):
+        return exc.message
+    if isinstance(exc, AtcaprovError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _slot_list(slots: Iterable[int]) -> str:
+    return ", ".join(str(s) for s in slots)
+
+
 class _Run:
-    """State of one provisioning run (which stages are done, what the part holds)."""
+    """State of one provisioning run (which stages were skipped, what was written)."""
 
     def __init__(self, device: Device, hooks: ProvisioningHooks, cert_info: CertInfo,
                  config: bytes, lock_slots: tuple[int, ...], validate: bool) -> None:
@@ -130,37 +163,66 @@ class _Run:
         self.config = config
         self.lock_slots = lock_slots
         self.validate = validate
-        self.part_state = PartState.UNLOCKED
         self.skipped: list[ProvStage] = []
         self.written_config = b""  # config zone as read back by CONFIG_WRITE
+        self.image: _DataImage | None = None  # data + OTP zones as CERTS_WRITE left them
+        self.locks: LockState | None = None  # the lock bytes the last probe read
 
     # ---- stage plumbing --------------------------------------------------------------------
     def stage(self, stage: ProvStage, body: Callable[[], T]) -> T:
         self.hooks.notify(stage, ProvStatus.START)
         try:
             result = body()
-        except ProvisioningError as exc:
-            exc.stage = stage
-            exc.part_state = self.part_state
-            self.hooks.notify(stage, ProvStatus.ERROR)
-            raise
         except Exception as exc:  # any failure of the stage (incl. user hooks) ends the run
-            self.hooks.notify(stage, ProvStatus.ERROR)
-            message = str(exc) if isinstance(exc, AtcaprovError) else f"{type(exc).__name__}: {exc}"
-            if isinstance(exc, ReturnCodeError):
-                message = exc.message
-            raise ProvisioningError(stage, _code_for(exc), message, self.part_state) from exc
+            error = self.failed(stage, exc)
+            if error is exc:
+                raise
+            raise error from exc
         self.hooks.notify(stage, ProvStatus.DONE)
         return result
+
+    def failed(self, stage: ProvStage, exc: Exception) -> ProvisioningError:
+        """Notify ``stage`` ERROR and make the ProvisioningError for ``exc`` (``exc`` itself if
+        it is one), with the part state read from the chip now."""
+        state = self.probe()
+        self.hooks.notify(stage, ProvStatus.ERROR)
+        not_ours = _code_for(exc) in (ReturnCode.VALIDATION_FAILED, ReturnCode.CERT_MISMATCH)
+        note = self._pending_locks_note() if state is PartState.PROVISIONED and not not_ours else ""
+        if isinstance(exc, ProvisioningError):
+            exc.stage, exc.part_state = stage, state
+            if note:
+                exc.message += note
+                exc.args = (f"{exc.code.c_name}: {exc.message}",)
+            return exc
+        return ProvisioningError(stage, _code_for(exc), _message_for(exc) + note, state)
+
+    def probe(self) -> PartState:
+        """The part's state from its lock bytes, read on a fresh wake (UNKNOWN if unreadable)."""
+        try:
+            self.locks = self.device.read_lock_state(wake_retries=1)
+        except (AtcaprovError, OSError) as exc:
+            self.locks = None
+            log.info("part state after the failure cannot be read: %s", exc)
+            return PartState.UNKNOWN
+        return PartState.of(self.locks)
+
+    def _pending_locks_note(self) -> str:
+        if self.locks is None:
+            return ""
+        pending = [s for s in self.lock_slots if not self.locks.slot_locked(s)]
+        if not pending:
+            return ""
+        return (f"; slot lock {_slot_list(pending)} not done yet: provision the part again to"
+                " finish it")
 
     def skip(self, stage: ProvStage) -> None:
         self.skipped.append(stage)
         self.hooks.notify(stage, ProvStatus.SKIPPED)
 
     def fail(self, code: ReturnCode, message: str) -> ProvisioningError:
-        return ProvisioningError(None, code, message, self.part_state)
+        return ProvisioningError(None, code, message, PartState.UNKNOWN)
 
-    def check_ready(self) -> None:
+    def check_ready(self, state: PartState) -> None:
         """The readiness hook, right before the first command that writes or locks."""
         request = ready_request(self.cert_info, getattr(self.hooks, "station_id", None))
         try:
@@ -168,7 +230,7 @@ class _Run:
         except Exception as exc:  # any failure of the hook: the server is not known ready
             message = exc.message if isinstance(exc, ReturnCodeError) else (
                 str(exc) if isinstance(exc, AtcaprovError) else f"{type(exc).__name__}: {exc}")
-            raise ServerNotReadyError(None, _code_for(exc), message, self.part_state) from exc
+            raise ServerNotReadyError(None, _code_for(exc), message, state) from exc
 
     # ---- stages ----------------------------------------------------------------------------
     def write_config(self) -> None:
@@ -186,7 +248,13 @@ class _Run:
     def lock_config(self) -> None:
         # The chip checks the CRC against its own 128 bytes: a stale copy cannot lock wrongly.
         self.device.lock_config_zone(lock_crc(self.written_config))
-        self.part_state = PartState.CONFIG_LOCKED
+
+    def read_config(self) -> bytes:
+        config = self.device.read_config_zone()
+        if not LockState.from_config(config).config_locked:
+            raise self.fail(ReturnCode.DEVICE_ERROR,
+                            "the config lock was acknowledged but the config zone reads unlocked")
+        return config
 
     def request_certs(self, config: bytes, public_key: bytes) -> CertReply:
         info = self.cert_info
@@ -202,34 +270,37 @@ class _Run:
         )
         return exchange(self.hooks, request)
 
-    def write_certs(self, reply: CertReply, device_sn: bytes, public_key: bytes) -> None:
-        """Compress, write, and check the certificates before the point of no return."""
+    def write_certs(self, reply: CertReply, config: bytes, public_key: bytes) -> None:
+        """Compress, write (with every slot the data-lock CRC covers), and check the
+        certificates before the point of no return."""
         info = self.cert_info
+        device_sn = serial_number(config)
         if cert_public_key(reply.device_cert, "the server's device certificate") != public_key:
             raise self.fail(ReturnCode.CERT_MISMATCH,
                             "the server's device certificate is not for this chip's public key")
         signer_pub = cert_public_key(reply.signer_cert, "the server's signer certificate")
-        images = _SlotImages()
+        image = _DataImage(config)
         signer_def, device_def = info.signer_cert_def, info.device_cert_def
         signer_comp = compress(signer_def, reply.signer_cert)
         device_comp = compress(device_def, reply.device_cert)
-        _place_cert(images, signer_def, signer_comp, reply.signer_cert, signer_pub)
-        _place_cert(images, device_def, device_comp, reply.device_cert, None)
-        images.write(self.device)
+        _place_cert(image, signer_def, signer_comp, reply.signer_cert, signer_pub)
+        _place_cert(image, device_def, device_comp, reply.device_cert, None)
+        image.write(self.device)
+        self.image = image
         # Check before the data lock: rebuild from exactly what was written.
         rebuilt_signer = rebuild(
             signer_def,
-            images.read(signer_def.comp_cert_dev_loc.zone, signer_def.comp_cert_dev_loc.slot,
-                        signer_def.comp_cert_dev_loc.offset, 72),
+            image.read(signer_def.comp_cert_dev_loc.zone, signer_def.comp_cert_dev_loc.slot,
+                       signer_def.comp_cert_dev_loc.offset, 72),
             signer_pub, device_sn, ca_public_key=info.root_public_key,
-            cert_sn=_stored_sn(images, signer_def),
+            cert_sn=_stored_sn(image, signer_def),
         )
         rebuilt_device = rebuild(
             device_def,
-            images.read(device_def.comp_cert_dev_loc.zone, device_def.comp_cert_dev_loc.slot,
-                        device_def.comp_cert_dev_loc.offset, 72),
+            image.read(device_def.comp_cert_dev_loc.zone, device_def.comp_cert_dev_loc.slot,
+                       device_def.comp_cert_dev_loc.offset, 72),
             public_key, device_sn, ca_public_key=signer_pub,
-            cert_sn=_stored_sn(images, device_def),
+            cert_sn=_stored_sn(image, device_def),
         )
         for what, rebuilt, sent in (("signer", rebuilt_signer, reply.signer_cert),
                                     ("device", rebuilt_device, reply.device_cert)):
@@ -244,59 +315,149 @@ class _Run:
                 )
         verify_chain(reply.device_cert, reply.signer_cert, info.root_cert_der)
 
+    def write_data(self) -> None:
+        """The user's ``write_data_zone``, with every Write it makes recorded in the image."""
+        image = self.image
+        assert image is not None, "CERTS_WRITE runs first"
+        self.device.on_write = image.record
+        try:
+            self.hooks.write_data_zone(self.device)
+        finally:
+            self.device.on_write = None
+        if image.problem is not None:  # raised in the hook too, unless the hook swallowed it
+            raise self.fail(ReturnCode.CERT_MISMATCH, image.problem)
+
     def lock_data(self) -> None:
-        self.device.lock_data_zone()
-        self.part_state = PartState.PROVISIONED
+        image = self.image
+        assert image is not None, "CERTS_WRITE runs first"
+        crc = image.crc()
+        try:
+            self.device.lock_data_zone(crc)
+        except ExecutionError as exc:
+            raise self.fail(
+                ReturnCode.DEVICE_ERROR,
+                f"the chip refused the data lock ({exc}): its data and OTP zones do not hold"
+                f" what this run wrote (summary CRC 0x{crc:04X}); data zone left unlocked",
+            ) from exc
+        if not self.device.read_lock_state(fresh=False).data_locked:
+            raise self.fail(ReturnCode.DEVICE_ERROR,
+                            "the data lock was acknowledged but the data zone reads unlocked")
 
     def lock_slots_stage(self) -> None:
+        locks = self.device.read_lock_state(fresh=False)
         for slot in self.lock_slots:
-            if not self.device.is_slot_locked(slot):
+            if not locks.slot_locked(slot):
                 self.device.lock_data_slot(slot)
+        locks = self.device.read_lock_state(fresh=False)
+        missing = [s for s in self.lock_slots if not locks.slot_locked(s)]
+        if missing:
+            raise self.fail(ReturnCode.DEVICE_ERROR,
+                            f"slot lock {_slot_list(missing)} acknowledged but the slot reads"
+                            " unlocked")
 
-    def validate_certs(self, device_sn: bytes) -> None:
-        certs = rebuild_and_check(self.device, self.cert_info, device_sn)
-        key_challenge(self.device, self.cert_info.device_cert_def.private_key_slot,
-                      cert_public_key(certs.device_cert))
+    def validate_certs(self, device_sn: bytes) -> ValidatedCerts:
+        return validate_part(self.device, self.cert_info, device_sn)
+
+    def finish_slot_locks(self, device_sn: bytes) -> ValidatedCerts:
+        """SLOTS_LOCK of a part found data-locked: lock only a part that is ours."""
+        try:
+            certs = validate_part(self.device, self.cert_info, device_sn)
+        except ValidationError as exc:
+            raise ValidationError(
+                f"the part is provisioned but its certificates do not check against this cert"
+                f" info ({exc.message}); its slots are left unlocked", exc.code) from exc
+        self.lock_slots_stage()
+        return certs
 
 
-# ---- slot images: what CERTS_WRITE writes, as 32-byte blocks --------------------------------
-class _SlotImages:
-    """Bytes to write per (zone, slot), written as whole 32-byte blocks (data zone unlocked)."""
+# ---- the data and OTP zones, as CERTS_WRITE writes them ------------------------------------
+class _DataImage:
+    """The data and OTP zones as this run leaves them for the data lock.
 
-    def __init__(self) -> None:
-        self.slots: dict[tuple[int, int], bytearray] = {}
-        self.touched: dict[tuple[int, int], set[int]] = {}
+    The lock's summary CRC covers, in order, every slot whose KeyConfig.Private is 0 (whole:
+    36, 416 or 72 bytes), then the 64 OTP bytes. All of those are written, as whole 32-byte
+    blocks (the only Writes the chip takes before the data lock), so nothing the factory or an
+    earlier run left there counts: certificate data where the cert defs put it, zeros in the
+    rest of a slot, 0xFF (erased) in the OTP zone. Writes of a ``write_data_zone`` hook are
+    recorded (:meth:`record`); one that would change certificate bytes is refused.
+    """
+
+    SLOT_FILL = 0x00
+    OTP_FILL = 0xFF
+
+    def __init__(self, config: bytes) -> None:
+        self.covered = [slot for slot in range(ATECC508A.slot_count)
+                        if not key_config(config, slot).private]
+        self.zones: dict[tuple[int, int], bytearray] = {
+            (ZONE_DATA, slot): bytearray([self.SLOT_FILL]) * slot_size(slot)
+            for slot in self.covered
+        }
+        self.zones[(ZONE_OTP, 0)] = bytearray([self.OTP_FILL]) * ATECC508A.otp_size
+        self.cert_bytes: dict[tuple[int, int], set[int]] = {}
+        self.problem: str | None = None
+
+    @staticmethod
+    def _key(zone: DevZone, slot: int) -> tuple[int, int]:
+        if zone == DevZone.DATA:
+            return ZONE_DATA, slot
+        if zone == DevZone.OTP:
+            return ZONE_OTP, 0
+        raise ValidationError(f"cannot write certificate data to zone {zone.name}",
+                              ReturnCode.BAD_PARAM)
 
     def put(self, zone: DevZone, slot: int, offset: int, data: bytes) -> None:
-        hw_zone = ZONE_DATA if zone == DevZone.DATA else ZONE_OTP
-        if zone not in (DevZone.DATA, DevZone.OTP):
-            raise ValidationError(f"cannot write certificate data to zone {zone.name}",
-                                  ReturnCode.BAD_PARAM)
-        size = slot_size(slot) if hw_zone == ZONE_DATA else ATECC508A.otp_size
-        if offset + len(data) > size:
+        key = self._key(zone, slot)
+        image = self.zones.get(key)
+        if image is None:
+            raise ValidationError(f"slot {slot} holds a private key: it cannot take certificate"
+                                  " data", ReturnCode.BAD_PARAM)
+        if offset + len(data) > len(image):
             raise ValidationError(
-                f"{len(data)} bytes at offset {offset} do not fit slot {slot} ({size} bytes)",
-                ReturnCode.BAD_PARAM)
-        key = (hw_zone, slot if hw_zone == ZONE_DATA else 0)
-        image = self.slots.setdefault(key, bytearray((size + 31) // 32 * 32))
+                f"{len(data)} bytes at offset {offset} do not fit slot {slot} ({len(image)}"
+                " bytes)", ReturnCode.BAD_PARAM)
         image[offset : offset + len(data)] = data
-        blocks = self.touched.setdefault(key, set())
-        blocks.update(range(offset // 32, (offset + len(data) - 1) // 32 + 1))
+        self.cert_bytes.setdefault(key, set()).update(range(offset, offset + len(data)))
 
     def read(self, zone: DevZone, slot: int, offset: int, count: int) -> bytes:
-        hw_zone = ZONE_DATA if zone == DevZone.DATA else ZONE_OTP
-        image = self.slots[(hw_zone, slot if hw_zone == ZONE_DATA else 0)]
-        return bytes(image[offset : offset + count])
+        return bytes(self.zones[self._key(zone, slot)][offset : offset + count])
 
     def write(self, device: Device) -> None:
         with device.session():
-            for (zone, slot), image in sorted(self.slots.items()):
-                for block in sorted(self.touched[(zone, slot)]):
-                    data = bytes(image[block * 32 : block * 32 + 32])
-                    device.write_zone(zone, slot, block, 0, data)
+            for (zone, slot), image in sorted(self.zones.items(), key=lambda kv: -kv[0][0]):
+                for block in range((len(image) + BLOCK_SIZE - 1) // BLOCK_SIZE):
+                    chunk = bytes(image[block * BLOCK_SIZE : (block + 1) * BLOCK_SIZE])
+                    device.write_zone(zone, slot, block, 0, chunk.ljust(BLOCK_SIZE, b"\0"))
+
+    def record(self, param1: int, param2: int, data: bytes) -> None:
+        """A Write the chip acknowledged during DATA_WRITE (``Device.on_write``)."""
+        zone = param1 & 0x03
+        if zone not in (ZONE_DATA, ZONE_OTP):
+            return  # config writes are refused once the config zone is locked
+        length = BLOCK_SIZE if param1 & ZONE_READWRITE_32 else len(data)
+        slot, offset = zone_position(zone, param2, length)
+        key = (zone, slot)
+        image = self.zones.get(key)
+        if image is None:
+            return  # a private-key slot: not covered by the summary CRC
+        end = min(offset + length, len(image))
+        new = data[: end - offset]
+        cert = self.cert_bytes.get(key, set())
+        clash = next((i for i in range(offset, end) if i in cert and image[i] != new[i - offset]),
+                     None)
+        if clash is not None:
+            where = f"slot {slot}" if zone == ZONE_DATA else "the OTP zone"
+            self.problem = (f"write_data_zone overwrote certificate data in {where} (byte"
+                            f" {clash}); data zone left unlocked")
+            raise ValidationError(self.problem, ReturnCode.CERT_MISMATCH)
+        image[offset:end] = new
+
+    def crc(self) -> int:
+        """The data-lock summary CRC of this image."""
+        slots = b"".join(bytes(self.zones[(ZONE_DATA, s)]) for s in self.covered)
+        return lock_crc(slots + bytes(self.zones[(ZONE_OTP, 0)]))
 
 
-def _place_cert(images: _SlotImages, cert_def: CertDef, comp: bytes, cert_der: bytes,
+def _place_cert(images: _DataImage, cert_def: CertDef, comp: bytes, cert_der: bytes,
                 public_key: bytes | None) -> None:
     loc = cert_def.comp_cert_dev_loc
     images.put(loc.zone, loc.slot, loc.offset, comp)
@@ -315,7 +476,7 @@ def _place_cert(images: _SlotImages, cert_def: CertDef, comp: bytes, cert_der: b
                        element.device_loc.offset, cert_der[c.offset : c.offset + c.count])
 
 
-def _stored_sn(images: _SlotImages, cert_def: CertDef) -> bytes | None:
+def _stored_sn(images: _DataImage, cert_def: CertDef) -> bytes | None:
     if cert_def.sn_source not in (SnSource.STORED, SnSource.STORED_DYNAMIC):
         return None
     loc = cert_def.cert_sn_dev_loc
@@ -376,9 +537,16 @@ def provision(
     check_arguments(cert_info, wanted, slots)
     run = _Run(device, hooks, cert_info, wanted, slots, validate)
 
-    current = device.read_config_zone()
-    if current[LOCK_VALUE_OFFSET] == LOCKED:
-        run.part_state = PartState.PROVISIONED
+    try:
+        current = device.read_config_zone()
+    except Exception as exc:  # no stage has started: report it as CONFIG_WRITE's
+        hooks.notify(ProvStage.CONFIG_WRITE, ProvStatus.START)
+        raise run.failed(ProvStage.CONFIG_WRITE, exc) from exc
+    locks = LockState.from_config(current)
+    if locks.data_locked:
+        pending = [s for s in slots if not locks.slot_locked(s)]
+        if pending and first_config_difference(current, wanted) is None:
+            return _finish(run, pending)
         hooks.notify(ProvStage.CONFIG_WRITE, ProvStatus.START)
         hooks.notify(ProvStage.CONFIG_WRITE, ProvStatus.ERROR)
         raise AlreadyProvisionedError(
@@ -387,8 +555,7 @@ def provision(
             " (data zone locked); it was left untouched",
             PartState.PROVISIONED,
         )
-    if current[LOCK_CONFIG_OFFSET] == LOCKED:
-        run.part_state = PartState.CONFIG_LOCKED
+    if locks.config_locked:
         diff = first_config_difference(current, wanted, include_slot_locks=True)
         if diff is not None:
             hooks.notify(ProvStage.CONFIG_WRITE, ProvStatus.START)
@@ -399,22 +566,22 @@ def provision(
                 f" {diff} (part 0x{current[diff]:02X}, wanted 0x{wanted[diff]:02X})",
                 PartState.CONFIG_LOCKED,
             )
-        run.check_ready()
+        run.check_ready(PartState.CONFIG_LOCKED)
         run.skip(ProvStage.CONFIG_WRITE)
         run.skip(ProvStage.CONFIG_LOCK)
     else:
-        run.check_ready()
+        run.check_ready(PartState.UNLOCKED)
         run.stage(ProvStage.CONFIG_WRITE, run.write_config)
         run.stage(ProvStage.CONFIG_LOCK, run.lock_config)
 
-    config_zone = run.stage(ProvStage.CONFIG_READ, device.read_config_zone)
+    config_zone = run.stage(ProvStage.CONFIG_READ, run.read_config)
     device_sn = serial_number(config_zone)
     key_slot = cert_info.device_cert_def.private_key_slot
     public_key = run.stage(ProvStage.GEN_KEY, lambda: device.genkey(key_slot))
     reply = run.stage(ProvStage.CERTS_REQUEST,
                       lambda: run.request_certs(config_zone, public_key))
-    run.stage(ProvStage.CERTS_WRITE, lambda: run.write_certs(reply, device_sn, public_key))
-    run.stage(ProvStage.DATA_WRITE, lambda: hooks.write_data_zone(device))
+    run.stage(ProvStage.CERTS_WRITE, lambda: run.write_certs(reply, config_zone, public_key))
+    run.stage(ProvStage.DATA_WRITE, run.write_data)
     run.stage(ProvStage.DATA_LOCK, run.lock_data)
     if slots:
         run.stage(ProvStage.SLOTS_LOCK, run.lock_slots_stage)
@@ -430,6 +597,31 @@ def provision(
         public_key=public_key,
         device_cert=reply.device_cert,
         signer_cert=reply.signer_cert,
+        skipped=run.skipped,
+    )
+
+
+def _finish(run: _Run, pending: list[int]) -> ProvisionResult:
+    """A data-locked part with the wanted config whose asked-for slot locks are not all done
+    (a run stopped between the data lock and the slot locks): check it is ours, finish them."""
+    run.skip(ProvStage.CONFIG_WRITE)
+    run.skip(ProvStage.CONFIG_LOCK)
+    config_zone = run.stage(ProvStage.CONFIG_READ, run.read_config)
+    device_sn = serial_number(config_zone)
+    for stage in (ProvStage.GEN_KEY, ProvStage.CERTS_REQUEST, ProvStage.CERTS_WRITE,
+                  ProvStage.DATA_WRITE, ProvStage.DATA_LOCK):
+        run.skip(stage)
+    certs = run.stage(ProvStage.SLOTS_LOCK, lambda: run.finish_slot_locks(device_sn))
+    if run.validate:
+        certs = run.stage(ProvStage.VALIDATE_CERTS, lambda: run.validate_certs(device_sn))
+    else:
+        run.skip(ProvStage.VALIDATE_CERTS)
+    return ProvisionResult(
+        serial_number=device_sn,
+        config_zone=config_zone,
+        public_key=cert_public_key(certs.device_cert),
+        device_cert=certs.device_cert,
+        signer_cert=certs.signer_cert,
         skipped=run.skipped,
     )
 

@@ -2,13 +2,21 @@
 
 Used by the VALIDATE_CERTS stage, by the check before the data lock, and by :func:`verify`,
 which a line test system can call on any part (provisioned by atcaprov or not) to get a
-:class:`VerifyReport` of locks, config, certificates and the device-key challenge.
+:class:`VerifyReport` of locks, config, slot locks, certificates and the device-key challenge.
+
+What is safe to run again is run again before a part is called bad (:func:`validate_part`):
+the certificate reads after a chip or transport error, the key challenge (a fresh random
+challenge, a fresh Nonce + Sign) after any failure, up to :data:`VALIDATION_ATTEMPTS` times.
+A part whose chip does not wake is not retried.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -20,10 +28,16 @@ from .atcacert.sn import SnSource
 from .certinfo import CertInfo
 from .config import LOCK_CONFIG_OFFSET, LOCK_VALUE_OFFSET, LOCKED
 from .crypto import CryptoFormatError, certificate_public_key, public_key_xy, verify_digest
-from .datasheet import serial_number
+from .datasheet import serial_number, slot_locked
 from .device import ZONE_CONFIG, ZONE_DATA, ZONE_OTP, Device
-from .errors import AtcaprovError
+from .errors import AtcaprovError, ChipStatusError, CommError, WakeFailedError
 from .return_codes import ReturnCode, ReturnCodeError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+VALIDATION_ATTEMPTS = 3
+"""Tries of the certificate reads and of the key challenge before a part is called bad."""
 
 
 class ValidationError(ReturnCodeError):
@@ -104,7 +118,7 @@ def verify_chain(device_cert_der: bytes, signer_cert_der: bytes, root_cert_der: 
     try:
         root_key = certificate_public_key(root)
         signer_key = certificate_public_key(signer)
-    except CryptoFormatError:
+    except ValueError:  # not EC P-256, or not a point on the curve
         raise ValidationError("root and signer keys must be EC P-256 keys") from None
     _verify_signed_by(root, root_key, "root certificate (self-signed)")
     _verify_signed_by(signer, root_key, "signer certificate")
@@ -164,6 +178,33 @@ def rebuild_and_check(device: Device, cert_info: CertInfo, device_sn: bytes) -> 
     return ValidatedCerts(device_cert, signer_cert)
 
 
+def _retrying(what: str, body: Callable[[], T], retry_on: tuple[type[Exception], ...]) -> T:
+    for attempt in range(1, VALIDATION_ATTEMPTS + 1):
+        try:
+            return body()
+        except retry_on as exc:
+            if attempt == VALIDATION_ATTEMPTS or isinstance(exc, WakeFailedError):
+                raise
+            log.info("%s: attempt %d of %d failed (%s); trying again", what, attempt,
+                     VALIDATION_ATTEMPTS, exc)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+_CHIP_FAULTS: tuple[type[Exception], ...] = (CommError, ChipStatusError)
+
+
+def validate_part(device: Device, cert_info: CertInfo, device_sn: bytes) -> ValidatedCerts:
+    """What VALIDATE_CERTS checks: both certificates rebuilt from the chip and verified up to
+    the cert info's root, and the device key's challenge; each retried as the module says."""
+    certs = _retrying("certificate reads",
+                      lambda: rebuild_and_check(device, cert_info, device_sn), _CHIP_FAULTS)
+    slot = cert_info.device_cert_def.private_key_slot
+    public_key = cert_public_key(certs.device_cert)
+    _retrying("device key challenge", lambda: key_challenge(device, slot, public_key),
+              (*_CHIP_FAULTS, ValidationError))
+    return certs
+
+
 @dataclass
 class Check:
     """One line of a :class:`VerifyReport`."""
@@ -194,11 +235,14 @@ class VerifyReport:
                 for c in self.checks]
 
 
-def verify(device: Device, cert_info: CertInfo, *, expected_config: bytes | None = None) -> (
-        VerifyReport):
-    """Check a part: locks, config (if ``expected_config``), certificates, device key.
+def verify(device: Device, cert_info: CertInfo, *, expected_config: bytes | None = None,
+           lock_slots: Iterable[int] | None = None) -> VerifyReport:
+    """Check a part: locks, config (if ``expected_config``), slot locks (if ``lock_slots``, the
+    slots that must be locked), certificates, device key.
 
-    Never raises for what it finds on the part; chip communication failures raise.
+    Never raises for what it finds on the part (a refused read, garbage where a key should be:
+    a failed check); chip communication failures raise, after the retries of
+    :func:`validate_part`.
     """
     report = VerifyReport()
     config = device.read_config_zone()
@@ -210,24 +254,37 @@ def verify(device: Device, cert_info: CertInfo, *, expected_config: bytes | None
         diff = first_config_difference(config, expected_config)
         report.add("config zone as expected", diff is None,
                    "" if diff is None else f"first difference at byte {diff}")
+    if lock_slots is not None:
+        wanted = sorted(set(lock_slots))
+        missing = [s for s in wanted if not slot_locked(config, s)]
+        names = ", ".join(str(s) for s in wanted) or "none"
+        report.add("slots locked", not missing,
+                   f"slots {names}" if not missing
+                   else f"slot {', '.join(str(s) for s in missing)} not locked")
     if config[LOCK_VALUE_OFFSET] != LOCKED:
         report.add("certificates", False, "data zone unlocked: certificates cannot be read")
         return report
     try:
-        certs = rebuild_and_check(device, cert_info, sn)
-    except AtcaprovError as exc:
+        certs = _retrying("certificate reads", lambda: rebuild_and_check(device, cert_info, sn),
+                          _CHIP_FAULTS)
+        public_key = cert_public_key(certs.device_cert)
+    except CommError:
+        raise
+    except (AtcaprovError, ValueError) as exc:
         report.add("certificate chain", False, str(exc))
         return report
     report.device_cert, report.signer_cert = certs.device_cert, certs.signer_cert
     report.add("certificate chain", True, "root -> signer -> device verified")
+    slot = cert_info.device_cert_def.private_key_slot
     try:
-        key_challenge(device, cert_info.device_cert_def.private_key_slot,
-                      cert_public_key(certs.device_cert))
-    except AtcaprovError as exc:
+        _retrying("device key challenge", lambda: key_challenge(device, slot, public_key),
+                  (*_CHIP_FAULTS, ValidationError))
+    except CommError:
+        raise
+    except (AtcaprovError, ValueError) as exc:
         report.add("device key challenge", False, str(exc))
     else:
-        report.add("device key challenge", True,
-                   f"slot {cert_info.device_cert_def.private_key_slot} signed a random challenge")
+        report.add("device key challenge", True, f"slot {slot} signed a random challenge")
     return report
 
 

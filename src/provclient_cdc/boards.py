@@ -101,26 +101,35 @@ def part_state_of(lock_bytes: bytes) -> PartState:
 
 def read_part(device: Device) -> tuple[bytes, PartState]:
     """Serial number and state of the part, read in one wake (config blocks 0 and 2)."""
+    serial_number, state, _ = read_part_locks(device)
+    return serial_number, state
+
+
+def read_part_locks(device: Device) -> tuple[bytes, PartState, int]:
+    """Serial number, state and SlotLocked bits (bit n is 0 when slot n is locked) of the part,
+    read in one wake (config blocks 0 and 2: bytes 86..89 are in one block)."""
     assert LOCK_CONFIG_OFFSET == LOCK_VALUE_OFFSET + 1
     with device.session():
         serial_number = device.read_serial_number()
-        locks = device.read_bytes_zone(ZONE_CONFIG, 0, LOCK_VALUE_OFFSET, 2)
-    return serial_number, part_state_of(locks)
+        locks = device.read_bytes_zone(ZONE_CONFIG, 0, LOCK_VALUE_OFFSET, 4)
+    return serial_number, part_state_of(locks), int.from_bytes(locks[2:4], "little")
 
 
 class Board:
-    """An open kit board with its ATECC device: ``device``, ``serial_number``, ``url`` and
-    ``part_state`` (as read when it was opened)."""
+    """An open kit board with its ATECC device: ``device``, ``serial_number``, ``url``,
+    ``part_state`` and ``slot_locked_bits`` (as read when it was opened)."""
 
     def __init__(self, url: str, hal: KitCdcHal, port: Any, device: Device,
                  serial_number: bytes, *, lister: PortLister | None = None,
-                 listed: bool = False, part_state: PartState | None = None) -> None:
+                 listed: bool = False, part_state: PartState | None = None,
+                 slot_locked_bits: int = 0xFFFF) -> None:
         self.url = url
         self.hal = hal
         self.port = port
         self.device = device
         self.serial_number = serial_number
         self.part_state = part_state
+        self.slot_locked_bits = slot_locked_bits  # SlotLocked as read at opening (0: locked)
         self._lister = lister
         self._listed = listed  # found by scanning: also gone when no longer listed
         self._gone = False
@@ -226,7 +235,7 @@ class BoardFinder:
             raise BoardError(f"board at {url}: {exc}") from exc
         device = Device(hal)
         try:
-            serial_number, state = read_part(device)
+            serial_number, state, slot_locked_bits = read_part_locks(device)
         except CommError as exc:
             hal_close_quietly(hal)
             if _link_closed(exc):
@@ -235,7 +244,8 @@ class BoardFinder:
                 f"board at {url}: cannot read the device serial number: {exc}"
             ) from exc
         return Board(url, hal, opened[0], device, serial_number,
-                     lister=self._lister, listed=listed, part_state=state)
+                     lister=self._lister, listed=listed, part_state=state,
+                     slot_locked_bits=slot_locked_bits)
 
 
 def open_failure_reason(exc: BaseException) -> str:

@@ -264,7 +264,8 @@ class Station:
             board = self._wait_for_board(wait_text)
             try:
                 self.output.detail(f"Device SN: {board.serial_hex}{self._state_label(board)}")
-                provisioned = board.part_state is PartState.PROVISIONED
+                provisioned = (board.part_state is PartState.PROVISIONED
+                               and not self._pending_slot_locks(board))
                 if (not self.options.yes and not (provisioned and not self.options.verify_only)
                         and not self._prompt_enter(board)):
                     wait_text = "Board removed. Waiting for board to be connected..."
@@ -465,6 +466,13 @@ class Station:
         return lines, report.ok
 
     # ---- what the operator sees: part state, records, interrupts, summary --------------------
+    def _pending_slot_locks(self, board: Board) -> list[int]:
+        """Slots of ``--lock-slots`` a data-locked part does not have locked yet (a run stopped
+        between the data lock and the slot locks): the flow finishes them."""
+        if self.options.verify_only or board.part_state is not PartState.PROVISIONED:
+            return []
+        return [s for s in self.options.lock_slots if (board.slot_locked_bits >> s) & 1]
+
     def _state_label(self, board: Board) -> str:
         """`` (blank)``, `` (config locked: will resume)``, `` (already provisioned)``: from the
         lock bytes read at opening; a config-locked part is compared with the wanted config
@@ -472,6 +480,10 @@ class Station:
         state = board.part_state
         if state is None:
             return ""
+        pending = self._pending_slot_locks(board)
+        if pending:
+            slots = ", ".join(str(slot) for slot in pending)
+            return f" (data locked: will finish slot locks {slots})"
         if state is PartState.CONFIG_LOCKED:
             if self.options.verify_only:
                 return " (config locked)"

@@ -125,11 +125,8 @@ def test_operator_session(line: tuple[DemoLayout, Processes, int]) -> None:
         expect_line(child, f'    Board removed during "{stage}".')
         child.expect(r"    Part state: ([^\r]+)\r\n")
         state = child.match.group(1)
-        if stage in ("Writing certificates", "Writing data zone", "Locking data zone"):
-            assert state.startswith("config zone locked, data zone unlocked") or (
-                stage == "Locking data zone" and state.startswith("data zone locked"))
-        else:
-            assert state.startswith("data zone locked")
+        # the lock bytes cannot be read from a removed board: the library does not guess
+        assert state == "unknown: plug the part in again to check"
         child.expect_exact("Board removed. Waiting for board to be connected...")
 
         # ESC quits at any prompt; a board failed, so the exit code says so

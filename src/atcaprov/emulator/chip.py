@@ -236,8 +236,10 @@ class Atecc508a:
                 self._go_to_sleep()
 
     def power_off(self) -> None:
-        """Power removed (board unplugged): volatile state lost whatever the chip was doing;
-        the chip is asleep when power returns."""
+        """Power loss (the board was unplugged): volatile state is gone, the chip is asleep.
+
+        Not a bus token: unlike :meth:`sleep`, nothing the chip was doing can ignore it.
+        """
         with self._lock:
             self._go_to_sleep()
 

@@ -70,6 +70,10 @@ class EmulatorHal(Hal):
         self._check_open()
         self.chip.sleep()
 
+    def power_off(self) -> None:
+        """Cut the chip's power (what unplugging the board does): volatile state is lost."""
+        self.chip.power_off()
+
     def transact(self, packet: bytes, exec_time_ms: float) -> bytes:
         self._check_open()
         return self.chip.execute(packet)
