@@ -41,7 +41,7 @@ from atcaprov.atcacert.certdef import (
     DevZone,
     StdCertElements,
 )
-from atcaprov.atcacert.dates import DateFormat
+from atcaprov.atcacert.dates import COMP_EXPIRE_YEARS_MAX, DateFormat
 from atcaprov.atcacert.errors import CertError
 from atcaprov.atcacert.loader import load_cert_defs
 from atcaprov.atcacert.sn import SnSource
@@ -49,7 +49,7 @@ from atcaprov.errors import AtcaprovError
 from atcaprov.pemder import certificate_der
 
 _KEY_ID_NAME = re.compile(r"^[0-9A-Fa-f]{40}$")
-MAX_EXPIRE_YEARS = 31
+MAX_EXPIRE_YEARS = COMP_EXPIRE_YEARS_MAX
 
 
 class ProfileError(AtcaprovError):

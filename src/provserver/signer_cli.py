@@ -38,11 +38,11 @@ from .signer_create import (
 )
 from .signer_list import list_modules
 from .signers.base import backend_class
-from .signers.create import SignerSpec, parse_signer_id
+from .signers.create import MAX_VALIDITY_YEARS, SignerSpec, parse_signer_id
 
 _PATH = click.Path(path_type=Path)
 _BACKEND = click.Choice(builtin_backends())
-_YEARS = click.IntRange(0, 31)
+_YEARS = click.IntRange(0, MAX_VALIDITY_YEARS)
 
 
 def _env_value(var: str, what: str) -> str:

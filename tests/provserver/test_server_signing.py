@@ -98,11 +98,11 @@ def test_profile_files_store_and_validity_override(tmp_path: Path) -> None:
     assert store.get(CHAIN.key_id).validity_years == 3
     with pytest.raises(ProfileError, match="no signer profile for key id 0101"):
         store.get(b"\x01" * 20)
-    obj["validity_years"] = 40
+    obj["validity_years"] = 128
     (tmp_path / name).write_text(json.dumps(obj))
     (tmp_path / name).touch()
     fresh = ProfileStore([tmp_path])
-    with pytest.raises(ProfileError, match=r"validity_years must be 0\.\.31"):
+    with pytest.raises(ProfileError, match=r"validity_years must be 0\.\.127"):
         fresh.get(CHAIN.key_id)
 
 

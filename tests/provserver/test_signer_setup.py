@@ -351,6 +351,51 @@ def test_create_pem(tmp_path: Path, root_files: tuple[Path, Path]) -> None:
         verify_chain(built.cert_der, module.identity.signer_cert_der, info.root_cert_der)
 
 
+def test_create_accepts_validities_up_to_127_years(
+    tmp_path: Path, root_files: tuple[Path, Path]
+) -> None:
+    """Over 31 years the signer and device records are compressed format 1."""
+    key, cert = root_files
+    args = [
+        "create", "--backend", "pem", "--pem-key", str(tmp_path / "keys" / "long.pem"),
+        "--name", "Long Signer", "--root-key", str(key), "--root-cert", str(cert),
+        "--data-dir", str(tmp_path / "data"), "--certinfo-out", str(tmp_path / "ci.c"),
+    ]  # fmt: skip
+    for option in ("--validity-years", "--device-validity-years"):
+        refused = run(*args, option, "128")
+        assert refused.exit_code == 2 and "0<=x<=127" in refused.output, refused.output
+    result = run(*args, "--validity-years", "127", "--device-validity-years", "40")
+    assert result.exit_code == 0, result.output
+    info = load_cert_info(tmp_path / "ci.c")
+    assert info.signer_cert_def.expire_years == 127 and info.device_cert_def.expire_years == 40
+    backend = open_backend("pem", path=tmp_path / "keys")
+    (location,) = backend.scan()
+    with backend.open(location) as module:
+        ident = module.identity
+        signer_cert = x509.load_der_x509_certificate(ident.signer_cert_der)
+        assert signer_cert.not_valid_after_utc.year - signer_cert.not_valid_before_utc.year == 127
+        signer_comp = compress(info.signer_cert_def, ident.signer_cert_der)
+        assert signer_comp[70] & 0x0F == 1
+        assert rebuild(info.signer_cert_def, signer_comp, info.signer_public_key, None,
+                       ca_public_key=info.root_public_key) == ident.signer_cert_der
+        profile = load_profile(tmp_path / "data" / "signers" / f"{ident.key_id.hex().upper()}.json")
+        assert profile.validity_years == 40
+        device_pub = bytes.fromhex(
+            "6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296"
+            "4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5"
+        )
+        sn = bytes.fromhex("0123000000000002EE")
+        built = build_cert(profile.device_cert_def, public_key=device_pub, issue_date=ISSUE,
+                           signer_id=ident.signer_id, sign=module.sign_digest, device_sn=sn,
+                           ca_public_key=ident.public_key)
+        verify_chain(built.cert_der, ident.signer_cert_der, info.root_cert_der)
+        device = x509.load_der_x509_certificate(built.cert_der)
+        assert device.not_valid_after_utc == ISSUE.replace(year=ISSUE.year + 40)
+        assert built.comp_cert[70] & 0x0F == 1
+        assert rebuild(info.device_cert_def, built.comp_cert, device_pub, sn,
+                       ca_public_key=info.signer_public_key) == built.cert_der
+
+
 def test_create_pem_with_password_is_encrypted(
     tmp_path: Path, root_files: tuple[Path, Path]
 ) -> None:
@@ -706,10 +751,12 @@ def test_bad_names_and_years() -> None:
         SignerSpec(name="x" * 64)
     with pytest.raises(SignerSetupError, match="printable"):
         SignerSpec(name="tab\there")
-    with pytest.raises(SignerSetupError, match=r"0\.\.31"):
-        SignerSpec(name="ok", validity_years=40)
-    with pytest.raises(SignerSetupError, match=r"0\.\.31"):
-        DeviceSpec(validity_years=32)
+    with pytest.raises(SignerSetupError, match=r"0\.\.127"):
+        SignerSpec(name="ok", validity_years=128)
+    with pytest.raises(SignerSetupError, match=r"0\.\.127"):
+        DeviceSpec(validity_years=128)
+    assert SignerSpec(name="ok", validity_years=127).validity_years == 127
+    assert DeviceSpec(validity_years=40).validity_years == 40
 
 
 def test_profile_is_what_the_server_reads(tmp_path: Path, root_files: tuple[Path, Path]) -> None:

@@ -17,9 +17,9 @@ from datetime import datetime
 from .certdef import CertDef, CertLoc, CertType
 from .compressed import CompCert
 from .dates import (
-    COMP_ISSUE_YEAR_MAX,
-    COMP_ISSUE_YEAR_MIN,
+    COMP_EXPIRE_YEARS_MAX,
     CertDate,
+    compressed_format_for,
     decode_date,
     encode_date,
     expire_date_for,
@@ -131,11 +131,7 @@ def _set_public_key(d: CertDef, cert: bytearray, pub64: bytes) -> None:
 
 
 def _issue_checks(d: CertDef, issue: CertDate, expire_years: int) -> None:
-    if not COMP_ISSUE_YEAR_MIN <= issue.year <= COMP_ISSUE_YEAR_MAX:
-        raise CertError(AtcacertCode.INVALID_DATE,
-                        f"issue year {issue.year} is past what a format-0 compressed "
-                        f"certificate can hold ({COMP_ISSUE_YEAR_MIN}-{COMP_ISSUE_YEAR_MAX})",
-                        field="issue_date")
+    compressed_format_for(issue, expire_years)  # issue year 2000-2127, 0-127 years
     if issue.minute or issue.second:
         raise CertError(AtcacertCode.INVALID_DATE,
                         f"issue date {issue} has minutes/seconds; the compressed certificate "
@@ -157,7 +153,10 @@ def _element_data(d: CertDef, cert: bytearray, data: Mapping[str, bytes] | None)
         set_element(cert, el.cert_loc, bytes(data[el.id]), el.id)
 
 
-def _finish_sn(d: CertDef, cert: bytearray, device_sn: bytes | None) -> None:
+def _finish_sn(d: CertDef, cert: bytearray, device_sn: bytes | None, issue: CertDate) -> None:
+    """Generate the SN. ``issue`` is the issue date just written; CryptoAuthLib reads it back
+    from the cert, which we do only where that could differ: extra elements may overwrite it,
+    and without an issue-date element the read raises."""
     loc = d.std_cert_elements.cert_sn
     if d.sn_source.is_stored or loc.count == 0:
         return
@@ -165,8 +164,8 @@ def _finish_sn(d: CertDef, cert: bytearray, device_sn: bytes | None) -> None:
     pub = (get_element(cert, d.std_cert_elements.public_key, "public_key")
            if d.sn_source in (SnSource.PUB_KEY_HASH, SnSource.PUB_KEY_HASH_POS,
                               SnSource.PUB_KEY_HASH_RAW) else None)
-    issue = (get_issue_date(d, cert) if d.sn_source.is_hash
-             else CertDate(2000, 1, 1))
+    if d.sn_source.is_hash and (d.cert_elements or not d.std_cert_elements.issue_date.count):
+        issue = get_issue_date(d, cert)
     sn = generate_cert_sn(d.sn_source, loc.count, issue_date=issue,
                           expire_years=d.expire_years, public_key=pub, device_sn=device_sn,
                           signer_id=signer)
@@ -219,7 +218,7 @@ def rebuild(d: CertDef, comp_cert: bytes, public_key: bytes, device_sn: bytes | 
     _stored_sn(d, cert, cert_sn)
     _set_public_key(d, cert, raw_public_key(public_key))
     _element_data(d, cert, element_data)
-    _finish_sn(d, cert, device_sn)
+    _finish_sn(d, cert, device_sn, issue)
     return bytes(cert)
 
 
@@ -296,7 +295,8 @@ def compress(d: CertDef, cert_der: bytes) -> bytes:
                     else f"the no-expiry date of {d.expire_date_format.c_name}")
             raise CertError(AtcacertCode.INVALID_DATE,
                             f"expire date {actual} cannot be expressed: this definition "
-                            f"rebuilds it as {rule} = {want} (expire years 0-31)",
+                            f"rebuilds it as {rule} = {want} (expire years "
+                            f"0-{COMP_EXPIRE_YEARS_MAX})",
                             field="expire_date")
     signer_id = get_signer_id(d, cert) if std.signer_id.count else b"\x00\x00"
     return CompCert.from_dates(signature=signature, issue_date=issue,
@@ -377,7 +377,7 @@ def prepare(d: CertDef, *, public_key: bytes, issue_date: datetime, signer_id: b
     _stored_sn(d, cert, cert_sn)
     _set_public_key(d, cert, raw_public_key(public_key))
     _element_data(d, cert, element_data)
-    _finish_sn(d, cert, device_sn)
+    _finish_sn(d, cert, device_sn, issue)
     recorded_id = bytes(signer_id) if d.std_cert_elements.signer_id.count else b"\x00\x00"
     recorded_issue = issue if d.std_cert_elements.issue_date.count else CertDate(2000, 1, 1)
     return UnsignedCert(d, bytes(cert), tbs_digest(d, cert), recorded_issue, recorded_id)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from enum import IntEnum
 
-from .dates import DateFormat
+from .dates import COMP_EXPIRE_YEARS_MAX, DateFormat
 from .der import SIG_DER_MAX, SIG_DER_MIN, encode_length, read_tlv
 from .errors import AtcacertCode, CertDefError, CertError
 from .sn import SnSource
@@ -231,9 +231,9 @@ def validate_cert_def(d: CertDef) -> None:
     for name in ("issue_date_format", "expire_date_format"):
         if not isinstance(getattr(d, name), DateFormat):
             raise _fail(f"unknown date format {getattr(d, name)!r}", name)
-    if not 0 <= d.expire_years <= 31:
-        raise _fail(f"{d.expire_years} is outside 0-31 (5 bits of the compressed dates)",
-                    "expire_years")
+    if not 0 <= d.expire_years <= COMP_EXPIRE_YEARS_MAX:
+        raise _fail(f"{d.expire_years} is outside 0-{COMP_EXPIRE_YEARS_MAX} (7 bits of the "
+                    "compressed dates, format 1)", "expire_years")
     for name in ("cert_sn_dev_loc", "public_key_dev_loc", "comp_cert_dev_loc"):
         _check_dev_loc(getattr(d, name), name)
     if d.public_key_dev_loc.present and d.public_key_dev_loc.count not in (64, 72):

@@ -3,8 +3,13 @@
 ``CertDate`` is a plain (year, month, day, hour, minute, second) record rather than a
 ``datetime`` because Microchip's rebuild adds expire years field by field (a 29 February issue
 date gives a 29 February expire date whatever the year), and we must reproduce that byte for
-byte. Compressed dates (format version 0) hold issue years 2000-2031 and 0-31 expire years;
-values outside are refused with ``ATCACERT_E_INVALID_DATE``, never wrapped.
+byte.
+
+Compressed dates: bytes 64-66 of the record hold the low 5 bits of (issue year - 2000), the
+month, day, hour and the low 5 bits of the expire years. Format version 0 stops there (issue
+years 2000-2031, 0-31 expire years); formats 1 and 2 (CryptoAuthLib 3.7.5+) put bits 6-5 of
+both into the high nibble of byte 71 (issue years 2000-2127, 0-127 expire years). Values
+outside are refused with ``ATCACERT_E_INVALID_DATE``, never wrapped.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import IntEnum
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from .errors import AtcacertCode, CertError
 
@@ -46,8 +51,15 @@ DATE_FORMAT_SIZES: dict[DateFormat, int] = {
 }
 
 COMP_ISSUE_YEAR_MIN = 2000
-COMP_ISSUE_YEAR_MAX = 2031
-COMP_EXPIRE_YEARS_MAX = 31
+COMP_ISSUE_YEAR_MAX = 2127
+"""Last issue year of formats 1 and 2 (7 bits of year - 2000)."""
+COMP_EXPIRE_YEARS_MAX = 127
+"""Longest validity of formats 1 and 2 (7 bits)."""
+FORMAT0_ISSUE_YEAR_MAX = 2031
+FORMAT0_EXPIRE_YEARS_MAX = 31
+COMP_FORMATS = (0, 1, 2)
+"""Format versions (low nibble of byte 70) CryptoAuthLib defines; 2 is for signatures larger
+than P-256, which continue past byte 72."""
 
 
 @dataclass(frozen=True, order=True)
@@ -164,29 +176,75 @@ def decode_date(fmt: DateFormat, data: bytes) -> CertDate:
     if m is None:
         raise CertError(AtcacertCode.DECODING_ERROR,
                         f"{fmt.c_name} date {bytes(data)!r} is not of the form {_SHAPES[fmt]}")
-    year, month, day, hour, minute, second = (int(g) for g in m.groups())
+    year, month, day, hour, minute, second = map(int, m.groups())
     if fmt is DateFormat.RFC5280_UTC:
         year += 2000 if year < 50 else 1900
     return CertDate(year, month, day, hour, minute, second)
 
 
-def encode_compressed_dates(issue: CertDate, expire_years: int) -> bytes:
-    """The 3 date bytes of a format-0 compressed certificate (minutes/seconds are dropped)."""
+class CompressedDates(NamedTuple):
+    """Dates as a compressed certificate holds them (a tuple: cheap on the build path).
+
+    ``enc`` is bytes 64-66, ``ext`` the high nibble of byte 71 (``byte71 & 0xF0``: bits 7-6 =
+    bits 6-5 of year - 2000, bits 5-4 = bits 6-5 of the expire years; 0 in format 0).
+    """
+
+    format_version: int
+    enc: bytes
+    ext: int = 0
+
+    @property
+    def hashed(self) -> bytes:
+        """The date bytes the hashed SN sources append: 3 in format 0, 4 in formats 1 and 2."""
+        return self.enc if self.format_version == 0 else self.enc + bytes([self.ext])
+
+
+def compressed_format_for(issue: CertDate, expire_years: int) -> int:
+    """The format version Microchip's build picks: 0 when the dates fit it, otherwise 1.
+
+    Refuses (``ATCACERT_E_INVALID_DATE``, naming the field) what no format can hold: an issue
+    year outside 2000-2127 or a validity outside 0-127 years.
+    """
     if not COMP_ISSUE_YEAR_MIN <= issue.year <= COMP_ISSUE_YEAR_MAX:
         raise CertError(AtcacertCode.INVALID_DATE,
-                        f"issue year {issue.year} cannot be stored in a format-0 compressed "
-                        f"certificate (limit {COMP_ISSUE_YEAR_MIN}-{COMP_ISSUE_YEAR_MAX})",
-                        field="issue_date")
+                        f"issue year {issue.year} cannot be stored in a compressed certificate "
+                        f"(limit {COMP_ISSUE_YEAR_MIN}-{COMP_ISSUE_YEAR_MAX}; format 0 stops at "
+                        f"{FORMAT0_ISSUE_YEAR_MAX})", field="issue_date")
     if not 0 <= expire_years <= COMP_EXPIRE_YEARS_MAX:
         raise CertError(AtcacertCode.INVALID_DATE,
-                        f"expire years {expire_years} cannot be stored in a format-0 compressed "
-                        f"certificate (limit 0-{COMP_EXPIRE_YEARS_MAX})", field="expire_years")
+                        f"expire years {expire_years} cannot be stored in a compressed "
+                        f"certificate (limit 0-{COMP_EXPIRE_YEARS_MAX}; format 0 stops at "
+                        f"{FORMAT0_EXPIRE_YEARS_MAX})", field="expire_years")
+    if issue.year > FORMAT0_ISSUE_YEAR_MAX or expire_years > FORMAT0_EXPIRE_YEARS_MAX:
+        return 1
+    return 0
+
+
+def encode_compressed_dates(issue: CertDate, expire_years: int,
+                            format_version: int | None = None) -> CompressedDates:
+    """Encode the dates (minutes/seconds are dropped) in ``format_version``, by default the one
+    :func:`compressed_format_for` picks. Format 0 refuses what only formats 1-2 can hold."""
+    chosen = compressed_format_for(issue, expire_years)
+    if format_version is None:
+        format_version = chosen
+    elif format_version not in COMP_FORMATS:
+        raise CertError(AtcacertCode.BAD_CERT,
+                        f"compressed certificate format version {format_version} is not one of "
+                        f"{', '.join(map(str, COMP_FORMATS))}", field="format_version")
+    elif format_version == 0 and chosen != 0:
+        field = "issue_date" if issue.year > FORMAT0_ISSUE_YEAR_MAX else "expire_years"
+        raise CertError(AtcacertCode.INVALID_DATE,
+                        f"issue year {issue.year} with {expire_years} expire years does not fit "
+                        f"format 0 (issue years {COMP_ISSUE_YEAR_MIN}-{FORMAT0_ISSUE_YEAR_MAX}, "
+                        f"expire years 0-{FORMAT0_EXPIRE_YEARS_MAX})", field=field)
     if not (1 <= issue.month <= 12 and 1 <= issue.day <= 31 and 0 <= issue.hour <= 23):
         raise CertError(AtcacertCode.INVALID_DATE, f"issue date fields out of range: {issue}",
                         field="issue_date")
-    value = ((issue.year - 2000) << 19) | (issue.month << 15) | (issue.day << 10) \
-        | (issue.hour << 5) | expire_years
-    return value.to_bytes(3, "big")
+    year = issue.year - 2000
+    value = ((year & 0x1F) << 19) | (issue.month << 15) | (issue.day << 10) \
+        | (issue.hour << 5) | (expire_years & 0x1F)
+    ext = ((year & 0x60) << 1) | ((expire_years & 0x60) >> 1)
+    return CompressedDates(format_version, value.to_bytes(3, "big"), ext)
 
 
 def expire_date_for(issue: CertDate, expire_years: int, expire_format: DateFormat) -> CertDate:
@@ -197,13 +255,19 @@ def expire_date_for(issue: CertDate, expire_years: int, expire_format: DateForma
 
 
 def decode_compressed_dates(
-    enc: bytes, expire_format: DateFormat
+    enc: bytes, expire_format: DateFormat, *, format_version: int = 0, ext: int = 0
 ) -> tuple[CertDate, CertDate, int]:
-    """(issue date, expire date, expire years) of the 3 date bytes of a compressed cert."""
+    """(issue date, expire date, expire years) of bytes 64-66 of a compressed cert; in formats
+    1 and 2 ``ext`` (byte 71, only its high nibble counts) gives bits 6-5 of the year and of
+    the expire years."""
     if len(enc) != 3:
         raise CertError(AtcacertCode.BAD_PARAMS, f"encoded dates are 3 bytes, got {len(enc)}")
     value = int.from_bytes(enc, "big")
-    issue = CertDate(2000 + (value >> 19), (value >> 15) & 0x0F, (value >> 10) & 0x1F,
-                     (value >> 5) & 0x1F)
+    year = value >> 19
     years = value & 0x1F
+    if format_version in (1, 2):
+        year |= (ext & 0xC0) >> 1
+        years |= (ext & 0x30) << 1
+    issue = CertDate(2000 + year, (value >> 15) & 0x0F, (value >> 10) & 0x1F,
+                     (value >> 5) & 0x1F)
     return issue, expire_date_for(issue, years, expire_format), years

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from .certdef import CertDef, CertElement, CertLoc, CertType, DeviceLoc, DevZone, StdCertElements
-from .dates import DateFormat, decode_date, max_date
+from .dates import COMP_EXPIRE_YEARS_MAX, DateFormat, decode_date, max_date
 from .der import Tlv, children, read_tlv
 from .errors import AtcacertCode, CertDefError, CertError
 from .keys import key_id
@@ -81,13 +81,14 @@ def _expire_years(c: _Cert, issue_fmt: DateFormat, expire_fmt: DateFormat,
     years = expire.year - issue.year
     same_time = (expire.month, expire.day, expire.hour, expire.minute, expire.second) == \
         (issue.month, issue.day, issue.hour, 0, 0)
-    if 1 <= years <= 31 and same_time:
+    if 1 <= years <= COMP_EXPIRE_YEARS_MAX and same_time:
         return years
-    if same_time and years > 31:
-        raise CertDefError(f"validity of {years} years ({issue} to {expire}) exceeds the 31 "
-                           "years a format-0 compressed certificate can hold",
+    if same_time and years > COMP_EXPIRE_YEARS_MAX:
+        raise CertDefError(f"validity of {years} years ({issue} to {expire}) exceeds the "
+                           f"{COMP_EXPIRE_YEARS_MAX} years a compressed certificate can hold",
                            field="expire_years", code=AtcacertCode.INVALID_DATE)
-    raise CertDefError(f"expire date {expire} is not issue date {issue} plus whole years (1-31, "
+    raise CertDefError(f"expire date {expire} is not issue date {issue} plus whole years "
+                       f"(1-{COMP_EXPIRE_YEARS_MAX}, "
                        "same month/day/hour, minutes 0) nor the no-expiry date "
                        f"{max_date(expire_fmt)}: a compressed certificate cannot express it",
                        field="expire_date", code=AtcacertCode.INVALID_DATE)

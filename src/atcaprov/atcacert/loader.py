@@ -35,7 +35,7 @@ from .csource import (
     Str,
     parse_c_source,
 )
-from .dates import DateFormat
+from .dates import COMP_EXPIRE_YEARS_MAX, DateFormat
 from .errors import CertDefError, CSourceError
 from .sn import SnSource
 
@@ -263,7 +263,8 @@ class StructReader:
                 issue_date_format=enums["issue_date_format"],
                 expire_date_format=enums["expire_date_format"],
                 tbs_cert_loc=self.cert_loc(f.get("tbs_cert_loc"), "tbs_cert_loc"),
-                expire_years=self.ranged(f.get("expire_years"), 0, 31, "expire_years"),
+                expire_years=self.ranged(f.get("expire_years"), 0, COMP_EXPIRE_YEARS_MAX,
+                                         "expire_years"),
                 public_key_dev_loc=self.device_loc(f.get("public_key_dev_loc"),
                                                    "public_key_dev_loc"),
                 comp_cert_dev_loc=self.device_loc(f.get("comp_cert_dev_loc"),

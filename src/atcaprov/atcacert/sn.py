@@ -60,7 +60,10 @@ def generate_cert_sn(source: SnSource, size: int, *, issue_date: CertDate, expir
                      signer_id: bytes | None = None) -> bytes:
     """The certificate SN Microchip's ``atcacert_gen_cert_sn`` computes.
 
-    ``issue_date`` and ``expire_years`` (of the definition, not the cert) feed the hash kinds.
+    ``issue_date`` and ``expire_years`` (of the definition, not the cert) feed the hash kinds:
+    they hash the public key (64) or the device SN (9), then the date bytes of the compressed
+    record: bytes 64-66 in format 0, and also ``byte 71 & 0xF0`` in format 1 (picked, as the
+    record's, when the issue year is past 2031 or the validity over 31 years).
     """
     source = SnSource(source)
     if source.is_stored:
@@ -77,7 +80,7 @@ def generate_cert_sn(source: SnSource, size: int, *, issue_date: CertDate, expir
         raise CertError(AtcacertCode.UNEXPECTED_ELEM_SIZE,
                         f"hashed serial numbers are 1-32 bytes, the definition has {size}",
                         field="cert_sn")
-    dates = encode_compressed_dates(issue_date, expire_years)
+    dates = encode_compressed_dates(issue_date, expire_years).hashed
     if source in _PUB_KEY_KINDS:
         if public_key is None or len(public_key) != 64:
             raise CertError(AtcacertCode.BAD_PARAMS, f"{source.c_name} needs the 64-byte "

@@ -36,6 +36,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from atcaprov.atcacert.dates import COMP_EXPIRE_YEARS_MAX
 from atcaprov.crypto import certificate_public_key, public_key_xy, verify_digest
 from atcaprov.errors import AtcaprovError
 
@@ -56,7 +57,7 @@ from .module_layout import (
 )
 from .password import DEFAULT_ITERATIONS
 
-MAX_VALIDITY_YEARS = 31
+MAX_VALIDITY_YEARS = COMP_EXPIRE_YEARS_MAX
 _SELF_TEST_DIGEST = hashlib.sha256(b"atcaprov signer set-up check").digest()
 
 

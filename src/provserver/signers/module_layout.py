@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
+from atcaprov.atcacert.dates import COMP_EXPIRE_YEARS_MAX
 from atcaprov.crypto import public_key_from_xy
 from atcaprov.datasheet import ATECC508A, ATECC508A_CONFIG_MAP, serial_number
 from atcaprov.packet import crc16_value
@@ -431,14 +432,16 @@ def signer_validity(
     """Issue date truncated to the hour (UTC); expiry N years later, same month/day/hour.
 
     ``validity_years`` 0 means no expiry (9999-12-31 23:59:59), as atcacert encodes it. These
-    are the dates the atcacert compressed format can carry (hour precision, 0..31 years).
+    are the dates the atcacert compressed format can carry (hour precision, 0..127 years).
     """
     start = not_before or dt.datetime.now(dt.timezone.utc)
     if start.tzinfo is None:
         start = start.replace(tzinfo=dt.timezone.utc)
     start = start.astimezone(dt.timezone.utc).replace(minute=0, second=0, microsecond=0)
-    if not 0 <= validity_years <= 31:
-        raise SignerError(f"validity_years must be 0..31 (atcacert), got {validity_years}")
+    if not 0 <= validity_years <= COMP_EXPIRE_YEARS_MAX:
+        raise SignerError(
+            f"validity_years must be 0..{COMP_EXPIRE_YEARS_MAX} (atcacert), got {validity_years}"
+        )
     if validity_years == 0:
         return start, dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc)
     day = min(start.day, 28) if start.month == 2 else start.day

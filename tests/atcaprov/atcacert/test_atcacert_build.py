@@ -121,21 +121,30 @@ def _built(p: object = None) -> tuple[CertDef, bytes]:
     return pk.defs.device, built.cert_der
 
 
-def test_compress_refuses_issue_year_2032() -> None:
+def test_compress_takes_2032_in_format_1_and_refuses_1999() -> None:
     d, der = _built()
     loc = d.std_cert_elements.issue_date
-    bad = der[:loc.offset] + b"320501030000Z" + der[loc.end:]
+    later = der[:loc.offset] + b"320501030000Z" + der[loc.end:]
+    record = compress(d, later)
+    assert record[70] & 0x0F == 1 and record[71] == 0x40  # year 32: bit 5 -> byte 71 bit 6
+    earlier = der[:loc.offset] + b"990501030000Z" + der[loc.end:]
     with pytest.raises(CertError) as err:
-        compress(d, bad)
+        compress(d, earlier)
     assert err.value.code == ATCACERT_E_INVALID_DATE and err.value.field == "issue_date"
-    assert "2031" in str(err.value)
+    assert "1999" in str(err.value) and "2000-2127" in str(err.value)
 
 
-def test_build_refuses_issue_year_2032_and_minutes() -> None:
+@pytest.mark.parametrize("year", [1999, 2128])
+def test_build_refuses_issue_years_no_format_holds(year: int) -> None:
     d = standard_pki().defs.device
     with pytest.raises(CertError) as err:
-        prepare(d, public_key=pub(key(58)), issue_date=_issue(2032), signer_id=SIGNER_ID)
-    assert err.value.field == "issue_date" and "2031" in str(err.value)
+        prepare(d, public_key=pub(key(58)), issue_date=_issue(year), signer_id=SIGNER_ID)
+    assert err.value.code == ATCACERT_E_INVALID_DATE
+    assert err.value.field == "issue_date" and "2000-2127" in str(err.value)
+
+
+def test_build_refuses_minutes() -> None:
+    d = standard_pki().defs.device
     with pytest.raises(CertError) as err:
         prepare(d, public_key=pub(key(58)), issue_date=_issue() + timedelta(minutes=5),
                 signer_id=SIGNER_ID)
@@ -257,11 +266,21 @@ def _from(der: bytes) -> CertDef:
                               comp_cert_dev_loc=DeviceLoc(DevZone.DATA, 12, False, 0, 72))
 
 
-def test_validity_over_31_years_is_refused() -> None:
+def test_validity_over_127_years_is_refused() -> None:
     with pytest.raises(CertDefError) as err:
-        _from(_plain_cert(_issue(2010), _issue(2044)))
+        _from(_plain_cert(_issue(2010), _issue(2138)))
     assert err.value.code == ATCACERT_E_INVALID_DATE and err.value.field == "expire_years"
-    assert "31" in str(err.value)
+    assert "127" in str(err.value)
+    assert _from(_plain_cert(_issue(2010), _issue(2137))).expire_years == 127
+    assert _from(_plain_cert(_issue(2010), _issue(2042))).expire_years == 32
+
+
+def test_expire_years_field_limit_is_127() -> None:
+    d = standard_pki().defs.device
+    assert replace(d, expire_years=127).expire_years == 127
+    with pytest.raises(CertDefError) as err:
+        replace(d, expire_years=128)
+    assert err.value.field == "expire_years" and "0-127" in str(err.value)
 
 
 def test_irregular_expire_date_is_refused() -> None:

@@ -10,6 +10,7 @@ from cryptography import x509
 from atcaprov.atcacert import (
     ATCACERT_E_BAD_PARAMS,
     ATCACERT_E_DECODING_ERROR,
+    ATCACERT_E_UNIMPLEMENTED,
     CertDate,
     CertError,
     CompCert,
@@ -45,12 +46,38 @@ def test_comp_cert_tail_decodes_as_facts_say() -> None:
     assert years == 28
 
 
-def test_unknown_format_version_is_a_decoding_error() -> None:
+@pytest.mark.parametrize("fmt", [3, 4, 15])
+def test_unknown_format_version_is_a_decoding_error(fmt: int) -> None:
     raw = bytearray(bytes(64) + FACTS_TAIL)
-    raw[70] |= 0x01
+    raw[70] |= fmt
     with pytest.raises(CertError) as err:
         CompCert.decode(bytes(raw))
     assert err.value.code == ATCACERT_E_DECODING_ERROR and err.value.field == "format_version"
+    assert f"version {fmt} is unknown" in str(err.value)
+
+
+@pytest.mark.parametrize("size", [72, 72 + 32, 72 + 68])
+def test_format_2_is_refused_clearly(size: int) -> None:
+    """Format 2 records carry P-384/P-521 signatures past byte 72; atcaprov's are P-256."""
+    raw = bytearray(bytes(64) + FACTS_TAIL + bytes(size - 72))
+    raw[70] |= 2
+    with pytest.raises(CertError) as err:
+        CompCert.decode(bytes(raw))
+    assert err.value.code == ATCACERT_E_UNIMPLEMENTED and err.value.field == "format_version"
+    assert "format version 2" in str(err.value) and "P-256" in str(err.value)
+
+
+def test_format_1_record_decodes_the_extended_bits() -> None:
+    raw = bytearray(bytes(64) + FACTS_TAIL)
+    raw[70] |= 1
+    raw[71] = 0xF5  # year bits 6-5 = 11, expire bits 6-5 = 11, reserved nibble 5 (ignored)
+    comp = CompCert.decode(bytes(raw))
+    assert comp.format_version == 1 and comp.encode() == bytes(raw)
+    issue, expire, years = comp.dates(DateFormat.RFC5280_GEN)
+    assert issue == CertDate(2021 + 96, 3, 7, 10) and years == 28 + 96
+    assert expire == CertDate(2117 + 124, 3, 7, 10)
+    raw[70] &= 0xF0  # the same bytes in format 0 ignore byte 71
+    assert CompCert.decode(bytes(raw)).dates(DateFormat.RFC5280_GEN)[0] == CertDate(2021, 3, 7, 10)
 
 
 def test_wrong_size_record() -> None:

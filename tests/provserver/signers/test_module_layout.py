@@ -161,8 +161,9 @@ def test_validity_dates() -> None:
     assert end == dt.datetime(2046, 11, 21, 5, tzinfo=dt.timezone.utc)
     _, forever = ml.signer_validity(start, 0)
     assert forever.year == 9999
-    with pytest.raises(SignerError, match=r"0\.\.31"):
-        ml.signer_validity(start, 32)
+    assert ml.signer_validity(start, 40)[1] == dt.datetime(2066, 11, 21, 5, tzinfo=dt.timezone.utc)
+    with pytest.raises(SignerError, match=r"0\.\.127"):
+        ml.signer_validity(start, 128)
 
 
 def test_create_module_refusals() -> None:
