@@ -6,7 +6,8 @@ Owns both ends of the line protocol, bytes in and values out, no I/O:
   talk messages in both dialects (2016 ``s:`` and the newer ``d:`` / ``<X>:physical:select``),
   parsing of the kit replies ``SS(HEX)`` (kit status + data) and of the raw board replies: the
   discovery answer in every form seen in the field (``ECC508A TWI 00(C0)``, ``ECC508A TWI(C0)``,
-  ``ECC108 TWI 00(C0)``) or ``no device``, and the "board in use by another program" refusal;
+  ``ECC108 TWI 00(C0)``, and for a 608 ``ECC608 TWI 00(C0)`` or ``ECC608A TWI 00(C0)``) or
+  ``no device``, and the "board in use by another program" refusal;
 * a stream decoder (:class:`KitLineDecoder`) that turns a byte stream into complete ``'\\n'``
   lines, drops the stray NUL bytes real hosts send after the newline, and bounds its buffer;
 * kit side (used by the virtual board): :func:`parse_kit_command` turns a host line into a
@@ -370,7 +371,8 @@ def parse_device_reply(line: bytes) -> DeviceInfo | None:
     Words are split on white space; the last one carries the bus address ``(AA)``. Accepted:
 
     * ``<devtype> <interface> SS(AA)``: Microchip's kit firmware (``ECC508A TWI 00(C0)``,
-      ``ECC108 TWI 00(C0)``); SS is a status, a non-zero one raises :class:`KitStatusError`;
+      ``ECC108 TWI 00(C0)``; a 608A or 608B is ``ECC608`` since CryptoAuthLib v3.2.2, earlier
+      ``ECC608A``); SS is a status, a non-zero one raises :class:`KitStatusError`;
     * ``<devtype> <interface>(AA)``: the 2017 zero-touch kit firmware (``ECC508A TWI(C0)``);
     * either one after other words (a board name and version, as in ``b:version()``);
     * "no device": the text ``no device`` (any case) and a 4-character status reply with a

@@ -13,6 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
+from .datasheet import (
+    ATECC508A,
+    ATECC608A,
+    ATECC608B,
+    CHIP_MODE_CLOCK_DIVIDER_MASK,
+    CLOCK_DIVIDER_M1,
+    CLOCK_DIVIDER_M2,
+)
 from .errors import (
     MalformedPacketError,
     ResponseCrcError,
@@ -66,7 +74,8 @@ def crc16(data: bytes) -> bytes:
 
 
 class Opcode(IntEnum):
-    """ATECC508A command opcodes."""
+    """Command opcodes of the ATECC508A (all but the last four) and the ATECC608A/B (all but
+    HMAC and Pause)."""
 
     PAUSE = 0x01
     READ = 0x02
@@ -88,6 +97,10 @@ class Opcode(IntEnum):
     VERIFY = 0x45
     PRIVWRITE = 0x46
     SHA = 0x47
+    AES = 0x51
+    KDF = 0x56
+    SELF_TEST = 0x77
+    SECURE_BOOT = 0x80
 
 
 # Maximum execution times (ms) of the ATECC508A, CryptoAuthLib's x08a table (Read = 5 as @2017+).
@@ -113,12 +126,78 @@ EXEC_TIME_MS: dict[int, float] = {
     Opcode.VERIFY: 72,
     Opcode.WRITE: 26,
 }
+# Maximum execution times (ms) of the ATECC608A for the three ChipMode clock dividers M0, M1,
+# M2: CryptoAuthLib's device_execution_time_608_m0/m1/m2 (calib_execution.c). The ATECC608B is
+# given the same tables (CryptoAuthLib uses polling for it and publishes no table of its own).
+EXEC_TIME_MS_608_M0: dict[int, float] = {
+    Opcode.AES: 27,
+    Opcode.CHECKMAC: 40,
+    Opcode.COUNTER: 25,
+    Opcode.DERIVE_KEY: 50,
+    Opcode.ECDH: 75,
+    Opcode.GENDIG: 25,
+    Opcode.GENKEY: 115,
+    Opcode.INFO: 5,
+    Opcode.KDF: 165,
+    Opcode.LOCK: 35,
+    Opcode.MAC: 55,
+    Opcode.NONCE: 20,
+    Opcode.PRIVWRITE: 50,
+    Opcode.RANDOM: 23,
+    Opcode.READ: 5,
+    Opcode.SECURE_BOOT: 80,
+    Opcode.SELF_TEST: 250,
+    Opcode.SHA: 36,
+    Opcode.SIGN: 115,
+    Opcode.UPDATE_EXTRA: 10,
+    Opcode.VERIFY: 105,
+    Opcode.WRITE: 45,
+}
+EXEC_TIME_MS_608_M1: dict[int, float] = {
+    **EXEC_TIME_MS_608_M0,
+    Opcode.ECDH: 172,
+    Opcode.GENDIG: 35,
+    Opcode.GENKEY: 215,
+    Opcode.SECURE_BOOT: 160,
+    Opcode.SELF_TEST: 625,
+    Opcode.SHA: 42,
+    Opcode.SIGN: 220,
+    Opcode.VERIFY: 295,
+}
+EXEC_TIME_MS_608_M2: dict[int, float] = {
+    **EXEC_TIME_MS_608_M1,
+    Opcode.ECDH: 531,
+    Opcode.GENKEY: 653,
+    Opcode.SECURE_BOOT: 480,
+    Opcode.SELF_TEST: 2324,
+    Opcode.SHA: 75,
+    Opcode.SIGN: 665,
+    Opcode.VERIFY: 1085,
+}
 WAKE_TIME_MS = 1.0  # tWHI: wake to first command
 
 
-def exec_time_ms(opcode: int) -> float:
-    """Max execution time of ``opcode`` in ms (unknown opcodes: the longest one)."""
-    return EXEC_TIME_MS.get(opcode, max(EXEC_TIME_MS.values()))
+def exec_time_table(model: str = ATECC508A.name, chip_mode: int = 0) -> dict[int, float]:
+    """The max execution times (ms by opcode) of chip model ``model`` (a name such as
+    ``"ATECC608B"``, any case). On a 608, ``chip_mode`` (config byte 19) picks the table of its
+    clock divider: M1 (``0x28``) and M2 (``0x68``), anything else M0, as CryptoAuthLib does."""
+    name = model.upper()
+    if name == ATECC508A.name:
+        return EXEC_TIME_MS
+    if name in (ATECC608A.name, ATECC608B.name):
+        divider = chip_mode & CHIP_MODE_CLOCK_DIVIDER_MASK
+        if divider == CLOCK_DIVIDER_M1:
+            return EXEC_TIME_MS_608_M1
+        if divider == CLOCK_DIVIDER_M2:
+            return EXEC_TIME_MS_608_M2
+        return EXEC_TIME_MS_608_M0
+    raise ValueError(f"no execution times for chip model {model!r}")
+
+
+def exec_time_ms(opcode: int, model: str = ATECC508A.name, chip_mode: int = 0) -> float:
+    """Max execution time of ``opcode`` in ms on ``model`` (unknown opcodes: the longest one)."""
+    table = exec_time_table(model, chip_mode)
+    return table.get(opcode, max(table.values()))
 
 
 @dataclass(frozen=True)

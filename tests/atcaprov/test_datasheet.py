@@ -161,9 +161,11 @@ def test_key_config_high_bits() -> None:
 
 # ------------------------------------------------------------------ lookups, more models
 def test_model_lookups() -> None:
-    assert ds.MODELS == (ds.ATECC508A,)
+    assert ds.MODELS == (ds.ATECC508A, ds.ATECC608A, ds.ATECC608B)
     assert ds.model_named("ATECC508A") is ds.ATECC508A
     assert ds.model_named("atecc508a") is ds.ATECC508A
+    assert ds.model_named("atecc608a") is ds.ATECC608A
+    assert ds.model_named("ATECC608B") is ds.ATECC608B
     assert ds.model_for_revision(TEST_CONFIG[4:8]) is ds.ATECC508A
     with pytest.raises(ds.UnknownChipModelError, match="no chip model named 'ATSHA204A'"):
         ds.model_named("ATSHA204A")
@@ -195,3 +197,88 @@ def test_functions_follow_the_model_given() -> None:
     assert ds.slot_size(3, other) == 72
     with pytest.raises(ds.NoSuchSlotError, match=r"out of range 0\.\.3"):
         ds.slot_size(4, other)
+
+
+# ------------------------------------------------------------------ the ATECC608A / 608B
+def test_atecc608_models() -> None:
+    for model, revision in ((ds.ATECC608A, "00006002"), (ds.ATECC608B, "00006003")):
+        assert model.info_revisions == (bytes.fromhex(revision),)
+        assert model.revision == bytes.fromhex(revision)
+        assert model.family == ds.FAMILY_ATECC608 == "ATECC608"
+        assert (model.config_size, model.otp_size) == (128, 64)
+        assert list(model.slot_sizes) == [36] * 8 + [416] + [72] * 7
+        assert model.config_map is ds.ATECC608_CONFIG_MAP
+    assert ds.ATECC508A.family == ds.FAMILY_ATECC508A == "ATECC508A"
+
+
+def test_revision_lookups() -> None:
+    assert ds.model_for_revision(bytes.fromhex("00006002")) is ds.ATECC608A
+    assert ds.model_for_revision(bytes.fromhex("00006003")) is ds.ATECC608B
+    # "over time the fourth byte for the ATECC608B could change" (facts 3.10): >= 03
+    assert ds.model_for_revision(bytes.fromhex("00006004")) is ds.ATECC608B
+    assert ds.model_for_revision(bytes.fromhex("000060FF")) is ds.ATECC608B
+    for unknown in ("00006001", "00006000", "00016003", "00005001", "0000600302"):
+        with pytest.raises(ds.UnknownChipModelError):
+            ds.model_for_revision(bytes.fromhex(unknown))
+
+
+def test_atecc608_config_map() -> None:
+    """``atecc608_config_t`` (CryptoAuthLib calib_device.h) and AN3539 table 3-1."""
+    cmap = ds.ATECC608_CONFIG_MAP
+    assert [(s.offset, s.stop) for s in cmap.serial_number] == [(0, 4), (8, 13)]
+    assert (cmap.revision.offset, cmap.revision.stop) == (4, 8)
+    assert (cmap.aes_enable, cmap.i2c_enable, cmap.i2c_address) == (13, 14, 16)
+    assert (cmap.count_match, cmap.chip_mode) == (18, 19)
+    assert [cmap.slot_config_offset(n) for n in (0, 15)] == [20, 50]
+    assert [(s.offset, s.size) for s in cmap.counters] == [(52, 8), (60, 8)]
+    assert (cmap.use_lock, cmap.volatile_key_permission) == (68, 69)
+    assert list(cmap.secure_boot.offsets) == [70, 71]
+    assert cmap.kdf_iv_loc == 72 and list(cmap.kdf_iv_str.offsets) == [73, 74]
+    assert list(cmap.reserved.offsets) == list(range(75, 84))
+    assert (cmap.user_extra, cmap.user_extra_add, cmap.lock_value, cmap.lock_config) == (
+        84, 85, 86, 87)
+    assert list(cmap.slot_locked.offsets) == [88, 89]
+    assert list(cmap.chip_options.offsets) == [90, 91]
+    assert list(cmap.x509_format.offsets) == [92, 93, 94, 95]
+    assert [cmap.key_config_offset(n) for n in (0, 15)] == [96, 126]
+    assert (ds.CHIP_MODE_I2C_ADDRESS_USER_EXTRA_ADD, ds.CHIP_MODE_TTL_ENABLE,
+            ds.CHIP_MODE_WATCHDOG_LONG, ds.CHIP_MODE_CLOCK_DIVIDER_MASK) == (0x01, 0x02, 0x04, 0xF8)
+    assert (ds.CLOCK_DIVIDER_M0, ds.CLOCK_DIVIDER_M1, ds.CLOCK_DIVIDER_M2) == (0x00, 0x28, 0x68)
+
+
+def test_atecc608_writable_bytes() -> None:
+    """Write never touches 0-15 (AES_Enable at 13 included) nor 84-87 (UpdateExtra and Lock
+    set them); the rest is writable until the config lock."""
+    writable = frozenset(range(16, 84)) | frozenset(range(88, 128))
+    assert ds.ATECC608A.config_writable == writable == ds.ATECC608B.config_writable
+    assert ds.ATECC608_CONFIG_MAP.aes_enable not in writable
+
+
+def test_field_names_and_differences() -> None:
+    names = ds.config_field_names(ds.ATECC608B)
+    assert len(names) == 128
+    assert (names[0], names[4], names[13], names[15]) == ("SN", "RevNum", "AES_Enable", "reserved")
+    assert (names[18], names[19]) == ("CountMatch", "ChipMode (ATECC608)")
+    assert (names[22], names[23], names[52], names[60]) == (
+        "SlotConfig[1]", "SlotConfig[1]", "Counter[0]", "Counter[1]")
+    assert (names[68], names[85], names[90], names[127]) == (
+        "UseLock", "UserExtraAdd", "ChipOptions", "KeyConfig[15]")
+    old = ds.config_field_names(ds.ATECC508A)
+    assert (old[13], old[18], old[19], old[68], old[85], old[90]) == (
+        "reserved", "OTPmode", "ChipMode", "LastKeyUse", "Selector", "RFU")
+    differing = [d.describe() for d in ds.fields_differing(ds.ATECC508A, ds.ATECC608B)]
+    assert differing == [
+        "byte 13: reserved / AES_Enable",
+        "byte 18: OTPmode / CountMatch",
+        "byte 19: ChipMode / ChipMode (ATECC608)",
+        "byte 68: LastKeyUse / UseLock",
+        "byte 69: LastKeyUse / VolatileKeyPermission",
+        "bytes 70-71: LastKeyUse / SecureBoot",
+        "byte 72: LastKeyUse / KdfIvLoc",
+        "bytes 73-74: LastKeyUse / KdfIvStr",
+        "bytes 75-83: LastKeyUse / reserved",
+        "byte 85: Selector / UserExtraAdd",
+        "bytes 90-91: RFU / ChipOptions",
+    ]
+    assert ds.fields_differing(ds.ATECC608A, ds.ATECC608B) == []
+    assert ds.fields_differing(ds.ATECC508A, ds.ATECC508A) == []

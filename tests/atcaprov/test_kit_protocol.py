@@ -114,6 +114,10 @@ def test_odd_hex_named() -> None:
         (b"ECC508A TWI 00(C0)\n", "ECC508A"),  # Microchip's kit firmware: "%s %s 00(%02X)"
         (b"ECC508A TWI(C0)\n", "ECC508A"),  # 2017 zero-touch kit firmware
         (b"ECC108 TWI 00(C0)\n", "ECC108"),  # an older device name, firmware form
+        (b"ECC608 TWI 00(C0)\n", "ECC608"),  # CryptoAuthLib's kit firmware for any 608, v3.2.2+
+        (b"ECC608A TWI 00(C0)\n", "ECC608A"),  # the same firmware in 2019-2020 releases
+        (b"ECC608B TWI 00(C0)\n", "ECC608B"),
+        (b"ECC608A TWI(C0)\n", "ECC608A"),
     ],
 )
 def test_device_reply_forms_seen_in_the_field(reply: bytes, device_type: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from atcaprov import errors
+from atcaprov import errors, packet
 from atcaprov.packet import (
     Opcode,
     build_command,
@@ -124,3 +124,23 @@ def test_bad_responses(raw: str, exc: type[Exception], words: str) -> None:
 def test_bad_command_crc() -> None:
     with pytest.raises(errors.ResponseCrcError):
         parse_command(bytes.fromhex("07 30 00 00 00 03 5E"))
+
+
+# ---- execution times per model ---------------------------------------------------------------
+def test_execution_times_per_model() -> None:
+    """The 508A's table; the 608's M0/M1/M2 tables by the ChipMode clock divider (CryptoAuthLib
+    calib_execution.c), values written out here."""
+    assert packet.exec_time_ms(0x41) == 60 == packet.exec_time_ms(0x41, "ATECC508A")
+    assert packet.exec_time_ms(0x40, "atecc508a", chip_mode=0x68) == 115  # no divider on a 508A
+    m0 = {0x51: 27, 0x28: 40, 0x24: 25, 0x1C: 50, 0x43: 75, 0x15: 25, 0x40: 115, 0x30: 5,
+          0x56: 165, 0x17: 35, 0x08: 55, 0x16: 20, 0x46: 50, 0x1B: 23, 0x02: 5, 0x80: 80,
+          0x77: 250, 0x47: 36, 0x41: 115, 0x20: 10, 0x45: 105, 0x12: 45}
+    m1 = {**m0, 0x43: 172, 0x15: 35, 0x40: 215, 0x80: 160, 0x77: 625, 0x47: 42, 0x41: 220,
+          0x45: 295}
+    m2 = {**m1, 0x43: 531, 0x40: 653, 0x80: 480, 0x77: 2324, 0x47: 75, 0x41: 665, 0x45: 1085}
+    for model in ("ATECC608A", "ATECC608B"):
+        for chip_mode, table in ((0x00, m0), (0x04, m0), (0x2C, m1), (0x68, m2), (0x10, m0)):
+            assert packet.exec_time_table(model, chip_mode) == table, (model, chip_mode)
+        assert packet.exec_time_ms(0x11, model) == 250  # HMAC: not a 608 command, longest time
+    with pytest.raises(ValueError, match="ATSHA204A"):
+        packet.exec_time_ms(0x41, "ATSHA204A")

@@ -28,7 +28,7 @@ from .chip import chip
 @click.group()
 @click.version_option(__version__, prog_name="atcaprov")
 def main() -> None:
-    """atcaprov: production provisioning of ATECC508A secure elements."""
+    """atcaprov: production provisioning of ATECC508A and ATECC608A/B secure elements."""
 
 
 main.add_command(cert)
@@ -57,6 +57,27 @@ def _parse_listen(value: str) -> tuple[str, int]:
 
 
 BOARD_HELP_COMMANDS = "commands: unplug | replug | next | status | quit"
+
+
+def parse_chip_types(value: str) -> tuple[str, ...]:
+    """``atecc608b,atecc508a`` -> the model names, in order; refuses unknown or empty names."""
+    from ..emulator import CHIP_TYPES
+
+    names = tuple(part.strip().lower() for part in value.split(","))
+    bad = [name for name in names if name not in CHIP_TYPES]
+    if not names or bad:
+        shown = ", ".join(repr(name) for name in bad) or repr(value)
+        raise click.BadParameter(
+            f"{shown}: expected chip types from {', '.join(CHIP_TYPES)},"
+            " comma-separated (e.g. atecc608b,atecc508a)"
+        )
+    return tuple(name.upper() for name in names)
+
+
+def _chip_types_option(
+    ctx: click.Context, param: click.Parameter, value: str
+) -> tuple[str, ...]:
+    return parse_chip_types(value)
 
 
 @sim.command("board")
@@ -104,6 +125,16 @@ BOARD_HELP_COMMANDS = "commands: unplug | replug | next | status | quit"
     show_default=True,
     help="Emulate execution times: max time x this factor (0 = instant).",
 )
+@click.option(
+    "--chip-type",
+    "chip_types",
+    default="atecc508a",
+    show_default=True,
+    metavar="TYPE[,TYPE...]",
+    callback=_chip_types_option,
+    help="Model of the blank chips made: atecc508a, atecc608a or atecc608b; a comma list "
+    "alternates (atecc608b,atecc508a). Saved chips keep their own model.",
+)
 def board_command(
     state_dir: Path,
     chips: int,
@@ -112,8 +143,9 @@ def board_command(
     link: Path | None,
     auto_swap: float | None,
     timing_scale: float,
+    chip_types: tuple[str, ...],
 ) -> None:
-    """Run a virtual kit board serving emulated ATECC508A chips over the kit protocol.
+    """Run a virtual kit board serving emulated ATECC508A/608A/608B chips over the kit protocol.
 
     Prints "Board ready: <url>" once serving (socket://HOST:PORT, or the pty path); a kit-cdc
     client opens that URL. Control lines on stdin: unplug, replug (same chip), next (next chip
@@ -139,6 +171,7 @@ def board_command(
             link=link,
             auto_swap=auto_swap,
             timing_scale=timing_scale,
+            chip_types=chip_types,
             on_event=echo,
         )
         board.start()

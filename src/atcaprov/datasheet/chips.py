@@ -1,13 +1,12 @@
-"""Chip models: zone sizes, the config-zone map and the Info revisions of each supported part.
+"""Chip model types, the facts every ATECC part shares, and the ATECC508A model.
 
 Data only. A :class:`ChipModel` says how big the zones of one part are, where each config-zone
-field lies (:class:`ConfigMap`) and which Info(Revision) answers identify it. ``ATECC508A`` is
-the one model today; a later model is one more :class:`ChipModel` (with its own
-:class:`ConfigMap` subclass for the bytes its map uses differently, e.g. ChipOptions) added to
-:data:`MODELS`. :func:`model_named` and :func:`model_for_revision` look models up.
+field lies (:class:`ConfigMap`, with a subclass per map for the bytes the models use
+differently) and which Info(Revision) answers identify it. The ATECC508A lives here; the
+ATECC608A/B in :mod:`.atecc608`; :mod:`.models` lists them all (``MODELS``) and looks them up.
 
 Facts that hold for every ATECC part (serial-number fixed bytes, lock byte values, block and
-word sizes of Read/Write) are module constants.
+word sizes of Read/Write, the watchdog bit of ChipMode) are module constants.
 """
 
 from __future__ import annotations
@@ -31,6 +30,13 @@ BLOCK_SIZE = 32
 """Bytes of a 32-byte Read/Write (one block of a zone)."""
 WORD_SIZE = 4
 """Bytes of a 4-byte Read/Write (one word of a block)."""
+
+CHIP_MODE_WATCHDOG_LONG = 0x04
+"""ChipMode bit 2: watchdog of about 13 s instead of 1.3 s (508A and 608)."""
+
+FAMILY_ATECC508A = "ATECC508A"
+FAMILY_ATECC608 = "ATECC608"
+"""Device families as CryptoAuthLib names them (``ATECC608`` covers the 608A and the 608B)."""
 
 
 class UnknownChipModelError(AtcaprovError):
@@ -120,10 +126,38 @@ class ChipModel:
     slot_sizes: tuple[int, ...]
     """Bytes of each data slot, by slot number."""
     config_map: ConfigMap
+    family: str = ""
+    """CryptoAuthLib's device type for this model (``ATECC608`` for both 608s); the name if
+    not given."""
+    later_revisions: bool = False
+    """Revisions with the first three bytes of ``info_revisions[0]`` and a larger fourth byte
+    identify this model too (Microchip: the 608B's fourth byte may grow over time)."""
+
+    def __post_init__(self) -> None:
+        if not self.family:
+            object.__setattr__(self, "family", self.name)
 
     @property
     def slot_count(self) -> int:
         return len(self.slot_sizes)
+
+    @property
+    def revision(self) -> bytes:
+        """What Info(Revision) answers on an emulated part (and its config bytes 4-7)."""
+        return self.info_revisions[0]
+
+    def identified_by(self, revision: bytes) -> bool:
+        """Whether an Info(Revision) answer of 4 bytes is this model's."""
+        revision = bytes(revision)
+        if revision in self.info_revisions:
+            return True
+        first = self.info_revisions[0]
+        return (
+            self.later_revisions
+            and len(revision) == len(first)
+            and revision[:-1] == first[:-1]
+            and revision[-1] > first[-1]
+        )
 
     @property
     def config_writable(self) -> frozenset[int]:
@@ -162,30 +196,8 @@ ATECC508A = ChipModel(
     otp_size=64,
     slot_sizes=(36,) * 8 + (416,) + (72,) * 7,
     config_map=ATECC508A_CONFIG_MAP,
+    family=FAMILY_ATECC508A,
 )
-
-MODELS: tuple[ChipModel, ...] = (ATECC508A,)
-"""Every supported chip model."""
-
-
-def model_named(name: str) -> ChipModel:
-    """The model called ``name`` (case does not matter)."""
-    for model in MODELS:
-        if model.name.upper() == name.upper():
-            return model
-    known = ", ".join(m.name for m in MODELS)
-    raise UnknownChipModelError(f"no chip model named {name!r} (known: {known})")
-
-
-def model_for_revision(revision: bytes) -> ChipModel:
-    """The model whose Info(Revision) answer is ``revision`` (4 bytes)."""
-    for model in MODELS:
-        if bytes(revision) in model.info_revisions:
-            return model
-    raise UnknownChipModelError(
-        f"Info revision {bytes(revision).hex(' ').upper()} is not a supported chip model"
-    )
-
 
 def slot_size(slot: int, model: ChipModel = ATECC508A) -> int:
     """Bytes in data slot ``slot`` of ``model`` (ATECC508A: 36 for 0-7, 416 for 8, 72 for 9-15).

@@ -1,11 +1,14 @@
 """The emulated ATECC508A: power states, watchdog, timing model and command dispatch.
 
 :class:`Atecc508a` answers command packets byte for byte as the chip does (``count | opcode |
-p1 | p2 | data | crc`` in, ``count | data | crc`` out). It shares nothing with the host side
-but :mod:`atcaprov.packet`, :mod:`atcaprov.errors` and the chip facts of
-:mod:`atcaprov.datasheet`. The command handlers live in the
-``cmd_*`` modules; memory layout in :mod:`.zones`; state in :mod:`.state`; files in
-:mod:`.persist`. One lock guards all state, so a board server may call it from threads.
+p1 | p2 | data | crc`` in, ``count | data | crc`` out). It is also the base of the other models
+(:mod:`.chip608`): a subclass names its :class:`~atcaprov.datasheet.ChipModel` (``MODEL``) and
+its command table (``HANDLERS``), and everything else is shared. ``Atecc508a.load`` returns the
+part a file holds, whichever model (:func:`chip_class` maps model names to classes). It shares
+nothing with the host side but :mod:`atcaprov.packet`, :mod:`atcaprov.errors` and the chip facts
+of :mod:`atcaprov.datasheet`. The command handlers live in the ``cmd_*`` modules; memory layout
+in :mod:`.zones`; state in :mod:`.state`; files in :mod:`.persist`. One lock guards all state,
+so a board server may call it from threads.
 """
 
 from __future__ import annotations
@@ -13,11 +16,20 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import Enum
 from pathlib import Path
+from typing import ClassVar
 
-from ..datasheet import SN_LAST, SN_PREFIX
+from ..datasheet import (
+    ATECC508A,
+    CHIP_MODE_WATCHDOG_LONG,
+    SN_LAST,
+    SN_PREFIX,
+    ChipModel,
+    UnknownChipModelError,
+    model_named,
+)
 from ..errors import ChipStatusError, MalformedPacketError, ResponseCrcError
 from ..packet import (
     WAKE_RESPONSE,
@@ -29,10 +41,10 @@ from ..packet import (
     parse_command,
 )
 from . import cmd_derivekey, cmd_hmac, cmd_keys, cmd_memory, cmd_nonce, cmd_sha
-from .exceptions import DeviceAsleepError, InvalidSerialError
+from .exceptions import DeviceAsleepError, InvalidSerialError, StateFileError
 from .persist import load_memory, save_memory
 from .state import ChipState, Memory
-from .zones import CONFIG_MAP, default_config
+from .zones import default_config
 
 Handler = Callable[[ChipState, Command], bytes]
 
@@ -57,7 +69,7 @@ HANDLERS: dict[int, Handler] = {
     Opcode.HMAC: cmd_hmac.handle_hmac,
     Opcode.DERIVE_KEY: cmd_derivekey.handle_derivekey,
 }
-"""Opcodes the emulator implements; any other opcode is answered with status 0x03."""
+"""Opcodes the emulated ATECC508A implements; any other opcode is answered with status 0x03."""
 
 WATCHDOG_SHORT_S = 1.3
 WATCHDOG_LONG_S = 13.0
@@ -72,19 +84,32 @@ class PowerState(Enum):
 
 
 def check_serial(serial: bytes) -> bytes:
-    """Return ``serial`` if a 508A could carry it, else raise :class:`InvalidSerialError`."""
+    """Return ``serial`` if an ATECC part could carry it, else raise :class:`InvalidSerialError`."""
     serial = bytes(serial)
     if len(serial) != 9:
         raise InvalidSerialError(f"serial number must be 9 bytes, got {len(serial)}")
     if serial[0:2] != SN_PREFIX or serial[8] != SN_LAST:
         raise InvalidSerialError(
-            f"serial number {serial.hex(' ')}: a 508A has SN[0:2] = 01 23 and SN[8] = EE"
+            f"serial number {serial.hex(' ')}: an ATECC part has SN[0:2] = 01 23 and"
+            " SN[8] = EE"
         )
     return serial
 
 
+_CLASSES: dict[str, type[Atecc508a]] = {}
+
+
+def chip_class(model: str | ChipModel) -> type[Atecc508a]:
+    """The emulator class of a chip model (``"ATECC608B"``, any case, or the model itself)."""
+    name = model.name if isinstance(model, ChipModel) else model_named(model).name
+    try:
+        return _CLASSES[name]
+    except KeyError:
+        raise UnknownChipModelError(f"no emulator for chip model {name}") from None
+
+
 class Atecc508a:
-    """One emulated ATECC508A.
+    """One emulated ATECC508A (and, through subclasses, the models of :mod:`.chip608`).
 
     ``serial``: 9 bytes (01 23 .. .. .. .. .. .. EE), random if omitted.
     ``timing_scale``: ``execute()`` takes the command's max execution time times this (0 =
@@ -93,6 +118,15 @@ class Atecc508a:
     so tests are deterministic. ``watchdog=False`` switches the watchdog off (not chip-like:
     for stepping through a flow in a debugger).
     """
+
+    MODEL: ClassVar[ChipModel] = ATECC508A
+    """The chip model this class emulates."""
+    HANDLERS: ClassVar[Mapping[int, Handler]] = HANDLERS
+    """Opcode -> handler of the commands this model implements (others: status 0x03)."""
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        _CLASSES[cls.MODEL.name] = cls
 
     def __init__(
         self,
@@ -110,10 +144,11 @@ class Atecc508a:
         if _memory is None:
             if serial is None:
                 serial = SN_PREFIX + random_source(6) + bytes((SN_LAST,))
-            _memory = Memory(config=default_config(check_serial(serial)))
+            model = type(self).MODEL
+            _memory = Memory.blank(default_config(check_serial(serial), model), model)
         elif serial is not None:
             raise ValueError("give either serial or a loaded memory, not both")
-        self._state = ChipState(_memory, random_source)
+        self._state = ChipState(_memory, random_source, type(self).MODEL)
         self._lock = threading.RLock()
         self._clock = clock
         self._sleeper = sleeper
@@ -127,16 +162,18 @@ class Atecc508a:
     def __repr__(self) -> str:
         with self._lock:
             return (
-                f"Atecc508a(serial={self._state.serial.hex()}, power={self._power.value},"
+                f"{type(self).__name__}(serial={self._state.serial.hex()},"
+                f" power={self._power.value},"
                 f" config_locked={self._state.config_locked},"
                 f" data_locked={self._state.data_locked})"
             )
 
     # ---- persistence -------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Save the persistent part (config, OTP, slots) as JSON; see docs/emulator.md."""
+        """Save the persistent part (config, OTP, slots) and the model as JSON; see
+        docs/emulator.md."""
         with self._lock:
-            save_memory(self._state.memory, path)
+            save_memory(self._state.memory, path, self.MODEL)
 
     @classmethod
     def load(
@@ -149,9 +186,16 @@ class Atecc508a:
         random_source: Callable[[int], bytes] = os.urandom,
         watchdog: bool = True,
     ) -> Atecc508a:
-        """A chip (asleep) with the memory saved in ``path``; raises StateFileError."""
-        memory = load_memory(Path(path))
-        return cls(
+        """A chip (asleep) with the memory saved in ``path``, of the model the file records;
+        raises StateFileError. ``Atecc508a.load`` loads any model; a subclass's ``load``
+        refuses a file of a model that is not its own (or one of its subclasses')."""
+        memory, model = load_memory(Path(path))
+        target = _CLASSES.get(model.name)
+        if target is None or not issubclass(target, cls):
+            raise StateFileError(
+                Path(path), "format", f"the file holds an {model.name}, not an {cls.MODEL.name}"
+            )
+        return target(
             timing_scale=timing_scale,
             clock=clock,
             sleeper=sleeper,
@@ -161,6 +205,11 @@ class Atecc508a:
         )
 
     # ---- read-only views ------------------------------------------------------------------
+    @property
+    def model(self) -> ChipModel:
+        """The chip model (``model.name``: ``"ATECC508A"``, ``"ATECC608A"``...)."""
+        return self.MODEL
+
     @property
     def serial_number(self) -> bytes:
         with self._lock:
@@ -204,8 +253,11 @@ class Atecc508a:
     def watchdog_s(self) -> float:
         """Watchdog period: 1.3 s, or 13 s when ChipMode bit 2 is set."""
         with self._lock:
-            long_wd = self._state.config[CONFIG_MAP.chip_mode] & 0x04
+            long_wd = self._chip_mode() & CHIP_MODE_WATCHDOG_LONG
             return WATCHDOG_LONG_S if long_wd else WATCHDOG_SHORT_S
+
+    def _chip_mode(self) -> int:
+        return self._state.config[self.MODEL.config_map.chip_mode]
 
     # ---- power tokens ------------------------------------------------------------------------
     def wake(self) -> bytes:
@@ -260,7 +312,7 @@ class Atecc508a:
         Raises :class:`DeviceAsleepError` if the chip is asleep or idle (a real chip gives no
         answer). Every other problem is an answer: 0xFF for a bad count or CRC, 0x03 for a bad
         parameter or unknown opcode, 0x0F for a forbidden operation, 0xEE when the watchdog
-        would expire during the command.
+        would expire during a command the chip implements.
         """
         with self._lock:
             self._check_watchdog()
@@ -270,9 +322,14 @@ class Atecc508a:
                     " (send a wake first)"
                 )
             opcode = packet[1] if len(packet) > 1 else -1
-            max_ms = exec_time_ms(opcode)
+            max_ms = exec_time_ms(opcode, self.MODEL.name, self._chip_mode())
             elapsed = self._clock() - self._woke_at
-            if self.watchdog_enabled and elapsed + max_ms / 1000.0 >= self.watchdog_s:
+            implemented = opcode in self.HANDLERS  # others are refused at once (0x03)
+            if (
+                implemented
+                and self.watchdog_enabled
+                and elapsed + max_ms / 1000.0 >= self.watchdog_s
+            ):
                 self._last_error = "watchdog would expire before the command completes"
                 return build_status(STATUS_WATCHDOG)
             response = self._answer(bytes(packet))
@@ -287,9 +344,11 @@ class Atecc508a:
         except (MalformedPacketError, ResponseCrcError) as exc:
             self._last_error = str(exc)
             return build_status(STATUS_COMM_ERROR)
-        handler = HANDLERS.get(cmd.opcode)
+        handler = self.HANDLERS.get(cmd.opcode)
         if handler is None:
-            self._last_error = f"opcode 0x{cmd.opcode:02X} is not supported by the emulator"
+            self._last_error = (
+                f"opcode 0x{cmd.opcode:02X} is not supported by the emulated {self.MODEL.name}"
+            )
             return build_status(0x03)
         try:
             data = handler(self._state, cmd)
@@ -298,3 +357,6 @@ class Atecc508a:
             return build_status(exc.status)
         self._last_error = None
         return build_response(data)
+
+
+_CLASSES[ATECC508A.name] = Atecc508a

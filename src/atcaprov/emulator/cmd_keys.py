@@ -162,20 +162,49 @@ def handle_sign(state: ChipState, cmd: Command) -> bytes:
         raise parse_error(f"Sign mode 0x{mode:02X} not 0x80 (external), 0x00 or 0x40 (internal)")
     expect_data_len(cmd, 0)
     slot = expect_key_id(cmd)
+    return sign(state, mode, slot, external=mode == SIGN_EXTERNAL)
+
+
+def external_message(state: ChipState, from_msg_digest: bool, what: str) -> bytes:
+    """The 32-byte message an external Sign signs: TempKey loaded by a Nonce pass-through (or
+    a SHA end), or on a 608 the lower 32 bytes of the Message Digest Buffer."""
+    if from_msg_digest:
+        buffer = state.volatile.msg_digest
+        if buffer is None:
+            raise refuse(f"{what}: the Message Digest Buffer is empty (Nonce with target 0x40)")
+        return buffer[:32]
+    tk = state.volatile.tempkey
+    if not tk.valid or tk.source_flag != 1:
+        raise refuse(f"{what}: TempKey does not hold a message (Nonce pass-through)")
+    return tk.value
+
+
+def consume_message(state: ChipState, from_msg_digest: bool) -> None:
+    """Empty the buffer a signature or a verification used (TempKey or the 608's Message
+    Digest Buffer)."""
+    if from_msg_digest:
+        state.volatile.msg_digest = None
+    else:
+        state.volatile.tempkey.clear()
+
+
+def sign(
+    state: ChipState, mode: int, slot: int, *, external: bool, from_msg_digest: bool = False
+) -> bytes:
+    """Sign once the mode is parsed: the external message (TempKey or, ``from_msg_digest``,
+    the Message Digest Buffer) or the internal message built from TempKey."""
     if not state.data_locked:
         raise refuse("Sign: data zone not locked yet")
     _private_p256_slot(state, slot, "Sign")
     sc = state.slot_config(slot)
     kc = state.key_config(slot)
     tk = state.volatile.tempkey
-    if mode == SIGN_EXTERNAL:
+    if external:
         if not sc.external_sign:
             raise refuse(f"Sign external: SlotConfig of slot {slot} does not allow it")
-        if not tk.valid or tk.source_flag != 1:
-            raise refuse("Sign external: TempKey does not hold a message (Nonce pass-through)")
+        digest = external_message(state, from_msg_digest, "Sign external")
         if kc.req_random:
             raise refuse(f"Sign external: slot {slot} has ReqRandom, external messages refused")
-        digest = tk.value
     else:
         if not sc.internal_sign:
             raise refuse(f"Sign internal: SlotConfig of slot {slot} does not allow it")
@@ -187,7 +216,7 @@ def handle_sign(state: ChipState, cmd: Command) -> bytes:
     if key is None:
         raise EccFaultError(detail=f"Sign: slot {slot} holds no valid private key")
     signature = sign_digest(key, digest)
-    tk.clear()
+    consume_message(state, from_msg_digest and external)
     return signature
 
 
@@ -208,7 +237,7 @@ def _check_signature(
         raise CheckmacVerifyError(detail=f"{what}: signature does not match")
 
 
-def _verify_validate(state: ChipState, cmd: Command) -> bytes:
+def verify_validate(state: ChipState, cmd: Command) -> bytes:
     """Verify(Validate / Invalidate): the key's parent (SlotConfig.ReadKey) signed the
     internal-sign message built from TempKey (a GenKey 0x10 digest of the key) and OtherData."""
     what = "Verify validate" if cmd.param1 == VERIFY_VALIDATE else "Verify invalidate"
@@ -238,13 +267,24 @@ def _verify_validate(state: ChipState, cmd: Command) -> bytes:
 def handle_verify(state: ChipState, cmd: Command) -> bytes:
     mode = cmd.param1
     if mode in (VERIFY_VALIDATE, VERIFY_INVALIDATE):
-        return _verify_validate(state, cmd)
+        return verify_validate(state, cmd)
+    if mode not in (VERIFY_EXTERNAL, VERIFY_STORED):
+        raise parse_error(
+            f"Verify mode 0x{mode:02X} not emulated (0x00 stored, 0x02 external, 0x03 validate"
+            " and 0x07 invalidate are)"
+        )
+    return verify(state, cmd, mode)
+
+
+def verify(state: ChipState, cmd: Command, mode: int, *, from_msg_digest: bool = False) -> bytes:
+    """Verify external (``mode`` 0x02) or stored (0x00) once the mode is parsed, over TempKey
+    or, ``from_msg_digest``, the 608's Message Digest Buffer."""
     if mode == VERIFY_EXTERNAL:
         if cmd.param2 != KEY_TYPE_P256_PARAM:
             raise parse_error(f"Verify external: key type 0x{cmd.param2:04X}, 0x0004 expected")
         expect_data_len(cmd, 128)
         pub = _public_key_from(cmd.data[64:128], "Verify external")
-    elif mode == VERIFY_STORED:
+    else:
         slot = expect_key_id(cmd)
         expect_data_len(cmd, 64)
         kc = state.key_config(slot)
@@ -256,16 +296,14 @@ def handle_verify(state: ChipState, cmd: Command) -> bytes:
             raise refuse(f"Verify stored: public key in slot {slot} is not validated")
         require_auth(state, slot, "Verify stored")
         pub = _public_key_from(stored_public_key(state, slot, "Verify stored"), "Verify stored")
+    if from_msg_digest:
+        digest = external_message(state, True, "Verify")
     else:
-        raise parse_error(
-            f"Verify mode 0x{mode:02X} not emulated (0x00 stored, 0x02 external, 0x03 validate"
-            " and 0x07 invalidate are)"
-        )
-    tk = state.volatile.tempkey
-    if not tk.valid:
-        raise refuse("Verify: TempKey does not hold the message digest (run Nonce first)")
-    digest = tk.value
-    tk.clear()
+        tk = state.volatile.tempkey
+        if not tk.valid:
+            raise refuse("Verify: TempKey does not hold the message digest (run Nonce first)")
+        digest = tk.value
+    consume_message(state, from_msg_digest)
     _check_signature(pub, digest, cmd.data[0:64], "Verify")
     return STATUS_OK
 

@@ -2,12 +2,13 @@
 
 Each handler takes the chip state and the decoded command and returns the response data
 (``b"\\x00"`` for a bare success), or raises the :class:`~atcaprov.errors.ChipStatusError` the
-chip answers with.
+chip answers with. Shared by every model; what differs (the revision, the 608's OTP zone without
+consumption mode) follows ``state.model``.
 """
 
 from __future__ import annotations
 
-from ..datasheet import LOCKED
+from ..datasheet import LOCKED, Atecc508aConfigMap
 from ..errors import CheckmacVerifyError
 from ..packet import Command, crc16_value
 from .checks import (
@@ -20,10 +21,6 @@ from .checks import (
 )
 from .state import ChipState, sha256
 from .zones import (
-    CONFIG_MAP,
-    CONFIG_WRITABLE,
-    MODEL,
-    REVISION,
     ZONE_CONFIG,
     ZONE_OTP,
     ZoneAddress,
@@ -46,7 +43,7 @@ VALIDITY_INVALID = 0xA
 def handle_info(state: ChipState, cmd: Command) -> bytes:
     expect_data_len(cmd, 0)
     if cmd.param1 == INFO_REVISION:
-        return REVISION
+        return state.model.revision
     if cmd.param1 == INFO_KEY_VALID:
         slot = expect_key_id(cmd)
         return bytes((int(key_valid(state, slot)), 0, 0, 0))
@@ -89,7 +86,7 @@ def _zone_and_length(cmd: Command, mask: int) -> tuple[int, int]:
 def handle_read(state: ChipState, cmd: Command) -> bytes:
     zone, length = _zone_and_length(cmd, 0x83)
     expect_data_len(cmd, 0)
-    addr = decode_address(zone, cmd.param2, length)
+    addr = decode_address(zone, cmd.param2, length, state.model)
     if zone == ZONE_CONFIG:
         return bytes(state.config[addr.offset : addr.offset + addr.length])
     if not state.data_locked:
@@ -135,7 +132,7 @@ def handle_write(state: ChipState, cmd: Command) -> bytes:
     zone, length = _zone_and_length(cmd, 0xC3)
     encrypted = bool(cmd.param1 & 0x40)
     expect_data_len(cmd, length + (32 if encrypted else 0))
-    addr = decode_address(zone, cmd.param2, length)
+    addr = decode_address(zone, cmd.param2, length, state.model)
     value = cmd.data[:length]
     if zone == ZONE_CONFIG:
         _write_config(state, addr, value, encrypted)
@@ -152,7 +149,8 @@ def _write_config(state: ChipState, addr: ZoneAddress, value: bytes, encrypted: 
     if encrypted:
         raise refuse(f"write of {addr.describe()}: config writes cannot be encrypted")
     touched = range(addr.offset, addr.offset + addr.length)
-    bad = [i for i in touched if i not in CONFIG_WRITABLE]
+    writable = state.model.config_writable
+    bad = [i for i in touched if i not in writable]
     if bad:
         raise refuse(
             f"write of {addr.describe()}: bytes {bad[0]}..{bad[-1]} are not writable"
@@ -172,7 +170,15 @@ def _write_otp(state: ChipState, addr: ZoneAddress, value: bytes, encrypted: boo
             raise refuse(f"write of {addr.describe()}: before the data lock only 32-byte writes")
         otp[addr.offset : addr.offset + 32] = value
         return
-    mode = state.config[CONFIG_MAP.otp_mode]
+    cmap = state.cmap
+    if not isinstance(cmap, Atecc508aConfigMap):
+        # The 608 has no OTPmode byte (18 is CountMatch): "the 608 eliminated consumption
+        # mode" (CryptoAuthLib's write_otp_zone test, which expects 0x0F here).
+        raise refuse(
+            f"write of {addr.describe()}: the OTP zone of an {state.model.name} is read-only"
+            " after the data lock"
+        )
+    mode = state.config[cmap.otp_mode]
     if mode != OTP_MODE_CONSUMPTION:
         raise refuse(
             f"write of {addr.describe()}: OTP zone is locked and OTPmode is 0x{mode:02X}"
@@ -264,7 +270,7 @@ def data_zone_digest_input(state: ChipState) -> bytes:
     """What the data-lock summary CRC covers: non-private slots in order, then the OTP."""
     parts = [
         bytes(state.memory.slots[n])
-        for n in range(MODEL.slot_count)
+        for n in range(state.model.slot_count)
         if not state.key_config(n).private
     ]
     return b"".join(parts) + bytes(state.memory.otp)
@@ -282,7 +288,7 @@ def handle_lock(state: ChipState, cmd: Command) -> bytes:
         if state.config_locked:
             raise refuse("Lock config: config zone already locked")
         _check_summary(check_crc, bytes(state.config), cmd.param2, "config")
-        state.config[CONFIG_MAP.lock_config] = LOCKED
+        state.config[state.cmap.lock_config] = LOCKED
         return STATUS_OK
     if zone == 1:
         if cmd.param1 & 0x3C:
@@ -292,7 +298,7 @@ def handle_lock(state: ChipState, cmd: Command) -> bytes:
         if state.data_locked:
             raise refuse("Lock data: data and OTP zones already locked")
         _check_summary(check_crc, data_zone_digest_input(state), cmd.param2, "data+OTP")
-        state.config[CONFIG_MAP.lock_value] = LOCKED
+        state.config[state.cmap.lock_value] = LOCKED
         return STATUS_OK
     if zone == 2:
         slot = (cmd.param1 >> 2) & 0x0F
@@ -302,7 +308,7 @@ def handle_lock(state: ChipState, cmd: Command) -> bytes:
             raise refuse(f"Lock slot {slot}: KeyConfig.Lockable is 0")
         if state.slot_locked(slot):
             raise refuse(f"Lock slot {slot}: already locked")
-        at = CONFIG_MAP.slot_locked
+        at = state.cmap.slot_locked
         bits = int.from_bytes(state.config[at.offset : at.stop], "little")
         bits &= ~(1 << slot)
         state.config[at.offset : at.stop] = bits.to_bytes(at.size, "little")
@@ -328,7 +334,8 @@ def handle_update_extra(state: ChipState, cmd: Command) -> bytes:
     expect_data_len(cmd, 0)
     # Allowed before and after the config lock: CryptoAuthLib's own config writer calls
     # UpdateExtra on unlocked parts.
-    index = CONFIG_MAP.user_extra + cmd.param1
+    # Mode 1 sets byte 85: the 508A's Selector, the 608's UserExtraAdd.
+    index = state.cmap.user_extra + cmd.param1
     if state.config[index] != 0:
         raise refuse(f"UpdateExtra: config byte {index} is already 0x{state.config[index]:02X}")
     state.config[index] = cmd.param2 & 0xFF
@@ -356,13 +363,14 @@ def decode_counter(raw: bytes) -> int | None:
 def handle_counter(state: ChipState, cmd: Command) -> bytes:
     expect_mode(cmd, {0, 1})
     expect_data_len(cmd, 0)
-    if cmd.param2 >= len(CONFIG_MAP.counters):
+    counters = state.cmap.counters
+    if cmd.param2 >= len(counters):
         raise parse_error(f"Counter: counter {cmd.param2} does not exist (0 or 1)")
     if cmd.param1 == 1 and not state.config_locked:
         # Reads work before the config lock (Microchip's counter_write_test reads the value
         # it has just written into the unlocked config zone); increments wait for the lock.
         raise refuse("Counter increment: config zone not locked yet")
-    span = CONFIG_MAP.counters[cmd.param2]
+    span = counters[cmd.param2]
     value = decode_counter(bytes(state.config[span.offset : span.stop]))
     if value is None:
         raise refuse(

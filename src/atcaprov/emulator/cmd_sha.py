@@ -40,7 +40,7 @@ def handle_sha(state: ChipState, cmd: Command) -> bytes:
     if mode == SHA_HMAC_START:
         expect_data_len(cmd, 0)
         slot = expect_key_id(cmd)
-        _start(state, hmac.new(_hmac_key(state, slot), digestmod=hashlib.sha256))
+        _start(state, hmac.new(hmac_key(state, slot), digestmod=hashlib.sha256))
         return STATUS_OK
     if mode == SHA_UPDATE:
         expect_data_len(cmd, BLOCK)
@@ -64,7 +64,9 @@ def _start(state: ChipState, context: _Hash | hmac.HMAC) -> None:
     vol.sha = context
 
 
-def _hmac_key(state: ChipState, slot: int) -> bytes:
+def hmac_key(state: ChipState, slot: int) -> bytes:
+    """The key of a SHA HMAC start: the first 32 bytes of ``slot`` (config lock needed; NoMac,
+    private-key slots refused; ReqAuth honoured)."""
     what = "SHA HMAC start"
     if not state.config_locked:
         raise refuse(f"{what}: config zone not locked yet")

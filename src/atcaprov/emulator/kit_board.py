@@ -1,7 +1,8 @@
 """A virtual USB CryptoAuth kit board: emulated chips served over the kit protocol.
 
 Owns the "board on the bench" (the kit's line logic is :class:`~.kit_firmware.KitFirmware`):
-:class:`VirtualKitBoard` keeps chips persisted in a folder (``chip-000.json``...), exactly one
+:class:`VirtualKitBoard` keeps chips persisted in a folder (``chip-000.json``...; new blank
+chips are of the ``chip_types`` given, in turn, and a saved chip keeps its model), exactly one
 plugged at a time, served over TCP (clients use pyserial ``socket://HOST:PORT``) or a pty (a
 serial device path, optionally behind a stable symlink). Like a serial port opened exclusively,
 the board serves one program at a time: over TCP, a client that connects while another is
@@ -30,15 +31,16 @@ import socket
 import threading
 import time
 import tty
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from .. import kit_protocol as kp
+from ..datasheet import ATECC508A
 from ..errors import AtcaprovError
 from ..packet import Opcode
-from .chip import Atecc508a
+from .chip import Atecc508a, chip_class
 from .kit_firmware import KitFirmware
 
 log = logging.getLogger(__name__)
@@ -90,11 +92,30 @@ class ChipEntry:
             state = "config locked"
         else:
             state = "blank"
-        return f"{self.path.name} (serial {self.chip.serial_number.hex().upper()}, {state})"
+        return (
+            f"{self.path.name} ({self.chip.model.name}, serial"
+            f" {self.chip.serial_number.hex().upper()}, {state})"
+        )
 
 
-def load_chips(state_dir: Path, chips: int, *, timing_scale: float = 0.0) -> list[ChipEntry]:
-    """Load every ``chip-*.json`` in ``state_dir`` (sorted), adding blank chips up to ``chips``."""
+def load_chips(
+    state_dir: Path,
+    chips: int,
+    *,
+    timing_scale: float = 0.0,
+    chip_types: Sequence[str] = (ATECC508A.name,),
+) -> list[ChipEntry]:
+    """Load every ``chip-*.json`` in ``state_dir`` (sorted), adding blank chips up to ``chips``.
+
+    The chip at position n (0-based) of a new blank chip is of ``chip_types[n % len]``
+    (``("atecc608b", "atecc508a")`` alternates); loaded chips keep the model of their file.
+    """
+    try:
+        classes = [chip_class(name) for name in chip_types]
+    except AtcaprovError as exc:
+        raise KitBoardError(str(exc)) from exc
+    if not classes:
+        raise KitBoardError("chip_types is empty: name at least one chip type")
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -109,7 +130,7 @@ def load_chips(state_dir: Path, chips: int, *, timing_scale: float = 0.0) -> lis
         number += 1
         if name in taken:
             continue
-        chip = Atecc508a(timing_scale=timing_scale)
+        chip = classes[len(entries) % len(classes)](timing_scale=timing_scale)
         path = state_dir / name
         chip.save(path)
         entries.append(ChipEntry(len(entries), path, chip))
@@ -132,6 +153,7 @@ class _Conn:
 class VirtualKitBoard:
     """Emulated chips behind a kit, over TCP (``listen=(host, port)``) or a pty (``pty=True``).
 
+    ``chip_types``: the models of the blank chips the board makes (``chips``), taken in turn.
     ``on_event(text)`` receives one human-readable line per event (ready, plugged, unplugged,
     auto-swap, client connected...). Use as a context manager or call :meth:`start` /
     :meth:`stop`.
@@ -147,6 +169,7 @@ class VirtualKitBoard:
         link: str | os.PathLike[str] | None = None,
         auto_swap: float | None = None,
         timing_scale: float = 0.0,
+        chip_types: Sequence[str] = (ATECC508A.name,),
         on_event: Callable[[str], None] | None = None,
     ) -> None:
         if pty and listen is not None:
@@ -165,7 +188,9 @@ class VirtualKitBoard:
         self.link = Path(link) if link is not None else None
         self.auto_swap = auto_swap
         self._on_event = on_event
-        self._entries = load_chips(self.state_dir, chips, timing_scale=timing_scale)
+        self._entries = load_chips(
+            self.state_dir, chips, timing_scale=timing_scale, chip_types=chip_types
+        )
         self._current: ChipEntry | None = None
         self._plugged = False
         self.firmware = KitFirmware(self._plugged_chip, on_command=self._after_command)

@@ -4,8 +4,11 @@ Owns what the USB CryptoAuth kit's firmware does with a line (decoded and encode
 shared codec :mod:`atcaprov.kit_protocol`): board commands (``device``, ``version``,
 ``firmware``, ``get_devices``, ``discover``, ``last_error``) and device commands (select,
 wake/idle/sleep, ``talk``, ``send``/``receive``) turned into calls on the emulated chip currently
-plugged. ``board:device(00)`` is answered as Microchip's kit firmware does,
-``ECC508A TWI 00(C0)``, a form both the 2016 and the current CryptoAuthLib hosts accept. Idle
+plugged. ``board:device(00)`` is answered as Microchip's kit firmware does, ``<device> TWI
+00(C0)``, a form both the 2016 and the current CryptoAuthLib hosts accept, where the device is
+what that firmware names the plugged chip's model (:data:`KIT_DEVICE_NAMES`: ``ECC508A``, and
+``ECC608`` for both 608s, as CryptoAuthLib's ``kit_id_from_devtype`` does since v3.2.2; its
+2019-2020 releases said ``ECC608A``; the host tells a 608A from a 608B by Info). Idle
 and sleep are passed to the chip, which ignores a sleep while idle or asleep. It does no I/O:
 the virtual board (:mod:`atcaprov.emulator.kit_board`, CDC over TCP or a pty) and the emulated
 HID kit (:mod:`atcaprov.emulator.kit_hid_device`) feed it lines.
@@ -17,6 +20,7 @@ import logging
 from collections.abc import Callable
 
 from .. import kit_protocol as kp
+from ..datasheet import ATECC508A, ATECC608A, ATECC608B
 from ..errors import CommError
 from .chip import Atecc508a
 
@@ -25,6 +29,13 @@ log = logging.getLogger(__name__)
 BOARD_NAME = "AT88CK101"
 FIRMWARE_TEXT = "atcaprov virtual kit firmware 1.0.0"
 DEVICE_TYPE = "ECC508A"
+"""The device name of a 508A (and of the board with no chip, in ``b:version()``)."""
+KIT_DEVICE_NAMES = {
+    ATECC508A.name: DEVICE_TYPE,
+    ATECC608A.name: "ECC608",
+    ATECC608B.name: "ECC608",
+}
+"""The device name Microchip's kit firmware gives each chip model (``kit_id_from_devtype``)."""
 DEVICE_INTERFACE = "TWI"
 DEVICE_ADDRESS = 0xC0
 
@@ -92,7 +103,12 @@ class KitFirmware:
         return self._status(kp.KitStatus.NOT_SUPPORTED)  # application(JSON)
 
     def _device_text(self) -> str:
-        return self.device.to_line().decode("ascii").rstrip("\n")
+        chip = self._chip_source()
+        device = self.device
+        if chip is not None:
+            name = KIT_DEVICE_NAMES.get(chip.model.name, device.device_type)
+            device = kp.DeviceInfo(name, device.interface, device.address)
+        return device.to_line().decode("ascii").rstrip("\n")
 
     def _device(self, cmd: kp.KitCommand) -> bytes:
         chip = self._chip_source()

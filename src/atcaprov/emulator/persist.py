@@ -1,9 +1,11 @@
-"""Save and load the persistent part of an emulated ATECC508A as JSON.
+"""Save and load the persistent part of an emulated part as JSON; the file records the model.
 
-File format (``format`` = ``atcaprov-atecc508a``, ``version`` = 1): ``config`` (128 bytes),
-``otp`` (64 bytes) and ``slots`` (16 entries of 36/416/72 bytes), all lowercase hex strings.
-Private keys are stored in their slots as the chip stores them; the file is the part's EEPROM,
-so protect it like a part. Volatile state (TempKey, authorization) is never saved.
+File format (``format`` = ``atcaprov-<model>``: ``atcaprov-atecc508a``, ``atcaprov-atecc608a``
+or ``atcaprov-atecc608b``; ``version`` = 1): ``config`` (128 bytes), ``otp`` (64 bytes) and
+``slots`` (16 entries of 36/416/72 bytes), all lowercase hex strings. A file's config bytes 4-7
+(RevNum) must be a revision of the model it names. Private keys are stored in their slots as the
+chip stores them; the file is the part's EEPROM, so protect it like a part. Volatile state
+(TempKey, authorization, the 608's buffers) is never saved.
 """
 
 from __future__ import annotations
@@ -14,30 +16,41 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..datasheet import SN_LAST, SN_PREFIX, serial_number
+from ..datasheet import MODELS, SN_LAST, SN_PREFIX, ChipModel, serial_number
 from .exceptions import StateFileError
 from .state import Memory
 from .zones import MODEL
 
-FORMAT_NAME = "atcaprov-atecc508a"
 FORMAT_VERSION = 1
 
 
-def memory_to_json(memory: Memory) -> dict[str, Any]:
+def format_name(model: ChipModel) -> str:
+    """The ``format`` of a file holding a part of ``model``: ``atcaprov-atecc608b``..."""
+    return f"atcaprov-{model.name.lower()}"
+
+
+FORMAT_NAME = format_name(MODEL)
+"""The format of an ATECC508A file."""
+FORMATS = {format_name(model): model for model in MODELS}
+
+
+def memory_to_json(memory: Memory, model: ChipModel = MODEL) -> dict[str, Any]:
     return {
-        "format": FORMAT_NAME,
+        "format": format_name(model),
         "version": FORMAT_VERSION,
-        "serial_number": serial_number(memory.config).hex(),
+        "serial_number": serial_number(memory.config, model).hex(),
         "config": memory.config.hex(),
         "otp": memory.otp.hex(),
         "slots": [slot.hex() for slot in memory.slots],
     }
 
 
-def save_memory(memory: Memory, path: str | os.PathLike[str]) -> None:
-    """Write ``memory`` to ``path`` atomically (temporary file + rename)."""
+def save_memory(
+    memory: Memory, path: str | os.PathLike[str], model: ChipModel = MODEL
+) -> None:
+    """Write ``memory`` of a ``model`` part to ``path`` atomically (temporary file + rename)."""
     target = Path(path)
-    text = json.dumps(memory_to_json(memory), indent=1) + "\n"
+    text = json.dumps(memory_to_json(memory, model), indent=1) + "\n"
     fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="ascii") as fh:
@@ -60,8 +73,9 @@ def _hex_field(path: Path, doc: dict[str, Any], name: str, size: int, value: Any
     return bytearray(raw)
 
 
-def load_memory(path: str | os.PathLike[str]) -> Memory:
-    """Read a file written by :func:`save_memory`; errors name the file and the field."""
+def load_memory(path: str | os.PathLike[str]) -> tuple[Memory, ChipModel]:
+    """Read a file written by :func:`save_memory`: the memory and the model the file records.
+    Errors name the file and the field."""
     source = Path(path)
     try:
         text = source.read_text(encoding="utf-8")
@@ -75,8 +89,10 @@ def load_memory(path: str | os.PathLike[str]) -> Memory:
         ) from exc
     if not isinstance(doc, dict):
         raise StateFileError(source, "(file)", "top level is not a JSON object")
-    if doc.get("format") != FORMAT_NAME:
-        raise StateFileError(source, "format", f"{doc.get('format')!r}, {FORMAT_NAME!r} expected")
+    model = FORMATS.get(doc["format"]) if isinstance(doc.get("format"), str) else None
+    if model is None:
+        known = ", ".join(repr(name) for name in FORMATS)
+        raise StateFileError(source, "format", f"{doc.get('format')!r}, one of {known} expected")
     if doc.get("version") != FORMAT_VERSION:
         raise StateFileError(
             source, "version", f"{doc.get('version')!r}, only {FORMAT_VERSION} is supported"
@@ -84,22 +100,32 @@ def load_memory(path: str | os.PathLike[str]) -> Memory:
     for name in ("config", "otp", "slots"):
         if name not in doc:
             raise StateFileError(source, name, "missing")
-    config = _hex_field(source, doc, "config", MODEL.config_size, doc["config"])
-    otp = _hex_field(source, doc, "otp", MODEL.otp_size, doc["otp"])
+    config = _hex_field(source, doc, "config", model.config_size, doc["config"])
+    otp = _hex_field(source, doc, "otp", model.otp_size, doc["otp"])
     slots_doc = doc["slots"]
-    if not isinstance(slots_doc, list) or len(slots_doc) != MODEL.slot_count:
+    if not isinstance(slots_doc, list) or len(slots_doc) != model.slot_count:
         raise StateFileError(
-            source, "slots", f"expected a list of {MODEL.slot_count} hex strings"
+            source, "slots", f"expected a list of {model.slot_count} hex strings"
         )
     slots = [
         _hex_field(source, doc, f"slots[{n}]", size, slots_doc[n])
-        for n, size in enumerate(MODEL.slot_sizes)
+        for n, size in enumerate(model.slot_sizes)
     ]
-    sn = serial_number(config)
+    sn = serial_number(config, model)
     if sn[0:2] != SN_PREFIX or sn[8] != SN_LAST:
-        raise StateFileError(source, "config", f"serial number {sn.hex()} is not a 508A's")
+        raise StateFileError(
+            source, "config", f"serial number {sn.hex()} is not an {model.name}'s"
+        )
+    rev = model.config_map.revision
+    if not model.identified_by(bytes(config[rev.offset : rev.stop])):
+        raise StateFileError(
+            source,
+            "config",
+            f"revision {config[rev.offset : rev.stop].hex(' ')} (bytes {rev.offset}-"
+            f"{rev.stop - 1}) is not an {model.name}'s, as the format says",
+        )
     if "serial_number" in doc and doc["serial_number"] != sn.hex():
         raise StateFileError(
             source, "serial_number", f"{doc['serial_number']!r} differs from config {sn.hex()}"
         )
-    return Memory(config=config, otp=otp, slots=slots)
+    return Memory(config=config, otp=otp, slots=slots), model

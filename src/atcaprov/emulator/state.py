@@ -1,11 +1,12 @@
-"""State of an emulated ATECC508A: the persistent zones and the volatile registers.
+"""State of an emulated part: the persistent zones and the volatile registers.
 
 ``Memory`` is what survives power loss (and what :mod:`atcaprov.emulator.persist` saves):
 config, OTP and the 16 data slots. ECC private keys live inside their slot as on the chip
 (``00 00 00 00 | d (32, big-endian)``); no command ever returns those bytes.
 ``Volatile`` is lost at sleep or watchdog expiry: TempKey, the authorization, the SHA or
-HMAC/SHA context.
-``ChipState`` bundles both with the random source and the helpers the command handlers share.
+HMAC/SHA context, and on a 608 the Message Digest Buffer and the Alternate Key Buffer.
+``ChipState`` bundles both with the chip model, the random source and the helpers the command
+handlers share.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..datasheet import (
     LOCKED,
+    ChipModel,
+    ConfigMap,
     KeyConfig,
     SlotConfig,
     key_config,
@@ -27,7 +30,7 @@ from ..datasheet import (
     slot_config,
     slot_locked,
 )
-from .zones import CONFIG_MAP, MODEL
+from .zones import MODEL
 
 if TYPE_CHECKING:
     from hashlib import _Hash
@@ -41,6 +44,8 @@ class TempKey:
     """The TempKey register and its flags."""
 
     value: bytes = bytes(32)
+    upper: bytes = bytes(32)
+    """The 608's TempKey is 64 bytes: the upper half, set by a 64-byte Nonce (unused here)."""
     valid: bool = False
     key_id: int = 0
     source_flag: int = 0  # 0 = random (Nonce random mode), 1 = input (pass-through)
@@ -50,6 +55,7 @@ class TempKey:
 
     def clear(self) -> None:
         self.value = bytes(32)
+        self.upper = bytes(32)
         self.valid = False
         self.key_id = 0
         self.source_flag = 0
@@ -58,9 +64,12 @@ class TempKey:
         self.no_mac = False
 
     def load(self, value: bytes, *, source_flag: int) -> None:
-        """Replace TempKey (Nonce): flags other than SourceFlag are cleared."""
+        """Replace TempKey (Nonce): flags other than SourceFlag are cleared. A 64-byte value
+        (608) fills the upper half too."""
         self.clear()
-        self.value = bytes(value)
+        self.value = bytes(value[:32])
+        if len(value) > 32:
+            self.upper = bytes(value[32:64])
         self.source_flag = source_flag
         self.valid = True
 
@@ -85,6 +94,15 @@ class Memory:
         default_factory=lambda: [bytearray(size) for size in MODEL.slot_sizes]
     )
 
+    @classmethod
+    def blank(cls, config: bytearray, model: ChipModel) -> Memory:
+        """``config`` with the erased OTP (all FF) and zeroed slots of ``model``."""
+        return cls(
+            config=config,
+            otp=bytearray(b"\xff" * model.otp_size),
+            slots=[bytearray(size) for size in model.slot_sizes],
+        )
+
 
 @dataclass
 class Volatile:
@@ -93,18 +111,28 @@ class Volatile:
     tempkey: TempKey = field(default_factory=TempKey)
     auth_key: int | None = None  # slot whose CheckMac succeeded (authorization), if any
     sha: _Hash | hmac.HMAC | None = None  # SHA or HMAC/SHA context (SHA command)
+    msg_digest: bytes | None = None
+    """608: the Message Digest Buffer (64 bytes; the message is the lower 32), None = empty."""
+    alt_key: bytes | None = None
+    """608: the Alternate Key Buffer (32 bytes), None = empty."""
 
     def clear(self) -> None:
         self.tempkey.clear()
         self.auth_key = None
         self.sha = None
+        self.msg_digest = None
+        self.alt_key = None
 
 
 class ChipState:
-    """Memory + volatile state + random source, with the queries command handlers share."""
+    """Memory + volatile state + model + random source, with the queries command handlers
+    share."""
 
-    def __init__(self, memory: Memory, random_bytes: Callable[[int], bytes]) -> None:
+    def __init__(
+        self, memory: Memory, random_bytes: Callable[[int], bytes], model: ChipModel = MODEL
+    ) -> None:
         self.memory = memory
+        self.model = model
         self.volatile = Volatile()
         self._random_bytes = random_bytes
 
@@ -114,25 +142,30 @@ class ChipState:
         return self.memory.config
 
     @property
+    def cmap(self) -> ConfigMap:
+        """The config-zone map of the model."""
+        return self.model.config_map
+
+    @property
     def serial(self) -> bytes:
-        return serial_number(self.memory.config)
+        return serial_number(self.memory.config, self.model)
 
     @property
     def config_locked(self) -> bool:
-        return self.memory.config[CONFIG_MAP.lock_config] == LOCKED
+        return self.memory.config[self.cmap.lock_config] == LOCKED
 
     @property
     def data_locked(self) -> bool:
-        return self.memory.config[CONFIG_MAP.lock_value] == LOCKED
+        return self.memory.config[self.cmap.lock_value] == LOCKED
 
     def slot_locked(self, slot: int) -> bool:
-        return slot_locked(self.memory.config, slot)
+        return slot_locked(self.memory.config, slot, self.model)
 
     def slot_config(self, slot: int) -> SlotConfig:
-        return slot_config(self.memory.config, slot)
+        return slot_config(self.memory.config, slot, self.model)
 
     def key_config(self, slot: int) -> KeyConfig:
-        return key_config(self.memory.config, slot)
+        return key_config(self.memory.config, slot, self.model)
 
     # ---- randomness ----------------------------------------------------------------------
     def random32(self) -> bytes:
