@@ -1,7 +1,9 @@
 """The network side of the provisioning server: an asyncio TCP (optionally TLS) server.
 
 It accepts stations, turns their bytes into :mod:`atcaprov.protocol` messages, passes each
-``CertRequest`` to a request handler and writes back its reply. It owns the connection rules:
+``CertRequest`` to a request handler (and each version-2 ``DeviceReport`` to a report handler,
+when one is given) and writes back its reply, in the protocol version of the message it
+answers. It owns the connection rules:
 
 * a connection carries any number of requests in sequence (a line station keeps one open);
 * every protocol error is answered with an ``ErrorReply`` (its return code and message), then
@@ -32,10 +34,13 @@ from atcaprov.protocol import (
     MAX_ERROR_MESSAGE_BYTES,
     CertReply,
     CertRequest,
+    DeviceReport,
     ErrorReply,
+    Message,
     MessageReader,
     MessageType,
     ProtocolError,
+    ReportAck,
     encode,
 )
 from atcaprov.return_codes import ReturnCode
@@ -63,6 +68,7 @@ class Peer:
 
 
 RequestHandler = Callable[[CertRequest, Peer], Awaitable[CertReply | ErrorReply]]
+ReportHandler = Callable[[DeviceReport, Peer], Awaitable[ReportAck | ErrorReply]]
 
 
 @dataclass(frozen=True)
@@ -120,8 +126,10 @@ class ProvisioningServer:
         port: int = 11235,
         limits: ServerLimits | None = None,
         tls: ssl.SSLContext | None = None,
+        report_handler: ReportHandler | None = None,
     ) -> None:
         self._handler = handler
+        self._report_handler = report_handler
         self._console = console
         self.host = host
         self.port = port
@@ -252,9 +260,10 @@ class ProvisioningServer:
         return True
 
     async def _serve(self, conn: _Connection, reader: asyncio.StreamReader) -> None:
-        messages = MessageReader(
-            {MessageType.CERT_REQUEST}, max_body_size=self.limits.max_body_size
-        )
+        accept = {MessageType.CERT_REQUEST}
+        if self._report_handler is not None:
+            accept.add(MessageType.DEVICE_REPORT)
+        messages = MessageReader(accept, max_body_size=self.limits.max_body_size)
         while not self._closing:
             try:
                 msg = await self._next_message(reader, messages)
@@ -271,20 +280,25 @@ class ProvisioningServer:
                 return
             if msg is None:
                 return  # clean close between requests, or idle timeout
-            assert isinstance(msg, CertRequest)  # the reader accepts nothing else
+            assert isinstance(msg, (CertRequest, DeviceReport))  # the reader accepts no other
             conn.busy = True
             try:
                 reply = await self._handle(conn, msg)
                 conn.requests += 1
-                if not await self._send(conn, encode(reply)):
+                if not await self._send(conn, encode(reply, messages.last_version)):
                     return
             finally:
                 conn.busy = False
                 if self._closing:
                     conn.done.set()
 
-    async def _handle(self, conn: _Connection, msg: CertRequest) -> CertReply | ErrorReply:
+    async def _handle(
+        self, conn: _Connection, msg: CertRequest | DeviceReport
+    ) -> CertReply | ReportAck | ErrorReply:
         try:
+            if isinstance(msg, DeviceReport):
+                assert self._report_handler is not None  # the reader accepts it only then
+                return await self._report_handler(msg, conn.peer)
             return await self._handler(msg, conn.peer)
         except AtcaprovError as exc:
             self._console.error(f"Station {conn.peer}: request failed: {exc}")
@@ -295,7 +309,7 @@ class ProvisioningServer:
 
     async def _next_message(
         self, reader: asyncio.StreamReader, messages: MessageReader
-    ) -> CertRequest | CertReply | ErrorReply | None:
+    ) -> Message | None:
         """The next message; None at a clean end of stream or after ``idle_timeout``."""
         msg = messages.next_message()
         if msg is not None:

@@ -150,9 +150,9 @@ def test_bad_magic() -> None:
 
 def test_unsupported_version() -> None:
     with pytest.raises(p.ProtocolError) as ei:
-        p.parse_header(_raw(1, b"", version=2))
+        p.parse_header(_raw(1, b"", version=3))
     assert _code(ei) is ReturnCode.UNSUPPORTED_VERSION
-    assert "version 2" in str(ei.value)
+    assert "version 3" in str(ei.value)
 
 
 def test_unknown_type() -> None:
