@@ -4,6 +4,11 @@ Builds the :class:`~atcaprov.protocol.CertRequest`, hands its bytes to ``certreq
 asks ``certreq_recv`` for exactly the header and then exactly the body length the header states
 (calling again while a hook returns fewer bytes). An :class:`~atcaprov.protocol.ErrorReply`
 goes to ``request_error`` and is raised as :class:`~atcaprov.protocol.ServerError`.
+
+:func:`send_report` sends a :class:`~atcaprov.protocol.DeviceReport` (protocol version 2) the
+same way and returns the server's :class:`~atcaprov.protocol.ReportAck`; a version-1 server
+answers it with ``UNSUPPORTED_VERSION`` (raised as ServerError, not passed to
+``request_error``: the board's result does not change).
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ from .protocol import (
     HEADER_SIZE,
     CertReply,
     CertRequest,
+    DeviceReport,
     ErrorReply,
     ProtocolError,
+    ReportAck,
     ServerError,
     decode,
     encode,
@@ -67,4 +74,25 @@ def exchange(hooks: ProvisioningHooks, request: CertRequest) -> CertReply:
     )
 
 
-__all__ = ["ServerError", "exchange"]
+def send_report(hooks: ProvisioningHooks, report: DeviceReport) -> ReportAck:
+    """Send ``report`` and return the server's acknowledgement (raises ServerError /
+    ProtocolError; ServerError UNSUPPORTED_VERSION from a server of protocol version 1)."""
+    hooks.certreq_start()
+    try:
+        hooks.certreq_send(encode(report))
+        header = parse_header(_recv_exactly(hooks, HEADER_SIZE, "report answer header"))
+        body = _recv_exactly(hooks, header.body_length, "report answer body")
+        reply = decode(header, body)
+    finally:
+        hooks.certreq_done()
+    if isinstance(reply, ErrorReply):
+        raise reply.to_exception()
+    if isinstance(reply, ReportAck):
+        return reply
+    raise ProtocolError(
+        ReturnCode.UNKNOWN_MESSAGE_TYPE,
+        f"server answered a device report with a {type(reply).__name__}",
+    )
+
+
+__all__ = ["ServerError", "exchange", "send_report"]

@@ -14,6 +14,7 @@ from .stages import ProvStage, ProvStatus
 
 if TYPE_CHECKING:
     from .device import Device
+    from .protocol import DeviceReport
 
 
 @runtime_checkable
@@ -29,6 +30,16 @@ class ProvisioningHooks(Protocol):
     * ``request_error(code, message)``: the server answered with an error reply.
     * ``notify(stage, status)``: progress, START/SKIPPED then DONE/ERROR per stage.
     * ``write_data_zone(device)``: write extra data (32-byte blocks) before the data lock.
+
+    Optional (looked up with ``getattr``, so hooks written before it still work):
+
+    * ``report_outcome(report)``: how the run ended, for the server's ledger
+      (:class:`~atcaprov.protocol.DeviceReport`, protocol version 2). Called once per run
+      that got as far as a device key: ``INSTALLED`` after the validation stage (or after the
+      last stage when validation is off), ``FAILED`` / ``ABANDONED`` (the part stopped
+      answering) when a later stage failed, except when the server itself refused the request.
+      Send it with :func:`atcaprov.certreq.send_report`; an exception it raises is logged and
+      does not change the run's result.
     """
 
     def certreq_start(self) -> None: ...
@@ -69,3 +80,6 @@ class BaseHooks:
 
     def write_data_zone(self, device: Device) -> None:
         """No extra data by default."""
+
+    def report_outcome(self, report: DeviceReport) -> None:
+        """Not sent by default (see :class:`ProvisioningHooks`)."""

@@ -13,11 +13,14 @@ Beyond the C flow:
 * check before the point of no return: before DATA_LOCK the certificates are rebuilt from the
   exact records written, the chip's public key and its serial number, byte-compared with what
   the server sent and chain-verified (the 508A refuses data-zone reads until the data lock, so
-  the records cannot be read back yet; VALIDATE_CERTS reads them back after the lock).
+  the records cannot be read back yet; VALIDATE_CERTS reads them back after the lock);
+* the outcome of a run that got a device key goes to the optional ``report_outcome`` hook
+  (installed / failed / abandoned, for the server's ledger; see :mod:`atcaprov.hooks`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -40,7 +43,16 @@ from .datasheet import ATECC508A, key_config, serial_number, slot_size
 from .device import ZONE_DATA, ZONE_OTP, Device, lock_crc
 from .errors import AtcaprovError, ChipStatusError, CommError
 from .hooks import ProvisioningHooks
-from .protocol import CertReply, CertRequest, ProtocolError, ServerError
+from .protocol import (
+    MAX_REPORT_MESSAGE_BYTES,
+    CertReply,
+    CertRequest,
+    DeviceReport,
+    ProtocolError,
+    ReportOutcome,
+    ReportPartState,
+    ServerError,
+)
 from .return_codes import ReturnCode, ReturnCodeError
 from .stages import ProvStage, ProvStatus
 from .validation import (
@@ -53,6 +65,7 @@ from .validation import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class PartState(Enum):
@@ -126,6 +139,8 @@ class _Run:
         self.part_state = PartState.UNLOCKED
         self.skipped: list[ProvStage] = []
         self.written_config = b""  # config zone as read back by CONFIG_WRITE
+        self.device_sn = b""
+        self.public_key: bytes | None = None  # once GEN_KEY is done: outcomes are reported
 
     # ---- stage plumbing --------------------------------------------------------------------
     def stage(self, stage: ProvStage, body: Callable[[], T]) -> T:
@@ -136,15 +151,42 @@ class _Run:
             exc.stage = stage
             exc.part_state = self.part_state
             self.hooks.notify(stage, ProvStatus.ERROR)
+            self.report_failure(exc, None)
             raise
         except Exception as exc:  # any failure of the stage (incl. user hooks) ends the run
             self.hooks.notify(stage, ProvStatus.ERROR)
             message = str(exc) if isinstance(exc, AtcaprovError) else f"{type(exc).__name__}: {exc}"
             if isinstance(exc, ReturnCodeError):
                 message = exc.message
-            raise ProvisioningError(stage, _code_for(exc), message, self.part_state) from exc
+            error = ProvisioningError(stage, _code_for(exc), message, self.part_state)
+            self.report_failure(error, exc)
+            raise error from exc
         self.hooks.notify(stage, ProvStatus.DONE)
         return result
+
+    def report_failure(self, error: ProvisioningError, cause: BaseException | None) -> None:
+        """Report a failed stage (not a refusal by the server: it has recorded that itself)."""
+        if isinstance(cause, ServerError):
+            return
+        outcome = ReportOutcome.ABANDONED if isinstance(cause, CommError) else ReportOutcome.FAILED
+        self.report(outcome, error.stage, error.code, error.message)
+
+    def report(self, outcome: ReportOutcome, stage: ProvStage | None, code: ReturnCode,
+               message: str) -> None:
+        """Give the ``report_outcome`` hook (if any) this run's outcome; never raises."""
+        hook = getattr(self.hooks, "report_outcome", None)
+        if hook is None or self.public_key is None:
+            return
+        text = message.encode("utf-8")[:MAX_REPORT_MESSAGE_BYTES].decode("utf-8", "ignore")
+        try:
+            hook(DeviceReport(
+                outcome=outcome, stage=int(stage or 0),
+                part_state=ReportPartState[self.part_state.name], code=code,
+                device_sn=self.device_sn, device_public_key=self.public_key,
+                station_id=getattr(self.hooks, "station_id", None), message=text,
+            ))
+        except Exception as exc:  # the part's outcome stands whatever the report does
+            log.warning("outcome of part %s not reported: %s", self.device_sn.hex().upper(), exc)
 
     def skip(self, stage: ProvStage) -> None:
         self.skipped.append(stage)
@@ -392,6 +434,7 @@ def provision(
     device_sn = serial_number(config_zone)
     key_slot = cert_info.device_cert_def.private_key_slot
     public_key = run.stage(ProvStage.GEN_KEY, lambda: device.genkey(key_slot))
+    run.device_sn, run.public_key = device_sn, public_key
     reply = run.stage(ProvStage.CERTS_REQUEST,
                       lambda: run.request_certs(config_zone, public_key))
     run.stage(ProvStage.CERTS_WRITE, lambda: run.write_certs(reply, device_sn, public_key))
@@ -403,8 +446,11 @@ def provision(
         run.skip(ProvStage.SLOTS_LOCK)
     if validate:
         run.stage(ProvStage.VALIDATE_CERTS, lambda: run.validate_certs(device_sn))
+        run.report(ReportOutcome.INSTALLED, ProvStage.VALIDATE_CERTS, ReturnCode.SUCCESS, "")
     else:
         run.skip(ProvStage.VALIDATE_CERTS)
+        run.report(ReportOutcome.INSTALLED, ProvStage.DATA_LOCK, ReturnCode.SUCCESS,
+                   "certificates written and data zone locked; validation skipped")
     return ProvisionResult(
         serial_number=device_sn,
         config_zone=config_zone,

@@ -10,7 +10,9 @@
   open between boards (the server serves many requests per connection) and reconnects once,
   before sending, if the server closed it meanwhile (idle timeout). A request is never resent
   after its bytes went out. Progress goes to :class:`~provclient_cdc.output.Output`; the
-  server's error reply is kept as written for the operator.
+  server's error reply is kept as written for the operator. It sends the flow's outcome
+  report (installed / failed / abandoned, protocol version 2) to the server; a server of
+  protocol version 1 answers ``UNSUPPORTED_VERSION`` once, and no report is sent to it again.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from atcaprov.certreq import send_report
 from atcaprov.device import Device
 from atcaprov.errors import AtcaprovError
 from atcaprov.hooks import BaseHooks
+from atcaprov.protocol import DeviceReport, RecordedState, ServerError
 from atcaprov.return_codes import ReturnCode, ReturnCodeError
 from atcaprov.stages import ProvStage, ProvStatus
 
@@ -325,10 +329,13 @@ class LinkHooks(BaseHooks):
         self.server_error: tuple[ReturnCode, str] | None = None
         self.last_stage: ProvStage | None = None
         self.reconnects = 0
+        self.server_records_outcomes = True  # False once a version-1 server refused a report
+        self.recorded: RecordedState | None = None  # the server's answer to the last report
 
     def reset(self) -> None:
         self.server_error = None
         self.last_stage = None
+        self.recorded = None
 
     def certreq_start(self) -> None:
         if self.link.alive():
@@ -352,3 +359,19 @@ class LinkHooks(BaseHooks):
 
     def write_data_zone(self, device: Device) -> None:
         """No extra data: the client writes only what the certificates need."""
+
+    def report_outcome(self, report: DeviceReport) -> None:
+        """Send the run's outcome to the server's ledger (once per board; never raises)."""
+        if not self.server_records_outcomes:
+            return
+        try:
+            self.recorded = send_report(self, report).state
+        except ServerError as exc:
+            if exc.code in (ReturnCode.UNSUPPORTED_VERSION, ReturnCode.UNKNOWN_MESSAGE_TYPE):
+                self.server_records_outcomes = False
+                self.output.detail("The server does not record provisioning outcomes"
+                                   " (protocol version 1).")
+                return
+            self.output.detail(f"Outcome not recorded by the server: {exc.message}")
+        except (AtcaprovError, OSError) as exc:
+            self.output.detail(f"Outcome not reported to the server: {exc}")

@@ -186,7 +186,9 @@ def test_server_closed_connection_between_boards(tmp_path: Path, pki: Pki,
         assert station.run() == ExitCode.OK
     assert out.lines().count("Validating certificates...done") == 2
     assert f"Reconnecting to 127.0.0.1:{server.port}...ok" in out.lines()
-    assert server.connections == 2
+    # per board: the request's connection, then the outcome report's (reconnected in silence)
+    assert server.connections == 4
+    assert [r.outcome.name for r in server.reports] == ["INSTALLED", "INSTALLED"]
 
 
 def test_server_silent_times_out(tmp_path: Path, pki: Pki, server: CertServer) -> None:

@@ -7,7 +7,9 @@ give), so the library's flow runs through its real message path without a transp
 
 :class:`CertServer` is the same server on 127.0.0.1 (one thread per connection, bounded reads),
 which can also be told to close connections or to go silent, so the client is tested through its
-real socket path without starting provserver.
+real socket path without starting provserver. Both take the clients' outcome reports (protocol
+version 2) into ``reports``; with ``protocol_version = 1`` they answer a report as a version-1
+server does (``UNSUPPORTED_VERSION``, then the TCP server closes the connection).
 """
 
 from __future__ import annotations
@@ -21,8 +23,12 @@ from atcaprov.datasheet import serial_number
 from atcaprov.protocol import (
     CertReply,
     CertRequest,
+    DeviceReport,
     ErrorReply,
     MessageReader,
+    RecordedState,
+    ReportAck,
+    ReportOutcome,
     encode,
 )
 from atcaprov.return_codes import ReturnCode
@@ -36,16 +42,31 @@ class InMemoryServer:
     def __init__(self, pki: Pki) -> None:
         self.pki = pki
         self.requests: list[CertRequest] = []
+        self.reports: list[DeviceReport] = []
         self.error: tuple[ReturnCode, str] | None = None
         self.tamper: Callable[[CertReply], CertReply] | None = None
+        self.protocol_version = 2
 
     def handle(self, data: bytes) -> bytes:
         reader = MessageReader()
         reader.feed(data)
         msg = reader.next_message()
+        if isinstance(msg, DeviceReport):
+            return self.acknowledge(msg)
         assert isinstance(msg, CertRequest), msg
         self.requests.append(msg)
         return self.answer(msg)
+
+    def acknowledge(self, report: DeviceReport) -> bytes:
+        """The answer to a report: recorded (version 2) or UNSUPPORTED_VERSION (version 1)."""
+        if self.protocol_version < 2:
+            return encode(ErrorReply(ReturnCode.UNSUPPORTED_VERSION,
+                                     "header byte 4: protocol version 2 not supported"))
+        self.reports.append(report)
+        state = {ReportOutcome.INSTALLED: RecordedState.INSTALLED,
+                 ReportOutcome.FAILED: RecordedState.FAILED,
+                 ReportOutcome.ABANDONED: RecordedState.ABANDONED}[report.outcome]
+        return encode(ReportAck(state), 2)
 
     def answer(self, msg: CertRequest) -> bytes:
         """The encoded reply to ``msg``: the error set, else the certificates (tampered if set)."""
@@ -115,6 +136,11 @@ class CertServer(InMemoryServer):
                 reader.feed(data)
                 msg = reader.next_message()
                 if msg is None:
+                    continue
+                if isinstance(msg, DeviceReport):
+                    conn.sendall(self.acknowledge(msg))
+                    if self.protocol_version < 2 or self.close_after_reply:
+                        return  # a version-1 server closes after a protocol error
                     continue
                 assert isinstance(msg, CertRequest)
                 self.requests.append(msg)

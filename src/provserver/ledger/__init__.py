@@ -40,6 +40,7 @@ from .model import (
     ReportOp,
     ReportResult,
     Run,
+    ledger_time,
 )
 
 ENGINES: Registry[Ledger] = Registry(
@@ -110,5 +111,6 @@ __all__ = [
     "ReportResult",
     "Run",
     "ledger_spec_engine",
+    "ledger_time",
     "open_ledger",
 ]

@@ -16,12 +16,39 @@ This module has no SQL and no I/O; :mod:`provserver.ledger.base` is the engine i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from enum import Enum
 from typing import Literal, Union
 
 from atcaprov.return_codes import ReturnCode
 
-from ..records import RESULT_REFUSED, RESULT_REISSUED, RESULT_SIGNED, Result, SigningRecord
+from ..records import (
+    RESULT_REFUSED,
+    RESULT_REISSUED,
+    RESULT_SIGNED,
+    Result,
+    SigningRecord,
+    utc_timestamp,
+)
+
+
+def ledger_time(value: datetime | str) -> str:
+    """A time in the ledger's text form (``2026-11-21T05:13:23.123456Z``).
+
+    ``value``: an aware datetime, or ISO 8601 text with a zone (``Z``, ``+02:00``) or a date
+    alone (midnight UTC). ValueError for anything else (a time without a zone is ambiguous).
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        moment = datetime.fromisoformat(text)
+        if len(text) == 10:  # a date alone
+            moment = moment.replace(tzinfo=timezone.utc)
+        value = moment
+    if value.tzinfo is None:
+        raise ValueError(f"time {value.isoformat()} has no time zone (add Z for UTC)")
+    return utc_timestamp(value)
 
 
 class IssuanceState(str, Enum):
@@ -152,8 +179,8 @@ class Run:
 class RecordFilter:
     """Which issuances or events a query returns (None: no condition).
 
-    * ``since`` / ``until``: UTC ISO times, ``since <= time < until`` (issued_at for
-      issuances, the event time for events);
+    * ``since`` / ``until``: times, ``since <= time < until`` (issued_at for issuances, the
+      event time for events); any form :func:`ledger_time` takes;
     * ``signer``: the issuer key id (40 hex), the signer id (4 hex) or a piece of the signer
       label (name, module serial number), case-insensitive;
     * ``station``: a piece of the station text (address, certificate subject, station id);

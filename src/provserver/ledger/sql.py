@@ -44,6 +44,7 @@ from .model import (
     ReportOp,
     ReportResult,
     Run,
+    ledger_time,
 )
 
 COMMIT_ATTEMPTS = 5  # a batch that meets a deadlock / serialisation failure is tried again
@@ -646,10 +647,10 @@ class SqlLedger(Ledger):
             params.append(run_id)
         if f.since is not None:
             conds.append(f"{time_col} >= ?")
-            params.append(f.since)
+            params.append(ledger_time(f.since))
         if f.until is not None:
             conds.append(f"{time_col} < ?")
-            params.append(f.until)
+            params.append(ledger_time(f.until))
         if f.device_sn is not None:
             conds.append(f"{table}.device_sn = ?")
             params.append(f.device_sn.upper())
