@@ -16,7 +16,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from atcaprov.atcacert.keys import public_key_bytes
 from atcaprov.certinfo import CertInfo
-from atcaprov.protocol import CertReply, CertRequest, MessageReader, MessageType, encode
+from atcaprov.protocol import (
+    CertReply,
+    CertRequest,
+    DeviceReport,
+    MessageReader,
+    MessageType,
+    encode,
+)
 from tests.support.config import config_zone
 from tests.support.keys import new_key
 
@@ -65,7 +72,9 @@ class Station:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
-        self.messages = MessageReader({MessageType.CERT_REPLY, MessageType.ERROR_REPLY})
+        self.messages = MessageReader(
+            {MessageType.CERT_REPLY, MessageType.ERROR_REPLY, MessageType.REPORT_ACK}
+        )
 
     @classmethod
     async def connect(
@@ -82,6 +91,11 @@ class Station:
 
     async def request(self, request: CertRequest, timeout: float = 10.0) -> object:
         await self.send(encode(request))
+        return await self.reply(timeout)
+
+    async def report(self, report: DeviceReport, timeout: float = 10.0) -> object:
+        """Send a device outcome report (protocol version 2); the server's answer."""
+        await self.send(encode(report))
         return await self.reply(timeout)
 
     async def reply(self, timeout: float = 10.0) -> object:
