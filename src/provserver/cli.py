@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -62,6 +63,7 @@ from .signing import SigningService, build_signing_service
 
 DEFAULT_PORT = 11235
 DEFAULT_HOST = "0.0.0.0"
+MIN_FREE_BYTES = 1 << 20  # the server does not start with less free space in its data folder
 
 
 class StartupError(AtcaprovError):
@@ -160,6 +162,7 @@ async def run(
     own_lock = not lock.held
     lock.acquire()  # before anything in the folder is touched
     try:
+        _check_free_space(settings.data_dir)
         data = DataDir(settings.data_dir).ensure()
         log_path = data.activity_log_path(datetime.now())
         try:
@@ -260,6 +263,19 @@ async def run(
             lock.release()
     if stop_problems:
         raise ShutdownError("; ".join(stop_problems))
+
+
+def _check_free_space(folder: Path) -> None:
+    """Refuse to start on a (nearly) full disk: records could not be written."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError as exc:
+        raise DataDirError(f"cannot check the free space of {folder}: {exc}") from exc
+    if free < MIN_FREE_BYTES:
+        raise DataDirError(
+            f"data folder {folder}: only {free // 1024} kB free on its disk, at least "
+            f"{MIN_FREE_BYTES // 1024} kB are needed to record signings; free some space"
+        )
 
 
 def _reason(exc: AtcaprovError) -> str:

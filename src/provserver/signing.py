@@ -257,7 +257,9 @@ class SigningService:
         try:
             result = await self._records.issue(op)
         except RecordStoreError as exc:
-            self._console.error(f"Device {sn.hex().upper()}: signing record not saved: {exc}")
+            self._console.error(
+                f"Device {sn.hex().upper()}: signing record not saved: {exc.message}"
+            )
             return ErrorReply(
                 ReturnCode.SERVER_ERROR,
                 clip_message(

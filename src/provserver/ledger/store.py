@@ -303,8 +303,7 @@ class LedgerRecordStore(RecordStore):
             error = RecordStoreError(f"record not saved: {exc}")
             error.__cause__ = exc
             self._release(batch, None, error)
-            self._fail(f"the {self.ledger.description} cannot be written: {exc}",
-                       permanent=not exc.transient)
+            self._fail(str(exc), permanent=not exc.transient)
             return
         except Exception as exc:  # a bug: every waiter gets a typed error, the store stops
             error = RecordStoreError(f"record not saved: {type(exc).__name__}: {exc}")
