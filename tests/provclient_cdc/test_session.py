@@ -304,3 +304,26 @@ def test_config_file_read_and_used(tmp_path: Path, pki: Pki, server: CertServer)
     assert out.lines()[1:] == [f"Reading device config file {missing}...failed",
                                f"    Error: {missing}: cannot read config file: No such file or"
                                " directory"]
+
+
+def test_outcomes_reported_and_a_version_1_server_told_once(tmp_path: Path, pki: Pki,
+                                                            server: CertServer) -> None:
+    with VirtualKitBoard(tmp_path / "chips", chips=2, auto_swap=0.05) as board:
+        out = CapturingOutput()
+        station = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
+                               yes=True, count=1)
+        assert station.run() == ExitCode.OK
+        (report,) = server.reports
+        assert report.outcome.name == "INSTALLED" and report.station_id == "test-station"
+        assert station.hooks.recorded is not None and station.hooks.recorded.name == "INSTALLED"
+    server.protocol_version = 1  # an older server: no outcome reports
+    with VirtualKitBoard(tmp_path / "chips2", chips=2, auto_swap=0.05) as board:
+        out = CapturingOutput()
+        station = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
+                               yes=True, count=2)
+        assert station.run() == ExitCode.OK
+    lines = out.lines()
+    assert lines.count(
+        "    The server does not record provisioning outcomes (protocol version 1).") == 1
+    assert lines.count("Provisioning successful! Please remove board...") == 2
+    assert len(server.reports) == 1

@@ -89,7 +89,7 @@ class ServerProcess:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise AssertionError(f"server did not end within {timeout} s:\n{self.text()}")
+            raise AssertionError(f"server did not end within {timeout} s:\n{self.text()}") from None
 
     def stop(self) -> int:
         """SIGTERM, then the exit code (killed after STOP_TIMEOUT_S)."""
