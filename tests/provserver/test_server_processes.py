@@ -218,7 +218,7 @@ def test_disk_full(tmp_path: Path) -> None:
             assert isinstance(not_signed, ErrorReply)
             assert "signs nothing" in not_signed.message
             text = server.text()
-            assert re.search(r"error\] Records cannot be written: the SQLite ledger .*"
+            assert re.search(r"error\] Records cannot be written: SQLite ledger .*"
                              r"Signing stopped; it resumes by itself", text), text
             filler.unlink()
             _wait_until(lambda: "Records can be written again" in server.text(), 20, "resume")

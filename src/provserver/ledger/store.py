@@ -300,7 +300,7 @@ class LedgerRecordStore(RecordStore):
                 self._commit_sync, [op for op, _ in batch], durable
             )
         except LedgerWriteError as exc:
-            error = RecordStoreError(f"record not saved: {exc}")
+            error = RecordStoreError(str(exc))
             error.__cause__ = exc
             self._release(batch, None, error)
             self._fail(str(exc), permanent=not exc.transient)
