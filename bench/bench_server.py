@@ -1,9 +1,10 @@
 """Provisioning server throughput: signings per second and latency, stations over 127.0.0.1.
 
 Each figure is one line. The server is the real one (``python -m provserver.cli`` in a
-subprocess, file record store with its group-commit fsyncs, data folder in a temporary
-directory); the stations are asyncio connections in this process sending ``CertRequest``s back
-to back (one outstanding request per connection) for ``--seconds`` per point.
+subprocess, its issuance ledger with its group commit: SQLite in the data folder, or
+``--ledger URL``; data folder in a temporary directory); the stations are asyncio connections
+in this process sending ``CertRequest``s back to back (one outstanding request per
+connection) for ``--seconds`` per point.
 
 * ``raw``: ``cryptography`` ECDSA P-256 signs of a 32-byte digest per second, one thread,
   measured in the same run: the reference every server figure is divided by (``ratio``).
@@ -24,6 +25,7 @@ time and count; every read has a timeout. Figures: docs/benchmarks.md. Usage::
 
     python bench/bench_server.py [--seconds 3] [--connections 1,16,64] [--sim-modules 1,2,4]
         [--sim-connections 16] [--timing-scale 1.0] [--skip-pkcs11] [--only pem|pkcs11|sim]
+        [--ledger postgresql://...]
 """
 
 from __future__ import annotations
@@ -153,9 +155,12 @@ class Server:
                 self.proc.wait(10)
 
 
+LEDGER: list[str] = []  # --ledger URL given to every server (default: SQLite in its data folder)
+
+
 def server_args(data: Path, *backend_args: str) -> list[str]:
     return ["--host", "127.0.0.1", "--port", "0", "--data-dir", str(data),
-            "--rescan-interval", "5", *backend_args]  # fmt: skip
+            "--rescan-interval", "5", *LEDGER, *backend_args]  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -194,14 +199,16 @@ class Point:
 
 
 class Requests:
-    """Requests for distinct devices (serial numbers from a counter) with a pool of keys."""
+    """Requests for distinct devices (serial numbers from a counter), each with its own key.
 
-    def __init__(self, info: CertInfo, keys: int = 256) -> None:
+    The server's ledger refuses a public key issued to another device (PUBLIC_KEY_REUSED), so
+    every request needs a key of its own: ``keys`` are made before the load (not timed), more
+    on the fly if a run needs them.
+    """
+
+    def __init__(self, info: CertInfo, keys: int = 40_000) -> None:
         self.info = info
-        self.keys = [
-            public_key_bytes(ec.generate_private_key(ec.SECP256R1()).public_key())
-            for _ in range(keys)
-        ]
+        self.keys = [_new_public_key() for _ in range(keys)]
         self.counter = 0
 
     def next(self) -> bytes:
@@ -221,10 +228,14 @@ class Requests:
                 signer_template_id=self.info.signer_cert_def.template_id,
                 chain_id=self.info.device_cert_def.chain_id,
                 config_zone=bytes(cfg),
-                device_public_key=self.keys[n % len(self.keys)],
+                device_public_key=self.keys[n] if n < len(self.keys) else _new_public_key(),
                 station_id="bench",
             )
         )
+
+
+def _new_public_key() -> bytes:
+    return public_key_bytes(ec.generate_private_key(ec.SECP256R1()).public_key())
 
 
 async def _connection(
@@ -440,7 +451,11 @@ def main() -> None:
     parser.add_argument("--timing-scale", type=float, default=1.0)
     parser.add_argument("--skip-pkcs11", action="store_true")
     parser.add_argument("--only", choices=["pem", "pkcs11", "sim"], default=None)
+    parser.add_argument("--ledger", default=None, metavar="URL",
+                        help="the servers' --ledger (e.g. postgresql://...); default SQLite")
     args = parser.parse_args()
+    if args.ledger:
+        LEDGER[:] = ["--ledger", args.ledger]
 
     raw = raw_sign_rate(min(args.seconds, 2.0))
     print(f"{'raw cryptography ECDSA P-256 sign':<34} {raw:9.1f} signs/s (one thread)", flush=True)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.support.pki import Pki, make_pki
+from tests.support.postgres import PostgresServer, postgres_or_skip, running_postgres
+from tests.support.postgres import missing as postgres_missing
 
 
 @pytest.fixture(scope="module")
@@ -32,3 +35,24 @@ def per_user_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer | str]:
+    """A PostgreSQL server for the whole session, or the reason there is none (tests skip)."""
+    reason = postgres_missing()
+    if reason is not None:
+        yield reason
+        return
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_spec(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_server: PostgresServer | str
+) -> str:
+    """A fresh, empty ledger of each engine, as a --ledger value."""
+    if request.param == "sqlite":
+        return f"sqlite:{tmp_path / 'ledger.sqlite3'}"
+    return postgres_or_skip(postgres_server).new_database()

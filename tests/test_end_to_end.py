@@ -36,6 +36,8 @@ from atcaprov_demo import (
     verify_chains,
 )
 from provclient_cdc.session import ExitCode
+from provserver.ledger import IssuanceState
+from provserver.ledger.sqlite import SqliteLedger
 from tests.support.certs import tls_files
 from tests.support.net import free_port
 
@@ -101,7 +103,12 @@ def test_ten_boards_end_to_end(layout: DemoLayout, procs: Processes) -> None:
         device.verify_directly_issued_by(signer)
         row = next(r for r in rows if r["device_sn"] == sn)
         assert f"{device.serial_number:X}".rjust(len(row["cert_sn"]), "0") == row["cert_sn"]
-    assert len(list(layout.certs.glob("certs-*.pem"))) == 1
+    # the ledger: every device installed (reported by the client after its validation stage)
+    with SqliteLedger(layout.data_dir / "ledger.sqlite3", read_only=True) as ledger:
+        states = {sn: ledger.device_history(sn) for sn in serials}
+    assert all(h.device is not None and h.device.state is IssuanceState.INSTALLED
+               for h in states.values()), states
+    assert all(len(h.issuances) == 1 for h in states.values())
 
     # the board: every chip provisioned (data zone locked)
     chips = sorted(layout.boards.glob("chip-*.json"))

@@ -11,6 +11,11 @@ version 2) and raises :class:`NotReadyError` unless the server answers ready; a 
 only speaks version 1 answers UNSUPPORTED_VERSION, raised as :class:`ServerTooOldError`.
 :func:`ready_request` builds the request from a cert info. A client calls :func:`ask_ready` from
 its ``check_ready`` hook (see :mod:`atcaprov.hooks`).
+
+:func:`send_report` sends a :class:`~atcaprov.protocol.DeviceReport` (protocol version 2) the
+same way and returns the server's :class:`~atcaprov.protocol.ReportAck`; a version-1 server
+answers it with ``UNSUPPORTED_VERSION`` (raised as ServerError, not passed to
+``request_error``: the board's result does not change).
 """
 
 from __future__ import annotations
@@ -22,11 +27,13 @@ from .protocol import (
     HEADER_SIZE,
     CertReply,
     CertRequest,
+    DeviceReport,
     ErrorReply,
     Message,
     ProtocolError,
     ReadyReply,
     ReadyRequest,
+    ReportAck,
     ServerError,
     decode,
     encode,
@@ -71,7 +78,8 @@ def _recv_exactly(hooks: ProvisioningHooks, n: int, what: str) -> bytes:
     return bytes(buf)
 
 
-def _round_trip(hooks: ProvisioningHooks, request: CertRequest | ReadyRequest) -> Message:
+def _round_trip(hooks: ProvisioningHooks,
+                request: CertRequest | ReadyRequest | DeviceReport) -> Message:
     hooks.certreq_start()
     try:
         hooks.certreq_send(encode(request))
@@ -136,6 +144,20 @@ def ask_ready(hooks: ProvisioningHooks, request: ReadyRequest) -> ReadyReply:
     )
 
 
+def send_report(hooks: ProvisioningHooks, report: DeviceReport) -> ReportAck:
+    """Send ``report`` and return the server's acknowledgement (raises ServerError /
+    ProtocolError; ServerError UNSUPPORTED_VERSION from a server of protocol version 1)."""
+    reply = _round_trip(hooks, report)
+    if isinstance(reply, ErrorReply):
+        raise reply.to_exception()
+    if isinstance(reply, ReportAck):
+        return reply
+    raise ProtocolError(
+        ReturnCode.UNKNOWN_MESSAGE_TYPE,
+        f"server answered a device report with a {type(reply).__name__}",
+    )
+
+
 __all__ = [
     "NotReadyError",
     "ServerError",
@@ -143,4 +165,5 @@ __all__ = [
     "ask_ready",
     "exchange",
     "ready_request",
+    "send_report",
 ]

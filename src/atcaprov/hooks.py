@@ -19,7 +19,7 @@ from .stages import ProvStage, ProvStatus
 
 if TYPE_CHECKING:
     from .device import Device
-    from .protocol import ReadyRequest
+    from .protocol import DeviceReport, ReadyRequest
 
 
 @runtime_checkable
@@ -41,6 +41,16 @@ class ProvisioningHooks(Protocol):
       write or lock command is sent. ``request`` is the
       :class:`~atcaprov.protocol.ReadyRequest` for the cert info (with the station id);
       ``atcaprov.certreq.ask_ready(self, request)`` asks the server over the certreq hooks.
+
+    Optional (looked up with ``getattr``, so hooks written before it still work):
+
+    * ``report_outcome(report)``: how the run ended, for the server's ledger
+      (:class:`~atcaprov.protocol.DeviceReport`, protocol version 2). Called once per run
+      that got as far as a device key: ``INSTALLED`` after the validation stage (or after the
+      last stage when validation is off), ``FAILED`` / ``ABANDONED`` (the part stopped
+      answering) when a later stage failed, except when the server itself refused the request.
+      Send it with :func:`atcaprov.certreq.send_report`; an exception it raises is logged and
+      does not change the run's result.
     """
 
     def certreq_start(self) -> None: ...
@@ -86,3 +96,5 @@ class BaseHooks:
 
     def check_ready(self, request: ReadyRequest) -> None:
         """No readiness check by default (override with ``atcaprov.certreq.ask_ready``)."""
+    def report_outcome(self, report: DeviceReport) -> None:
+        """Not sent by default (see :class:`ProvisioningHooks`)."""

@@ -21,6 +21,12 @@ supports and whose type exists in that version. A version-1 server answers a Rea
 ErrorReply UNSUPPORTED_VERSION, which is how a client learns the server is too old to say
 whether it is ready.
 
+Version 2 adds :class:`DeviceReport` (client -> server: the outcome of provisioning a device
+that got certificates: installed, failed or abandoned) and its answer :class:`ReportAck`; the
+version-1 messages keep their layouts. A message goes out in the lowest version that has its
+type (:func:`encode`), so a version-1 peer reads every version-1 message a version-2 side sends;
+a server answers a message in that message's version (``MessageReader.last_version``).
+
 Error split:
 
 * bytes from the peer that do not form a valid message raise :class:`ProtocolError` (an
@@ -40,7 +46,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Union
+from typing import TypeVar, Union
 
 from .datasheet import ATECC508A, serial_number
 from .return_codes import ReturnCode, ReturnCodeError
@@ -59,6 +65,7 @@ MAX_TEMPLATE_ID = 15
 MAX_STATION_ID_BYTES = 64
 MAX_CERT_SIZE = 4096
 MAX_ERROR_MESSAGE_BYTES = 1024
+MAX_REPORT_MESSAGE_BYTES = 1024
 
 _HEADER = struct.Struct(">4sBBHI")
 assert _HEADER.size == HEADER_SIZE
@@ -72,6 +79,8 @@ class MessageType(IntEnum):
     ERROR_REPLY = 0x03
     READY_REQUEST = 0x04  # version 2
     READY_REPLY = 0x05  # version 2
+    DEVICE_REPORT = 0x06  # version 2
+    REPORT_ACK = 0x07  # version 2
 
 
 _TYPE_NAMES = {
@@ -80,6 +89,8 @@ _TYPE_NAMES = {
     MessageType.ERROR_REPLY: "ErrorReply",
     MessageType.READY_REQUEST: "ReadyRequest",
     MessageType.READY_REPLY: "ReadyReply",
+    MessageType.DEVICE_REPORT: "DeviceReport",
+    MessageType.REPORT_ACK: "ReportAck",
 }
 
 # The protocol version that introduced each message type: the version byte it is sent with.
@@ -89,7 +100,14 @@ MESSAGE_VERSION: dict[MessageType, int] = {
     MessageType.ERROR_REPLY: 1,
     MessageType.READY_REQUEST: 2,
     MessageType.READY_REPLY: 2,
+    MessageType.DEVICE_REPORT: 2,
+    MessageType.REPORT_ACK: 2,
 }
+
+
+def min_version(msg_type: MessageType) -> int:
+    """The lowest protocol version in which ``msg_type`` exists (the one it is sent with)."""
+    return MESSAGE_VERSION[msg_type]
 
 
 class ProtocolError(ReturnCodeError):
@@ -410,8 +428,97 @@ class ReadyReply:
         return self.code is ReturnCode.SUCCESS
 
 
+
+class ReportOutcome(IntEnum):
+    """How provisioning a device that got certificates ended (:class:`DeviceReport`)."""
+
+    INSTALLED = 1  # certificates on the chip, data zone locked (after the validation stage)
+    FAILED = 2  # a stage failed (the chip refused, a check failed, the server link broke)
+    ABANDONED = 3  # the part stopped answering (removed) before the run ended
+
+
+class ReportPartState(IntEnum):
+    """What the part holds when the report is sent (``PartState`` of the flow, as a number)."""
+
+    UNKNOWN = 0
+    UNLOCKED = 1  # config zone unlocked
+    CONFIG_LOCKED = 2  # config zone locked, data zone unlocked (resumable)
+    PROVISIONED = 3  # data zone locked
+
+
+class RecordedState(IntEnum):
+    """The server's record of the issuance after a report (:class:`ReportAck`)."""
+
+    UNKNOWN = 0  # no issuance for this serial number and public key (recorded as an event)
+    SIGNED = 1
+    INSTALLED = 2
+    FAILED = 3
+    ABANDONED = 4
+    SUPERSEDED = 5  # a later certificate replaced this one (the report is kept as an event)
+
+
+@dataclass(frozen=True)
+class DeviceReport:
+    """Client -> server (version 2): how provisioning the device with this key ended.
+
+    Sent after the validation stage (``INSTALLED``) or after a stage failed once the device had
+    a public key (``FAILED`` / ``ABANDONED``). Body (82 + n + m bytes)::
+
+        0       outcome             1    ReportOutcome: 1 installed, 2 failed, 3 abandoned
+        1       stage               1    ProvStage number of the last stage (0 = none)
+        2       part_state          1    ReportPartState: 0 unknown .. 3 data zone locked
+        3       code                u16  ReturnCode of the failure (0 for installed)
+        5       device_sn           9    serial number (config bytes 0-3 and 8-12)
+        14      device_public_key  64    X||Y of the device key the certificate is for
+        78      station_id_length   1    n = 0..64 (0 = no station id)
+        79      station_id          n    UTF-8
+        79+n    message_length      u16  m = 0..1024
+        81+n    message             m    UTF-8, what failed (for the record)
+    """
+
+    outcome: ReportOutcome
+    stage: int
+    part_state: ReportPartState
+    code: ReturnCode
+    device_sn: bytes
+    device_public_key: bytes
+    station_id: str | None = None
+    message: str = ""
+
+    def __post_init__(self) -> None:
+        for name, enum in (("outcome", ReportOutcome), ("part_state", ReportPartState),
+                           ("code", ReturnCode)):
+            if not isinstance(getattr(self, name), enum):
+                raise TypeError(f"DeviceReport.{name} must be a {enum.__name__}")
+        if not isinstance(self.stage, int) or not 0 <= self.stage <= 255:
+            raise ValueError(f"DeviceReport.stage must be 0..255, got {self.stage!r}")
+        sn = _as_bytes(self, "device_sn", self.device_sn)
+        _check_size(self, "device_sn", sn, 9)
+        pub = _as_bytes(self, "device_public_key", self.device_public_key)
+        _check_size(self, "device_public_key", pub, PUBLIC_KEY_SIZE)
+        if self.station_id is not None:
+            _check_text(self, "station_id", self.station_id, MAX_STATION_ID_BYTES)
+            if self.station_id == "":
+                object.__setattr__(self, "station_id", None)
+        _check_text(self, "message", self.message, MAX_REPORT_MESSAGE_BYTES)
+
+
+@dataclass(frozen=True)
+class ReportAck:
+    """Server -> client (version 2): the report is recorded. Body (1 byte)::
+
+    0  state  1  RecordedState of the issuance after the report
+    """
+
+    state: RecordedState
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.state, RecordedState):
+            raise TypeError(f"ReportAck.state must be a RecordedState, got {self.state!r}")
+
+
 Message = Union[  # noqa: UP007 - a runtime alias on 3.10
-    CertRequest, CertReply, ErrorReply, ReadyRequest, ReadyReply
+    CertRequest, CertReply, ErrorReply, ReadyRequest, ReadyReply, DeviceReport, ReportAck
 ]
 
 
@@ -456,15 +563,41 @@ def _encode_body(msg: Message) -> tuple[MessageType, bytes]:
             )
         )
         return MessageType.READY_REQUEST, body
+    if isinstance(msg, DeviceReport):
+        station = b"" if msg.station_id is None else msg.station_id.encode("utf-8")
+        text = msg.message.encode("utf-8")
+        body = b"".join(
+            (
+                bytes((msg.outcome, msg.stage, msg.part_state)),
+                msg.code.to_bytes(2, "big"),
+                msg.device_sn,
+                msg.device_public_key,
+                bytes((len(station),)),
+                station,
+                len(text).to_bytes(2, "big"),
+                text,
+            )
+        )
+        return MessageType.DEVICE_REPORT, body
+    if isinstance(msg, ReportAck):
+        return MessageType.REPORT_ACK, bytes((msg.state,))
     raise TypeError(f"not a protocol message: {type(msg).__name__}")
 
 
-def encode(msg: Message) -> bytes:
-    """The complete wire form (header + body) of a message, with the version of its type."""
+def encode(msg: Message, version: int | None = None) -> bytes:
+    """The complete wire form (header + body) of a message.
+
+    ``version`` None: the lowest version that has the message's type (1 for the version-1
+    messages, so every peer reads them); a server answering passes the request's version.
+    """
     msg_type, body = _encode_body(msg)
     if len(body) > MAX_BODY_SIZE:  # cannot happen with the field limits; kept as a guard
         raise ValueError(f"{_TYPE_NAMES[msg_type]} body is {len(body)} bytes > {MAX_BODY_SIZE}")
-    return Header(MESSAGE_VERSION[msg_type], msg_type, 0, len(body)).to_bytes() + body
+    if version is None:
+        version = min_version(msg_type)
+    if version not in SUPPORTED_VERSIONS or version < min_version(msg_type):
+        raise ValueError(f"{_TYPE_NAMES[msg_type]} cannot be sent in protocol version {version}")
+    return Header(version, msg_type, 0, len(body)).to_bytes() + body
 
 
 # --------------------------------------------------------------------------------------------
@@ -622,6 +755,54 @@ def _decode_ready_reply(cur: _Cursor) -> ReadyReply:
     return ReadyReply(code=code, message=text)
 
 
+def _decode_device_report(cur: _Cursor) -> DeviceReport:
+    outcome = _enum_field(cur, ReportOutcome, "outcome")
+    stage = cur.u8("stage")
+    part = _enum_field(cur, ReportPartState, "part_state")
+    pos = cur.pos
+    code_value = cur.u16("code")
+    code = ReturnCode.from_value(code_value)
+    if code is None:
+        raise cur.fail(f"field code at byte {pos} is 0x{code_value:04X}, not a known return code")
+    sn = cur.take(9, "device_sn")
+    pub = cur.take(PUBLIC_KEY_SIZE, "device_public_key")
+    pos = cur.pos
+    station_len = cur.u8("station_id_length")
+    if station_len > MAX_STATION_ID_BYTES:
+        raise cur.fail(
+            f"field station_id_length at byte {pos} is {station_len}, limit {MAX_STATION_ID_BYTES}"
+        )
+    station = cur.text(station_len, "station_id") if station_len else None
+    pos = cur.pos
+    length = cur.u16("message_length")
+    if length > MAX_REPORT_MESSAGE_BYTES:
+        raise cur.fail(
+            f"field message_length at byte {pos} is {length}, limit {MAX_REPORT_MESSAGE_BYTES}"
+        )
+    text = cur.text(length, "message")
+    cur.end()
+    return DeviceReport(outcome, stage, part, code, sn, pub, station, text)
+
+
+def _decode_report_ack(cur: _Cursor) -> ReportAck:
+    state = _enum_field(cur, RecordedState, "state")
+    cur.end()
+    return ReportAck(state)
+
+
+_E = TypeVar("_E", ReportOutcome, ReportPartState, RecordedState)
+
+
+def _enum_field(cur: _Cursor, enum: type[_E], field: str) -> _E:
+    pos = cur.pos
+    value = cur.u8(field)
+    try:
+        return enum(value)
+    except ValueError:
+        known = ", ".join(str(int(item)) for item in enum)
+        raise cur.fail(f"field {field} at byte {pos} is {value}, expected one of {known}") from None
+
+
 def decode(header: Header, body: bytes) -> Message:
     """Decode the body of a message whose header :func:`parse_header` accepted.
 
@@ -644,6 +825,10 @@ def decode(header: Header, body: bytes) -> Message:
         return _decode_ready_request(cur)
     if header.msg_type is MessageType.READY_REPLY:
         return _decode_ready_reply(cur)
+    if header.msg_type is MessageType.DEVICE_REPORT:
+        return _decode_device_report(cur)
+    if header.msg_type is MessageType.REPORT_ACK:
+        return _decode_report_ack(cur)
     return _decode_error_reply(cur)
 
 
@@ -659,6 +844,10 @@ def message_type_of(msg: Message) -> MessageType:
         return MessageType.READY_REQUEST
     if isinstance(msg, ReadyReply):
         return MessageType.READY_REPLY
+    if isinstance(msg, DeviceReport):
+        return MessageType.DEVICE_REPORT
+    if isinstance(msg, ReportAck):
+        return MessageType.REPORT_ACK
     raise TypeError(f"not a protocol message: {type(msg).__name__}")
 
 
@@ -696,6 +885,8 @@ class MessageReader:
         self._buf = bytearray()
         self._header: Header | None = None
         self._error: ProtocolError | None = None
+        self.last_version = 1  # header version of the last message returned
+
 
     @property
     def buffered(self) -> int:
@@ -779,6 +970,7 @@ class MessageReader:
             raise self._raise(exc) from None
         del self._buf[:end]
         self._header = None
+        self.last_version = header.version
         return msg
 
     def feed_eof(self) -> None:

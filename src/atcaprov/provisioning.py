@@ -25,7 +25,9 @@ Beyond the C flow:
   the server sent and chain-verified (the 508A refuses data-zone reads until the data lock, so
   the records cannot be read back yet; VALIDATE_CERTS reads them back after the lock);
 * every Lock is confirmed from the lock bytes, so an acknowledged lock that did not happen
-  fails the run instead of passing it.
+  fails the run instead of passing it;
+* the outcome of a run that got a device key goes to the optional ``report_outcome`` hook
+  (installed / failed / abandoned, for the server's ledger; see :mod:`atcaprov.hooks`).
 """
 
 from __future__ import annotations
@@ -54,7 +56,16 @@ from .device import (
 )
 from .errors import AtcaprovError, ChipStatusError, CommError, ExecutionError
 from .hooks import ProvisioningHooks
-from .protocol import CertReply, CertRequest, ProtocolError, ServerError
+from .protocol import (
+    MAX_REPORT_MESSAGE_BYTES,
+    CertReply,
+    CertRequest,
+    DeviceReport,
+    ProtocolError,
+    ReportOutcome,
+    ReportPartState,
+    ServerError,
+)
 from .return_codes import ReturnCode, ReturnCodeError
 from .stages import ProvStage, ProvStatus
 from .validation import (
@@ -167,6 +178,8 @@ class _Run:
         self.written_config = b""  # config zone as read back by CONFIG_WRITE
         self.image: _DataImage | None = None  # data + OTP zones as CERTS_WRITE left them
         self.locks: LockState | None = None  # the lock bytes the last probe read
+        self.device_sn = b""
+        self.public_key: bytes | None = None  # once GEN_KEY is done: outcomes are reported
 
     # ---- stage plumbing --------------------------------------------------------------------
     def stage(self, stage: ProvStage, body: Callable[[], T]) -> T:
@@ -193,8 +206,11 @@ class _Run:
             if note:
                 exc.message += note
                 exc.args = (f"{exc.code.c_name}: {exc.message}",)
-            return exc
-        return ProvisioningError(stage, _code_for(exc), _message_for(exc) + note, state)
+            error = exc
+        else:
+            error = ProvisioningError(stage, _code_for(exc), _message_for(exc) + note, state)
+        self.report_failure(error, exc)
+        return error
 
     def probe(self) -> PartState:
         """The part's state from its lock bytes, read on a fresh wake (UNKNOWN if unreadable)."""
@@ -214,6 +230,31 @@ class _Run:
             return ""
         return (f"; slot lock {_slot_list(pending)} not done yet: provision the part again to"
                 " finish it")
+
+    def report_failure(self, error: ProvisioningError, cause: BaseException | None) -> None:
+        """Report a failed stage (not a refusal by the server: it has recorded that itself)."""
+        if isinstance(cause, ServerError):
+            return
+        abandoned = isinstance(cause, CommError) or error.part_state is PartState.UNKNOWN
+        outcome = ReportOutcome.ABANDONED if abandoned else ReportOutcome.FAILED
+        self.report(outcome, error.stage, error.code, error.message, error.part_state)
+
+    def report(self, outcome: ReportOutcome, stage: ProvStage | None, code: ReturnCode,
+               message: str, state: PartState = PartState.PROVISIONED) -> None:
+        """Give the ``report_outcome`` hook (if any) this run's outcome; never raises."""
+        hook = getattr(self.hooks, "report_outcome", None)
+        if hook is None or self.public_key is None:
+            return
+        text = message.encode("utf-8")[:MAX_REPORT_MESSAGE_BYTES].decode("utf-8", "ignore")
+        try:
+            hook(DeviceReport(
+                outcome=outcome, stage=int(stage or 0),
+                part_state=ReportPartState[state.name], code=code,
+                device_sn=self.device_sn, device_public_key=self.public_key,
+                station_id=getattr(self.hooks, "station_id", None), message=text,
+            ))
+        except Exception as exc:  # the part's outcome stands whatever the report does
+            log.warning("outcome of part %s not reported: %s", self.device_sn.hex().upper(), exc)
 
     def skip(self, stage: ProvStage) -> None:
         self.skipped.append(stage)
@@ -578,6 +619,7 @@ def provision(
     device_sn = serial_number(config_zone)
     key_slot = cert_info.device_cert_def.private_key_slot
     public_key = run.stage(ProvStage.GEN_KEY, lambda: device.genkey(key_slot))
+    run.device_sn, run.public_key = device_sn, public_key
     reply = run.stage(ProvStage.CERTS_REQUEST,
                       lambda: run.request_certs(config_zone, public_key))
     run.stage(ProvStage.CERTS_WRITE, lambda: run.write_certs(reply, config_zone, public_key))
@@ -589,8 +631,11 @@ def provision(
         run.skip(ProvStage.SLOTS_LOCK)
     if validate:
         run.stage(ProvStage.VALIDATE_CERTS, lambda: run.validate_certs(device_sn))
+        run.report(ReportOutcome.INSTALLED, ProvStage.VALIDATE_CERTS, ReturnCode.SUCCESS, "")
     else:
         run.skip(ProvStage.VALIDATE_CERTS)
+        run.report(ReportOutcome.INSTALLED, ProvStage.DATA_LOCK, ReturnCode.SUCCESS,
+                   "certificates written and data zone locked; validation skipped")
     return ProvisionResult(
         serial_number=device_sn,
         config_zone=config_zone,

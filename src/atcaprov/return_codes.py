@@ -42,6 +42,9 @@ class ReturnCode(IntEnum):
     MISSING_SERIAL_NUMBER = 0x24
     TEMPLATE_MISMATCH = 0x25
     NO_PROFILE = 0x26  # protocol version 2 (ReadyReply)
+    DEVICE_ALREADY_PROVISIONED = 0x27
+    PUBLIC_KEY_REUSED = 0x28
+    CERT_SERIAL_IN_USE = 0x29
     # provisioning outcome
     SIGNING_FAILED = 0x30
     ALREADY_PROVISIONED = 0x31
@@ -93,6 +96,13 @@ _DESCRIPTIONS: dict[ReturnCode, str] = {
     ReturnCode.MISSING_SERIAL_NUMBER: "the config zone carries no device serial number",
     ReturnCode.TEMPLATE_MISMATCH: "template/chain ids do not match the signer's definitions",
     ReturnCode.NO_PROFILE: "the server has no signer profile for the requested signer key",
+    ReturnCode.DEVICE_ALREADY_PROVISIONED: (
+        "the ledger has this device installed with another key (server --allow-reprovision)"
+    ),
+    ReturnCode.PUBLIC_KEY_REUSED: "the ledger has this public key issued to another device",
+    ReturnCode.CERT_SERIAL_IN_USE: (
+        "the signer already issued another certificate with this certificate serial number"
+    ),
     ReturnCode.SIGNING_FAILED: "the signer module failed to sign",
     ReturnCode.ALREADY_PROVISIONED: "the device is already provisioned (zones locked)",
     ReturnCode.CONFIG_MISMATCH: "the device config zone differs from the one expected",
@@ -131,6 +141,9 @@ ATCAPROV_E_BAD_PUBLIC_KEY = ReturnCode.BAD_PUBLIC_KEY
 ATCAPROV_E_MISSING_SERIAL_NUMBER = ReturnCode.MISSING_SERIAL_NUMBER
 ATCAPROV_E_TEMPLATE_MISMATCH = ReturnCode.TEMPLATE_MISMATCH
 ATCAPROV_E_NO_PROFILE = ReturnCode.NO_PROFILE
+ATCAPROV_E_DEVICE_ALREADY_PROVISIONED = ReturnCode.DEVICE_ALREADY_PROVISIONED
+ATCAPROV_E_PUBLIC_KEY_REUSED = ReturnCode.PUBLIC_KEY_REUSED
+ATCAPROV_E_CERT_SERIAL_IN_USE = ReturnCode.CERT_SERIAL_IN_USE
 ATCAPROV_E_SIGNING_FAILED = ReturnCode.SIGNING_FAILED
 ATCAPROV_E_ALREADY_PROVISIONED = ReturnCode.ALREADY_PROVISIONED
 ATCAPROV_E_CONFIG_MISMATCH = ReturnCode.CONFIG_MISMATCH

@@ -17,6 +17,9 @@
   after its bytes went out. Progress goes to :class:`~provclient_cdc.output.Output`; the
   server's error reply is kept as written for the operator. Its ``check_ready`` asks the
   server (:func:`atcaprov.certreq.ask_ready`) before the library writes or locks anything.
+  It also sends the flow's outcome report (installed / failed / abandoned, protocol version 2)
+  to the server; a server of protocol version 1 answers ``UNSUPPORTED_VERSION`` once, and no
+  report is sent to it again.
 """
 
 from __future__ import annotations
@@ -30,11 +33,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from atcaprov.certreq import NotReadyError, ServerTooOldError, ask_ready
+from atcaprov.certreq import NotReadyError, ServerTooOldError, ask_ready, send_report
 from atcaprov.device import Device
 from atcaprov.errors import AtcaprovError
 from atcaprov.hooks import BaseHooks
-from atcaprov.protocol import ReadyRequest
+from atcaprov.protocol import DeviceReport, ReadyRequest, RecordedState, ServerError
 from atcaprov.return_codes import ReturnCode, ReturnCodeError
 from atcaprov.stages import ProvStage, ProvStatus
 from atcaprov.terminal import ESC
@@ -410,10 +413,13 @@ class LinkHooks(BaseHooks):
         self.server_error: tuple[ReturnCode, str] | None = None
         self.last_stage: ProvStage | None = None
         self.reconnects = 0
+        self.server_records_outcomes = True  # False once a version-1 server refused a report
+        self.recorded: RecordedState | None = None  # the server's answer to the last report
 
     def reset(self) -> None:
         self.server_error = None
         self.last_stage = None
+        self.recorded = None
 
     def certreq_start(self) -> None:
         if self.link.alive():
@@ -451,3 +457,19 @@ class LinkHooks(BaseHooks):
 
     def write_data_zone(self, device: Device) -> None:
         """No extra data: the client writes only what the certificates need."""
+
+    def report_outcome(self, report: DeviceReport) -> None:
+        """Send the run's outcome to the server's ledger (once per board; never raises)."""
+        if not self.server_records_outcomes:
+            return
+        try:
+            self.recorded = send_report(self, report).state
+        except ServerError as exc:
+            if exc.code in (ReturnCode.UNSUPPORTED_VERSION, ReturnCode.UNKNOWN_MESSAGE_TYPE):
+                self.server_records_outcomes = False
+                self.output.detail("The server does not record provisioning outcomes"
+                                   " (protocol version 1).")
+                return
+            self.output.detail(f"Outcome not recorded by the server: {exc.message}")
+        except (AtcaprovError, OSError) as exc:
+            self.output.detail(f"Outcome not reported to the server: {exc}")

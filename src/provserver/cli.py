@@ -1,10 +1,12 @@
 """``provserver``: the command line of the provisioning server, and the run of one server.
 
 :func:`main` is the click entry point; it turns options into :class:`Settings` and calls
-:func:`run`, which assembles the parts (console and activity log, signer back-ends and manager,
-signer profiles, record store, signing service, TCP server), prints the start sequence of app
-note 8971A section 2.2.1, serves until ESC, Ctrl-C or SIGTERM, and shuts down cleanly
-(``Server stopped.``). :func:`run` takes its console, password source and stop event as
+:func:`run`, which takes the data folder's lock (one server per folder; a second one exits 2),
+assembles the parts (console and activity log, signer back-ends and manager, signer profiles,
+ledger and record store, signing service, TCP server), prints the start sequence of app note
+8971A section 2.2.1, serves until ESC, Ctrl-C or SIGTERM, and shuts down cleanly
+(``Server stopped.``; a shutdown that could not close the records says why in one line and
+exits 1). :func:`run` takes its console, password source and stop event as
 arguments so that tests can drive a whole server in-process.
 """
 
@@ -16,9 +18,10 @@ import functools
 import io
 import logging
 import os
+import shutil
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +32,7 @@ import click
 import atcaprov
 from atcaprov.errors import AtcaprovError
 from atcaprov.protocol import MAX_BODY_SIZE
+from atcaprov.return_codes import ReturnCodeError
 
 from .backend_options import (
     MissingOptionError,
@@ -46,6 +50,7 @@ from .console import (
     TerminalKeys,
     TerminalPasswordSource,
 )
+from .folder_lock import DataFolderInUseError, DataFolderLock, DataFolderLockError
 from .manager import SignerManager
 from .paths import DataDir, DataDirError, default_data_dir
 from .profile import ProfileError, ProfileStore
@@ -62,10 +67,15 @@ from .signing import SigningService, build_signing_service
 
 DEFAULT_PORT = 11235
 DEFAULT_HOST = "0.0.0.0"
+MIN_FREE_BYTES = 1 << 20  # the server does not start with less free space in its data folder
 
 
 class StartupError(AtcaprovError):
     """The server cannot start with these settings."""
+
+
+class ShutdownError(AtcaprovError):
+    """The server stopped but could not close its records cleanly (already on the console)."""
 
 
 @dataclass
@@ -89,6 +99,8 @@ class Settings:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
     password_env: str | None = None
+    ledger: str | None = None  # None: SQLite in the data folder; or sqlite:PATH, postgresql://
+    allow_reprovision: bool = False
 
     def backend_values(self) -> dict[str, Any]:
         """The values of the back-ends' ``serve`` options (click parameter name -> value)."""
@@ -140,11 +152,14 @@ async def run(
     terminal: TerminalKeys | None = None,
     install_signal_handlers: bool = False,
     records: RecordStore | None = None,
+    folder_lock: DataFolderLock | None = None,
 ) -> None:
     """Run one server until ``stop`` is set (or a signal / ESC when those are wired).
 
-    ``records`` replaces the file record store (tests); ``on_ready`` is called once the server
-    listens and the first signer scan is done.
+    ``records`` replaces the ledger record store (tests); ``on_ready`` is called once the server
+    listens and the first signer scan is done. ``folder_lock``: the data folder's lock, already
+    held (else run() takes it: :class:`DataFolderInUseError` if another server has it); it is
+    taken before anything in the folder is touched.
 
     The start checks what it can before it writes anything: the console lines go to a memory
     buffer until the server listens; only then are the data folder and the activity log
@@ -154,6 +169,16 @@ async def run(
     """
     stop_event = stop if stop is not None else asyncio.Event()
     loop = asyncio.get_running_loop()
+    lock = folder_lock if folder_lock is not None else DataFolderLock(settings.data_dir)
+    own_lock = not lock.held
+    lock.acquire()  # before anything in the folder is touched
+    try:
+        _check_free_space(settings.data_dir)
+    except DataDirError as exc:  # one line, nothing touched
+        console.error(f"Server cannot run: {exc}")
+        if own_lock:
+            lock.release(remove_if_created=True)
+        raise
     data = DataDir(settings.data_dir)
     started = datetime.now()
     early_lines = io.StringIO()
@@ -166,6 +191,7 @@ async def run(
     server: ProvisioningServer | None = None
     service: SigningService | None = None
     ready = False
+    stop_problems: list[str] = []
     try:
         console.info("Provisioning Server started.")
         if install_signal_handlers:
@@ -192,6 +218,8 @@ async def run(
             data_dir=data,
             profile_dirs=profile_dirs,
             records=records,
+            ledger=settings.ledger,
+            allow_reprovision=settings.allow_reprovision,
         )
         server = ProvisioningServer(
             service.handle,
@@ -201,11 +229,16 @@ async def run(
             port=settings.port,
             limits=settings.limits,
             tls=tls,
+            report_handler=service.handle_report,
         )
         await server.start()
         # Listening: from here on the data folder is written.
         start_files.open_activity_log(console, early_lines, started)
-        await service.open()
+        try:
+            await service.open()
+        except AtcaprovError:
+            service = None  # nothing to close
+            raise
         console.info(f"Version: atcaprov {atcaprov.__version__}.")
         console.info(f"Data folder: {data.root.resolve()}.")
         if isinstance(password_source, EnvPasswordSource) and not password_source.is_set:
@@ -222,23 +255,54 @@ async def run(
             on_ready(server)
         await stop_event.wait()
     except AtcaprovError as exc:
-        console.error(f"Server cannot run: {exc}")
+        console.error(f"Server cannot run: {_reason(exc)}")
         raise
     finally:
+        # Every step runs whatever the one before did: the terminal is always restored.
+        steps: list[Callable[[], Awaitable[None]]] = []
         if server is not None:
-            await server.stop()
+            steps.append(server.stop)
         if manager is not None:
-            await manager.stop()
+            steps.append(manager.stop)
         if service is not None:
-            await service.close()
+            steps.append(service.close)
+        for step in steps:
+            try:
+                await step()
+            except AtcaprovError as exc:
+                stop_problems.append(_reason(exc))
         if terminal is not None:
             terminal.stop()
         for sig in installed:
             loop.remove_signal_handler(sig)
         logging.getLogger().removeHandler(log_handler)
+        if stop_problems:
+            console.error(f"Server did not stop cleanly: {'; '.join(stop_problems)}")
         console.info("Server stopped.")
         console.remove_sink(early_lines)
         start_files.close(console, keep=ready)
+        if own_lock:
+            lock.release(remove_if_created=not ready)
+    if stop_problems:
+        raise ShutdownError("; ".join(stop_problems))
+
+
+def _check_free_space(folder: Path) -> None:
+    """Refuse to start on a (nearly) full disk: records could not be written."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError as exc:
+        raise DataDirError(f"cannot check the free space of {folder}: {exc}") from exc
+    if free < MIN_FREE_BYTES:
+        raise DataDirError(
+            f"data folder {folder}: only {free // 1024} kB free on its disk, at least "
+            f"{MIN_FREE_BYTES // 1024} kB are needed to record signings; free some space"
+        )
+
+
+def _reason(exc: AtcaprovError) -> str:
+    """An error's text for a console line (a return-code error without its code name)."""
+    return exc.message if isinstance(exc, ReturnCodeError) else str(exc)
 
 
 class _StartFiles:
@@ -271,7 +335,9 @@ class _StartFiles:
         """Close the activity log; without ``keep`` (a failed start) remove what was created."""
         if self._log_file is not None:
             console.remove_sink(self._log_file)
-            self._log_file.close()
+            # a full disk: the console already said the activity log stopped; drop its buffer
+            with contextlib.suppress(OSError):
+                self._log_file.close()
         if keep:
             return
         if self._log_path is not None:
@@ -453,6 +519,20 @@ _FILE = click.Path(path_type=Path, exists=True, dir_okay=False)
     metavar="VAR",
     help="Read signer module passwords from this environment variable instead of prompting.",
 )
+@click.option(
+    "--ledger",
+    default=None,
+    metavar="URL",
+    help="Issuance ledger: postgresql://user@host/db (shared by several servers) or "
+    "sqlite:PATH. Default: DATA_DIR/ledger.sqlite3. See docs/ledger.md.",
+)
+@click.option(
+    "--allow-reprovision",
+    is_flag=True,
+    default=False,
+    help="Sign a new key for a device the ledger has as installed (else refused with "
+    "DEVICE_ALREADY_PROVISIONED).",
+)
 @click.pass_context
 def main(
     ctx: click.Context,
@@ -472,6 +552,8 @@ def main(
     tls_key: Path | None,
     tls_client_ca: Path | None,
     password_env: str | None,
+    ledger: str | None,
+    allow_reprovision: bool,
     **backend_values: Any,
 ) -> None:
     """Provisioning Server: signs device certificates for provisioning stations."""
@@ -495,21 +577,32 @@ def main(
         tls_key=tls_key,
         tls_client_ca=tls_client_ca,
         password_env=password_env,
+        ledger=ledger,
+        allow_reprovision=allow_reprovision,
         **backend_values,
     )
     console = Console(sys.stdout)
     interactive = sys.stdin.isatty()
+    lock = DataFolderLock(settings.data_dir)
+    started_ok = True  # False: the start failed, the lock file (if new) is removed again
+    try:  # first of all: a second server on this folder says so in one line, touches nothing
+        lock.acquire()
+    except (DataFolderInUseError, DataFolderLockError) as exc:
+        console.error(f"Server cannot run: {exc}")
+        raise SystemExit(2 if isinstance(exc, DataFolderInUseError) else 1) from exc
     if interactive:
         console.plain("Press ESC to quit.")
     try:
-        asyncio.run(_main_async(settings, console, interactive))
+        asyncio.run(_main_async(settings, console, interactive, lock))
     except KeyboardInterrupt:
         # Windows (no SIGINT handler in the loop): asyncio.run cancelled run(), which has
         # already shut down and printed "Server stopped."; exit normally.
         return
     except AtcaprovError as exc:  # already logged by run()
+        started_ok = isinstance(exc, ShutdownError)
         raise SystemExit(1) from exc
     finally:
+        lock.release(remove_if_created=not started_ok)
         if console.screen_lost:
             _detach_from_lost_terminal()
 
@@ -527,7 +620,9 @@ def _detach_from_lost_terminal() -> None:
     os.close(null)
 
 
-async def _main_async(settings: Settings, console: Console, interactive: bool) -> None:
+async def _main_async(
+    settings: Settings, console: Console, interactive: bool, lock: DataFolderLock
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     terminal: TerminalKeys | None = None
@@ -544,6 +639,7 @@ async def _main_async(settings: Settings, console: Console, interactive: bool) -
             stop=stop,
             terminal=terminal,
             install_signal_handlers=True,
+            folder_lock=lock,
         )
 
 

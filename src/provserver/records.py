@@ -1,14 +1,19 @@
 """The server's record keeping: what a signing record holds and the store interface.
 
-Every answered certificate request leaves one :class:`SigningRecord` (signed or refused) in a
-:class:`RecordStore`. A signing also stores the device and signer certificates. The interface is
-small so that back-ends can be swapped: :class:`provserver.records_file.FileRecordStore` keeps
-the app note's layout (a tab-separated signing log and a certs folder, section 2.3); a database
-back-end can follow. :class:`MemoryRecordStore` keeps everything in lists (tests, dry runs).
+Every answered certificate request leaves one :class:`SigningRecord` (signed, reissued or
+refused) in a :class:`RecordStore`. A signing also stores the device and signer certificates.
+The interface is small so that back-ends can be swapped: the server's store is
+:class:`provserver.ledger.store.LedgerRecordStore` (the issuance ledger, SQLite or PostgreSQL,
+plus the app note's signing log and certs folder, section 2.3);
+:class:`provserver.records_file.FileRecordStore` keeps only the app note's files (no device
+lifecycle); :class:`MemoryRecordStore` keeps everything in lists (tests, dry runs).
 
-Contract of every back-end: ``log_signing`` returns only when the record and the certificates
-are durable (on disk and synced); if it raises, nothing may be assumed stored and the server
-must not send the certificates. ``log_refusal`` has the same durability.
+Contract of every back-end: ``issue`` / ``log_signing`` return only when the record and the
+certificates are durable (on disk and synced); if they raise, nothing may be assumed stored and
+the server must not send the certificates. ``refuse`` / ``log_refusal`` and ``report`` have the
+same durability. ``issue`` may answer with another certificate than the one offered (a resumed
+device gets its earlier certificate again) or with a refusal: what it returns is what goes out.
+While :attr:`RecordStore.failure` is set, records cannot be written and the server signs nothing.
 
 This module also owns the text form of a record (:data:`TSV_COLUMNS`, :func:`sanitize_field`):
 any value may come from a station (its id is free text), so control characters are escaped
@@ -18,15 +23,21 @@ values are neutralised before a row is written.
 
 from __future__ import annotations
 
+import base64
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Final, Literal, TypeVar
 
 from atcaprov.return_codes import ReturnCode, ReturnCodeError
 from atcaprov.text import printable
+
+if TYPE_CHECKING:
+    from .ledger.model import IssueOp, IssueResult, RefusalOp, ReportOp, ReportResult
+
+Result = Literal["signed", "reissued", "refused"]
 
 TSV_COLUMNS = (
     "time",
@@ -38,8 +49,10 @@ TSV_COLUMNS = (
     "result",
     "reason",
 )
-RESULT_SIGNED = "signed"
-RESULT_REFUSED = "refused"
+RESULT_SIGNED: Final = "signed"
+RESULT_REISSUED: Final = "reissued"  # an earlier certificate sent again (a resumed device)
+RESULT_REFUSED: Final = "refused"
+RESULTS = (RESULT_SIGNED, RESULT_REISSUED, RESULT_REFUSED)
 MAX_FIELD_CHARS = 512
 _HEX = re.compile(r"[0-9A-Fa-f]*")
 _PLAIN_FIELD = re.compile(r"[ -~]*")  # printable ASCII
@@ -82,7 +95,7 @@ class SigningRecord:
     signer: str
     cert_sn: str
     public_key: str
-    result: Literal["signed", "refused"]
+    result: Result
     reason: str = ""
 
     def __post_init__(self) -> None:
@@ -90,8 +103,8 @@ class SigningRecord:
             value = getattr(self, name)
             if not isinstance(value, str):
                 raise TypeError(f"SigningRecord.{name} must be str, got {type(value).__name__}")
-        if self.result not in (RESULT_SIGNED, RESULT_REFUSED):
-            raise ValueError(f"SigningRecord.result must be 'signed' or 'refused': {self.result!r}")
+        if self.result not in RESULTS:
+            raise ValueError(f"SigningRecord.result must be one of {RESULTS}: {self.result!r}")
         for name in ("device_sn", "cert_sn", "public_key"):
             if not _HEX.fullmatch(getattr(self, name)):
                 raise ValueError(f"SigningRecord.{name} must be hex: {getattr(self, name)!r}")
@@ -103,7 +116,7 @@ class SigningRecord:
         station: str,
         device_sn: bytes | str,
         signer: str,
-        result: Literal["signed", "refused"],
+        result: Result,
         cert_sn: bytes | str = "",
         public_key: bytes | str = "",
         reason: str = "",
@@ -161,6 +174,13 @@ def sanitize_field(value: str) -> str:
     return "".join(kept) + "…"
 
 
+def der_to_pem(der: bytes) -> str:
+    """PEM text of one DER certificate (64-character lines, final newline)."""
+    body = base64.b64encode(der).decode("ascii")
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    return "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
+
+
 def normalize_pem_certificate(pem: str, what: str) -> str:
     """One PEM certificate with ``\\n`` line ends and a final newline, or ValueError."""
     if not isinstance(pem, str):
@@ -201,9 +221,72 @@ class RecordStore(ABC):
         """Why the store cannot take records now (not open, failed earlier), or None.
 
         The readiness answer uses it: a server that cannot record must not look ready. The
-        default knows of no problem; back-ends that can fail say so.
+        default is :attr:`failure`; back-ends that can fail in other ways say so.
         """
+        return self.failure
+
+    @property
+    def failure(self) -> str | None:
+        """Why records cannot be written now (None: they can); the server signs nothing then."""
         return None
+
+    async def issue(self, op: IssueOp) -> IssueResult:
+        """Record a signed certificate; return what goes out (durable when this returns).
+
+        This default (stores without a ledger) always records a new issuance through
+        :meth:`log_signing`; the ledger store applies the device lifecycle instead.
+        """
+        from .ledger.model import Issuance, IssuanceState, IssueResult
+
+        record = SigningRecord(
+            time=op.time,
+            station=op.station,
+            device_sn=op.device_sn,
+            signer=op.signer,
+            cert_sn=op.cert_sn,
+            public_key=op.public_key,
+            result=RESULT_SIGNED,
+        )
+        await self.log_signing(record, der_to_pem(op.device_cert), der_to_pem(op.signer_cert))
+        issuance = Issuance(
+            id=0,
+            device_sn=op.device_sn,
+            public_key=op.public_key,
+            issuer_key_id=op.issuer_key_id,
+            signer_id=op.signer_id,
+            cert_sn=op.cert_sn,
+            state=IssuanceState.SIGNED,
+            issued_at=op.time,
+            updated_at=op.time,
+            signer=op.signer,
+            station=op.station,
+            run_id=0,
+            device_cert=op.device_cert,
+            signer_cert=op.signer_cert,
+            root_cert=op.root_cert,
+        )
+        return IssueResult("issued", issuance)
+
+    async def refuse(self, op: RefusalOp) -> None:
+        """Record a refused request (durable when this returns); default: :meth:`log_refusal`."""
+        await self.log_refusal(
+            SigningRecord(
+                time=op.time,
+                station=op.station,
+                device_sn=op.device_sn,
+                signer=op.signer,
+                cert_sn="",
+                public_key=op.public_key,
+                result=RESULT_REFUSED,
+                reason=f"{op.code.c_name}: {op.message}",
+            )
+        )
+
+    async def report(self, op: ReportOp) -> ReportResult:
+        """Record a client's outcome report; this default keeps nothing (no ledger)."""
+        from .ledger.model import ReportResult
+
+        return ReportResult(None, None)
 
     async def __aenter__(self: _Store) -> _Store:
         await self.open()

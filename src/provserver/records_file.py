@@ -482,40 +482,45 @@ class FileRecordStore(RecordStore):
         _fsync_dir(self.logs_dir)
 
     def _recover_sync(self, stamp: str, marker: Path) -> None:
-        """Repair the files of a run that did not close (see the module docstring)."""
-        tsv = self.logs_dir / f"signing-{stamp}.tsv"
-        if tsv.exists():
-            data = tsv.read_bytes()
-            keep = data.rfind(b"\n") + 1
-            if keep != len(data):
-                with open(tsv, "r+b") as fh:
-                    fh.truncate(keep)
-            _fsync_file(tsv)
-        journal = self.certs_dir / f"certs-{stamp}.pem"
-        if journal.exists():
-            entries, good_end = parse_journal(journal.read_bytes())
-            if good_end != journal.stat().st_size:
-                with open(journal, "r+b") as fh:
-                    fh.truncate(good_end)
-            _fsync_file(journal)
-            folders: set[Path] = set()
-            for relpath, pem in entries:
-                path = self.certs_dir / relpath
-                path.parent.mkdir(exist_ok=True)
-                if path.exists() and path.read_bytes() == pem:
-                    _fsync_file(path)
-                else:
-                    _write_file_atomic(path, pem, sync=True)
-                folders.add(path.parent)
-                (path.parent / f".{path.name}.tmp").unlink(missing_ok=True)
-            for folder in sorted(folders):
-                _fsync_dir(folder)
-            _fsync_dir(self.certs_dir)
-        marker.unlink()
-        _fsync_dir(self.logs_dir)
+        recover_legacy_run(self.logs_dir, self.certs_dir, stamp, marker)
 
     def _close_handles(self) -> None:
         for handle in (self._tsv, self._journal):
             if handle is not None:
                 handle.close()
         self._tsv = self._journal = None
+
+
+def recover_legacy_run(logs_dir: Path, certs_dir: Path, stamp: str, marker: Path) -> None:
+    """Repair the files of a run that did not close (see the module docstring), remove its
+    marker. Also used by the ledger store for runs of this store found in a data folder."""
+    tsv = logs_dir / f"signing-{stamp}.tsv"
+    if tsv.exists():
+        data = tsv.read_bytes()
+        keep = data.rfind(b"\n") + 1
+        if keep != len(data):
+            with open(tsv, "r+b") as fh:
+                fh.truncate(keep)
+        _fsync_file(tsv)
+    journal = certs_dir / f"certs-{stamp}.pem"
+    if journal.exists():
+        entries, good_end = parse_journal(journal.read_bytes())
+        if good_end != journal.stat().st_size:
+            with open(journal, "r+b") as fh:
+                fh.truncate(good_end)
+        _fsync_file(journal)
+        folders: set[Path] = set()
+        for relpath, pem in entries:
+            path = certs_dir / relpath
+            path.parent.mkdir(exist_ok=True)
+            if path.exists() and path.read_bytes() == pem:
+                _fsync_file(path)
+            else:
+                _write_file_atomic(path, pem, sync=True)
+            folders.add(path.parent)
+            (path.parent / f".{path.name}.tmp").unlink(missing_ok=True)
+        for folder in sorted(folders):
+            _fsync_dir(folder)
+        _fsync_dir(certs_dir)
+    marker.unlink()
+    _fsync_dir(logs_dir)

@@ -1,8 +1,9 @@
 """The network side of the provisioning server: an asyncio TCP (optionally TLS) server.
 
 It accepts stations, turns their bytes into :mod:`atcaprov.protocol` messages, passes each
-``CertRequest`` to a request handler (each ``ReadyRequest`` to a readiness handler) and writes
-back its reply. It owns the connection rules:
+``CertRequest`` to a request handler (each ``ReadyRequest`` to a readiness handler, and each
+version-2 ``DeviceReport`` to a report handler, when one is given) and writes back its reply, in
+the protocol version of the message it answers. It owns the connection rules:
 
 * a connection carries any number of requests in sequence (a line station keeps one open),
   from a version-1 or a version-2 station (each message goes with its type's version);
@@ -35,6 +36,7 @@ from atcaprov.protocol import (
     MAX_BODY_SIZE,
     CertReply,
     CertRequest,
+    DeviceReport,
     ErrorReply,
     Message,
     MessageReader,
@@ -42,6 +44,7 @@ from atcaprov.protocol import (
     ProtocolError,
     ReadyReply,
     ReadyRequest,
+    ReportAck,
     encode,
 )
 from atcaprov.return_codes import ReturnCode
@@ -58,6 +61,7 @@ class ServerStartError(AtcaprovError):
 
 RequestHandler = Callable[[CertRequest, Peer], Awaitable[CertReply | ErrorReply]]
 ReadyHandler = Callable[[ReadyRequest, Peer], Awaitable[ReadyReply | ErrorReply]]
+ReportHandler = Callable[[DeviceReport, Peer], Awaitable[ReportAck | ErrorReply]]
 
 
 @dataclass(frozen=True)
@@ -118,9 +122,11 @@ class ProvisioningServer:
         port: int = 11235,
         limits: ServerLimits | None = None,
         tls: ssl.SSLContext | None = None,
+        report_handler: ReportHandler | None = None,
     ) -> None:
         self._handler = handler
         self._ready_handler = ready_handler
+        self._report_handler = report_handler
         self._console = console
         self.host = host
         self.port = port
@@ -254,6 +260,8 @@ class ProvisioningServer:
         accept = {MessageType.CERT_REQUEST}
         if self._ready_handler is not None:
             accept.add(MessageType.READY_REQUEST)
+        if self._report_handler is not None:
+            accept.add(MessageType.DEVICE_REPORT)
         messages = MessageReader(accept, max_body_size=self.limits.max_body_size)
         while not self._closing:
             try:
@@ -271,12 +279,13 @@ class ProvisioningServer:
                 return
             if msg is None:
                 return  # clean close between requests, or idle timeout
-            assert isinstance(msg, (CertRequest, ReadyRequest))  # what the reader accepts
+            # what the reader accepts
+            assert isinstance(msg, (CertRequest, ReadyRequest, DeviceReport))
             conn.busy = True
             try:
                 reply = await self._handle(conn, msg)
                 conn.requests += 1
-                if not await self._send(conn, encode(reply)):
+                if not await self._send(conn, encode(reply, messages.last_version)):
                     return
             finally:
                 conn.busy = False
@@ -284,12 +293,15 @@ class ProvisioningServer:
                     conn.done.set()
 
     async def _handle(
-        self, conn: _Connection, msg: CertRequest | ReadyRequest
-    ) -> CertReply | ReadyReply | ErrorReply:
+        self, conn: _Connection, msg: CertRequest | ReadyRequest | DeviceReport
+    ) -> CertReply | ReadyReply | ReportAck | ErrorReply:
         try:
             if isinstance(msg, ReadyRequest):
                 assert self._ready_handler is not None  # else the reader refused the message
                 return await self._ready_handler(msg, conn.peer)
+            if isinstance(msg, DeviceReport):
+                assert self._report_handler is not None  # the reader accepts it only then
+                return await self._report_handler(msg, conn.peer)
             return await self._handler(msg, conn.peer)
         except AtcaprovError as exc:
             self._console.error(f"Station {conn.peer}: request failed: {exc}")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -32,10 +33,22 @@ from atcaprov.datasheet import (
     UNLOCKED,
     serial_number,
 )
-from atcaprov.protocol import CertReply, CertRequest, ErrorReply, ReadyReply, ReadyRequest
+from atcaprov.protocol import (
+    CertReply,
+    CertRequest,
+    DeviceReport,
+    ErrorReply,
+    ReadyReply,
+    ReadyRequest,
+    RecordedState,
+    ReportAck,
+    ReportOutcome,
+)
 from atcaprov.return_codes import ReturnCode, ReturnCodeError
+from atcaprov.stages import ProvStage
 
 from .console import Console
+from .ledger.model import EventKind, IssueOp, RefusalOp, ReportOp
 from .manager import SignerManager, SignerRequestError, signer_label
 from .paths import DataDir
 from .peer import Peer, clip_message, station_text
@@ -43,7 +56,7 @@ from .profile import ProfileError, ProfileStore
 from .records import (
     RecordStore,
     RecordStoreError,
-    SigningRecord,
+    utc_timestamp,
 )
 from .signers.base import SignerIdentity
 
@@ -168,8 +181,11 @@ class Signed:
 class SigningService:
     """Serves one CertRequest: checks, builds the device certificate, signs, records, replies.
 
-    No certificate leaves before :meth:`RecordStore.log_signing` has returned (record and cert
-    files durable); every refusal is logged as a record too.
+    No certificate leaves before :meth:`RecordStore.issue` has returned (the record durable);
+    what goes out is what the store answers (a resumed device gets its earlier certificate
+    again, the ledger may refuse); every refusal is recorded too. While the store cannot write
+    (:attr:`RecordStore.failure`) nothing is signed. :meth:`handle_report` records a client's
+    outcome report (protocol version 2).
     """
 
     def __init__(
@@ -197,6 +213,15 @@ class SigningService:
         """Answer one request (a refusal becomes an ErrorReply; nothing is raised for it)."""
         when = self._clock()
         station = station_text(peer, request.station_id)
+        failure = self._records.failure
+        if failure is not None:  # nothing signed, nothing recorded: the store cannot write
+            message = f"the server cannot record signings now, so it signs nothing: {failure}"
+            self._console.warning(
+                f"Request from station {station} for device "
+                f"{request.device_serial_number.hex().upper()} refused: "
+                f"{ReturnCode.SERVER_ERROR.c_name}: records cannot be written."
+            )
+            return ErrorReply(ReturnCode.SERVER_ERROR, clip_message(message))
         try:
             signed = await self._sign(request, when)
         except (RequestRefused, SignerRequestError) as exc:
@@ -216,20 +241,25 @@ class SigningService:
         serial = device.serial_number.to_bytes(
             (device.serial_number.bit_length() + 7) // 8 or 1, "big"
         )
-        device_pem = device.public_bytes(serialization.Encoding.PEM).decode("ascii")
-        record = SigningRecord.create(
+        op = IssueOp(
+            time=utc_timestamp(when),
             station=station,
-            device_sn=sn,
+            device_sn=sn.hex().upper(),
+            public_key=request.device_public_key.hex().upper(),
+            issuer_key_id=signed.signer.key_id.hex().upper(),
+            signer_id=signed.signer.signer_id.hex().upper(),
             signer=f"{signed.signer.name} ({signed.signer.module_sn}, {signed.module})",
-            result="signed",
-            cert_sn=serial,
-            public_key=request.device_public_key,
-            when=when,
+            cert_sn=serial.hex().upper(),
+            device_cert=signed.reply.device_cert,
+            signer_cert=signed.reply.signer_cert,
+            root_cert=signed.reply.root_cert,
         )
         try:
-            await self._records.log_signing(record, device_pem, signer_pem(signed))
+            result = await self._records.issue(op)
         except RecordStoreError as exc:
-            self._console.error(f"Device {sn.hex().upper()}: signing record not saved: {exc}")
+            self._console.error(
+                f"Device {sn.hex().upper()}: signing record not saved: {exc.message}"
+            )
             return ErrorReply(
                 ReturnCode.SERVER_ERROR,
                 clip_message(
@@ -237,11 +267,63 @@ class SigningService:
                     f"sent: {exc.message}"
                 ),
             )
-        self._console.info(
-            f"Device {sn.hex().upper()} signed by {signer_label(signed.signer)} "
-            f"for station {station}."
+        if result.action == "refused":
+            assert result.code is not None
+            self._console.warning(
+                f"Request from station {station} for device {sn.hex().upper()} refused: "
+                f"{result.code.c_name}: {result.message}"
+            )
+            return ErrorReply(result.code, clip_message(result.message))
+        issuance = result.issuance
+        assert issuance is not None
+        if result.action == "reissued":
+            self._console.info(
+                f"Device {sn.hex().upper()}: certificate of issuance {issuance.id} sent again "
+                f"(same key, resumed) for station {station}."
+            )
+        else:
+            self._console.info(
+                f"Device {sn.hex().upper()} signed by {signer_label(signed.signer)} "
+                f"for station {station}."
+            )
+        return CertReply(issuance.device_cert, issuance.signer_cert, issuance.root_cert)
+
+    async def handle_report(self, report: DeviceReport, peer: Peer) -> ReportAck | ErrorReply:
+        """Record a client's outcome report; answer with the issuance's state afterwards."""
+        station = station_text(peer, report.station_id)
+        sn = report.device_sn.hex().upper()
+        outcome = _REPORT_KINDS[report.outcome]
+        stage = _stage_name(report.stage)
+        op = ReportOp(
+            time=utc_timestamp(self._clock()),
+            station=station,
+            device_sn=sn,
+            public_key=report.device_public_key.hex().upper(),
+            outcome=outcome,
+            stage=stage,
+            part_state=report.part_state.name,
+            code="" if report.code is ReturnCode.SUCCESS else report.code.name,
+            message=report.message,
         )
-        return signed.reply
+        try:
+            result = await self._records.report(op)
+        except RecordStoreError as exc:
+            self._console.error(f"Report for device {sn} not recorded: {exc}")
+            return ErrorReply(
+                ReturnCode.SERVER_ERROR, clip_message(f"report not recorded: {exc.message}")
+            )
+        state = RecordedState.UNKNOWN if result.state is None else RecordedState[
+            result.state.name
+        ]
+        if outcome is EventKind.INSTALLED:
+            self._console.info(f"Device {sn} installed (reported by station {station}).")
+        else:
+            self._console.warning(
+                f"Device {sn} {outcome.value} at {stage or 'an unknown stage'} "
+                f"(part {report.part_state.name.lower()}), reported by station {station}: "
+                f"{report.message or report.code.c_name}"
+            )
+        return ReportAck(state)
 
     async def ready(self, request: ReadyRequest, peer: Peer) -> ReadyReply:
         """Could a CertRequest for this cert info be signed now? Ready, or the first reason
@@ -310,17 +392,17 @@ class SigningService:
             f"Request from station {station} for device {sn.hex().upper()} refused: "
             f"{code.c_name}: {message}"
         )
-        record = SigningRecord.create(
+        op = RefusalOp(
+            time=utc_timestamp(when),
             station=station,
-            device_sn=sn,
+            device_sn=sn.hex().upper(),
+            public_key=request.device_public_key.hex().upper(),
             signer=f"{request.signer_id.hex().upper()}/{request.signer_key_id.hex().upper()}",
-            result="refused",
-            public_key=request.device_public_key,
-            reason=f"{code.c_name}: {message}",
-            when=when,
+            code=code,
+            message=message,
         )
         try:
-            await self._records.log_refusal(record)
+            await self._records.refuse(op)
         except RecordStoreError as exc:
             self._console.error(f"Refusal of device {sn.hex().upper()} not recorded: {exc}")
         return ErrorReply(code, clip_message(message))
@@ -337,6 +419,22 @@ def _check_templates(
             f"{request.chain_id}; signer {identity.signer_id.hex().upper()} issues device "
             f"template {cert_def.template_id} chain {cert_def.chain_id}",
         )
+
+
+_REPORT_KINDS: dict[
+    ReportOutcome, Literal[EventKind.INSTALLED, EventKind.FAILED, EventKind.ABANDONED]
+] = {
+    ReportOutcome.INSTALLED: EventKind.INSTALLED,
+    ReportOutcome.FAILED: EventKind.FAILED,
+    ReportOutcome.ABANDONED: EventKind.ABANDONED,
+}
+
+
+def _stage_name(number: int) -> str:
+    try:
+        return ProvStage(number).name
+    except ValueError:
+        return "" if number == 0 else f"stage {number}"
 
 
 def _check_signature(identity: SignerIdentity, digest: bytes, signature: bytes) -> None:
@@ -361,11 +459,35 @@ def build_signing_service(
     data_dir: DataDir,
     profile_dirs: list[Path],
     records: RecordStore | None = None,
+    ledger: str | None = None,
+    allow_reprovision: bool = False,
 ) -> SigningService:
-    """The service the CLI runs: profiles from ``profile_dirs``, records in ``data_dir``."""
+    """The service the CLI runs: profiles from ``profile_dirs``, records in the ledger named
+    by ``ledger`` (default: SQLite in ``data_dir``) and the files of ``data_dir``."""
     if records is None:
-        records = open_file_record_store(data_dir)
+        records = open_ledger_record_store(
+            data_dir, ledger, console=console, allow_reprovision=allow_reprovision
+        )
     return SigningService(manager, ProfileStore(profile_dirs), records, console)
+
+
+def open_ledger_record_store(
+    data_dir: DataDir,
+    ledger: str | None = None,
+    *,
+    console: Console | None = None,
+    allow_reprovision: bool = False,
+) -> RecordStore:
+    """The server's records: the ledger (``--ledger``) plus the signing log and certs folder."""
+    from .ledger import open_ledger
+    from .ledger.store import LedgerRecordStore
+
+    return LedgerRecordStore(
+        open_ledger(ledger, data_dir.root),
+        data_dir.root,
+        console=console,
+        allow_reprovision=allow_reprovision,
+    )
 
 
 def open_file_record_store(data_dir: DataDir) -> RecordStore:

@@ -208,7 +208,9 @@ def test_server_closed_connection_between_boards(tmp_path: Path, pki: Pki,
         assert station.run() == ExitCode.OK
     assert out.lines().count("Validating certificates...done") == 2
     assert f"Reconnecting to 127.0.0.1:{server.port}...ok" in out.lines()
-    assert server.connections == 2
+    # per board: the request's connection, then the outcome report's (reconnected in silence)
+    assert server.connections == 4
+    assert [r.outcome.name for r in server.reports] == ["INSTALLED", "INSTALLED"]
 
 
 def test_server_silent_times_out(tmp_path: Path, pki: Pki, server: CertServer) -> None:
@@ -409,3 +411,26 @@ def test_state_after_each_stage() -> None:
     assert _state_after(ProvStage.DATA_LOCK, locked) is None
     assert _state_after(ProvStage.SLOTS_LOCK, blank) is PartState.PROVISIONED
     assert _state_after(ProvStage.VALIDATE_CERTS, blank) is PartState.PROVISIONED
+
+
+def test_outcomes_reported_and_a_version_1_server_told_once(tmp_path: Path, pki: Pki,
+                                                            server: CertServer) -> None:
+    with VirtualKitBoard(tmp_path / "chips", chips=2, auto_swap=0.05) as board:
+        out = CapturingOutput()
+        station = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
+                               yes=True, count=1)
+        assert station.run() == ExitCode.OK
+        (report,) = server.reports
+        assert report.outcome.name == "INSTALLED" and report.station_id == "test-station"
+        assert station.hooks.recorded is not None and station.hooks.recorded.name == "INSTALLED"
+    server.protocol_version = 1  # an older server: no outcome reports
+    with VirtualKitBoard(tmp_path / "chips2", chips=2, auto_swap=0.05) as board:
+        out = CapturingOutput()
+        station = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
+                               yes=True, count=2)
+        assert station.run() == ExitCode.OK
+    lines = out.lines()
+    assert lines.count(
+        "    The server does not record provisioning outcomes (protocol version 1).") == 1
+    assert lines.count("Provisioning successful! Please remove board...") == 2
+    assert len(server.reports) == 1

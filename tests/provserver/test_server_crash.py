@@ -1,12 +1,13 @@
 """Crash durability: `provserver` killed with SIGKILL in the middle of a load.
 
-The server runs as a subprocess (sim back-end, the file record store). Station threads send
+The server runs as a subprocess (sim back-end, the SQLite ledger). Station threads send
 requests back to back and keep every certificate they RECEIVED. After ``kill -9``:
 
-(i)  every received certificate has its row in the signing log and its PEM in the certs folder
-     or in the run's journal (a certificate never leaves before its record is durable);
-(ii) reopening the record store (what the next server start does) recovers the crashed run:
-     every journal entry is a per-device file again, the crash marker is gone.
+(i)  every received certificate is in the ledger, byte for byte (a certificate never leaves
+     before its ledger entry is durable);
+(ii) reopening the records (what the next server start does) recovers the crashed run from
+     the ledger, after a torn signing log and lost certificate files: one row per issuance,
+     every certificate file back, the crash marker gone.
 
 Bounded: a few stations, each at most ``MAX_PER_STATION`` requests, the kill after at most
 ``KILL_AFTER_S`` seconds, every socket read with a timeout.
@@ -15,6 +16,7 @@ Bounded: a few stations, each at most ``MAX_PER_STATION`` requests, the kill aft
 from __future__ import annotations
 
 import asyncio
+import csv
 import os
 import re
 import signal
@@ -31,8 +33,9 @@ from cryptography.hazmat.primitives import serialization
 
 from atcaprov.certinfo import CertInfo
 from atcaprov.protocol import CertReply, MessageReader, MessageType, encode
-from provserver.records_file import FileRecordStore, parse_journal
-from tests.support.sim_signer import make_sim_signer, read_signing_log, serial_hex
+from provserver.ledger.sqlite import SqliteLedger
+from provserver.ledger.store import LedgerRecordStore
+from tests.support.sim_signer import make_sim_signer, serial_hex
 from tests.support.station import request_for
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
@@ -116,6 +119,11 @@ class StationThread(threading.Thread):
             reader.feed(data)
 
 
+def read_signing_logs(data: Path, stamp: str) -> list[dict[str, str]]:
+    with open(data / "logs" / f"signing-{stamp}.tsv", newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh, dialect="excel-tab"))
+
+
 def pem_of(der: bytes) -> bytes:
     return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
 
@@ -151,45 +159,45 @@ def test_kill_9_mid_load_loses_no_sent_certificate(tmp_path: Path) -> None:
     # The run did not close: its crash marker is still there.
     (marker,) = (data / "logs").glob(".running-*")
     stamp = marker.name.removeprefix(".running-")
-    journal = data / "certs" / f"certs-{stamp}.pem"
 
-    # (i) every certificate a station received: its row, and its PEM in a file or the journal
-    rows = read_signing_log(data)
-    signed = {(r["device_sn"], r["cert_sn"]) for r in rows if r["result"] == "signed"}
-    entries, _ = parse_journal(journal.read_bytes())
-    journal_paths = {pem: relpath for relpath, pem in entries}
-    missing_files: list[tuple[str, bytes]] = []
-    for sn, der in received:
-        cert = x509.load_der_x509_certificate(der)
-        assert (sn, serial_hex(cert)) in signed, f"device {sn}: certificate sent, row missing"
-        pem = pem_of(der)
-        files = [p.read_bytes() for p in (data / "certs" / sn).glob("*-device.pem")]
-        assert pem in files or journal_paths.get(pem, "").startswith(f"{sn}/"), (
-            f"device {sn}: certificate sent but stored nowhere"
-        )
-        if pem not in files:
-            missing_files.append((sn, pem))
-    assert len(rows) >= len(received)  # requests recorded but not delivered may add rows
+    # (i) every certificate a station received is in the ledger, byte for byte
+    ledger = SqliteLedger(data / "ledger.sqlite3", read_only=True)
+    with ledger:
+        for sn, der in received:
+            history = ledger.device_history(sn)
+            assert [i.device_cert for i in history.issuances] == [der], (
+                f"device {sn}: certificate sent, not in the ledger"
+            )
+        in_ledger = sum(1 for _ in ledger.iter_issuances())
+    assert in_ledger >= len(received)  # recorded but not delivered may add issuances
 
-    # A power cut after the kill could also lose copies that were written but not yet synced:
-    # remove a few so the recovery below has work to do whatever the timing was.
+    # A power cut after the kill could also lose files that were written but not yet synced:
+    # remove a few, and cut the signing log, so the recovery has work to do whatever the timing.
     for sn, _der in received[:3]:
         for path in (data / "certs" / sn).glob("*.pem"):
             path.unlink()
+    tsv = data / "logs" / f"signing-{stamp}.tsv"
+    lines = tsv.read_bytes().split(b"\n")
+    tsv.write_bytes(b"\n".join(lines[: max(2, len(lines) // 2)]) + b"\n12345\tcut")
 
-    # (ii) reopen the record store (as the next server start does): the crashed run recovers.
-    store = FileRecordStore(data)
+    # (ii) reopen the records (as the next server start does): the crashed run recovers.
+    store = LedgerRecordStore(SqliteLedger(data / "ledger.sqlite3"), data)
 
     async def reopen() -> None:
         await store.open()
         await store.close()
 
     asyncio.run(asyncio.wait_for(reopen(), 60))
-    assert store.recovered == [stamp]
+    assert [run.stamp for run in store.recovered] == [stamp]
+    assert store.recovered[0].cut and store.recovered[0].rows > 0
+    assert store.recovered[0].files >= 6
     assert not list((data / "logs").glob(".running-*"))
-    for relpath, pem in entries:
-        assert (data / "certs" / relpath).read_bytes() == pem, relpath
+    rows = [r for r in read_signing_logs(data, stamp) if r["result"] == "signed"]
+    assert len(rows) == in_ledger  # one row per issuance, none twice
+    signed = {(r["device_sn"], r["cert_sn"]) for r in rows}
     for sn, der in received:
+        cert = x509.load_der_x509_certificate(der)
+        assert (sn, serial_hex(cert)) in signed, f"device {sn}: row not recovered"
         files = [p.read_bytes() for p in (data / "certs" / sn).glob("*-device.pem")]
         assert pem_of(der) in files, f"device {sn}: certificate file not recovered"
     assert not list((data / "certs").glob("*/.*.tmp"))

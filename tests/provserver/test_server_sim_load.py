@@ -30,7 +30,7 @@ from atcaprov.protocol import CertReply, ErrorReply
 from atcaprov.return_codes import ReturnCode
 from provserver.cli import Settings, run
 from provserver.console import Console
-from provserver.records_file import parse_journal
+from provserver.ledger.sqlite import SqliteLedger
 from provserver.server import ProvisioningServer
 from tests.support.certs import der_to_pem
 from tests.support.sim_signer import NAME, SimSigner, make_sim_signer, read_signing_log, serial_hex
@@ -146,9 +146,12 @@ async def test_concurrent_stations_get_valid_certificates(tmp_path: Path) -> Non
         (signer_file,) = (signer.data / "certs" / sn).glob("*-signer.pem")
         assert device_file.read_bytes() == device.public_bytes(serialization.Encoding.PEM)
         assert signer_file.read_bytes() == signer_pem
-    (journal,) = (signer.data / "certs").glob("certs-*.pem")
-    entries, end = parse_journal(journal.read_bytes())
-    assert len(entries) == 2 * total and end == journal.stat().st_size
+    # the ledger: one issuance per device, the certificate the station got
+    with SqliteLedger(signer.data / "ledger.sqlite3", read_only=True) as ledger:
+        issued = {i.device_sn: i.device_cert for i in ledger.iter_issuances()}
+    assert issued == {
+        sn: device.public_bytes(serialization.Encoding.DER) for sn, device in received.items()
+    }
     assert not list((signer.data / "logs").glob(".running-*"))
 
 

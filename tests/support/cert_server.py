@@ -12,6 +12,10 @@ a protocol error with an ErrorReply and closing, as provserver does), so the cli
 through its real socket path without starting provserver.
 
 Both answer a ReadyRequest with :attr:`InMemoryServer.ready_answer` (ready by default).
+
+Both take the clients' outcome reports (protocol version 2) into ``reports``; with
+``protocol_version = 1`` they answer a report as a version-1 server does
+(``UNSUPPORTED_VERSION``, then the TCP server closes the connection).
 """
 
 from __future__ import annotations
@@ -26,11 +30,15 @@ from atcaprov.protocol import (
     SUPPORTED_VERSIONS,
     CertReply,
     CertRequest,
+    DeviceReport,
     ErrorReply,
     MessageReader,
     ProtocolError,
     ReadyReply,
     ReadyRequest,
+    RecordedState,
+    ReportAck,
+    ReportOutcome,
     encode,
 )
 from atcaprov.return_codes import ReturnCode
@@ -47,8 +55,10 @@ class InMemoryServer:
         self.ready_requests: list[ReadyRequest] = []
         self.ready_answer = ReadyReply(ReturnCode.SUCCESS, "ready")
         self.versions: frozenset[int] | None = None  # None: every version this library speaks
+        self.reports: list[DeviceReport] = []
         self.error: tuple[ReturnCode, str] | None = None
         self.tamper: Callable[[CertReply], CertReply] | None = None
+        self.protocol_version = 2
 
     def handle(self, data: bytes) -> bytes:
         reader = MessageReader(versions=self.versions or SUPPORTED_VERSIONS)
@@ -57,8 +67,21 @@ class InMemoryServer:
             msg = reader.next_message()
         except ProtocolError as exc:  # as provserver: an ErrorReply saying why
             return encode(ErrorReply(exc.code, exc.message))
+        if isinstance(msg, DeviceReport):
+            return self.acknowledge(msg)
         assert isinstance(msg, (CertRequest, ReadyRequest)), msg
         return self.answer(msg)
+
+    def acknowledge(self, report: DeviceReport) -> bytes:
+        """The answer to a report: recorded (version 2) or UNSUPPORTED_VERSION (version 1)."""
+        if self.protocol_version < 2:
+            return encode(ErrorReply(ReturnCode.UNSUPPORTED_VERSION,
+                                     "header byte 4: protocol version 2 not supported"))
+        self.reports.append(report)
+        state = {ReportOutcome.INSTALLED: RecordedState.INSTALLED,
+                 ReportOutcome.FAILED: RecordedState.FAILED,
+                 ReportOutcome.ABANDONED: RecordedState.ABANDONED}[report.outcome]
+        return encode(ReportAck(state), 2)
 
     def answer(self, msg: CertRequest | ReadyRequest) -> bytes:
         """The encoded reply to ``msg``: the ready answer set for a ReadyRequest; for a
@@ -138,6 +161,11 @@ class CertServer(InMemoryServer):
                     conn.sendall(encode(ErrorReply(exc.code, exc.message)))
                     return
                 if msg is None:
+                    continue
+                if isinstance(msg, DeviceReport):
+                    conn.sendall(self.acknowledge(msg))
+                    if self.protocol_version < 2 or self.close_after_reply:
+                        return  # a version-1 server closes after a protocol error
                     continue
                 assert isinstance(msg, (CertRequest, ReadyRequest))
                 cert = isinstance(msg, CertRequest)

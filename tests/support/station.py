@@ -20,6 +20,7 @@ from atcaprov.protocol import (
     SUPPORTED_VERSIONS,
     CertReply,
     CertRequest,
+    DeviceReport,
     MessageReader,
     MessageType,
     ReadyRequest,
@@ -89,7 +90,8 @@ class Station:
         self.reader = reader
         self.writer = writer
         self.messages = MessageReader(
-            {MessageType.CERT_REPLY, MessageType.ERROR_REPLY, MessageType.READY_REPLY},
+            {MessageType.CERT_REPLY, MessageType.ERROR_REPLY, MessageType.READY_REPLY,
+             MessageType.REPORT_ACK},
             versions=versions,
         )
 
@@ -110,6 +112,11 @@ class Station:
     async def request(self, request: CertRequest | ReadyRequest,
                       timeout: float = 10.0) -> object:
         await self.send(encode(request))
+        return await self.reply(timeout)
+
+    async def report(self, report: DeviceReport, timeout: float = 10.0) -> object:
+        """Send a device outcome report (protocol version 2); the server's answer."""
+        await self.send(encode(report))
         return await self.reply(timeout)
 
     async def reply(self, timeout: float = 10.0) -> object:

@@ -24,6 +24,7 @@ from .chip import Atecc508a
 from .kit_firmware import KitFirmware
 
 REPORT_SIZE = 65  # report ID + 64 payload bytes
+LINES_KEPT = 256  # kit lines kept in ``lines_seen`` (a long-running sim module stays flat)
 PAYLOAD = 64
 REPORT_ID = 0
 _IDLE_POLL_S = 0.005
@@ -60,7 +61,9 @@ class EmulatedKitHidDevice:
         # The same kit firmware as the virtual CDC board answers the lines.
         self._firmware = KitFirmware(lambda: self.chip)
         self._out = bytearray()
-        self.lines_seen: list[bytes] = []  # what the host sent (for tests and diagnostics)
+        # what the host sent (tests and diagnostics): the first LINES_KEPT lines of the session
+        # and the latest ones, at most 2 * LINES_KEPT in all
+        self.lines_seen: list[bytes] = []
 
     # -- hidapi's hid.device surface ------------------------------------------------------------
     def open_path(self, path: bytes) -> None:
@@ -78,7 +81,7 @@ class EmulatedKitHidDevice:
         if len(data) < 2 or data[0] != 0:
             raise ValueError(f"output report must start with report ID 0, got {data[:4]!r}")
         for line in self._decoder.feed(data[1 : 1 + PAYLOAD]):
-            self.lines_seen.append(line)
+            self._keep(line)
             reply = self._answer(line)
             if not self.silent:
                 if self.pad_reports:
@@ -107,6 +110,12 @@ class EmulatedKitHidDevice:
             raise ValueError("device is not open")
         if not self._present(self.path):
             raise OSError("device disconnected")
+
+    def _keep(self, line: bytes) -> None:
+        seen = self.lines_seen
+        seen.append(line)
+        if len(seen) > 2 * LINES_KEPT:  # keep the first LINES_KEPT, drop the oldest after them
+            del seen[LINES_KEPT : len(seen) - LINES_KEPT // 2]
 
     def _answer(self, line: bytes) -> bytes:
         return self._firmware.handle_line(line)

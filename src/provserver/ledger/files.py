@@ -1,0 +1,365 @@
+"""The app note's files of one server run, written from ledger rows: signing log and certs/.
+
+Layout under the data folder (app note 8971A section 2.3), for a run started at ``<stamp>``::
+
+    logs/signing-<stamp>.tsv                 header + one row per answered certificate request
+                                             (signed, reissued, refused), in ledger event order
+    logs/.running-<stamp>                    present while the run is open (crash marker)
+    certs/<DEVICE_SN>/<time>-device.pem      each new issuance's device certificate
+    certs/<DEVICE_SN>/<time>-signer.pem      ... and its signer certificate (a hard link to the
+                                             run's first copy of the same certificate where the
+                                             file system allows)
+
+These are derived data: the ledger holds every row and certificate first (durable before any
+certificate leaves), the files are written right after each batch commit with plain system
+calls (``os.write``: a failed write is never replayed later, unlike a buffered file object),
+each certificate file through a temporary file and a rename (complete or absent). They are
+synced at checkpoints (idle, or every :data:`CHECKPOINT_FILES` files) and at close; the crash
+marker records the last checkpoint, and :func:`recover_run` brings a run's files back in line
+with the ledger after a crash or after writes failed: it cuts a torn last row, appends the rows
+the log lacks (counted: row *n* of the log is the *n*-th signing-log event of the run) and
+rewrites every certificate file after the checkpoint that is missing or differs.
+
+Memory stays flat: a run keeps counters and the last ids written, never a list of devices.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..records import SigningRecord
+from ..records_file import tsv_rows
+from .base import Ledger
+from .model import TSV_EVENT_KINDS, Event, Issuance, RecordFilter
+
+CHECKPOINT_FILES = 20_000  # certificate files written between two syncs at most
+_NOT_ALNUM = re.compile(r"[^0-9A-Za-z]")
+_MARKER = re.compile(
+    rb"atcaprov-run ledger=([0-9a-f]+) run=(\d+)(?: event=(\d+) issuance=(\d+))?\n"
+)
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0) | getattr(
+    os, "O_CLOEXEC", 0
+)
+_APPEND = os.O_WRONLY | os.O_APPEND | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+_LINK_CACHE = 16
+
+
+def fsync_dir(path: str | Path) -> None:
+    """Make a folder's entries durable; no-op where folders cannot be synced (Windows)."""
+    if os.name == "nt":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _pem(der: bytes) -> bytes:
+    from ..records import der_to_pem
+
+    return der_to_pem(der).encode("ascii")
+
+
+@dataclass(frozen=True)
+class Marker:
+    """What the crash marker of a run says."""
+
+    ledger_id: str
+    run_id: int
+    synced_event: int = 0  # signing-log events up to this id were synced
+    synced_issuance: int = 0  # certificate files up to this issuance id were synced
+
+    def to_bytes(self) -> bytes:
+        return (
+            f"atcaprov-run ledger={self.ledger_id} run={self.run_id} "
+            f"event={self.synced_event} issuance={self.synced_issuance}\n"
+        ).encode("ascii")
+
+    @classmethod
+    def parse(cls, data: bytes) -> Marker | None:
+        m = _MARKER.fullmatch(data)
+        if m is None:
+            return None
+        return cls(
+            m.group(1).decode("ascii"),
+            int(m.group(2)),
+            int(m.group(3) or 0),
+            int(m.group(4) or 0),
+        )
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """What :func:`recover_run` (or a catch-up) restored."""
+
+    stamp: str
+    rows: int  # signing-log rows appended
+    files: int  # certificate files (re)written
+    cut: bool  # a torn last row was cut
+
+
+class RunFiles:
+    """The signing log and certificate files of one run (see the module docstring)."""
+
+    def __init__(self, data_dir: Path, stamp: str) -> None:
+        self.root = Path(data_dir)
+        self.logs = self.root / "logs"
+        self.certs = self.root / "certs"
+        self.stamp = stamp
+        self.tsv_path = self.logs / f"signing-{stamp}.tsv"
+        self.marker_path = self.logs / f".running-{stamp}"
+        self._certs = str(self.certs)
+        self._fd: int | None = None
+        self._size = 0  # bytes of complete rows in the log
+        self.rows = 0  # rows in the log (without the header)
+        self.last_event = 0  # id of the last event whose row is in the log
+        self.last_issuance = 0  # id of the last issuance whose files are written
+        self.unsynced = 0  # certificate files written since the last sync
+        self._links: dict[bytes, tuple[str, tuple[int, int, int, int]]] = {}
+        self._per_file_sync = not hasattr(os, "sync")
+
+    # -- the signing log ---------------------------------------------------------------------
+    def create(self) -> None:
+        """Create this run's signing log with its header row (synced)."""
+        fd = os.open(self.tsv_path, _CREATE | os.O_EXCL, 0o666)
+        try:
+            header = tsv_rows([], header=True)
+            write_all(fd, header)
+            os.fsync(fd)
+        except OSError:
+            os.close(fd)
+            self.tsv_path.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        self._fd = os.open(self.tsv_path, _APPEND)
+        self._size = len(header)
+
+    def reopen(self) -> bool:
+        """Open an existing log for appending: cut a torn last row, count the rows.
+
+        Creates the log (header only) if it is missing or empty. Returns True if a torn row was
+        cut.
+        """
+        cut = False
+        if not self.tsv_path.exists() or self.tsv_path.stat().st_size == 0:
+            self.tsv_path.unlink(missing_ok=True)
+            self.create()
+            return False
+        size, newlines, last_nl = 0, 0, -1
+        with open(self.tsv_path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                newlines += chunk.count(b"\n")
+                at = chunk.rfind(b"\n")
+                if at >= 0:
+                    last_nl = size + at
+                size += len(chunk)
+        keep = last_nl + 1
+        if keep != size:
+            with open(self.tsv_path, "r+b") as fh:
+                fh.truncate(keep)
+                os.fsync(fh.fileno())
+            cut = True
+        if keep == 0:  # not even the header survived
+            self.tsv_path.unlink()
+            self.create()
+            return cut
+        self._fd = os.open(self.tsv_path, _APPEND)
+        self._size = keep
+        self.rows = max(0, newlines - 1)
+        return cut
+
+    def append_rows(self, events: Iterable[Event]) -> int:
+        """Append the rows of these signing-log events in one write; returns how many.
+
+        On failure the log is cut back to its last complete row where possible and OSError is
+        raised: no part of the failed rows stays to be written later.
+        """
+        listed = list(events)
+        if not listed:
+            return 0
+        records: list[SigningRecord] = [event.tsv_record() for event in listed]
+        data = tsv_rows(records)
+        assert self._fd is not None, "signing log not open"
+        try:
+            write_all(self._fd, data)
+        except OSError:
+            with contextlib.suppress(OSError):  # else the next recovery cuts the torn row
+                os.ftruncate(self._fd, self._size)
+            raise
+        self._size += len(data)
+        self.rows += len(listed)
+        self.last_event = listed[-1].id
+        return len(listed)
+
+    # -- certificate files -------------------------------------------------------------------
+    def _names(self, issuance: Issuance, kind: str) -> tuple[str, str]:
+        stamp = _NOT_ALNUM.sub("", issuance.issued_at)[:40] or "cert"
+        folder = os.path.join(self._certs, issuance.device_sn.upper())
+        return (
+            os.path.join(folder, f"{stamp}-{kind}.pem"),
+            os.path.join(folder, f"{stamp}-{issuance.id}-{kind}.pem"),
+        )
+
+    def write_certs(self, issuance: Issuance) -> int:
+        """Write the device and signer certificate files of an issuance (if not there yet).
+
+        Returns how many files were written. The file name is the issue time; if that name
+        holds another certificate (two issuances of one device in the same microsecond, or a
+        file changed by hand) the issuance id is added to the name.
+        """
+        written = 0
+        for kind, der in (("device", issuance.device_cert), ("signer", issuance.signer_cert)):
+            data = _pem(der)
+            primary, alternate = self._names(issuance, kind)
+            if not os.path.lexists(primary):
+                self._write_file(primary, data, link=kind == "signer")
+                written += 1
+            elif not self._same(primary, data) and not self._same(alternate, data):
+                self._write_file(alternate, data, link=False)
+                written += 1
+        self.last_issuance = max(self.last_issuance, issuance.id)
+        return written
+
+    @staticmethod
+    def _same(path: str, data: bytes) -> bool:
+        try:
+            with open(path, "rb") as fh:
+                return fh.read(len(data) + 1) == data
+        except OSError:
+            return False
+
+    def _write_file(self, path: str, data: bytes, *, link: bool) -> None:
+        folder = os.path.dirname(path)
+        if link and self._link(data, path):
+            self.unsynced += 1
+            return
+        tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp")
+        try:
+            fd = os.open(tmp, _CREATE, 0o666)
+        except FileNotFoundError:
+            os.makedirs(folder, exist_ok=True)
+            fd = os.open(tmp, _CREATE, 0o666)
+        try:
+            write_all(fd, data)
+            if self._per_file_sync:
+                os.fsync(fd)
+        except OSError:
+            os.close(fd)
+            with contextlib.suppress(OSError):  # a failing disk: the next recovery cleans up
+                os.unlink(tmp)
+            raise
+        os.close(fd)
+        os.replace(tmp, path)
+        if link:
+            if len(self._links) >= _LINK_CACHE:
+                self._links.clear()
+            self._links[data] = (path, _file_stamp(os.stat(path)))
+        self.unsynced += 1
+
+    def _link(self, data: bytes, path: str) -> bool:
+        """Make ``path`` a hard link to this run's earlier copy of the same certificate."""
+        source = self._links.get(data)
+        if source is None:
+            return False
+        try:
+            ok = _file_stamp(os.stat(source[0])) == source[1]
+            if ok:
+                os.link(source[0], path)
+        except FileNotFoundError:
+            folder = os.path.dirname(path)
+            if not os.path.isdir(folder):
+                os.makedirs(folder, exist_ok=True)
+                return self._link(data, path)
+            ok = False
+        except OSError:  # no hard links here, or the copy changed: write a file instead
+            ok = False
+        if not ok:
+            del self._links[data]
+        return ok
+
+    # -- durability ----------------------------------------------------------------------------
+    def sync(self) -> None:
+        """Make the log and every file written so far durable."""
+        if self._fd is not None:
+            os.fsync(self._fd)
+        if self.unsynced and not self._per_file_sync:
+            os.sync()
+            fsync_dir(self.certs)
+        self.unsynced = 0
+
+    def write_marker(self, marker: Marker) -> None:
+        tmp = self.marker_path.with_name(self.marker_path.name + ".tmp")
+        fd = os.open(tmp, _CREATE, 0o666)
+        try:
+            write_all(fd, marker.to_bytes())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.marker_path)
+        fsync_dir(self.logs)
+
+    def remove_marker(self) -> None:
+        self.marker_path.unlink(missing_ok=True)
+        fsync_dir(self.logs)
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+def _file_stamp(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def catch_up(files: RunFiles, ledger: Ledger, run_id: int) -> Recovered:
+    """Bring ``files`` (open) in line with the ledger's rows of ``run_id``.
+
+    Appends the signing-log rows after the ``files.rows`` first ones; writes the certificate
+    files missing for the issuances after ``files.last_issuance``. Raises OSError /
+    LedgerError if that cannot be done now.
+    """
+    rows = 0
+    batch: list[Event] = []
+    skip = files.rows
+    for event in ledger.iter_events(RecordFilter(kinds=TSV_EVENT_KINDS), run_id=run_id):
+        if skip:
+            skip -= 1
+            files.last_event = event.id
+            continue
+        batch.append(event)
+        if len(batch) >= 500:
+            rows += files.append_rows(batch)
+            batch = []
+    rows += files.append_rows(batch)
+    written = 0
+    for issuance in ledger.iter_issuances(run_id=run_id, after_id=files.last_issuance):
+        written += files.write_certs(issuance)
+    return Recovered(files.stamp, rows, written, False)
+
+
+def recover_run(data_dir: Path, stamp: str, marker: Marker, ledger: Ledger) -> Recovered:
+    """Repair the files of a run that did not close; the marker stays (the caller removes it)."""
+    files = RunFiles(data_dir, stamp)
+    try:
+        cut = files.reopen()
+        files.last_issuance = marker.synced_issuance
+        done = catch_up(files, ledger, marker.run_id)
+        files.sync()
+        for tmp in files.certs.glob("*/.*.tmp"):
+            tmp.unlink(missing_ok=True)
+    finally:
+        files.close()
+    return Recovered(stamp, done.rows, done.files, cut)

@@ -1,0 +1,524 @@
+"""The server's record store over a ledger: group commit, run files, recovery, write failures.
+
+:class:`LedgerRecordStore` is what ``provserver`` records with (:class:`~provserver.records.
+RecordStore` contract). Per request the signing service hands it an operation (a signed
+certificate, a refusal, a client's outcome report); the store answers with what goes out.
+
+Group commit
+    Operations waiting at the same moment form one batch (at most ``max_batch``). One
+    worker-thread call per batch runs the whole batch as **one ledger transaction**
+    (:meth:`~provserver.ledger.base.Ledger.commit`); when it has committed, the waiters are
+    released (their certificates may leave) and the same call then writes the batch's
+    signing-log rows and certificate files (:mod:`.files`). Batches never overlap, and the
+    event loop never waits for the disk or the database.
+
+Runs and crashes
+    ``open()`` recovers the runs of this data folder that did not close (their crash marker
+    ``logs/.running-<stamp>`` is still there) from the ledger, records a new run in the ledger,
+    creates its signing log and its marker. ``close()`` drains the batches, syncs the files,
+    records the end of the run and removes the marker. The caller holds the data folder's lock
+    (:mod:`provserver.folder_lock`) for the whole time. ``recovered`` lists what open() did.
+
+Write failures (disk full, database gone)
+    A batch whose transaction fails is stored nowhere: its waiters get :class:`RecordStoreError`
+    (no certificate leaves, no row, no file). From then on :attr:`failure` says what failed;
+    the signing service signs nothing while it is set, and every new operation is refused at
+    once. The store says so on the console, then checks every ``retry_interval`` seconds
+    whether writes work again (a small ledger write, then the run's files brought in line with
+    the ledger) and resumes by itself, saying so; when the failure cannot pass by itself (the
+    database file is damaged) it says that a restart is needed. The same holds when the ledger
+    committed but the files could not be written: the ledger has everything, the files are
+    caught up once the disk takes writes again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from atcaprov.crypto import certificate_public_key, public_key_xy
+from atcaprov.return_codes import ReturnCode
+
+from ..console import Console
+from ..records import (
+    RecordStore,
+    RecordStoreError,
+    SigningRecord,
+    check_refusal_args,
+    check_signing_args,
+    utc_timestamp,
+)
+from ..records_file import recover_legacy_run
+from .base import Ledger, LedgerError, LedgerWriteError
+from .files import CHECKPOINT_FILES, Marker, Recovered, RunFiles, catch_up, recover_run
+from .model import (
+    TSV_EVENT_KINDS,
+    IssueOp,
+    IssueResult,
+    LedgerOp,
+    LedgerResult,
+    RefusalOp,
+    ReportOp,
+    ReportResult,
+)
+
+DEFAULT_MAX_BATCH = 512
+DEFAULT_CHECKPOINT_AFTER = 1.0
+DEFAULT_RETRY_INTERVAL = 1.0
+
+
+@dataclass(frozen=True)
+class RecoveredRun:
+    """A crashed run repaired by :meth:`LedgerRecordStore.open` (``legacy``: journal files)."""
+
+    stamp: str
+    rows: int
+    files: int
+    cut: bool
+    legacy: bool = False
+
+    def describe(self) -> str:
+        if self.legacy:
+            return (
+                f"Recovered run {self.stamp} (the server did not stop cleanly): signing log and "
+                "certificate files repaired from its journal."
+            )
+        if not (self.rows or self.files or self.cut):
+            return (
+                f"Recovered run {self.stamp} (the server did not stop cleanly): its signing log "
+                "and certificate files were complete."
+            )
+        parts = []
+        if self.cut:
+            parts.append("a torn last row cut")
+        parts.append(f"{self.rows} signing log row(s) and {self.files} certificate file(s) "
+                     "restored from the ledger")
+        return f"Recovered run {self.stamp} (the server did not stop cleanly): {', '.join(parts)}."
+
+
+_Waiter = tuple[LedgerOp, "asyncio.Future[LedgerResult]"]
+
+
+class LedgerRecordStore(RecordStore):
+    """Records in ``ledger`` plus the signing log and certs folder of ``data_dir``.
+
+    ``allow_reprovision`` lets an installed device get a certificate for another key
+    (``--allow-reprovision``). ``console`` gets the lines about recovery, failures and
+    resuming (None: nothing is printed). ``checkpoint_after``: idle seconds after which the
+    files are synced (None: only at close).
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        data_dir: str | Path,
+        *,
+        console: Console | None = None,
+        allow_reprovision: bool = False,
+        started: datetime | None = None,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        checkpoint_after: float | None = DEFAULT_CHECKPOINT_AFTER,
+        retry_interval: float = DEFAULT_RETRY_INTERVAL,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        self.ledger = ledger
+        self.root = Path(data_dir)
+        self.logs_dir = self.root / "logs"
+        self.certs_dir = self.root / "certs"
+        self.allow_reprovision = allow_reprovision
+        self._console = console
+        self._started = started or datetime.now(timezone.utc)
+        self._max_batch = max_batch
+        self._checkpoint_after = checkpoint_after
+        self._retry_interval = retry_interval
+        self.run_id = 0
+        self.stamp = ""
+        self.files: RunFiles | None = None
+        self.recovered: list[RecoveredRun] = []
+        self.commits = 0
+        self.largest_batch = 0
+        self._state = "new"
+        self._failure: str | None = None
+        self._permanent = False
+        self._pending: list[_Waiter] = []
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._marker = Marker("", 0)
+
+    # -- RecordStore ---------------------------------------------------------------------------
+    @property
+    def failure(self) -> str | None:
+        return self._failure
+
+    @property
+    def tsv_path(self) -> Path:
+        return self.files.tsv_path if self.files is not None else Path()
+
+    @property
+    def marker_path(self) -> Path:
+        return self.files.marker_path if self.files is not None else Path()
+
+    async def open(self) -> None:
+        if self._state != "new":
+            raise RecordStoreError(f"record store already {self._state}")
+        try:
+            await asyncio.to_thread(self._open_sync)
+        except (LedgerError, OSError) as exc:
+            await asyncio.to_thread(self._abandon_open)
+            raise RecordStoreError(f"cannot open the records in {self.root}: {exc}") from exc
+        for run in self.recovered:
+            self._say("info", run.describe())
+        self._wakeup = asyncio.Event()
+        self._task = asyncio.create_task(self._commit_loop(), name="ledger-commit")
+        self._state = "open"
+
+    async def issue(self, op: IssueOp) -> IssueResult:
+        result = await self._submit(op)
+        assert isinstance(result, IssueResult)
+        return result
+
+    async def refuse(self, op: RefusalOp) -> None:
+        await self._submit(op)
+
+    async def report(self, op: ReportOp) -> ReportResult:
+        result = await self._submit(op)
+        assert isinstance(result, ReportResult)
+        return result
+
+    async def log_signing(
+        self, record: SigningRecord, device_cert_pem: str, signer_cert_pem: str
+    ) -> None:
+        """The plain record-store call: records a new issuance (issuer from the signer cert)."""
+        device_pem, signer_pem = check_signing_args(record, device_cert_pem, signer_cert_pem)
+        device = x509.load_pem_x509_certificate(device_pem.encode("ascii"))
+        signer = x509.load_pem_x509_certificate(signer_pem.encode("ascii"))
+        signer_xy = public_key_xy(certificate_public_key(signer))
+        key_id = hashlib.sha1(b"\x04" + signer_xy).hexdigest().upper()
+        result = await self.issue(
+            IssueOp(
+                time=record.time, station=record.station, device_sn=record.device_sn.upper(),
+                public_key=record.public_key.upper(), issuer_key_id=key_id, signer_id="",
+                signer=record.signer, cert_sn=record.cert_sn.upper(),
+                device_cert=device.public_bytes(Encoding.DER),
+                signer_cert=signer.public_bytes(Encoding.DER), root_cert=None,
+            )
+        )  # fmt: skip
+        if result.action == "refused":
+            raise RecordStoreError(f"the ledger refused the signing: {result.message}")
+
+    async def log_refusal(self, record: SigningRecord) -> None:
+        check_refusal_args(record)
+        name, _, message = record.reason.partition(": ")
+        code = next(
+            (c for c in ReturnCode if c.c_name == name and c is not ReturnCode.SUCCESS),
+            ReturnCode.GENERAL_ERROR,
+        )
+        await self.refuse(
+            RefusalOp(
+                time=record.time, station=record.station, device_sn=record.device_sn,
+                public_key=record.public_key, signer=record.signer, code=code,
+                message=message if code is not ReturnCode.GENERAL_ERROR else record.reason,
+            )
+        )  # fmt: skip
+
+    async def close(self) -> None:
+        if self._state != "open":
+            return
+        self._state = "closing"
+        assert self._wakeup is not None and self._task is not None
+        self._wakeup.set()
+        await self._task
+        try:
+            await asyncio.to_thread(self._close_sync)
+        finally:
+            self._state = "closed"
+
+    # -- the commit loop -----------------------------------------------------------------------
+    async def _submit(self, op: LedgerOp) -> LedgerResult:
+        if self._state != "open":
+            raise RecordStoreError(f"record store is {self._state}, not open")
+        if self._failure is not None:
+            raise RecordStoreError(f"records cannot be written: {self._failure}")
+        assert self._wakeup is not None
+        fut: asyncio.Future[LedgerResult] = asyncio.get_running_loop().create_future()
+        self._pending.append((op, fut))
+        self._wakeup.set()
+        return await fut
+
+    async def _commit_loop(self) -> None:
+        assert self._wakeup is not None
+        files = self.files
+        assert files is not None
+        while True:
+            timeout: float | None = None
+            if self._failure is not None and not self._permanent:
+                timeout = self._retry_interval
+            elif files.unsynced and self._checkpoint_after is not None:
+                timeout = self._checkpoint_after
+            if timeout is None:
+                await self._wakeup.wait()
+            else:
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), timeout)
+                except asyncio.TimeoutError:
+                    if self._failure is not None:
+                        await self._try_resume()
+                    else:
+                        await self._background(self._checkpoint_sync, "files not synced")
+                    if self._state == "open":
+                        continue
+            self._wakeup.clear()
+            while self._pending:
+                batch = self._pending[: self._max_batch]
+                del self._pending[: len(batch)]
+                await self._commit(batch)
+            if self._state != "open":
+                return
+
+    async def _commit(self, batch: list[_Waiter]) -> None:
+        if self._failure is not None:
+            self._release(batch, None, RecordStoreError(f"records cannot be written: "
+                                                        f"{self._failure}"))
+            return
+        loop = asyncio.get_running_loop()
+
+        def durable(results: list[LedgerResult]) -> None:  # worker thread: committed
+            loop.call_soon_threadsafe(self._release, batch, results, None)
+
+        try:
+            files_error = await asyncio.to_thread(
+                self._commit_sync, [op for op, _ in batch], durable
+            )
+        except LedgerWriteError as exc:
+            error = RecordStoreError(str(exc))
+            error.__cause__ = exc
+            self._release(batch, None, error)
+            self._fail(str(exc), permanent=not exc.transient)
+            return
+        except Exception as exc:  # a bug: every waiter gets a typed error, the store stops
+            error = RecordStoreError(f"record not saved: {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            self._release(batch, None, error)
+            self._fail(f"{type(exc).__name__}: {exc}", permanent=True)
+            return
+        if files_error is not None:
+            self._fail(f"the signing log / certificate files in {self.root} cannot be written "
+                       f"({files_error}); the ledger has every record", permanent=False)
+
+    @staticmethod
+    def _release(
+        batch: list[_Waiter], results: list[LedgerResult] | None, error: RecordStoreError | None
+    ) -> None:
+        for i, (_, fut) in enumerate(batch):
+            if fut.done():  # the caller was cancelled; the record is stored anyway
+                continue
+            if results is not None:
+                fut.set_result(results[i])
+            else:
+                assert error is not None
+                fut.set_exception(error)
+
+    def _fail(self, what: str, *, permanent: bool) -> None:
+        if self._failure is None:
+            self._failure = what
+            self._permanent = permanent
+            if permanent:
+                self._say("error", f"Records cannot be written: {what}. Signing stopped; a "
+                                   "restart is needed once the cause is fixed.")
+            else:
+                self._say("error", f"Records cannot be written: {what}. Signing stopped; it "
+                                   "resumes by itself once writes succeed again (checked every "
+                                   f"{self._retry_interval:g} s).")
+
+    async def _try_resume(self) -> None:
+        try:
+            caught_up = await asyncio.to_thread(self._resume_sync)
+        except (LedgerError, OSError):
+            return  # still failing: try again after retry_interval
+        what = ""
+        if caught_up.rows or caught_up.files:
+            what = (f" ({caught_up.rows} signing log row(s) and {caught_up.files} certificate "
+                    "file(s) caught up from the ledger)")
+        self._failure = None
+        self._say("info", f"Records can be written again{what}: signing resumed.")
+
+    async def _background(self, work: Callable[[], None], what: str) -> None:
+        try:
+            await asyncio.to_thread(work)
+        except OSError as exc:
+            self._fail(f"{what}: {exc}", permanent=False)
+
+    def _say(self, level: str, text: str) -> None:
+        if self._console is None:
+            return
+        if level == "error":
+            self._console.error(text)
+        elif level == "warning":
+            self._console.warning(text)
+        else:
+            self._console.info(text)
+
+    # -- worker-thread parts -------------------------------------------------------------------
+    def _open_sync(self) -> None:
+        self.ledger.open()
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.certs_dir.mkdir(parents=True, exist_ok=True)
+        for marker_path in sorted(self.logs_dir.glob(".running-*")):
+            if marker_path.name.endswith(".tmp"):
+                marker_path.unlink()
+                continue
+            self._recover_marker(marker_path)
+        stamp = self._free_stamp()
+        self.stamp = stamp
+        self.run_id = self.ledger.start_run(
+            server=f"{socket.gethostname()} pid {os.getpid()}",
+            data_dir=str(self.root.resolve()),
+            stamp=stamp,
+            started_at=utc_timestamp(self._started),
+        )
+        files = RunFiles(self.root, stamp)
+        files.create()
+        self.files = files
+        self._marker = Marker(self.ledger.ledger_id, self.run_id)
+        files.write_marker(self._marker)
+
+    def _abandon_open(self) -> None:
+        if self.files is not None:
+            self.files.close()
+        self.ledger.close()
+
+    def _recover_marker(self, marker_path: Path) -> None:
+        stamp = marker_path.name[len(".running-") :]
+        data = marker_path.read_bytes()
+        if not data:  # a run of the journal-based file store (before the ledger)
+            recover_legacy_run(self.logs_dir, self.certs_dir, stamp, marker_path)
+            self.recovered.append(RecoveredRun(stamp, 0, 0, False, legacy=True))
+            return
+        marker = Marker.parse(data)
+        if marker is None:
+            raise OSError(f"crash marker {marker_path} is not readable ({data[:60]!r})")
+        if marker.ledger_id != self.ledger.ledger_id:
+            self._say(
+                "warning",
+                f"Run {stamp} did not stop cleanly, but it wrote to another ledger (id "
+                f"{marker.ledger_id}); start the server with that ledger to recover its files.",
+            )
+            return
+        done: Recovered = recover_run(self.root, stamp, marker, self.ledger)
+        self.ledger.end_run(
+            marker.run_id, stopped_at=utc_timestamp(), note="did not stop cleanly; recovered"
+        )
+        marker_path.unlink()
+        self.recovered.append(RecoveredRun(stamp, done.rows, done.files, done.cut))
+
+    def _free_stamp(self) -> str:
+        base = self._started.strftime("%Y%m%d-%H%M%S")
+        stamp = base
+        for n in range(1, 1000):
+            if not any(
+                p.exists()
+                for p in (
+                    self.logs_dir / f"signing-{stamp}.tsv",
+                    self.logs_dir / f".running-{stamp}",
+                    self.certs_dir / f"certs-{stamp}.pem",
+                )
+            ):
+                return stamp
+            stamp = f"{base}-{n}"
+        raise OSError(f"no free signing log name for {base} in {self.logs_dir}")
+
+    def _commit_sync(
+        self, ops: Sequence[LedgerOp], durable: Callable[[list[LedgerResult]], None]
+    ) -> str | None:
+        """Commit ``ops`` (raises LedgerWriteError: nothing stored), release, write the files.
+
+        Returns the text of a file write failure (the records are in the ledger by then).
+        """
+        files = self.files
+        assert files is not None
+        results = self.ledger.commit(
+            ops, run_id=self.run_id, allow_reprovision=self.allow_reprovision
+        )
+        self.commits += 1
+        self.largest_batch = max(self.largest_batch, len(ops))
+        durable(results)
+        events = []
+        issuances = []
+        for result in results:
+            if isinstance(result, IssueResult):
+                if result.event is not None and result.event.kind in TSV_EVENT_KINDS:
+                    events.append(result.event)
+                if result.action == "issued" and result.issuance is not None:
+                    issuances.append(result.issuance)
+        try:
+            files.append_rows(events)
+            for issuance in issuances:
+                files.write_certs(issuance)
+            if files.unsynced >= CHECKPOINT_FILES:
+                self._checkpoint_sync()
+        except OSError as exc:
+            return str(exc)
+        return None
+
+    def _checkpoint_sync(self) -> None:
+        files = self.files
+        assert files is not None
+        files.sync()
+        self._marker = Marker(
+            self._marker.ledger_id, self.run_id, files.last_event, files.last_issuance
+        )
+        files.write_marker(self._marker)
+
+    def _resume_sync(self) -> Recovered:
+        files = self.files
+        assert files is not None
+        self.ledger.probe()
+        done = catch_up(files, self.ledger, self.run_id)
+        files.sync()
+        return done
+
+    def _close_sync(self) -> None:
+        files = self.files
+        assert files is not None
+        problems: list[str] = []
+        try:
+            if self._failure is not None:
+                try:
+                    self._resume_sync()
+                    self._failure = None
+                except (LedgerError, OSError) as exc:
+                    problems.append(str(exc))
+            else:
+                try:
+                    files.sync()
+                except OSError as exc:
+                    problems.append(f"files not synced: {exc}")
+            try:
+                self.ledger.end_run(self.run_id, stopped_at=utc_timestamp())
+            except LedgerError as exc:
+                problems.append(f"end of run not recorded: {exc}")
+            if not problems:
+                try:
+                    files.remove_marker()
+                except OSError as exc:
+                    problems.append(f"crash marker not removed: {exc}")
+        finally:
+            files.close()
+            self.ledger.close()
+        if problems:
+            raise RecordStoreError(
+                "records not closed cleanly (" + "; ".join(problems) + "); the ledger has "
+                "every record and the next start restores the signing log and certificate "
+                "files from it"
+            )
+

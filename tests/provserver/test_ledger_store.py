@@ -1,0 +1,208 @@
+"""The ledger record store: group commit, run files from the ledger, recovery, write failures.
+
+SQLite ledger in a temporary folder; file-system failures are injected at the store's own
+system calls (the process tests fill a real disk).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from atcaprov.return_codes import ReturnCode
+from provserver.console import Console
+from provserver.folder_lock import DataFolderInUseError, DataFolderLock
+from provserver.ledger import IssueOp, RefusalOp
+from provserver.ledger import files as ledger_files
+from provserver.ledger.files import Marker
+from provserver.ledger.sqlite import SqliteLedger
+from provserver.ledger.store import LedgerRecordStore
+from provserver.records import RecordStoreError
+from provserver.records_file import FileRecordStore
+from tests.support.records import signed
+
+DEVICE = b"\x30\x03DEV"
+
+
+def op(n: int, key: int | None = None) -> IssueOp:
+    k = n if key is None else key
+    return IssueOp(
+        time=f"2026-01-01T00:00:{n % 60:02d}.{n:06d}Z", station="127.0.0.1:9 line-1",
+        device_sn=f"01231E6CD82C{n:04X}EE", public_key=f"{k:0128X}", issuer_key_id="AB" * 20,
+        signer_id="C48B", signer="Example Signer (0123, pem:signer.pem)", cert_sn=f"{n:08X}",
+        device_cert=DEVICE + n.to_bytes(4, "big"), signer_cert=b"\x30\x03SGN", root_cert=None,
+    )  # fmt: skip
+
+
+def store(data: Path, out: io.StringIO | None = None, **kw: object) -> LedgerRecordStore:
+    console = Console(out) if out is not None else None
+    return LedgerRecordStore(SqliteLedger(data / "ledger.sqlite3"), data, console=console,
+                             retry_interval=0.1, **kw)  # type: ignore[arg-type]
+
+
+def tsv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh, dialect="excel-tab"))
+
+
+async def test_group_commit_and_files_follow_the_ledger(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    await s.open()
+    results = await asyncio.wait_for(asyncio.gather(*(s.issue(op(n)) for n in range(1, 201))), 30)
+    await s.refuse(RefusalOp(time="2026-01-01T00:01:00.000000Z", station="x", device_sn="00",
+                             public_key="", signer="C48B/AB", code=ReturnCode.SIGNER_LOCKED,
+                             message="locked"))
+    tsv = s.tsv_path
+    await s.close()
+    assert all(r.action == "issued" for r in results)
+    assert s.commits < 50 and s.largest_batch > 1  # batches, not one transaction per record
+    rows = tsv_rows(tsv)
+    assert [r["device_sn"] for r in rows[:200]] == [op(n).device_sn for n in range(1, 201)]
+    assert rows[-1]["result"] == "refused" and rows[-1]["reason"] == (
+        "ATCAPROV_E_SIGNER_LOCKED: locked")
+    assert len(list((tmp_path / "certs").glob("*/*-device.pem"))) == 200
+    signers = list((tmp_path / "certs").glob("*/*-signer.pem"))
+    assert len({os.stat(p).st_ino for p in signers}) == 1  # hard links to one copy
+    assert not list((tmp_path / "logs").glob(".running-*"))
+
+
+async def test_files_that_cannot_be_written_are_caught_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = io.StringIO()
+    s = store(tmp_path, out)
+    await s.open()
+    real = ledger_files.write_all
+    failing = {"on": True}
+
+    def write_all(fd: int, data: bytes) -> None:
+        if failing["on"] and b"01231E6CD82C0002EE" in data:
+            os.write(fd, data[:10])  # a torn row, then the disk is full
+            raise OSError(28, "No space left on device")
+        real(fd, data)
+
+    monkeypatch.setattr(ledger_files, "write_all", write_all)
+    assert (await s.issue(op(1))).action == "issued"
+    assert (await s.issue(op(2))).action == "issued"  # in the ledger: it goes out
+    await asyncio.sleep(0.05)
+    assert s.failure is not None and "No space left" in s.failure
+    with pytest.raises(RecordStoreError, match="records cannot be written"):
+        await s.issue(op(3))
+    failing["on"] = False
+    for _ in range(100):
+        if s.failure is None:
+            break
+        await asyncio.sleep(0.05)
+    assert s.failure is None
+    assert (await s.issue(op(4))).action == "issued"
+    tsv = s.tsv_path
+    await s.close()
+    assert [r["device_sn"][-6:] for r in tsv_rows(tsv)] == ["0001EE", "0002EE", "0004EE"]
+    text = out.getvalue()
+    assert "Records cannot be written:" in text and "No space left on device" in text
+    assert ("Records can be written again (1 signing log row(s) and 2 certificate file(s) "
+            "caught up from the ledger): signing resumed.") in text
+
+
+async def test_checkpoint_marker_and_crash_recovery(tmp_path: Path) -> None:
+    s = store(tmp_path, checkpoint_after=0.5)
+    await s.open()
+    for n in range(1, 4):
+        await s.issue(op(n))
+    await asyncio.sleep(1.5)  # idle: a checkpoint
+    marker = Marker.parse(s.marker_path.read_bytes())
+    assert marker is not None and marker.synced_issuance == 3 and marker.synced_event == 3
+    await s.issue(op(4))
+    folder = tmp_path / "certs" / op(4).device_sn
+    for _ in range(100):  # the batch's files are written right after its waiters go
+        if len(list(folder.glob("*.pem"))) == 2:
+            break
+        await asyncio.sleep(0.005)
+    stamp, tsv = s.stamp, s.tsv_path
+    # a crash: the store is dropped without close(); then a file and the last row are lost
+    assert s.files is not None
+    s.files.close()
+    s.ledger.close()
+    for path in (tmp_path / "certs" / op(4).device_sn).glob("*.pem"):
+        path.unlink()
+    tsv.write_bytes(tsv.read_bytes()[:-5])
+    out = io.StringIO()
+    again = store(tmp_path, out)
+    await again.open()
+    await again.close()
+    (recovered,) = again.recovered
+    assert (recovered.stamp, recovered.rows, recovered.files, recovered.cut) == (stamp, 1, 2, True)
+    assert f"Recovered run {stamp} (the server did not stop cleanly): a torn last row cut, " \
+           "1 signing log row(s) and 2 certificate file(s) restored from the ledger." \
+        in out.getvalue()
+    assert len(tsv_rows(tsv)) == 4
+    with SqliteLedger(tmp_path / "ledger.sqlite3", read_only=True) as ledger:
+        (run,) = [r for r in ledger.runs() if r.stamp == stamp]
+    assert run.note == "did not stop cleanly; recovered"
+
+
+async def test_a_run_of_the_file_store_is_recovered_from_its_journal(tmp_path: Path) -> None:
+    old = FileRecordStore(tmp_path, checkpoint_after=None)
+    await old.open()
+    await old.log_signing(signed(1), *(_pem("d"), _pem("s")))
+    # crash: never closed (its marker stays, empty)
+    old._close_handles()
+    for path in (tmp_path / "certs").glob("*/*.pem"):
+        path.unlink()
+    s = store(tmp_path)
+    await s.open()
+    await s.close()
+    assert [r.legacy for r in s.recovered] == [True]
+    assert len(list((tmp_path / "certs").glob("*/*.pem"))) == 2
+
+
+async def test_a_run_of_another_ledger_is_left_alone(tmp_path: Path) -> None:
+    (tmp_path / "logs").mkdir(parents=True)
+    marker = tmp_path / "logs" / ".running-20250101-000000"
+    marker.write_bytes(Marker("ff" * 16, 7).to_bytes())
+    out = io.StringIO()
+    s = store(tmp_path, out)
+    await s.open()
+    await s.close()
+    assert marker.exists() and "it wrote to another ledger" in out.getvalue()
+
+
+async def test_close_that_cannot_record_keeps_the_marker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = store(tmp_path)
+    await s.open()
+    await s.issue(op(1))
+
+    def no_end(*args: object, **kw: object) -> None:
+        from provserver.ledger import LedgerWriteError
+
+        raise LedgerWriteError("database or disk is full")
+
+    monkeypatch.setattr(s.ledger, "end_run", no_end)
+    with pytest.raises(RecordStoreError, match="end of run not recorded: database or disk"):
+        await s.close()
+    assert s.marker_path.exists()
+
+
+def test_folder_lock(tmp_path: Path) -> None:
+    with DataFolderLock(tmp_path / "data") as held:
+        assert held.held
+        with pytest.raises(DataFolderInUseError) as info:
+            DataFolderLock(tmp_path / "data").acquire()
+        assert info.value.pid == os.getpid()
+        assert str(info.value) == (f"data folder {tmp_path / 'data'} is in use by provserver "
+                                   f"pid {os.getpid()}")
+    with DataFolderLock(tmp_path / "data"):  # released: free again
+        pass
+
+
+def _pem(cn: str) -> str:
+    from tests.support.records import cert_pem_text
+
+    return cert_pem_text(cn)
