@@ -3,6 +3,7 @@ provclient-cdc, as command-line programs.
 
 * a mixed board (608B, 508A alternating) is provisioned; each board's line names its model; the
   ledger records the device type the client sent (CertRequest2) for every issuance;
+* on a pty, the operator sees ``Device SN: ... ATECC608B (blank)`` and the ten stages;
 * a ``--config`` for the other model is refused before any write, naming the bytes that differ
   in meaning: the saved chip's config zone stays unlocked (508A config on a 608B, and a 608
   config on a 508A).
@@ -35,6 +36,8 @@ from atcaprov_demo import (
 from provclient_cdc.session import ExitCode
 from provserver.ledger import IssuanceState
 from provserver.ledger.sqlite import SqliteLedger
+from tests.provclient_cdc.test_interactive import expect_line, spawn_client
+from tests.support.client import STAGE_LINES
 
 pytestmark = pytest.mark.slow
 
@@ -138,3 +141,25 @@ def test_demo_with_608b(tmp_path: Path) -> None:
     assert "2 provisioned, 2 verified, 0 failed" in lines
     assert sum(1 for line in lines if DEVICE_LINE.match(line)
                and "ATECC608B (blank)" in line) == 2
+
+
+def test_608b_line_on_a_pty(layout: DemoLayout, procs: Processes) -> None:
+    """What the operator sees on a terminal: the model next to the serial number, then the ten
+    stages of the 608B."""
+    _, port = start_server(procs, layout)
+    board, url = start_board(procs, layout, chips=1, auto_swap=None, chip_types="atecc608b")
+    child = spawn_client(layout, port, url)
+    try:
+        expect_line(child, "Waiting for board to be connected...ok")
+        child.expect(r"    Device SN: (0123[0-9A-F]{12}EE) ATECC608B \(blank\)\r\n")
+        expect_line(child, "    Press ENTER to provision...")
+        child.send("\r")
+        for stage in STAGE_LINES:
+            expect_line(child, stage)
+        expect_line(child, "Provisioning successful! Please remove board...")
+        child.send("\x1b")
+        child.expect_exact("Quit.")
+    finally:
+        child.close(force=True)
+        board.stop()
+    assert Atecc508a.load(layout.boards / "chip-000.json").data_locked

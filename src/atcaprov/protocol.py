@@ -22,10 +22,12 @@ ErrorReply UNSUPPORTED_VERSION, which is how a client learns the server is too o
 whether it is ready.
 
 Version 2 adds :class:`DeviceReport` (client -> server: the outcome of provisioning a device
-that got certificates: installed, failed or abandoned) and its answer :class:`ReportAck`; the
-version-1 messages keep their layouts. A message goes out in the lowest version that has its
-type (:func:`encode`), so a version-1 peer reads every version-1 message a version-2 side sends;
-a server answers a message in that message's version (``MessageReader.last_version``).
+that got certificates: installed, failed or abandoned) and its answer :class:`ReportAck`, and
+:class:`CertRequest2` (a CertRequest plus the device type, sent to a server that answered a
+ReadyRequest); the version-1 messages keep their layouts. A message goes out in the lowest
+version that has its type (:func:`encode`), so a version-1 peer reads every version-1 message a
+version-2 side sends; a server answers a message in that message's version
+(``MessageReader.last_version``).
 
 Error split:
 
