@@ -38,7 +38,7 @@ pytest: $(STAMP)
 	$(VENV)/bin/pytest -q
 
 demo: $(STAMP)
-	PYTHONPATH=tools $(PY) -m atcaprov_demo
+	PYTHONPATH=tools $(PY) -m atcaprov_demo $(DEMO_ARGS)
 
 bench: $(STAMP)
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done

@@ -30,7 +30,14 @@ from enum import Enum
 from typing import TypeVar
 
 from .closing import Closeable
-from .datasheet import ATECC508A, ATECC508A_CONFIG_MAP, LOCKED, serial_number
+from .datasheet import (
+    ATECC508A,
+    ATECC508A_CONFIG_MAP,
+    LOCKED,
+    ChipModel,
+    model_for_revision,
+    serial_number,
+)
 from .datasheet import BLOCK_SIZE as BLOCK_SIZE
 from .datasheet import WORD_SIZE as WORD_SIZE
 from .datasheet import slot_size as slot_size
@@ -68,6 +75,7 @@ OTP_SIZE = ATECC508A.otp_size
 SLOT_COUNT = ATECC508A.slot_count
 _READ_ONLY = ATECC508A_CONFIG_MAP.read_only  # config bytes 0..15
 _NOT_BY_WRITE = ATECC508A_CONFIG_MAP.not_by_write  # config bytes 84..87 (UpdateExtra, Lock)
+_CHIP_MODE_WORD = ATECC508A_CONFIG_MAP.chip_mode // WORD_SIZE  # word 4 of block 0: bytes 16-19
 PUBKEY_SLOT_MIN = 8  # slots 8..15 are large enough for a 72-byte padded public key
 PUB_KEY_PAD = 4
 
@@ -256,6 +264,11 @@ class Device(Closeable):
         self.retry_count = 0
         self.on_write: Callable[[int, int, bytes], None] | None = None
         self._depth = 0
+        # The chip model and its ChipMode byte (the 608's clock divider): execution times come
+        # from that model's table. ATECC508A until :meth:`detect_model` reads the chip.
+        self.model: ChipModel = ATECC508A
+        self.chip_mode = 0
+        self.model_detected = False
 
     # ---------------------------------------------------------------------------------------
     # life cycle
@@ -378,7 +391,7 @@ class Device(Closeable):
     def _send(self, opcode: int, p1: int, packet: bytes, response_size: int | None) -> bytes:
         rule = retry_rule(opcode, p1)
         attempts = 1 + self.crc_retries
-        exec_ms = exec_time_ms(opcode)
+        exec_ms = exec_time_ms(opcode, model=self.model.name, chip_mode=self.chip_mode)
         key: int = Opcode(opcode) if opcode in Opcode._value2member_map_ else opcode
         for attempt in range(1, attempts + 1):
             self.opcode_counts[key] += 1
@@ -475,6 +488,19 @@ class Device(Closeable):
         if mode not in (0, 1, 2, 3):
             raise BadParamError(f"Info mode {mode!r} must be 0..3")
         return self.execute(Opcode.INFO, mode, param2, response_size=4)
+
+    def detect_model(self) -> ChipModel:
+        """Read the chip's model (Info revision) and ChipMode (config byte 19), in one wake;
+        later commands use that model's execution times. Raises
+        :class:`~atcaprov.datasheet.UnknownChipModelError` for a revision no supported model
+        answers."""
+        with self.session():
+            revision = self.info()
+            word = self.read_zone(ZONE_CONFIG, 0, 0, _CHIP_MODE_WORD, WORD_SIZE)
+        self.model = model_for_revision(revision)
+        self.chip_mode = word[ATECC508A_CONFIG_MAP.chip_mode % WORD_SIZE]
+        self.model_detected = True
+        return self.model
 
     def random(self) -> bytes:
         """32 random bytes (``FF FF 00 00`` x 8 until the config zone is locked)."""

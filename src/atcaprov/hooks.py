@@ -51,6 +51,10 @@ class ProvisioningHooks(Protocol):
       answering) when a later stage failed, except when the server itself refused the request.
       Send it with :func:`atcaprov.certreq.send_report`; an exception it raises is logged and
       does not change the run's result.
+    * ``server_protocol_version`` (int attribute): 2 once the server answered a ReadyRequest
+      (it speaks version 2): the certificate request then goes as a
+      :class:`~atcaprov.protocol.CertRequest2` carrying the device type. Absent or 1: a
+      version-1 :class:`~atcaprov.protocol.CertRequest`.
     """
 
     def certreq_start(self) -> None: ...

@@ -22,10 +22,12 @@ ErrorReply UNSUPPORTED_VERSION, which is how a client learns the server is too o
 whether it is ready.
 
 Version 2 adds :class:`DeviceReport` (client -> server: the outcome of provisioning a device
-that got certificates: installed, failed or abandoned) and its answer :class:`ReportAck`; the
-version-1 messages keep their layouts. A message goes out in the lowest version that has its
-type (:func:`encode`), so a version-1 peer reads every version-1 message a version-2 side sends;
-a server answers a message in that message's version (``MessageReader.last_version``).
+that got certificates: installed, failed or abandoned) and its answer :class:`ReportAck`, and
+:class:`CertRequest2` (a CertRequest plus the device type, sent to a server that answered a
+ReadyRequest); the version-1 messages keep their layouts. A message goes out in the lowest
+version that has its type (:func:`encode`), so a version-1 peer reads every version-1 message a
+version-2 side sends; a server answers a message in that message's version
+(``MessageReader.last_version``).
 
 Error split:
 
@@ -42,6 +44,7 @@ h11: it buffers at most ``max_buffer`` bytes and, after the first protocol error
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -81,6 +84,7 @@ class MessageType(IntEnum):
     READY_REPLY = 0x05  # version 2
     DEVICE_REPORT = 0x06  # version 2
     REPORT_ACK = 0x07  # version 2
+    CERT_REQUEST2 = 0x08  # version 2: CertRequest + the device type
 
 
 _TYPE_NAMES = {
@@ -91,6 +95,7 @@ _TYPE_NAMES = {
     MessageType.READY_REPLY: "ReadyReply",
     MessageType.DEVICE_REPORT: "DeviceReport",
     MessageType.REPORT_ACK: "ReportAck",
+    MessageType.CERT_REQUEST2: "CertRequest2",
 }
 
 # The protocol version that introduced each message type: the version byte it is sent with.
@@ -102,6 +107,7 @@ MESSAGE_VERSION: dict[MessageType, int] = {
     MessageType.READY_REPLY: 2,
     MessageType.DEVICE_REPORT: 2,
     MessageType.REPORT_ACK: 2,
+    MessageType.CERT_REQUEST2: 2,
 }
 
 
@@ -315,6 +321,34 @@ class CertRequest:
         return serial_number(self.config_zone)
 
 
+class DeviceType(IntEnum):
+    """The chip model of the device, as a :class:`CertRequest2` carries it (the names are the
+    :mod:`atcaprov.datasheet` model names)."""
+
+    ATECC508A = 1
+    ATECC608A = 2
+    ATECC608B = 3
+
+
+@dataclass(frozen=True)
+class CertRequest2(CertRequest):
+    """Client -> server (version 2): a :class:`CertRequest` that also says the device type.
+
+    Sent instead of a CertRequest to a server that answered a ReadyRequest (so speaks version
+    2). Body (219 + n bytes): the CertRequest body, then::
+
+        218+n  device_type        1    DeviceType (1 ATECC508A, 2 ATECC608A, 3 ATECC608B)
+    """
+
+    device_type: DeviceType = dataclasses.field(kw_only=True)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.device_type, DeviceType):
+            raise TypeError(f"CertRequest2.device_type must be a DeviceType, got"
+                            f" {self.device_type!r}")
+
+
 @dataclass(frozen=True)
 class CertReply:
     """Server -> client: the signed certificates.
@@ -526,6 +560,11 @@ Message = Union[  # noqa: UP007 - a runtime alias on 3.10
 # Encoding
 # --------------------------------------------------------------------------------------------
 def _encode_body(msg: Message) -> tuple[MessageType, bytes]:
+    if isinstance(msg, CertRequest2):
+        plain = CertRequest(msg.signer_id, msg.signer_key_id, msg.device_template_id,
+                            msg.signer_template_id, msg.chain_id, msg.config_zone,
+                            msg.device_public_key, msg.station_id)
+        return MessageType.CERT_REQUEST2, _encode_body(plain)[1] + bytes((msg.device_type,))
     if isinstance(msg, CertRequest):
         station = b"" if msg.station_id is None else msg.station_id.encode("utf-8")
         body = b"".join(
@@ -688,6 +727,28 @@ def _decode_cert_request(cur: _Cursor) -> CertRequest:
     )
 
 
+def _decode_cert_request2(cur: _Cursor) -> CertRequest2:
+    signer_id = cur.take(SIGNER_ID_SIZE, "signer_id")
+    key_id = cur.take(KEY_ID_SIZE, "signer_key_id")
+    ids = _decode_ids(cur)
+    config = cur.take(CONFIG_ZONE_SIZE, "config_zone")
+    pub = cur.take(PUBLIC_KEY_SIZE, "device_public_key")
+    station = _decode_station(cur)
+    device_type = _enum_field(cur, DeviceType, "device_type")
+    cur.end()
+    return CertRequest2(
+        signer_id=signer_id,
+        signer_key_id=key_id,
+        device_template_id=ids["device_template_id"],
+        signer_template_id=ids["signer_template_id"],
+        chain_id=ids["chain_id"],
+        config_zone=config,
+        device_public_key=pub,
+        station_id=station,
+        device_type=device_type,
+    )
+
+
 def _decode_cert_reply(cur: _Cursor) -> CertReply:
     certs: list[bytes | None] = []
     for field, optional in (("device_cert", False), ("signer_cert", False), ("root_cert", True)):
@@ -790,7 +851,7 @@ def _decode_report_ack(cur: _Cursor) -> ReportAck:
     return ReportAck(state)
 
 
-_E = TypeVar("_E", ReportOutcome, ReportPartState, RecordedState)
+_E = TypeVar("_E", ReportOutcome, ReportPartState, RecordedState, DeviceType)
 
 
 def _enum_field(cur: _Cursor, enum: type[_E], field: str) -> _E:
@@ -819,6 +880,8 @@ def decode(header: Header, body: bytes) -> Message:
     cur = _Cursor(raw, what)
     if header.msg_type is MessageType.CERT_REQUEST:
         return _decode_cert_request(cur)
+    if header.msg_type is MessageType.CERT_REQUEST2:
+        return _decode_cert_request2(cur)
     if header.msg_type is MessageType.CERT_REPLY:
         return _decode_cert_reply(cur)
     if header.msg_type is MessageType.READY_REQUEST:
@@ -834,6 +897,8 @@ def decode(header: Header, body: bytes) -> Message:
 
 def message_type_of(msg: Message) -> MessageType:
     """The header type byte for a message object."""
+    if isinstance(msg, CertRequest2):
+        return MessageType.CERT_REQUEST2
     if isinstance(msg, CertRequest):
         return MessageType.CERT_REQUEST
     if isinstance(msg, CertReply):

@@ -26,6 +26,10 @@ Beyond the C flow:
   the records cannot be read back yet; VALIDATE_CERTS reads them back after the lock);
 * every Lock is confirmed from the lock bytes, so an acknowledged lock that did not happen
   fails the run instead of passing it;
+* the part's model is read (Info) first: the default config is that model's, a ``config`` for
+  another model's map is refused before any write, and the certificate request tells a
+  version-2 server the device type (:class:`~atcaprov.protocol.CertRequest2`, when the hooks'
+  optional ``server_protocol_version`` is 2);
 * the outcome of a run that got a device key goes to the optional ``report_outcome`` hook
   (installed / failed / abandoned, for the server's ledger; see :mod:`atcaprov.hooks`).
 """
@@ -44,7 +48,8 @@ from .atcacert.sn import SnSource
 from .certinfo import CertInfo
 from .certreq import exchange, ready_request
 from .config import DEFAULT_CONFIG, ConfigError, check_config_for_flow
-from .datasheet import ATECC508A, BLOCK_SIZE, key_config, serial_number, slot_size
+from .config_models import check_config_model, default_config
+from .datasheet import ATECC508A, BLOCK_SIZE, ChipModel, key_config, serial_number, slot_size
 from .device import (
     ZONE_DATA,
     ZONE_OTP,
@@ -60,7 +65,9 @@ from .protocol import (
     MAX_REPORT_MESSAGE_BYTES,
     CertReply,
     CertRequest,
+    CertRequest2,
     DeviceReport,
+    DeviceType,
     ProtocolError,
     ReportOutcome,
     ReportPartState,
@@ -309,6 +316,8 @@ class _Run:
             device_public_key=public_key,
             station_id=getattr(self.hooks, "station_id", None),
         )
+        if getattr(self.hooks, "server_protocol_version", 1) >= 2:  # it reads the device type
+            request = with_device_type(request, self.device.model)
         return exchange(self.hooks, request)
 
     def write_certs(self, reply: CertReply, config: bytes, public_key: bytes) -> None:
@@ -571,18 +580,22 @@ def provision(
     """Provision one chip. Returns a :class:`ProvisionResult` or raises ProvisioningError.
 
     Arguments are checked before the chip is touched (a bad config or lock-slot list raises a
-    :class:`~atcaprov.config.ConfigError` and nothing is written).
+    :class:`~atcaprov.config.ConfigError` and nothing is written). The part's model is read
+    (Info) unless ``device`` knows it already; ``config`` None means that model's default
+    config, and a config for a model whose config map differs raises
+    :class:`~atcaprov.config_models.ConfigModelError` before the first write.
     """
-    wanted = bytes(config) if config is not None else DEFAULT_CONFIG
     slots = tuple(sorted(set(lock_slots)))
-    check_arguments(cert_info, wanted, slots)
-    run = _Run(device, hooks, cert_info, wanted, slots, validate)
+    check_arguments(cert_info, config, slots)
+    run = _Run(device, hooks, cert_info, DEFAULT_CONFIG, slots, validate)
 
     try:
+        model = device.model if device.model_detected else device.detect_model()
         current = device.read_config_zone()
     except Exception as exc:  # no stage has started: report it as CONFIG_WRITE's
         hooks.notify(ProvStage.CONFIG_WRITE, ProvStatus.START)
         raise run.failed(ProvStage.CONFIG_WRITE, exc) from exc
+    wanted = run.config = _config_for(model, config)
     locks = LockState.from_config(current)
     if locks.data_locked:
         pending = [s for s in slots if not locks.slot_locked(s)]
@@ -644,6 +657,25 @@ def provision(
         signer_cert=reply.signer_cert,
         skipped=run.skipped,
     )
+
+
+def with_device_type(request: CertRequest, model: ChipModel) -> CertRequest2:
+    """``request`` as a :class:`~atcaprov.protocol.CertRequest2` carrying ``model``."""
+    return CertRequest2(
+        request.signer_id, request.signer_key_id, request.device_template_id,
+        request.signer_template_id, request.chain_id, request.config_zone,
+        request.device_public_key, request.station_id, device_type=DeviceType[model.name],
+    )
+
+
+def _config_for(model: ChipModel, config: bytes | None) -> bytes:
+    """The config to write on a part of ``model``: its default, or ``config`` once checked to
+    be for that model (:class:`~atcaprov.config_models.ConfigModelError` if not: nothing has
+    been written)."""
+    if config is None:
+        return default_config(model)
+    check_config_model(bytes(config), model)
+    return bytes(config)
 
 
 def _finish(run: _Run, pending: list[int]) -> ProvisionResult:

@@ -31,6 +31,7 @@ import serial
 from serial.tools import list_ports
 
 from atcaprov.config import LOCK_CONFIG_OFFSET, LOCK_VALUE_OFFSET, LOCKED
+from atcaprov.datasheet import UnknownChipModelError
 from atcaprov.device import ZONE_CONFIG, Device
 from atcaprov.errors import AtcaprovError, CommError
 from atcaprov.hal.kit_cdc import KitCdcHal
@@ -107,9 +108,11 @@ def read_part(device: Device) -> tuple[bytes, PartState]:
 
 def read_part_locks(device: Device) -> tuple[bytes, PartState, int]:
     """Serial number, state and SlotLocked bits (bit n is 0 when slot n is locked) of the part,
-    read in one wake (config blocks 0 and 2: bytes 86..89 are in one block)."""
+    read in one wake (config blocks 0 and 2: bytes 86..89 are in one block), after its model
+    (Info; ``device.model`` afterwards)."""
     assert LOCK_CONFIG_OFFSET == LOCK_VALUE_OFFSET + 1
     with device.session():
+        device.detect_model()
         serial_number = device.read_serial_number()
         locks = device.read_bytes_zone(ZONE_CONFIG, 0, LOCK_VALUE_OFFSET, 4)
     return serial_number, part_state_of(locks), int.from_bytes(locks[2:4], "little")
@@ -236,6 +239,9 @@ class BoardFinder:
         device = Device(hal)
         try:
             serial_number, state, slot_locked_bits = read_part_locks(device)
+        except UnknownChipModelError as exc:
+            hal_close_quietly(hal)
+            raise BoardError(f"board at {url}: unsupported device: {exc}") from exc
         except CommError as exc:
             hal_close_quietly(hal)
             if _link_closed(exc):

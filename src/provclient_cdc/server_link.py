@@ -415,6 +415,7 @@ class LinkHooks(BaseHooks):
         self.reconnects = 0
         self.server_records_outcomes = True  # False once a version-1 server refused a report
         self.recorded: RecordedState | None = None  # the server's answer to the last report
+        self.server_protocol_version = 1  # 2 once the server answered a ReadyRequest
 
     def reset(self) -> None:
         self.server_error = None
@@ -449,11 +450,13 @@ class LinkHooks(BaseHooks):
             ask_ready(self, request)
         except NotReadyError as exc:
             if isinstance(exc, ServerTooOldError):  # a version-1 server closes it anyway
+                self.server_protocol_version = 1
                 self.link.close()
             raise
         except BaseException:
             self.link.close()
             raise
+        self.server_protocol_version = 2  # it answered: CertRequest2 carries the device type
 
     def write_data_zone(self, device: Device) -> None:
         """No extra data: the client writes only what the certificates need."""

@@ -6,14 +6,15 @@
     Connecting to localhost:11235...ok
     Press ESC to quit.
     Waiting for board to be connected...ok
-        Device SN: 01234038D92CA571EE (blank)
+        Device SN: 01234038D92CA571EE ATECC508A (blank)
         Press ENTER to provision...
     Writing config zone.......done
     ...
     Provisioning successful! Please remove board...
     Board removed. Waiting for board to be connected...ok
 
-The part's state is shown next to its serial number before ENTER (``(blank)``, ``(config
+The part's model (read with Info when the board was opened: ATECC508A, ATECC608A, ATECC608B)
+and state are shown next to its serial number before ENTER (``(blank)``, ``(config
 locked: will resume)``, ``(already provisioned)``), read when the board was opened. A part that
 is already provisioned is never handed to the flow: it is reported as such, and can be checked
 with ``V`` (:func:`atcaprov.verify`). After a failed stage the station says what failed (the
@@ -40,7 +41,8 @@ from pathlib import Path
 from atcaprov import __version__
 from atcaprov.certinfo import CertInfo, load_cert_info
 from atcaprov.certreq import NotReadyError, ServerTooOldError, ready_request
-from atcaprov.config import DEFAULT_CONFIG, ConfigError, load_config_file
+from atcaprov.config import ConfigError, load_config_file
+from atcaprov.config_models import ConfigModelError, check_config_model, default_config
 from atcaprov.errors import AtcaprovError, CommError
 from atcaprov.protocol import MAX_STATION_ID_BYTES
 from atcaprov.provisioning import (
@@ -263,7 +265,8 @@ class Station:
         while count is None or len(self.stats.results) < count:
             board = self._wait_for_board(wait_text)
             try:
-                self.output.detail(f"Device SN: {board.serial_hex}{self._state_label(board)}")
+                self.output.detail(f"Device SN: {board.serial_hex} {board.device.model.name}"
+                                   f"{self._state_label(board)}")
                 provisioned = (board.part_state is PartState.PROVISIONED
                                and not self._pending_slot_locks(board))
                 if (not self.options.yes and not (provisioned and not self.options.verify_only)
@@ -353,6 +356,8 @@ class Station:
         result = BoardResult(index=len(self.stats.results) + 1, board=board.url,
                              serial_number=board.serial_hex,
                              station_id=self.options.station_id or "")
+        if self._config_refused(board, result):
+            return result
         self.hooks.reset()
         if not self.link.alive():
             self._reconnect_between_boards()
@@ -396,6 +401,25 @@ class Station:
         result.part_state_text = PartState.PROVISIONED.value
         result.skipped = list(done.skipped)
         return result
+
+    def _config_refused(self, board: Board, result: BoardResult) -> bool:
+        """A ``--config`` made for a chip model whose config map differs from this part's:
+        refused before any chip command (the part stays as it was)."""
+        if self.config is None:
+            return False
+        try:
+            check_config_model(self.config, board.device.model)
+        except ConfigModelError as exc:
+            state = board.part_state or PartState.UNKNOWN
+            result.result = "failed"
+            result.error_code = ReturnCode.CONFIG_MISMATCH.name
+            result.error_code_value = int(ReturnCode.CONFIG_MISMATCH)
+            result.error_message = str(exc)
+            result.part_state, result.part_state_text = state.name, state.value
+            self.output.detail(f"Error: {exc}")
+            self.output.detail(f"Part state: {state.value}")
+            return True
+        return False
 
     def _reconnect_between_boards(self) -> None:
         """The server closed the connection since the last board: reconnect (with countdown)."""
@@ -491,7 +515,8 @@ class Station:
                 current = board.device.read_config_zone()
             except AtcaprovError:
                 return " (config locked)"
-            wanted = self.config if self.config is not None else DEFAULT_CONFIG
+            wanted = self.config if self.config is not None else default_config(
+                board.device.model)
             if first_config_difference(current, wanted, include_slot_locks=True) is not None:
                 return f" ({CONFIG_OTHER_LABEL})"
         return f" ({STATE_LABELS.get(state, state.value)})"

@@ -258,8 +258,9 @@ class ProvisioningServer:
 
     async def _serve(self, conn: _Connection, reader: asyncio.StreamReader) -> None:
         accept = {MessageType.CERT_REQUEST}
-        if self._ready_handler is not None:
+        if self._ready_handler is not None:  # a version-2 server
             accept.add(MessageType.READY_REQUEST)
+            accept.add(MessageType.CERT_REQUEST2)
         if self._report_handler is not None:
             accept.add(MessageType.DEVICE_REPORT)
         messages = MessageReader(accept, max_body_size=self.limits.max_body_size)

@@ -36,6 +36,7 @@ from atcaprov.datasheet import (
 from atcaprov.protocol import (
     CertReply,
     CertRequest,
+    CertRequest2,
     DeviceReport,
     ErrorReply,
     ReadyReply,
@@ -253,6 +254,7 @@ class SigningService:
             device_cert=signed.reply.device_cert,
             signer_cert=signed.reply.signer_cert,
             root_cert=signed.reply.root_cert,
+            device_type=(request.device_type.name if isinstance(request, CertRequest2) else ""),
         )
         try:
             result = await self._records.issue(op)

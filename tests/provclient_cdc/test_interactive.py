@@ -72,7 +72,7 @@ def test_operator_session(line: tuple[DemoLayout, Processes, int]) -> None:
         expect_line(child, f"Connecting to 127.0.0.1:{port}...ok")
         expect_line(child, "Press ESC to quit.")
         expect_line(child, "Waiting for board to be connected...ok")
-        child.expect(r"    Device SN: ([0-9A-F]{18}) \(blank\)\r\n")
+        child.expect(r"    Device SN: ([0-9A-F]{18}) ATECC508A \(blank\)\r\n")
         first_sn = child.match.group(1)
         expect_line(child, "    Press ENTER to provision...")
         child.send("\r")
@@ -84,7 +84,7 @@ def test_operator_session(line: tuple[DemoLayout, Processes, int]) -> None:
         board.send("replug")
         child.expect_exact("Board removed. Waiting for board to be connected...")
         child.expect_exact("ok\r\n")
-        expect_line(child, f"    Device SN: {first_sn} (already provisioned)")
+        expect_line(child, f"    Device SN: {first_sn} ATECC508A (already provisioned)")
         expect_line(child, "    This part is already provisioned (data zone locked);"
                            " it was left untouched.")
         expect_line(child, "    Press V to verify it, ENTER to go on...")
@@ -101,7 +101,7 @@ def test_operator_session(line: tuple[DemoLayout, Processes, int]) -> None:
         child.expect_exact("Board removed. Waiting for board to be connected...")
         board.send("next")
         child.expect_exact("ok\r\n")
-        child.expect(r"    Device SN: ([0-9A-F]{18}) \(blank\)\r\n")
+        child.expect(r"    Device SN: ([0-9A-F]{18}) ATECC508A \(blank\)\r\n")
         second_sn = child.match.group(1)
         assert second_sn != first_sn
         expect_line(child, "    Press ENTER to provision...")
@@ -112,7 +112,7 @@ def test_operator_session(line: tuple[DemoLayout, Processes, int]) -> None:
         child.expect_exact("Board removed. Waiting for board to be connected...")
         board.send("replug")
         child.expect_exact("ok\r\n")
-        expect_line(child, f"    Device SN: {second_sn} (blank)")
+        expect_line(child, f"    Device SN: {second_sn} ATECC508A (blank)")
         expect_line(child, "    Press ENTER to provision...")
         child.send("\r")
 

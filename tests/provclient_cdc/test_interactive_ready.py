@@ -92,7 +92,7 @@ def board_and_prompt(procs: Processes, layout: DemoLayout, port: int, reason: st
     expect_line(child, f"    Server not ready: {reason}")
     expect_line(child, "Press ESC to quit.")
     expect_line(child, "Waiting for board to be connected...ok")
-    child.expect(r"    Device SN: ([0-9A-F]{18}) \(blank\)\r\n")
+    child.expect(r"    Device SN: ([0-9A-F]{18}) ATECC508A \(blank\)\r\n")
     serial = str(child.match.group(1))
     expect_line(child, "    Press ENTER to provision...")
     child.send("\r")
@@ -112,7 +112,7 @@ def test_server_stopped_at_enter(tmp_path: Path, procs: Processes) -> None:
     child = spawn_client(layout, port, url, ["--connect-retries", "2", "--retry-interval", "0.5"])
     expect_line(child, f"Connecting to 127.0.0.1:{port}...ok")
     expect_line(child, "Press ESC to quit.")
-    child.expect(r"    Device SN: ([0-9A-F]{18}) \(blank\)\r\n")
+    child.expect(r"    Device SN: ([0-9A-F]{18}) ATECC508A \(blank\)\r\n")
     serial = str(child.match.group(1))
     expect_line(child, "    Press ENTER to provision...")
     server.stop()  # the server goes away while the station waits at ENTER

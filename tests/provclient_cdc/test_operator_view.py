@@ -128,7 +128,7 @@ def test_part_states_already_provisioned_summary_and_station_log(
     child = line_client(layout, port, url)
     try:
         expect_line(child, "Waiting for board to be connected...ok")
-        expect_line(child, f"    Device SN: {resumable} (config locked: will resume)")
+        expect_line(child, f"    Device SN: {resumable} ATECC508A (config locked: will resume)")
         expect_line(child, "    Press ENTER to provision...")
         child.send("\r")
         expect_line(child, "Writing config zone.......skipped")
@@ -139,7 +139,7 @@ def test_part_states_already_provisioned_summary_and_station_log(
         # the same part again: shown as provisioned before anything is sent to it
         board.send("replug")
         child.expect_exact("Board removed. Waiting for board to be connected...ok\r\n")
-        expect_line(child, f"    Device SN: {resumable} (already provisioned)")
+        expect_line(child, f"    Device SN: {resumable} ATECC508A (already provisioned)")
         expect_line(child, "    This part is already provisioned (data zone locked);"
                            " it was left untouched.")
         expect_line(child, "    Press V to verify it, ENTER to go on...")
@@ -149,13 +149,13 @@ def test_part_states_already_provisioned_summary_and_station_log(
         # a part locked with another config, then a blank one
         board.send("next")
         child.expect_exact("Board removed. Waiting for board to be connected...ok\r\n")
-        expect_line(child, f"    Device SN: {foreign} (config locked with another config:"
+        expect_line(child, f"    Device SN: {foreign} ATECC508A (config locked with another config:"
                            " cannot be provisioned)")
         expect_line(child, "    Press ENTER to provision...")
         board.send("next")
         expect_line(child, "    Board removed before provisioning.")
         child.expect_exact("Board removed. Waiting for board to be connected...ok\r\n")
-        child.expect(r"    Device SN: ([0-9A-F]{18}) \(blank\)\r\n")
+        child.expect(r"    Device SN: ([0-9A-F]{18}) ATECC508A \(blank\)\r\n")
         blank = child.match.group(1)
         assert blank not in (resumable, foreign)
         expect_line(child, "    Press ENTER to provision...")
@@ -202,7 +202,7 @@ def test_ctrl_c_after_the_data_lock_names_stage_and_provisioned_state(
     board, url = start_board(procs, layout, chips=1, auto_swap=None, timing_scale=2.0)
     child = line_client(layout, port, url)
     try:
-        child.expect(r"    Device SN: ([0-9A-F]{18}) \(blank\)\r\n")
+        child.expect(r"    Device SN: ([0-9A-F]{18}) ATECC508A \(blank\)\r\n")
         serial = child.match.group(1)
         expect_line(child, "    Press ENTER to provision...")
         child.send("\r")
@@ -312,7 +312,7 @@ def test_verify_without_provisioning(line: tuple[DemoLayout, Processes, int]) ->
         expect_line(child, "Reading provisioning config file atcaprov_cert_info_0.c...ok")
         expect_line(child, "Press ESC to quit.")
         expect_line(child, "Waiting for board to be connected...ok")
-        expect_line(child, f"    Device SN: {serial} (already provisioned)")
+        expect_line(child, f"    Device SN: {serial} ATECC508A (already provisioned)")
         expect_line(child, "    Press ENTER to verify...")
         child.send("\r")
         expect_line(child, "Verifying part...ok")
@@ -323,7 +323,7 @@ def test_verify_without_provisioning(line: tuple[DemoLayout, Processes, int]) ->
         expect_line(child, "Verification successful! Please remove board...")
         board.send("next")
         child.expect_exact("Board removed. Waiting for board to be connected...ok\r\n")
-        child.expect(r"    Device SN: [0-9A-F]{18} \(blank\)\r\n")
+        child.expect(r"    Device SN: [0-9A-F]{18} ATECC508A \(blank\)\r\n")
         expect_line(child, "    Press ENTER to verify...")
         child.send("\r")
         expect_line(child, "Verifying part...FAILED")

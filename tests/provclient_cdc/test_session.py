@@ -54,11 +54,11 @@ def test_two_boards_seed_lines_and_json(tmp_path: Path, pki: Pki, server: CertSe
         f"Connecting to 127.0.0.1:{server.port}...ok",
         "Press ESC to quit.",
         "Waiting for board to be connected...ok",
-        f"    Device SN: {serials[0]} (blank)",
+        f"    Device SN: {serials[0]} ATECC508A (blank)",
         *STAGE_LINES,
         "Provisioning successful! Please remove board...",
         "Board removed. Waiting for board to be connected...ok",
-        f"    Device SN: {serials[1]} (blank)",
+        f"    Device SN: {serials[1]} ATECC508A (blank)",
         *STAGE_LINES,
         "Provisioning successful! Please remove board...",
     ]
@@ -177,13 +177,13 @@ def test_resume_after_unplug_then_already_provisioned_verify(tmp_path: Path, pki
         serial = board.chips[0].chip.serial_number.hex().upper()
     lines = out.lines()
     # 1st run: removed at key generation; 2nd: resumes the config-locked part
-    assert lines.count(f"    Device SN: {serial} (blank)") == 1
+    assert lines.count(f"    Device SN: {serial} ATECC508A (blank)") == 1
     assert "Generating device key.....error" in lines
-    assert lines.count(f"    Device SN: {serial} (config locked: will resume)") == 1
+    assert lines.count(f"    Device SN: {serial} ATECC508A (config locked: will resume)") == 1
     assert "Writing config zone.......skipped" in lines
     assert "Locking config zone.......skipped" in lines
     # 3rd: the same (now provisioned) part: not handed to the flow, verified with V
-    i = lines.index(f"    Device SN: {serial} (already provisioned)")
+    i = lines.index(f"    Device SN: {serial} ATECC508A (already provisioned)")
     assert lines[i + 1:i + 4] == [
         "    This part is already provisioned (data zone locked); it was left untouched.",
         "    Press V to verify it, ENTER to go on...",
@@ -289,7 +289,8 @@ def test_data_locked_part_with_pending_slot_locks_is_finished(tmp_path: Path, pk
         assert second.run() == ExitCode.OK
         slot_locked = int.from_bytes(chip.config_zone[88:90], "little")
     lines = out.lines()
-    assert f"    Device SN: {serial} (data locked: will finish slot locks 12, 13)" in lines
+    assert (f"    Device SN: {serial} ATECC508A (data locked: will finish slot locks 12, 13)"
+            in lines)
     assert "Locking slots.............done" in lines
     assert not (slot_locked >> 12) & 1 and not (slot_locked >> 13) & 1
     assert (slot_locked >> 10) & 1  # only the slots asked for

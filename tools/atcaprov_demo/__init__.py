@@ -43,6 +43,7 @@ from typing import IO, Any
 
 import click
 
+from atcaprov.cli import parse_chip_types
 from atcaprov.errors import AtcaprovError
 
 DEFAULT_COUNT = 5
@@ -303,11 +304,15 @@ def start_server(procs: Processes, layout: DemoLayout, *,
 
 def start_board(procs: Processes, layout: DemoLayout, *, chips: int,
                 auto_swap: float | None = 0.3, timing_scale: float = 0.0,
+                chip_types: str | None = None,
                 timeout: float = START_TIMEOUT_S) -> tuple[ManagedProcess, str]:
-    """``atcaprov sim board`` on 127.0.0.1; returns the process and its ``socket://`` URL."""
+    """``atcaprov sim board`` on 127.0.0.1; returns the process and its ``socket://`` URL.
+    ``chip_types``: its ``--chip-type`` (``atecc608b``, ``atecc608b,atecc508a``...)."""
     argv = [*cli_command("atcaprov", "atcaprov.cli"), "sim", "board", "--listen", "127.0.0.1:0",
             "--chips", str(chips), "--state", str(layout.boards),
             "--timing-scale", f"{timing_scale:g}"]
+    if chip_types is not None:
+        argv += ["--chip-type", chip_types]
     if auto_swap is not None:
         argv += ["--auto-swap", f"{auto_swap:g}"]
     proc = procs.start("atcaprov sim board", argv, layout.log("board"), cwd=layout.folder,
@@ -454,8 +459,9 @@ def signing_rows(layout: DemoLayout) -> list[dict[str, str]]:
 # --------------------------------------------------------------------------------------------
 # The demo
 # --------------------------------------------------------------------------------------------
-def run_demo(count: int, base: Path, out: IO[str]) -> int:
-    """The whole demo; returns the exit status."""
+def run_demo(count: int, base: Path, out: IO[str], chip_types: str | None = None) -> int:
+    """The whole demo; returns the exit status. ``chip_types``: the board's ``--chip-type``
+    (None: the board's default, ATECC508A)."""
     layout = DemoLayout.new(base)
 
     def say(text: str) -> None:
@@ -470,8 +476,11 @@ def run_demo(count: int, base: Path, out: IO[str]) -> int:
         say(f"  cert info: {layout.certinfo}")
         server, port = start_server(procs, layout)
         say(f"Provisioning server listening on 127.0.0.1:{port} (log: {server.log_path})")
-        board, url = start_board(procs, layout, chips=count, auto_swap=0.3)
-        say(f"Virtual kit board with {count} blank chips at {url} (log: {board.log_path})")
+        board, url = start_board(procs, layout, chips=count, auto_swap=0.3,
+                                 chip_types=chip_types)
+        kinds = "" if chip_types is None else f" {chip_types.upper()}"
+        say(f"Virtual kit board with {count} blank{kinds} chips at {url}"
+            f" (log: {board.log_path})")
         say(f"Running provclient-cdc --yes --count {count} --board {url}")
         say("")
         client = run_client(procs, layout, port, url, count, echo=out)
@@ -497,13 +506,24 @@ def run_demo(count: int, base: Path, out: IO[str]) -> int:
     return 0 if ok else 1
 
 
+def _chip_types_option(ctx: click.Context, param: click.Parameter,
+                       value: str | None) -> str | None:
+    """``--chip-type``, checked as ``atcaprov sim board`` checks it (lower-case names)."""
+    return None if value is None else ",".join(n.lower() for n in parse_chip_types(value))
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--count", type=click.IntRange(1, 1000), default=DEFAULT_COUNT, show_default=True,
               help="Boards to provision.")
 @click.option("--folder", type=click.Path(file_okay=False, path_type=Path),
               default=Path("demo-run"), show_default=True,
               help="Parent folder of the run's timestamped folder.")
-def main(count: int, folder: Path) -> None:
+@click.option("--chip-type", "chip_types", default=None, metavar="TYPE[,TYPE...]",
+              callback=_chip_types_option,
+              help="Chip models of the virtual board (atecc508a, atecc608a, atecc608b; a"
+                   " comma-separated list alternates), passed to atcaprov sim board."
+                   "  [default: atecc508a]")
+def main(count: int, folder: Path, chip_types: str | None) -> None:
     """Provision COUNT virtual boards end to end: signer set-up, server, board, client, checks."""
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -511,7 +531,7 @@ def main(count: int, folder: Path) -> None:
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        code = run_demo(count, folder, sys.stdout)
+        code = run_demo(count, folder, sys.stdout, chip_types)
     except KeyboardInterrupt:
         print("\nInterrupted: all demo processes stopped.", flush=True)
         code = 130

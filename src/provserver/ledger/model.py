@@ -102,6 +102,7 @@ class Issuance:
     device_cert: bytes  # DER, as sent
     signer_cert: bytes  # DER, as sent
     root_cert: bytes | None  # DER, as sent (None: the reply had none)
+    device_type: str = ""  # chip model the request stated (CertRequest2); "" if not stated
 
 
 @dataclass(frozen=True)
@@ -219,6 +220,7 @@ class IssueOp:
     device_cert: bytes
     signer_cert: bytes
     root_cert: bytes | None
+    device_type: str = ""  # chip model the request stated (CertRequest2); "" if not stated
 
 
 @dataclass(frozen=True)

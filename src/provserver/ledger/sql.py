@@ -53,7 +53,7 @@ _MIGRATION_NAME = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
 _ISSUANCE_COLUMNS = (
     "i.id, i.device_sn, i.public_key, i.issuer_key_id, i.signer_id, i.cert_sn, i.state, "
     "i.issued_at, i.updated_at, i.signer, i.station, i.run_id, i.device_cert, "
-    "i.signer_cert_id, i.root_cert_id"
+    "i.signer_cert_id, i.root_cert_id, i.device_type"
 )
 _EVENT_COLUMNS = (
     "e.id, e.time, e.kind, e.device_sn, e.issuance_id, e.run_id, e.station, e.signer, "
@@ -378,11 +378,11 @@ class SqlLedger(Ledger):
                     cur,
                     "INSERT INTO issuances (device_sn, public_key, issuer_key_id, signer_id, "
                     "cert_sn, state, issued_at, updated_at, signer, station, run_id, device_cert, "
-                    "signer_cert_id, root_cert_id) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "signer_cert_id, root_cert_id, device_type) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (op.device_sn, op.public_key, op.issuer_key_id, op.signer_id, op.cert_sn,
                      IssuanceState.SIGNED.value, op.time, op.time, op.signer, op.station, run_id,
-                     op.device_cert, signer_ca, root_ca),
+                     op.device_cert, signer_ca, root_ca, op.device_type),
                 )  # fmt: skip
                 if decision.supersede_id is not None:
                     self._supersede(cur, decision.supersede_id, op, run_id, issuance_id)
@@ -419,7 +419,7 @@ class SqlLedger(Ledger):
             issuer_key_id=op.issuer_key_id, signer_id=op.signer_id, cert_sn=op.cert_sn,
             state=IssuanceState.SIGNED, issued_at=op.time, updated_at=op.time, signer=op.signer,
             station=op.station, run_id=run_id, device_cert=op.device_cert,
-            signer_cert=op.signer_cert, root_cert=op.root_cert,
+            signer_cert=op.signer_cert, root_cert=op.root_cert, device_type=op.device_type,
         )  # fmt: skip
         return IssueResult(
             "issued", issuance, superseded=decision.supersede_id, event=event
@@ -625,6 +625,7 @@ class SqlLedger(Ledger):
             updated_at=row[8], signer=row[9], station=row[10], run_id=int(row[11]),
             device_cert=bytes(row[12]), signer_cert=self._ca_der(cur, int(row[13])),
             root_cert=None if root_id is None else self._ca_der(cur, int(root_id)),
+            device_type=str(row[15]),
         )  # fmt: skip
 
     def _load_issuance(self, cur: Cursor, issuance_id: int) -> Issuance | None:
