@@ -55,6 +55,7 @@ from .manager import SignerManager
 from .paths import DataDir, DataDirError, default_data_dir
 from .profile import ProfileError, ProfileStore
 from .records import RecordStore
+from .records_cli import records as records_group
 from .server import ProvisioningServer, ServerLimits, make_tls_context
 from .signer_cli import signer as signer_group
 from .signers.base import (
@@ -650,6 +651,7 @@ def _escape_pressed(console: Console, stop: asyncio.Event) -> None:
 
 
 main.add_command(signer_group, name="signer")
+main.add_command(records_group, name="records")
 
 if __name__ == "__main__":
     main()
