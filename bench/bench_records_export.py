@@ -24,8 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from provserver.ledger import open_ledger
 from tests.support.ledger_fill import fill_ledger, make_fill_pki
+
+from provserver.ledger import open_ledger
 
 EXPORT_TIMEOUT_S = 3600
 
