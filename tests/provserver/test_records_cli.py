@@ -344,3 +344,31 @@ def test_engines_agree(small: str, tmp_path: Path) -> None:
     with open_ledger(small, None, read_only=True) as ledger:
         assert isinstance(ledger, Ledger)
         assert len(list(ledger.iter_issuances(page_size=2))) == 6
+
+
+# ------------------------------------------------------------------ on a terminal
+def test_export_progress_on_a_terminal(tmp_path: Path, pki: FillPki) -> None:
+    """The real command on a pty: progress lines on stderr while it runs, cleared at the end;
+    nothing of it in the file."""
+    pexpect = pytest.importorskip("pexpect")
+    import sys
+
+    with open_ledger(None, tmp_path) as ledger:
+        fill_ledger(ledger, 6000, None)
+    key_path, cert_path = pki.write_manifest_signer(tmp_path)
+    out = tmp_path / "m.json"
+    child = pexpect.spawn(
+        str(Path(sys.executable).parent / "provserver"),
+        ["records", "export", "--data-dir", str(tmp_path), "--format", "manifest", "-o",
+         str(out), "--manifest-key", str(key_path), "--manifest-cert", str(cert_path)],
+        encoding="utf-8", timeout=120, dimensions=(24, 200))  # fmt: skip
+    try:
+        child.expect(r"\rExported (\d+) device\(s\) \(\d+/s\)\.\.\.")
+        assert 0 < int(child.match.group(1)) < 6000
+        child.expect_exact("\r\x1b[K")
+        child.expect_exact(f"Exported 6000 device(s) (manifest) to {out}.")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+    assert len(json.loads(out.read_text())) == 6000
