@@ -372,3 +372,41 @@ def test_export_progress_on_a_terminal(tmp_path: Path, pki: FillPki) -> None:
         child.close(force=True)
     assert child.exitstatus == 0
     assert len(json.loads(out.read_text())) == 6000
+
+
+# ------------------------------------------------------------------ a real server's ledger
+async def test_records_of_a_real_server(tmp_path: Path, ledger_spec: str) -> None:
+    """Devices signed through the real server (pem signer, both engines): list, show, and a
+    manifest whose x5c chains verify up to the root CA the server sends."""
+    from atcaprov.protocol import CertReply
+    from tests.provserver.test_server_ledger import CHAIN, report_for, serving
+    from tests.support.server import make_request
+    from tests.support.station import Station
+
+    requests = [make_request(CHAIN, n) for n in range(20, 25)]
+    async with serving(tmp_path, ledger_spec) as (server, _, data):
+        station = await Station.connect(server.port)
+        replies = [await station.request(r) for r in requests]
+        await station.report(report_for(requests[0]))
+        await station.close()
+    assert all(isinstance(r, CertReply) for r in replies)
+    code, out, _ = invoke("list", "--ledger", ledger_spec, "--data-dir", str(data), "--json",
+                          "--state", "installed")
+    assert [json.loads(line)["device_sn"] for line in out.splitlines()] == [
+        requests[0].device_serial_number.hex().upper()]
+    serial = requests[0].device_serial_number.hex()
+    code, out, _ = invoke("show", serial, "--ledger", ledger_spec, "--data-dir", str(data))
+    assert code == 0 and ": installed (issuance" in out and "installed" in out
+
+    pki = make_fill_pki()
+    manifest = _export_manifest(ledger_spec, tmp_path, pki)
+    root = tmp_path / "root.der"
+    root.write_bytes(CHAIN.root_cert)
+    code, out, _ = invoke("verify-manifest", str(manifest), "--manifest-cert",
+                          str(tmp_path / "manifest.crt"), "--root-ca", str(root))
+    assert (code, out.strip()) == (0, "5 entries: 5 verified, 0 failed.")
+    entries = json.loads(manifest.read_text())
+    sent = {r.device_cert for r in replies if isinstance(r, CertReply)}
+    for entry in entries:
+        payload = json.loads(b64url_decode(entry["payload"]))
+        assert base64.b64decode(payload["publicKeySet"]["keys"][0]["x5c"][0]) in sent
