@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import click
 
@@ -55,6 +55,8 @@ from .manager import SignerManager
 from .paths import DataDir, DataDirError, default_data_dir
 from .profile import ProfileError, ProfileStore
 from .records import RecordStore
+from .records_cli import records as records_group
+from .retention import RotatingActivityLog, retention_task
 from .server import ProvisioningServer, ServerLimits, make_tls_context
 from .signer_cli import signer as signer_group
 from .signers.base import (
@@ -101,6 +103,8 @@ class Settings:
     password_env: str | None = None
     ledger: str | None = None  # None: SQLite in the data folder; or sqlite:PATH, postgresql://
     allow_reprovision: bool = False
+    keep_days: int | None = None  # remove activity / signing logs older than this (None: keep)
+    log_max_bytes: int | None = None  # start a new activity log past this size (also per day)
 
     def backend_values(self) -> dict[str, Any]:
         """The values of the back-ends' ``serve`` options (click parameter name -> value)."""
@@ -192,6 +196,7 @@ async def run(
     service: SigningService | None = None
     ready = False
     stop_problems: list[str] = []
+    retention: asyncio.Task[None] | None = None
     try:
         console.info("Provisioning Server started.")
         if install_signal_handlers:
@@ -233,12 +238,17 @@ async def run(
         )
         await server.start()
         # Listening: from here on the data folder is written.
-        start_files.open_activity_log(console, early_lines, started)
+        start_files.open_activity_log(console, early_lines, started, settings.log_max_bytes)
         try:
             await service.open()
         except AtcaprovError:
             service = None  # nothing to close
             raise
+        if settings.keep_days is not None:
+            activity = start_files.log
+            retention = asyncio.create_task(retention_task(
+                console, data.logs, settings.keep_days,
+                keep=lambda path: activity is not None and path == activity.path))
         console.info(f"Version: atcaprov {atcaprov.__version__}.")
         console.info(f"Data folder: {data.root.resolve()}.")
         if isinstance(password_source, EnvPasswordSource) and not password_source.is_set:
@@ -259,6 +269,10 @@ async def run(
         raise
     finally:
         # Every step runs whatever the one before did: the terminal is always restored.
+        if retention is not None:
+            retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await retention
         steps: list[Callable[[], Awaitable[None]]] = []
         if server is not None:
             steps.append(server.stop)
@@ -313,9 +327,11 @@ class _StartFiles:
         self._created: list[Path] = []
         self._log_path: Path | None = None
         self._log_file: TextIO | None = None
+        self.log: RotatingActivityLog | None = None  # the activity log (rotating sink)
 
     def open_activity_log(
-        self, console: Console, early_lines: io.StringIO, started: datetime
+        self, console: Console, early_lines: io.StringIO, started: datetime,
+        max_bytes: int | None = None,
     ) -> None:
         """Create the data folders and the activity log; the log starts with ``early_lines``."""
         missing = [f for f in self._data.folders() if not f.exists()]
@@ -323,12 +339,13 @@ class _StartFiles:
             self._data.ensure()
         finally:
             self._created = [f for f in missing if f.exists()]
-        path = self._data.activity_log_path(started)
         try:
-            self._log_file = path.open("x", encoding="utf-8")
+            self.log = RotatingActivityLog(self._data, max_bytes=max_bytes, started=started)
         except OSError as exc:
+            path = self._data.activity_log_path(started)
             raise DataDirError(f"cannot create the activity log {path}: {exc}") from exc
-        self._log_path = path
+        self._log_file = cast(TextIO, self.log)  # a TextIO-like sink
+        self._log_path = self.log.path
         console.replace_sink(early_lines, self._log_file)
 
     def close(self, console: Console, *, keep: bool) -> None:
@@ -533,6 +550,22 @@ _FILE = click.Path(path_type=Path, exists=True, dir_okay=False)
     help="Sign a new key for a device the ledger has as installed (else refused with "
     "DEVICE_ALREADY_PROVISIONED).",
 )
+@click.option(
+    "--keep-days",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Remove activity and signing logs not written for N days (checked at start and "
+    "hourly). The ledger is never pruned. Default: keep everything.",
+)
+@click.option(
+    "--log-max-size",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="MB",
+    help="Start a new activity log when the current one reaches MB megabytes (a new one "
+    "starts every day anyway).",
+)
 @click.pass_context
 def main(
     ctx: click.Context,
@@ -554,6 +587,8 @@ def main(
     password_env: str | None,
     ledger: str | None,
     allow_reprovision: bool,
+    keep_days: int | None,
+    log_max_size: int | None,
     **backend_values: Any,
 ) -> None:
     """Provisioning Server: signs device certificates for provisioning stations."""
@@ -579,6 +614,8 @@ def main(
         password_env=password_env,
         ledger=ledger,
         allow_reprovision=allow_reprovision,
+        keep_days=keep_days,
+        log_max_bytes=None if log_max_size is None else log_max_size << 20,
         **backend_values,
     )
     console = Console(sys.stdout)
@@ -650,6 +687,7 @@ def _escape_pressed(console: Console, stop: asyncio.Event) -> None:
 
 
 main.add_command(signer_group, name="signer")
+main.add_command(records_group, name="records")
 
 if __name__ == "__main__":
     main()
