@@ -12,6 +12,10 @@ $(PY):
 
 $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
+	# pytrustplatform (Microchip's manifest decoder, checks our manifest export) pins libraries
+	# that clash with the test extra: it gets a venv of its own, driven by its test as a program
+	$(PYTHON) -m venv $(VENV)/tools-ptp
+	$(VENV)/tools-ptp/bin/pip install --quiet 'pytrustplatform>=1.1' 'python-jose>=3.3'
 	touch $(STAMP)
 
 test: $(STAMP)
