@@ -79,10 +79,14 @@ def test_first_server_stopped_between_boards(layout: DemoLayout, procs: Processe
     stopped = threading.Event()
     stopper: list[threading.Thread] = []
 
+    def stop_now() -> None:
+        server_a.stop()
+        stopped.set()
+
     def stop_a(stream: str, line: str) -> None:
         # after the first board, while the station waits for the next one
         if line.startswith("Provisioning successful!") and not stopper:
-            thread = threading.Thread(target=lambda: (server_a.stop(), stopped.set()))
+            thread = threading.Thread(target=stop_now)
             stopper.append(thread)
             thread.start()
 
