@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
@@ -63,7 +63,10 @@ from .signers.base import (
     available_backends,
     open_backend,
 )
-from .signing import SigningService, build_signing_service
+from .signing import SigningService, build_signing_service, open_ledger_record_store
+
+if TYPE_CHECKING:
+    from .metrics import MetricsServer, ServerMetrics
 
 DEFAULT_PORT = 11235
 DEFAULT_HOST = "0.0.0.0"
@@ -101,6 +104,7 @@ class Settings:
     password_env: str | None = None
     ledger: str | None = None  # None: SQLite in the data folder; or sqlite:PATH, postgresql://
     allow_reprovision: bool = False
+    metrics: tuple[str, int] | None = None  # --metrics HOST:PORT (provserver.metrics)
 
     def backend_values(self) -> dict[str, Any]:
         """The values of the back-ends' ``serve`` options (click parameter name -> value)."""
@@ -190,6 +194,7 @@ async def run(
     manager: SignerManager | None = None
     server: ProvisioningServer | None = None
     service: SigningService | None = None
+    metrics_server: MetricsServer | None = None
     ready = False
     stop_problems: list[str] = []
     try:
@@ -212,6 +217,13 @@ async def run(
         )
         await manager.start()
         profile_dirs = [data.signers, *settings.profiles]
+        metrics = _metrics_for(settings)
+        if metrics is not None:
+            records = metrics.metered(records if records is not None else
+                                      open_ledger_record_store(
+                                          data, settings.ledger, console=console,
+                                          allow_reprovision=settings.allow_reprovision))
+            metrics.attach(manager=manager)
         service = build_signing_service(
             manager=manager,
             console=console,
@@ -222,16 +234,25 @@ async def run(
             allow_reprovision=settings.allow_reprovision,
         )
         server = ProvisioningServer(
-            service.handle,
+            service.handle if metrics is None else metrics.cert_handler(service.handle),
             console,
-            ready_handler=service.ready,
+            ready_handler=service.ready if metrics is None else metrics.ready_handler(
+                service.ready),
             host=settings.host,
             port=settings.port,
             limits=settings.limits,
             tls=tls,
-            report_handler=service.handle_report,
+            report_handler=service.handle_report if metrics is None else
+            metrics.report_handler(service.handle_report),
+            on_refusal=None if metrics is None else metrics.connection_refused,
         )
         await server.start()
+        if metrics is not None and settings.metrics is not None:
+            metrics.attach(server=server)
+            metrics_server = metrics.listener(*settings.metrics)
+            await metrics_server.start()
+            console.info(f"Metrics on {metrics_server.url}/metrics, health check on"
+                         f" {metrics_server.url}/healthz.")
         # Listening: from here on the data folder is written.
         start_files.open_activity_log(console, early_lines, started)
         try:
@@ -260,6 +281,8 @@ async def run(
     finally:
         # Every step runs whatever the one before did: the terminal is always restored.
         steps: list[Callable[[], Awaitable[None]]] = []
+        if metrics_server is not None:
+            steps.append(metrics_server.stop)
         if server is not None:
             steps.append(server.stop)
         if manager is not None:
@@ -285,6 +308,17 @@ async def run(
             lock.release(remove_if_created=not ready)
     if stop_problems:
         raise ShutdownError("; ".join(stop_problems))
+
+
+def _metrics_for(settings: Settings) -> ServerMetrics | None:
+    """The metrics of this run, with ``--metrics`` (prometheus_client imported only then)."""
+    if settings.metrics is None:
+        return None
+    try:
+        from .metrics import ServerMetrics
+    except ImportError as exc:  # pragma: no cover - a dependency of the package
+        raise StartupError(f"--metrics needs the prometheus_client package: {exc}") from exc
+    return ServerMetrics()
 
 
 def _check_free_space(folder: Path) -> None:
@@ -533,6 +567,14 @@ _FILE = click.Path(path_type=Path, exists=True, dir_okay=False)
     help="Sign a new key for a device the ledger has as installed (else refused with "
     "DEVICE_ALREADY_PROVISIONED).",
 )
+@click.option(
+    "--metrics",
+    "metrics_address",
+    default=None,
+    metavar="HOST:PORT",
+    help="Serve Prometheus metrics at /metrics and a health check at /healthz on this address "
+    "only (e.g. 127.0.0.1:9464). Default: off. See docs/server.md.",
+)
 @click.pass_context
 def main(
     ctx: click.Context,
@@ -554,11 +596,20 @@ def main(
     password_env: str | None,
     ledger: str | None,
     allow_reprovision: bool,
+    metrics_address: str | None,
     **backend_values: Any,
 ) -> None:
     """Provisioning Server: signs device certificates for provisioning stations."""
     if ctx.invoked_subcommand is not None:
         return  # `provserver signer ...`: the server options do not apply
+    metrics = None
+    if metrics_address is not None:
+        from .metrics import MetricsAddressError, parse_listen_address
+
+        try:
+            metrics = parse_listen_address(metrics_address)
+        except MetricsAddressError as exc:
+            raise click.BadParameter(str(exc), param_hint="--metrics") from None
     settings = Settings(
         host=host,
         port=port,
@@ -579,6 +630,7 @@ def main(
         password_env=password_env,
         ledger=ledger,
         allow_reprovision=allow_reprovision,
+        metrics=metrics,
         **backend_values,
     )
     console = Console(sys.stdout)
