@@ -21,15 +21,27 @@ The rules (docs/client.md, "Several servers"):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 
 from atcaprov.certreq import NotReadyError, ServerTooOldError
 from atcaprov.errors import AtcaprovError
-from atcaprov.protocol import ReadyRequest
-from atcaprov.return_codes import ReturnCodeError
+from atcaprov.protocol import HEADER_SIZE, MessageType, ProtocolError, ReadyRequest, parse_header
+from atcaprov.return_codes import ReturnCode, ReturnCodeError
 
 from .output import Output
-from .server_link import LinkHooks, ServerLink, ServerUnreachableError
+from .server_link import LinkHooks, ServerLink, ServerLinkError, ServerUnreachableError
+
+RESEND_ATTEMPTS = 2  # a lost reply: the same request again, to the same server, at most twice
+RESEND_WINDOW_S = 10.0  # how long the same server may take to come back for it
+RESEND_PAUSE_S = 0.5
+
+
+def _is_cert_request(data: bytes) -> bool:
+    try:
+        return parse_header(data[:HEADER_SIZE]).msg_type is MessageType.CERT_REQUEST
+    except ProtocolError:
+        return False
 
 
 class ServerListError(AtcaprovError):
@@ -181,6 +193,9 @@ class FailoverHooks(LinkHooks):
         super().__init__(pool.current, output, station_id)
         self.pool = pool
         self._choosing = False
+        self._request: bytes | None = None  # the certificate request in flight (its bytes)
+        self._answer_bytes = 0  # bytes of its answer received
+        self._resends = 0
 
     def _follow(self) -> None:
         self.link = self.pool.current
@@ -223,6 +238,61 @@ class FailoverHooks(LinkHooks):
             self._choosing = False
         if not self.choose(request, first_reason=reason):
             raise first
+
+    def certreq_send(self, data: bytes) -> None:
+        self._request = data if _is_cert_request(data) else None
+        self._answer_bytes = 0
+        self._resends = 0
+        super().certreq_send(data)
+
+    def certreq_recv(self, n: int) -> bytes:
+        """The link's answer bytes. A certificate request whose connection is lost before a
+        byte of its answer came is sent again, to the same server only (:meth:`_resend`)."""
+        while True:
+            try:
+                data = super().certreq_recv(n)
+            except ServerLinkError as exc:
+                if not self._may_resend(exc.code):
+                    raise
+                self._resend(exc.message, exc)
+                continue
+            if data:
+                self._answer_bytes += len(data)
+                return data
+            if not self._may_resend(ReturnCode.COMM_ERROR):
+                return data
+            self._resend(f"the server at {self.link.address} closed the connection", None)
+
+    def _may_resend(self, code: ReturnCode) -> bool:
+        return (self._request is not None and self._answer_bytes == 0
+                and code is ReturnCode.COMM_ERROR and self._resends < RESEND_ATTEMPTS)
+
+    def _resend(self, reason: str, lost: ServerLinkError | None) -> None:
+        """The reply to a certificate request was lost: reconnect to the SAME server and send
+        the same request again (same serial number, same public key: the server's ledger
+        answers with the certificate it may already have signed, byte for byte). Never to
+        another server: without one shared ledger that could sign a second certificate."""
+        assert self._request is not None
+        self._resends += 1
+        link = self.link
+        self.output.detail(f"Reply lost ({reason}): sending the same request again to"
+                           f" {link.address} (same key: the same certificate).")
+        deadline = time.monotonic() + RESEND_WINDOW_S
+        while True:
+            try:
+                link.connect()
+                break
+            except ServerUnreachableError as exc:
+                if time.monotonic() + RESEND_PAUSE_S > deadline:
+                    self.output.detail(
+                        f"Server {link.address} still unreachable ({exc.reason}); the request"
+                        " is not sent to another server: the part resumes by its serial"
+                        " number on its next run.")
+                    if lost is not None:
+                        raise lost from exc
+                    raise ServerLinkError(ReturnCode.COMM_ERROR, reason) from exc
+                time.sleep(RESEND_PAUSE_S)
+        link.send(self._request)
 
     def certreq_start(self) -> None:
         try:
