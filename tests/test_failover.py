@@ -1,12 +1,13 @@
 """End to end: one station, two real ``provserver`` processes, failover between boards.
 
-Both servers run on loopback with their own data folder (their own SQLite ledger) and the same
-sim signer modules. The station is given ``--host A,B``; after its first board the first server
-is stopped (SIGTERM, between boards). The next board's readiness check finds it gone, the
-station says on the screen that it uses the second server, and the line goes on: every part is
-provisioned (data zone locked, certificates verified by the client), no part is left between
-its config lock and its data lock, and each server's ledger has exactly the devices it signed,
-installed.
+Both servers run on loopback with their own data folder and the same sim signer modules; either
+each with its own SQLite ledger, or both on one shared PostgreSQL ledger (tests/support's
+throw-away PostgreSQL; skipped when it cannot run here). The station is given ``--host A,B``;
+after its first board the first server is stopped (SIGTERM, between boards). The next board's
+readiness check finds it gone, the station says on the screen that it uses the second server,
+and the line goes on: every part is provisioned (data zone locked, certificates verified by
+the client), no part is left between its config lock and its data lock, and the ledgers hold
+every device once, installed (separate ledgers: each exactly the devices its server signed).
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from atcaprov_demo import (
     start_server,
 )
 from provclient_cdc.session import ExitCode
-from provserver.ledger import IssuanceState
+from provserver.ledger import IssuanceState, open_ledger
 from provserver.ledger.sqlite import SqliteLedger
+from tests.support.postgres import PostgresServer, postgres_or_skip
 
 pytestmark = pytest.mark.slow
 
@@ -50,13 +52,13 @@ def procs() -> Iterator[Processes]:
         yield group
 
 
-def start_second_server(procs: Processes, layout: DemoLayout, data: Path) -> tuple[
-        ManagedProcess, int]:
+def start_second_server(procs: Processes, layout: DemoLayout, data: Path,
+                        extra: list[str]) -> tuple[ManagedProcess, int]:
     """A second provserver on the same sim modules, with its own data folder (the signer
     profile taken from the first one's folder with --profiles)."""
     argv = [*cli_command("provserver", "provserver.cli"), "--host", "127.0.0.1", "--port", "0",
             "--data-dir", str(data), "--signers", "sim", "--modules", str(layout.modules),
-            "--profiles", str(layout.data_dir / "signers")]
+            "--profiles", str(layout.data_dir / "signers"), *extra]
     proc = procs.start("provserver B", argv, layout.log("server-b"), cwd=layout.folder)
     found = proc.wait_for(r"Server listening on [^ ]*:(\d+)", START_TIMEOUT_S)
     proc.wait_for(r"Signer \(.*\) found", START_TIMEOUT_S)
@@ -69,11 +71,16 @@ def installed(ledger_file: Path) -> dict[str, IssuanceState]:
         return {i.device_sn: i.state for i in ledger.iter_issuances()}
 
 
+@pytest.mark.parametrize("ledger", ["separate", "shared"])
 def test_first_server_stopped_between_boards(layout: DemoLayout, procs: Processes,
-                                             tmp_path: Path) -> None:
-    server_a, port_a = start_server(procs, layout)
+                                             tmp_path: Path, ledger: str,
+                                             postgres_server: PostgresServer | str) -> None:
+    ledger_url = (postgres_or_skip(postgres_server).new_database() if ledger == "shared"
+                  else None)
+    extra = ["--ledger", ledger_url] if ledger_url is not None else []
+    server_a, port_a = start_server(procs, layout, extra=extra)
     data_b = tmp_path / "data-b"
-    server_b, port_b = start_second_server(procs, layout, data_b)
+    server_b, port_b = start_second_server(procs, layout, data_b, extra)
     board, url = start_board(procs, layout, chips=4, auto_swap=1.0)
 
     stopped = threading.Event()
@@ -119,11 +126,18 @@ def test_first_server_stopped_between_boards(layout: DemoLayout, procs: Processe
     assert all(Atecc508a.load(p).config_locked and Atecc508a.load(p).data_locked
                for p in chips)
 
-    # each ledger has what its server signed, installed; together, every device once
-    first = installed(layout.data_dir / "ledger.sqlite3")
-    second = installed(data_b / "ledger.sqlite3")
-    assert list(first) == serials[:1] and sorted(second) == sorted(serials[1:])
-    assert set(first.values()) | set(second.values()) == {IssuanceState.INSTALLED}
+    if ledger_url is None:
+        # each ledger has what its server signed, installed; together, every device once
+        first = installed(layout.data_dir / "ledger.sqlite3")
+        second = installed(data_b / "ledger.sqlite3")
+        assert list(first) == serials[:1] and sorted(second) == sorted(serials[1:])
+        assert set(first.values()) | set(second.values()) == {IssuanceState.INSTALLED}
+        return
+    # one shared ledger: every device once, installed, whichever server signed it
+    with open_ledger(ledger_url, tmp_path, read_only=True) as shared:
+        issuances = list(shared.iter_issuances())
+    assert sorted(i.device_sn for i in issuances) == sorted(serials)  # one each
+    assert {i.state for i in issuances} == {IssuanceState.INSTALLED}
 
 
 def test_no_server_reachable_names_every_server(layout: DemoLayout, procs: Processes) -> None:
