@@ -26,6 +26,7 @@ from atcaprov.protocol import MAX_STATION_ID_BYTES
 from atcaprov.terminal import ConsoleError
 
 from .console import open_keys
+from .failover import ServerListError, parse_servers
 from .output import Output, OutputLogHandler
 from .server_link import ServerLink, TlsOptions, TlsSetupError, make_client_tls
 from .session import ExitCode, Station, StationOptions, default_station_id
@@ -58,6 +59,12 @@ SEED_HELP: list[tuple[str, str]] = [
 ]
 
 ADDED_HELP: list[tuple[str, str]] = [
+    (
+        "--server host:port",
+        "A provisioning server; repeat it (or give a comma list) for several: the station "
+        "uses the first one reachable and ready, and moves to the next between boards when "
+        "it drops or is not ready (replaces --host/--port). --host also takes a comma list.",
+    ),
     (
         "--board URL",
         "Use this board instead of scanning serial ports for kits: any pyserial URL or port, "
@@ -205,6 +212,7 @@ _FILE = click.Path(path_type=Path, dir_okay=False)
 @click.option("--config", "config", type=_FILE, default=None)
 @click.option("--host", default="localhost")
 @click.option("--port", type=click.IntRange(1, 65535), default=11235)
+@click.option("--server", "servers", multiple=True)
 @click.option("--board", default=None)
 @click.option("--lock-slots", callback=_slot_list, default=None)
 @click.option("--no-validate", is_flag=True)
@@ -224,7 +232,8 @@ _FILE = click.Path(path_type=Path, dir_okay=False)
 @click.option("--server-timeout", type=click.FloatRange(min=0.1), default=30.0)
 @click.option("--verbose", is_flag=True)
 @click.option("--log-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
-def main(certinfo: Path, config: Path | None, host: str, port: int, board: str | None,
+def main(certinfo: Path, config: Path | None, host: str, port: int, servers: tuple[str, ...],
+         board: str | None,
          lock_slots: tuple[int, ...], no_validate: bool, station_id: str,
          tls_ca: Path | None, tls_cert: Path | None, tls_key: Path | None,
          tls_server_name: str | None, yes: bool, count: int | None, json_lines: bool,
@@ -240,6 +249,12 @@ def main(certinfo: Path, config: Path | None, host: str, port: int, board: str |
     except TlsSetupError as exc:
         output.line(f"Error: {exc}")
         sys.exit(ExitCode.BAD_INPUT)
+    try:
+        addresses = parse_servers(host, port, servers)
+    except ServerListError as exc:
+        output.line(f"Error: --host/--server: {exc}")
+        sys.exit(ExitCode.BAD_INPUT)
+    host, port = addresses[0]
     options = StationOptions(
         certinfo=certinfo, host=host, port=port, config=config, board=board,
         lock_slots=lock_slots, validate=not no_validate, station_id=station_id, yes=yes,
@@ -247,9 +262,9 @@ def main(certinfo: Path, config: Path | None, host: str, port: int, board: str |
         wait_timeout=wait_timeout, kit_timeout=kit_timeout, io_timeout=server_timeout,
         verify_only=verify_only, log_dir=log_dir if log_dir is not None else default_log_dir(),
     )
-    link = ServerLink(host, port, tls=tls, server_name=tls_server_name,
-                      io_timeout=server_timeout)
-    sys.exit(run_station(options, output, link))
+    links = [ServerLink(h, p, tls=tls, server_name=tls_server_name, io_timeout=server_timeout)
+             for h, p in addresses]
+    sys.exit(run_station(options, output, links[0], links[1:]))
 
 
 def _route_library_logs(output: Output, verbose: bool) -> None:
@@ -263,8 +278,10 @@ def _route_library_logs(output: Output, verbose: bool) -> None:
         root.addHandler(logging.NullHandler())
 
 
-def run_station(options: StationOptions, output: Output, link: ServerLink) -> int:
-    """Run a station with the process's terminal, restoring it whatever happens."""
+def run_station(options: StationOptions, output: Output, link: ServerLink,
+                fallbacks: Sequence[ServerLink] = ()) -> int:
+    """Run a station with the process's terminal, restoring it whatever happens; ``fallbacks``:
+    the servers after ``link`` in the list (see :mod:`.failover`)."""
     try:
         keys = open_keys(sys.stdin, want_input=not options.yes)
     except ConsoleError as exc:
@@ -272,7 +289,7 @@ def run_station(options: StationOptions, output: Output, link: ServerLink) -> in
         return ExitCode.BAD_INPUT
     restore = _terminate_on_signals()
     try:
-        return Station(options, output, keys, link=link).run()
+        return Station(options, output, keys, link=link, fallbacks=fallbacks).run()
     except KeyboardInterrupt:
         output.line("")
         output.line("Interrupted.")

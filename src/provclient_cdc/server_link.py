@@ -14,7 +14,9 @@
 * :class:`LinkHooks`: :class:`atcaprov.hooks.BaseHooks` over the link. It keeps the connection
   open between boards (the server serves many requests per connection) and reconnects once,
   before sending, if the server closed it meanwhile (idle timeout). A request is never resent
-  after its bytes went out. Progress goes to :class:`~provclient_cdc.output.Output`; the
+  after its bytes went out (the station's :class:`~provclient_cdc.failover.FailoverHooks` sends a
+  certificate request again to the same server only, when its reply was lost before its first
+  byte). Progress goes to :class:`~provclient_cdc.output.Output`; the
   server's error reply is kept as written for the operator. Its ``check_ready`` asks the
   server (:func:`atcaprov.certreq.ask_ready`) before the library writes or locks anything.
   It also sends the flow's outcome report (installed / failed / abandoned, protocol version 2)

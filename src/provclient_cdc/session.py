@@ -60,6 +60,7 @@ from atcaprov.validation import first_config_difference, verify
 
 from .boards import Board, BoardError, BoardFinder, read_part
 from .console import Keys, OperatorQuit
+from .failover import FailoverHooks, ServerPool
 from .output import BoardResult, Output, format_duration, summary_lines
 from .server_link import (
     LinkHooks,
@@ -154,13 +155,14 @@ class Station:
     """One operator station: runs until ESC, ``count`` boards, or a fatal error."""
 
     def __init__(self, options: StationOptions, output: Output, keys: Keys, *,
-                 link: ServerLink, finder: BoardFinder | None = None) -> None:
+                 link: ServerLink, finder: BoardFinder | None = None,
+                 fallbacks: Sequence[ServerLink] = ()) -> None:
         self.options = options
         self.output = output
         self.keys = keys
-        self.link = link
+        self.pool = ServerPool([link, *fallbacks], output)  # several servers: failover.py
         self.finder = finder or BoardFinder(options.board, kit_timeout=options.kit_timeout)
-        self.hooks = LinkHooks(link, output, options.station_id)
+        self.hooks: LinkHooks = FailoverHooks(self.pool, output, options.station_id)
         self.stats = StationStats()
         self.cert_info: CertInfo | None = None
         self.config: bytes | None = None
@@ -170,12 +172,20 @@ class Station:
         self._board_seen = False  # a board was opened in this run
         self._shift_started: float | None = None  # when the board loop started
 
+    @property
+    def link(self) -> ServerLink:
+        """The server in use (the first of the list until the station moves on)."""
+        return self.hooks.link
+
     # ---- start -----------------------------------------------------------------------------
     def run(self) -> ExitCode:
         try:
             if not self._read_files() or not self._check_station_log():
                 return ExitCode.BAD_INPUT
-            if not self.options.verify_only:
+            if not self.options.verify_only and self.pool.several:
+                if not self._choose_server_at_start():
+                    return ExitCode.SERVER_UNREACHABLE
+            elif not self.options.verify_only:
                 try:
                     connect_with_retry(self.link, self.output, self.keys,
                                        retries=self.options.connect_retries,
@@ -202,7 +212,7 @@ class Station:
             self._report_interrupt()
             return ExitCode.INTERRUPTED
         finally:
-            self.link.close()
+            self.pool.close()
             self._print_summary()
 
     def _read_files(self) -> bool:
@@ -251,6 +261,74 @@ class Station:
             self.output.line(f"Cannot use the provisioning server at {address}: {reason}")
             return False
         return True
+
+    def _choose_server_at_start(self) -> bool:
+        """Several servers: connect to each in order (``Connecting to HOST:PORT...ok``) and use
+        the first that answers ready; if none is ready, the first reachable one (every board
+        asks again, and moves on, before anything is written). None reachable: count down and
+        go round again, ``connect_retries`` times; then False."""
+        assert self.cert_info is not None
+        request = ready_request(self.cert_info, self.options.station_id)
+        rounds = 0
+        while True:
+            reachable: int | None = None
+            reasons: list[str] = []
+            for i, link in enumerate(self.pool.links):
+                self.output.begin(f"Connecting to {link.address}...")
+                try:
+                    link.connect()
+                except ServerUnreachableError as exc:
+                    self.output.end(f"failed ({exc.reason})")
+                    reasons.append(f"{link.address}: {exc.reason}")
+                    continue
+                self.output.end("ok")
+                self.pool.index = i
+                self.hooks.link = link
+                try:  # this server alone (not the failover of FailoverHooks)
+                    LinkHooks.check_ready(self.hooks, request)
+                except ServerTooOldError as exc:
+                    self.output.line(f"Cannot use the provisioning server at {link.address}:"
+                                     f" {exc.message}")
+                    reasons.append(f"{link.address}: {exc.message}")
+                    continue
+                except NotReadyError as exc:
+                    self.output.detail(f"Server not ready: {exc.message}")
+                    reachable = i if reachable is None else reachable
+                    continue
+                except (ReturnCodeError, OSError) as exc:
+                    reason = exc.message if isinstance(exc, ReturnCodeError) else _reason(exc)
+                    self.output.line(f"Cannot use the provisioning server at {link.address}:"
+                                     f" {reason}")
+                    reasons.append(f"{link.address}: {reason}")
+                    continue
+                self._use_server(i, "ready")
+                return True
+            if reachable is not None:
+                self._use_server(reachable, "reachable, not ready")
+                return True
+            rounds += 1
+            if rounds > self.options.connect_retries:
+                self.output.line(f"Cannot reach any provisioning server ({'; '.join(reasons)})."
+                                 " Is provserver running there?")
+                return False
+            self._wait_before_round(reasons)
+
+    def _use_server(self, index: int, how: str) -> None:
+        for i, link in enumerate(self.pool.links):
+            if i != index:
+                link.close()  # reconnected when the station moves on to it
+        self.pool.index = index
+        self.hooks.link = self.pool.current
+        names = ", ".join(link.address for link in self.pool.links)
+        self.output.detail(f"Using server {self.link.address} ({how}; servers in order: {names}).")
+
+    def _wait_before_round(self, reasons: list[str]) -> None:
+        interval = self.options.retry_interval
+        self.output.line(f"No server reachable, trying again in {interval:g} s...")
+        deadline = time.monotonic() + interval
+        while (left := deadline - time.monotonic()) > 0:
+            if self.keys.poll(min(left, 0.25)) == ESC:
+                raise OperatorQuit("ESC pressed while waiting for a server")
 
     def _report_not_ready(self, result: BoardResult, exc: ServerNotReadyError) -> None:
         """The check before the first write or lock said no: nothing was written or locked."""
@@ -359,8 +437,8 @@ class Station:
         if self._config_refused(board, result):
             return result
         self.hooks.reset()
-        if not self.link.alive():
-            self._reconnect_between_boards()
+        if not self.pool.several and not self.link.alive():
+            self._reconnect_between_boards()  # several: the readiness check moves on
         board.device.reset_stats()  # chip_floor_ms / commands: this run only
         started = time.monotonic()
         try:

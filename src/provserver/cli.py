@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 import click
 
@@ -65,7 +65,10 @@ from .signers.base import (
     available_backends,
     open_backend,
 )
-from .signing import SigningService, build_signing_service
+from .signing import SigningService, build_signing_service, open_ledger_record_store
+
+if TYPE_CHECKING:
+    from .metrics import MetricsServer, ServerMetrics
 
 DEFAULT_PORT = 11235
 DEFAULT_HOST = "0.0.0.0"
@@ -105,6 +108,7 @@ class Settings:
     allow_reprovision: bool = False
     keep_days: int | None = None  # remove activity / signing logs older than this (None: keep)
     log_max_bytes: int | None = None  # start a new activity log past this size (also per day)
+    metrics: tuple[str, int] | None = None  # --metrics HOST:PORT (provserver.metrics)
 
     def backend_values(self) -> dict[str, Any]:
         """The values of the back-ends' ``serve`` options (click parameter name -> value)."""
@@ -194,6 +198,7 @@ async def run(
     manager: SignerManager | None = None
     server: ProvisioningServer | None = None
     service: SigningService | None = None
+    metrics_server: MetricsServer | None = None
     ready = False
     stop_problems: list[str] = []
     retention: asyncio.Task[None] | None = None
@@ -217,6 +222,13 @@ async def run(
         )
         await manager.start()
         profile_dirs = [data.signers, *settings.profiles]
+        metrics = _metrics_for(settings)
+        if metrics is not None:
+            records = metrics.metered(records if records is not None else
+                                      open_ledger_record_store(
+                                          data, settings.ledger, console=console,
+                                          allow_reprovision=settings.allow_reprovision))
+            metrics.attach(manager=manager)
         service = build_signing_service(
             manager=manager,
             console=console,
@@ -227,16 +239,25 @@ async def run(
             allow_reprovision=settings.allow_reprovision,
         )
         server = ProvisioningServer(
-            service.handle,
+            service.handle if metrics is None else metrics.cert_handler(service.handle),
             console,
-            ready_handler=service.ready,
+            ready_handler=service.ready if metrics is None else metrics.ready_handler(
+                service.ready),
             host=settings.host,
             port=settings.port,
             limits=settings.limits,
             tls=tls,
-            report_handler=service.handle_report,
+            report_handler=service.handle_report if metrics is None else
+            metrics.report_handler(service.handle_report),
+            on_refusal=None if metrics is None else metrics.connection_refused,
         )
         await server.start()
+        if metrics is not None and settings.metrics is not None:
+            metrics.attach(server=server)
+            metrics_server = metrics.listener(*settings.metrics)
+            await metrics_server.start()
+            console.info(f"Metrics on {metrics_server.url}/metrics, health check on"
+                         f" {metrics_server.url}/healthz.")
         # Listening: from here on the data folder is written.
         start_files.open_activity_log(console, early_lines, started, settings.log_max_bytes)
         try:
@@ -274,6 +295,8 @@ async def run(
             with contextlib.suppress(asyncio.CancelledError):
                 await retention
         steps: list[Callable[[], Awaitable[None]]] = []
+        if metrics_server is not None:
+            steps.append(metrics_server.stop)
         if server is not None:
             steps.append(server.stop)
         if manager is not None:
@@ -299,6 +322,17 @@ async def run(
             lock.release(remove_if_created=not ready)
     if stop_problems:
         raise ShutdownError("; ".join(stop_problems))
+
+
+def _metrics_for(settings: Settings) -> ServerMetrics | None:
+    """The metrics of this run, with ``--metrics`` (prometheus_client imported only then)."""
+    if settings.metrics is None:
+        return None
+    try:
+        from .metrics import ServerMetrics
+    except ImportError as exc:  # pragma: no cover - a dependency of the package
+        raise StartupError(f"--metrics needs the prometheus_client package: {exc}") from exc
+    return ServerMetrics()
 
 
 def _check_free_space(folder: Path) -> None:
@@ -566,6 +600,14 @@ _FILE = click.Path(path_type=Path, exists=True, dir_okay=False)
     help="Start a new activity log when the current one reaches MB megabytes (a new one "
     "starts every day anyway).",
 )
+@click.option(
+    "--metrics",
+    "metrics_address",
+    default=None,
+    metavar="HOST:PORT",
+    help="Serve Prometheus metrics at /metrics and a health check at /healthz on this address "
+    "only (e.g. 127.0.0.1:9464). Default: off. See docs/server.md.",
+)
 @click.pass_context
 def main(
     ctx: click.Context,
@@ -589,11 +631,20 @@ def main(
     allow_reprovision: bool,
     keep_days: int | None,
     log_max_size: int | None,
+    metrics_address: str | None,
     **backend_values: Any,
 ) -> None:
     """Provisioning Server: signs device certificates for provisioning stations."""
     if ctx.invoked_subcommand is not None:
         return  # `provserver signer ...`: the server options do not apply
+    metrics = None
+    if metrics_address is not None:
+        from .metrics import MetricsAddressError, parse_listen_address
+
+        try:
+            metrics = parse_listen_address(metrics_address)
+        except MetricsAddressError as exc:
+            raise click.BadParameter(str(exc), param_hint="--metrics") from None
     settings = Settings(
         host=host,
         port=port,
@@ -616,6 +667,7 @@ def main(
         allow_reprovision=allow_reprovision,
         keep_days=keep_days,
         log_max_bytes=None if log_max_size is None else log_max_size << 20,
+        metrics=metrics,
         **backend_values,
     )
     console = Console(sys.stdout)

@@ -123,8 +123,12 @@ class ProvisioningServer:
         limits: ServerLimits | None = None,
         tls: ssl.SSLContext | None = None,
         report_handler: ReportHandler | None = None,
+        on_refusal: Callable[[str], None] | None = None,
     ) -> None:
         self._handler = handler
+        # Told each station refused before any request: "too_many_connections",
+        # "tls_handshake" (the metrics of provserver.metrics).
+        self._on_refusal = on_refusal
         self._ready_handler = ready_handler
         self._report_handler = report_handler
         self._console = console
@@ -210,6 +214,7 @@ class ProvisioningServer:
             await self._close(writer)
             return
         if len(self._connections) >= self.limits.max_connections:
+            self._refused("too_many_connections")
             self._console.warning(
                 f"Station {address} refused: {self.limits.max_connections} connections open."
             )
@@ -236,6 +241,10 @@ class ProvisioningServer:
             conn.done.set()
             await self._close(writer)
 
+    def _refused(self, reason: str) -> None:
+        if self._on_refusal is not None:
+            self._on_refusal(reason)
+
     async def _start_tls(self, conn: _Connection) -> bool:
         assert self._tls is not None
         try:
@@ -247,6 +256,7 @@ class ProvisioningServer:
                 pass
         except (ssl.SSLError, OSError, asyncio.TimeoutError, ConnectionError) as exc:
             reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+            self._refused("tls_handshake")
             self._console.warning(
                 f"Station {conn.peer.address} refused: TLS handshake failed ({reason})."
             )
