@@ -16,10 +16,16 @@ Beyond the C flow:
   byte; a part whose data zone is locked is reported as already provisioned and never
   rewritten, unless slot locks asked for are not done on it yet: once its certificates verify
   against the cert info, those are finished;
+* only the config words that differ from the zone as first read are written, and not read
+  back: the config Lock carries the summary CRC of the zone the run expects, so the chip
+  refuses it if any Write did not land; only then is the zone read back, to name the byte.
+  CONFIG_READ reports the known bytes with the lock word read from the chip;
 * the data lock carries the summary CRC: CERTS_WRITE writes every slot the CRC covers (the
   slots whose KeyConfig.Private is 0) and the OTP zone whole, with known bytes where no
   certificate goes, and records what ``write_data_zone`` writes, so the chip itself refuses the
   lock if any Write it acknowledged did not land (docs/library.md, "The data lock CRC");
+  ``data_lock_crc=False`` writes the certificate blocks only and locks without the CRC (less
+  chip time; such a Write is then found only by VALIDATE_CERTS, after the lock);
 * check before the point of no return: before DATA_LOCK the certificates are rebuilt from the
   exact records written, the chip's public key and its serial number, byte-compared with what
   the server sent and chain-verified (the 508A refuses data-zone reads until the data lock, so
@@ -511,13 +517,17 @@ class _DataImage:
         return bytes(self.zones[self._key(zone, slot)][offset : offset + count])
 
     def write(self, device: Device) -> None:
-        with device.session():
-            for (zone, slot), image in sorted(self.zones.items(), key=lambda kv: -kv[0][0]):
-                cert = self.cert_bytes.get((zone, slot), set())
-                for block in range((len(image) + BLOCK_SIZE - 1) // BLOCK_SIZE):
-                    if not self.whole and not any(
-                            i in cert for i in range(block * BLOCK_SIZE, (block + 1) * BLOCK_SIZE)):
-                        continue
+        # One wake per slot: the 46 Writes of a whole image take longer than the chip's
+        # watchdog period (~1.3 s), which would put it to sleep mid-session.
+        for (zone, slot), image in sorted(self.zones.items(), key=lambda kv: -kv[0][0]):
+            cert = self.cert_bytes.get((zone, slot), set())
+            blocks = [b for b in range((len(image) + BLOCK_SIZE - 1) // BLOCK_SIZE)
+                      if self.whole or any(i in cert for i in range(b * BLOCK_SIZE,
+                                                                     (b + 1) * BLOCK_SIZE))]
+            if not blocks:
+                continue
+            with device.session():
+                for block in blocks:
                     chunk = bytes(image[block * BLOCK_SIZE : (block + 1) * BLOCK_SIZE])
                     device.write_zone(zone, slot, block, 0, chunk.ljust(BLOCK_SIZE, b"\0"))
 
