@@ -83,7 +83,8 @@ class DroppingRelay:
                         break
                     upstream.sendall(buf[:size])
                     buf = buf[size:]
-                    if msg_type == MessageType.CERT_REQUEST and not self.dropped.is_set():
+                    is_request = msg_type in (MessageType.CERT_REQUEST, MessageType.CERT_REQUEST2)
+                    if is_request and not self.dropped.is_set():
                         self._arm.set()
         except OSError as exc:  # the station or the server closed: the relay of it ends
             self.errors.append(str(exc))

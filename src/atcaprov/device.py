@@ -489,16 +489,19 @@ class Device(Closeable):
             raise BadParamError(f"Info mode {mode!r} must be 0..3")
         return self.execute(Opcode.INFO, mode, param2, response_size=4)
 
-    def detect_model(self) -> ChipModel:
+    def detect_model(self, *, read_chip_mode: bool = True) -> ChipModel:
         """Read the chip's model (Info revision) and ChipMode (config byte 19), in one wake;
-        later commands use that model's execution times. Raises
+        later commands use that model's execution times. ``read_chip_mode=False``: Info only,
+        for a caller that reads the config zone next and sets :attr:`chip_mode` from it. Raises
         :class:`~atcaprov.datasheet.UnknownChipModelError` for a revision no supported model
         answers."""
         with self.session():
             revision = self.info()
-            word = self.read_zone(ZONE_CONFIG, 0, 0, _CHIP_MODE_WORD, WORD_SIZE)
+            word = (self.read_zone(ZONE_CONFIG, 0, 0, _CHIP_MODE_WORD, WORD_SIZE)
+                    if read_chip_mode else None)
         self.model = model_for_revision(revision)
-        self.chip_mode = word[ATECC508A_CONFIG_MAP.chip_mode % WORD_SIZE]
+        if word is not None:
+            self.chip_mode = word[ATECC508A_CONFIG_MAP.chip_mode % WORD_SIZE]
         self.model_detected = True
         return self.model
 
@@ -616,6 +619,35 @@ class Device(Closeable):
         config128 = _check_len("config zone", config128, CONFIG_SIZE)
         start = _READ_ONLY.stop
         self.write_bytes_zone(ZONE_CONFIG, 0, start, config128[start:])
+
+    def write_config_changes(self, current: bytes, config128: bytes) -> int:
+        """Write only the config words of 16..127 (84..87 skipped) where ``config128`` differs
+        from ``current`` (the zone as read); return the number of Writes sent.
+
+        A block whose words may all be written by one 32-byte Write (blocks 1 and 3) takes one
+        Write however many of its words differ; blocks 0 and 2 are written word by word. The
+        config zone must be unlocked."""
+        current = _check_len("current config zone", current, CONFIG_SIZE)
+        config128 = _check_len("config zone", config128, CONFIG_SIZE)
+        writes = 0
+        with self.session():
+            for block in range(CONFIG_SIZE // BLOCK_SIZE):
+                words = [w for w in range(BLOCK_SIZE // WORD_SIZE)
+                         if _config_word_writable(block * BLOCK_SIZE + w * WORD_SIZE)
+                         and _word(current, block, w) != _word(config128, block, w)]
+                if not words:
+                    continue
+                base = block * BLOCK_SIZE
+                whole = all(_config_word_writable(base + w * WORD_SIZE)
+                            for w in range(BLOCK_SIZE // WORD_SIZE))
+                if whole and len(words) > 1:
+                    self.write_zone(ZONE_CONFIG, 0, block, 0, config128[base : base + BLOCK_SIZE])
+                    writes += 1
+                    continue
+                for w in words:
+                    self.write_zone(ZONE_CONFIG, 0, block, w, _word(config128, block, w))
+                    writes += 1
+        return writes
 
     def read_serial_number(self) -> bytes:
         """The 9-byte serial number: config[0:4] + config[8:13]."""
@@ -851,3 +883,14 @@ def _check_config_writable(start: int, length: int) -> None:
             f" {_NOT_BY_WRITE.offset}..{_NOT_BY_WRITE.stop - 1} (UserExtra, Selector, lock"
             " bytes), which only UpdateExtra and Lock change"
         )
+
+
+def _config_word_writable(start: int) -> bool:
+    """Whether the config word at byte ``start`` may be written by a Write."""
+    return start >= _READ_ONLY.stop and not (
+        start < _NOT_BY_WRITE.stop and start + WORD_SIZE > _NOT_BY_WRITE.offset)
+
+
+def _word(zone: bytes, block: int, word: int) -> bytes:
+    at = block * BLOCK_SIZE + word * WORD_SIZE
+    return zone[at : at + WORD_SIZE]

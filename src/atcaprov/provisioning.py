@@ -16,10 +16,16 @@ Beyond the C flow:
   byte; a part whose data zone is locked is reported as already provisioned and never
   rewritten, unless slot locks asked for are not done on it yet: once its certificates verify
   against the cert info, those are finished;
+* only the config words that differ from the zone as first read are written, and not read
+  back: the config Lock carries the summary CRC of the zone the run expects, so the chip
+  refuses it if any Write did not land; only then is the zone read back, to name the byte.
+  CONFIG_READ reports the known bytes with the lock word read from the chip;
 * the data lock carries the summary CRC: CERTS_WRITE writes every slot the CRC covers (the
   slots whose KeyConfig.Private is 0) and the OTP zone whole, with known bytes where no
   certificate goes, and records what ``write_data_zone`` writes, so the chip itself refuses the
   lock if any Write it acknowledged did not land (docs/library.md, "The data lock CRC");
+  ``data_lock_crc=False`` writes the certificate blocks only and locks without the CRC (less
+  chip time; such a Write is then found only by VALIDATE_CERTS, after the lock);
 * check before the point of no return: before DATA_LOCK the certificates are rebuilt from the
   exact records written, the chip's public key and its serial number, byte-compared with what
   the server sent and chain-verified (the 508A refuses data-zone reads until the data lock, so
@@ -49,8 +55,19 @@ from .certinfo import CertInfo
 from .certreq import exchange, ready_request
 from .config import DEFAULT_CONFIG, ConfigError, check_config_for_flow
 from .config_models import check_config_model, default_config
-from .datasheet import ATECC508A, BLOCK_SIZE, ChipModel, key_config, serial_number, slot_size
+from .datasheet import (
+    ATECC508A,
+    ATECC508A_CONFIG_MAP,
+    BLOCK_SIZE,
+    WORD_SIZE,
+    ChipModel,
+    key_config,
+    serial_number,
+    slot_size,
+)
 from .device import (
+    LOCK_ZONE_DATA,
+    ZONE_CONFIG,
     ZONE_DATA,
     ZONE_OTP,
     ZONE_READWRITE_32,
@@ -86,6 +103,11 @@ from .validation import (
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+_WRITABLE_CONFIG = tuple(
+    i for i in range(ATECC508A.config_map.read_only.stop, ATECC508A.config_size)
+    if i not in ATECC508A.config_map.not_by_write.offsets)
+"""Config bytes a Write sets (16..83, 88..127): the rest are as the part holds them."""
 
 
 class PartState(Enum):
@@ -174,15 +196,17 @@ class _Run:
     """State of one provisioning run (which stages were skipped, what was written)."""
 
     def __init__(self, device: Device, hooks: ProvisioningHooks, cert_info: CertInfo,
-                 config: bytes, lock_slots: tuple[int, ...], validate: bool) -> None:
+                 config: bytes, lock_slots: tuple[int, ...], validate: bool,
+                 data_lock_crc: bool = True) -> None:
         self.device = device
         self.hooks = hooks
         self.cert_info = cert_info
         self.config = config
         self.lock_slots = lock_slots
         self.validate = validate
+        self.data_lock_crc = data_lock_crc
         self.skipped: list[ProvStage] = []
-        self.written_config = b""  # config zone as read back by CONFIG_WRITE
+        self.expected_config = b""  # config zone as CONFIG_WRITE leaves it (CONFIG_LOCK's CRC)
         self.image: _DataImage | None = None  # data + OTP zones as CERTS_WRITE left them
         self.locks: LockState | None = None  # the lock bytes the last probe read
         self.device_sn = b""
@@ -281,24 +305,46 @@ class _Run:
             raise ServerNotReadyError(None, _code_for(exc), message, state) from exc
 
     # ---- stages ----------------------------------------------------------------------------
-    def write_config(self) -> None:
-        self.device.write_config_zone(self.config)
-        written = self.device.read_config_zone()
-        self.written_config = written  # what CONFIG_LOCK's summary CRC covers
-        diff = first_config_difference(written, self.config, include_slot_locks=True)
-        if diff is not None:
-            raise self.fail(
-                ReturnCode.CONFIG_MISMATCH,
-                f"config byte {diff} reads back 0x{written[diff]:02X} after writing"
-                f" 0x{self.config[diff]:02X}",
-            )
+    def write_config(self, current: bytes) -> None:
+        """Write the config words that differ from ``current`` (the zone as read first). Not
+        read back: CONFIG_LOCK's summary CRC, over the zone this run expects, makes the chip
+        refuse the lock if any of them did not land."""
+        expected = bytearray(current)
+        for i in _WRITABLE_CONFIG:
+            expected[i] = self.config[i]
+        self.expected_config = bytes(expected)
+        self.device.write_config_changes(current, self.expected_config)
 
     def lock_config(self) -> None:
-        # The chip checks the CRC against its own 128 bytes: a stale copy cannot lock wrongly.
-        self.device.lock_config_zone(lock_crc(self.written_config))
+        # The chip checks the CRC against its own 128 bytes: a Write that did not land, or a
+        # stale first read, makes it refuse the lock. Only then is the zone read back.
+        try:
+            self.device.lock_config_zone(lock_crc(self.expected_config))
+        except ExecutionError as exc:
+            written = self.device.read_config_zone()
+            diff = first_config_difference(written, self.config, include_slot_locks=True)
+            if diff is not None:
+                raise self.fail(
+                    ReturnCode.CONFIG_MISMATCH,
+                    f"the chip refused the config lock ({exc}): config byte {diff} reads back"
+                    f" 0x{written[diff]:02X} after writing 0x{self.config[diff]:02X}; config"
+                    " zone left unlocked",
+                ) from exc
+            raise self.fail(
+                ReturnCode.DEVICE_ERROR,
+                f"the chip refused the config lock ({exc}) although its writable bytes read"
+                " back as written; config zone left unlocked",
+            ) from exc
 
-    def read_config(self) -> bytes:
-        config = self.device.read_config_zone()
+    def read_config(self, known: bytes, confirm: bool) -> bytes:
+        """The config zone: the bytes already known (read first, or written and covered by the
+        lock's CRC); with ``confirm``, its lock bytes (84..87) read from the chip, the config
+        lock byte required locked."""
+        if not confirm:
+            return known
+        at = ATECC508A.config_map.user_extra
+        word = self.device.read_bytes_zone(ZONE_CONFIG, 0, at, WORD_SIZE)
+        config = known[:at] + word + known[at + WORD_SIZE :]
         if not LockState.from_config(config).config_locked:
             raise self.fail(ReturnCode.DEVICE_ERROR,
                             "the config lock was acknowledged but the config zone reads unlocked")
@@ -329,7 +375,7 @@ class _Run:
             raise self.fail(ReturnCode.CERT_MISMATCH,
                             "the server's device certificate is not for this chip's public key")
         signer_pub = cert_public_key(reply.signer_cert, "the server's signer certificate")
-        image = _DataImage(config)
+        image = _DataImage(config, whole=self.data_lock_crc)
         signer_def, device_def = info.signer_cert_def, info.device_cert_def
         signer_comp = compress(signer_def, reply.signer_cert)
         device_comp = compress(device_def, reply.device_cert)
@@ -380,16 +426,18 @@ class _Run:
     def lock_data(self) -> None:
         image = self.image
         assert image is not None, "CERTS_WRITE runs first"
-        crc = image.crc()
+        crc = image.crc() if self.data_lock_crc else None
         try:
             self.device.lock_data_zone(crc)
         except ExecutionError as exc:
+            if crc is None:
+                raise
             raise self.fail(
                 ReturnCode.DEVICE_ERROR,
                 f"the chip refused the data lock ({exc}): its data and OTP zones do not hold"
                 f" what this run wrote (summary CRC 0x{crc:04X}); data zone left unlocked",
             ) from exc
-        if not self.device.read_lock_state(fresh=False).data_locked:
+        if not self.device.is_locked(LOCK_ZONE_DATA):  # one Read: the word with LockValue
             raise self.fail(ReturnCode.DEVICE_ERROR,
                             "the data lock was acknowledged but the data zone reads unlocked")
 
@@ -406,7 +454,10 @@ class _Run:
                             " unlocked")
 
     def validate_certs(self, device_sn: bytes) -> ValidatedCerts:
-        return validate_part(self.device, self.cert_info, device_sn)
+        # The device key as GEN_KEY returned it in this run (no GenKey public mode again):
+        # the key challenge proves the chip holds its private key.
+        return validate_part(self.device, self.cert_info, device_sn,
+                             device_public_key=self.public_key)
 
     def finish_slot_locks(self, device_sn: bytes) -> ValidatedCerts:
         """SLOTS_LOCK of a part found data-locked: lock only a part that is ours."""
@@ -430,12 +481,17 @@ class _DataImage:
     earlier run left there counts: certificate data where the cert defs put it, zeros in the
     rest of a slot, 0xFF (erased) in the OTP zone. Writes of a ``write_data_zone`` hook are
     recorded (:meth:`record`); one that would change certificate bytes is refused.
+
+    With ``whole`` False (``provision(..., data_lock_crc=False)``: the data lock without the
+    CRC) only the blocks holding certificate data are written; the rest of the image is not
+    what the chip holds and no CRC is computed from it.
     """
 
     SLOT_FILL = 0x00
     OTP_FILL = 0xFF
 
-    def __init__(self, config: bytes) -> None:
+    def __init__(self, config: bytes, *, whole: bool = True) -> None:
+        self.whole = whole
         self.covered = [slot for slot in range(ATECC508A.slot_count)
                         if not key_config(config, slot).private]
         self.zones: dict[tuple[int, int], bytearray] = {
@@ -472,9 +528,17 @@ class _DataImage:
         return bytes(self.zones[self._key(zone, slot)][offset : offset + count])
 
     def write(self, device: Device) -> None:
-        with device.session():
-            for (zone, slot), image in sorted(self.zones.items(), key=lambda kv: -kv[0][0]):
-                for block in range((len(image) + BLOCK_SIZE - 1) // BLOCK_SIZE):
+        # One wake per slot: the 46 Writes of a whole image take longer than the chip's
+        # watchdog period (~1.3 s), which would put it to sleep mid-session.
+        for (zone, slot), image in sorted(self.zones.items(), key=lambda kv: -kv[0][0]):
+            cert = self.cert_bytes.get((zone, slot), set())
+            blocks = [b for b in range((len(image) + BLOCK_SIZE - 1) // BLOCK_SIZE)
+                      if self.whole or any(i in cert for i in range(b * BLOCK_SIZE,
+                                                                     (b + 1) * BLOCK_SIZE))]
+            if not blocks:
+                continue
+            with device.session():
+                for block in blocks:
                     chunk = bytes(image[block * BLOCK_SIZE : (block + 1) * BLOCK_SIZE])
                     device.write_zone(zone, slot, block, 0, chunk.ljust(BLOCK_SIZE, b"\0"))
 
@@ -502,7 +566,8 @@ class _DataImage:
         image[offset:end] = new
 
     def crc(self) -> int:
-        """The data-lock summary CRC of this image."""
+        """The data-lock summary CRC of this image (``whole`` images only)."""
+        assert self.whole, "only a whole image is what the chip holds"
         slots = b"".join(bytes(self.zones[(ZONE_DATA, s)]) for s in self.covered)
         return lock_crc(slots + bytes(self.zones[(ZONE_OTP, 0)]))
 
@@ -576,6 +641,7 @@ def provision(
     config: bytes | None = None,
     lock_slots: Iterable[int] = (),
     validate: bool = True,
+    data_lock_crc: bool = True,
 ) -> ProvisionResult:
     """Provision one chip. Returns a :class:`ProvisionResult` or raises ProvisioningError.
 
@@ -587,11 +653,15 @@ def provision(
     """
     slots = tuple(sorted(set(lock_slots)))
     check_arguments(cert_info, config, slots)
-    run = _Run(device, hooks, cert_info, DEFAULT_CONFIG, slots, validate)
+    run = _Run(device, hooks, cert_info, DEFAULT_CONFIG, slots, validate, data_lock_crc)
 
     try:
-        model = device.model if device.model_detected else device.detect_model()
+        detect = not device.model_detected
+        # Info only: the ChipMode byte comes with the config zone read next
+        model = device.detect_model(read_chip_mode=False) if detect else device.model
         current = device.read_config_zone()
+        if detect:
+            device.chip_mode = current[ATECC508A_CONFIG_MAP.chip_mode]
     except Exception as exc:  # no stage has started: report it as CONFIG_WRITE's
         hooks.notify(ProvStage.CONFIG_WRITE, ProvStatus.START)
         raise run.failed(ProvStage.CONFIG_WRITE, exc) from exc
@@ -600,7 +670,7 @@ def provision(
     if locks.data_locked:
         pending = [s for s in slots if not locks.slot_locked(s)]
         if pending and first_config_difference(current, wanted) is None:
-            return _finish(run, pending)
+            return _finish(run, pending, current)
         hooks.notify(ProvStage.CONFIG_WRITE, ProvStatus.START)
         hooks.notify(ProvStage.CONFIG_WRITE, ProvStatus.ERROR)
         raise AlreadyProvisionedError(
@@ -625,10 +695,12 @@ def provision(
         run.skip(ProvStage.CONFIG_LOCK)
     else:
         run.check_ready(PartState.UNLOCKED)
-        run.stage(ProvStage.CONFIG_WRITE, run.write_config)
+        run.stage(ProvStage.CONFIG_WRITE, lambda: run.write_config(current))
         run.stage(ProvStage.CONFIG_LOCK, run.lock_config)
 
-    config_zone = run.stage(ProvStage.CONFIG_READ, run.read_config)
+    config_zone = run.stage(
+        ProvStage.CONFIG_READ,
+        lambda: run.read_config(run.expected_config or current, not locks.config_locked))
     device_sn = serial_number(config_zone)
     key_slot = cert_info.device_cert_def.private_key_slot
     public_key = run.stage(ProvStage.GEN_KEY, lambda: device.genkey(key_slot))
@@ -678,12 +750,12 @@ def _config_for(model: ChipModel, config: bytes | None) -> bytes:
     return bytes(config)
 
 
-def _finish(run: _Run, pending: list[int]) -> ProvisionResult:
+def _finish(run: _Run, pending: list[int], current: bytes) -> ProvisionResult:
     """A data-locked part with the wanted config whose asked-for slot locks are not all done
     (a run stopped between the data lock and the slot locks): check it is ours, finish them."""
     run.skip(ProvStage.CONFIG_WRITE)
     run.skip(ProvStage.CONFIG_LOCK)
-    config_zone = run.stage(ProvStage.CONFIG_READ, run.read_config)
+    config_zone = run.stage(ProvStage.CONFIG_READ, lambda: run.read_config(current, False))
     device_sn = serial_number(config_zone)
     for stage in (ProvStage.GEN_KEY, ProvStage.CERTS_REQUEST, ProvStage.CERTS_WRITE,
                   ProvStage.DATA_WRITE, ProvStage.DATA_LOCK):

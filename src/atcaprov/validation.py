@@ -70,11 +70,14 @@ def read_cert(
     *,
     ca_public_key: bytes,
     device_sn: bytes,
+    public_key: bytes | None = None,
 ) -> bytes:
-    """Rebuild the full DER certificate of ``cert_def`` from what the chip holds."""
+    """Rebuild the full DER certificate of ``cert_def`` from what the chip holds (its public
+    key given as ``public_key`` when already known in this session)."""
     comp_loc = cert_def.comp_cert_dev_loc
     comp = _read_loc(device, comp_loc.zone, comp_loc.slot, comp_loc.offset, 72)
-    public_key = read_public_key(device, cert_def)
+    if public_key is None:
+        public_key = read_public_key(device, cert_def)
     cert_sn = None
     if cert_def.sn_source in (SnSource.STORED, SnSource.STORED_DYNAMIC):
         sn_loc = cert_def.cert_sn_dev_loc
@@ -164,15 +167,21 @@ class ValidatedCerts:
     signer_cert: bytes
 
 
-def rebuild_and_check(device: Device, cert_info: CertInfo, device_sn: bytes) -> ValidatedCerts:
-    """Rebuild both certificates from the chip and verify the chain up to the cert-info root."""
+def rebuild_and_check(device: Device, cert_info: CertInfo, device_sn: bytes,
+                      device_public_key: bytes | None = None) -> ValidatedCerts:
+    """Rebuild both certificates from the chip and verify the chain up to the cert-info root.
+
+    ``device_public_key``: the device key as the chip returned it in this session (GenKey),
+    used instead of asking it again when the device cert def takes the key from GenKey."""
     signer_cert = read_cert(
         device, cert_info.signer_cert_def,
         ca_public_key=cert_info.root_public_key, device_sn=device_sn,
     )
     signer_pub = cert_public_key(signer_cert)
     device_cert = read_cert(
-        device, cert_info.device_cert_def, ca_public_key=signer_pub, device_sn=device_sn
+        device, cert_info.device_cert_def, ca_public_key=signer_pub, device_sn=device_sn,
+        public_key=(device_public_key
+                    if cert_info.device_cert_def.public_key_dev_loc.is_genkey else None),
     )
     verify_chain(device_cert, signer_cert, cert_info.root_cert_der)
     return ValidatedCerts(device_cert, signer_cert)
@@ -193,11 +202,17 @@ def _retrying(what: str, body: Callable[[], T], retry_on: tuple[type[Exception],
 _CHIP_FAULTS: tuple[type[Exception], ...] = (CommError, ChipStatusError)
 
 
-def validate_part(device: Device, cert_info: CertInfo, device_sn: bytes) -> ValidatedCerts:
+def validate_part(device: Device, cert_info: CertInfo, device_sn: bytes, *,
+                  device_public_key: bytes | None = None) -> ValidatedCerts:
     """What VALIDATE_CERTS checks: both certificates rebuilt from the chip and verified up to
-    the cert info's root, and the device key's challenge; each retried as the module says."""
-    certs = _retrying("certificate reads",
-                      lambda: rebuild_and_check(device, cert_info, device_sn), _CHIP_FAULTS)
+    the cert info's root, and the device key's challenge; each retried as the module says.
+
+    ``device_public_key``: see :func:`rebuild_and_check` (the challenge still proves the chip
+    holds its private key)."""
+    certs = _retrying(
+        "certificate reads",
+        lambda: rebuild_and_check(device, cert_info, device_sn, device_public_key),
+        _CHIP_FAULTS)
     slot = cert_info.device_cert_def.private_key_slot
     public_key = cert_public_key(certs.device_cert)
     _retrying("device key challenge", lambda: key_challenge(device, slot, public_key),

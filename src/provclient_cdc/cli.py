@@ -77,6 +77,13 @@ ADDED_HELP: list[tuple[str, str]] = [
         "config). Default: none (Locking slots...skipped).",
     ),
     ("--no-validate", "Skip the certificate validation stage after the data lock."),
+    (
+        "--no-data-lock-crc",
+        "Lock the data zone without the summary CRC: only the certificate blocks are written "
+        "(less chip time); the certificates are still rebuilt and compared before the lock "
+        "and read back after it, but a Write the chip acknowledged without storing it is "
+        "then found only after the lock (docs/library.md).",
+    ),
     ("--station-id text", "Station name sent with each request (=host name)."),
     ("--tls-ca file", "TLS: CA certificate (PEM) the server's certificate must chain to."),
     ("--tls-cert file", "TLS: this station's certificate (PEM), for servers that require one."),
@@ -216,6 +223,7 @@ _FILE = click.Path(path_type=Path, dir_okay=False)
 @click.option("--board", default=None)
 @click.option("--lock-slots", callback=_slot_list, default=None)
 @click.option("--no-validate", is_flag=True)
+@click.option("--no-data-lock-crc", is_flag=True)
 @click.option("--station-id", callback=_station_id, default=None)
 @click.option("--tls-ca", type=_FILE, default=None)
 @click.option("--tls-cert", type=_FILE, default=None)
@@ -234,7 +242,8 @@ _FILE = click.Path(path_type=Path, dir_okay=False)
 @click.option("--log-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
 def main(certinfo: Path, config: Path | None, host: str, port: int, servers: tuple[str, ...],
          board: str | None,
-         lock_slots: tuple[int, ...], no_validate: bool, station_id: str,
+         lock_slots: tuple[int, ...], no_validate: bool, no_data_lock_crc: bool,
+         station_id: str,
          tls_ca: Path | None, tls_cert: Path | None, tls_key: Path | None,
          tls_server_name: str | None, yes: bool, count: int | None, json_lines: bool,
          connect_retries: int, retry_interval: float, wait_timeout: float | None,
@@ -257,7 +266,8 @@ def main(certinfo: Path, config: Path | None, host: str, port: int, servers: tup
     host, port = addresses[0]
     options = StationOptions(
         certinfo=certinfo, host=host, port=port, config=config, board=board,
-        lock_slots=lock_slots, validate=not no_validate, station_id=station_id, yes=yes,
+        lock_slots=lock_slots, validate=not no_validate, data_lock_crc=not no_data_lock_crc,
+        station_id=station_id, yes=yes,
         count=count, connect_retries=connect_retries, retry_interval=retry_interval,
         wait_timeout=wait_timeout, kit_timeout=kit_timeout, io_timeout=server_timeout,
         verify_only=verify_only, log_dir=log_dir if log_dir is not None else default_log_dir(),

@@ -120,6 +120,7 @@ class StationOptions:
     board: str | None = None
     lock_slots: tuple[int, ...] = ()
     validate: bool = True
+    data_lock_crc: bool = True  # --no-data-lock-crc: the data lock without the summary CRC
     station_id: str | None = None
     yes: bool = False
     count: int | None = None
@@ -443,7 +444,8 @@ class Station:
         started = time.monotonic()
         try:
             done = provision(board.device, self.hooks, self.cert_info, config=self.config,
-                             lock_slots=self.options.lock_slots, validate=self.options.validate)
+                             lock_slots=self.options.lock_slots, validate=self.options.validate,
+                             data_lock_crc=self.options.data_lock_crc)
         except ConfigError as exc:
             self.output.line(f"Cannot provision with these options: {exc}")
             return None

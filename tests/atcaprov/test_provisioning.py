@@ -9,8 +9,11 @@ import pytest
 
 from atcaprov import provision, verify
 from atcaprov.config import DEFAULT_CONFIG, ConfigError
+from atcaprov.datasheet import ATECC508A, SN_LAST, SN_PREFIX
 from atcaprov.device import Device
 from atcaprov.emulator import Atecc508a
+from atcaprov.emulator.state import Memory
+from atcaprov.emulator.zones import default_config
 from atcaprov.errors import AtcaprovError, ExecutionError
 from atcaprov.hal import Hal, open_hal
 from atcaprov.hal.faults import FaultHal
@@ -137,6 +140,15 @@ def _fault_at_stage(hal: FaultHal, server: InMemoryServer, stage: ProvStage,
     return Faulting(server)
 
 
+def _part_to_configure() -> Atecc508a:
+    """A blank part whose config differs from the default in every writable word, so that
+    CONFIG_WRITE has Writes to send."""
+    config = default_config(SN_PREFIX + bytes(6) + bytes((SN_LAST,)))
+    for i in (*range(16, 84), *range(88, 128)):
+        config[i] = DEFAULT_CONFIG[i] ^ 0x5A
+    return Atecc508a(_memory=Memory.blank(config, ATECC508A))
+
+
 def _chip_state(chip: Atecc508a) -> PartState:
     if chip.data_locked:
         return PartState.PROVISIONED
@@ -145,7 +157,7 @@ def _chip_state(chip: Atecc508a) -> PartState:
 
 @pytest.mark.parametrize(("stage", "state"), STAGE_STATES)
 def test_board_removed_at_each_chip_stage(pki: Pki, stage: ProvStage, state: PartState) -> None:
-    chip, hal, device, server, _hooks = _setup(pki)
+    chip, hal, device, server, _hooks = _setup(pki, _part_to_configure())
     hooks = _fault_at_stage(hal, server, stage, "unplug")
     lock = (10,) if stage == ProvStage.SLOTS_LOCK else ()
     with pytest.raises(ProvisioningError) as info:
@@ -161,7 +173,7 @@ def test_board_removed_at_each_chip_stage(pki: Pki, stage: ProvStage, state: Par
 
 @pytest.mark.parametrize(("stage", "state"), STAGE_STATES[:-1])  # VALIDATE_CERTS retries it
 def test_part_state_is_read_from_the_chip(pki: Pki, stage: ProvStage, state: PartState) -> None:
-    chip, hal, device, server, _hooks = _setup(pki)
+    chip, hal, device, server, _hooks = _setup(pki, _part_to_configure())
     hooks = _fault_at_stage(hal, server, stage, 0x0F)  # the stage's first command refused
     lock = (10,) if stage == ProvStage.SLOTS_LOCK else ()
     with pytest.raises(ProvisioningError) as info:

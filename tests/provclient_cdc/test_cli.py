@@ -51,7 +51,8 @@ def test_help_starts_with_the_seed_table() -> None:
     assert result.exit_code == 0
     assert result.output.startswith(SEED_HELP + "\nAdded options:\n")
     assert result.output == help_text()
-    for option in ("--board URL", "--lock-slots LIST", "--no-validate", "--tls-ca", "--tls-cert",
+    for option in ("--board URL", "--lock-slots LIST", "--no-validate", "--no-data-lock-crc",
+                   "--tls-ca", "--tls-cert",
                    "--tls-key", "--station-id", "--yes", "--count N", "--json"):
         assert f"\n  {option}" in result.output
     assert "\nExit codes:\n" in result.output

@@ -270,6 +270,23 @@ def test_lock_slots_and_no_validate(tmp_path: Path, pki: Pki, server: CertServer
     assert result["skipped"] == ["VALIDATE_CERTS"] and result["result"] == "ok"
 
 
+def test_no_data_lock_crc_writes_only_the_certificates(tmp_path: Path, pki: Pki,
+                                                      server: CertServer) -> None:
+    results = {}
+    for crc in (True, False):
+        with VirtualKitBoard(tmp_path / f"chips-{crc}", chips=1) as board:
+            out = CapturingOutput(json_lines=True)
+            station = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
+                                   yes=True, count=1, data_lock_crc=crc)
+            assert station.run() == ExitCode.OK
+            assert board.chips[0].chip.data_locked
+        results[crc] = json.loads(out.json_text.getvalue())
+        assert results[crc]["result"] == "ok"
+    # the CRC form writes the 37 blocks of the other covered slots and the OTP zone as well
+    assert results[True]["commands"] - results[False]["commands"] == 37
+    assert results[False]["chip_floor_ms"] < results[True]["chip_floor_ms"]
+
+
 def test_data_locked_part_with_pending_slot_locks_is_finished(tmp_path: Path, pki: Pki,
                                                              server: CertServer) -> None:
     # a first shift provisions without slot locks; a second one asks for 12 and 13: the

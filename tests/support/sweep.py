@@ -100,11 +100,17 @@ class Bench:
         """Release the connections of this part."""
 
 
-def factory_part(rng: random.Random) -> Atecc508a:
+def factory_part(rng: random.Random, *, config_differs: bool = False) -> Atecc508a:
     """A blank part whose data and OTP zones hold what a factory may leave there (test data
-    we do not know: random bytes here), so that only what the flow writes is known."""
+    we do not know: random bytes here), so that only what the flow writes is known. Its config
+    is the emulator's factory one (the default config), or with ``config_differs`` one whose
+    every writable word differs from it (CONFIG_WRITE then has all its Writes to send)."""
     serial = SN_PREFIX + rng.randbytes(6) + bytes((SN_LAST,))
-    memory = Memory(config=default_config(serial),
+    config = default_config(serial)
+    if config_differs:
+        for i in (*range(16, 84), *range(88, 128)):
+            config[i] ^= 0x5A
+    memory = Memory(config=config,
                     otp=bytearray(rng.randbytes(ATECC508A.otp_size)),
                     slots=[bytearray(rng.randbytes(size)) for size in ATECC508A.slot_sizes])
     return Atecc508a(_memory=memory)
@@ -114,14 +120,15 @@ class EmulatorBench(Bench):
     """An in-process chip (timing model off) behind the emulator driver; every new part has
     unknown factory data in its data and OTP zones (:func:`factory_part`)."""
 
-    def __init__(self, seed: int = 508) -> None:
+    def __init__(self, seed: int = 508, *, config_differs: bool = False) -> None:
         self._rng = random.Random(seed)
-        self._chip = factory_part(self._rng)
+        self._config_differs = config_differs
+        self._chip = factory_part(self._rng, config_differs=config_differs)
         self._devices: list[Device] = []
 
     def new_part(self) -> None:
         self.close()
-        self._chip = factory_part(self._rng)
+        self._chip = factory_part(self._rng, config_differs=self._config_differs)
 
     def plug(self) -> tuple[FaultHal, Device]:
         hal = FaultHal(EmulatorHal(self._chip))
@@ -218,6 +225,7 @@ class Case:
     index: int
     lock_slots: tuple[int, ...]
     server_cut: str | None = None
+    data_lock_crc: bool = True
 
     def describe(self) -> str:
         what = label(self.kind) if self.kind is not None else f"server cut {self.server_cut}"
@@ -238,7 +246,7 @@ def run_case(bench: Bench, server: InMemoryServer, cert_info: CertInfo, case: Ca
     run_hooks = hooks if case.server_cut is None else ServerCutHooks(hooks, case.server_cut)
 
     counts.runs += 1
-    first = _provision(device, run_hooks, cert_info, case.lock_slots, config)
+    first = _provision(device, run_hooks, cert_info, case, config)
     fired = bool(hal.fired) or (isinstance(run_hooks, ServerCutHooks)
                                 and run_hooks.cuts_done > 0)
     counts.faults_fired += fired
@@ -264,7 +272,7 @@ def run_case(bench: Bench, server: InMemoryServer, cert_info: CertInfo, case: Ca
     _hal2, device2 = bench.plug()
     hooks2 = RecordingHooks(server)
     counts.runs += 1
-    second = _provision(device2, hooks2, cert_info, case.lock_slots, config)
+    second = _provision(device2, hooks2, cert_info, case, config)
     if isinstance(second, AlreadyProvisionedError):
         counts.second_already += 1
     elif isinstance(second, ProvisioningError):
@@ -296,9 +304,10 @@ def run_case(bench: Bench, server: InMemoryServer, cert_info: CertInfo, case: Ca
 
 
 def _provision(device: Device, hooks: RecordingHooks | ServerCutHooks, cert_info: CertInfo,
-               lock_slots: tuple[int, ...], config: bytes) -> ProvisionResult | Exception:
+               case: Case, config: bytes) -> ProvisionResult | Exception:
     try:
-        return provision(device, hooks, cert_info, lock_slots=lock_slots, config=config)
+        return provision(device, hooks, cert_info, lock_slots=case.lock_slots, config=config,
+                         data_lock_crc=case.data_lock_crc)
     except Exception as exc:  # the sweep counts what comes out, whatever it is
         return exc
 
@@ -335,7 +344,8 @@ def _check_failure(counts: SweepCounts, exc: ProvisioningError, hooks: Recording
 
 
 def count_commands(bench: Bench, server: InMemoryServer, cert_info: CertInfo,
-                   lock_slots: tuple[int, ...]) -> tuple[int, int, list[int]]:
+                   lock_slots: tuple[int, ...], *,
+                   data_lock_crc: bool = True) -> tuple[int, int, list[int]]:
     """Commands, wakes and opcodes of a clean run on a new part."""
     bench.new_part()
     hal, device = bench.plug()
@@ -347,6 +357,7 @@ def count_commands(bench: Bench, server: InMemoryServer, cert_info: CertInfo,
         return inner_transact(packet, exec_time_ms)
 
     hal.inner.transact = recording  # type: ignore[method-assign]
-    provision(device, RecordingHooks(server), cert_info, lock_slots=lock_slots)
+    provision(device, RecordingHooks(server), cert_info, lock_slots=lock_slots,
+              data_lock_crc=data_lock_crc)
     bench.close()
     return hal.commands, hal.wakes, opcodes

@@ -1,0 +1,133 @@
+"""What the flow sends, and what it no longer sends: config words that already hold the target,
+the config read-back (the config lock's CRC checks instead), the GenKey (public) of
+VALIDATE_CERTS, and the data lock without the summary CRC (``data_lock_crc=False``)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from atcaprov import provision, verify
+from atcaprov.config import DEFAULT_CONFIG
+from atcaprov.datasheet import ATECC508A, SN_LAST, SN_PREFIX
+from atcaprov.device import LOCK_MODE_NO_CRC, Device
+from atcaprov.emulator import Atecc508a
+from atcaprov.emulator.state import Memory
+from atcaprov.emulator.zones import default_config
+from atcaprov.hal import Hal, open_hal
+from atcaprov.hal.faults import FaultHal
+from atcaprov.packet import Opcode
+from atcaprov.provisioning import PartState, ProvisioningError
+from atcaprov.return_codes import ReturnCode
+from atcaprov.stages import ProvStage
+from tests.support.cert_server import InMemoryServer
+from tests.support.hooks import RecordingHooks
+from tests.support.pki import Pki
+
+WRITABLE = (*range(16, 84), *range(88, 128))
+
+
+def _part(differing: tuple[int, ...] = ()) -> Atecc508a:
+    """A blank part holding the default config but for the bytes ``differing``."""
+    config = default_config(SN_PREFIX + bytes(range(6)) + bytes((SN_LAST,)))
+    for i in WRITABLE:
+        config[i] = DEFAULT_CONFIG[i] ^ (0x5A if i in differing else 0)
+    return Atecc508a(_memory=Memory.blank(config, ATECC508A))
+
+
+class Recording(FaultHal):
+    """Records (opcode, param1) of every command sent."""
+
+    def __init__(self, inner: Hal) -> None:
+        super().__init__(inner)
+        self.sent: list[tuple[int, int]] = []
+
+    def transact(self, packet: bytes, exec_time_ms: float) -> bytes:
+        self.sent.append((packet[1], packet[2]))
+        return super().transact(packet, exec_time_ms)
+
+
+def _run(pki: Pki, chip: Atecc508a, **kwargs: object) -> tuple[Recording, Device]:
+    hal = Recording(open_hal("emulator", chip=chip))
+    device = Device(hal)
+    provision(device, RecordingHooks(InMemoryServer(pki)), pki.cert_info, **kwargs)  # type: ignore[arg-type]
+    assert verify(device, pki.cert_info, expected_config=DEFAULT_CONFIG).ok
+    return hal, device
+
+
+def _config_writes(hal: Recording) -> int:
+    return sum(1 for op, p1 in hal.sent if op == Opcode.WRITE and p1 & 0x03 == 0)
+
+
+@pytest.mark.parametrize(("differing", "writes"), [
+    ((), 0),                      # config already the target: no config Write at all
+    ((17,), 1),                   # one word of block 0
+    ((40, 41, 60), 1),            # two words of block 1: one 32-byte Write
+    ((70, 90), 2),                # two words of block 2: word by word
+    (WRITABLE, 13),               # every word: 4 + 1 + 7 + 1
+])
+def test_only_config_words_that_differ_are_written(pki: Pki, differing: tuple[int, ...],
+                                                   writes: int) -> None:
+    chip = _part(differing)
+    hal, _ = _run(pki, chip)
+    assert _config_writes(hal) == writes
+    assert bytes(chip.config_zone[16:84]) == DEFAULT_CONFIG[16:84]
+    assert bytes(chip.config_zone[90:]) == DEFAULT_CONFIG[90:]
+
+
+def test_the_config_is_not_read_back_and_validation_sends_no_genkey(pki: Pki) -> None:
+    hal, device = _run(pki, _part(WRITABLE))
+    counts = Counter(op for op, _ in hal.sent)
+    config_reads = sum(1 for op, p1 in hal.sent if op == Opcode.READ and p1 & 0x03 == 0)
+    # the first read (4), the lock word after the config lock (1) and after the data lock (1),
+    # nothing else; the verify() above reads its own, after the flow
+    flow = hal.sent[: next(i for i, (op, p1) in enumerate(hal.sent)
+                           if op == Opcode.SIGN) + 1]
+    assert sum(1 for op, p1 in flow if op == Opcode.READ and p1 & 0x03 == 0) == 6
+    assert sum(1 for op, _ in flow if op == Opcode.GENKEY) == 1  # GEN_KEY's only
+    assert counts[Opcode.LOCK] == 2 and config_reads >= 6
+    assert device.opcode_counts[Opcode.WRITE] == 13 + 46
+
+
+def test_a_config_write_that_did_not_land_makes_the_config_lock_fail(pki: Pki) -> None:
+    chip = _part((17,))
+    hal = FaultHal(open_hal("emulator", chip=chip))
+    device = Device(hal)
+    hooks = RecordingHooks(InMemoryServer(pki))
+    # the Info (model), the 4 first-read Reads, then the one Write: acknowledged, not run
+    hal.arm(0x00, after=5)
+    with pytest.raises(ProvisioningError) as info:
+        provision(device, hooks, pki.cert_info)
+    assert hal.fired and hal.fired[0][1] == 0x00
+    assert info.value.stage == ProvStage.CONFIG_LOCK
+    assert info.value.code == ReturnCode.CONFIG_MISMATCH
+    assert "config byte 17 reads back" in info.value.message
+    assert info.value.part_state == PartState.UNLOCKED and not chip.config_locked
+    provision(device, hooks, pki.cert_info)  # the part can be provisioned again
+    assert chip.data_locked
+
+
+def test_no_data_lock_crc_writes_only_the_certificate_blocks(pki: Pki) -> None:
+    hal, _ = _run(pki, _part(), data_lock_crc=False)
+    data_writes = [p1 for op, p1 in hal.sent if op == Opcode.WRITE and p1 & 0x03 != 0]
+    assert len(data_writes) == 9  # 3 records of 72 bytes
+    locks = [p1 for op, p1 in hal.sent if op == Opcode.LOCK]
+    assert locks[1] == 0x01 | LOCK_MODE_NO_CRC  # the data lock, without the CRC
+
+
+def test_no_data_lock_crc_still_checks_before_the_lock(pki: Pki) -> None:
+    chip = _part()
+    device = Device(open_hal("emulator", chip=chip))
+
+    class Tampering(RecordingHooks):
+        def certreq_recv(self, n: int) -> bytes:
+            data = super().certreq_recv(n)
+            if len(data) > 200:  # the reply body: flip a byte of the signer cert's signature
+                data = data[:-5] + bytes((data[-5] ^ 1,)) + data[-4:]
+            return data
+
+    with pytest.raises(ProvisioningError) as info:
+        provision(device, Tampering(InMemoryServer(pki)), pki.cert_info, data_lock_crc=False)
+    assert info.value.stage in (ProvStage.CERTS_WRITE, ProvStage.CERTS_REQUEST)
+    assert not chip.data_locked
