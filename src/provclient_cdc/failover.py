@@ -39,7 +39,8 @@ RESEND_PAUSE_S = 0.5
 
 def _is_cert_request(data: bytes) -> bool:
     try:
-        return parse_header(data[:HEADER_SIZE]).msg_type is MessageType.CERT_REQUEST
+        msg_type = parse_header(data[:HEADER_SIZE]).msg_type
+        return msg_type in (MessageType.CERT_REQUEST, MessageType.CERT_REQUEST2)
     except ProtocolError:
         return False
 
