@@ -305,15 +305,40 @@ def start_board(procs: Processes, layout: DemoLayout, *, chips: int,
                 auto_swap: float | None = 0.3, timing_scale: float = 0.0,
                 timeout: float = START_TIMEOUT_S) -> tuple[ManagedProcess, str]:
     """``atcaprov sim board`` on 127.0.0.1; returns the process and its ``socket://`` URL."""
+    proc, urls = start_boards(procs, layout, chips=chips, auto_swap=auto_swap,
+                              timing_scale=timing_scale, timeout=timeout)
+    return proc, urls[0]
+
+
+def start_boards(procs: Processes, layout: DemoLayout, *, chips: int, count: int = 1,
+                 auto_swap: float | None = 0.3, timing_scale: float = 0.0,
+                 timeout: float = START_TIMEOUT_S) -> tuple[ManagedProcess, list[str]]:
+    """``atcaprov sim board --count N`` on 127.0.0.1 (``chips`` blank chips each); returns the
+    process and the boards' ``socket://`` URLs in order (control line ``unplug 2`` unplugs
+    board 2)."""
     argv = [*cli_command("atcaprov", "atcaprov.cli"), "sim", "board", "--listen", "127.0.0.1:0",
             "--chips", str(chips), "--state", str(layout.boards),
-            "--timing-scale", f"{timing_scale:g}"]
+            "--timing-scale", f"{timing_scale:g}", "--count", str(count)]
     if auto_swap is not None:
         argv += ["--auto-swap", f"{auto_swap:g}"]
     proc = procs.start("atcaprov sim board", argv, layout.log("board"), cwd=layout.folder,
                        stdin_pipe=True)
-    found = proc.wait_for(r"Board ready: (\S+)", timeout)
-    return proc, found.group(1)
+    deadline = time.monotonic() + timeout
+    proc.wait_for(r"Board ready: (\S+)", timeout)
+    while True:
+        urls = [line.removeprefix("Board ready: ").strip() for line in proc.text("stdout")
+                if line.startswith("Board ready: ")]
+        if len(urls) >= count:
+            return proc, urls[:count]
+        if time.monotonic() >= deadline or proc.popen.poll() is not None:
+            raise DemoError(f"{proc.name} started {len(urls)} of {count} boards within"
+                            f" {timeout:g} s; see {proc.log_path}")
+        time.sleep(0.05)
+
+
+def _board_args(board_url: str | Sequence[str]) -> list[str]:
+    urls = [board_url] if isinstance(board_url, str) else list(board_url)
+    return [arg for url in urls for arg in ("--board", url)]
 
 
 @dataclass
@@ -334,16 +359,18 @@ class ClientRun:
         return sum(1 for r in self.results if r.get("result") != "ok")
 
 
-def run_client(procs: Processes, layout: DemoLayout, port: int, board_url: str, count: int, *,
+def run_client(procs: Processes, layout: DemoLayout, port: int, board_url: str | Sequence[str],
+               count: int, *,
                echo: IO[str] | None = None, timeout: float | None = None,
                extra: Sequence[str] = (), certinfo: Path | None = None,
                on_line: Callable[[str, str], None] | None = None) -> ClientRun:
     """``provclient-cdc --yes --count N --json`` against the server and board; its operator
-    lines are echoed to ``echo`` as they come and passed to ``on_line(stream, line)``."""
+    lines are echoed to ``echo`` as they come and passed to ``on_line(stream, line)``. Several
+    board URLs: gang mode (one ``--board`` each)."""
     certinfo_arg = str(certinfo) if certinfo is not None else layout.certinfo.name
     argv = [*cli_command("provclient-cdc", "provclient_cdc.cli"), "--yes", "--json",
             "--count", str(count), "--certinfo", certinfo_arg, "--host", "127.0.0.1",
-            "--port", str(port), "--board", board_url, "--station-id", "demo-station",
+            "--port", str(port), *_board_args(board_url), "--station-id", "demo-station",
             "--connect-retries", "3", "--retry-interval", "1", "--wait-timeout", "30",
             "--log-dir", str(layout.station_logs), *extra]
 
