@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
+from atcaprov.provisioning import PartState
 from atcaprov.stages import ProvStage, ProvStatus
 from atcaprov.terminal import ENTER, ESC
 
@@ -52,6 +53,12 @@ from .session import (
 from .station_log import StationLog, StationLogError
 
 REMOVAL_POLL_S = 0.2
+# The part's state in the table's short column.
+PART_LABELS: dict[PartState, str] = {
+    PartState.UNLOCKED: "blank",
+    PartState.CONFIG_LOCKED: "config locked",
+    PartState.PROVISIONED: "provisioned",
+}
 ALL_BOARDS = "all"
 
 LinkFactory = Callable[[], ServerLink]
@@ -239,7 +246,7 @@ class BoardWorker(threading.Thread):
 
     def _one_part(self, board: Board) -> None:
         station = self.station
-        state = board.part_state.value if board.part_state is not None else ""
+        state = PART_LABELS.get(board.part_state, "") if board.part_state is not None else ""
         self._set(stage="part found", serial_number=board.serial_hex, part_state=state,
                   result="")
         station.show_part(board)
@@ -255,8 +262,10 @@ class BoardWorker(threading.Thread):
             self.gang.stopping.set()
             return
         station._record(result)
+        after = PartState.__members__.get(result.part_state or "")
         self._set(result=result.result, elapsed_s=result.elapsed_s, started=None,
-                  done=self.row.done + 1, part_state=result.part_state_text or state,
+                  done=self.row.done + 1,
+                  part_state=PART_LABELS.get(after, "unknown") if after is not None else state,
                   stage=result.stage.label if result.stage is not None else "")
         if result.result == "removed":
             return
@@ -399,6 +408,8 @@ class Gang:
             return ExitCode.INTERRUPTED
         self.screen.stop()
         self._report_aborted()
+        if self.quit:
+            self.output.line("Quit.")
         return self._exit_code()
 
     def _keys_loop(self) -> None:

@@ -9,7 +9,8 @@ A gang (``provclient-cdc --board A --board B ...``) runs one worker per board
   ``[board 2] Writing config zone.......done``; the lines of several boards interleave, each
   one whole.
 * :class:`LiveScreen` (a terminal): a table drawn with ``rich``, one row per board updated in
-  place (stage, serial number, part state, result, time, parts done, the board's last line),
+  place (stage, serial number, part state, result, time, parts done, URL, the board's last
+  line),
   and the station's own lines (ESC pressed, server messages) printed above it.
 
 Every text reaching the screen goes through :func:`atcaprov.text.printable` first (serial
@@ -45,7 +46,7 @@ class BoardRow:
     url: str
     stage: str = "waiting for a part"
     serial_number: str = ""
-    part_state: str = ""
+    part_state: str = ""  # short: blank, config locked, provisioned
     result: str = ""
     started: float | None = None  # monotonic time the current part started
     elapsed_s: float | None = None  # of the last finished part
@@ -131,9 +132,11 @@ class LiveScreen(GangScreen):
     def _table(self) -> Table:
 
         table = Table(box=None, pad_edge=False, show_edge=False)
-        for column in ("Board", "Stage", "Serial number", "Part", "Result", "Time", "Parts",
-                       "Last line"):
-            table.add_column(column, no_wrap=True, overflow="ellipsis")
+        for column, width in (("Board", 5), ("Stage", 24), ("Serial number", 18),
+                              ("Part", 13), ("Result", 19), ("Time", 7), ("Parts", 5)):
+            table.add_column(column, no_wrap=True, min_width=width)
+        for column in ("URL", "Last line"):
+            table.add_column(column, no_wrap=True, overflow="ellipsis", ratio=1)
         now = time.monotonic()
         with self._lock:
             for row in self.rows:
@@ -143,8 +146,8 @@ class LiveScreen(GangScreen):
                     seconds = f"{row.elapsed_s:.1f} s"
                 else:
                     seconds = ""
-                cells = (f"{row.number} {row.url}", row.stage, row.serial_number,
-                         row.part_state, row.result, seconds, str(row.done), row.message)
+                cells = (str(row.number), row.stage, row.serial_number, row.part_state,
+                         row.result, seconds, str(row.done), row.url, row.message)
                 table.add_row(*(Text(printable(cell)) for cell in cells))
         return table
 

@@ -6,10 +6,10 @@ What it does, each step through the real command-line programs (subprocesses):
 2. ``provserver signer create --backend sim``: a demo root CA, a password-less simulated
    signer module, the server's signer profile and ``atcaprov_cert_info_0.c``;
 3. ``provserver`` on a free loopback port with its data folder in the demo folder;
-4. ``atcaprov sim board``: a virtual kit board with N blank chips that swaps in the next chip
-   once one is provisioned (``--auto-swap``);
-5. ``provclient-cdc --yes --count N --board socket://...``: its operator lines are shown as the
-   app note prints them;
+4. ``atcaprov sim board --count 2``: two virtual kit boards (a gang), each with blank chips,
+   each swapping in its next chip once one is provisioned (``--auto-swap``);
+5. ``provclient-cdc --yes --count N --board socket://... --board socket://...``: gang mode,
+   both boards provisioned at once; its operator lines are shown prefixed with their board;
 6. stop board and server (the server then has every record on disk), verify every device
    certificate chain in the server's ``certs/`` folder with ``openssl verify`` (root as CA
    file, signer as untrusted) or, without openssl, with ``cryptography``; print
@@ -18,8 +18,8 @@ What it does, each step through the real command-line programs (subprocesses):
 All processes are stopped on success, failure and Ctrl-C; the files stay in the folder (with a
 log per program). The exit status is non-zero on any failure. The building blocks
 (:class:`DemoLayout`, :class:`Processes`, :func:`create_signer`, :func:`start_server`,
-:func:`start_board`, :func:`run_client`, :func:`verify_chains`, :func:`signing_rows`) are reused
-by the end-to-end test and benchmark.
+:func:`start_board`, :func:`start_boards`, :func:`run_client`, :func:`verify_chains`,
+:func:`signing_rows`) are reused by the end-to-end tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ import click
 from atcaprov.errors import AtcaprovError
 
 DEFAULT_COUNT = 5
+DEMO_BOARDS = 2  # the demo's gang: one station provisioning two boards at once
 STOP_TIMEOUT_S = 15.0
 START_TIMEOUT_S = 60.0
 SIGNER_NAME = "Demo Signer"
@@ -497,11 +498,14 @@ def run_demo(count: int, base: Path, out: IO[str]) -> int:
         say(f"  cert info: {layout.certinfo}")
         server, port = start_server(procs, layout)
         say(f"Provisioning server listening on 127.0.0.1:{port} (log: {server.log_path})")
-        board, url = start_board(procs, layout, chips=count, auto_swap=0.3)
-        say(f"Virtual kit board with {count} blank chips at {url} (log: {board.log_path})")
-        say(f"Running provclient-cdc --yes --count {count} --board {url}")
+        board, urls = start_boards(procs, layout, chips=count, count=DEMO_BOARDS,
+                                   auto_swap=0.3)
+        say(f"{DEMO_BOARDS} virtual kit boards with up to {count} blank chips each at"
+            f" {', '.join(urls)} (log: {board.log_path})")
+        say(f"Running provclient-cdc --yes --count {count}"
+            + "".join(f" --board {url}" for url in urls) + " (gang mode)")
         say("")
-        client = run_client(procs, layout, port, url, count, echo=out)
+        client = run_client(procs, layout, port, urls, count, echo=out)
         say("")
         board.stop()
         server_code = server.stop()  # the server closes its records before we read them
