@@ -75,9 +75,11 @@ def test_four_boards_one_unplugged_one_already_provisioned(tmp_path: Path,
         assert by_board[url]["part_state"] == "PROVISIONED"
     removed = by_board[urls[1]]
     assert removed["result"] == "removed", removed
-    assert removed["stage"] in ("CONFIG_READ", "GEN_KEY", "CERTREQ"), removed
+    # pulled after its config lock (how soon depends on the machine's load)
+    assert removed["stage"] in ("CONFIG_READ", "GEN_KEY", "CERTREQ", "CERTS_WRITE",
+                                "DATA_WRITE", "DATA_LOCK"), removed
     # the state the flow could read after the failure (UNKNOWN: the chip was gone), as shown
-    assert removed["part_state"] in ("CONFIG_LOCKED", "UNKNOWN"), removed
+    assert removed["part_state"] in ("CONFIG_LOCKED", "PROVISIONED", "UNKNOWN"), removed
     already = by_board[urls[3]]
     assert already["result"] == "already_provisioned"
     assert already["serial_number"] == done_serial
@@ -93,7 +95,8 @@ def test_four_boards_one_unplugged_one_already_provisioned(tmp_path: Path,
     assert f'[board 2]     Board removed during "{label}".' in run.lines, text
     assert f"[board 2]     Part state: {removed['part_state_text']}" in run.lines, text
     chip = Atecc508a.load(layout.boards / "board-02" / "chip-000.json")
-    assert chip.config_locked and not chip.data_locked
+    assert chip.config_locked
+    assert not chip.data_locked or removed["stage"] == "DATA_LOCK"
     assert "[board 4]     This part is already provisioned (data zone locked); it was left" \
            " untouched." in run.lines
     assert not any(line.startswith("[board 4] Writing") for line in run.lines)
