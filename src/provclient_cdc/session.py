@@ -25,7 +25,8 @@ Ctrl-C / SIGTERM during a stage name the stage and the part's state.
 With ``verify_only`` (``--verify``) the station does not connect to the server: it verifies
 each board's part and reports the checks. Every finished board is written to the station log
 (:mod:`.station_log`); at exit a shift summary is printed. :meth:`Station.run` returns an
-:class:`ExitCode`.
+:class:`ExitCode`. The per-board pieces (:meth:`Station.show_part`, :meth:`Station.needs_enter`,
+:meth:`Station.run_board`) are what gang mode's workers (:mod:`.gang`) run for each board.
 """
 
 from __future__ import annotations
