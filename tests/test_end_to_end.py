@@ -195,7 +195,10 @@ def test_demo_command(tmp_path: Path) -> None:
     folder = Path(lines[0].removeprefix("Demo folder: "))
     assert folder.parent == tmp_path.resolve()
     assert "2 provisioned, 2 verified, 0 failed" in lines
-    assert lines.count("Validating certificates...done") == 2
+    # a gang of two boards: each board's lines prefixed with it
+    assert lines.count("[board 1] Validating certificates...done") + lines.count(
+        "[board 2] Validating certificates...done") == 2
+    assert "Board 1: socket://" in out.getvalue() and "Board 2: socket://" in out.getvalue()
     assert "Reading provisioning config file atcaprov_cert_info_0.c...ok" in lines
     for name in ("atcaprov_cert_info_0.c", "server.log", "board.log", "client.log",
                  "signer-create.log", "root/root-ca.crt"):

@@ -4,8 +4,9 @@ Options and their ``--help`` text follow app note 8971A section 3.4 (``--help``,
 ``--config``, ``--host``, ``--port``) in the app note's layout (option column of 28, text wrapped
 at 49), followed by the options a real line needs (board URL, slot locks, TLS, station id,
 non-interactive mode, verification, station log, version) and the exit codes. :func:`main` is
-the entry point; it builds a :class:`~provclient_cdc.session.Station`, runs it, and always gives
-the terminal back.
+the entry point; it builds a :class:`~provclient_cdc.session.Station` (one board) or a
+:class:`~provclient_cdc.gang.Gang` (several ``--board``, or ``--board all``), runs it, and
+always gives the terminal back.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from atcaprov.terminal import ConsoleError
 
 from .console import open_keys
 from .failover import ServerListError, parse_servers
+from .gang import ALL_BOARDS, Gang, board_urls
 from .output import Output, OutputLogHandler
 from .server_link import ServerLink, TlsOptions, TlsSetupError, make_client_tls
 from .session import ExitCode, Station, StationOptions, default_station_id
@@ -69,7 +71,8 @@ ADDED_HELP: list[tuple[str, str]] = [
         "--board URL",
         "Use this board instead of scanning serial ports for kits: any pyserial URL or port, "
         "e.g. COM5, /dev/ttyACM0, a pty path, or socket://127.0.0.1:PORT for the virtual "
-        "board (atcaprov sim board).",
+        "board (atcaprov sim board). Several (repeated, or a comma list) or 'all' (every kit "
+        "found): gang mode, every board provisioned at once.",
     ),
     (
         "--lock-slots LIST",
@@ -220,7 +223,7 @@ _FILE = click.Path(path_type=Path, dir_okay=False)
 @click.option("--host", default="localhost")
 @click.option("--port", type=click.IntRange(1, 65535), default=11235)
 @click.option("--server", "servers", multiple=True)
-@click.option("--board", default=None)
+@click.option("--board", "boards", multiple=True)
 @click.option("--lock-slots", callback=_slot_list, default=None)
 @click.option("--no-validate", is_flag=True)
 @click.option("--no-data-lock-crc", is_flag=True)
@@ -241,7 +244,7 @@ _FILE = click.Path(path_type=Path, dir_okay=False)
 @click.option("--verbose", is_flag=True)
 @click.option("--log-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
 def main(certinfo: Path, config: Path | None, host: str, port: int, servers: tuple[str, ...],
-         board: str | None,
+         boards: tuple[str, ...],
          lock_slots: tuple[int, ...], no_validate: bool, no_data_lock_crc: bool,
          station_id: str,
          tls_ca: Path | None, tls_cert: Path | None, tls_key: Path | None,
@@ -264,16 +267,29 @@ def main(certinfo: Path, config: Path | None, host: str, port: int, servers: tup
         output.line(f"Error: --host/--server: {exc}")
         sys.exit(ExitCode.BAD_INPUT)
     host, port = addresses[0]
+    urls = board_urls(boards)
+    gang = len(urls) > 1 or urls == [ALL_BOARDS]
+    if gang and ALL_BOARDS in urls:
+        output.line("Error: --board all takes every kit found; give it alone")
+        sys.exit(ExitCode.BAD_INPUT)
     options = StationOptions(
-        certinfo=certinfo, host=host, port=port, config=config, board=board,
+        certinfo=certinfo, host=host, port=port, config=config,
+        board=urls[0] if urls and not gang else None,
         lock_slots=lock_slots, validate=not no_validate, data_lock_crc=not no_data_lock_crc,
         station_id=station_id, yes=yes,
         count=count, connect_retries=connect_retries, retry_interval=retry_interval,
         wait_timeout=wait_timeout, kit_timeout=kit_timeout, io_timeout=server_timeout,
         verify_only=verify_only, log_dir=log_dir if log_dir is not None else default_log_dir(),
     )
-    links = [ServerLink(h, p, tls=tls, server_name=tls_server_name, io_timeout=server_timeout)
-             for h, p in addresses]
+
+    def new_links() -> list[ServerLink]:
+        """The station's servers in order (the first is used until it fails: failover.py)."""
+        return [ServerLink(h, p, tls=tls, server_name=tls_server_name, io_timeout=server_timeout)
+                for h, p in addresses]
+
+    if gang:
+        sys.exit(run_gang(options, urls, output, new_links, live=human.isatty()))
+    links = new_links()
     sys.exit(run_station(options, output, links[0], links[1:]))
 
 
@@ -301,6 +317,27 @@ def run_station(options: StationOptions, output: Output, link: ServerLink,
     try:
         return Station(options, output, keys, link=link, fallbacks=fallbacks).run()
     except KeyboardInterrupt:
+        output.line("")
+        output.line("Interrupted.")
+        return ExitCode.INTERRUPTED
+    finally:
+        keys.close()
+        restore()
+
+
+def run_gang(options: StationOptions, urls: list[str], output: Output,
+             link_factory: Callable[[], list[ServerLink]], *, live: bool) -> int:
+    """Run a gang of boards (:mod:`.gang`) with the process's terminal, restored whatever
+    happens."""
+    try:
+        keys = open_keys(sys.stdin, want_input=not options.yes)
+    except ConsoleError as exc:
+        output.line(f"Error: {exc}")
+        return ExitCode.BAD_INPUT
+    restore = _terminate_on_signals()
+    try:
+        return Gang(options, urls, output, keys, link_factory=link_factory, live=live).run()
+    except KeyboardInterrupt:  # during the start, before the boards run
         output.line("")
         output.line("Interrupted.")
         return ExitCode.INTERRUPTED

@@ -26,7 +26,8 @@ Ctrl-C / SIGTERM during a stage name the stage and the part's state.
 With ``verify_only`` (``--verify``) the station does not connect to the server: it verifies
 each board's part and reports the checks. Every finished board is written to the station log
 (:mod:`.station_log`); at exit a shift summary is printed. :meth:`Station.run` returns an
-:class:`ExitCode`.
+:class:`ExitCode`. The per-board pieces (:meth:`Station.show_part`, :meth:`Station.needs_enter`,
+:meth:`Station.run_board`) are what gang mode's workers (:mod:`.gang`) run for each board.
 """
 
 from __future__ import annotations
@@ -344,25 +345,14 @@ class Station:
         while count is None or len(self.stats.results) < count:
             board = self._wait_for_board(wait_text)
             try:
-                self.output.detail(f"Device SN: {board.serial_hex} {board.device.model.name}"
-                                   f"{self._state_label(board)}")
-                provisioned = (board.part_state is PartState.PROVISIONED
-                               and not self._pending_slot_locks(board))
-                if (not self.options.yes and not (provisioned and not self.options.verify_only)
+                self.show_part(board)
+                if (not self.options.yes and self.needs_enter(board)
                         and not self._prompt_enter(board)):
                     wait_text = "Board removed. Waiting for board to be connected..."
                     continue
-                result: BoardResult | None
-                if self.options.verify_only:
-                    result = self._verify_board(board)
-                elif provisioned:
-                    result = self._already_provisioned(board)
-                else:
-                    result = self._provision(board)
+                result = self.run_board(board)
                 if result is None:  # ConfigError: arguments unusable for any board
                     return ExitCode.BAD_INPUT
-                result.chip_floor_ms = board.device.chip_floor_ms
-                result.commands = sum(board.device.opcode_counts.values())
                 self._record(result)
                 last = count is not None and len(self.stats.results) >= count
                 if result.result != "removed":
@@ -374,6 +364,37 @@ class Station:
                 board.close()
             wait_text = "Board removed. Waiting for board to be connected..."
         return ExitCode.BOARD_FAILED if self.stats.failed else ExitCode.OK
+
+    # ---- one opened board: the pieces the board loop (and gang mode's workers) use ---------
+    def show_part(self, board: Board) -> None:
+        """``    Device SN: ... (blank)``: the part's serial number and state."""
+        self.output.detail(f"Device SN: {board.serial_hex} {board.device.model.name}"
+                           f"{self._state_label(board)}")
+
+    def _already_done(self, board: Board) -> bool:
+        return (board.part_state is PartState.PROVISIONED
+                and not self._pending_slot_locks(board))
+
+    def needs_enter(self, board: Board) -> bool:
+        """Whether the operator confirms this part (not for a provisioned part, which is only
+        reported, unless verifying)."""
+        return not (self._already_done(board) and not self.options.verify_only)
+
+    def run_board(self, board: Board) -> BoardResult | None:
+        """Verify the part (``--verify``), report it already provisioned, or provision it;
+        the result carries the chip figures of this run. None: the options cannot provision
+        any part (ConfigError, already said). Not recorded yet (:meth:`_record`)."""
+        result: BoardResult | None
+        if self.options.verify_only:
+            result = self._verify_board(board)
+        elif self._already_done(board):
+            result = self._already_provisioned(board)
+        else:
+            result = self._provision(board)
+        if result is not None:
+            result.chip_floor_ms = board.device.chip_floor_ms
+            result.commands = sum(board.device.opcode_counts.values())
+        return result
 
     def _wait_for_board(self, text: str) -> Board:
         self.output.begin(text)

@@ -6,10 +6,10 @@ What it does, each step through the real command-line programs (subprocesses):
 2. ``provserver signer create --backend sim``: a demo root CA, a password-less simulated
    signer module, the server's signer profile and ``atcaprov_cert_info_0.c``;
 3. ``provserver`` on a free loopback port with its data folder in the demo folder;
-4. ``atcaprov sim board``: a virtual kit board with N blank chips that swaps in the next chip
-   once one is provisioned (``--auto-swap``);
-5. ``provclient-cdc --yes --count N --board socket://...``: its operator lines are shown as the
-   app note prints them;
+4. ``atcaprov sim board --count 2``: two virtual kit boards (a gang), each with blank chips,
+   each swapping in its next chip once one is provisioned (``--auto-swap``);
+5. ``provclient-cdc --yes --count N --board socket://... --board socket://...``: gang mode,
+   both boards provisioned at once; its operator lines are shown prefixed with their board;
 6. stop board and server (the server then has every record on disk), verify every device
    certificate chain in the server's ``certs/`` folder with ``openssl verify`` (root as CA
    file, signer as untrusted) or, without openssl, with ``cryptography``; print
@@ -18,8 +18,8 @@ What it does, each step through the real command-line programs (subprocesses):
 All processes are stopped on success, failure and Ctrl-C; the files stay in the folder (with a
 log per program). The exit status is non-zero on any failure. The building blocks
 (:class:`DemoLayout`, :class:`Processes`, :func:`create_signer`, :func:`start_server`,
-:func:`start_board`, :func:`run_client`, :func:`verify_chains`, :func:`signing_rows`) are reused
-by the end-to-end test and benchmark.
+:func:`start_board`, :func:`start_boards`, :func:`run_client`, :func:`verify_chains`,
+:func:`signing_rows`) are reused by the end-to-end tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from atcaprov.cli import parse_chip_types
 from atcaprov.errors import AtcaprovError
 
 DEFAULT_COUNT = 5
+DEMO_BOARDS = 2  # the demo's gang: one station provisioning two boards at once
 STOP_TIMEOUT_S = 15.0
 START_TIMEOUT_S = 60.0
 SIGNER_NAME = "Demo Signer"
@@ -308,17 +309,44 @@ def start_board(procs: Processes, layout: DemoLayout, *, chips: int,
                 timeout: float = START_TIMEOUT_S) -> tuple[ManagedProcess, str]:
     """``atcaprov sim board`` on 127.0.0.1; returns the process and its ``socket://`` URL.
     ``chip_types``: its ``--chip-type`` (``atecc608b``, ``atecc608b,atecc508a``...)."""
+    proc, urls = start_boards(procs, layout, chips=chips, auto_swap=auto_swap,
+                              timing_scale=timing_scale, chip_types=chip_types,
+                              timeout=timeout)
+    return proc, urls[0]
+
+
+def start_boards(procs: Processes, layout: DemoLayout, *, chips: int, count: int = 1,
+                 auto_swap: float | None = 0.3, timing_scale: float = 0.0,
+                 chip_types: str | None = None,
+                 timeout: float = START_TIMEOUT_S) -> tuple[ManagedProcess, list[str]]:
+    """``atcaprov sim board --count N`` on 127.0.0.1 (``chips`` blank chips each); returns the
+    process and the boards' ``socket://`` URLs in order (control line ``unplug 2`` unplugs
+    board 2)."""
     argv = [*cli_command("atcaprov", "atcaprov.cli"), "sim", "board", "--listen", "127.0.0.1:0",
             "--chips", str(chips), "--state", str(layout.boards),
-            "--timing-scale", f"{timing_scale:g}"]
+            "--timing-scale", f"{timing_scale:g}", "--count", str(count)]
     if chip_types is not None:
         argv += ["--chip-type", chip_types]
     if auto_swap is not None:
         argv += ["--auto-swap", f"{auto_swap:g}"]
     proc = procs.start("atcaprov sim board", argv, layout.log("board"), cwd=layout.folder,
                        stdin_pipe=True)
-    found = proc.wait_for(r"Board ready: (\S+)", timeout)
-    return proc, found.group(1)
+    deadline = time.monotonic() + timeout
+    proc.wait_for(r"Board ready: (\S+)", timeout)
+    while True:
+        urls = [line.removeprefix("Board ready: ").strip() for line in proc.text("stdout")
+                if line.startswith("Board ready: ")]
+        if len(urls) >= count:
+            return proc, urls[:count]
+        if time.monotonic() >= deadline or proc.popen.poll() is not None:
+            raise DemoError(f"{proc.name} started {len(urls)} of {count} boards within"
+                            f" {timeout:g} s; see {proc.log_path}")
+        time.sleep(0.05)
+
+
+def _board_args(board_url: str | Sequence[str]) -> list[str]:
+    urls = [board_url] if isinstance(board_url, str) else list(board_url)
+    return [arg for url in urls for arg in ("--board", url)]
 
 
 @dataclass
@@ -339,16 +367,18 @@ class ClientRun:
         return sum(1 for r in self.results if r.get("result") != "ok")
 
 
-def run_client(procs: Processes, layout: DemoLayout, port: int, board_url: str, count: int, *,
+def run_client(procs: Processes, layout: DemoLayout, port: int, board_url: str | Sequence[str],
+               count: int, *,
                echo: IO[str] | None = None, timeout: float | None = None,
                extra: Sequence[str] = (), certinfo: Path | None = None,
                on_line: Callable[[str, str], None] | None = None) -> ClientRun:
     """``provclient-cdc --yes --count N --json`` against the server and board; its operator
-    lines are echoed to ``echo`` as they come and passed to ``on_line(stream, line)``."""
+    lines are echoed to ``echo`` as they come and passed to ``on_line(stream, line)``. Several
+    board URLs: gang mode (one ``--board`` each)."""
     certinfo_arg = str(certinfo) if certinfo is not None else layout.certinfo.name
     argv = [*cli_command("provclient-cdc", "provclient_cdc.cli"), "--yes", "--json",
             "--count", str(count), "--certinfo", certinfo_arg, "--host", "127.0.0.1",
-            "--port", str(port), "--board", board_url, "--station-id", "demo-station",
+            "--port", str(port), *_board_args(board_url), "--station-id", "demo-station",
             "--connect-retries", "3", "--retry-interval", "1", "--wait-timeout", "30",
             "--log-dir", str(layout.station_logs), *extra]
 
@@ -476,14 +506,15 @@ def run_demo(count: int, base: Path, out: IO[str], chip_types: str | None = None
         say(f"  cert info: {layout.certinfo}")
         server, port = start_server(procs, layout)
         say(f"Provisioning server listening on 127.0.0.1:{port} (log: {server.log_path})")
-        board, url = start_board(procs, layout, chips=count, auto_swap=0.3,
-                                 chip_types=chip_types)
+        board, urls = start_boards(procs, layout, chips=count, count=DEMO_BOARDS,
+                                   auto_swap=0.3, chip_types=chip_types)
         kinds = "" if chip_types is None else f" {chip_types.upper()}"
-        say(f"Virtual kit board with {count} blank{kinds} chips at {url}"
-            f" (log: {board.log_path})")
-        say(f"Running provclient-cdc --yes --count {count} --board {url}")
+        say(f"{DEMO_BOARDS} virtual kit boards with up to {count} blank{kinds} chips each at"
+            f" {', '.join(urls)} (log: {board.log_path})")
+        say(f"Running provclient-cdc --yes --count {count}"
+            + "".join(f" --board {url}" for url in urls) + " (gang mode)")
         say("")
-        client = run_client(procs, layout, port, url, count, echo=out)
+        client = run_client(procs, layout, port, urls, count, echo=out)
         say("")
         board.stop()
         server_code = server.stop()  # the server closes its records before we read them

@@ -14,8 +14,10 @@ import queue
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
@@ -23,6 +25,9 @@ from .. import __version__
 from ..errors import AtcaprovError
 from .cert import cert
 from .chip import chip
+
+if TYPE_CHECKING:
+    from ..emulator.kit_board import VirtualKitBoard
 
 
 @click.group()
@@ -57,6 +62,8 @@ def _parse_listen(value: str) -> tuple[str, int]:
 
 
 BOARD_HELP_COMMANDS = "commands: unplug | replug | next | status | quit"
+BOARD_HELP_GANG = ("with --count: a command applies to every board, or to board N alone as"
+                   " 'unplug N' (boards numbered from 1)")
 
 
 def parse_chip_types(value: str) -> tuple[str, ...]:
@@ -135,6 +142,15 @@ def _chip_types_option(
     help="Model of the blank chips made: atecc508a, atecc608a or atecc608b; a comma list "
     "alternates (atecc608b,atecc508a). Saved chips keep their own model.",
 )
+@click.option(
+    "--count",
+    "board_count",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Boards to run (a gang): each has its own chips in STATE/board-NN and its own "
+    "port (--listen HOST:0 only); one 'Board ready: URL' line each, in order.",
+)
 def board_command(
     state_dir: Path,
     chips: int,
@@ -144,12 +160,16 @@ def board_command(
     auto_swap: float | None,
     timing_scale: float,
     chip_types: tuple[str, ...],
+    board_count: int,
 ) -> None:
     """Run a virtual kit board serving emulated ATECC508A/608A/608B chips over the kit protocol.
 
     Prints "Board ready: <url>" once serving (socket://HOST:PORT, or the pty path); a kit-cdc
     client opens that URL. Control lines on stdin: unplug, replug (same chip), next (next chip
     not yet provisioned), status, quit. Chip files are saved on every unplug and on exit.
+    With --count N: N boards, each with its own chips (STATE/board-01...) and URL; a control
+    line applies to every board, or to one as "unplug 2"; event lines are prefixed
+    "[board N] " (the "Board ready" lines are not).
     """
     from ..emulator.kit_board import VirtualKitBoard
 
@@ -158,24 +178,38 @@ def board_command(
     if link is not None and not use_pty:
         raise click.UsageError("--link needs --pty")
     address = None if use_pty else _parse_listen(listen or "127.0.0.1:0")
+    if board_count > 1 and (use_pty or (address is not None and address[1] != 0)):
+        raise click.UsageError("--count > 1 needs --listen HOST:0 (each board takes a free port)")
 
     def echo(text: str) -> None:
         print(text, flush=True)
 
+    def echo_for(number: int) -> Callable[[str], None]:
+        if board_count == 1:
+            return echo
+        return lambda text: echo(text if text.startswith("Board ready: ")
+                                 else f"[board {number}] {text}")
+
+    boards: list[VirtualKitBoard] = []
     try:
-        board = VirtualKitBoard(
-            state_dir,
-            chips=chips,
-            listen=address,
-            pty=use_pty,
-            link=link,
-            auto_swap=auto_swap,
-            timing_scale=timing_scale,
-            chip_types=chip_types,
-            on_event=echo,
-        )
-        board.start()
+        for number in range(1, board_count + 1):
+            folder = state_dir if board_count == 1 else state_dir / f"board-{number:02d}"
+            board = VirtualKitBoard(
+                folder,
+                chips=chips,
+                listen=address,
+                pty=use_pty,
+                link=link,
+                auto_swap=auto_swap,
+                timing_scale=timing_scale,
+                chip_types=chip_types,
+                on_event=echo_for(number),
+            )
+            boards.append(board)
+            board.start()
     except AtcaprovError as exc:
+        for started in boards:
+            started.stop()
         raise click.ClickException(str(exc)) from exc
 
     commands: queue.Queue[str | None] = queue.Queue()
@@ -200,26 +234,50 @@ def board_command(
                 continue
             if cmd in ("quit", "exit", "q"):
                 break
-            try:
-                if cmd == "unplug":
-                    board.unplug()
-                elif cmd == "replug":
-                    if board.plugged:
-                        board.unplug()
-                    board.replug(next_chip=False)
-                elif cmd == "next":
-                    board.replug(next_chip=True)
-                elif cmd == "status":
-                    echo(f"Status: {board.status()}")
-                elif cmd in ("help", "?"):
-                    echo(BOARD_HELP_COMMANDS)
-                else:
-                    echo(f"Unknown command {cmd!r}; {BOARD_HELP_COMMANDS}")
-            except AtcaprovError as exc:
-                echo(f"Error: {exc}")
+            name, _, which = cmd.partition(" ")
+            targets = _board_targets(boards, which.strip())
+            if targets is None:
+                echo(f"No board {which.strip()!r}; boards are numbered 1..{len(boards)}")
+                continue
+            for number in targets:
+                _board_control(boards[number - 1], name, echo_for(number))
     except KeyboardInterrupt:
         echo("Interrupted")
     finally:
         signal.signal(signal.SIGTERM, previous)
-        board.stop()
-        echo("Board stopped; chips saved in " + str(state_dir))
+        for board in boards:
+            board.stop()
+        echo(("Board stopped" if len(boards) == 1 else f"{len(boards)} boards stopped")
+             + "; chips saved in " + str(state_dir))
+
+
+def _board_targets(boards: list[VirtualKitBoard], which: str) -> list[int] | None:
+    """The numbers (1-based) of the boards a control line names: all, or board ``which``."""
+    if not which:
+        return list(range(1, len(boards) + 1))
+    try:
+        number = int(which)
+    except ValueError:
+        return None
+    return [number] if 1 <= number <= len(boards) else None
+
+
+def _board_control(board: VirtualKitBoard, cmd: str, echo: Callable[[str], None]) -> None:
+    """One control command for one board."""
+    try:
+        if cmd == "unplug":
+            board.unplug()
+        elif cmd == "replug":
+            if board.plugged:
+                board.unplug()
+            board.replug(next_chip=False)
+        elif cmd == "next":
+            board.replug(next_chip=True)
+        elif cmd == "status":
+            echo(f"Status: {board.status()}")
+        elif cmd in ("help", "?"):
+            echo(f"{BOARD_HELP_COMMANDS}; {BOARD_HELP_GANG}")
+        else:
+            echo(f"Unknown command {cmd!r}; {BOARD_HELP_COMMANDS}")
+    except AtcaprovError as exc:
+        echo(f"Error: {exc}")
