@@ -8,9 +8,12 @@ Group commit
     Operations waiting at the same moment form one batch (at most ``max_batch``). One
     worker-thread call per batch runs the whole batch as **one ledger transaction**
     (:meth:`~provserver.ledger.base.Ledger.commit`); when it has committed, the waiters are
-    released (their certificates may leave) and the same call then writes the batch's
-    signing-log rows and certificate files (:mod:`.files`). Batches never overlap, and the
-    event loop never waits for the disk or the database.
+    released (their certificates may leave). The batch's signing-log rows and certificate
+    files (:mod:`.files`, derived data) are then written by another worker-thread call while
+    the next batch commits: one batch's files at a time, in commit order, the next batch's
+    files only after them. Commits never overlap, and the event loop never waits for the disk
+    or the database. A crash before the files are written loses nothing: the next start
+    restores them from the ledger (below).
 
 Runs and crashes
     ``open()`` recovers the runs of this data folder that did not close (their crash marker
@@ -153,6 +156,7 @@ class LedgerRecordStore(RecordStore):
         self._pending: list[_Waiter] = []
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._files_job: asyncio.Task[None] | None = None  # the last batch's files, in flight
         self._marker = Marker("", 0)
 
     # -- RecordStore ---------------------------------------------------------------------------
@@ -271,6 +275,7 @@ class LedgerRecordStore(RecordStore):
                 try:
                     await asyncio.wait_for(self._wakeup.wait(), timeout)
                 except asyncio.TimeoutError:
+                    await self._files_written()
                     if self._failure is not None:
                         await self._try_resume()
                     else:
@@ -283,6 +288,7 @@ class LedgerRecordStore(RecordStore):
                 del self._pending[: len(batch)]
                 await self._commit(batch)
             if self._state != "open":
+                await self._files_written()
                 return
 
     async def _commit(self, batch: list[_Waiter]) -> None:
@@ -296,8 +302,8 @@ class LedgerRecordStore(RecordStore):
             loop.call_soon_threadsafe(self._release, batch, results, None)
 
         try:
-            files_error = await asyncio.to_thread(
-                self._commit_sync, [op for op, _ in batch], durable
+            results = await asyncio.to_thread(
+                self._ledger_commit_sync, [op for op, _ in batch], durable
             )
         except LedgerWriteError as exc:
             error = RecordStoreError(str(exc))
@@ -311,9 +317,26 @@ class LedgerRecordStore(RecordStore):
             self._release(batch, None, error)
             self._fail(f"{type(exc).__name__}: {exc}", permanent=True)
             return
+        # The batch's files are written while the next batch commits (one batch's files at a
+        # time, in commit order): the previous batch's files first, then this one's, started.
+        await self._files_written()
+        if self._failure is None:
+            self._files_job = asyncio.create_task(self._write_files(results), name="ledger-files")
+
+    async def _write_files(self, results: list[LedgerResult]) -> None:
+        try:
+            files_error = await asyncio.to_thread(self._files_sync, results)
+        except Exception as exc:  # a bug: the store stops, the ledger has every record
+            files_error = f"{type(exc).__name__}: {exc}"
         if files_error is not None:
             self._fail(f"the signing log / certificate files in {self.root} cannot be written "
                        f"({files_error}); the ledger has every record", permanent=False)
+
+    async def _files_written(self) -> None:
+        """Wait for the files of the batches committed so far (before other file work)."""
+        job, self._files_job = self._files_job, None
+        if job is not None:
+            await job
 
     @staticmethod
     def _release(
@@ -437,21 +460,25 @@ class LedgerRecordStore(RecordStore):
             stamp = f"{base}-{n}"
         raise OSError(f"no free signing log name for {base} in {self.logs_dir}")
 
-    def _commit_sync(
+    def _ledger_commit_sync(
         self, ops: Sequence[LedgerOp], durable: Callable[[list[LedgerResult]], None]
-    ) -> str | None:
-        """Commit ``ops`` (raises LedgerWriteError: nothing stored), release, write the files.
-
-        Returns the text of a file write failure (the records are in the ledger by then).
-        """
-        files = self.files
-        assert files is not None
+    ) -> list[LedgerResult]:
+        """Commit ``ops`` (raises LedgerWriteError: nothing stored), then release the waiters."""
         results = self.ledger.commit(
             ops, run_id=self.run_id, allow_reprovision=self.allow_reprovision
         )
         self.commits += 1
         self.largest_batch = max(self.largest_batch, len(ops))
         durable(results)
+        return results
+
+    def _files_sync(self, results: list[LedgerResult]) -> str | None:
+        """Write a committed batch's signing log rows and certificate files (derived data).
+
+        Returns the text of a file write failure (the records are in the ledger by then).
+        """
+        files = self.files
+        assert files is not None
         events = []
         issuances = []
         for result in results:
