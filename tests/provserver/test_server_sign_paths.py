@@ -8,9 +8,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from atcaprov.protocol import CertReply, ErrorReply
@@ -45,14 +48,16 @@ def _op(n: int) -> IssueOp:
     )  # fmt: skip
 
 
-async def _service_with(module: SignerModule) -> tuple[SigningService, SignerManager]:
+async def _service_with(
+    module: SignerModule, clock: Callable[[], datetime] | None = None
+) -> tuple[SigningService, SignerManager]:
     backend = FakeBackend()
     assert isinstance(module, FakeModule)
     backend.present[module.location] = module
     console = Console(io.StringIO())
     manager = SignerManager([backend], console, NoPasswordSource(), rescan_interval=0)
     service = SigningService(manager, ProfileStore([], [CHAIN.profile]), MemoryRecordStore(),
-                             console)
+                             console, **({} if clock is None else {"clock": clock}))
     await service.open()
     await manager.start()
     await manager.start_scanning()
@@ -82,6 +87,31 @@ async def test_wrong_key_module_is_refused_unless_its_key_was_checked_at_load(
         assert isinstance(reply, ErrorReply)
         assert reply.code is ReturnCode.SIGNING_FAILED
         assert "does not verify" in reply.message
+
+
+async def test_kept_certificate_base_follows_the_hour() -> None:
+    """The per-signer, per-hour part of the certificate is made once per hour, not kept
+    past it: each certificate has its own hour's dates and the same bytes a fresh build gives."""
+    times = [datetime(2026, 11, 21, 5, 13, tzinfo=timezone.utc),
+             datetime(2026, 11, 21, 5, 59, tzinfo=timezone.utc),
+             datetime(2026, 11, 21, 6, 0, 1, tzinfo=timezone.utc)]
+    now = iter(times)
+    module = FakeModule("m0", CHAIN.signer_key, CHAIN.signer_cert, sn="0123000000000000EE")
+    service, manager = await _service_with(module, clock=lambda: next(now))
+    try:
+        replies = [await asyncio.wait_for(service.handle(make_request(CHAIN, n), PEER), TIMEOUT)
+                   for n in (1, 2, 3)]
+    finally:
+        await manager.stop()
+        await service.close()
+    hours = []
+    for reply in replies:
+        assert isinstance(reply, CertReply)
+        cert = x509.load_der_x509_certificate(reply.device_cert)
+        hours.append(cert.not_valid_before_utc.hour)
+        cert.verify_directly_issued_by(x509.load_der_x509_certificate(CHAIN.signer_cert))
+    assert hours == [5, 5, 6]
+    assert len(service._bases) == 2
 
 
 def test_only_in_memory_keys_skip_the_per_signature_check() -> None:
