@@ -158,10 +158,10 @@ async def test_files_follow_the_commits_in_order_and_survive_a_crash(tmp_path: P
     crashed = LedgerRecordStore(open_ledger(None, data), data, checkpoint_after=None)
     await crashed.open()
 
-    def files_never_written(results: object) -> None:  # the process dies before the files
+    def files_never_written(*args: object) -> None:  # the process dies before the files
         return None
 
-    crashed._files_sync = files_never_written  # type: ignore[method-assign]
+    crashed._files_sync = files_never_written  # type: ignore[method-assign,assignment]
     last = [_op(i) for i in range(300, 320)]
     await asyncio.wait_for(asyncio.gather(*(crashed.issue(op) for op in last)), TIMEOUT)
     assert crashed._task is not None
@@ -169,6 +169,8 @@ async def test_files_follow_the_commits_in_order_and_survive_a_crash(tmp_path: P
     with contextlib.suppress(asyncio.CancelledError):
         await crashed._task
     crashed.ledger.close()
+    assert crashed._files_thread is not None
+    crashed._files_thread.shutdown()
     assert crashed.marker_path.exists()
     assert len(list((data / "certs").glob("*/*-device.pem"))) == 300
 

@@ -393,20 +393,17 @@ def prepare(d: CertDef, *, public_key: bytes, issue_date: datetime, signer_id: b
     """Fill the template (dates from ``issue_date`` and the definition's expire years).
 
     ``base``: the same definition, issue date, signer id and CA key already written
-    (:func:`prepare_base`, kept by the caller); the result is the same, byte for byte.
+    (:func:`prepare_base`, kept by the caller); the result is the same, byte for byte. A base
+    made for another definition (by identity) or other values is not used.
     """
     if device_sn is not None and len(device_sn) != 9:
         raise CertError(AtcacertCode.BAD_PARAMS,
                         f"device serial number is 9 bytes, got {len(device_sn)}",
                         field="device_sn")
-    if base is None:
+    if (base is None or base.cert_def is not d or base.issue_date != issue_date
+            or base.signer_id != signer_id or base.ca_public_key != ca_public_key):
         base = prepare_base(d, issue_date=issue_date, signer_id=signer_id,
-                            ca_public_key=ca_public_key)
-    elif (base.cert_def is not d or base.issue_date != issue_date
-          or base.signer_id != signer_id or base.ca_public_key != ca_public_key):
-        raise CertError(AtcacertCode.BAD_PARAMS,
-                        "the certificate base was made for another definition, issue date, "
-                        "signer id or CA key", field="base")
+                            ca_public_key=ca_public_key)  # none given, or one for other values
     issue = base.issue
     cert = bytearray(base.cert)
     _stored_sn(d, cert, cert_sn)

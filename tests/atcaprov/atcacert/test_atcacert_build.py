@@ -118,13 +118,15 @@ def test_prepare_from_a_kept_base_gives_the_same_bytes() -> None:
         fresh = prepare(d, **args)  # type: ignore[arg-type]
         kept = prepare(d, **args, base=base)  # type: ignore[arg-type]
         assert kept == fresh
-    for wrong in (dict(issue_date=_issue(hour=4)), dict(signer_id=b"\xAB\xCD"),
-                  dict(ca_public_key=pub(key(64)))):
-        args = dict(public_key=pub(key(61)), issue_date=_issue(), signer_id=SIGNER_ID,
-                    ca_public_key=pub(p.signer_key))
-        with pytest.raises(CertError) as err:
-            prepare(d, **{**args, **wrong}, base=base)  # type: ignore[arg-type]
-        assert err.value.code == ATCACERT_E_BAD_PARAMS and err.value.field == "base"
+    for other in (dict(issue_date=_issue(hour=4)), dict(signer_id=b"\xAB\xCD"),
+                  dict(ca_public_key=pub(key(64)))):  # a base for other values is not used
+        args = {**dict(public_key=pub(key(61)), issue_date=_issue(), signer_id=SIGNER_ID,
+                       ca_public_key=pub(p.signer_key)), **other}
+        assert prepare(d, **args, base=base) == prepare(d, **args)  # type: ignore[arg-type]
+    other_def = replace(d, sn_source=SnSource.DEVICE_SN_HASH)
+    args = dict(public_key=pub(key(61)), issue_date=_issue(), signer_id=SIGNER_ID,
+                device_sn=DEVICE_SN, ca_public_key=pub(p.signer_key))
+    assert prepare(other_def, **args, base=base) == prepare(other_def, **args)  # type: ignore[arg-type]
     with pytest.raises(CertError) as err:  # the checks are the base's
         prepare_base(d, issue_date=_issue() + timedelta(minutes=5), signer_id=SIGNER_ID)
     assert err.value.code == ATCACERT_E_INVALID_DATE
