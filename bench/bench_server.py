@@ -6,9 +6,20 @@ subprocess, its issuance ledger with its group commit: SQLite in the data folder
 in this process sending ``CertRequest``s back to back (one outstanding request per
 connection) for ``--seconds`` per point.
 
-* ``raw``: ``cryptography`` ECDSA P-256 signs of a 32-byte digest per second, one thread,
-  measured in the same run: the reference every server figure is divided by (``ratio``).
-* ``pem``: the ``pem`` back-end (key in a file) at 1, 16 and 64 connections.
+* ``raw X.509``: ``cryptography``'s X.509 build+sign of a device certificate like the
+  server's (subject, issuer, validity, public key, key identifiers, basic constraints, key
+  usage; ECDSA P-256 with SHA-256) per second, one thread, measured in the same run: the
+  reference every server figure is divided by (``ratio``). ``raw sign`` (ECDSA of a 32-byte
+  digest) is printed too. On a shared machine the rate moves with the other jobs' load: each
+  pem point is divided by the mean of the raw rate measured for 0.5 s just before and just
+  after it (printed on its line); pkcs11 and sim use the rate measured at the start.
+* ``pem``: the ``pem`` back-end (key in a file) at 1, 16 and 64 connections, once per record
+  store (``--stores``, default all three, one server each, in one run): ``file`` (the app
+  note's files only, :class:`provserver.records_file.FileRecordStore`, the store before the
+  ledger; the server is started through this script, ``--serve-file-store``), ``sqlite`` (the
+  default ledger) and ``postgresql`` (``--ledger URL``, else a throwaway server started as the
+  tests do, ``tests/support/postgres.py``: initdb + pg_ctl in a temporary folder; skipped with
+  a reason where PostgreSQL or psycopg is missing).
 * ``pkcs11``: a SoftHSM2 token (made in the temporary folder) at 1, 16 and 64 connections;
   skipped with a reason if SoftHSM2 or python-pkcs11 is missing.
 * ``sim``: 1, 2 and 4 emulated modules holding the same key (copies of one module file: a
@@ -25,7 +36,7 @@ time and count; every read has a timeout. Figures: docs/benchmarks.md. Usage::
 
     python bench/bench_server.py [--seconds 3] [--connections 1,16,64] [--sim-modules 1,2,4]
         [--sim-connections 16] [--timing-scale 1.0] [--skip-pkcs11] [--only pem|pkcs11|sim]
-        [--ledger postgresql://...]
+        [--stores file,sqlite,postgresql] [--ledger postgresql://...]
 """
 
 from __future__ import annotations
@@ -44,9 +55,13 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 
 from atcaprov.atcacert.keys import public_key_bytes
 from atcaprov.certinfo import CertInfo, load_cert_info
@@ -56,6 +71,7 @@ SERVER_START_TIMEOUT = 60.0
 REPLY_TIMEOUT = 30.0
 MAX_REQUESTS_PER_CONNECTION = 200_000
 SOFTHSM_PIN = "bench-4711"
+RAW_AROUND_POINT = 0.5  # s of raw X.509 build+sign measured just before and after a pem point
 
 
 # --------------------------------------------------------------------------------------------
@@ -72,6 +88,56 @@ def raw_sign_rate(seconds: float, max_count: int = 1_000_000) -> float:
     deadline = start + seconds
     while count < max_count:
         key.sign(digest, algorithm)
+        count += 1
+        if time.perf_counter() >= deadline:
+            break
+    return count / (time.perf_counter() - start)
+
+
+def raw_x509_rate(seconds: float, max_count: int = 1_000_000) -> float:
+    """``cryptography`` X.509 device certificates built and signed per second (one thread).
+
+    Each certificate is what the server issues, built from scratch: a new device key's
+    public key, subject with the serial number, the signer as issuer, an hour-floored
+    validity, subject and authority key identifiers, basic constraints, key usage; signed
+    with ECDSA P-256 / SHA-256 and encoded to DER.
+    """
+    import datetime as dt
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    issuer = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Bench"),
+                        x509.NameAttribute(NameOID.COMMON_NAME, "Bench Signer FFFF")])  # fmt: skip
+    aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
+    device_keys = [ec.generate_private_key(ec.SECP256R1()).public_key() for _ in range(64)]
+    usage = x509.KeyUsage(True, False, True, False, True, False, False, False, False)
+
+    def build(n: int) -> bytes:
+        now = dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0)
+        public = device_keys[n % len(device_keys)]
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Bench"),
+                x509.NameAttribute(NameOID.COMMON_NAME, f"sn0123{n:012X}EE"),
+            ]))
+            .issuer_name(issuer)
+            .public_key(public)
+            .serial_number(0x4000_0000_0000_0000 | n)
+            .not_valid_before(now)
+            .not_valid_after(now.replace(year=now.year + 28))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(usage, critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+            .add_extension(aki, critical=False)
+        )
+        return builder.sign(ca_key, hashes.SHA256()).public_bytes(Encoding.DER)
+
+    build(0)
+    count = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while count < max_count:
+        build(count)
         count += 1
         if time.perf_counter() >= deadline:
             break
@@ -158,9 +224,10 @@ class Server:
 LEDGER: list[str] = []  # --ledger URL given to every server (default: SQLite in its data folder)
 
 
-def server_args(data: Path, *backend_args: str) -> list[str]:
+def server_args(data: Path, *backend_args: str, ledger: list[str] | None = None) -> list[str]:
     return ["--host", "127.0.0.1", "--port", "0", "--data-dir", str(data),
-            "--rescan-interval", "5", *LEDGER, *backend_args]  # fmt: skip
+            "--rescan-interval", "5", *(LEDGER if ledger is None else ledger),
+            *backend_args]  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -335,16 +402,71 @@ def line(label: str, point: Point, raw: float, extra: str = "") -> None:
 # --------------------------------------------------------------------------------------------
 # Scenarios
 # --------------------------------------------------------------------------------------------
+STORES = ("file", "sqlite", "postgresql")
+
+
 def bench_pem(tmp: Path, args: argparse.Namespace, raw: float) -> None:
-    data, info = create_signer(
-        tmp, "pem", "--backend", "pem", "--pem-key", str(tmp / "pem-key.pem")
-    )
-    backend = ["--signers", "pem", "--pem-key", str(tmp / "pem-key.pem")]
-    command = [sys.executable, "-m", "provserver.cli", *server_args(data, *backend)]
+    for store in args.stores:
+        with contextlib.ExitStack() as stack:
+            ledger: list[str] = []
+            if store == "postgresql":
+                url = args.ledger or _throwaway_postgres(stack)
+                if url is None:
+                    continue
+                ledger = ["--ledger", url]
+            bench_pem_store(tmp, args, raw, store, ledger)
+
+
+def _throwaway_postgres(stack: contextlib.ExitStack) -> str | None:
+    """A PostgreSQL server started as the tests do (initdb + pg_ctl in a temporary folder)."""
+    try:
+        from tests.support import postgres
+    except ImportError as exc:
+        print(f"pem, postgresql: skipped: tests/support not importable ({exc})", flush=True)
+        return None
+    why = postgres.missing()
+    if why is not None:
+        print(f"pem, postgresql: skipped: {why}", flush=True)
+        return None
+    server = stack.enter_context(postgres.running_postgres())
+    url: str = server.new_database()
+    return url
+
+
+def bench_pem_store(
+    tmp: Path, args: argparse.Namespace, raw: float, store: str, ledger: list[str]
+) -> None:
+    key = tmp / "pem-key.pem"
+    if key.exists():
+        data = tmp / f"pem-{store}-data"
+        shutil.copytree(tmp / "pem-data", data, ignore=shutil.ignore_patterns(
+            "ledger.sqlite3*", "logs", "certs", ".provserver.lock"))  # fmt: skip
+        info = load_cert_info(tmp / "pem-certinfo.c")
+    else:
+        data, info = create_signer(tmp, "pem", "--backend", "pem", "--pem-key", str(key))
+    backend = ["--signers", "pem", "--pem-key", str(key)]
+    via = [str(Path(__file__).resolve()), "--serve-file-store", "--"] if store == "file" else [
+        "-m", "provserver.cli"]  # fmt: skip
+    command = [sys.executable, *via, *server_args(data, *backend, ledger=ledger)]
     requests = Requests(info)
-    with serving(command, tmp / "pem-console.txt", {}, 1) as server:
+    with serving(command, tmp / f"pem-{store}-console.txt", {}, 1) as server:
         for conns in args.connections:
-            line(f"pem, {conns} connection(s)", measure(server, requests, conns, args.seconds), raw)
+            before = raw_x509_rate(RAW_AROUND_POINT)
+            point = measure(server, requests, conns, args.seconds)
+            around = (before + raw_x509_rate(RAW_AROUND_POINT)) / 2
+            line(f"pem, {store}, {conns} connection(s)", point, around,
+                 f"; raw X.509 around the point {around:.0f}/s")
+
+
+def serve_file_store(server_argv: list[str]) -> None:
+    """Run `provserver` with the app note's file record store instead of the ledger."""
+    from provserver import cli, signing
+
+    def file_store(data_dir: Any, ledger: object = None, **_: object) -> object:
+        return signing.open_file_record_store(data_dir)
+
+    signing.open_ledger_record_store = file_store  # type: ignore[assignment]
+    cli.main.main(args=server_argv, prog_name="provserver")
 
 
 def bench_pkcs11(tmp: Path, args: argparse.Namespace, raw: float) -> None:
@@ -434,11 +556,23 @@ def serve_timed_sim(scale: float, server_argv: list[str]) -> None:
     cli.main.main(args=server_argv, prog_name="provserver")
 
 
+def parse_stores(text: str) -> list[str]:
+    stores = [x.strip() for x in text.split(",") if x.strip()]
+    unknown = [x for x in stores if x not in STORES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown store(s) {unknown}; known: {STORES}")
+    return stores
+
+
 def parse_list(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--serve-file-store":
+        rest = sys.argv[2:]
+        serve_file_store(rest[1:] if rest[:1] == ["--"] else rest)
+        return
     if len(sys.argv) > 2 and sys.argv[1] == "--serve-timed-sim":
         rest = sys.argv[3:]
         serve_timed_sim(float(sys.argv[2]), rest[1:] if rest[:1] == ["--"] else rest)
@@ -451,14 +585,21 @@ def main() -> None:
     parser.add_argument("--timing-scale", type=float, default=1.0)
     parser.add_argument("--skip-pkcs11", action="store_true")
     parser.add_argument("--only", choices=["pem", "pkcs11", "sim"], default=None)
+    parser.add_argument("--stores", type=parse_stores, default=list(STORES),
+                        help="pem record stores, comma-separated: file,sqlite,postgresql")
     parser.add_argument("--ledger", default=None, metavar="URL",
-                        help="the servers' --ledger (e.g. postgresql://...); default SQLite")
+                        help="the postgresql store's --ledger (default: a throwaway server); "
+                        "pkcs11 and sim servers use it too (default SQLite)")
     args = parser.parse_args()
     if args.ledger:
         LEDGER[:] = ["--ledger", args.ledger]
 
-    raw = raw_sign_rate(min(args.seconds, 2.0))
-    print(f"{'raw cryptography ECDSA P-256 sign':<34} {raw:9.1f} signs/s (one thread)", flush=True)
+    seconds = min(args.seconds, 2.0)
+    sign = raw_sign_rate(seconds)
+    print(f"{'raw cryptography ECDSA P-256 sign':<34} {sign:9.1f} signs/s (one thread)", flush=True)
+    raw = raw_x509_rate(seconds)
+    print(f"{'raw X.509 build+sign (cryptography)':<34} {raw:9.1f} certificates/s (one thread):"
+          " the ratio's reference", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-server-") as name:
         tmp = Path(name)
         if args.only in (None, "pem"):

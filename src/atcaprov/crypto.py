@@ -32,6 +32,9 @@ SIGNATURE_SIZE = 64  # r ‖ s
 DIGEST_SIZE = 32  # SHA-256
 
 _PREHASHED_ECDSA = ec.ECDSA(Prehashed(hashes.SHA256()))
+# P-256 (FIPS 186-4 D.1.2.3, SEC 2 secp256r1): y^2 = x^3 - 3x + b over GF(p), cofactor 1.
+P256_P = 2**256 - 2**224 + 2**192 + 2**96 - 1
+P256_B = 0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B
 
 
 class CryptoFormatError(AtcaprovError, ValueError):
@@ -101,6 +104,18 @@ def public_key_xy(key: ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey) -
     public = key.public_key() if isinstance(key, ec.EllipticCurvePrivateKey) else key
     _require_p256(public)
     return public.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)[1:]
+
+
+def is_p256_point(public_key: bytes) -> bool:
+    """Is a 64-byte X‖Y a point on P-256? The check :func:`public_key_from_xy` makes (both
+    coordinates below p, the curve equation holds; the cofactor is 1, so every such point is
+    a valid public key), without making a key object: a few times cheaper, for a server that
+    only checks a station's key."""
+    if len(public_key) != PUBLIC_KEY_SIZE:
+        return False
+    x = int.from_bytes(public_key[:COORDINATE_SIZE], "big")
+    y = int.from_bytes(public_key[COORDINATE_SIZE:], "big")
+    return x < P256_P and y < P256_P and (y * y - x * x * x + 3 * x - P256_B) % P256_P == 0
 
 
 def public_key_from_xy(public_key: bytes) -> ec.EllipticCurvePublicKey:

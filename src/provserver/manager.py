@@ -82,6 +82,7 @@ class SignResult:
     signature: bytes
     identity: SignerIdentity
     module_key: tuple[str, str]
+    key_checked: bool = False  # the module's key was checked at load: no per-signature check
 
 
 class SignerManager:
@@ -396,7 +397,10 @@ class SignerManager:
                     ReturnCode.SIGNING_FAILED, f"{managed.label} failed to sign: {exc}"
                 ) from exc
             return SignResult(
-                signature=signature, identity=managed.identity, module_key=managed.key
+                signature=signature,
+                identity=managed.identity,
+                module_key=managed.key,
+                key_checked=managed.module.key_checked_at_load,
             )
         raise SignerRequestError(
             ReturnCode.SIGNING_FAILED,

@@ -20,10 +20,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from atcaprov.atcacert.build import prepare
+from atcaprov.atcacert.build import CertBase, prepare, prepare_base
 from atcaprov.atcacert.certdef import CertDef
 from atcaprov.atcacert.errors import CertError
-from atcaprov.crypto import CryptoFormatError, public_key_from_xy, verify_digest
+from atcaprov.crypto import CryptoFormatError, is_p256_point, public_key_from_xy, verify_digest
 from atcaprov.datasheet import (
     ATECC508A,
     ATECC508A_CONFIG_MAP,
@@ -66,6 +66,7 @@ PUBLIC_KEY_SIZE = 64
 LOCK_UNLOCKED = UNLOCKED
 LOCK_LOCKED = LOCKED
 _MAP = ATECC508A_CONFIG_MAP
+MAX_CERT_BASES = 16  # certificate bases kept (one per signer, profile and issue hour)
 
 
 class RequestRefused(ReturnCodeError):
@@ -142,7 +143,8 @@ def check_public_key(public_key: bytes) -> ec.EllipticCurvePublicKey:
 def check_request(config_zone: bytes, public_key: bytes) -> CheckedRequest:
     """Run all request checks; return the extracted facts or raise :class:`RequestRefused`."""
     sn = check_config_zone(config_zone)
-    check_public_key(public_key)
+    if not is_p256_point(public_key):  # the cheap check; the full one says what is wrong
+        check_public_key(public_key)
     return CheckedRequest(
         serial_number=sn,
         config_zone=bytes(config_zone),
@@ -203,6 +205,8 @@ class SigningService:
         self._records = records
         self._console = console
         self._clock = clock
+        # The template with the per-signer, per-hour parts written (a handful of entries).
+        self._bases: dict[tuple[int, datetime, bytes, bytes], CertBase] = {}
 
     async def open(self) -> None:
         await self._records.open()
@@ -362,17 +366,20 @@ class SigningService:
         profile = self._profiles.get(identity.key_id)
         cert_def = profile.device_cert_def
         _check_templates(request, identity, cert_def)
+        issue_date = _hour_floor_utc(when)
         unsigned = prepare(
             cert_def,
             public_key=checked.public_key,
-            issue_date=_hour_floor_utc(when),
+            issue_date=issue_date,
             signer_id=identity.signer_id,
             device_sn=checked.serial_number,
             ca_public_key=identity.public_key,
             element_data=profile.element_data(checked.serial_number),
+            base=self._base(cert_def, issue_date, identity),
         )
         result = await self._manager.sign(identity.key_id, identity.signer_id, unsigned.tbs_digest)
-        _check_signature(result.identity, unsigned.tbs_digest, result.signature)
+        if not result.key_checked:  # hardware modules: every signature; pem: once, at load
+            _check_signature(result.identity, unsigned.tbs_digest, result.signature)
         built = unsigned.finish(result.signature)
         reply = CertReply(
             device_cert=built.cert_der,
@@ -380,6 +387,18 @@ class SigningService:
             root_cert=profile.root_cert,
         )
         return Signed(reply, result.identity, f"{result.module_key[0]}:{result.module_key[1]}")
+
+    def _base(self, cert_def: CertDef, issue_date: datetime, identity: SignerIdentity) -> CertBase:
+        """The template with this signer's and this hour's parts written, made once per hour."""
+        key = (id(cert_def), issue_date, identity.signer_id, identity.public_key)
+        base = self._bases.get(key)
+        if base is None or base.cert_def is not cert_def:
+            if len(self._bases) >= MAX_CERT_BASES:  # bounded: a new hour, profiles reloaded
+                self._bases.clear()
+            base = prepare_base(cert_def, issue_date=issue_date, signer_id=identity.signer_id,
+                                ca_public_key=identity.public_key)
+            self._bases[key] = base
+        return base
 
     async def _refuse(
         self,

@@ -15,9 +15,11 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import NameOID
 
 from atcaprov.crypto import (
+    P256_P,
     CryptoFormatError,
     certificate_public_key,
     der_to_rs,
+    is_p256_point,
     public_key_from_xy,
     public_key_xy,
     rs_to_der,
@@ -139,6 +141,26 @@ def test_public_key_from_xy_round_trip() -> None:
     assert (numbers.x, numbers.y) == (int.from_bytes(GX, "big"), int.from_bytes(GY, "big"))
     assert public_key_from_xy(public_key_xy(KEY)).public_numbers() == \
         KEY.public_key().public_numbers()
+
+
+def test_is_p256_point_agrees_with_cryptography() -> None:
+    keys = [GX + GY] + [public_key_xy(ec.generate_private_key(ec.SECP256R1())) for _ in range(20)]
+    candidates = list(keys)
+    for xy in keys:  # each coordinate nudged: off the curve (almost always)
+        candidates += [xy[:31] + bytes([xy[31] ^ 1]) + xy[32:], xy[:63] + bytes([xy[63] ^ 1])]
+    p = P256_P.to_bytes(32, "big")
+    y_of_x0 = GY  # x = p + Gx mod 2^256 is out of range even where it would fit the equation
+    candidates += [bytes(64), b"\xff" * 64, p + GY, GX + p,
+                   (int.from_bytes(GX, "big") + P256_P).to_bytes(33, "big")[-32:] + y_of_x0]
+    for xy in candidates:
+        try:
+            public_key_from_xy(xy)
+            full = True
+        except CryptoFormatError:
+            full = False
+        assert is_p256_point(xy) is full, xy.hex()
+    assert all(is_p256_point(xy) for xy in keys)
+    assert not is_p256_point(GX + GY[:31])  # 63 bytes
 
 
 def test_public_key_from_xy_refuses_bad_points() -> None:

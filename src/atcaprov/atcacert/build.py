@@ -348,11 +348,23 @@ def tbs_digest(d: CertDef, cert: bytes | bytearray) -> bytes:
     return hashlib.sha256(bytes(cert[loc.offset:loc.end])).digest()
 
 
-def prepare(d: CertDef, *, public_key: bytes, issue_date: datetime, signer_id: bytes,
-            device_sn: bytes | None = None, ca_public_key: bytes | None = None,
-            cert_sn: bytes | None = None,
-            element_data: Mapping[str, bytes] | None = None) -> UnsignedCert:
-    """Fill the template (dates from ``issue_date`` and the definition's expire years)."""
+@dataclass(frozen=True)
+class CertBase:
+    """The template with the parts shared by every certificate of one signer in one issue hour
+    written (authority key id, dates, signer id): what :func:`prepare` starts from when given
+    one. Made by :func:`prepare_base`; a server keeps one per signer and hour."""
+
+    cert_def: CertDef
+    cert: bytes
+    issue_date: datetime
+    signer_id: bytes
+    ca_public_key: bytes | None
+    issue: CertDate
+
+
+def prepare_base(d: CertDef, *, issue_date: datetime, signer_id: bytes,
+                 ca_public_key: bytes | None = None) -> CertBase:
+    """Check the dates and write the per-signer, per-hour parts into the template."""
     issue = CertDate.from_datetime(issue_date)
     _issue_checks(d, issue, d.expire_years)
     expire = expire_date_for(issue, d.expire_years, d.expire_date_format)
@@ -364,16 +376,36 @@ def prepare(d: CertDef, *, public_key: bytes, issue_date: datetime, signer_id: b
                             f"issue date {issue} + {d.expire_years} years gives {expire}, which "
                             "does not exist (the rebuild adds years without normalising)",
                             field="expire_date") from exc
-    if device_sn is not None and len(device_sn) != 9:
-        raise CertError(AtcacertCode.BAD_PARAMS,
-                        f"device serial number is 9 bytes, got {len(device_sn)}",
-                        field="device_sn")
     cert = bytearray(d.cert_template)
     if ca_public_key is not None:
         set_element(cert, d.std_cert_elements.auth_key_id, key_id(ca_public_key), "auth_key_id")
     _set_dates(d, cert, issue, expire)
     if d.std_cert_elements.signer_id.count:
         set_element(cert, d.std_cert_elements.signer_id, signer_id_text(signer_id), "signer_id")
+    return CertBase(d, bytes(cert), issue_date, bytes(signer_id), ca_public_key, issue)
+
+
+def prepare(d: CertDef, *, public_key: bytes, issue_date: datetime, signer_id: bytes,
+            device_sn: bytes | None = None, ca_public_key: bytes | None = None,
+            cert_sn: bytes | None = None,
+            element_data: Mapping[str, bytes] | None = None,
+            base: CertBase | None = None) -> UnsignedCert:
+    """Fill the template (dates from ``issue_date`` and the definition's expire years).
+
+    ``base``: the same definition, issue date, signer id and CA key already written
+    (:func:`prepare_base`, kept by the caller); the result is the same, byte for byte. A base
+    made for another definition (by identity) or other values is not used.
+    """
+    if device_sn is not None and len(device_sn) != 9:
+        raise CertError(AtcacertCode.BAD_PARAMS,
+                        f"device serial number is 9 bytes, got {len(device_sn)}",
+                        field="device_sn")
+    if (base is None or base.cert_def is not d or base.issue_date != issue_date
+            or base.signer_id != signer_id or base.ca_public_key != ca_public_key):
+        base = prepare_base(d, issue_date=issue_date, signer_id=signer_id,
+                            ca_public_key=ca_public_key)  # none given, or one for other values
+    issue = base.issue
+    cert = bytearray(base.cert)
     _stored_sn(d, cert, cert_sn)
     _set_public_key(d, cert, raw_public_key(public_key))
     _element_data(d, cert, element_data)

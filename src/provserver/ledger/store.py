@@ -8,9 +8,12 @@ Group commit
     Operations waiting at the same moment form one batch (at most ``max_batch``). One
     worker-thread call per batch runs the whole batch as **one ledger transaction**
     (:meth:`~provserver.ledger.base.Ledger.commit`); when it has committed, the waiters are
-    released (their certificates may leave) and the same call then writes the batch's
-    signing-log rows and certificate files (:mod:`.files`). Batches never overlap, and the
-    event loop never waits for the disk or the database.
+    released (their certificates may leave). The batch's signing-log rows and certificate
+    files (:mod:`.files`, derived data) are then written by another worker-thread call while
+    the next batch commits: one batch's files at a time, in commit order, the next batch's
+    files only after them. Commits never overlap, and the event loop never waits for the disk
+    or the database. A crash before the files are written loses nothing: the next start
+    restores them from the ledger (below).
 
 Runs and crashes
     ``open()`` recovers the runs of this data folder that did not close (their crash marker
@@ -37,7 +40,9 @@ import asyncio
 import hashlib
 import os
 import socket
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -153,6 +158,11 @@ class LedgerRecordStore(RecordStore):
         self._pending: list[_Waiter] = []
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        # One thread writes the files, batch after batch in commit order (submitted by the
+        # commit as soon as it is done); at most one batch's files behind the commits.
+        self._files_thread: ThreadPoolExecutor | None = None
+        self._files_done: deque[Future[str | None]] = deque()
+        self._files_broken = False  # a files write failed: none after it until caught up
         self._marker = Marker("", 0)
 
     # -- RecordStore ---------------------------------------------------------------------------
@@ -178,6 +188,7 @@ class LedgerRecordStore(RecordStore):
             raise RecordStoreError(f"cannot open the records in {self.root}: {exc}") from exc
         for run in self.recovered:
             self._say("info", run.describe())
+        self._files_thread = ThreadPoolExecutor(1, thread_name_prefix="ledger-files")
         self._wakeup = asyncio.Event()
         self._task = asyncio.create_task(self._commit_loop(), name="ledger-commit")
         self._state = "open"
@@ -238,6 +249,8 @@ class LedgerRecordStore(RecordStore):
         assert self._wakeup is not None and self._task is not None
         self._wakeup.set()
         await self._task
+        if self._files_thread is not None:
+            self._files_thread.shutdown(wait=True)  # idle: the commit loop waited for its work
         try:
             await asyncio.to_thread(self._close_sync)
         finally:
@@ -271,6 +284,7 @@ class LedgerRecordStore(RecordStore):
                 try:
                     await asyncio.wait_for(self._wakeup.wait(), timeout)
                 except asyncio.TimeoutError:
+                    await self._files_written()
                     if self._failure is not None:
                         await self._try_resume()
                     else:
@@ -283,6 +297,7 @@ class LedgerRecordStore(RecordStore):
                 del self._pending[: len(batch)]
                 await self._commit(batch)
             if self._state != "open":
+                await self._files_written()
                 return
 
     async def _commit(self, batch: list[_Waiter]) -> None:
@@ -295,9 +310,12 @@ class LedgerRecordStore(RecordStore):
         def durable(results: list[LedgerResult]) -> None:  # worker thread: committed
             loop.call_soon_threadsafe(self._release, batch, results, None)
 
+        def files_failed(text: str) -> None:  # files thread: say so at once, stop signing
+            loop.call_soon_threadsafe(self._files_failed, text)
+
         try:
-            files_error = await asyncio.to_thread(
-                self._commit_sync, [op for op, _ in batch], durable
+            files = await asyncio.to_thread(
+                self._ledger_commit_sync, [op for op, _ in batch], durable, files_failed
             )
         except LedgerWriteError as exc:
             error = RecordStoreError(str(exc))
@@ -311,9 +329,27 @@ class LedgerRecordStore(RecordStore):
             self._release(batch, None, error)
             self._fail(f"{type(exc).__name__}: {exc}", permanent=True)
             return
+        # The batch's files are being written (files thread) while the next batch commits;
+        # the files of the batch before must be done first: at most one batch behind.
+        self._files_done.append(files)
+        while len(self._files_done) > 1:
+            await self._files_checked(self._files_done.popleft())
+
+    async def _files_checked(self, done: Future[str | None]) -> None:
+        files_error = await asyncio.wrap_future(done)
         if files_error is not None:
-            self._fail(f"the signing log / certificate files in {self.root} cannot be written "
-                       f"({files_error}); the ledger has every record", permanent=False)
+            self._files_failed(files_error)
+
+    def _files_failed(self, text: str) -> None:
+        self._fail(f"the signing log / certificate files in {self.root} cannot be written "
+                   f"({text}); the ledger has every record", permanent=False)
+        if self._wakeup is not None:
+            self._wakeup.set()  # the commit loop starts checking for the resume
+
+    async def _files_written(self) -> None:
+        """Wait for the files of every batch committed so far (before other file work)."""
+        while self._files_done:
+            await self._files_checked(self._files_done.popleft())
 
     @staticmethod
     def _release(
@@ -437,21 +473,46 @@ class LedgerRecordStore(RecordStore):
             stamp = f"{base}-{n}"
         raise OSError(f"no free signing log name for {base} in {self.logs_dir}")
 
-    def _commit_sync(
-        self, ops: Sequence[LedgerOp], durable: Callable[[list[LedgerResult]], None]
-    ) -> str | None:
-        """Commit ``ops`` (raises LedgerWriteError: nothing stored), release, write the files.
-
-        Returns the text of a file write failure (the records are in the ledger by then).
-        """
-        files = self.files
-        assert files is not None
+    def _ledger_commit_sync(
+        self,
+        ops: Sequence[LedgerOp],
+        durable: Callable[[list[LedgerResult]], None],
+        files_failed: Callable[[str], None],
+    ) -> Future[str | None]:
+        """Commit ``ops`` (raises LedgerWriteError: nothing stored), release the waiters, hand
+        the batch to the files thread (its future: a files failure's text, or None)."""
         results = self.ledger.commit(
             ops, run_id=self.run_id, allow_reprovision=self.allow_reprovision
         )
         self.commits += 1
         self.largest_batch = max(self.largest_batch, len(ops))
         durable(results)
+        assert self._files_thread is not None
+        return self._files_thread.submit(self._files_sync, results, files_failed)
+
+    def _files_sync(
+        self, results: list[LedgerResult], failed: Callable[[str], None] | None = None
+    ) -> str | None:
+        """Write a committed batch's signing log rows and certificate files (derived data).
+
+        Returns the text of a file write failure (the records are in the ledger by then). After
+        a failure no batch's files are written until :meth:`_resume_sync` caught them up: row
+        *n* of the signing log must stay the run's *n*-th signing-log event.
+        """
+        if self._files_broken:
+            return None  # reported already; the catch-up writes them from the ledger
+        try:
+            error = self._write_files_sync(results)
+        except Exception as exc:  # a bug: the store stops, the ledger has every record
+            self._files_broken = True
+            error = f"{type(exc).__name__}: {exc}"
+        if error is not None and failed is not None:
+            failed(error)
+        return error
+
+    def _write_files_sync(self, results: list[LedgerResult]) -> str | None:
+        files = self.files
+        assert files is not None
         events = []
         issuances = []
         for result in results:
@@ -467,6 +528,7 @@ class LedgerRecordStore(RecordStore):
             if files.unsynced >= CHECKPOINT_FILES:
                 self._checkpoint_sync()
         except OSError as exc:
+            self._files_broken = True
             return str(exc)
         return None
 
@@ -485,6 +547,7 @@ class LedgerRecordStore(RecordStore):
         self.ledger.probe()
         done = catch_up(files, self.ledger, self.run_id)
         files.sync()
+        self._files_broken = False  # the files thread is idle (drained before a resume)
         return done
 
     def _close_sync(self) -> None:

@@ -229,12 +229,19 @@ class SignerModule(Closeable, ABC):
     caller serialises operations on one module. A module whose ``sign_digest`` is a short
     in-memory computation that never waits on I/O (a key held in this process) sets
     ``signs_inline``: the server then calls it on its event loop, sparing a thread hand-off.
+
+    ``key_checked_at_load``: the module's private key is held in this process and was checked
+    against its signer certificate when it was loaded or unlocked (its public key compared and
+    a test signature verified with the certificate's key), so the server does not verify its
+    signatures again per request. Modules whose key is elsewhere (hardware: a chip, a PKCS#11
+    token) leave it False and every signature they return is verified before it is used.
     """
 
     identity: SignerIdentity
     backend: str
     location: str
     signs_inline: ClassVar[bool] = False
+    key_checked_at_load: ClassVar[bool] = False
 
     @property
     @abstractmethod

@@ -16,6 +16,7 @@ certificate inside) and ``<stem>.name``.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +126,7 @@ class PemSignerModule(SignerModule):
     """A signer whose private key is read from a PEM file."""
 
     signs_inline = True  # the key is in memory: one ECDSA sign, no I/O
+    key_checked_at_load = True  # _load_key: public key compared, test signature verified
 
     def __init__(
         self, key_path: Path, *, cert_path: Path | None = None, name: str | None = None
@@ -165,6 +167,14 @@ class PemSignerModule(SignerModule):
         if public_key_xy(key.public_key()) != self.identity.public_key:
             raise SignerConfigError(
                 f"pem signer {self._path}: the private key does not match the signer "
+                "certificate's public key"
+            )
+        probe = hashlib.sha256(b"atcaprov pem signer self-check " + self.identity.key_id).digest()
+        if not crypto.verify_digest(
+            self.identity.verify_key, probe, crypto.sign_digest(key, probe)
+        ):  # checked once here, so the server need not verify each signature of this key
+            raise SignerConfigError(
+                f"pem signer {self._path}: a test signature does not verify with the signer "
                 "certificate's public key"
             )
         return key

@@ -30,6 +30,7 @@ from atcaprov.atcacert import (
     prepare,
     rebuild,
 )
+from atcaprov.atcacert.build import prepare_base
 from atcaprov.atcacert.der import SIG_DER_MAX, SIG_DER_MIN, encode_ecdsa_sig_value, encode_length
 from tests.support.certs import der, self_signed
 from tests.support.keys import key, pub, signer_fn
@@ -104,6 +105,31 @@ def test_prepare_then_finish_for_an_external_signer() -> None:
     with pytest.raises(CertError) as err:
         unsigned.finish(b"\x01" * 63)
     assert err.value.code == ATCACERT_E_BAD_PARAMS and err.value.field == "signature"
+
+
+def test_prepare_from_a_kept_base_gives_the_same_bytes() -> None:
+    p = standard_pki()
+    d = p.defs.device
+    base = prepare_base(d, issue_date=_issue(), signer_id=SIGNER_ID,
+                        ca_public_key=pub(p.signer_key))
+    for n in (61, 62, 63):  # several devices from one base
+        args = dict(public_key=pub(key(n)), issue_date=_issue(), signer_id=SIGNER_ID,
+                    device_sn=DEVICE_SN[:8] + bytes([n]), ca_public_key=pub(p.signer_key))
+        fresh = prepare(d, **args)  # type: ignore[arg-type]
+        kept = prepare(d, **args, base=base)  # type: ignore[arg-type]
+        assert kept == fresh
+    for other in (dict(issue_date=_issue(hour=4)), dict(signer_id=b"\xAB\xCD"),
+                  dict(ca_public_key=pub(key(64)))):  # a base for other values is not used
+        args = {**dict(public_key=pub(key(61)), issue_date=_issue(), signer_id=SIGNER_ID,
+                       ca_public_key=pub(p.signer_key)), **other}
+        assert prepare(d, **args, base=base) == prepare(d, **args)  # type: ignore[arg-type]
+    other_def = replace(d, sn_source=SnSource.DEVICE_SN_HASH)
+    args = dict(public_key=pub(key(61)), issue_date=_issue(), signer_id=SIGNER_ID,
+                device_sn=DEVICE_SN, ca_public_key=pub(p.signer_key))
+    assert prepare(other_def, **args, base=base) == prepare(other_def, **args)  # type: ignore[arg-type]
+    with pytest.raises(CertError) as err:  # the checks are the base's
+        prepare_base(d, issue_date=_issue() + timedelta(minutes=5), signer_id=SIGNER_ID)
+    assert err.value.code == ATCACERT_E_INVALID_DATE
 
 
 def test_record_of_another_definition_is_refused() -> None:
