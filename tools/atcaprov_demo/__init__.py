@@ -334,16 +334,19 @@ class ClientRun:
         return sum(1 for r in self.results if r.get("result") != "ok")
 
 
-def run_client(procs: Processes, layout: DemoLayout, port: int, board_url: str, count: int, *,
+def run_client(procs: Processes, layout: DemoLayout, port: int, board_url: str | None,
+               count: int, *,
                echo: IO[str] | None = None, timeout: float | None = None,
                extra: Sequence[str] = (), certinfo: Path | None = None,
                on_line: Callable[[str, str], None] | None = None) -> ClientRun:
     """``provclient-cdc --yes --count N --json`` against the server and board; its operator
-    lines are echoed to ``echo`` as they come and passed to ``on_line(stream, line)``."""
+    lines are echoed to ``echo`` as they come and passed to ``on_line(stream, line)``.
+    ``board_url`` None: no ``--board``, the client scans the serial ports for kits."""
     certinfo_arg = str(certinfo) if certinfo is not None else layout.certinfo.name
     argv = [*cli_command("provclient-cdc", "provclient_cdc.cli"), "--yes", "--json",
             "--count", str(count), "--certinfo", certinfo_arg, "--host", "127.0.0.1",
-            "--port", str(port), "--board", board_url, "--station-id", "demo-station",
+            "--port", str(port), *(["--board", board_url] if board_url else []),
+            "--station-id", "demo-station",
             "--connect-retries", "3", "--retry-interval", "1", "--wait-timeout", "30",
             "--log-dir", str(layout.station_logs), *extra]
 
