@@ -365,9 +365,14 @@ def hid_signer_create(run: Run, layout: DemoLayout) -> str:
 
 
 def hid_server(run: Run, layout: DemoLayout, hidapi: str) -> tuple[Any, int]:
-    return start_server(run.procs, layout, timeout=120,
-                        extra=["--signers", "hid", "--hidapi", hidapi,
-                               "--password-env", PASSWORD_VAR])
+    """``provserver --signers hid`` on a free loopback port, once it found the module."""
+    argv = [*cli_command("provserver", "provserver.cli"), "--host", "127.0.0.1", "--port", "0",
+            "--data-dir", str(layout.data_dir), "--signers", "hid", "--hidapi", hidapi,
+            "--password-env", PASSWORD_VAR]
+    proc = run.procs.start("provserver", argv, layout.log("server"), cwd=layout.folder)
+    found = proc.wait_for(r"Server listening on [^ ]*:(\d+)", 120)
+    proc.wait_for(r"Signer \(.*\) found", 120)
+    return proc, int(found.group(1))
 
 
 def provision(run: Run, layout: DemoLayout, port: int, name: str, count: int) -> str:
