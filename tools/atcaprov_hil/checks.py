@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import importlib
 import os
+import re
 import select
 import struct
 import termios
@@ -53,6 +54,7 @@ ROUND_TRIP_BUDGET_S = 20.0
 PASSWORD_VAR = "HIL_SIGNER_PASSWORD"
 PASSWORD = "hil-module-password"
 REMOVE_LINE = "Provisioning successful! Please remove board..."
+SIGNER_READY = r"Signer \(.*\) (found|password accepted, ready)\."
 
 
 class CheckFailed(AssertionError):
@@ -370,8 +372,12 @@ def hid_server(run: Run, layout: DemoLayout, hidapi: str) -> tuple[Any, int]:
             "--data-dir", str(layout.data_dir), "--signers", "hid", "--hidapi", hidapi,
             "--password-env", PASSWORD_VAR]
     proc = run.procs.start("provserver", argv, layout.log("server"), cwd=layout.folder)
-    found = proc.wait_for(r"Server listening on [^ ]*:(\d+)", 120)
-    proc.wait_for(r"Signer \(.*\) found", 120)
+    try:
+        found = proc.wait_for(r"Server listening on [^ ]*:(\d+)", 120)
+        proc.wait_for(SIGNER_READY, 180)  # the password's KDF is slow on an emulated CPU
+    except BaseException:
+        proc.stop()
+        raise
     return proc, int(found.group(1))
 
 
@@ -408,12 +414,16 @@ def hid_signs(run: Run, layout: DemoLayout, hidapi: str, count: int) -> str:
 def hid_hot_plug(run: Run, layout: DemoLayout) -> str:
     server, port = hid_server(run, layout, "hidraw")
     try:
-        found_before = sum("found." in line for line in server.text())
+        ready = re.compile(SIGNER_READY)
+
+        def ready_lines() -> int:
+            return sum(bool(ready.search(line)) for line in server.text())
+
+        before = ready_lines()
         run.hid.unplug()
         server.wait_for(r"Signer \(.*\) removed\.", 60)
         run.hid.plug()
-        wait_for(lambda: sum("found." in line for line in server.text()) > found_before, 60,
-                 "the server finding the module again")
+        wait_for(lambda: ready_lines() > before, 180, "the server finding the module again")
         detail = provision(run, layout, port, "hotplug", 1)
     finally:
         server.stop()
