@@ -180,6 +180,8 @@ class VirtualKitBoard:
     ) -> None:
         if sum((pty, listen is not None, tty is not None)) > 1:
             raise KitBoardError("choose either listen=(host, port), pty=True or tty=PATH, one only")
+        if tty is not None and link is not None:
+            raise KitBoardError("link= only applies to a pty board, not to tty=")
         self._tty_device = Path(tty) if tty is not None else None
         pty = pty or tty is not None  # a tty device is served as the master side of a pty
         if not pty and listen is None:

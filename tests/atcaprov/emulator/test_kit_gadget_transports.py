@@ -63,6 +63,8 @@ def test_board_serves_an_existing_tty(tmp_path: Path) -> None:
 def test_board_tty_errors(tmp_path: Path) -> None:
     with pytest.raises(KitBoardError, match="one only"):
         VirtualKitBoard(tmp_path, tty="/dev/null", pty=True)
+    with pytest.raises(KitBoardError, match="not to tty="):
+        VirtualKitBoard(tmp_path, tty="/dev/null", link=tmp_path / "kit")
     board = VirtualKitBoard(tmp_path, chips=1, tty=tmp_path / "no-such-tty")
     with pytest.raises(KitBoardError, match="cannot open"):
         board.start()
