@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test check demo lint typecheck pytest bench clean
+.PHONY: test check demo hil lint typecheck pytest bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ pytest: $(STAMP)
 
 demo: $(STAMP)
 	PYTHONPATH=tools $(PY) -m atcaprov_demo $(DEMO_ARGS)
+
+# Hardware in the loop (docs/hil.md): the kit drivers against real kernel USB devices in a QEMU
+# guest (fetches qemu, a Debian kernel and busybox; a few minutes). Not part of `make test`.
+hil: $(STAMP)
+	HIL_PYTHON=$(abspath $(PY)) scripts/hil/run
 
 bench: $(STAMP)
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done

@@ -93,6 +93,7 @@ class Settings:
     signers: list[str] = field(default_factory=list)  # empty: automatic choice
     # The back-ends' options on the command line (see their cli_options), by parameter name.
     modules: Path | None = None
+    hidapi: str | None = None
     pkcs11_lib: str | None = None
     pkcs11_token: str | None = None
     pem_key: Path | None = None

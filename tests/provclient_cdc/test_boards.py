@@ -160,6 +160,8 @@ def test_scan_reports_a_port_without_device_once(tmp_path: Path) -> None:
                 return b"no device\n"
             return b""
 
+        in_waiting = 0  # the whole reply comes in the first read
+
         def close(self) -> None:
             self.asked = False
 

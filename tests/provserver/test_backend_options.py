@@ -43,16 +43,17 @@ def flags(command: Any) -> list[tuple[str, str]]:
 def test_each_command_offers_the_back_ends_options_in_order() -> None:
     assert builtin_backends() == ["sim", "hid", "pkcs11", "pem"]
     assert flags("serve") == [
-        ("sim", "--modules"), ("pkcs11", "--pkcs11-lib"), ("pkcs11", "--pkcs11-token"),
-        ("pem", "--pem-key"), ("pem", "--pem-cert"),
+        ("sim", "--modules"), ("hid", "--hidapi"), ("pkcs11", "--pkcs11-lib"),
+        ("pkcs11", "--pkcs11-token"), ("pem", "--pem-key"), ("pem", "--pem-cert"),
     ]  # fmt: skip
     assert flags("create") == [
-        ("sim", "--modules"), ("hid", "--hid-path"), ("pkcs11", "--pkcs11-lib"),
-        ("pkcs11", "--pkcs11-token"), ("pkcs11", "--pkcs11-pin-env"), ("pem", "--pem-key"),
+        ("sim", "--modules"), ("hid", "--hid-path"), ("hid", "--hidapi"),
+        ("pkcs11", "--pkcs11-lib"), ("pkcs11", "--pkcs11-token"), ("pkcs11", "--pkcs11-pin-env"),
+        ("pem", "--pem-key"),
     ]  # fmt: skip
     assert flags("list") == [
-        ("sim", "--modules"), ("pkcs11", "--pkcs11-lib"), ("pkcs11", "--pkcs11-token"),
-        ("pkcs11", "--pkcs11-pin-env"), ("pem", "--pem-key"),
+        ("sim", "--modules"), ("hid", "--hidapi"), ("pkcs11", "--pkcs11-lib"),
+        ("pkcs11", "--pkcs11-token"), ("pkcs11", "--pkcs11-pin-env"), ("pem", "--pem-key"),
     ]  # fmt: skip
 
 

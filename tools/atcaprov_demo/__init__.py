@@ -344,7 +344,9 @@ def start_boards(procs: Processes, layout: DemoLayout, *, chips: int, count: int
         time.sleep(0.05)
 
 
-def _board_args(board_url: str | Sequence[str]) -> list[str]:
+def _board_args(board_url: str | Sequence[str] | None) -> list[str]:
+    if board_url is None:
+        return []
     urls = [board_url] if isinstance(board_url, str) else list(board_url)
     return [arg for url in urls for arg in ("--board", url)]
 
@@ -367,14 +369,16 @@ class ClientRun:
         return sum(1 for r in self.results if r.get("result") != "ok")
 
 
-def run_client(procs: Processes, layout: DemoLayout, port: int, board_url: str | Sequence[str],
+def run_client(procs: Processes, layout: DemoLayout, port: int,
+               board_url: str | Sequence[str] | None,
                count: int, *,
                echo: IO[str] | None = None, timeout: float | None = None,
                extra: Sequence[str] = (), certinfo: Path | None = None,
                on_line: Callable[[str, str], None] | None = None) -> ClientRun:
     """``provclient-cdc --yes --count N --json`` against the server and board; its operator
     lines are echoed to ``echo`` as they come and passed to ``on_line(stream, line)``. Several
-    board URLs: gang mode (one ``--board`` each)."""
+    board URLs: gang mode (one ``--board`` each); ``board_url`` None: no ``--board``, the client
+    scans the serial ports for kits."""
     certinfo_arg = str(certinfo) if certinfo is not None else layout.certinfo.name
     argv = [*cli_command("provclient-cdc", "provclient_cdc.cli"), "--yes", "--json",
             "--count", str(count), "--certinfo", certinfo_arg, "--host", "127.0.0.1",

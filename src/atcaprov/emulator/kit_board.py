@@ -3,8 +3,10 @@
 Owns the "board on the bench" (the kit's line logic is :class:`~.kit_firmware.KitFirmware`):
 :class:`VirtualKitBoard` keeps chips persisted in a folder (``chip-000.json``...; new blank
 chips are of the ``chip_types`` given, in turn, and a saved chip keeps its model), exactly one
-plugged at a time, served over TCP (clients use pyserial ``socket://HOST:PORT``) or a pty (a
-serial device path, optionally behind a stable symlink). Like a serial port opened exclusively,
+plugged at a time, served over TCP (clients use pyserial ``socket://HOST:PORT``), a pty (a
+serial device path, optionally behind a stable symlink), or the device side of a real serial
+link (``tty=``, e.g. a USB CDC gadget's ``/dev/ttyGS0``, whose host side is a real
+``/dev/ttyACM0``: see docs/hil.md). Like a serial port opened exclusively,
 the board serves one program at a time: over TCP, a client that connects while another is
 served is kept connected but answered ``board in use by another program`` to every line (its
 connection is not closed first, so the answer cannot be lost to a reset), until it disconnects;
@@ -28,6 +30,7 @@ import queue
 import select
 import selectors
 import socket
+import termios
 import threading
 import time
 import tty
@@ -151,7 +154,9 @@ class _Conn:
 
 
 class VirtualKitBoard:
-    """Emulated chips behind a kit, over TCP (``listen=(host, port)``) or a pty (``pty=True``).
+    """Emulated chips behind a kit, over TCP (``listen=(host, port)``), a pty (``pty=True``) or
+    an existing tty device (``tty="/dev/ttyGS0"``: the board serves its device side; unplug and
+    replug close and reopen it, the USB link itself is plugged by whoever owns the gadget).
 
     ``chip_types``: the models of the blank chips the board makes (``chips``), taken in turn.
     ``on_event(text)`` receives one human-readable line per event (ready, plugged, unplugged,
@@ -166,14 +171,19 @@ class VirtualKitBoard:
         chips: int = 1,
         listen: tuple[str, int] | None = None,
         pty: bool = False,
+        tty: str | os.PathLike[str] | None = None,
         link: str | os.PathLike[str] | None = None,
         auto_swap: float | None = None,
         timing_scale: float = 0.0,
         chip_types: Sequence[str] = (ATECC508A.name,),
         on_event: Callable[[str], None] | None = None,
     ) -> None:
-        if pty and listen is not None:
-            raise KitBoardError("choose either listen=(host, port) or pty=True, not both")
+        if sum((pty, listen is not None, tty is not None)) > 1:
+            raise KitBoardError("choose either listen=(host, port), pty=True or tty=PATH, one only")
+        if tty is not None and link is not None:
+            raise KitBoardError("link= only applies to a pty board, not to tty=")
+        self._tty_device = Path(tty) if tty is not None else None
+        pty = pty or tty is not None  # a tty device is served as the master side of a pty
         if not pty and listen is None:
             listen = ("127.0.0.1", 0)
         if link is not None and not pty:
@@ -427,6 +437,9 @@ class VirtualKitBoard:
 
     def _open_pty(self) -> None:
         assert self._sel is not None
+        if self._tty_device is not None:
+            self._open_tty(self._tty_device)
+            return
         master, slave = os.openpty()
         tty.setraw(slave)  # no echo, no line editing, no CR/LF translation
         os.set_blocking(master, False)
@@ -440,6 +453,24 @@ class VirtualKitBoard:
             self.url = str(self.link)
         else:
             self.url = self.pty_path
+
+    def _open_tty(self, device: Path) -> None:
+        """Serve the device side of a real serial link (raw, non-blocking), like a pty master."""
+        assert self._sel is not None
+        try:
+            fd = os.open(device, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError as exc:
+            raise KitBoardError(f"cannot open {device}: {exc}") from exc
+        try:
+            tty.setraw(fd)  # no echo, no line editing, no CR/LF translation
+        except (OSError, termios.error) as exc:
+            os.close(fd)
+            raise KitBoardError(f"cannot set {device} raw: {exc}") from exc
+        self._pty_master, self._pty_slave = fd, None
+        self.pty_path = str(device)
+        self._conns[fd] = _Conn(name=f"tty {device}")
+        self._sel.register(fd, selectors.EVENT_READ, ("pty", fd))
+        self.url = str(device)
 
     def _remove_link(self) -> None:
         if self.link is not None and self.link.is_symlink():

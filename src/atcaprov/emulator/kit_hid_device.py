@@ -12,6 +12,9 @@ device behaves as an unplugged one, raising OSError as hidapi does. ``silent`` m
 swallow requests without answering, as a hung chip or kit would (reads time out).
 ``pad_reports`` and ``report_id_in_reads`` shape the input reports like a real kit / transport
 does (zero-padded 64-byte reports; the report ID kept in front, as Windows ``ReadFile`` does).
+``empty_read_before_reply`` makes the first ``read`` after a request return an empty report,
+as hidapi's libusb back-end does on Linux before every real reply (seen on a real USB HID
+device, docs/hil.md): a driver must take an empty read as "nothing yet" and keep reading.
 """
 
 from __future__ import annotations
@@ -49,8 +52,11 @@ class EmulatedKitHidDevice:
         present: Callable[[bytes], bool] = lambda path: True,
         pad_reports: bool = False,
         report_id_in_reads: bool = False,
+        empty_read_before_reply: bool = False,
     ) -> None:
         self._loader = chip_loader
+        self.empty_read_before_reply = empty_read_before_reply
+        self._empty_read_due = False
         self._present = present
         self.pad_reports = pad_reports
         self.report_id_in_reads = report_id_in_reads
@@ -80,6 +86,7 @@ class EmulatedKitHidDevice:
         data = bytes(report)
         if len(data) < 2 or data[0] != 0:
             raise ValueError(f"output report must start with report ID 0, got {data[:4]!r}")
+        self._empty_read_due = self.empty_read_before_reply
         for line in self._decoder.feed(data[1 : 1 + PAYLOAD]):
             self._keep(line)
             reply = self._answer(line)
@@ -91,6 +98,9 @@ class EmulatedKitHidDevice:
 
     def read(self, max_length: int, timeout_ms: int = 0) -> list[int]:
         self._check_plugged()
+        if self._empty_read_due:
+            self._empty_read_due = False
+            return []
         if not self._out:
             # Nothing to send: wait a little, as a blocking hidapi read would (bounded).
             time.sleep(min(max(timeout_ms, 0) / 1000.0, _IDLE_POLL_S))

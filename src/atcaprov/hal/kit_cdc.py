@@ -121,13 +121,16 @@ class KitCdcHal(KitHal):
         try:
             # Block for the first byte, then take whatever else already arrived without waiting:
             # pyserial's read(n) would otherwise wait for all n bytes or the timeout.
-            # (the usual full-length wait reuses the port's timeout, sparing a reconfiguration)
+            # (the usual full-length wait reuses the port's timeout, sparing a reconfiguration:
+            # on a real tty every timeout change is a tcsetattr, which halved the round trips
+            # through a USB CDC /dev/ttyACM0, docs/hil.md; what already arrived is asked with
+            # in_waiting instead of a zero-timeout read)
             self._set_port_timeout(self.timeout if timeout >= 0.9 * self.timeout else timeout)
             first: bytes = self._port.read(1)
             if not first:
                 return b""
-            self._set_port_timeout(0)
-            rest: bytes = self._port.read(_READ_CHUNK)
+            waiting = int(self._port.in_waiting)
+            rest: bytes = self._port.read(min(waiting, _READ_CHUNK)) if waiting > 0 else b""
         except (serial.SerialException, OSError) as exc:
             raise KitTransportError(
                 f"read from kit port {self.url!r} failed (kit unplugged?): {exc}"

@@ -4,7 +4,11 @@ Kits enumerate as HID devices with VID:PID 03EB:2312 (options ``vid``/``pid`` ch
 one is a module, its location the hidapi device path. A module is opened with the kit-hid HAL
 (kit protocol) under an ``atcaprov.device.Device`` and driven by the same
 :class:`~provserver.signers.chip.ChipSignerModule` code as the ``sim`` back-end. ``hid_module``
-replaces the ``hid`` package (tests pass a fake with ``enumerate`` and ``device``).
+replaces the ``hid`` package (tests pass a fake with ``enumerate`` and ``device``); ``hidapi``
+(``--hidapi``) picks which of the hidapi wheel's modules to use on Linux: ``hid`` (its libusb
+back-end, the default) or ``hidraw`` (the kernel's hidraw devices). Both were run against a real
+USB HID device (docs/hil.md): the libusb one hands back an empty read before every reply and
+reports usage page 0, so nothing here filters on usage page and an empty read means "not yet".
 
 :class:`HidModuleCreator` is how ``provserver signer create`` makes a signer module of the first
 kit whose chip is blank (config zone unlocked), or of the one at ``--hid-path``.
@@ -13,6 +17,7 @@ kit whose chip is blank (config zone unlocked), or of the one at ``--hid-path``.
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +39,17 @@ from .create import (
 from .module_layout import CERT_MAX, IssueSignerCert, create_module
 
 DEFAULT_TIMEOUT_S = 3.0
+HIDAPI_MODULES = ("hid", "hidraw")
+_HIDAPI_HELP = (
+    "hid: hidapi module to use, hid (libusb back-end, default) or hidraw (Linux hidraw devices)."
+)
+HIDAPI_OPTION = BackendOption(
+    "--hidapi",
+    "hidapi",
+    {"serve": _HIDAPI_HELP, "list": _HIDAPI_HELP, "create": _HIDAPI_HELP},
+    metavar="hid|hidraw",
+    selects=False,
+)
 
 
 def path_to_location(path: bytes) -> str:
@@ -45,12 +61,18 @@ def location_to_path(location: str) -> bytes:
     return os.fsencode(location)
 
 
-def _hid_module() -> Any:
+def _hid_module(name: str | None = None) -> Any:
+    name = name or HIDAPI_MODULES[0]
+    if name not in HIDAPI_MODULES:
+        raise SignerUnavailableError(
+            f"hid back-end: --hidapi {name!r} is not one of {', '.join(HIDAPI_MODULES)}"
+        )
     try:
-        import hid
+        return importlib.import_module(name)
     except ImportError as exc:
-        raise SignerUnavailableError(f"hid back-end: hidapi is not usable here: {exc}") from exc
-    return hid
+        raise SignerUnavailableError(
+            f"hid back-end: hidapi ({name}) is not usable here: {exc}"
+        ) from exc
 
 
 def find_blank_kit(
@@ -89,27 +111,28 @@ def find_blank_kit(
     raise SignerSetupError("hid: no blank chip (unlocked config zone): " + "; ".join(seen))
 
 
-def _hid_package(hid_module: Any) -> Any:
+def _hid_package(hid_module: Any, name: str | None = None) -> Any:
     if hid_module is not None:
         return hid_module
     try:
-        import hid
-    except ImportError as exc:
-        raise SignerSetupError(f"hid: hidapi is not usable here: {exc}") from exc
-    return hid
+        return _hid_module(name)
+    except SignerUnavailableError as exc:
+        raise SignerSetupError(str(exc)) from exc
 
 
 @dataclass(frozen=True)
 class HidModuleCreator(ModuleCreator):
     """Makes the first blank chip on a USB kit (or the one at ``hid_path``) a signer module.
 
-    Options: ``hid_path``, ``vid``, ``pid``, ``timeout``, ``hid_module`` (as :class:`HidBackend`).
+    Options: ``hid_path``, ``vid``, ``pid``, ``timeout``, ``hidapi``, ``hid_module`` (as
+    :class:`HidBackend`).
     """
 
     hid_path: str | None = None
     vid: int = DEFAULT_VID
     pid: int = DEFAULT_PID
     timeout: float = DEFAULT_TIMEOUT_S
+    hidapi: str | None = None
     hid_module: Any = None
 
     cli_options = (
@@ -118,13 +141,14 @@ class HidModuleCreator(ModuleCreator):
             "hid_path",
             {"create": "hid: hidapi path of the kit (default: first blank chip found)."},
         ),
+        HIDAPI_OPTION,
     )
     cert_max = CERT_MAX
     asks_password = True
 
     def create(self, spec: SignerSpec, issuer: IssueSignerCert, now: dt.datetime) -> CreatedModule:
         vid, pid, timeout = self.vid, self.pid, self.timeout
-        hid = _hid_package(self.hid_module)
+        hid = _hid_package(self.hid_module, self.hidapi)
         location = find_blank_kit(
             hid_path=self.hid_path, vid=vid, pid=pid, timeout=timeout, hid_module=hid
         )
@@ -147,11 +171,13 @@ class HidBackend(SignerBackend):
     """Signer modules on USB HID kits.
 
     Options: ``vid``, ``pid`` (default 03EB:2312), ``timeout`` (kit reply timeout, seconds),
-    ``hid_module`` (replacement for the ``hid`` package, for tests).
+    ``hidapi`` (``hid`` or ``hidraw``), ``hid_module`` (replacement for the ``hid`` package, for
+    tests).
     """
 
     used_by_default = True
     creator = HidModuleCreator
+    cli_options = (HIDAPI_OPTION,)
 
     def __init__(
         self,
@@ -159,10 +185,11 @@ class HidBackend(SignerBackend):
         vid: int = DEFAULT_VID,
         pid: int = DEFAULT_PID,
         timeout: float = DEFAULT_TIMEOUT_S,
+        hidapi: str | None = None,
         hid_module: Any = None,
     ) -> None:
         self.vid, self.pid, self.timeout = vid, pid, timeout
-        self._hid = hid_module if hid_module is not None else _hid_module()
+        self._hid = hid_module if hid_module is not None else _hid_module(hidapi)
 
     def scan(self) -> set[str]:
         try:

@@ -57,6 +57,12 @@ class FakePort:
         del self.rx[:size]
         return out
 
+    @property
+    def in_waiting(self) -> int:
+        if self.broken:
+            raise serial.SerialException("device disconnected")
+        return len(self.rx)
+
     def close(self) -> None:
         self.closed = True
 
@@ -77,6 +83,35 @@ def open_fake(responder: Responder, **kwargs: Any) -> tuple[KitCdcHal, FakePort]
 
     hal = KitCdcHal("fake://kit", serial_factory=factory, timeout=0.2, **kwargs)
     return hal, port
+
+
+class TimeoutCountingPort(FakePort):
+    """Counts timeout changes: on a real tty each one is a tcsetattr (docs/hil.md)."""
+
+    def __init__(self, responder: Responder) -> None:
+        self.timeout_changes = 0
+        super().__init__(responder)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "timeout":
+            self.__dict__["timeout_changes"] = self.__dict__.get("timeout_changes", 0) + 1
+        super().__setattr__(name, value)
+
+
+def test_request_does_not_reconfigure_the_port() -> None:
+    # found through /dev/ttyACM0 in the HIL guest: a timeout change per read (tcsetattr) halved
+    # the round trips; a reply's rest is taken with in_waiting, the timeout stays put
+    port = TimeoutCountingPort(firmware_responder())
+
+    def factory(url: str, **kw: Any) -> FakePort:
+        port.timeout = kw["timeout"]
+        return port
+
+    with KitCdcHal("fake://kit", serial_factory=factory, timeout=0.2) as hal:
+        before = port.timeout_changes
+        for _ in range(20):
+            assert kp.parse_device_reply(hal.request(kp.format_discover(0), "discover"))
+        assert port.timeout_changes == before
 
 
 def test_opens_115200_8n1_with_timeouts() -> None:

@@ -38,14 +38,17 @@ class RecordingHidKit(EmulatedKitHidDevice):
 
     PATH = b"/dev/hidraw3"
 
-    def __init__(self, *, with_report_id: bool = False, silent: bool = False) -> None:
+    def __init__(self, *, with_report_id: bool = False, silent: bool = False,
+                 libusb: bool = False) -> None:
         chip = Atecc508a()
         super().__init__(
             lambda _path: chip,
             present=lambda path: path == self.PATH,
             pad_reports=True,
             report_id_in_reads=with_report_id,
+            empty_read_before_reply=libusb,
         )
+        self.empty_reads = 0
         self.silent = silent
         self.written: list[bytes] = []
         self.opened: tuple[Any, ...] | None = None
@@ -78,6 +81,8 @@ class RecordingHidKit(EmulatedKitHidDevice):
         report = super().read(max_length, timeout_ms)
         if report:
             self.reports_read += 1
+        else:
+            self.empty_reads += 1
         return report
 
     def close(self) -> None:
@@ -220,3 +225,26 @@ def test_enumerate_kits_with_fake_module() -> None:
     assert len(kits) == 1
     assert kits[0].path == b"/dev/hidraw3" and kits[0].serial_number == "K1"
     assert kits[0].product == "AT88CK101"
+
+
+def test_empty_read_before_every_reply_libusb() -> None:
+    # hidapi's libusb back-end may hand back an empty read before a reply (docs/hil.md): the
+    # driver takes it as "nothing yet" and keeps reading until its deadline
+    fake = RecordingHidKit(libusb=True)
+    with _hal(fake) as hal:
+        fake.reports_read = fake.empty_reads = 0
+        config = Device(hal).read_config_zone()
+        assert fake.chip is not None and config == fake.chip.config_zone
+        assert fake.reports_read == 1 + 4 * 2 + 1
+        assert fake.empty_reads >= 6  # one before each of the six replies
+
+
+def test_empty_read_fake_only_once_per_request() -> None:
+    chip = Atecc508a()
+    kit = EmulatedKitHidDevice(lambda _p: chip, pad_reports=True, empty_read_before_reply=True)
+    kit.open_path(b"x")
+    kit.write(b"\x00" + kp.format_discover(0).ljust(64, b"\x00"))
+    assert kit.read(64, 10) == []
+    reply = bytes(kit.read(64, 10))
+    assert reply.rstrip(b"\x00").endswith(b"\n") and len(reply) == 64
+    assert kit.read(64, 0) == []  # nothing more: an ordinary empty read
