@@ -21,6 +21,7 @@ $(STAMP): $(PY) pyproject.toml
 test: $(STAMP)
 	scripts/ensure-test-tools
 	$(VENV)/bin/ruff check src tools tests bench examples
+	$(VENV)/bin/ruff format --check src tools tests bench examples
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q
 
@@ -29,11 +30,13 @@ test: $(STAMP)
 check: $(STAMP)
 	scripts/ensure-test-tools
 	$(VENV)/bin/ruff check src tools tests bench examples
+	$(VENV)/bin/ruff format --check src tools tests bench examples
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q -m "not slow" -n auto
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tools tests bench examples
+	$(VENV)/bin/ruff format --check src tools tests bench examples
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

@@ -74,12 +74,23 @@ def main() -> None:
         return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
     def build() -> bytes:
-        return atcacert.build_cert(device_def, public_key=device_pub, issue_date=now,
-                                   signer_id=b"\xc4\x8b", sign=sign,
-                                   ca_public_key=signer_pub).comp_cert
+        return atcacert.build_cert(
+            device_def,
+            public_key=device_pub,
+            issue_date=now,
+            signer_id=b"\xc4\x8b",
+            sign=sign,
+            ca_public_key=signer_pub,
+        ).comp_cert
 
-    built = atcacert.build_cert(device_def, public_key=device_pub, issue_date=now,
-                                signer_id=b"\xc4\x8b", sign=sign, ca_public_key=signer_pub)
+    built = atcacert.build_cert(
+        device_def,
+        public_key=device_pub,
+        issue_date=now,
+        signer_id=b"\xc4\x8b",
+        sign=sign,
+        ca_public_key=signer_pub,
+    )
 
     def rebuild() -> bytes:
         return atcacert.rebuild(device_def, built.comp_cert, device_pub, ca_public_key=signer_pub)
@@ -88,8 +99,14 @@ def main() -> None:
         return atcacert.compress(device_def, built.cert_der)
 
     def40 = dataclasses.replace(device_def, expire_years=40)
-    built40 = atcacert.build_cert(def40, public_key=device_pub, issue_date=now,
-                                  signer_id=b"\xc4\x8b", sign=sign, ca_public_key=signer_pub)
+    built40 = atcacert.build_cert(
+        def40,
+        public_key=device_pub,
+        issue_date=now,
+        signer_id=b"\xc4\x8b",
+        sign=sign,
+        ca_public_key=signer_pub,
+    )
     assert built40.comp_cert[70] & 0x0F == 1
 
     def rebuild40() -> bytes:
@@ -101,9 +118,13 @@ def main() -> None:
     assert rebuild() == built.cert_der and rebuild40() == built40.cert_der
     raw, n_raw = rate(raw_sign, args.seconds, args.max_count)
     figures = [("raw ECDSA P-256 sign", raw, n_raw)]
-    for name, step in (("build (fill + sign + compress)", build), ("rebuild", rebuild),
-                       ("compress", compress), ("rebuild (format 1)", rebuild40),
-                       ("compress (format 1)", compress40)):
+    for name, step in (
+        ("build (fill + sign + compress)", build),
+        ("rebuild", rebuild),
+        ("compress", compress),
+        ("rebuild (format 1)", rebuild40),
+        ("compress (format 1)", compress40),
+    ):
         per_s, n = rate(step, args.seconds, args.max_count)
         figures.append((name, per_s, n))
     for name, per_s, n in figures:

@@ -105,30 +105,46 @@ def stage_table() -> None:
             provision(device, hooks, pki.cert_info, data_lock_crc=crc)
             total = (sum(device.opcode_counts.values()), device.chip_floor_ms)
             rows = {FIRST_READ: hooks.rows.pop(FIRST_READ), **hooks.rows, "total": total}
-            ops = Counter({Opcode(k).name if k in Opcode._value2member_map_ else str(k): v
-                           for k, v in device.opcode_counts.items()})
+            ops = Counter(
+                {
+                    Opcode(k).name if k in Opcode._value2member_map_ else str(k): v
+                    for k, v in device.opcode_counts.items()
+                }
+            )
             name = f"{'CRC' if crc else 'no CRC'}, config {'differs' if differs else 'matches'}"
             columns.append((name, rows, ops))
     print("chip time per stage (commands / ms at the 508A's max execution times):")
     print(f"  {'stage':<20}" + "".join(f"{name:>26}" for name, _, _ in columns))
     for stage in columns[0][1]:
         cells = [rows.get(stage) for _, rows, _ in columns]
-        print(f"  {stage:<20}" + "".join(
-            f"{'-':>26}" if c is None else f"{c[0]:>14} / {c[1]:7.0f} ms" for c in cells))
+        print(
+            f"  {stage:<20}"
+            + "".join(f"{'-':>26}" if c is None else f"{c[0]:>14} / {c[1]:7.0f} ms" for c in cells)
+        )
     for name, rows, ops in columns:
         ms = rows["total"][1]
-        print(f"  {name}: {rows['total'][0]} commands, {ms:.0f} ms"
-              f" ({ms / MICROCHIP_MS:.2f} x Microchip's {MICROCHIP_MS:.0f} ms);"
-              f" {', '.join(f'{k} {v}' for k, v in sorted(ops.items()))}")
+        print(
+            f"  {name}: {rows['total'][0]} commands, {ms:.0f} ms"
+            f" ({ms / MICROCHIP_MS:.2f} x Microchip's {MICROCHIP_MS:.0f} ms);"
+            f" {', '.join(f'{k} {v}' for k, v in sorted(ops.items()))}"
+        )
 
 
-def _run(layout: DemoLayout, procs: Processes, port: int, state: str, count: int,
-         timing_scale: float, auto_swap: float,
-         extra: tuple[str, ...] = ()) -> tuple[float, list[dict[str, Any]]]:
+def _run(
+    layout: DemoLayout,
+    procs: Processes,
+    port: int,
+    state: str,
+    count: int,
+    timing_scale: float,
+    auto_swap: float,
+    extra: tuple[str, ...] = (),
+) -> tuple[float, list[dict[str, Any]]]:
     board_layout = DemoLayout(layout.folder / state)
     board_layout.folder.mkdir()
-    board, url = start_board(procs, board_layout, chips=count, auto_swap=auto_swap,
-                             timing_scale=timing_scale)
+    board, url = start_board(
+        procs, board_layout, chips=count, auto_swap=auto_swap, timing_scale=timing_scale
+    )
     run = run_client(procs, layout, port, url, count, timeout=30.0 + 10.0 * count, extra=extra)
     board.stop()
     if run.returncode != 0 or len(run.results) != count:
@@ -142,11 +158,18 @@ def main() -> None:
     parser.add_argument("--timed-count", type=int, default=5, help="boards with timing on")
     parser.add_argument("--timing-scale", type=float, default=1.0, help="chip time factor")
     parser.add_argument("--auto-swap", type=float, default=0.05, help="board swap delay (s)")
-    parser.add_argument("--timed-auto-swap", type=float, default=1.0,
-                        help="swap delay with timing on (must exceed the longest host silence"
-                        " inside a run: a command's execution time x scale)")
-    parser.add_argument("--stages-only", action="store_true",
-                        help="print the per-stage table only (no server, board or client)")
+    parser.add_argument(
+        "--timed-auto-swap",
+        type=float,
+        default=1.0,
+        help="swap delay with timing on (must exceed the longest host silence"
+        " inside a run: a command's execution time x scale)",
+    )
+    parser.add_argument(
+        "--stages-only",
+        action="store_true",
+        help="print the per-stage table only (no server, board or client)",
+    )
     args = parser.parse_args()
     stage_table()
     if args.stages_only:
@@ -161,21 +184,35 @@ def main() -> None:
 
         wall, results = _run(layout, procs, port, "fast", args.count, 0.0, args.auto_swap)
         inside = sum(r["elapsed_s"] for r in results)
-        print(f"timing off, line:          {args.count / wall:7.2f} devices/s"
-              f" ({args.count} boards in {wall:.2f} s, swap delay {args.auto_swap:g} s)")
-        print(f"timing off, provisioning:  {args.count / inside:7.2f} devices/s"
-              f" ({1000 * inside / args.count:.1f} ms per device inside provision())")
+        print(
+            f"timing off, line:          {args.count / wall:7.2f} devices/s"
+            f" ({args.count} boards in {wall:.2f} s, swap delay {args.auto_swap:g} s)"
+        )
+        print(
+            f"timing off, provisioning:  {args.count / inside:7.2f} devices/s"
+            f" ({1000 * inside / args.count:.1f} ms per device inside provision())"
+        )
 
         for extra in ((), ("--no-data-lock-crc",)):
-            _, timed = _run(layout, procs, port, "timed" + "".join(extra), args.timed_count,
-                            args.timing_scale, args.timed_auto_swap, extra)
+            _, timed = _run(
+                layout,
+                procs,
+                port,
+                "timed" + "".join(extra),
+                args.timed_count,
+                args.timing_scale,
+                args.timed_auto_swap,
+                extra,
+            )
             per_device = statistics.mean(r["elapsed_s"] for r in timed) * 1000
             floor = statistics.mean(r["chip_floor_ms"] for r in timed) * args.timing_scale
             commands = statistics.mean(r["commands"] for r in timed)
             what = "no data-lock CRC" if extra else "data-lock CRC"
-            print(f"timing on (scale {args.timing_scale:g}), {what}: {per_device:7.1f} ms per"
-                  f" device, chip-time floor {floor:.1f} ms ({commands:.0f} commands):"
-                  f" ratio {per_device / floor:.2f}")
+            print(
+                f"timing on (scale {args.timing_scale:g}), {what}: {per_device:7.1f} ms per"
+                f" device, chip-time floor {floor:.1f} ms ({commands:.0f} commands):"
+                f" ratio {per_device / floor:.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -45,14 +45,27 @@ from atcaprov_demo import (
 )
 
 
-def _run(layout: DemoLayout, procs: Processes, port: int, boards: int, parts: int,
-         timing_scale: float, auto_swap: float) -> Figures:
+def _run(
+    layout: DemoLayout,
+    procs: Processes,
+    port: int,
+    boards: int,
+    parts: int,
+    timing_scale: float,
+    auto_swap: float,
+) -> Figures:
     """One gang run."""
     board_layout = DemoLayout(layout.folder / f"gang-{boards}")
     board_layout.folder.mkdir()
     per_board = -(-parts // boards) + 1  # enough blank chips whichever board is fastest
-    proc, urls = start_boards(procs, board_layout, chips=per_board, count=boards,
-                              auto_swap=auto_swap, timing_scale=timing_scale)
+    proc, urls = start_boards(
+        procs,
+        board_layout,
+        chips=per_board,
+        count=boards,
+        auto_swap=auto_swap,
+        timing_scale=timing_scale,
+    )
     started: list[float] = []
     finished: list[float] = []
 
@@ -62,12 +75,15 @@ def _run(layout: DemoLayout, procs: Processes, port: int, boards: int, parts: in
         elif stream == "stdout":
             finished.append(time.monotonic())
 
-    run = run_client(procs, layout, port, urls, parts, on_line=on_line,
-                     timeout=60.0 + 5.0 * parts * 2.5 / boards)
+    run = run_client(
+        procs, layout, port, urls, parts, on_line=on_line, timeout=60.0 + 5.0 * parts * 2.5 / boards
+    )
     proc.stop()
     if run.returncode != 0 or len(run.results) != parts or run.provisioned != parts:
-        sys.exit(f"client failed (status {run.returncode}, {run.provisioned}/{parts} ok):"
-                 f" {run.lines[-8:]}")
+        sys.exit(
+            f"client failed (status {run.returncode}, {run.provisioned}/{parts} ok):"
+            f" {run.lines[-8:]}"
+        )
     return Figures(parts, boards, started[0], finished, run.results)
 
 
@@ -96,38 +112,53 @@ def main() -> None:
     parser.add_argument("--boards", default="1,2,4,8", help="gang sizes, comma-separated")
     parser.add_argument("--parts", type=int, default=32, help="parts per gang size")
     parser.add_argument("--timing-scale", type=float, default=1.0, help="chip time factor")
-    parser.add_argument("--auto-swap", type=float, default=1.0,
-                        help="board swap delay (s); with timing on it must exceed the longest"
-                        " host silence inside a run (a command's execution time x scale)")
+    parser.add_argument(
+        "--auto-swap",
+        type=float,
+        default=1.0,
+        help="board swap delay (s); with timing on it must exceed the longest"
+        " host silence inside a run (a command's execution time x scale)",
+    )
     args = parser.parse_args()
     sizes = [int(n) for n in args.boards.split(",") if n.strip()]
-    if (not sizes or any(not 1 <= n <= 16 for n in sizes) or not 1 <= args.parts <= 200
-            or args.parts < 2 * max(sizes)):
-        parser.error("--boards must list sizes 1..16 and --parts be 1..200, at least twice"
-                     " the biggest gang")
+    if (
+        not sizes
+        or any(not 1 <= n <= 16 for n in sizes)
+        or not 1 <= args.parts <= 200
+        or args.parts < 2 * max(sizes)
+    ):
+        parser.error(
+            "--boards must list sizes 1..16 and --parts be 1..200, at least twice the biggest gang"
+        )
 
     with tempfile.TemporaryDirectory(prefix="bench-line-") as tmp, Processes() as procs:
         layout = DemoLayout.new(Path(tmp))
         create_signer(layout)
         _, port = start_server(procs, layout)
-        print(f"{args.parts} parts per gang, chip timing scale {args.timing_scale:g},"
-              f" swap delay {args.auto_swap:g} s")
+        print(
+            f"{args.parts} parts per gang, chip timing scale {args.timing_scale:g},"
+            f" swap delay {args.auto_swap:g} s"
+        )
         one_board: float | None = None
         for boards in sizes:
-            run = _run(layout, procs, port, boards, args.parts, args.timing_scale,
-                       args.auto_swap)
+            run = _run(layout, procs, port, boards, args.parts, args.timing_scale, args.auto_swap)
             rate = run.steady_per_hour
             if boards == 1:
                 one_board = rate
             inside = statistics.mean(float(str(r["elapsed_s"])) for r in run.results) * 1000
             floor = statistics.mean(float(str(r["chip_floor_ms"])) for r in run.results)
             floor *= args.timing_scale
-            scaling = (f"{rate / (boards * one_board):5.2f} x N x 1-board"
-                       if one_board else "(no 1-board run)")
-            print(f"{boards} board{'s' if boards > 1 else ' '}: {rate:7.0f} devices/h"
-                  f" (run: {args.parts} in {run.line_s:6.2f} s); per device {inside:6.1f} ms"
-                  f" inside provision() vs chip floor {floor:6.1f} ms ({inside / floor:4.2f});"
-                  f" {scaling}")
+            scaling = (
+                f"{rate / (boards * one_board):5.2f} x N x 1-board"
+                if one_board
+                else "(no 1-board run)"
+            )
+            print(
+                f"{boards} board{'s' if boards > 1 else ' '}: {rate:7.0f} devices/h"
+                f" (run: {args.parts} in {run.line_s:6.2f} s); per device {inside:6.1f} ms"
+                f" inside provision() vs chip floor {floor:6.1f} ms ({inside / floor:4.2f});"
+                f" {scaling}"
+            )
 
 
 if __name__ == "__main__":

@@ -33,11 +33,28 @@ EXPORT_TIMEOUT_S = 3600
 
 def export(data_dir: Path, fmt: str, out: Path, signer: tuple[Path, Path]) -> tuple[float, float]:
     """Seconds and peak RSS (MiB) of one export subprocess."""
-    cmd = [sys.executable, "-m", "provserver.cli", "records", "export", "--data-dir",
-           str(data_dir), "--format", fmt, "-o", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "provserver.cli",
+        "records",
+        "export",
+        "--data-dir",
+        str(data_dir),
+        "--format",
+        fmt,
+        "-o",
+        str(out),
+    ]
     if fmt == "manifest":
-        cmd += ["--manifest-key", str(signer[0]), "--manifest-cert", str(signer[1]),
-                "--provisioner", "Bench Factory"]
+        cmd += [
+            "--manifest-key",
+            str(signer[0]),
+            "--manifest-cert",
+            str(signer[1]),
+            "--provisioner",
+            "Bench Factory",
+        ]
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = start + EXPORT_TIMEOUT_S
@@ -82,13 +99,18 @@ def main() -> None:
                 size = out.stat().st_size / (1 << 20)
                 out.unlink()
                 peaks[fmt].append(peak)
-                print(f"{fmt:<8}  devices={target}  seconds={seconds:.1f}  "
-                      f"devices/s={target / seconds:.0f}  peak_rss_mb={peak:.1f}  "
-                      f"file_mb={size:.1f}", flush=True)
+                print(
+                    f"{fmt:<8}  devices={target}  seconds={seconds:.1f}  "
+                    f"devices/s={target / seconds:.0f}  peak_rss_mb={peak:.1f}  "
+                    f"file_mb={size:.1f}",
+                    flush=True,
+                )
         for fmt in formats:
             first, last = peaks[fmt]
-            print(f"{fmt:<8}  growth  peak_rss_mb {first:.1f} -> {last:.1f} "
-                  f"({last - first:+.1f} MiB for {args.devices - small} more devices)")
+            print(
+                f"{fmt:<8}  growth  peak_rss_mb {first:.1f} -> {last:.1f} "
+                f"({last - first:+.1f} MiB for {args.devices - small} more devices)"
+            )
 
 
 if __name__ == "__main__":

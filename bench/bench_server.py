@@ -116,10 +116,14 @@ def raw_x509_rate(seconds: float, max_count: int = 1_000_000) -> float:
         public = device_keys[n % len(device_keys)]
         builder = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Bench"),
-                x509.NameAttribute(NameOID.COMMON_NAME, f"sn0123{n:012X}EE"),
-            ]))
+            .subject_name(
+                x509.Name(
+                    [
+                        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Bench"),
+                        x509.NameAttribute(NameOID.COMMON_NAME, f"sn0123{n:012X}EE"),
+                    ]
+                )
+            )
             .issuer_name(issuer)
             .public_key(public)
             .serial_number(0x4000_0000_0000_0000 | n)
@@ -454,8 +458,12 @@ def bench_pem_store(
             before = raw_x509_rate(RAW_AROUND_POINT)
             point = measure(server, requests, conns, args.seconds)
             around = (before + raw_x509_rate(RAW_AROUND_POINT)) / 2
-            line(f"pem, {store}, {conns} connection(s)", point, around,
-                 f"; raw X.509 around the point {around:.0f}/s")
+            line(
+                f"pem, {store}, {conns} connection(s)",
+                point,
+                around,
+                f"; raw X.509 around the point {around:.0f}/s",
+            )
 
 
 def serve_file_store(server_argv: list[str]) -> None:
@@ -585,11 +593,19 @@ def main() -> None:
     parser.add_argument("--timing-scale", type=float, default=1.0)
     parser.add_argument("--skip-pkcs11", action="store_true")
     parser.add_argument("--only", choices=["pem", "pkcs11", "sim"], default=None)
-    parser.add_argument("--stores", type=parse_stores, default=list(STORES),
-                        help="pem record stores, comma-separated: file,sqlite,postgresql")
-    parser.add_argument("--ledger", default=None, metavar="URL",
-                        help="the postgresql store's --ledger (default: a throwaway server); "
-                        "pkcs11 and sim servers use it too (default SQLite)")
+    parser.add_argument(
+        "--stores",
+        type=parse_stores,
+        default=list(STORES),
+        help="pem record stores, comma-separated: file,sqlite,postgresql",
+    )
+    parser.add_argument(
+        "--ledger",
+        default=None,
+        metavar="URL",
+        help="the postgresql store's --ledger (default: a throwaway server); "
+        "pkcs11 and sim servers use it too (default SQLite)",
+    )
     args = parser.parse_args()
     if args.ledger:
         LEDGER[:] = ["--ledger", args.ledger]
@@ -598,8 +614,11 @@ def main() -> None:
     sign = raw_sign_rate(seconds)
     print(f"{'raw cryptography ECDSA P-256 sign':<34} {sign:9.1f} signs/s (one thread)", flush=True)
     raw = raw_x509_rate(seconds)
-    print(f"{'raw X.509 build+sign (cryptography)':<34} {raw:9.1f} certificates/s (one thread):"
-          " the ratio's reference", flush=True)
+    print(
+        f"{'raw X.509 build+sign (cryptography)':<34} {raw:9.1f} certificates/s (one thread):"
+        " the ratio's reference",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="bench-server-") as name:
         tmp = Path(name)
         if args.only in (None, "pem"):

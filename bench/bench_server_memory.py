@@ -70,8 +70,11 @@ class Load:
         if self.done % self.every == 0 or self.done == self.total:
             sample = (self.done, time.perf_counter() - self.start, rss_kib(self.pid))
             self.samples.append(sample)
-            print(f"  {sample[0]:>8} signings  {sample[1]:8.1f} s  RSS {sample[2] / 1024:8.2f} MiB"
-                  f"  ({sample[0] / max(sample[1], 1e-9):.0f} signings/s)", flush=True)
+            print(
+                f"  {sample[0]:>8} signings  {sample[1]:8.1f} s  RSS {sample[2] / 1024:8.2f} MiB"
+                f"  ({sample[0] / max(sample[1], 1e-9):.0f} signings/s)",
+                flush=True,
+            )
 
 
 async def _station(port: int, requests: Requests, load: Load) -> None:
@@ -118,33 +121,46 @@ def main() -> None:
         data, info = create_signer(tmp, "pem", "--backend", "pem", "--pem-key", str(key))
         started = time.perf_counter()
         requests = Requests(info, keys=args.signings + 16)
-        print(f"{args.signings + 16} device keys made in {time.perf_counter() - started:.1f} s",
-              flush=True)
+        print(
+            f"{args.signings + 16} device keys made in {time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
         ledger = ["--ledger", args.ledger] if args.ledger else []
-        command = [sys.executable, "-m", "provserver.cli",
-                   *server_args(data, "--signers", "pem", "--pem-key", str(key), ledger=ledger)]
+        command = [
+            sys.executable,
+            "-m",
+            "provserver.cli",
+            *server_args(data, "--signers", "pem", "--pem-key", str(key), ledger=ledger),
+        ]
         with serving(command, tmp / "console.txt", {}, 1) as server:
-            load = Load(args.signings, args.every, server.proc.pid,
-                        time.perf_counter() + args.max_seconds)
+            load = Load(
+                args.signings, args.every, server.proc.pid, time.perf_counter() + args.max_seconds
+            )
 
             async def go() -> None:
                 await asyncio.gather(
                     *(_station(server.port, requests, load) for _ in range(args.connections))
                 )
 
-            print(f"server pid {server.proc.pid}: RSS at start "
-                  f"{load.samples[0][2] / 1024:.2f} MiB", flush=True)
+            print(
+                f"server pid {server.proc.pid}: RSS at start {load.samples[0][2] / 1024:.2f} MiB",
+                flush=True,
+            )
             asyncio.run(go())
         base = next((s for s in load.samples if s[0] >= args.warmup), load.samples[-1])
         last = load.samples[-1]
         peak = max(s[2] for s in load.samples)
-        print(f"signings: {load.done} in {last[1]:.1f} s ({load.done / max(last[1], 1e-9):.0f}/s)"
-              f"{'' if load.error is None else f'; stopped: {load.error}'}")
-        print(f"RSS: {load.samples[0][2] / 1024:.2f} MiB at start, {base[2] / 1024:.2f} MiB after "
-              f"{base[0]} signings, {last[2] / 1024:.2f} MiB after {last[0]}, peak "
-              f"{peak / 1024:.2f} MiB; growth after the warm-up {(last[2] - base[2]) / 1024:.2f} "
-              f"MiB over {last[0] - base[0]} signings "
-              f"({(last[2] - base[2]) * 1024 / max(last[0] - base[0], 1):.1f} bytes/signing)")
+        print(
+            f"signings: {load.done} in {last[1]:.1f} s ({load.done / max(last[1], 1e-9):.0f}/s)"
+            f"{'' if load.error is None else f'; stopped: {load.error}'}"
+        )
+        print(
+            f"RSS: {load.samples[0][2] / 1024:.2f} MiB at start, {base[2] / 1024:.2f} MiB after "
+            f"{base[0]} signings, {last[2] / 1024:.2f} MiB after {last[0]}, peak "
+            f"{peak / 1024:.2f} MiB; growth after the warm-up {(last[2] - base[2]) / 1024:.2f} "
+            f"MiB over {last[0] - base[0]} signings "
+            f"({(last[2] - base[2]) * 1024 / max(last[0] - base[0], 1):.1f} bytes/signing)"
+        )
 
 
 if __name__ == "__main__":

@@ -103,8 +103,10 @@ def main(argv: list[str] | None = None) -> int:
                     if exc.code == ReturnCode.COMM_ERROR:
                         hooks.close()  # reconnect for the next board
                     continue
-                print(f"OK {result.serial_number.hex().upper()}:"
-                      f" {len(result.device_cert)}-byte device certificate")
+                print(
+                    f"OK {result.serial_number.hex().upper()}:"
+                    f" {len(result.device_cert)}-byte device certificate"
+                )
     finally:
         hooks.close()
     return 1 if failures else 0

@@ -32,12 +32,14 @@ def _static_all(path: Path) -> list[str] | None:
             continue
         if not any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
             continue
-        assert isinstance(value, (ast.List, ast.Tuple)), \
+        assert isinstance(value, (ast.List, ast.Tuple)), (
             f"{path}:{node.lineno}: __all__ must be a literal list or tuple"
+        )
         names = []
         for elt in value.elts:
-            assert isinstance(elt, ast.Constant) and isinstance(elt.value, str), \
+            assert isinstance(elt, ast.Constant) and isinstance(elt.value, str), (
                 f"{path}:{node.lineno}: __all__ must hold string literals only"
+            )
             names.append(elt.value)
         return names
     return None

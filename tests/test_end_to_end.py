@@ -97,17 +97,20 @@ def test_ten_boards_end_to_end(layout: DemoLayout, procs: Processes) -> None:
     assert folders == sorted(serials)
     for sn in serials:
         device = x509.load_pem_x509_certificate(
-            next((layout.certs / sn).glob("*-device.pem")).read_bytes())
+            next((layout.certs / sn).glob("*-device.pem")).read_bytes()
+        )
         signer = x509.load_pem_x509_certificate(
-            next((layout.certs / sn).glob("*-signer.pem")).read_bytes())
+            next((layout.certs / sn).glob("*-signer.pem")).read_bytes()
+        )
         device.verify_directly_issued_by(signer)
         row = next(r for r in rows if r["device_sn"] == sn)
         assert f"{device.serial_number:X}".rjust(len(row["cert_sn"]), "0") == row["cert_sn"]
     # the ledger: every device installed (reported by the client after its validation stage)
     with SqliteLedger(layout.data_dir / "ledger.sqlite3", read_only=True) as ledger:
         states = {sn: ledger.device_history(sn) for sn in serials}
-    assert all(h.device is not None and h.device.state is IssuanceState.INSTALLED
-               for h in states.values()), states
+    assert all(
+        h.device is not None and h.device.state is IssuanceState.INSTALLED for h in states.values()
+    ), states
     assert all(len(h.issuances) == 1 for h in states.values())
 
     # the board: every chip provisioned (data zone locked)
@@ -133,9 +136,9 @@ def test_server_not_running(layout: DemoLayout, procs: Processes) -> None:
     assert run.results == []
 
 
-def test_unknown_signer_refused_before_anything_is_written(layout: DemoLayout,
-                                                           procs: Processes,
-                                                           tmp_path: Path) -> None:
+def test_unknown_signer_refused_before_anything_is_written(
+    layout: DemoLayout, procs: Processes, tmp_path: Path
+) -> None:
     # a cert info for a signer this server does not have: the readiness check says so at
     # start and again at the board, before the first write; the chip stays blank
     other = DemoLayout.new(tmp_path / "other")
@@ -150,8 +153,9 @@ def test_unknown_signer_refused_before_anything_is_written(layout: DemoLayout,
     assert result["part_state"] == "UNLOCKED"
     assert run.lines.count(f"    Server not ready: {result['error_message']}") == 2
     i = run.lines.index(f"    Server not ready: {result['error_message']}", 3)
-    assert run.lines[i + 1] == ("    Part state: untouched (config zone unlocked; can be"
-                                " provisioned again)")
+    assert run.lines[i + 1] == (
+        "    Part state: untouched (config zone unlocked; can be provisioned again)"
+    )
     assert run.lines[i + 2] == "Provisioning failed! Please remove board..."
     assert not any(line.startswith("Writing config zone") for line in run.lines)
     assert not Atecc508a.load(layout.boards / "chip-000.json").config_locked
@@ -174,8 +178,13 @@ def test_board_unplugged_mid_run(layout: DemoLayout, procs: Processes) -> None:
     assert run.returncode == ExitCode.BOARD_FAILED
     [result] = run.results
     assert result["result"] == "removed"
-    assert result["stage"] in ("CERTS_WRITE", "DATA_WRITE", "DATA_LOCK", "SLOTS_LOCK",
-                               "VALIDATE_CERTS")
+    assert result["stage"] in (
+        "CERTS_WRITE",
+        "DATA_WRITE",
+        "DATA_LOCK",
+        "SLOTS_LOCK",
+        "VALIDATE_CERTS",
+    )
     label = result["stage_label"]
     i = next(k for k, line in enumerate(run.lines) if line.startswith(label + "..."))
     assert run.lines[i].endswith("error")
@@ -196,32 +205,64 @@ def test_demo_command(tmp_path: Path) -> None:
     assert folder.parent == tmp_path.resolve()
     assert "2 provisioned, 2 verified, 0 failed" in lines
     # a gang of two boards: each board's lines prefixed with it
-    assert lines.count("[board 1] Validating certificates...done") + lines.count(
-        "[board 2] Validating certificates...done") == 2
+    assert (
+        lines.count("[board 1] Validating certificates...done")
+        + lines.count("[board 2] Validating certificates...done")
+        == 2
+    )
     assert "Board 1: socket://" in out.getvalue() and "Board 2: socket://" in out.getvalue()
     assert "Reading provisioning config file atcaprov_cert_info_0.c...ok" in lines
-    for name in ("atcaprov_cert_info_0.c", "server.log", "board.log", "client.log",
-                 "signer-create.log", "root/root-ca.crt"):
+    for name in (
+        "atcaprov_cert_info_0.c",
+        "server.log",
+        "board.log",
+        "client.log",
+        "signer-create.log",
+        "root/root-ca.crt",
+    ):
         assert (folder / name).exists(), name
     assert len([p for p in (folder / "server-data" / "certs").iterdir() if p.is_dir()]) == 2
 
 
 def test_tls_with_station_certificates(layout: DemoLayout, procs: Processes) -> None:
     tls = tls_files(layout.folder)
-    _, port = start_server(procs, layout, extra=[
-        "--tls-cert", str(tls["server.crt"]), "--tls-key", str(tls["server.key"]),
-        "--tls-client-ca", str(tls["ca.crt"])])
+    _, port = start_server(
+        procs,
+        layout,
+        extra=[
+            "--tls-cert",
+            str(tls["server.crt"]),
+            "--tls-key",
+            str(tls["server.key"]),
+            "--tls-client-ca",
+            str(tls["ca.crt"]),
+        ],
+    )
     _, url = start_board(procs, layout, chips=2, auto_swap=0.1)
-    run = run_client(procs, layout, port, url, 2, timeout=90, extra=[
-        "--tls-ca", str(tls["ca.crt"]), "--tls-cert", str(tls["station.crt"]),
-        "--tls-key", str(tls["station.key"])])
+    run = run_client(
+        procs,
+        layout,
+        port,
+        url,
+        2,
+        timeout=90,
+        extra=[
+            "--tls-ca",
+            str(tls["ca.crt"]),
+            "--tls-cert",
+            str(tls["station.crt"]),
+            "--tls-key",
+            str(tls["station.key"]),
+        ],
+    )
     assert run.returncode == ExitCode.OK, "\n".join(run.lines)
     assert [r["result"] for r in run.results] == ["ok", "ok"]
     assert not any(line.startswith("Reconnecting") for line in run.lines)
     # without a station certificate the server refuses the station
     (layout.folder / "b2").mkdir()
     _, url2 = start_board(procs, DemoLayout(layout.folder / "b2"), chips=1)
-    refused = run_client(procs, layout, port, url2, 1, timeout=90,
-                         extra=["--tls-ca", str(tls["ca.crt"])])
+    refused = run_client(
+        procs, layout, port, url2, 1, timeout=90, extra=["--tls-ca", str(tls["ca.crt"])]
+    )
     assert refused.returncode == ExitCode.SERVER_UNREACHABLE
     assert refused.lines[1].startswith(f"Connecting to 127.0.0.1:{port}...failed (TLS: ")

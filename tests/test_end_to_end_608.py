@@ -68,8 +68,9 @@ def _chip_models(layout: DemoLayout) -> dict[str, str]:
 
 def test_mixed_board_608b_and_508a(layout: DemoLayout, procs: Processes) -> None:
     server, port = start_server(procs, layout)
-    board, url = start_board(procs, layout, chips=4, auto_swap=0.1,
-                             chip_types="atecc608b,atecc508a")
+    board, url = start_board(
+        procs, layout, chips=4, auto_swap=0.1, chip_types="atecc608b,atecc508a"
+    )
     run = run_client(procs, layout, port, url, 4, timeout=180)
     assert board.stop() == 0 and server.stop() == 0
     assert run.returncode == ExitCode.OK, "\n".join(run.lines)
@@ -106,8 +107,12 @@ def test_mixed_board_608b_and_508a(layout: DemoLayout, procs: Processes) -> None
     ],
 )
 def test_config_for_the_other_model_refused_before_any_write(
-    layout: DemoLayout, procs: Processes, chip_type: str, config_text: str,
-    config_model: str, part_model: str,
+    layout: DemoLayout,
+    procs: Processes,
+    chip_type: str,
+    config_text: str,
+    config_model: str,
+    part_model: str,
 ) -> None:
     config = layout.folder / "device.cfg"
     config.write_text(config_text, encoding="ascii")
@@ -126,8 +131,9 @@ def test_config_for_the_other_model_refused_before_any_write(
     assert "byte 18: " in message and "bytes 90-91: " in message  # OTPmode/CountMatch, RFU/...
     error = next(i for i, line in enumerate(run.lines) if line.startswith("    Error: "))
     assert run.lines[error] == f"    Error: {message}"
-    assert run.lines[error + 1] == ("    Part state: untouched (config zone unlocked; can be"
-                                    " provisioned again)")
+    assert run.lines[error + 1] == (
+        "    Part state: untouched (config zone unlocked; can be provisioned again)"
+    )
     assert not any(STAGE in line for line in run.lines for STAGE in ("Writing", "Locking"))
     chip = Atecc508a.load(layout.boards / "chip-000.json")
     assert type(chip).MODEL.name == part_model
@@ -140,8 +146,15 @@ def test_demo_with_608b(tmp_path: Path) -> None:
     lines = out.getvalue().splitlines()
     assert "2 provisioned, 2 verified, 0 failed" in lines
     # the demo runs a gang: its lines carry a "[board N] " prefix
-    assert sum(1 for line in lines if DEVICE_LINE.match(re.sub(r"^\[board \d+\] ", "", line))
-               and "ATECC608B (blank)" in line) == 2
+    assert (
+        sum(
+            1
+            for line in lines
+            if DEVICE_LINE.match(re.sub(r"^\[board \d+\] ", "", line))
+            and "ATECC608B (blank)" in line
+        )
+        == 2
+    )
 
 
 def test_608b_line_on_a_pty(layout: DemoLayout, procs: Processes) -> None:

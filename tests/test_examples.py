@@ -23,15 +23,44 @@ def test_custom_client_provisions_emulated_chips(tmp_path: Path) -> None:
     data = tmp_path / "data"
     certinfo = tmp_path / "atcaprov_cert_info_0.c"
     subprocess.run(
-        _provserver("signer", "create", "--backend", "sim", "--name", "Example Signer",
-                    "--root-dir", str(tmp_path / "root"), "--data-dir", str(data),
-                    "--modules", str(tmp_path / "modules"), "--certinfo-out", str(certinfo)),
-        check=True, capture_output=True, text=True, timeout=120,
+        _provserver(
+            "signer",
+            "create",
+            "--backend",
+            "sim",
+            "--name",
+            "Example Signer",
+            "--root-dir",
+            str(tmp_path / "root"),
+            "--data-dir",
+            str(data),
+            "--modules",
+            str(tmp_path / "modules"),
+            "--certinfo-out",
+            str(certinfo),
+        ),
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     server = subprocess.Popen(
-        _provserver("--signers", "sim", "--modules", str(tmp_path / "modules"),
-                    "--data-dir", str(data), "--host", "127.0.0.1", "--port", "0"),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+        _provserver(
+            "--signers",
+            "sim",
+            "--modules",
+            str(tmp_path / "modules"),
+            "--data-dir",
+            str(data),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
     )
     try:
         assert server.stdout is not None
@@ -46,9 +75,21 @@ def test_custom_client_provisions_emulated_chips(tmp_path: Path) -> None:
                 port = int(m.group(1))
         assert port is not None, "server did not start"
         out = subprocess.run(
-            [sys.executable, str(ROOT / "examples" / "custom_client.py"), "--certinfo",
-             str(certinfo), "--host", "127.0.0.1", "--port", str(port), "--emulated", "2"],
-            capture_output=True, text=True, timeout=120,
+            [
+                sys.executable,
+                str(ROOT / "examples" / "custom_client.py"),
+                "--certinfo",
+                str(certinfo),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--emulated",
+                "2",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert out.returncode == 0, out.stdout + out.stderr
         assert out.stdout.count("Validating certificates...done") == 2

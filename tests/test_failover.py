@@ -52,13 +52,27 @@ def procs() -> Iterator[Processes]:
         yield group
 
 
-def start_second_server(procs: Processes, layout: DemoLayout, data: Path,
-                        extra: list[str]) -> tuple[ManagedProcess, int]:
+def start_second_server(
+    procs: Processes, layout: DemoLayout, data: Path, extra: list[str]
+) -> tuple[ManagedProcess, int]:
     """A second provserver on the same sim modules, with its own data folder (the signer
     profile taken from the first one's folder with --profiles)."""
-    argv = [*cli_command("provserver", "provserver.cli"), "--host", "127.0.0.1", "--port", "0",
-            "--data-dir", str(data), "--signers", "sim", "--modules", str(layout.modules),
-            "--profiles", str(layout.data_dir / "signers"), *extra]
+    argv = [
+        *cli_command("provserver", "provserver.cli"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--data-dir",
+        str(data),
+        "--signers",
+        "sim",
+        "--modules",
+        str(layout.modules),
+        "--profiles",
+        str(layout.data_dir / "signers"),
+        *extra,
+    ]
     proc = procs.start("provserver B", argv, layout.log("server-b"), cwd=layout.folder)
     found = proc.wait_for(r"Server listening on [^ ]*:(\d+)", START_TIMEOUT_S)
     proc.wait_for(r"Signer \(.*\) found", START_TIMEOUT_S)
@@ -72,11 +86,14 @@ def installed(ledger_file: Path) -> dict[str, IssuanceState]:
 
 
 @pytest.mark.parametrize("ledger", ["separate", "shared"])
-def test_first_server_stopped_between_boards(layout: DemoLayout, procs: Processes,
-                                             tmp_path: Path, ledger: str,
-                                             postgres_server: PostgresServer | str) -> None:
-    ledger_url = (postgres_or_skip(postgres_server).new_database() if ledger == "shared"
-                  else None)
+def test_first_server_stopped_between_boards(
+    layout: DemoLayout,
+    procs: Processes,
+    tmp_path: Path,
+    ledger: str,
+    postgres_server: PostgresServer | str,
+) -> None:
+    ledger_url = postgres_or_skip(postgres_server).new_database() if ledger == "shared" else None
     extra = ["--ledger", ledger_url] if ledger_url is not None else []
     server_a, port_a = start_server(procs, layout, extra=extra)
     data_b = tmp_path / "data-b"
@@ -97,8 +114,16 @@ def test_first_server_stopped_between_boards(layout: DemoLayout, procs: Processe
             stopper.append(thread)
             thread.start()
 
-    run = run_client(procs, layout, port_a, url, 4, timeout=240, on_line=stop_a,
-                     extra=["--host", f"127.0.0.1:{port_a},127.0.0.1:{port_b}"])
+    run = run_client(
+        procs,
+        layout,
+        port_a,
+        url,
+        4,
+        timeout=240,
+        on_line=stop_a,
+        extra=["--host", f"127.0.0.1:{port_a},127.0.0.1:{port_b}"],
+    )
     assert stopper and stopped.wait(30)
     board.stop()
     assert server_b.stop() == 0
@@ -123,8 +148,7 @@ def test_first_server_stopped_between_boards(layout: DemoLayout, procs: Processe
     # no part half-done: every chip is config- and data-locked
     chips = sorted(layout.boards.glob("chip-*.json"))
     assert len(chips) == 4
-    assert all(Atecc508a.load(p).config_locked and Atecc508a.load(p).data_locked
-               for p in chips)
+    assert all(Atecc508a.load(p).config_locked and Atecc508a.load(p).data_locked for p in chips)
 
     if ledger_url is None:
         # each ledger has what its server signed, installed; together, every device once
@@ -146,8 +170,15 @@ def test_no_server_reachable_names_every_server(layout: DemoLayout, procs: Proce
     ports = [free_port(), free_port()]
     _, url = start_board(procs, layout, chips=1)
     servers = ",".join(f"127.0.0.1:{p}" for p in ports)
-    run = run_client(procs, layout, ports[0], url, 1, timeout=60,
-                     extra=["--host", servers, "--connect-retries", "1"])
+    run = run_client(
+        procs,
+        layout,
+        ports[0],
+        url,
+        1,
+        timeout=60,
+        extra=["--host", servers, "--connect-retries", "1"],
+    )
     assert run.returncode == ExitCode.SERVER_UNREACHABLE
     a, b = (f"127.0.0.1:{p}" for p in ports)
     assert run.lines[1:] == [

@@ -39,13 +39,13 @@ def procs() -> Iterator[Processes]:
         yield group
 
 
-def test_four_boards_one_unplugged_one_already_provisioned(tmp_path: Path,
-                                                          procs: Processes) -> None:
+def test_four_boards_one_unplugged_one_already_provisioned(
+    tmp_path: Path, procs: Processes
+) -> None:
     layout = DemoLayout.new(tmp_path)
     create_signer(layout)
     server, port = start_server(procs, layout)
-    boards, urls = start_boards(procs, layout, chips=1, count=4, auto_swap=None,
-                                timing_scale=1.0)
+    boards, urls = start_boards(procs, layout, chips=1, count=4, auto_swap=None, timing_scale=1.0)
     assert len(set(urls)) == 4
 
     # board 4's part: provisioned beforehand by a single-board run (it stays plugged)
@@ -76,8 +76,14 @@ def test_four_boards_one_unplugged_one_already_provisioned(tmp_path: Path,
     removed = by_board[urls[1]]
     assert removed["result"] == "removed", removed
     # pulled after its config lock (how soon depends on the machine's load)
-    assert removed["stage"] in ("CONFIG_READ", "GEN_KEY", "CERTREQ", "CERTS_WRITE",
-                                "DATA_WRITE", "DATA_LOCK"), removed
+    assert removed["stage"] in (
+        "CONFIG_READ",
+        "GEN_KEY",
+        "CERTREQ",
+        "CERTS_WRITE",
+        "DATA_WRITE",
+        "DATA_LOCK",
+    ), removed
     # the state the flow could read after the failure (UNKNOWN: the chip was gone), as shown
     assert removed["part_state"] in ("CONFIG_LOCKED", "PROVISIONED", "UNKNOWN"), removed
     already = by_board[urls[3]]
@@ -97,24 +103,35 @@ def test_four_boards_one_unplugged_one_already_provisioned(tmp_path: Path,
     chip = Atecc508a.load(layout.boards / "board-02" / "chip-000.json")
     assert chip.config_locked
     assert not chip.data_locked or removed["stage"] == "DATA_LOCK"
-    assert "[board 4]     This part is already provisioned (data zone locked); it was left" \
-           " untouched." in run.lines
+    assert (
+        "[board 4]     This part is already provisioned (data zone locked); it was left"
+        " untouched." in run.lines
+    )
     assert not any(line.startswith("[board 4] Writing") for line in run.lines)
 
     # the shift summary counts all four boards
     assert "    Provisioned:          2" in run.lines, text
-    assert any(re.fullmatch(r"    Failed:               1 \([A-Za-z ]+ \(board removed\): 1\)",
-                            line) for line in run.lines), text
+    assert any(
+        re.fullmatch(r"    Failed:               1 \([A-Za-z ]+ \(board removed\): 1\)", line)
+        for line in run.lines
+    ), text
     assert "    Already provisioned:  1" in run.lines
     assert any(line.startswith("Shift summary: 4 boards in ") for line in run.lines)
 
     # the station log has a row per board; the server issued exactly three certificates
-    rows = [line.split("\t") for path in sorted(layout.station_logs.glob("*.tsv"))
-            for line in path.read_text(encoding="utf-8").splitlines()[1:]]
+    rows = [
+        line.split("\t")
+        for path in sorted(layout.station_logs.glob("*.tsv"))
+        for line in path.read_text(encoding="utf-8").splitlines()[1:]
+    ]
     assert sorted(row[4] for row in rows) == sorted(
-        ["ok", "ok", "ok", "removed", "already_provisioned"])  # the first run's row too
+        ["ok", "ok", "ok", "removed", "already_provisioned"]
+    )  # the first run's row too
     chains = verify_chains(layout, use_openssl=False)
     assert not chains.failures
-    assert {done_serial, by_board[urls[0]]["serial_number"],
-            by_board[urls[2]]["serial_number"]} <= set(chains.verified)
+    assert {
+        done_serial,
+        by_board[urls[0]]["serial_number"],
+        by_board[urls[2]]["serial_number"],
+    } <= set(chains.verified)
     assert json.dumps(run.results)  # the JSON lines were objects

@@ -117,8 +117,7 @@ def procs() -> Iterator[Processes]:
         yield group
 
 
-def test_lost_reply_is_asked_again_of_the_same_server(tmp_path: Path,
-                                                      procs: Processes) -> None:
+def test_lost_reply_is_asked_again_of_the_same_server(tmp_path: Path, procs: Processes) -> None:
     layout = DemoLayout.new(tmp_path)
     create_signer(layout)
     server, port = start_server(procs, layout)
@@ -138,9 +137,11 @@ def test_lost_reply_is_asked_again_of_the_same_server(tmp_path: Path,
     sn = result["serial_number"]
     address = f"127.0.0.1:{relay.port}"
     lost = [line for line in run.lines if line.startswith("    Reply lost (")]
-    assert lost == [f"    Reply lost (the server at {address} closed the connection): sending"
-                    f" the same request again to {address} (same key: the same"
-                    " certificate)."]
+    assert lost == [
+        f"    Reply lost (the server at {address} closed the connection): sending"
+        f" the same request again to {address} (same key: the same"
+        " certificate)."
+    ]
     assert Atecc508a.load(layout.boards / "chip-000.json").data_locked
 
     # the server signed once; the second request got the same certificate back

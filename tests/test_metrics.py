@@ -62,8 +62,9 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     return found
 
 
-def value(found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
-          **labels: str) -> float:
+def value(
+    found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
     return found.get((name, frozenset(labels.items())), 0.0)
 
 
@@ -104,7 +105,7 @@ def test_metrics_and_health_during_a_run(tmp_path: Path, procs: Processes) -> No
     board.stop()
     assert server.stop() == 0
 
-    (mid_metrics, mid_health), = during
+    ((mid_metrics, mid_health),) = during
     assert mid_health[0] == 200 and mid_health[1] == "application/json"
     assert json.loads(mid_health[2]) == {"status": "ok", "signers_ready": 1}
     assert health[0] == 200
@@ -147,8 +148,15 @@ def test_locked_signer_makes_healthz_503(tmp_path: Path, monkeypatch: pytest.Mon
     prepare_data_dir(chain, data, tmp_path / "keys")
     key = write_pem_signer(chain, tmp_path / "keys", password=b"s3cret")
     monkeypatch.delenv("ATCAPROV_TEST_UNSET_PW", raising=False)
-    server = ServerProcess(data, key, tmp_path / "console.txt", "--password-env",
-                           "ATCAPROV_TEST_UNSET_PW", "--metrics", "127.0.0.1:0")
+    server = ServerProcess(
+        data,
+        key,
+        tmp_path / "console.txt",
+        "--password-env",
+        "ATCAPROV_TEST_UNSET_PW",
+        "--metrics",
+        "127.0.0.1:0",
+    )
     try:
         server.spawn()
         deadline = time.monotonic() + 60
@@ -165,8 +173,9 @@ def test_locked_signer_makes_healthz_503(tmp_path: Path, monkeypatch: pytest.Mon
     assert status == 503 and ctype == "application/json"
     answer = json.loads(body)
     assert answer["status"] == "unavailable"
-    assert answer["reason"] == ("no signer ready: 1 module(s) present, all locked (password"
-                                " not entered)")
+    assert answer["reason"] == (
+        "no signer ready: 1 module(s) present, all locked (password not entered)"
+    )
     signer = chain.cert_info.signer_id.hex().upper()
     assert value(metrics, "atcaprov_signer_modules", signer=signer, state="present") == 1
     assert value(metrics, "atcaprov_signer_modules", signer=signer, state="locked") == 1
@@ -198,8 +207,9 @@ def test_listens_on_the_given_address_only(tmp_path: Path) -> None:
         assert server.stop() == 0
 
 
-@pytest.mark.parametrize("address", ["9464", ":9464", "localhost", "127.0.0.1:x",
-                                     "127.0.0.1:70000", "::1:9464"])
+@pytest.mark.parametrize(
+    "address", ["9464", ":9464", "localhost", "127.0.0.1:x", "127.0.0.1:70000", "::1:9464"]
+)
 def test_bad_metrics_address_refused(address: str) -> None:
     from click.testing import CliRunner
 

@@ -20,7 +20,7 @@ STAMP = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d, (info|warning|error)\] "
 
 
 def _section(text: str, start: str) -> str:
-    return text[text.index(start):]
+    return text[text.index(start) :]
 
 
 def _first_block(text: str) -> str:
@@ -48,17 +48,28 @@ def test_tour_runs_in_its_scratch_folder_and_shows_the_real_console(tmp_path: Pa
     scratch = tmp_path / "tour"
     scratch.mkdir()
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    done = subprocess.run(["bash", "-euc", step1], cwd=scratch, env=env, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        ["bash", "-euc", step1], cwd=scratch, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert {p.name for p in scratch.iterdir()} == {
-        "atcaprov_cert_info_0.c", "modules", "root", "server-data"
+        "atcaprov_cert_info_0.c",
+        "modules",
+        "root",
+        "server-data",
     }
 
     # step 2 as written, on a free loopback port instead of 0.0.0.0:11235
     argv = [*step2[0][2:].split(), "--host", "127.0.0.1", "--port", "0"]
-    child = pexpect.spawn(argv[0], argv[1:], cwd=str(scratch), env=env, encoding="utf-8",
-                          timeout=30, dimensions=(24, 400))
+    child = pexpect.spawn(
+        argv[0],
+        argv[1:],
+        cwd=str(scratch),
+        env=env,
+        encoding="utf-8",
+        timeout=30,
+        dimensions=(24, 400),
+    )
     try:
         child.expect(r"Found \d+ signer module[^\r\n]*\r?\n")
         screen = (child.before or "") + (child.after or "")

@@ -37,8 +37,18 @@ from .errors import AtcaprovError
 CERT_INFO_VERSION = 1
 CERT_INFO_TYPE = "atcaprov_cert_info_t"
 CERT_INFO_VAR = "g_atcaprov_cert_info"
-INFO_FIELDS = ("version", "signer_name", "signer_id", "signer_public_key", "signer_key_id",
-               "root_cert", "root_cert_size", "signer_cert_def", "device_cert_def", "slots")
+INFO_FIELDS = (
+    "version",
+    "signer_name",
+    "signer_id",
+    "signer_public_key",
+    "signer_key_id",
+    "root_cert",
+    "root_cert_size",
+    "signer_cert_def",
+    "device_cert_def",
+    "slots",
+)
 SLOT_FIELDS = ("device_private_key", "device_cert", "signer_public_key", "signer_cert")
 
 
@@ -79,13 +89,14 @@ class CertInfo:
     device_cert_def: CertDef
 
     def __post_init__(self) -> None:
-        if not self.signer_name or len(self.signer_name) > 64 or \
-                not self.signer_name.isprintable():
-            raise CertInfoError("signer name must be 1-64 printable characters",
-                                field="signer_name")
+        if not self.signer_name or len(self.signer_name) > 64 or not self.signer_name.isprintable():
+            raise CertInfoError(
+                "signer name must be 1-64 printable characters", field="signer_name"
+            )
         if len(self.signer_id) != 2:
-            raise CertInfoError(f"signer id is 2 bytes, got {len(self.signer_id)}",
-                                field="signer_id")
+            raise CertInfoError(
+                f"signer id is 2 bytes, got {len(self.signer_id)}", field="signer_id"
+            )
         try:
             public_key_object(self.signer_public_key)
         except CertError as exc:
@@ -95,28 +106,37 @@ class CertInfo:
         try:
             root = x509.load_der_x509_certificate(self.root_cert_der)
         except ValueError as exc:
-            raise CertInfoError(f"root certificate is not DER X.509: {exc}",
-                                field="root_cert") from exc
+            raise CertInfoError(
+                f"root certificate is not DER X.509: {exc}", field="root_cert"
+            ) from exc
         try:
             certificate_public_key(root)
         except CryptoFormatError as exc:
             raise CertInfoError("root certificate key is not EC P-256", field="root_cert") from exc
         self.slots  # noqa: B018 - validates the slot layout
         if self.signer_cert_def.public_key_dev_loc.count != 72:
-            raise CertInfoError("the signer public key must be stored padded (72 bytes)",
-                                field="signer_cert_def.public_key_dev_loc")
-        if not self.device_cert_def.comp_cert_dev_loc.present or \
-                not self.signer_cert_def.comp_cert_dev_loc.present:
-            raise CertInfoError("both definitions need a compressed-cert location",
-                                field="comp_cert_dev_loc")
-        used = [("device_cert", self.device_cert_def.comp_cert_dev_loc),
-                ("signer_public_key", self.signer_cert_def.public_key_dev_loc),
-                ("signer_cert", self.signer_cert_def.comp_cert_dev_loc)]
+            raise CertInfoError(
+                "the signer public key must be stored padded (72 bytes)",
+                field="signer_cert_def.public_key_dev_loc",
+            )
+        if (
+            not self.device_cert_def.comp_cert_dev_loc.present
+            or not self.signer_cert_def.comp_cert_dev_loc.present
+        ):
+            raise CertInfoError(
+                "both definitions need a compressed-cert location", field="comp_cert_dev_loc"
+            )
+        used = [
+            ("device_cert", self.device_cert_def.comp_cert_dev_loc),
+            ("signer_public_key", self.signer_cert_def.public_key_dev_loc),
+            ("signer_cert", self.signer_cert_def.comp_cert_dev_loc),
+        ]
         for i, (name_a, a) in enumerate(used):
-            for name_b, b in used[i + 1:]:
+            for name_b, b in used[i + 1 :]:
                 if a.slot == b.slot and a.offset < b.end and b.offset < a.end:
-                    raise CertInfoError(f"{name_a} and {name_b} overlap in slot {a.slot}",
-                                        field="slots")
+                    raise CertInfoError(
+                        f"{name_a} and {name_b} overlap in slot {a.slot}", field="slots"
+                    )
 
     # ---- derived ------------------------------------------------------------------------
     @property
@@ -133,14 +153,20 @@ class CertInfo:
         return CertInfoSlots(
             self.device_cert_def.private_key_slot,
             _slot(self.device_cert_def.comp_cert_dev_loc, "device_cert_def.comp_cert_dev_loc"),
-            _slot(self.signer_cert_def.public_key_dev_loc,
-                  "signer_cert_def.public_key_dev_loc"),
-            _slot(self.signer_cert_def.comp_cert_dev_loc, "signer_cert_def.comp_cert_dev_loc"))
+            _slot(self.signer_cert_def.public_key_dev_loc, "signer_cert_def.public_key_dev_loc"),
+            _slot(self.signer_cert_def.comp_cert_dev_loc, "signer_cert_def.comp_cert_dev_loc"),
+        )
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
-    def from_certs(cls, signer_cert_der: bytes, root_cert_der: bytes, signer_name: str,
-                   device_cert_def: CertDef, signer_cert_def: CertDef) -> CertInfo:
+    def from_certs(
+        cls,
+        signer_cert_der: bytes,
+        root_cert_der: bytes,
+        signer_name: str,
+        device_cert_def: CertDef,
+        signer_cert_def: CertDef,
+    ) -> CertInfo:
         """From the signer's certificate and its root (what the signer set-up tool has).
 
         Checks that the root signed the signer certificate and that the signer definition
@@ -153,33 +179,51 @@ class CertInfo:
         try:
             signer.verify_directly_issued_by(root)
         except (ValueError, TypeError) as exc:
-            raise CertInfoError(f"the root did not issue the signer certificate: {exc}",
-                                field="signer_cert") from exc
+            raise CertInfoError(
+                f"the root did not issue the signer certificate: {exc}", field="signer_cert"
+            ) from exc
         except InvalidSignature as exc:
-            raise CertInfoError("signer certificate signature does not verify with the root "
-                                "key", field="signer_cert") from exc
+            raise CertInfoError(
+                "signer certificate signature does not verify with the root key",
+                field="signer_cert",
+            ) from exc
         try:
             signer_pub = public_key_xy(certificate_public_key(signer))
         except CryptoFormatError as exc:
             raise CertInfoError("signer key is not EC P-256", field="signer_cert") from exc
-        signer_id = get_signer_id(signer_cert_def, signer_cert_der) \
-            if signer_cert_def.std_cert_elements.signer_id.count else b"\x00\x00"
+        signer_id = (
+            get_signer_id(signer_cert_def, signer_cert_der)
+            if signer_cert_def.std_cert_elements.signer_id.count
+            else b"\x00\x00"
+        )
         comp = compress(signer_cert_def, signer_cert_der)
         try:
             root_pub = public_key_xy(certificate_public_key(root))
         except CryptoFormatError as exc:
-            raise CertInfoError("root certificate key is not EC P-256", field="root_cert") \
-                from exc
+            raise CertInfoError("root certificate key is not EC P-256", field="root_cert") from exc
         rebuilt = rebuild(signer_cert_def, comp, signer_pub, None, ca_public_key=root_pub)
         if rebuilt != signer_cert_der:
-            raise CertInfoError("the signer definition does not rebuild the signer certificate "
-                                "byte for byte", field="signer_cert_def")
-        return cls(signer_name, signer_id, signer_pub, bytes(root_cert_der), signer_cert_def,
-                   device_cert_def)
+            raise CertInfoError(
+                "the signer definition does not rebuild the signer certificate byte for byte",
+                field="signer_cert_def",
+            )
+        return cls(
+            signer_name,
+            signer_id,
+            signer_pub,
+            bytes(root_cert_der),
+            signer_cert_def,
+            device_cert_def,
+        )
 
     # ---- writing ------------------------------------------------------------------------
-    def to_c_source(self, *, index: int = 0, signer_def_name: str = "1_signer",
-                    device_def_name: str = "2_device") -> str:
+    def to_c_source(
+        self,
+        *,
+        index: int = 0,
+        signer_def_name: str = "1_signer",
+        device_def_name: str = "2_device",
+    ) -> str:
         """The complete ``atcaprov_cert_info_<index>.c`` text."""
         signer_var = cert_def_names(signer_def_name)[0]
         device_var = cert_def_names(device_def_name)[0]
@@ -195,10 +239,17 @@ class CertInfo:
             "/* ---- device certificate definition ---- */",
             cert_def_to_c(device_def, device_def_name, include=False),
             "/* ---- signer identity ---- */",
-            c_byte_array("g_atcaprov_signer_public_key", self.signer_public_key, sized=True,
-                         comment="signer public key, X || Y (64 bytes)"),
-            c_byte_array("g_atcaprov_root_cert", self.root_cert_der,
-                         comment="root CA certificate of the chain (DER)"),
+            c_byte_array(
+                "g_atcaprov_signer_public_key",
+                self.signer_public_key,
+                sized=True,
+                comment="signer public key, X || Y (64 bytes)",
+            ),
+            c_byte_array(
+                "g_atcaprov_root_cert",
+                self.root_cert_der,
+                comment="root CA certificate of the chain (DER)",
+            ),
             f"const {CERT_INFO_TYPE} {CERT_INFO_VAR} = {{\n"
             f"    .version           = {CERT_INFO_VERSION},\n"
             f"    .signer_name       = {c_string(self.signer_name)},\n"
@@ -266,9 +317,13 @@ typedef struct atcaprov_cert_info_s {
 def _info_var(cfile: CFile) -> CVar:
     found = [v for v in cfile.of_type(CERT_INFO_TYPE) if v.init is not None]
     if len(found) != 1:
-        raise CSourceError(f"{len(found)} {CERT_INFO_TYPE} definitions found",
-                           filename=cfile.filename, line=1, column=1,
-                           expected=f"exactly one 'const {CERT_INFO_TYPE} ... = {{...}};'")
+        raise CSourceError(
+            f"{len(found)} {CERT_INFO_TYPE} definitions found",
+            filename=cfile.filename,
+            line=1,
+            column=1,
+            expected=f"exactly one 'const {CERT_INFO_TYPE} ... = {{...}};'",
+        )
     return found[0]
 
 
@@ -299,33 +354,44 @@ def parse_cert_info(text: str, filename: str = "<string>") -> CertInfo:
             raise reader.error(f"{var.name} has no .{name}", var.init, f".{name} = ...")
     version = reader.integer(f["version"])
     if version != CERT_INFO_VERSION:
-        raise reader.error(f"cert info version {version} is not supported", f["version"],
-                           str(CERT_INFO_VERSION))
+        raise reader.error(
+            f"cert info version {version} is not supported", f["version"], str(CERT_INFO_VERSION)
+        )
     name = reader.string(f["signer_name"], "signer_name")
     signer_id = _fixed_bytes(reader, f["signer_id"], 2, "signer_id")
     signer_pub = _fixed_bytes(reader, f["signer_public_key"], 64, "signer_public_key")
     key_id_given = _fixed_bytes(reader, f["signer_key_id"], 20, "signer_key_id")
     if key_id_given != key_id(signer_pub):
-        raise reader.error("signer_key_id is not SHA1(04 || signer public key)",
-                           f["signer_key_id"], key_id(signer_pub).hex().upper())
+        raise reader.error(
+            "signer_key_id is not SHA1(04 || signer public key)",
+            f["signer_key_id"],
+            key_id(signer_pub).hex().upper(),
+        )
     root, root_var = reader.byte_array(f["root_cert"], "root_cert")
     size = reader.integer(f["root_cert_size"])
     if size != len(root):
-        raise reader.error(f"root_cert_size = {size} but {root_var.name} holds {len(root)} "
-                           "bytes", f["root_cert_size"], str(len(root)))
+        raise reader.error(
+            f"root_cert_size = {size} but {root_var.name} holds {len(root)} bytes",
+            f["root_cert_size"],
+            str(len(root)),
+        )
     defs = {}
     for which in ("signer_cert_def", "device_cert_def"):
         ref = reader.ref(f[which], which)
         if ref is None or ref.type_name != "atcacert_def_t":
-            raise reader.error(f"{which} must point at an atcacert_def_t", f[which],
-                               "&g_cert_def_...")
+            raise reader.error(
+                f"{which} must point at an atcacert_def_t", f[which], "&g_cert_def_..."
+            )
         defs[which] = reader.cert_def(ref)
     device = defs["device_cert_def"]
     signer_ref = reader.ref(f["signer_cert_def"], "signer_cert_def")
     assert signer_ref is not None
     if device.ca_cert_def is not None and device.ca_cert_def != signer_ref.name:
-        raise reader.error(f"device cert def links to {device.ca_cert_def}, not to the signer "
-                           f"def {signer_ref.name}", f["device_cert_def"])
+        raise reader.error(
+            f"device cert def links to {device.ca_cert_def}, not to the signer "
+            f"def {signer_ref.name}",
+            f["device_cert_def"],
+        )
     slots = reader.fields(f["slots"], SLOT_FIELDS, "slots")
     try:
         info = CertInfo(name, signer_id, signer_pub, root, defs["signer_cert_def"], device)
@@ -338,9 +404,12 @@ def parse_cert_info(text: str, filename: str = "<string>") -> CertInfo:
             raise reader.error(f"slots has no .{slot_name}", f["slots"], f".{slot_name} = N")
         given = reader.integer(slots[slot_name])
         if given != getattr(actual, slot_name):
-            raise reader.error(f"slots.{slot_name} = {given} disagrees with the cert "
-                               f"definitions ({getattr(actual, slot_name)})", slots[slot_name],
-                               str(getattr(actual, slot_name)))
+            raise reader.error(
+                f"slots.{slot_name} = {given} disagrees with the cert "
+                f"definitions ({getattr(actual, slot_name)})",
+                slots[slot_name],
+                str(getattr(actual, slot_name)),
+            )
     return info
 
 
@@ -353,8 +422,9 @@ def load_cert_info(path: str | os.PathLike[str]) -> CertInfo:
     except OSError as exc:
         raise CertInfoError(f"cannot read {filename}: {exc.strerror}", field="path") from exc
     except UnicodeDecodeError as exc:
-        raise CSourceError(f"not UTF-8 text ({exc.reason})", filename=filename, line=1,
-                           column=exc.start + 1) from exc
+        raise CSourceError(
+            f"not UTF-8 text ({exc.reason})", filename=filename, line=1, column=exc.start + 1
+        ) from exc
     return parse_cert_info(text, filename)
 
 

@@ -78,8 +78,9 @@ def _recv_exactly(hooks: ProvisioningHooks, n: int, what: str) -> bytes:
     return bytes(buf)
 
 
-def _round_trip(hooks: ProvisioningHooks,
-                request: CertRequest | ReadyRequest | DeviceReport) -> Message:
+def _round_trip(
+    hooks: ProvisioningHooks, request: CertRequest | ReadyRequest | DeviceReport
+) -> Message:
     hooks.certreq_start()
     try:
         hooks.certreq_send(encode(request))

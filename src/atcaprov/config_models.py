@@ -29,7 +29,8 @@ from .datasheet import (
 _REVISION = ATECC508A.config_map.revision
 _UNSET_REVISION = bytes(_REVISION.size)
 _NEVER_WRITTEN = frozenset(ATECC508A.config_map.read_only.offsets) | frozenset(
-    ATECC508A.config_map.not_by_write.offsets)
+    ATECC508A.config_map.not_by_write.offsets
+)
 
 
 # The 608's own bytes that its default sets to 00 (docs/config.md, "The ATECC608 default"):
@@ -60,8 +61,9 @@ class ConfigModelError(ConfigError):
     some of the written bytes another meaning. ``config_model`` / ``part_model`` say which;
     ``offset`` is the first such byte."""
 
-    def __init__(self, message: str, *, config_model: ChipModel, part_model: ChipModel,
-                 offset: int | None) -> None:
+    def __init__(
+        self, message: str, *, config_model: ChipModel, part_model: ChipModel, offset: int | None
+    ) -> None:
         self.config_model = config_model
         self.part_model = part_model
         super().__init__(message, offset=offset)
@@ -95,15 +97,20 @@ def check_config_model(config: bytes, model: ChipModel) -> None:
     """Raise :class:`ConfigModelError` if ``config`` (made for :func:`config_model`) cannot go on
     a part of ``model``: the two config maps give some written bytes another meaning."""
     made_for = config_model(config)
-    differing = [d for d in fields_differing(made_for, model)
-                 if any(o not in _NEVER_WRITTEN for o in d.span.offsets)]
+    differing = [
+        d
+        for d in fields_differing(made_for, model)
+        if any(o not in _NEVER_WRITTEN for o in d.span.offsets)
+    ]
     if not differing:
         return
     names = "; ".join(d.describe() for d in differing)
     raise ConfigModelError(
         f"the config is for the {made_for.name} (bytes 4-7) and this part is an {model.name}:"
         f" these bytes differ in meaning ({made_for.name} / {model.name}): {names}",
-        config_model=made_for, part_model=model, offset=differing[0].span.offset,
+        config_model=made_for,
+        part_model=model,
+        offset=differing[0].span.offset,
     )
 
 

@@ -54,9 +54,12 @@ def rs_to_der(signature: bytes) -> bytes:
     """The DER ``ECDSA-Sig-Value`` (SEQUENCE of INTEGER r, INTEGER s) of a raw 64-byte r‖s."""
     if len(signature) != SIGNATURE_SIZE:
         raise CryptoFormatError(
-            f"a P-256 signature is {SIGNATURE_SIZE} bytes r||s, got {len(signature)}")
-    return encode_dss_signature(int.from_bytes(signature[:COORDINATE_SIZE], "big"),
-                                int.from_bytes(signature[COORDINATE_SIZE:], "big"))
+            f"a P-256 signature is {SIGNATURE_SIZE} bytes r||s, got {len(signature)}"
+        )
+    return encode_dss_signature(
+        int.from_bytes(signature[:COORDINATE_SIZE], "big"),
+        int.from_bytes(signature[COORDINATE_SIZE:], "big"),
+    )
 
 
 def der_to_rs(der: bytes) -> bytes:
@@ -78,14 +81,18 @@ def sign_digest(private_key: ec.EllipticCurvePrivateKey, digest: bytes) -> bytes
     return der_to_rs(private_key.sign(bytes(digest), _PREHASHED_ECDSA))
 
 
-def verify_digest(public_key: bytes | ec.EllipticCurvePublicKey, digest: bytes,
-                  signature: bytes) -> bool:
+def verify_digest(
+    public_key: bytes | ec.EllipticCurvePublicKey, digest: bytes, signature: bytes
+) -> bool:
     """Whether the raw r‖s ``signature`` is an ECDSA signature of the 32-byte SHA-256
     ``digest`` by ``public_key`` (64-byte X‖Y or a key object). A signature that is not 64
     bytes does not verify (False); a public key or digest that is unusable raises
     :class:`CryptoFormatError`."""
-    key = public_key if isinstance(public_key, ec.EllipticCurvePublicKey) \
+    key = (
+        public_key
+        if isinstance(public_key, ec.EllipticCurvePublicKey)
         else public_key_from_xy(public_key)
+    )
     _require_p256(key)
     if len(digest) != DIGEST_SIZE:
         raise CryptoFormatError(f"a SHA-256 digest is {DIGEST_SIZE} bytes, got {len(digest)}")
@@ -123,7 +130,8 @@ def public_key_from_xy(public_key: bytes) -> ec.EllipticCurvePublicKey:
     data = bytes(public_key)
     if len(data) != PUBLIC_KEY_SIZE:
         raise CryptoFormatError(
-            f"a P-256 public key is {PUBLIC_KEY_SIZE} bytes X||Y, got {len(data)}")
+            f"a P-256 public key is {PUBLIC_KEY_SIZE} bytes X||Y, got {len(data)}"
+        )
     try:
         return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + data)
     except ValueError as exc:

@@ -426,8 +426,13 @@ class Device(Closeable):
                     raise
                 what = str(exc)
             self.retry_count += 1
-            log.info("opcode 0x%02X attempt %d of %d: %s; sending it again", opcode, attempt,
-                     attempts, what)
+            log.info(
+                "opcode 0x%02X attempt %d of %d: %s; sending it again",
+                opcode,
+                attempt,
+                attempts,
+                what,
+            )
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _resend_after_status(self, exc: ChipStatusError, rule: Retry) -> bool:
@@ -497,8 +502,11 @@ class Device(Closeable):
         answers."""
         with self.session():
             revision = self.info()
-            word = (self.read_zone(ZONE_CONFIG, 0, 0, _CHIP_MODE_WORD, WORD_SIZE)
-                    if read_chip_mode else None)
+            word = (
+                self.read_zone(ZONE_CONFIG, 0, 0, _CHIP_MODE_WORD, WORD_SIZE)
+                if read_chip_mode
+                else None
+            )
         self.model = model_for_revision(revision)
         if word is not None:
             self.chip_mode = word[ATECC508A_CONFIG_MAP.chip_mode % WORD_SIZE]
@@ -632,14 +640,19 @@ class Device(Closeable):
         writes = 0
         with self.session():
             for block in range(CONFIG_SIZE // BLOCK_SIZE):
-                words = [w for w in range(BLOCK_SIZE // WORD_SIZE)
-                         if _config_word_writable(block * BLOCK_SIZE + w * WORD_SIZE)
-                         and _word(current, block, w) != _word(config128, block, w)]
+                words = [
+                    w
+                    for w in range(BLOCK_SIZE // WORD_SIZE)
+                    if _config_word_writable(block * BLOCK_SIZE + w * WORD_SIZE)
+                    and _word(current, block, w) != _word(config128, block, w)
+                ]
                 if not words:
                     continue
                 base = block * BLOCK_SIZE
-                whole = all(_config_word_writable(base + w * WORD_SIZE)
-                            for w in range(BLOCK_SIZE // WORD_SIZE))
+                whole = all(
+                    _config_word_writable(base + w * WORD_SIZE)
+                    for w in range(BLOCK_SIZE // WORD_SIZE)
+                )
                 if whole and len(words) > 1:
                     self.write_zone(ZONE_CONFIG, 0, block, 0, config128[base : base + BLOCK_SIZE])
                     writes += 1
@@ -767,8 +780,13 @@ class Device(Closeable):
                 if attempt == attempts or isinstance(exc, WakeFailedError):
                     raise
                 self.retry_count += 1
-                log.info("%s attempt %d of %d: %s; redoing the sequence from its Nonce", what,
-                         attempt, attempts, exc)
+                log.info(
+                    "%s attempt %d of %d: %s; redoing the sequence from its Nonce",
+                    what,
+                    attempt,
+                    attempts,
+                    exc,
+                )
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def sign_internal(
@@ -795,8 +813,13 @@ class Device(Closeable):
             with self.session():
                 self.nonce_load(msg32)
                 try:
-                    self.execute(Opcode.VERIFY, VERIFY_MODE_EXTERNAL, VERIFY_KEY_P256,
-                                 sig64 + pub64, response_size=1)
+                    self.execute(
+                        Opcode.VERIFY,
+                        VERIFY_MODE_EXTERNAL,
+                        VERIFY_KEY_P256,
+                        sig64 + pub64,
+                        response_size=1,
+                    )
                 except CheckmacVerifyError:
                     return False
             return True
@@ -888,7 +911,8 @@ def _check_config_writable(start: int, length: int) -> None:
 def _config_word_writable(start: int) -> bool:
     """Whether the config word at byte ``start`` may be written by a Write."""
     return start >= _READ_ONLY.stop and not (
-        start < _NOT_BY_WRITE.stop and start + WORD_SIZE > _NOT_BY_WRITE.offset)
+        start < _NOT_BY_WRITE.stop and start + WORD_SIZE > _NOT_BY_WRITE.offset
+    )
 
 
 def _word(zone: bytes, block: int, word: int) -> bytes:

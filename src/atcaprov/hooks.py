@@ -100,5 +100,6 @@ class BaseHooks:
 
     def check_ready(self, request: ReadyRequest) -> None:
         """No readiness check by default (override with ``atcaprov.certreq.ask_ready``)."""
+
     def report_outcome(self, report: DeviceReport) -> None:
         """Not sent by default (see :class:`ProvisioningHooks`)."""

@@ -501,8 +501,7 @@ def parse_kit_command(line: bytes) -> KitCommand:
     if len(words) < 2 or not all(words):
         raise KitCommandError(
             KitStatus.COMMAND_NOT_VALID,
-            f"kit command {shown}: expected '<target>:<command>' before '(',"
-            f" got {kit_text(head)}",
+            f"kit command {shown}: expected '<target>:<command>' before '(', got {kit_text(head)}",
         )
     target_word = words[0]
     if target_word[0] == "b":
@@ -529,8 +528,7 @@ def parse_kit_command(line: bytes) -> KitCommand:
     if command is None:
         raise KitCommandError(
             KitStatus.COMMAND_NOT_VALID,
-            f"kit command {shown}: unknown {target.value} command"
-            f" {kit_text(':'.join(words[1:]))}",
+            f"kit command {shown}: unknown {target.value} command {kit_text(':'.join(words[1:]))}",
         )
     data = b""
     if command in _HEX_COMMANDS and argument:

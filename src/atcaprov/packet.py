@@ -238,8 +238,7 @@ def check_frame(packet: bytes, *, minimum: int, maximum: int, what: str) -> None
         )
     if len(packet) != count:
         raise MalformedPacketError(
-            f"{what} length {len(packet)} does not match its count byte {count}"
-            f" ({packet.hex(' ')})"
+            f"{what} length {len(packet)} does not match its count byte {count} ({packet.hex(' ')})"
         )
     want = crc16(packet[:-2])
     if packet[-2:] != want:
@@ -289,4 +288,3 @@ def parse_response(raw: bytes, *, expect_wake: bool = False) -> bytes:
             return data
         raise chip_status_error(status)
     return data
-

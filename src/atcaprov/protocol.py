@@ -345,8 +345,9 @@ class CertRequest2(CertRequest):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not isinstance(self.device_type, DeviceType):
-            raise TypeError(f"CertRequest2.device_type must be a DeviceType, got"
-                            f" {self.device_type!r}")
+            raise TypeError(
+                f"CertRequest2.device_type must be a DeviceType, got {self.device_type!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -462,7 +463,6 @@ class ReadyReply:
         return self.code is ReturnCode.SUCCESS
 
 
-
 class ReportOutcome(IntEnum):
     """How provisioning a device that got certificates ended (:class:`DeviceReport`)."""
 
@@ -520,8 +520,11 @@ class DeviceReport:
     message: str = ""
 
     def __post_init__(self) -> None:
-        for name, enum in (("outcome", ReportOutcome), ("part_state", ReportPartState),
-                           ("code", ReturnCode)):
+        for name, enum in (
+            ("outcome", ReportOutcome),
+            ("part_state", ReportPartState),
+            ("code", ReturnCode),
+        ):
             if not isinstance(getattr(self, name), enum):
                 raise TypeError(f"DeviceReport.{name} must be a {enum.__name__}")
         if not isinstance(self.stage, int) or not 0 <= self.stage <= 255:
@@ -561,9 +564,16 @@ Message = Union[  # noqa: UP007 - a runtime alias on 3.10
 # --------------------------------------------------------------------------------------------
 def _encode_body(msg: Message) -> tuple[MessageType, bytes]:
     if isinstance(msg, CertRequest2):
-        plain = CertRequest(msg.signer_id, msg.signer_key_id, msg.device_template_id,
-                            msg.signer_template_id, msg.chain_id, msg.config_zone,
-                            msg.device_public_key, msg.station_id)
+        plain = CertRequest(
+            msg.signer_id,
+            msg.signer_key_id,
+            msg.device_template_id,
+            msg.signer_template_id,
+            msg.chain_id,
+            msg.config_zone,
+            msg.device_public_key,
+            msg.station_id,
+        )
         return MessageType.CERT_REQUEST2, _encode_body(plain)[1] + bytes((msg.device_type,))
     if isinstance(msg, CertRequest):
         station = b"" if msg.station_id is None else msg.station_id.encode("utf-8")
@@ -951,7 +961,6 @@ class MessageReader:
         self._header: Header | None = None
         self._error: ProtocolError | None = None
         self.last_version = 1  # header version of the last message returned
-
 
     @property
     def buffered(self) -> int:

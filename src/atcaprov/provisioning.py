@@ -105,8 +105,10 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _WRITABLE_CONFIG = tuple(
-    i for i in range(ATECC508A.config_map.read_only.stop, ATECC508A.config_size)
-    if i not in ATECC508A.config_map.not_by_write.offsets)
+    i
+    for i in range(ATECC508A.config_map.read_only.stop, ATECC508A.config_size)
+    if i not in ATECC508A.config_map.not_by_write.offsets
+)
 """Config bytes a Write sets (16..83, 88..127): the rest are as the part holds them."""
 
 
@@ -195,9 +197,16 @@ def _slot_list(slots: Iterable[int]) -> str:
 class _Run:
     """State of one provisioning run (which stages were skipped, what was written)."""
 
-    def __init__(self, device: Device, hooks: ProvisioningHooks, cert_info: CertInfo,
-                 config: bytes, lock_slots: tuple[int, ...], validate: bool,
-                 data_lock_crc: bool = True) -> None:
+    def __init__(
+        self,
+        device: Device,
+        hooks: ProvisioningHooks,
+        cert_info: CertInfo,
+        config: bytes,
+        lock_slots: tuple[int, ...],
+        validate: bool,
+        data_lock_crc: bool = True,
+    ) -> None:
         self.device = device
         self.hooks = hooks
         self.cert_info = cert_info
@@ -259,8 +268,9 @@ class _Run:
         pending = [s for s in self.lock_slots if not self.locks.slot_locked(s)]
         if not pending:
             return ""
-        return (f"; slot lock {_slot_list(pending)} not done yet: provision the part again to"
-                " finish it")
+        return (
+            f"; slot lock {_slot_list(pending)} not done yet: provision the part again to finish it"
+        )
 
     def report_failure(self, error: ProvisioningError, cause: BaseException | None) -> None:
         """Report a failed stage (not a refusal by the server: it has recorded that itself)."""
@@ -270,20 +280,32 @@ class _Run:
         outcome = ReportOutcome.ABANDONED if abandoned else ReportOutcome.FAILED
         self.report(outcome, error.stage, error.code, error.message, error.part_state)
 
-    def report(self, outcome: ReportOutcome, stage: ProvStage | None, code: ReturnCode,
-               message: str, state: PartState = PartState.PROVISIONED) -> None:
+    def report(
+        self,
+        outcome: ReportOutcome,
+        stage: ProvStage | None,
+        code: ReturnCode,
+        message: str,
+        state: PartState = PartState.PROVISIONED,
+    ) -> None:
         """Give the ``report_outcome`` hook (if any) this run's outcome; never raises."""
         hook = getattr(self.hooks, "report_outcome", None)
         if hook is None or self.public_key is None:
             return
         text = message.encode("utf-8")[:MAX_REPORT_MESSAGE_BYTES].decode("utf-8", "ignore")
         try:
-            hook(DeviceReport(
-                outcome=outcome, stage=int(stage or 0),
-                part_state=ReportPartState[state.name], code=code,
-                device_sn=self.device_sn, device_public_key=self.public_key,
-                station_id=getattr(self.hooks, "station_id", None), message=text,
-            ))
+            hook(
+                DeviceReport(
+                    outcome=outcome,
+                    stage=int(stage or 0),
+                    part_state=ReportPartState[state.name],
+                    code=code,
+                    device_sn=self.device_sn,
+                    device_public_key=self.public_key,
+                    station_id=getattr(self.hooks, "station_id", None),
+                    message=text,
+                )
+            )
         except Exception as exc:  # the part's outcome stands whatever the report does
             log.warning("outcome of part %s not reported: %s", self.device_sn.hex().upper(), exc)
 
@@ -300,8 +322,13 @@ class _Run:
         try:
             self.hooks.check_ready(request)
         except Exception as exc:  # any failure of the hook: the server is not known ready
-            message = exc.message if isinstance(exc, ReturnCodeError) else (
-                str(exc) if isinstance(exc, AtcaprovError) else f"{type(exc).__name__}: {exc}")
+            message = (
+                exc.message
+                if isinstance(exc, ReturnCodeError)
+                else (
+                    str(exc) if isinstance(exc, AtcaprovError) else f"{type(exc).__name__}: {exc}"
+                )
+            )
             raise ServerNotReadyError(None, _code_for(exc), message, state) from exc
 
     # ---- stages ----------------------------------------------------------------------------
@@ -346,8 +373,10 @@ class _Run:
         word = self.device.read_bytes_zone(ZONE_CONFIG, 0, at, WORD_SIZE)
         config = known[:at] + word + known[at + WORD_SIZE :]
         if not LockState.from_config(config).config_locked:
-            raise self.fail(ReturnCode.DEVICE_ERROR,
-                            "the config lock was acknowledged but the config zone reads unlocked")
+            raise self.fail(
+                ReturnCode.DEVICE_ERROR,
+                "the config lock was acknowledged but the config zone reads unlocked",
+            )
         return config
 
     def request_certs(self, config: bytes, public_key: bytes) -> CertReply:
@@ -372,8 +401,10 @@ class _Run:
         info = self.cert_info
         device_sn = serial_number(config)
         if cert_public_key(reply.device_cert, "the server's device certificate") != public_key:
-            raise self.fail(ReturnCode.CERT_MISMATCH,
-                            "the server's device certificate is not for this chip's public key")
+            raise self.fail(
+                ReturnCode.CERT_MISMATCH,
+                "the server's device certificate is not for this chip's public key",
+            )
         signer_pub = cert_public_key(reply.signer_cert, "the server's signer certificate")
         image = _DataImage(config, whole=self.data_lock_crc)
         signer_def, device_def = info.signer_cert_def, info.device_cert_def
@@ -386,20 +417,34 @@ class _Run:
         # Check before the data lock: rebuild from exactly what was written.
         rebuilt_signer = rebuild(
             signer_def,
-            image.read(signer_def.comp_cert_dev_loc.zone, signer_def.comp_cert_dev_loc.slot,
-                       signer_def.comp_cert_dev_loc.offset, 72),
-            signer_pub, device_sn, ca_public_key=info.root_public_key,
+            image.read(
+                signer_def.comp_cert_dev_loc.zone,
+                signer_def.comp_cert_dev_loc.slot,
+                signer_def.comp_cert_dev_loc.offset,
+                72,
+            ),
+            signer_pub,
+            device_sn,
+            ca_public_key=info.root_public_key,
             cert_sn=_stored_sn(image, signer_def),
         )
         rebuilt_device = rebuild(
             device_def,
-            image.read(device_def.comp_cert_dev_loc.zone, device_def.comp_cert_dev_loc.slot,
-                       device_def.comp_cert_dev_loc.offset, 72),
-            public_key, device_sn, ca_public_key=signer_pub,
+            image.read(
+                device_def.comp_cert_dev_loc.zone,
+                device_def.comp_cert_dev_loc.slot,
+                device_def.comp_cert_dev_loc.offset,
+                72,
+            ),
+            public_key,
+            device_sn,
+            ca_public_key=signer_pub,
             cert_sn=_stored_sn(image, device_def),
         )
-        for what, rebuilt, sent in (("signer", rebuilt_signer, reply.signer_cert),
-                                    ("device", rebuilt_device, reply.device_cert)):
+        for what, rebuilt, sent in (
+            ("signer", rebuilt_signer, reply.signer_cert),
+            ("device", rebuilt_device, reply.device_cert),
+        ):
             if rebuilt != sent:
                 pairs = enumerate(zip(rebuilt, sent, strict=False))
                 at = next((i for i, (a, b) in pairs if a != b), min(len(rebuilt), len(sent)))
@@ -438,8 +483,10 @@ class _Run:
                 f" what this run wrote (summary CRC 0x{crc:04X}); data zone left unlocked",
             ) from exc
         if not self.device.is_locked(LOCK_ZONE_DATA):  # one Read: the word with LockValue
-            raise self.fail(ReturnCode.DEVICE_ERROR,
-                            "the data lock was acknowledged but the data zone reads unlocked")
+            raise self.fail(
+                ReturnCode.DEVICE_ERROR,
+                "the data lock was acknowledged but the data zone reads unlocked",
+            )
 
     def lock_slots_stage(self) -> None:
         locks = self.device.read_lock_state(fresh=False)
@@ -449,15 +496,17 @@ class _Run:
         locks = self.device.read_lock_state(fresh=False)
         missing = [s for s in self.lock_slots if not locks.slot_locked(s)]
         if missing:
-            raise self.fail(ReturnCode.DEVICE_ERROR,
-                            f"slot lock {_slot_list(missing)} acknowledged but the slot reads"
-                            " unlocked")
+            raise self.fail(
+                ReturnCode.DEVICE_ERROR,
+                f"slot lock {_slot_list(missing)} acknowledged but the slot reads unlocked",
+            )
 
     def validate_certs(self, device_sn: bytes) -> ValidatedCerts:
         # The device key as GEN_KEY returned it in this run (no GenKey public mode again):
         # the key challenge proves the chip holds its private key.
-        return validate_part(self.device, self.cert_info, device_sn,
-                             device_public_key=self.public_key)
+        return validate_part(
+            self.device, self.cert_info, device_sn, device_public_key=self.public_key
+        )
 
     def finish_slot_locks(self, device_sn: bytes) -> ValidatedCerts:
         """SLOTS_LOCK of a part found data-locked: lock only a part that is ours."""
@@ -466,7 +515,9 @@ class _Run:
         except ValidationError as exc:
             raise ValidationError(
                 f"the part is provisioned but its certificates do not check against this cert"
-                f" info ({exc.message}); its slots are left unlocked", exc.code) from exc
+                f" info ({exc.message}); its slots are left unlocked",
+                exc.code,
+            ) from exc
         self.lock_slots_stage()
         return certs
 
@@ -492,8 +543,9 @@ class _DataImage:
 
     def __init__(self, config: bytes, *, whole: bool = True) -> None:
         self.whole = whole
-        self.covered = [slot for slot in range(ATECC508A.slot_count)
-                        if not key_config(config, slot).private]
+        self.covered = [
+            slot for slot in range(ATECC508A.slot_count) if not key_config(config, slot).private
+        ]
         self.zones: dict[tuple[int, int], bytearray] = {
             (ZONE_DATA, slot): bytearray([self.SLOT_FILL]) * slot_size(slot)
             for slot in self.covered
@@ -508,19 +560,23 @@ class _DataImage:
             return ZONE_DATA, slot
         if zone == DevZone.OTP:
             return ZONE_OTP, 0
-        raise ValidationError(f"cannot write certificate data to zone {zone.name}",
-                              ReturnCode.BAD_PARAM)
+        raise ValidationError(
+            f"cannot write certificate data to zone {zone.name}", ReturnCode.BAD_PARAM
+        )
 
     def put(self, zone: DevZone, slot: int, offset: int, data: bytes) -> None:
         key = self._key(zone, slot)
         image = self.zones.get(key)
         if image is None:
-            raise ValidationError(f"slot {slot} holds a private key: it cannot take certificate"
-                                  " data", ReturnCode.BAD_PARAM)
+            raise ValidationError(
+                f"slot {slot} holds a private key: it cannot take certificate data",
+                ReturnCode.BAD_PARAM,
+            )
         if offset + len(data) > len(image):
             raise ValidationError(
-                f"{len(data)} bytes at offset {offset} do not fit slot {slot} ({len(image)}"
-                " bytes)", ReturnCode.BAD_PARAM)
+                f"{len(data)} bytes at offset {offset} do not fit slot {slot} ({len(image)} bytes)",
+                ReturnCode.BAD_PARAM,
+            )
         image[offset : offset + len(data)] = data
         self.cert_bytes.setdefault(key, set()).update(range(offset, offset + len(data)))
 
@@ -532,9 +588,11 @@ class _DataImage:
         # watchdog period (~1.3 s), which would put it to sleep mid-session.
         for (zone, slot), image in sorted(self.zones.items(), key=lambda kv: -kv[0][0]):
             cert = self.cert_bytes.get((zone, slot), set())
-            blocks = [b for b in range((len(image) + BLOCK_SIZE - 1) // BLOCK_SIZE)
-                      if self.whole or any(i in cert for i in range(b * BLOCK_SIZE,
-                                                                     (b + 1) * BLOCK_SIZE))]
+            blocks = [
+                b
+                for b in range((len(image) + BLOCK_SIZE - 1) // BLOCK_SIZE)
+                if self.whole or any(i in cert for i in range(b * BLOCK_SIZE, (b + 1) * BLOCK_SIZE))
+            ]
             if not blocks:
                 continue
             with device.session():
@@ -556,12 +614,15 @@ class _DataImage:
         end = min(offset + length, len(image))
         new = data[: end - offset]
         cert = self.cert_bytes.get(key, set())
-        clash = next((i for i in range(offset, end) if i in cert and image[i] != new[i - offset]),
-                     None)
+        clash = next(
+            (i for i in range(offset, end) if i in cert and image[i] != new[i - offset]), None
+        )
         if clash is not None:
             where = f"slot {slot}" if zone == ZONE_DATA else "the OTP zone"
-            self.problem = (f"write_data_zone overwrote certificate data in {where} (byte"
-                            f" {clash}); data zone left unlocked")
+            self.problem = (
+                f"write_data_zone overwrote certificate data in {where} (byte"
+                f" {clash}); data zone left unlocked"
+            )
             raise ValidationError(self.problem, ReturnCode.CERT_MISMATCH)
         image[offset:end] = new
 
@@ -572,23 +633,36 @@ class _DataImage:
         return lock_crc(slots + bytes(self.zones[(ZONE_OTP, 0)]))
 
 
-def _place_cert(images: _DataImage, cert_def: CertDef, comp: bytes, cert_der: bytes,
-                public_key: bytes | None) -> None:
+def _place_cert(
+    images: _DataImage, cert_def: CertDef, comp: bytes, cert_der: bytes, public_key: bytes | None
+) -> None:
     loc = cert_def.comp_cert_dev_loc
     images.put(loc.zone, loc.slot, loc.offset, comp)
     pk_loc = cert_def.public_key_dev_loc
     if public_key is not None and pk_loc.present and not pk_loc.is_genkey:
-        images.put(pk_loc.zone, pk_loc.slot, pk_loc.offset,
-                   pad_public_key(public_key) if pk_loc.count == 72 else public_key)
+        images.put(
+            pk_loc.zone,
+            pk_loc.slot,
+            pk_loc.offset,
+            pad_public_key(public_key) if pk_loc.count == 72 else public_key,
+        )
     if cert_def.sn_source in (SnSource.STORED, SnSource.STORED_DYNAMIC):
         sn_loc, cert_loc = cert_def.cert_sn_dev_loc, cert_def.std_cert_elements.cert_sn
-        images.put(sn_loc.zone, sn_loc.slot, sn_loc.offset,
-                   cert_der[cert_loc.offset : cert_loc.offset + cert_loc.count])
+        images.put(
+            sn_loc.zone,
+            sn_loc.slot,
+            sn_loc.offset,
+            cert_der[cert_loc.offset : cert_loc.offset + cert_loc.count],
+        )
     for element in cert_def.cert_elements:
         if element.device_loc.present:
             c = element.cert_loc
-            images.put(element.device_loc.zone, element.device_loc.slot,
-                       element.device_loc.offset, cert_der[c.offset : c.offset + c.count])
+            images.put(
+                element.device_loc.zone,
+                element.device_loc.slot,
+                element.device_loc.offset,
+                cert_der[c.offset : c.offset + c.count],
+            )
 
 
 def _stored_sn(images: _DataImage, cert_def: CertDef) -> bytes | None:
@@ -610,8 +684,12 @@ def check_arguments(
     device_def, signer_def = cert_info.device_cert_def, cert_info.signer_cert_def
     cert_slots: dict[int, int] = {}
     for d in (device_def, signer_def):
-        for loc in (d.comp_cert_dev_loc, d.public_key_dev_loc, d.cert_sn_dev_loc,
-                    *(e.device_loc for e in d.cert_elements)):
+        for loc in (
+            d.comp_cert_dev_loc,
+            d.public_key_dev_loc,
+            d.cert_sn_dev_loc,
+            *(e.device_loc for e in d.cert_elements),
+        ):
             if loc.present and not loc.is_genkey and loc.zone == DevZone.DATA:
                 cert_slots[loc.slot] = max(cert_slots.get(loc.slot, 0), loc.offset + loc.count)
     pk = signer_def.public_key_dev_loc
@@ -674,7 +752,8 @@ def provision(
         hooks.notify(ProvStage.CONFIG_WRITE, ProvStatus.START)
         hooks.notify(ProvStage.CONFIG_WRITE, ProvStatus.ERROR)
         raise AlreadyProvisionedError(
-            ProvStage.CONFIG_WRITE, ReturnCode.ALREADY_PROVISIONED,
+            ProvStage.CONFIG_WRITE,
+            ReturnCode.ALREADY_PROVISIONED,
             f"part {serial_number(current).hex().upper()} is already provisioned"
             " (data zone locked); it was left untouched",
             PartState.PROVISIONED,
@@ -685,7 +764,8 @@ def provision(
             hooks.notify(ProvStage.CONFIG_WRITE, ProvStatus.START)
             hooks.notify(ProvStage.CONFIG_WRITE, ProvStatus.ERROR)
             raise ConfigMismatchError(
-                ProvStage.CONFIG_WRITE, ReturnCode.CONFIG_MISMATCH,
+                ProvStage.CONFIG_WRITE,
+                ReturnCode.CONFIG_MISMATCH,
                 f"config zone is locked with a different config: first difference at byte"
                 f" {diff} (part 0x{current[diff]:02X}, wanted 0x{wanted[diff]:02X})",
                 PartState.CONFIG_LOCKED,
@@ -700,13 +780,13 @@ def provision(
 
     config_zone = run.stage(
         ProvStage.CONFIG_READ,
-        lambda: run.read_config(run.expected_config or current, not locks.config_locked))
+        lambda: run.read_config(run.expected_config or current, not locks.config_locked),
+    )
     device_sn = serial_number(config_zone)
     key_slot = cert_info.device_cert_def.private_key_slot
     public_key = run.stage(ProvStage.GEN_KEY, lambda: device.genkey(key_slot))
     run.device_sn, run.public_key = device_sn, public_key
-    reply = run.stage(ProvStage.CERTS_REQUEST,
-                      lambda: run.request_certs(config_zone, public_key))
+    reply = run.stage(ProvStage.CERTS_REQUEST, lambda: run.request_certs(config_zone, public_key))
     run.stage(ProvStage.CERTS_WRITE, lambda: run.write_certs(reply, config_zone, public_key))
     run.stage(ProvStage.DATA_WRITE, run.write_data)
     run.stage(ProvStage.DATA_LOCK, run.lock_data)
@@ -719,8 +799,12 @@ def provision(
         run.report(ReportOutcome.INSTALLED, ProvStage.VALIDATE_CERTS, ReturnCode.SUCCESS, "")
     else:
         run.skip(ProvStage.VALIDATE_CERTS)
-        run.report(ReportOutcome.INSTALLED, ProvStage.DATA_LOCK, ReturnCode.SUCCESS,
-                   "certificates written and data zone locked; validation skipped")
+        run.report(
+            ReportOutcome.INSTALLED,
+            ProvStage.DATA_LOCK,
+            ReturnCode.SUCCESS,
+            "certificates written and data zone locked; validation skipped",
+        )
     return ProvisionResult(
         serial_number=device_sn,
         config_zone=config_zone,
@@ -734,9 +818,15 @@ def provision(
 def with_device_type(request: CertRequest, model: ChipModel) -> CertRequest2:
     """``request`` as a :class:`~atcaprov.protocol.CertRequest2` carrying ``model``."""
     return CertRequest2(
-        request.signer_id, request.signer_key_id, request.device_template_id,
-        request.signer_template_id, request.chain_id, request.config_zone,
-        request.device_public_key, request.station_id, device_type=DeviceType[model.name],
+        request.signer_id,
+        request.signer_key_id,
+        request.device_template_id,
+        request.signer_template_id,
+        request.chain_id,
+        request.config_zone,
+        request.device_public_key,
+        request.station_id,
+        device_type=DeviceType[model.name],
     )
 
 
@@ -757,8 +847,13 @@ def _finish(run: _Run, pending: list[int], current: bytes) -> ProvisionResult:
     run.skip(ProvStage.CONFIG_LOCK)
     config_zone = run.stage(ProvStage.CONFIG_READ, lambda: run.read_config(current, False))
     device_sn = serial_number(config_zone)
-    for stage in (ProvStage.GEN_KEY, ProvStage.CERTS_REQUEST, ProvStage.CERTS_WRITE,
-                  ProvStage.DATA_WRITE, ProvStage.DATA_LOCK):
+    for stage in (
+        ProvStage.GEN_KEY,
+        ProvStage.CERTS_REQUEST,
+        ProvStage.CERTS_WRITE,
+        ProvStage.DATA_WRITE,
+        ProvStage.DATA_LOCK,
+    ):
         run.skip(stage)
     certs = run.stage(ProvStage.SLOTS_LOCK, lambda: run.finish_slot_locks(device_sn))
     if run.validate:

@@ -73,8 +73,11 @@ class ServerCutHooks:
         if cut == "reset":
             self._done()
             raise ConnectionResetError(errno.ECONNRESET, "connection reset by peer (injected)")
-        limit = {"after_send": 0, "mid_header": _MID_HEADER,
-                 "mid_body": HEADER_SIZE + _MID_BODY_EXTRA}[cut]
+        limit = {
+            "after_send": 0,
+            "mid_header": _MID_HEADER,
+            "mid_body": HEADER_SIZE + _MID_BODY_EXTRA,
+        }[cut]
         room = limit - self._delivered
         if room <= 0:
             self._done()

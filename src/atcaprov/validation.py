@@ -83,8 +83,9 @@ def read_cert(
         sn_loc = cert_def.cert_sn_dev_loc
         cert_sn = _read_loc(device, sn_loc.zone, sn_loc.slot, sn_loc.offset, sn_loc.count)
     elements = {
-        e.id: _read_loc(device, e.device_loc.zone, e.device_loc.slot, e.device_loc.offset,
-                        e.device_loc.count)
+        e.id: _read_loc(
+            device, e.device_loc.zone, e.device_loc.slot, e.device_loc.offset, e.device_loc.count
+        )
         for e in cert_def.cert_elements
         if e.device_loc.present
     }
@@ -99,8 +100,9 @@ def read_cert(
     )
 
 
-def _verify_signed_by(cert: x509.Certificate, issuer_key: ec.EllipticCurvePublicKey,
-                      what: str) -> None:
+def _verify_signed_by(
+    cert: x509.Certificate, issuer_key: ec.EllipticCurvePublicKey, what: str
+) -> None:
     algo = cert.signature_hash_algorithm
     if algo is None:
         raise ValidationError(f"{what}: no signature hash algorithm")
@@ -132,8 +134,9 @@ def verify_chain(device_cert_der: bytes, signer_cert_der: bytes, root_cert_der: 
         raise ValidationError("device certificate issuer differs from the signer subject")
 
 
-def key_challenge(device: Device, slot: int, public_key: bytes,
-                  challenge: bytes | None = None) -> None:
+def key_challenge(
+    device: Device, slot: int, public_key: bytes, challenge: bytes | None = None
+) -> None:
     """Prove the chip holds the private key of ``public_key``: sign a fresh random challenge."""
     msg = challenge if challenge is not None else os.urandom(32)
     signature = device.sign(slot, msg)
@@ -167,21 +170,28 @@ class ValidatedCerts:
     signer_cert: bytes
 
 
-def rebuild_and_check(device: Device, cert_info: CertInfo, device_sn: bytes,
-                      device_public_key: bytes | None = None) -> ValidatedCerts:
+def rebuild_and_check(
+    device: Device, cert_info: CertInfo, device_sn: bytes, device_public_key: bytes | None = None
+) -> ValidatedCerts:
     """Rebuild both certificates from the chip and verify the chain up to the cert-info root.
 
     ``device_public_key``: the device key as the chip returned it in this session (GenKey),
     used instead of asking it again when the device cert def takes the key from GenKey."""
     signer_cert = read_cert(
-        device, cert_info.signer_cert_def,
-        ca_public_key=cert_info.root_public_key, device_sn=device_sn,
+        device,
+        cert_info.signer_cert_def,
+        ca_public_key=cert_info.root_public_key,
+        device_sn=device_sn,
     )
     signer_pub = cert_public_key(signer_cert)
     device_cert = read_cert(
-        device, cert_info.device_cert_def, ca_public_key=signer_pub, device_sn=device_sn,
-        public_key=(device_public_key
-                    if cert_info.device_cert_def.public_key_dev_loc.is_genkey else None),
+        device,
+        cert_info.device_cert_def,
+        ca_public_key=signer_pub,
+        device_sn=device_sn,
+        public_key=(
+            device_public_key if cert_info.device_cert_def.public_key_dev_loc.is_genkey else None
+        ),
     )
     verify_chain(device_cert, signer_cert, cert_info.root_cert_der)
     return ValidatedCerts(device_cert, signer_cert)
@@ -194,16 +204,22 @@ def _retrying(what: str, body: Callable[[], T], retry_on: tuple[type[Exception],
         except retry_on as exc:
             if attempt == VALIDATION_ATTEMPTS or isinstance(exc, WakeFailedError):
                 raise
-            log.info("%s: attempt %d of %d failed (%s); trying again", what, attempt,
-                     VALIDATION_ATTEMPTS, exc)
+            log.info(
+                "%s: attempt %d of %d failed (%s); trying again",
+                what,
+                attempt,
+                VALIDATION_ATTEMPTS,
+                exc,
+            )
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 _CHIP_FAULTS: tuple[type[Exception], ...] = (CommError, ChipStatusError)
 
 
-def validate_part(device: Device, cert_info: CertInfo, device_sn: bytes, *,
-                  device_public_key: bytes | None = None) -> ValidatedCerts:
+def validate_part(
+    device: Device, cert_info: CertInfo, device_sn: bytes, *, device_public_key: bytes | None = None
+) -> ValidatedCerts:
     """What VALIDATE_CERTS checks: both certificates rebuilt from the chip and verified up to
     the cert info's root, and the device key's challenge; each retried as the module says.
 
@@ -212,11 +228,15 @@ def validate_part(device: Device, cert_info: CertInfo, device_sn: bytes, *,
     certs = _retrying(
         "certificate reads",
         lambda: rebuild_and_check(device, cert_info, device_sn, device_public_key),
-        _CHIP_FAULTS)
+        _CHIP_FAULTS,
+    )
     slot = cert_info.device_cert_def.private_key_slot
     public_key = cert_public_key(certs.device_cert)
-    _retrying("device key challenge", lambda: key_challenge(device, slot, public_key),
-              (*_CHIP_FAULTS, ValidationError))
+    _retrying(
+        "device key challenge",
+        lambda: key_challenge(device, slot, public_key),
+        (*_CHIP_FAULTS, ValidationError),
+    )
     return certs
 
 
@@ -246,12 +266,19 @@ class VerifyReport:
         self.checks.append(Check(name, ok, detail))
 
     def lines(self) -> list[str]:
-        return [f"{'ok  ' if c.ok else 'FAIL'} {c.name}{': ' + c.detail if c.detail else ''}"
-                for c in self.checks]
+        return [
+            f"{'ok  ' if c.ok else 'FAIL'} {c.name}{': ' + c.detail if c.detail else ''}"
+            for c in self.checks
+        ]
 
 
-def verify(device: Device, cert_info: CertInfo, *, expected_config: bytes | None = None,
-           lock_slots: Iterable[int] | None = None) -> VerifyReport:
+def verify(
+    device: Device,
+    cert_info: CertInfo,
+    *,
+    expected_config: bytes | None = None,
+    lock_slots: Iterable[int] | None = None,
+) -> VerifyReport:
     """Check a part: locks, config (if ``expected_config``), slot locks (if ``lock_slots``, the
     slots that must be locked), certificates, device key.
 
@@ -267,21 +294,29 @@ def verify(device: Device, cert_info: CertInfo, *, expected_config: bytes | None
     report.add("data zone locked", config[LOCK_VALUE_OFFSET] == LOCKED)
     if expected_config is not None:
         diff = first_config_difference(config, expected_config)
-        report.add("config zone as expected", diff is None,
-                   "" if diff is None else f"first difference at byte {diff}")
+        report.add(
+            "config zone as expected",
+            diff is None,
+            "" if diff is None else f"first difference at byte {diff}",
+        )
     if lock_slots is not None:
         wanted = sorted(set(lock_slots))
         missing = [s for s in wanted if not slot_locked(config, s)]
         names = ", ".join(str(s) for s in wanted) or "none"
-        report.add("slots locked", not missing,
-                   f"slots {names}" if not missing
-                   else f"slot {', '.join(str(s) for s in missing)} not locked")
+        report.add(
+            "slots locked",
+            not missing,
+            f"slots {names}"
+            if not missing
+            else f"slot {', '.join(str(s) for s in missing)} not locked",
+        )
     if config[LOCK_VALUE_OFFSET] != LOCKED:
         report.add("certificates", False, "data zone unlocked: certificates cannot be read")
         return report
     try:
-        certs = _retrying("certificate reads", lambda: rebuild_and_check(device, cert_info, sn),
-                          _CHIP_FAULTS)
+        certs = _retrying(
+            "certificate reads", lambda: rebuild_and_check(device, cert_info, sn), _CHIP_FAULTS
+        )
         public_key = cert_public_key(certs.device_cert)
     except CommError:
         raise
@@ -292,8 +327,11 @@ def verify(device: Device, cert_info: CertInfo, *, expected_config: bytes | None
     report.add("certificate chain", True, "root -> signer -> device verified")
     slot = cert_info.device_cert_def.private_key_slot
     try:
-        _retrying("device key challenge", lambda: key_challenge(device, slot, public_key),
-                  (*_CHIP_FAULTS, ValidationError))
+        _retrying(
+            "device key challenge",
+            lambda: key_challenge(device, slot, public_key),
+            (*_CHIP_FAULTS, ValidationError),
+        )
     except CommError:
         raise
     except (AtcaprovError, ValueError) as exc:

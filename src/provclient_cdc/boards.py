@@ -122,10 +122,19 @@ class Board:
     """An open kit board with its ATECC device: ``device``, ``serial_number``, ``url``,
     ``part_state`` and ``slot_locked_bits`` (as read when it was opened)."""
 
-    def __init__(self, url: str, hal: KitCdcHal, port: Any, device: Device,
-                 serial_number: bytes, *, lister: PortLister | None = None,
-                 listed: bool = False, part_state: PartState | None = None,
-                 slot_locked_bits: int = 0xFFFF) -> None:
+    def __init__(
+        self,
+        url: str,
+        hal: KitCdcHal,
+        port: Any,
+        device: Device,
+        serial_number: bytes,
+        *,
+        lister: PortLister | None = None,
+        listed: bool = False,
+        part_state: PartState | None = None,
+        slot_locked_bits: int = 0xFFFF,
+    ) -> None:
         self.url = url
         self.hal = hal
         self.port = port
@@ -179,9 +188,14 @@ class Board:
 class BoardFinder:
     """Opens boards: ``url`` (``--board``) or the first kit port the system lists."""
 
-    def __init__(self, url: str | None = None, *, kit_timeout: float = DEFAULT_KIT_TIMEOUT_S,
-                 lister: PortLister | None = None,
-                 serial_factory: Callable[..., Any] | None = None) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        kit_timeout: float = DEFAULT_KIT_TIMEOUT_S,
+        lister: PortLister | None = None,
+        serial_factory: Callable[..., Any] | None = None,
+    ) -> None:
         self.url = url
         self.kit_timeout = kit_timeout
         self._lister = lister
@@ -249,9 +263,17 @@ class BoardFinder:
             raise BoardError(
                 f"board at {url}: cannot read the device serial number: {exc}"
             ) from exc
-        return Board(url, hal, opened[0], device, serial_number,
-                     lister=self._lister, listed=listed, part_state=state,
-                     slot_locked_bits=slot_locked_bits)
+        return Board(
+            url,
+            hal,
+            opened[0],
+            device,
+            serial_number,
+            lister=self._lister,
+            listed=listed,
+            part_state=state,
+            slot_locked_bits=slot_locked_bits,
+        )
 
 
 def open_failure_reason(exc: BaseException) -> str:
@@ -271,8 +293,17 @@ def open_failure_reason(exc: BaseException) -> str:
 
 def _link_closed(exc: BaseException) -> bool:
     text = str(exc).lower()
-    return any(w in text for w in ("disconnected", "unplugged", "read failed", "closed",
-                                   "connection reset", "broken pipe"))
+    return any(
+        w in text
+        for w in (
+            "disconnected",
+            "unplugged",
+            "read failed",
+            "closed",
+            "connection reset",
+            "broken pipe",
+        )
+    )
 
 
 def hal_close_quietly(hal: KitCdcHal) -> None:

@@ -133,8 +133,7 @@ EXIT_CODES_HELP: list[tuple[int, str]] = [
     (ExitCode.OK, "every board provisioned or verified (--count reached, all ok)"),
     (ExitCode.BAD_INPUT, "bad arguments, unreadable input files, no station log"),
     (ExitCode.SERVER_UNREACHABLE, "server unreachable or unusable at start (TLS mismatch...)"),
-    (ExitCode.BOARD_FAILED, "a board failed, failed verification, or was already"
-                            " provisioned"),
+    (ExitCode.BOARD_FAILED, "a board failed, failed verification, or was already provisioned"),
     (ExitCode.OPERATOR_QUIT, "operator quit (ESC) with no board failed"),
     (ExitCode.NO_BOARD, "no board (or no removal) within --wait-timeout"),
     (ExitCode.INTERRUPTED, "interrupted (Ctrl-C, SIGTERM)"),
@@ -160,11 +159,21 @@ def format_option_table(rows: Sequence[tuple[str, str]]) -> list[str]:
 
 def help_text() -> str:
     """The whole --help output."""
-    lines = ["Options:", *format_option_table(SEED_HELP), "", "Added options:",
-             *format_option_table(ADDED_HELP), "", "Exit codes:"]
+    lines = [
+        "Options:",
+        *format_option_table(SEED_HELP),
+        "",
+        "Added options:",
+        *format_option_table(ADDED_HELP),
+        "",
+        "Exit codes:",
+    ]
     lines += [f"  {int(code):<4}{text}" for code, text in EXIT_CODES_HELP]
-    lines += ["", "Keys: ENTER provisions the board shown, ESC quits at any prompt,",
-              "      V verifies a part that is already provisioned."]
+    lines += [
+        "",
+        "Keys: ENTER provisions the board shown, ESC quits at any prompt,",
+        "      V verifies a part that is already provisioned.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -243,15 +252,33 @@ _FILE = click.Path(path_type=Path, dir_okay=False)
 @click.option("--server-timeout", type=click.FloatRange(min=0.1), default=30.0)
 @click.option("--verbose", is_flag=True)
 @click.option("--log-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
-def main(certinfo: Path, config: Path | None, host: str, port: int, servers: tuple[str, ...],
-         boards: tuple[str, ...],
-         lock_slots: tuple[int, ...], no_validate: bool, no_data_lock_crc: bool,
-         station_id: str,
-         tls_ca: Path | None, tls_cert: Path | None, tls_key: Path | None,
-         tls_server_name: str | None, yes: bool, count: int | None, json_lines: bool,
-         connect_retries: int, retry_interval: float, wait_timeout: float | None,
-         kit_timeout: float, server_timeout: float, verbose: bool, verify_only: bool,
-         log_dir: Path | None) -> None:
+def main(
+    certinfo: Path,
+    config: Path | None,
+    host: str,
+    port: int,
+    servers: tuple[str, ...],
+    boards: tuple[str, ...],
+    lock_slots: tuple[int, ...],
+    no_validate: bool,
+    no_data_lock_crc: bool,
+    station_id: str,
+    tls_ca: Path | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    tls_server_name: str | None,
+    yes: bool,
+    count: int | None,
+    json_lines: bool,
+    connect_retries: int,
+    retry_interval: float,
+    wait_timeout: float | None,
+    kit_timeout: float,
+    server_timeout: float,
+    verbose: bool,
+    verify_only: bool,
+    log_dir: Path | None,
+) -> None:
     """Provisioning Client CDC Example: provision ATECC508A boards with provserver."""
     human = sys.stderr if json_lines else sys.stdout
     output = Output(human, sys.stdout if json_lines else None, live=human.isatty())
@@ -273,19 +300,32 @@ def main(certinfo: Path, config: Path | None, host: str, port: int, servers: tup
         output.line("Error: --board all takes every kit found; give it alone")
         sys.exit(ExitCode.BAD_INPUT)
     options = StationOptions(
-        certinfo=certinfo, host=host, port=port, config=config,
+        certinfo=certinfo,
+        host=host,
+        port=port,
+        config=config,
         board=urls[0] if urls and not gang else None,
-        lock_slots=lock_slots, validate=not no_validate, data_lock_crc=not no_data_lock_crc,
-        station_id=station_id, yes=yes,
-        count=count, connect_retries=connect_retries, retry_interval=retry_interval,
-        wait_timeout=wait_timeout, kit_timeout=kit_timeout, io_timeout=server_timeout,
-        verify_only=verify_only, log_dir=log_dir if log_dir is not None else default_log_dir(),
+        lock_slots=lock_slots,
+        validate=not no_validate,
+        data_lock_crc=not no_data_lock_crc,
+        station_id=station_id,
+        yes=yes,
+        count=count,
+        connect_retries=connect_retries,
+        retry_interval=retry_interval,
+        wait_timeout=wait_timeout,
+        kit_timeout=kit_timeout,
+        io_timeout=server_timeout,
+        verify_only=verify_only,
+        log_dir=log_dir if log_dir is not None else default_log_dir(),
     )
 
     def new_links() -> list[ServerLink]:
         """The station's servers in order (the first is used until it fails: failover.py)."""
-        return [ServerLink(h, p, tls=tls, server_name=tls_server_name, io_timeout=server_timeout)
-                for h, p in addresses]
+        return [
+            ServerLink(h, p, tls=tls, server_name=tls_server_name, io_timeout=server_timeout)
+            for h, p in addresses
+        ]
 
     if gang:
         sys.exit(run_gang(options, urls, output, new_links, live=human.isatty()))
@@ -304,8 +344,9 @@ def _route_library_logs(output: Output, verbose: bool) -> None:
         root.addHandler(logging.NullHandler())
 
 
-def run_station(options: StationOptions, output: Output, link: ServerLink,
-                fallbacks: Sequence[ServerLink] = ()) -> int:
+def run_station(
+    options: StationOptions, output: Output, link: ServerLink, fallbacks: Sequence[ServerLink] = ()
+) -> int:
     """Run a station with the process's terminal, restoring it whatever happens; ``fallbacks``:
     the servers after ``link`` in the list (see :mod:`.failover`)."""
     try:
@@ -325,8 +366,14 @@ def run_station(options: StationOptions, output: Output, link: ServerLink,
         restore()
 
 
-def run_gang(options: StationOptions, urls: list[str], output: Output,
-             link_factory: Callable[[], list[ServerLink]], *, live: bool) -> int:
+def run_gang(
+    options: StationOptions,
+    urls: list[str],
+    output: Output,
+    link_factory: Callable[[], list[ServerLink]],
+    *,
+    live: bool,
+) -> int:
     """Run a gang of boards (:mod:`.gang`) with the process's terminal, restored whatever
     happens."""
     try:

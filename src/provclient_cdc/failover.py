@@ -57,7 +57,7 @@ def _split_host_port(text: str, default_port: int | None) -> tuple[str, int]:
         close = text.find("]")
         if close < 0:
             raise ServerListError(f"{text!r}: missing ']' after an IPv6 address")
-        host, rest = text[1:close], text[close + 1:]
+        host, rest = text[1:close], text[close + 1 :]
         if rest and not rest.startswith(":"):
             raise ServerListError(f"{text!r}: expected ':port' after ']'")
         port_text = rest[1:]
@@ -127,8 +127,9 @@ class ServerPool:
         n = len(self.links)
         return [(self.index + k) % n for k in range(n)]
 
-    def choose(self, ask_ready: Callable[[ServerLink], None], *,
-               first_reason: str | None = None) -> bool:
+    def choose(
+        self, ask_ready: Callable[[ServerLink], None], *, first_reason: str | None = None
+    ) -> bool:
         """Use the first server, from the current one on, that connects and answers ready
         (``ask_ready`` raises when it does not). Each server gets one connect attempt. True if
         one was found (it is :attr:`current` then); False if none: :attr:`current` is then the
@@ -265,8 +266,12 @@ class FailoverHooks(LinkHooks):
             self._resend(f"the server at {self.link.address} closed the connection", None)
 
     def _may_resend(self, code: ReturnCode) -> bool:
-        return (self._request is not None and self._answer_bytes == 0
-                and code is ReturnCode.COMM_ERROR and self._resends < RESEND_ATTEMPTS)
+        return (
+            self._request is not None
+            and self._answer_bytes == 0
+            and code is ReturnCode.COMM_ERROR
+            and self._resends < RESEND_ATTEMPTS
+        )
 
     def _resend(self, reason: str, lost: ServerLinkError | None) -> None:
         """The reply to a certificate request was lost: reconnect to the SAME server and send
@@ -276,8 +281,10 @@ class FailoverHooks(LinkHooks):
         assert self._request is not None
         self._resends += 1
         link = self.link
-        self.output.detail(f"Reply lost ({reason}): sending the same request again to"
-                           f" {link.address} (same key: the same certificate).")
+        self.output.detail(
+            f"Reply lost ({reason}): sending the same request again to"
+            f" {link.address} (same key: the same certificate)."
+        )
         deadline = time.monotonic() + RESEND_WINDOW_S
         while True:
             try:
@@ -288,7 +295,8 @@ class FailoverHooks(LinkHooks):
                     self.output.detail(
                         f"Server {link.address} still unreachable ({exc.reason}); the request"
                         " is not sent to another server: the part resumes by its serial"
-                        " number on its next run.")
+                        " number on its next run."
+                    )
                     if lost is not None:
                         raise lost from exc
                     raise ServerLinkError(ReturnCode.COMM_ERROR, reason) from exc
@@ -303,8 +311,9 @@ class FailoverHooks(LinkHooks):
                 raise
             self._choosing = True
             try:
-                found = self.pool.choose(lambda link: None,
-                                         first_reason=f"unreachable ({exc.reason})")
+                found = self.pool.choose(
+                    lambda link: None, first_reason=f"unreachable ({exc.reason})"
+                )
             finally:
                 self._choosing = False
                 self._follow()

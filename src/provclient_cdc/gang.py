@@ -87,8 +87,13 @@ def board_urls(values: Sequence[str]) -> list[str]:
 class GangRecorder:
     """Results of every board (thread-safe): ``--count``, JSON lines, station log rows."""
 
-    def __init__(self, output: Output, station_log: StationLog | None, count: int | None,
-                 stopping: threading.Event) -> None:
+    def __init__(
+        self,
+        output: Output,
+        station_log: StationLog | None,
+        count: int | None,
+        stopping: threading.Event,
+    ) -> None:
         self.output = output
         self.station_log = station_log
         self.count = count
@@ -127,8 +132,9 @@ class GangHooks(FailoverHooks):
     """:class:`~provclient_cdc.failover.FailoverHooks` that stop the flow at the next stage
     start once ``abort`` is set."""
 
-    def __init__(self, pool: ServerPool, output: Output, station_id: str | None,
-                 abort: threading.Event) -> None:
+    def __init__(
+        self, pool: ServerPool, output: Output, station_id: str | None, abort: threading.Event
+    ) -> None:
         super().__init__(pool, output, station_id)
         self.abort = abort
         self.aborted_before: ProvStage | None = None
@@ -148,11 +154,24 @@ class BoardStation(Station):
     """The single-board station for one board of a gang: no prompts of its own (the gang reads
     the keys), its results recorded through the gang's :class:`GangRecorder`."""
 
-    def __init__(self, options: StationOptions, output: Output, *,
-                 links: Sequence[ServerLink], finder: BoardFinder, recorder: GangRecorder,
-                 abort: threading.Event) -> None:
-        super().__init__(replace(options, yes=True, log_dir=None), output, NoKeys(),
-                         link=links[0], finder=finder, fallbacks=links[1:])
+    def __init__(
+        self,
+        options: StationOptions,
+        output: Output,
+        *,
+        links: Sequence[ServerLink],
+        finder: BoardFinder,
+        recorder: GangRecorder,
+        abort: threading.Event,
+    ) -> None:
+        super().__init__(
+            replace(options, yes=True, log_dir=None),
+            output,
+            NoKeys(),
+            link=links[0],
+            finder=finder,
+            fallbacks=links[1:],
+        )
         self.gang_hooks = GangHooks(self.pool, output, options.station_id, abort)
         self.hooks = self.gang_hooks
         self.recorder = recorder
@@ -214,8 +233,9 @@ class BoardWorker(threading.Thread):
         """This board's own server connection (``Connecting to ...ok``); if it fails, the
         board's first part tries again before anything is written."""
         try:
-            connect_with_retry(self.station.link, self.station.output, NoKeys(),
-                               retries=0, interval=0.0)
+            connect_with_retry(
+                self.station.link, self.station.output, NoKeys(), retries=0, interval=0.0
+            )
         except ServerUnreachableError:
             return  # said on the "Connecting...failed (reason)" line
 
@@ -250,11 +270,13 @@ class BoardWorker(threading.Thread):
     def _one_part(self, board: Board) -> None:
         station = self.station
         state = PART_LABELS.get(board.part_state, "") if board.part_state is not None else ""
-        self._set(stage="part found", serial_number=board.serial_hex, part_state=state,
-                  result="")
+        self._set(stage="part found", serial_number=board.serial_hex, part_state=state, result="")
         station.show_part(board)
-        if (not self.gang.options.yes and station.needs_enter(board)
-                and not self._wait_for_enter(board)):
+        if (
+            not self.gang.options.yes
+            and station.needs_enter(board)
+            and not self._wait_for_enter(board)
+        ):
             return
         if not self.gang.recorder.claim():
             return
@@ -266,10 +288,14 @@ class BoardWorker(threading.Thread):
             return
         station._record(result)
         after = PartState.__members__.get(result.part_state or "")
-        self._set(result=result.result, elapsed_s=result.elapsed_s, started=None,
-                  done=self.row.done + 1,
-                  part_state=PART_LABELS.get(after, "unknown") if after is not None else state,
-                  stage=result.stage.label if result.stage is not None else "")
+        self._set(
+            result=result.result,
+            elapsed_s=result.elapsed_s,
+            started=None,
+            done=self.row.done + 1,
+            part_state=PART_LABELS.get(after, "unknown") if after is not None else state,
+            stage=result.stage.label if result.stage is not None else "",
+        )
         if result.result == "removed":
             return
         station.output.line(FINAL_LINES.get(result.result, FINAL_LINES["failed"]))
@@ -302,26 +328,34 @@ class BoardWorker(threading.Thread):
 class Gang:
     """The gang's run: start (as one station), the workers, the keys, the summary."""
 
-    def __init__(self, options: StationOptions, urls: Sequence[str], output: Output,
-                 keys: Keys, *, link_factory: LinkFactory,
-                 finder_factory: Callable[[str], BoardFinder] | None = None,
-                 live: bool = False) -> None:
+    def __init__(
+        self,
+        options: StationOptions,
+        urls: Sequence[str],
+        output: Output,
+        keys: Keys,
+        *,
+        link_factory: LinkFactory,
+        finder_factory: Callable[[str], BoardFinder] | None = None,
+        live: bool = False,
+    ) -> None:
         self.options = options
         self.urls = list(urls)
         self.output = output
         self.keys = keys
         self.link_factory = link_factory
         self.finder_factory = finder_factory or (
-            lambda url: BoardFinder(url, kit_timeout=options.kit_timeout))
+            lambda url: BoardFinder(url, kit_timeout=options.kit_timeout)
+        )
         self.live = live
         self.stopping = threading.Event()  # no new parts
         self.abort = threading.Event()  # running parts stop at their next stage
         self.bad_options = threading.Event()
         lead_links = link_factory()
-        self.lead = Station(replace(options, board=None), output, keys, link=lead_links[0],
-                            fallbacks=lead_links[1:])
-        self.recorder = GangRecorder(output, self.lead.station_log, options.count,
-                                     self.stopping)
+        self.lead = Station(
+            replace(options, board=None), output, keys, link=lead_links[0], fallbacks=lead_links[1:]
+        )
+        self.recorder = GangRecorder(output, self.lead.station_log, options.count, self.stopping)
         self.lead.stats = self.recorder.stats  # the shift summary counts every board
         self.screen: GangScreen = PlainScreen([], output)
         self.workers: list[BoardWorker] = []
@@ -338,9 +372,11 @@ class Gang:
             lead.link.close()  # each board has its own connection from here
             if self.urls == [ALL_BOARDS] and not self._find_all():
                 return ExitCode.NO_BOARD
-            self.output.line("Press ESC to quit." if self.options.yes else
-                             "Press ENTER to start every board showing a part ready,"
-                             " ESC to quit.")
+            self.output.line(
+                "Press ESC to quit."
+                if self.options.yes
+                else "Press ENTER to start every board showing a part ready, ESC to quit."
+            )
             lead._shift_started = time.monotonic()
             return self._run_workers()
         except OperatorQuit:
@@ -353,12 +389,18 @@ class Gang:
     def _connect(self) -> bool:
         lead = self.lead
         try:
-            connect_with_retry(lead.link, self.output, self.keys,
-                               retries=self.options.connect_retries,
-                               interval=self.options.retry_interval)
+            connect_with_retry(
+                lead.link,
+                self.output,
+                self.keys,
+                retries=self.options.connect_retries,
+                interval=self.options.retry_interval,
+            )
         except ServerUnreachableError as exc:
-            self.output.line(f"Cannot reach the provisioning server at {lead.link.address}:"
-                             f" {exc.reason}. Is provserver running there?")
+            self.output.line(
+                f"Cannot reach the provisioning server at {lead.link.address}:"
+                f" {exc.reason}. Is provserver running there?"
+            )
             return False
         return lead._server_usable_at_start()
 
@@ -385,14 +427,17 @@ class Gang:
     def _make_workers(self) -> None:
         rows = [BoardRow(number, url) for number, url in enumerate(self.urls, start=1)]
         stream = self.output.human
-        self.screen = (LiveScreen(rows, stream) if self.live
-                       else PlainScreen(rows, self.output))
+        self.screen = LiveScreen(rows, stream) if self.live else PlainScreen(rows, self.output)
         for row in rows:
             self.output.line(f"Board {row.number}: {row.url}")
-            station = BoardStation(self.options, BoardOutput(self.screen, row.number),
-                                   links=self.link_factory(),
-                                   finder=self.finder_factory(row.url),
-                                   recorder=self.recorder, abort=self.abort)
+            station = BoardStation(
+                self.options,
+                BoardOutput(self.screen, row.number),
+                links=self.link_factory(),
+                finder=self.finder_factory(row.url),
+                recorder=self.recorder,
+                abort=self.abort,
+            )
             station.cert_info, station.config = self.lead.cert_info, self.lead.config
             self.workers.append(BoardWorker(self, row, station))
 
@@ -429,8 +474,9 @@ class Gang:
             elif key == ESC and not self.stopping.is_set():
                 self.quit = True
                 self.stopping.set()
-                self.screen.line("ESC: no new parts; running boards finish (ESC again aborts"
-                                 " them).")
+                self.screen.line(
+                    "ESC: no new parts; running boards finish (ESC again aborts them)."
+                )
             elif key == ESC and not self.abort.is_set():
                 self.quit = True
                 self.abort.set()
@@ -446,8 +492,10 @@ class Gang:
         for result in self.recorder.stats.results:
             if result.result != "interrupted":
                 continue
-            self.output.line(f"{result.board}: {result.error_message or 'interrupted'};"
-                             f" part state: {result.part_state_text}")
+            self.output.line(
+                f"{result.board}: {result.error_message or 'interrupted'};"
+                f" part state: {result.part_state_text}"
+            )
 
     def _exit_code(self) -> ExitCode:
         if self.bad_options.is_set():

@@ -114,8 +114,12 @@ class LiveScreen(GangScreen):
     def __init__(self, rows: list[BoardRow], stream: TextIO) -> None:
         super().__init__(rows)
         self.console = Console(file=stream, force_terminal=True, highlight=False)
-        self._live = Live(console=self.console, get_renderable=self._table,
-                          refresh_per_second=self.REFRESH_PER_SECOND, transient=False)
+        self._live = Live(
+            console=self.console,
+            get_renderable=self._table,
+            refresh_per_second=self.REFRESH_PER_SECOND,
+            transient=False,
+        )
 
     def start(self) -> None:
         self._live.start()
@@ -132,8 +136,15 @@ class LiveScreen(GangScreen):
     def _table(self) -> Table:
 
         table = Table(box=None, pad_edge=False, show_edge=False)
-        for column, width in (("Board", 5), ("Stage", 24), ("Serial number", 18),
-                              ("Part", 13), ("Result", 19), ("Time", 7), ("Parts", 5)):
+        for column, width in (
+            ("Board", 5),
+            ("Stage", 24),
+            ("Serial number", 18),
+            ("Part", 13),
+            ("Result", 19),
+            ("Time", 7),
+            ("Parts", 5),
+        ):
             table.add_column(column, no_wrap=True, min_width=width)
         for column in ("URL", "Last line"):
             table.add_column(column, no_wrap=True, overflow="ellipsis", ratio=1)
@@ -146,8 +157,17 @@ class LiveScreen(GangScreen):
                     seconds = f"{row.elapsed_s:.1f} s"
                 else:
                     seconds = ""
-                cells = (str(row.number), row.stage, row.serial_number, row.part_state,
-                         row.result, seconds, str(row.done), row.url, row.message)
+                cells = (
+                    str(row.number),
+                    row.stage,
+                    row.serial_number,
+                    row.part_state,
+                    row.result,
+                    seconds,
+                    str(row.done),
+                    row.url,
+                    row.message,
+                )
                 table.add_row(*(Text(printable(cell)) for cell in cells))
         return table
 
@@ -178,8 +198,7 @@ class BoardOutput(Output):
     """
 
     def __init__(self, screen: GangScreen, number: int) -> None:
-        super().__init__(_LineSink(lambda text: screen.board_line(number, text)), None,
-                         live=False)
+        super().__init__(_LineSink(lambda text: screen.board_line(number, text)), None, live=False)
         self.screen = screen
         self.number = number
 

@@ -95,8 +95,9 @@ class Output:
     ``live`` (a terminal) enables in-place updates such as the reconnect countdown.
     """
 
-    def __init__(self, human: TextIO, json_out: TextIO | None = None, *,
-                 live: bool = False) -> None:
+    def __init__(
+        self, human: TextIO, json_out: TextIO | None = None, *, live: bool = False
+    ) -> None:
         self.human = human
         self.json_out = json_out
         self.live = live
@@ -200,8 +201,7 @@ def _where(result: BoardResult) -> str:
     return where
 
 
-def summary_lines(results: Sequence[BoardResult], *, duration_s: float,
-                  header: str) -> list[str]:
+def summary_lines(results: Sequence[BoardResult], *, duration_s: float, header: str) -> list[str]:
     """The shift summary: ``header`` (e.g. ``Shift summary: 3 boards in 0:04:10``) and one
     indented line per figure (provisioned, failed by stage, already provisioned, verified,
     mean time per board)."""
@@ -212,21 +212,25 @@ def summary_lines(results: Sequence[BoardResult], *, duration_s: float,
     by_stage = Counter(_where(r) for r in failed)
     lines = [header, f"{INDENT}Provisioned:          {len(provisioned)}"]
     detail = ", ".join(f"{where}: {n}" for where, n in sorted(by_stage.items()))
-    lines.append(f"{INDENT}Failed:               {len(failed)}"
-                 + (f" ({detail})" if detail else ""))
+    lines.append(
+        f"{INDENT}Failed:               {len(failed)}" + (f" ({detail})" if detail else "")
+    )
     lines.append(f"{INDENT}Already provisioned:  {already}")
     passed = sum(1 for r in checked if r.verify_ok)
-    lines.append(f"{INDENT}Verified:             {len(checked)}"
-                 + (f" ({passed} passed, {len(checked) - passed} failed)" if checked else ""))
+    lines.append(
+        f"{INDENT}Verified:             {len(checked)}"
+        + (f" ({passed} passed, {len(checked) - passed} failed)" if checked else "")
+    )
     if results:
         timed, doing = provisioned, "provisioning"
         if not timed:
             timed = [r for r in results if r.result in ("verified", "verify_failed")]
             doing = "verifying"
-        inside = (f"{sum(r.elapsed_s for r in timed) / len(timed):.2f} s {doing}, "
-                  if timed else "")
-        lines.append(f"{INDENT}Mean time per board:  {inside}"
-                     f"{duration_s / len(results):.1f} s board to board")
+        inside = f"{sum(r.elapsed_s for r in timed) / len(timed):.2f} s {doing}, " if timed else ""
+        lines.append(
+            f"{INDENT}Mean time per board:  {inside}"
+            f"{duration_s / len(results):.1f} s board to board"
+        )
     else:
         lines.append(f"{INDENT}Mean time per board:  - (no board)")
     return lines

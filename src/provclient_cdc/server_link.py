@@ -109,8 +109,16 @@ def make_client_tls(opts: TlsOptions) -> ssl.SSLContext | None:
 
 
 # OpenSSL's reasons when the bytes answering a ClientHello are not TLS records.
-_NOT_TLS_REASONS = frozenset({"WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "RECORD_LAYER_FAILURE",
-                              "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST", "UNEXPECTED_RECORD"})
+_NOT_TLS_REASONS = frozenset(
+    {
+        "WRONG_VERSION_NUMBER",
+        "UNKNOWN_PROTOCOL",
+        "RECORD_LAYER_FAILURE",
+        "PACKET_LENGTH_TOO_LONG",
+        "HTTP_REQUEST",
+        "UNEXPECTED_RECORD",
+    }
+)
 
 
 def _answered_without_tls(exc: BaseException) -> bool:
@@ -122,8 +130,10 @@ def describe_connect_error(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"TLS: server certificate not accepted: {exc.verify_message or exc.reason}"
     if isinstance(exc, ssl.SSLError) and _answered_without_tls(exc):
-        return (f"TLS mismatch: the server did not answer in TLS ({exc.reason}); it runs"
-                " without TLS, while this station uses TLS (--tls-ca/--tls-cert)")
+        return (
+            f"TLS mismatch: the server did not answer in TLS ({exc.reason}); it runs"
+            " without TLS, while this station uses TLS (--tls-ca/--tls-cert)"
+        )
     if isinstance(exc, ssl.SSLError):
         return f"TLS: {exc.reason or exc}"
     if isinstance(exc, TlsRefusedError):
@@ -164,8 +174,10 @@ def _check_tls_accepted(sock: socket.socket, settle: float) -> None:
         except (ssl.SSLWantReadError, BlockingIOError):
             continue
         if not data:
-            raise TlsRefusedError("TLS: the server closed the connection after the handshake"
-                                  " (station certificate missing or not accepted?)")
+            raise TlsRefusedError(
+                "TLS: the server closed the connection after the handshake"
+                " (station certificate missing or not accepted?)"
+            )
         raise TlsRefusedError("TLS: the server sent data before any request")
 
 
@@ -197,10 +209,16 @@ class ServerLink:
     end of :meth:`send` to the last byte that :meth:`recv` returns for it.
     """
 
-    def __init__(self, host: str, port: int, *, tls: ssl.SSLContext | None = None,
-                 server_name: str | None = None,
-                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
-                 io_timeout: float = DEFAULT_IO_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        tls: ssl.SSLContext | None = None,
+        server_name: str | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
+        io_timeout: float = DEFAULT_IO_TIMEOUT_S,
+    ) -> None:
         self.host = host
         self.port = port
         self.tls = tls
@@ -235,8 +253,12 @@ class ServerLink:
             sock.settimeout(self.io_timeout)
         except (OSError, TlsRefusedError) as exc:
             sock.close()
-            raise ServerUnreachableError(self.host, self.port, describe_connect_error(exc),
-                                         retryable=not _answered_without_tls(exc)) from exc
+            raise ServerUnreachableError(
+                self.host,
+                self.port,
+                describe_connect_error(exc),
+                retryable=not _answered_without_tls(exc),
+            ) from exc
         self._sock = sock
         self._answer_deadline = None
         self._answer_bytes = self._received = 0
@@ -281,8 +303,9 @@ class ServerLink:
             sock.sendall(data)
         except TimeoutError as exc:
             self.close()
-            raise ServerLinkError(ReturnCode.TIMEOUT,
-                                  f"sending to the server at {self.address} timed out") from exc
+            raise ServerLinkError(
+                ReturnCode.TIMEOUT, f"sending to the server at {self.address} timed out"
+            ) from exc
         except OSError as exc:
             self.close()
             raise ServerLinkError(
@@ -326,8 +349,10 @@ class ServerLink:
             ) from exc
         if not data:
             self.close()
-            if self._received == 0 and self.tls is None and server_speaks_tls(
-                self.host, self.port, self.connect_timeout
+            if (
+                self._received == 0
+                and self.tls is None
+                and server_speaks_tls(self.host, self.port, self.connect_timeout)
             ):
                 raise ServerLinkError(
                     ReturnCode.COMM_ERROR,
@@ -350,13 +375,21 @@ class ServerLink:
 
     def _require(self) -> socket.socket:
         if self._sock is None:
-            raise ServerLinkError(ReturnCode.COMM_ERROR,
-                                  f"not connected to the server at {self.address}")
+            raise ServerLinkError(
+                ReturnCode.COMM_ERROR, f"not connected to the server at {self.address}"
+            )
         return self._sock
 
 
-def connect_with_retry(link: ServerLink, output: Output, keys: Keys, *, retries: int,
-                       interval: float, verb: str = "Connecting") -> None:
+def connect_with_retry(
+    link: ServerLink,
+    output: Output,
+    keys: Keys,
+    *,
+    retries: int,
+    interval: float,
+    verb: str = "Connecting",
+) -> None:
     """Connect, printing ``Connecting to HOST:PORT...ok``; on failure count down ``interval``
     seconds and try again, at most ``retries`` more times, then raise the last
     :class:`ServerUnreachableError` (at once if it is not ``retryable``: a TLS mismatch). ESC
@@ -472,8 +505,9 @@ class LinkHooks(BaseHooks):
         except ServerError as exc:
             if exc.code in (ReturnCode.UNSUPPORTED_VERSION, ReturnCode.UNKNOWN_MESSAGE_TYPE):
                 self.server_records_outcomes = False
-                self.output.detail("The server does not record provisioning outcomes"
-                                   " (protocol version 1).")
+                self.output.detail(
+                    "The server does not record provisioning outcomes (protocol version 1)."
+                )
                 return
             self.output.detail(f"Outcome not recorded by the server: {exc.message}")
         except (AtcaprovError, OSError) as exc:

@@ -156,9 +156,16 @@ class _NoBoard(AtcaprovError):
 class Station:
     """One operator station: runs until ESC, ``count`` boards, or a fatal error."""
 
-    def __init__(self, options: StationOptions, output: Output, keys: Keys, *,
-                 link: ServerLink, finder: BoardFinder | None = None,
-                 fallbacks: Sequence[ServerLink] = ()) -> None:
+    def __init__(
+        self,
+        options: StationOptions,
+        output: Output,
+        keys: Keys,
+        *,
+        link: ServerLink,
+        finder: BoardFinder | None = None,
+        fallbacks: Sequence[ServerLink] = (),
+    ) -> None:
         self.options = options
         self.output = output
         self.keys = keys
@@ -189,9 +196,13 @@ class Station:
                     return ExitCode.SERVER_UNREACHABLE
             elif not self.options.verify_only:
                 try:
-                    connect_with_retry(self.link, self.output, self.keys,
-                                       retries=self.options.connect_retries,
-                                       interval=self.options.retry_interval)
+                    connect_with_retry(
+                        self.link,
+                        self.output,
+                        self.keys,
+                        retries=self.options.connect_retries,
+                        interval=self.options.retry_interval,
+                    )
                 except ServerUnreachableError as exc:
                     self.output.line(
                         f"Cannot reach the provisioning server at {self.link.address}:"
@@ -289,8 +300,9 @@ class Station:
                 try:  # this server alone (not the failover of FailoverHooks)
                     LinkHooks.check_ready(self.hooks, request)
                 except ServerTooOldError as exc:
-                    self.output.line(f"Cannot use the provisioning server at {link.address}:"
-                                     f" {exc.message}")
+                    self.output.line(
+                        f"Cannot use the provisioning server at {link.address}: {exc.message}"
+                    )
                     reasons.append(f"{link.address}: {exc.message}")
                     continue
                 except NotReadyError as exc:
@@ -299,8 +311,9 @@ class Station:
                     continue
                 except (ReturnCodeError, OSError) as exc:
                     reason = exc.message if isinstance(exc, ReturnCodeError) else _reason(exc)
-                    self.output.line(f"Cannot use the provisioning server at {link.address}:"
-                                     f" {reason}")
+                    self.output.line(
+                        f"Cannot use the provisioning server at {link.address}: {reason}"
+                    )
                     reasons.append(f"{link.address}: {reason}")
                     continue
                 self._use_server(i, "ready")
@@ -310,8 +323,10 @@ class Station:
                 return True
             rounds += 1
             if rounds > self.options.connect_retries:
-                self.output.line(f"Cannot reach any provisioning server ({'; '.join(reasons)})."
-                                 " Is provserver running there?")
+                self.output.line(
+                    f"Cannot reach any provisioning server ({'; '.join(reasons)})."
+                    " Is provserver running there?"
+                )
                 return False
             self._wait_before_round(reasons)
 
@@ -346,8 +361,11 @@ class Station:
             board = self._wait_for_board(wait_text)
             try:
                 self.show_part(board)
-                if (not self.options.yes and self.needs_enter(board)
-                        and not self._prompt_enter(board)):
+                if (
+                    not self.options.yes
+                    and self.needs_enter(board)
+                    and not self._prompt_enter(board)
+                ):
                     wait_text = "Board removed. Waiting for board to be connected..."
                     continue
                 result = self.run_board(board)
@@ -368,12 +386,12 @@ class Station:
     # ---- one opened board: the pieces the board loop (and gang mode's workers) use ---------
     def show_part(self, board: Board) -> None:
         """``    Device SN: ... (blank)``: the part's serial number and state."""
-        self.output.detail(f"Device SN: {board.serial_hex} {board.device.model.name}"
-                           f"{self._state_label(board)}")
+        self.output.detail(
+            f"Device SN: {board.serial_hex} {board.device.model.name}{self._state_label(board)}"
+        )
 
     def _already_done(self, board: Board) -> bool:
-        return (board.part_state is PartState.PROVISIONED
-                and not self._pending_slot_locks(board))
+        return board.part_state is PartState.PROVISIONED and not self._pending_slot_locks(board)
 
     def needs_enter(self, board: Board) -> bool:
         """Whether the operator confirms this part (not for a provisioned part, which is only
@@ -398,8 +416,11 @@ class Station:
 
     def _wait_for_board(self, text: str) -> Board:
         self.output.begin(text)
-        deadline = (time.monotonic() + self.options.wait_timeout
-                    if self.options.wait_timeout is not None else None)
+        deadline = (
+            time.monotonic() + self.options.wait_timeout
+            if self.options.wait_timeout is not None
+            else None
+        )
         while True:
             try:
                 board = self.finder.try_open()
@@ -418,8 +439,9 @@ class Station:
                 return board
             self._report_unopenable()
             if deadline is not None and time.monotonic() >= deadline:
-                raise _NoBoard(f"No board within {self.options.wait_timeout:g} s"
-                               f" ({self.finder.describe()}).")
+                raise _NoBoard(
+                    f"No board within {self.options.wait_timeout:g} s ({self.finder.describe()})."
+                )
             if self.keys.poll(BOARD_POLL_S) == ESC:
                 self.output.end("")
                 raise OperatorQuit("ESC pressed while waiting for a board")
@@ -440,22 +462,29 @@ class Station:
                 return False
 
     def _wait_removed(self, board: Board) -> None:
-        deadline = (time.monotonic() + self.options.wait_timeout
-                    if self.options.wait_timeout is not None else None)
+        deadline = (
+            time.monotonic() + self.options.wait_timeout
+            if self.options.wait_timeout is not None
+            else None
+        )
         while not board.gone(0.2):
             if self.keys.poll(0.05) == ESC:
                 raise OperatorQuit("ESC pressed while waiting for the board to be removed")
             if deadline is not None and time.monotonic() >= deadline:
                 self.output.begin("Waiting for board to be removed...")
-                raise _NoBoard(f"Board not removed within {self.options.wait_timeout:g} s"
-                               f" ({board.url}).")
+                raise _NoBoard(
+                    f"Board not removed within {self.options.wait_timeout:g} s ({board.url})."
+                )
 
     # ---- one board -------------------------------------------------------------------------
     def _provision(self, board: Board) -> BoardResult | None:
         assert self.cert_info is not None
-        result = BoardResult(index=len(self.stats.results) + 1, board=board.url,
-                             serial_number=board.serial_hex,
-                             station_id=self.options.station_id or "")
+        result = BoardResult(
+            index=len(self.stats.results) + 1,
+            board=board.url,
+            serial_number=board.serial_hex,
+            station_id=self.options.station_id or "",
+        )
         if self._config_refused(board, result):
             return result
         self.hooks.reset()
@@ -464,9 +493,15 @@ class Station:
         board.device.reset_stats()  # chip_floor_ms / commands: this run only
         started = time.monotonic()
         try:
-            done = provision(board.device, self.hooks, self.cert_info, config=self.config,
-                             lock_slots=self.options.lock_slots, validate=self.options.validate,
-                             data_lock_crc=self.options.data_lock_crc)
+            done = provision(
+                board.device,
+                self.hooks,
+                self.cert_info,
+                config=self.config,
+                lock_slots=self.options.lock_slots,
+                validate=self.options.validate,
+                data_lock_crc=self.options.data_lock_crc,
+            )
         except ConfigError as exc:
             self.output.line(f"Cannot provision with these options: {exc}")
             return None
@@ -488,8 +523,9 @@ class Station:
             result.result = "removed" if removed else "failed"
             self.output.detail(f"Error: cannot read the part: {exc}")
             if removed:
-                self.output.detail("Board removed before provisioning started; nothing was"
-                                   " written.")
+                self.output.detail(
+                    "Board removed before provisioning started; nothing was written."
+                )
             return result
         except KeyboardInterrupt:
             result.elapsed_s = time.monotonic() - started
@@ -525,9 +561,14 @@ class Station:
     def _reconnect_between_boards(self) -> None:
         """The server closed the connection since the last board: reconnect (with countdown)."""
         try:
-            connect_with_retry(self.link, self.output, self.keys,
-                               retries=self.options.connect_retries,
-                               interval=self.options.retry_interval, verb="Reconnecting")
+            connect_with_retry(
+                self.link,
+                self.output,
+                self.keys,
+                retries=self.options.connect_retries,
+                interval=self.options.retry_interval,
+                verb="Reconnecting",
+            )
         except ServerUnreachableError:
             # Shown on the "Reconnecting...failed (reason)" line; provision()'s readiness check
             # tries once more and reports it before any chip command that writes or locks.
@@ -544,8 +585,7 @@ class Station:
         if self.hooks.server_error is not None:
             result.server_message = self.hooks.server_error[1]
 
-    def _report_failure(self, board: Board, result: BoardResult,
-                        exc: ProvisioningError) -> None:
+    def _report_failure(self, board: Board, result: BoardResult, exc: ProvisioningError) -> None:
         stage = exc.stage.label if exc.stage is not None else "provisioning"
         if self.hooks.server_error is not None:
             code, message = self.hooks.server_error
@@ -616,8 +656,7 @@ class Station:
                 current = board.device.read_config_zone()
             except AtcaprovError:
                 return " (config locked)"
-            wanted = self.config if self.config is not None else default_config(
-                board.device.model)
+            wanted = self.config if self.config is not None else default_config(board.device.model)
             if first_config_difference(current, wanted, include_slot_locks=True) is not None:
                 return f" ({CONFIG_OTHER_LABEL})"
         return f" ({STATE_LABELS.get(state, state.value)})"
@@ -649,9 +688,12 @@ class Station:
         self.output.begin("Waiting for board to be connected...")
 
     def _new_result(self, board: Board) -> BoardResult:
-        return BoardResult(index=len(self.stats.results) + 1, board=board.url,
-                           serial_number=board.serial_hex,
-                           station_id=self.options.station_id or "")
+        return BoardResult(
+            index=len(self.stats.results) + 1,
+            board=board.url,
+            serial_number=board.serial_hex,
+            station_id=self.options.station_id or "",
+        )
 
     def _already_provisioned(self, board: Board) -> BoardResult:
         """A part whose data zone is locked: nothing is sent but the verification (V)."""
@@ -660,12 +702,15 @@ class Station:
         result.result = "already_provisioned"
         result.error_code = ReturnCode.ALREADY_PROVISIONED.name
         result.error_code_value = int(ReturnCode.ALREADY_PROVISIONED)
-        result.error_message = (f"part {board.serial_hex} is already provisioned (data zone"
-                                " locked); it was left untouched")
+        result.error_message = (
+            f"part {board.serial_hex} is already provisioned (data zone"
+            " locked); it was left untouched"
+        )
         result.part_state = PartState.PROVISIONED.name
         result.part_state_text = PartState.PROVISIONED.value
-        self.output.detail("This part is already provisioned (data zone locked);"
-                           " it was left untouched.")
+        self.output.detail(
+            "This part is already provisioned (data zone locked); it was left untouched."
+        )
         if not self.options.yes:
             self._offer_verify(board, result)
         return result
@@ -704,8 +749,9 @@ class Station:
         result.result = "interrupted"
         result.stage = stage
         result.error_code = "INTERRUPTED"
-        result.error_message = ("interrupted" if stage is None
-                                else f'interrupted during "{stage.label}"')
+        result.error_message = (
+            "interrupted" if stage is None else f'interrupted during "{stage.label}"'
+        )
         state = _state_after(stage, board.part_state)
         if state is None:  # stopped while locking: ask the chip
             try:
@@ -740,8 +786,10 @@ class Station:
         self._shift_started = None
         results = self.stats.results
         boards = f"{len(results)} board{'' if len(results) == 1 else 's'}"
-        header = (f"Shift summary: {boards} in {format_duration(duration)}"
-                  f" (provclient-cdc {__version__}, station {self.options.station_id or '-'})")
+        header = (
+            f"Shift summary: {boards} in {format_duration(duration)}"
+            f" (provclient-cdc {__version__}, station {self.options.station_id or '-'})"
+        )
         for text in summary_lines(results, duration_s=duration, header=header):
             self.output.line(text)
         if self.station_log is not None:

@@ -37,8 +37,19 @@ from .output import BoardResult
 
 APP_FOLDER = "atcaprov"
 CLIENT_FOLDER = "provclient-cdc"
-COLUMNS = ("time", "station", "board", "serial_number", "result", "stage", "error_code",
-           "error", "part_state", "elapsed_s", "version")
+COLUMNS = (
+    "time",
+    "station",
+    "board",
+    "serial_number",
+    "result",
+    "stage",
+    "error_code",
+    "error",
+    "part_state",
+    "elapsed_s",
+    "version",
+)
 MAX_FIELD_CHARS = 1024
 _FORMULA_START = ("=", "+", "-", "@")
 
@@ -47,14 +58,16 @@ class StationLogError(AtcaprovError):
     """The station log folder or today's file cannot be created or written."""
 
 
-def default_log_dir(*, platform: str | None = None,
-                    environ: Mapping[str, str] | None = None) -> Path:
+def default_log_dir(
+    *, platform: str | None = None, environ: Mapping[str, str] | None = None
+) -> Path:
     """The per-user folder of the station logs for ``platform`` (default: this one)."""
     plat = sys.platform if platform is None else platform
     env = os.environ if environ is None else environ
     if plat.startswith("win"):
-        base = env.get("LOCALAPPDATA") or str(Path(env.get("USERPROFILE") or Path.home())
-                                              / "AppData" / "Local")
+        base = env.get("LOCALAPPDATA") or str(
+            Path(env.get("USERPROFILE") or Path.home()) / "AppData" / "Local"
+        )
         return Path(base) / APP_FOLDER / CLIENT_FOLDER
     home = Path(env.get("HOME") or Path.home())
     if plat == "darwin":
@@ -96,8 +109,9 @@ def result_row(result: BoardResult, when: datetime) -> list[str]:
 class StationLog:
     """Appends board rows to ``folder/station-YYYY-MM-DD.tsv`` (one file per local day)."""
 
-    def __init__(self, folder: Path, *,
-                 clock: Callable[[], datetime] = lambda: datetime.now().astimezone()) -> None:
+    def __init__(
+        self, folder: Path, *, clock: Callable[[], datetime] = lambda: datetime.now().astimezone()
+    ) -> None:
         self.folder = folder
         self._clock = clock
 
@@ -128,8 +142,11 @@ class StationLog:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             try:  # a new file: the header goes in the same write as the first row
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
-                             | getattr(os, "O_BINARY", 0), 0o644)
+                fd = os.open(
+                    path,
+                    os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | getattr(os, "O_BINARY", 0),
+                    0o644,
+                )
                 data = header + data
             except FileExistsError:
                 fd = os.open(path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_BINARY", 0))
@@ -144,5 +161,4 @@ class StationLog:
             raise StationLogError(f"cannot write the station log {path}: {reason}") from exc
 
 
-__all__ = ["COLUMNS", "StationLog", "StationLogError", "default_log_dir", "log_field",
-           "result_row"]
+__all__ = ["COLUMNS", "StationLog", "StationLogError", "default_log_dir", "log_field", "result_row"]

@@ -115,8 +115,7 @@ def check_foreign_options(
     for owner, option in command_options(command):
         if owner not in backends and _given(option, values):
             raise click.UsageError(
-                f"{option.flag} applies to --backend {owner} only (backend: "
-                f"{', '.join(backends)})"
+                f"{option.flag} applies to --backend {owner} only (backend: {', '.join(backends)})"
             )
 
 

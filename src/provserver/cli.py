@@ -225,10 +225,16 @@ async def run(
         profile_dirs = [data.signers, *settings.profiles]
         metrics = _metrics_for(settings)
         if metrics is not None:
-            records = metrics.metered(records if records is not None else
-                                      open_ledger_record_store(
-                                          data, settings.ledger, console=console,
-                                          allow_reprovision=settings.allow_reprovision))
+            records = metrics.metered(
+                records
+                if records is not None
+                else open_ledger_record_store(
+                    data,
+                    settings.ledger,
+                    console=console,
+                    allow_reprovision=settings.allow_reprovision,
+                )
+            )
             metrics.attach(manager=manager)
         service = build_signing_service(
             manager=manager,
@@ -242,14 +248,16 @@ async def run(
         server = ProvisioningServer(
             service.handle if metrics is None else metrics.cert_handler(service.handle),
             console,
-            ready_handler=service.ready if metrics is None else metrics.ready_handler(
-                service.ready),
+            ready_handler=service.ready
+            if metrics is None
+            else metrics.ready_handler(service.ready),
             host=settings.host,
             port=settings.port,
             limits=settings.limits,
             tls=tls,
-            report_handler=service.handle_report if metrics is None else
-            metrics.report_handler(service.handle_report),
+            report_handler=service.handle_report
+            if metrics is None
+            else metrics.report_handler(service.handle_report),
             on_refusal=None if metrics is None else metrics.connection_refused,
         )
         await server.start()
@@ -257,8 +265,10 @@ async def run(
             metrics.attach(server=server)
             metrics_server = metrics.listener(*settings.metrics)
             await metrics_server.start()
-            console.info(f"Metrics on {metrics_server.url}/metrics, health check on"
-                         f" {metrics_server.url}/healthz.")
+            console.info(
+                f"Metrics on {metrics_server.url}/metrics, health check on"
+                f" {metrics_server.url}/healthz."
+            )
         # Listening: from here on the data folder is written.
         start_files.open_activity_log(console, early_lines, started, settings.log_max_bytes)
         try:
@@ -268,9 +278,14 @@ async def run(
             raise
         if settings.keep_days is not None:
             activity = start_files.log
-            retention = asyncio.create_task(retention_task(
-                console, data.logs, settings.keep_days,
-                keep=lambda path: activity is not None and path == activity.path))
+            retention = asyncio.create_task(
+                retention_task(
+                    console,
+                    data.logs,
+                    settings.keep_days,
+                    keep=lambda path: activity is not None and path == activity.path,
+                )
+            )
         console.info(f"Version: atcaprov {atcaprov.__version__}.")
         console.info(f"Data folder: {data.root.resolve()}.")
         if isinstance(password_source, EnvPasswordSource) and not password_source.is_set:
@@ -365,7 +380,10 @@ class _StartFiles:
         self.log: RotatingActivityLog | None = None  # the activity log (rotating sink)
 
     def open_activity_log(
-        self, console: Console, early_lines: io.StringIO, started: datetime,
+        self,
+        console: Console,
+        early_lines: io.StringIO,
+        started: datetime,
         max_bytes: int | None = None,
     ) -> None:
         """Create the data folders and the activity log; the log starts with ``early_lines``."""

@@ -103,8 +103,10 @@ def secure_element(issuance: Issuance, fields: ManifestFields) -> dict[str, Any]
     key = bytes.fromhex(issuance.public_key)
     if len(key) != 64:
         raise ManifestError(f"device {issuance.device_sn}: public key is not 64 bytes X||Y")
-    chain = [base64.b64encode(issuance.device_cert).decode("ascii"),
-             base64.b64encode(issuance.signer_cert).decode("ascii")]
+    chain = [
+        base64.b64encode(issuance.device_cert).decode("ascii"),
+        base64.b64encode(issuance.signer_cert).decode("ascii"),
+    ]
     return {
         "version": MANIFEST_VERSION,
         "model": fields.model,
@@ -255,7 +257,8 @@ def iter_manifest(stream: IO[str]) -> Iterator[Any]:
                 if len(buffer) < _MAX_ENTRY_SIZE and fill():
                     continue
                 raise ManifestError(
-                    f"not a manifest: {exc.msg} at character {offset + exc.pos}") from exc
+                    f"not a manifest: {exc.msg} at character {offset + exc.pos}"
+                ) from exc
             if end == len(buffer) and fill():  # a number may go on in the next chunk
                 continue
             break
@@ -275,8 +278,9 @@ class EntryCheck:
 class ManifestVerifier:
     """Checks entries against known manifest signer certificates (and optional root CAs)."""
 
-    def __init__(self, signers: Iterable[x509.Certificate],
-                 roots: Iterable[x509.Certificate] = ()) -> None:
+    def __init__(
+        self, signers: Iterable[x509.Certificate], roots: Iterable[x509.Certificate] = ()
+    ) -> None:
         self._signers = {
             hashlib.sha256(c.public_bytes(serialization.Encoding.DER)).digest(): c for c in signers
         }
@@ -305,26 +309,33 @@ class ManifestVerifier:
         problems.extend(self._check_payload(payload, unique_id))
         return EntryCheck(unique_id, tuple(problems))
 
-    def _check_signature(self, protected: dict[str, Any], protected_text: str,
-                         payload_text: str, signature: bytes) -> list[str]:
+    def _check_signature(
+        self, protected: dict[str, Any], protected_text: str, payload_text: str, signature: bytes
+    ) -> list[str]:
         if protected.get("alg") != "ES256" or protected.get("typ") != "JWT":
-            return [f"protected header alg/typ {protected.get('alg')}/{protected.get('typ')},"
-                    " expected ES256/JWT"]
+            return [
+                f"protected header alg/typ {protected.get('alg')}/{protected.get('typ')},"
+                " expected ES256/JWT"
+            ]
         try:
             thumbprint = b64url_decode(protected.get("x5t#S256", ""))
         except ValueError:
             return ["protected header x5t#S256 is not base64url"]
         cert = self._signers.get(thumbprint)
         if cert is None:
-            return [f"manifest signer {thumbprint.hex()} (x5t#S256) unknown: give its "
-                    "certificate with --manifest-cert"]
+            return [
+                f"manifest signer {thumbprint.hex()} (x5t#S256) unknown: give its "
+                "certificate with --manifest-cert"
+            ]
         problems = []
         if protected.get("kid") != b64url(subject_key_id(cert)):
             problems.append("protected header kid is not the manifest signer's key id")
         try:
             certificate_public_key(cert).verify(
-                rs_to_der(signature), f"{protected_text}.{payload_text}".encode("ascii"),
-                ec.ECDSA(hashes.SHA256()))
+                rs_to_der(signature),
+                f"{protected_text}.{payload_text}".encode("ascii"),
+                ec.ECDSA(hashes.SHA256()),
+            )
         except (InvalidSignature, CryptoFormatError):
             problems.append("signature does not verify")
         return problems
@@ -340,8 +351,10 @@ class ManifestVerifier:
             device = x509.load_der_x509_certificate(device_der)
             signer = x509.load_der_x509_certificate(signer_der)
         except (KeyError, ValueError, TypeError) as exc:
-            return [*problems,
-                    f"publicKeySet key 0 with x, y and a 2-certificate x5c expected ({exc})"]
+            return [
+                *problems,
+                f"publicKeySet key 0 with x, y and a 2-certificate x5c expected ({exc})",
+            ]
         if jwk.get("kty") != "EC" or jwk.get("crv") != "P-256":
             problems.append("key 0 is not kty EC / crv P-256")
         try:

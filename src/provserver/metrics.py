@@ -62,10 +62,23 @@ HTTP_READ_TIMEOUT_S = 5.0
 HTTP_MAX_HEADER = 8192
 # Request latency (s): a ready answer takes well under a millisecond, a signature with a
 # software key ~1 ms, an HSM or a batch commit tens of ms.
-REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-                   2.5, 5.0, 10.0)
-COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                  5.0)
+REQUEST_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 UNKNOWN_SIGNER = "unknown"  # label of a request naming a signer this server does not have
 
 
@@ -138,8 +151,9 @@ class _LiveState(Collector):
             for module in manager.modules():
                 if module.dropped:
                     continue
-                row = counts.setdefault(module.identity.signer_id.hex().upper(),
-                                        {"present": 0, "locked": 0, "busy": 0})
+                row = counts.setdefault(
+                    module.identity.signer_id.hex().upper(), {"present": 0, "locked": 0, "busy": 0}
+                )
                 row["present"] += 1
                 row["locked"] += 0 if module.ready else 1
                 row["busy"] += 1 if module.pending > 0 else 0
@@ -149,7 +163,8 @@ class _LiveState(Collector):
         yield modules
         server = self._metrics.server
         yield GaugeMetricFamily(
-            "atcaprov_open_connections", "Stations connected now.",
+            "atcaprov_open_connections",
+            "Stations connected now.",
             value=server.connection_count if server is not None else 0,
         )
 
@@ -163,34 +178,42 @@ class ServerMetrics:
             "atcaprov_signings",
             "Certificate requests answered, by signer id and result: issued (a new"
             " certificate), reissued (the same certificate again, resumed part), refused.",
-            ["signer", "result"], registry=self.registry,
+            ["signer", "result"],
+            registry=self.registry,
         )
         self.refusals = Counter(
             "atcaprov_refusals",
             "Requests and stations refused, by reason (the return code, or"
             " too_many_connections / tls_handshake).",
-            ["reason"], registry=self.registry,
+            ["reason"],
+            registry=self.registry,
         )
         self.not_ready = Counter(
             "atcaprov_not_ready_answers",
             "Readiness questions answered not ready, by reason.",
-            ["reason"], registry=self.registry,
+            ["reason"],
+            registry=self.registry,
         )
         self.reports = Counter(
             "atcaprov_outcome_reports",
             "Outcome reports from stations, by outcome (installed, failed, abandoned).",
-            ["outcome"], registry=self.registry,
+            ["outcome"],
+            registry=self.registry,
         )
         self.request_seconds = Histogram(
             "atcaprov_request_duration_seconds",
             "Time to answer a station's message, by type (cert, ready, report).",
-            ["type"], buckets=REQUEST_BUCKETS, registry=self.registry,
+            ["type"],
+            buckets=REQUEST_BUCKETS,
+            registry=self.registry,
         )
         self.commit_seconds = Histogram(
             "atcaprov_ledger_commit_seconds",
             "Time until a record is durable in the ledger (its batch committed), by"
             " operation (issue, refuse, report).",
-            ["operation"], buckets=COMMIT_BUCKETS, registry=self.registry,
+            ["operation"],
+            buckets=COMMIT_BUCKETS,
+            registry=self.registry,
         )
         self.registry.register(_LiveState(self))
         self.manager: SignerManager | None = None
@@ -198,9 +221,13 @@ class ServerMetrics:
         self.server: ProvisioningServer | None = None
 
     # -- hook points --------------------------------------------------------------------------
-    def attach(self, *, manager: SignerManager | None = None,
-               records: RecordStore | None = None,
-               server: ProvisioningServer | None = None) -> None:
+    def attach(
+        self,
+        *,
+        manager: SignerManager | None = None,
+        records: RecordStore | None = None,
+        server: ProvisioningServer | None = None,
+    ) -> None:
         """The parts whose live state the scrape and the health check read."""
         if manager is not None:
             self.manager = manager
@@ -275,8 +302,9 @@ class ServerMetrics:
         """The signer id in hex when this server has such a module; else ``unknown`` (the text
         of a request must not make new label values)."""
         manager = self.manager
-        if manager is not None and any(m.identity.signer_id == signer_id
-                                       for m in manager.modules()):
+        if manager is not None and any(
+            m.identity.signer_id == signer_id for m in manager.modules()
+        ):
             return signer_id.hex().upper()
         return UNKNOWN_SIGNER
 
@@ -298,14 +326,19 @@ class ServerMetrics:
         modules = [m for m in manager.modules() if not m.dropped]
         ready = [m for m in modules if m.ready]
         if not ready:
-            reason = ("no signer module present" if not modules else
-                      f"no signer ready: {len(modules)} module(s) present, all locked"
-                      " (password not entered)")
+            reason = (
+                "no signer module present"
+                if not modules
+                else f"no signer ready: {len(modules)} module(s) present, all locked"
+                " (password not entered)"
+            )
             return False, {"status": "unavailable", "reason": reason}
         problem = records.problem()
         if problem is not None:
-            return False, {"status": "unavailable",
-                           "reason": f"records cannot be written: {problem}"}
+            return False, {
+                "status": "unavailable",
+                "reason": f"records cannot be written: {problem}",
+            }
         return True, {"status": "ok", "signers_ready": len(ready)}
 
 
@@ -328,10 +361,12 @@ class _Store(RecordStore):
     async def close(self) -> None:
         await self._inner.close()
 
-    async def log_signing(self, record: SigningRecord, device_cert_pem: str,
-                          signer_cert_pem: str) -> None:
-        await self._timed("issue", self._inner.log_signing(record, device_cert_pem,
-                                                           signer_cert_pem))
+    async def log_signing(
+        self, record: SigningRecord, device_cert_pem: str, signer_cert_pem: str
+    ) -> None:
+        await self._timed(
+            "issue", self._inner.log_signing(record, device_cert_pem, signer_cert_pem)
+        )
 
     async def log_refusal(self, record: SigningRecord) -> None:
         await self._timed("refuse", self._inner.log_refusal(record))
@@ -368,11 +403,13 @@ class MetricsServer:
 
     async def start(self) -> None:
         try:
-            self._server = await asyncio.start_server(self._on_connect, self.host, self.port,
-                                                      reuse_address=True, limit=HTTP_MAX_HEADER)
+            self._server = await asyncio.start_server(
+                self._on_connect, self.host, self.port, reuse_address=True, limit=HTTP_MAX_HEADER
+            )
         except OSError as exc:
             raise MetricsStartError(
-                f"metrics: cannot listen on {self.host}:{self.port}: {exc}") from exc
+                f"metrics: cannot listen on {self.host}:{self.port}: {exc}"
+            ) from exc
         sockets = self._server.sockets
         if sockets:
             self.port = int(sockets[0].getsockname()[1])
@@ -390,18 +427,26 @@ class MetricsServer:
             await asyncio.wait_for(self._server.wait_closed(), 5.0)
         self._server = None
 
-    async def _on_connect(self, reader: asyncio.StreamReader,
-                          writer: asyncio.StreamWriter) -> None:
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             try:
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"),
-                                              HTTP_READ_TIMEOUT_S)
-            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                    asyncio.TimeoutError, ConnectionError):
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HTTP_READ_TIMEOUT_S)
+            except (
+                asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError,
+                asyncio.TimeoutError,
+                ConnectionError,
+            ):
                 return  # not a whole request in time: dropped without an answer
             status, ctype, body, head_only = self._answer(head)
-            lines = [f"HTTP/1.1 {status}", f"Content-Type: {ctype}",
-                     f"Content-Length: {len(body)}", "Connection: close", "", ""]
+            lines = [
+                f"HTTP/1.1 {status}",
+                f"Content-Type: {ctype}",
+                f"Content-Length: {len(body)}",
+                "Connection: close",
+                "",
+                "",
+            ]
             writer.write("\r\n".join(lines).encode("ascii") + (b"" if head_only else body))
             with contextlib.suppress(ConnectionError, asyncio.TimeoutError):
                 await asyncio.wait_for(writer.drain(), HTTP_READ_TIMEOUT_S)

@@ -95,7 +95,8 @@ def _check_time(ctx: click.Context, param: click.Parameter, value: str | None) -
         return ledger_time(value)
     except ValueError as exc:
         raise click.BadParameter(
-            f"{printable(value)!s} is not {_TIME_EXPECTED} ({exc})", ctx, param) from exc
+            f"{printable(value)!s} is not {_TIME_EXPECTED} ({exc})", ctx, param
+        ) from exc
 
 
 def _filter_options(func: F) -> F:
@@ -115,15 +116,21 @@ def _filter_options(func: F) -> F:
     return func
 
 
-def _record_filter(since: str | None, until: str | None, signer: str | None,
-                   station: str | None, state: str | None) -> RecordFilter:
+def _record_filter(
+    since: str | None, until: str | None, signer: str | None, station: str | None, state: str | None
+) -> RecordFilter:
     if since is not None and until is not None and since >= until:
         raise click.BadParameter(
             f"--since {since} is not before --until {until}: nothing would match",
-            param_hint="--since/--until")
-    return RecordFilter(since=since, until=until, signer=signer or None,
-                        station=station or None,
-                        state=IssuanceState(state) if state else None)
+            param_hint="--since/--until",
+        )
+    return RecordFilter(
+        since=since,
+        until=until,
+        signer=signer or None,
+        station=station or None,
+        state=IssuanceState(state) if state else None,
+    )
 
 
 def _open(data_dir: Path | None, ledger: str | None) -> Ledger:
@@ -140,11 +147,14 @@ def _open(data_dir: Path | None, ledger: str | None) -> Ledger:
         folder = data_dir if data_dir is not None else default_data_dir()
         rest = "" if ledger is None else ledger.split(":", 1)[1] if ":" in ledger else ""
         if not rest and not (folder / "ledger.sqlite3").exists():
-            raise RecordsError(f"no ledger in {folder} (no ledger.sqlite3: has a server run "
-                               "with this --data-dir? or give --ledger)")
+            raise RecordsError(
+                f"no ledger in {folder} (no ledger.sqlite3: has a server run "
+                "with this --data-dir? or give --ledger)"
+            )
     try:
-        opened = open_ledger(ledger, data_dir if data_dir is not None else default_data_dir(),
-                             read_only=True)
+        opened = open_ledger(
+            ledger, data_dir if data_dir is not None else default_data_dir(), read_only=True
+        )
         opened.open()
     except LedgerError as exc:
         raise RecordsError(f"cannot open the ledger: {exc}") from exc
@@ -191,9 +201,11 @@ def issuance_summary(issuance: Issuance) -> dict[str, Any]:
 
 
 def _table_row(issuance: Issuance) -> str:
-    return (f"{issuance.issued_at}  {issuance.device_sn:<18}  {issuance.state.value:<10}  "
-            f"{issuance.cert_sn:<32}  {issuance.signer_id:<4}  "
-            f"{sanitize_field(issuance.station)}")
+    return (
+        f"{issuance.issued_at}  {issuance.device_sn:<18}  {issuance.state.value:<10}  "
+        f"{issuance.cert_sn:<32}  {issuance.signer_id:<4}  "
+        f"{sanitize_field(issuance.station)}"
+    )
 
 
 @records.command(name="list")
@@ -201,9 +213,16 @@ def _table_row(issuance: Issuance) -> str:
 @_filter_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @_handle_errors
-def list_command(data_dir: Path | None, ledger: str | None, since: str | None,
-                 until: str | None, signer: str | None, station: str | None,
-                 state: str | None, as_json: bool) -> None:
+def list_command(
+    data_dir: Path | None,
+    ledger: str | None,
+    since: str | None,
+    until: str | None,
+    signer: str | None,
+    station: str | None,
+    state: str | None,
+    as_json: bool,
+) -> None:
     """Issuances (certificates issued), oldest first."""
     where = _record_filter(since, until, signer, station, state)
     with _open(data_dir, ledger) as opened:
@@ -213,8 +232,10 @@ def list_command(data_dir: Path | None, ledger: str | None, since: str | None,
                 click.echo(json.dumps(issuance_summary(issuance)))
             else:
                 if count == 0:
-                    click.echo(f"{'ISSUED AT':<27}  {'DEVICE SN':<18}  {'STATE':<10}  "
-                               f"{'CERT SN':<32}  {'SGNR':<4}  STATION")
+                    click.echo(
+                        f"{'ISSUED AT':<27}  {'DEVICE SN':<18}  {'STATE':<10}  "
+                        f"{'CERT SN':<32}  {'SGNR':<4}  STATION"
+                    )
                 click.echo(_table_row(issuance))
             count += 1
         if not as_json:
@@ -254,7 +275,9 @@ def _normalize_sn(serial: str) -> str:
     if len(raw) != 9:
         raise click.BadParameter(
             f"{printable(serial)} is not a chip serial number (9 bytes, 18 hex digits, "
-            "e.g. 01231E6CD82C0001EE)", param_hint="SERIAL")
+            "e.g. 01231E6CD82C0001EE)",
+            param_hint="SERIAL",
+        )
     return raw.hex().upper()
 
 
@@ -263,8 +286,7 @@ def _normalize_sn(serial: str) -> str:
 @_ledger_options
 @click.option("--json", "as_json", is_flag=True, help="The history as one JSON object.")
 @_handle_errors
-def show_command(serial: str, data_dir: Path | None, ledger: str | None,
-                 as_json: bool) -> None:
+def show_command(serial: str, data_dir: Path | None, ledger: str | None, as_json: bool) -> None:
     """One device's whole history: its state, every certificate issued, every event."""
     device_sn = _normalize_sn(serial)
     with _open(data_dir, ledger) as opened:
@@ -276,14 +298,18 @@ def show_command(serial: str, data_dir: Path | None, ledger: str | None,
         raise RecordsError(f"device {device_sn} is not in the ledger")
     if history.device is not None:
         d = history.device
-        click.echo(f"Device {device_sn}: {d.state.value} (issuance {d.current_issuance}); "
-                   f"first seen {d.first_seen}, updated {d.updated_at}")
+        click.echo(
+            f"Device {device_sn}: {d.state.value} (issuance {d.current_issuance}); "
+            f"first seen {d.first_seen}, updated {d.updated_at}"
+        )
     else:
         click.echo(f"Device {device_sn}: no certificate issued")
     click.echo(f"Issuances ({len(history.issuances)}):")
     for i in history.issuances:
-        click.echo(f"  #{i.id}  {i.state.value:<10}  issued {i.issued_at}  cert sn {i.cert_sn}"
-                   f"  signer {sanitize_field(i.signer)}  station {sanitize_field(i.station)}")
+        click.echo(
+            f"  #{i.id}  {i.state.value:<10}  issued {i.issued_at}  cert sn {i.cert_sn}"
+            f"  signer {sanitize_field(i.signer)}  station {sanitize_field(i.station)}"
+        )
         click.echo(f"        public key {i.public_key}")
     click.echo(f"Events ({len(history.events)}):")
     for e in history.events:
@@ -292,16 +318,19 @@ def show_command(serial: str, data_dir: Path | None, ledger: str | None,
                 ("code", e.code), ("stage", e.stage), ("part", e.part_state),
                 ("detail", e.detail)) if value)  # fmt: skip
         issuance = f"#{e.issuance_id}" if e.issuance_id is not None else "-"
-        click.echo(f"  {e.time}  {e.kind.value:<10}  {issuance:<6}  run {e.run_id}  "
-                   f"station {sanitize_field(e.station)}  {extra}".rstrip())
+        click.echo(
+            f"  {e.time}  {e.kind.value:<10}  {issuance:<6}  run {e.run_id}  "
+            f"station {sanitize_field(e.station)}  {extra}".rstrip()
+        )
 
 
 # ---------------------------------------------------------------------------- export
 class Progress:
     """``Exported N devices`` on stderr, at most every PROGRESS_INTERVAL_S, on a terminal only."""
 
-    def __init__(self, stream: IO[str] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, stream: IO[str] | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._stream = stream if stream is not None else sys.stderr
         self._clock = clock
         self.enabled = self._stream.isatty()
@@ -325,8 +354,7 @@ class Progress:
             self._stream.flush()
 
 
-def _csv_rows(issuances: Iterator[Issuance], progress: Progress,
-              out: IO[str]) -> int:
+def _csv_rows(issuances: Iterator[Issuance], progress: Progress, out: IO[str]) -> int:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for i in issuances:
@@ -352,15 +380,18 @@ def _jsonl_rows(issuances: Iterator[Issuance], progress: Progress, out: IO[str])
 
 def _pem_rows(issuances: Iterator[Issuance], progress: Progress, out: IO[str]) -> int:
     for i in issuances:
-        out.write(f"Device {i.device_sn} ({i.state.value}, issued {i.issued_at}, "
-                  f"cert sn {i.cert_sn})\n")
+        out.write(
+            f"Device {i.device_sn} ({i.state.value}, issued {i.issued_at}, cert sn {i.cert_sn})\n"
+        )
         out.write(der_to_pem(i.device_cert))
         progress.step()
     return progress.count
 
 
-def _manifest_rows(signer: ManifestSigner, fields: ManifestFields,
-                   ) -> Callable[[Iterator[Issuance], Progress, IO[str]], int]:
+def _manifest_rows(
+    signer: ManifestSigner,
+    fields: ManifestFields,
+) -> Callable[[Iterator[Issuance], Progress, IO[str]], int]:
     def write(issuances: Iterator[Issuance], progress: Progress, out: IO[str]) -> int:
         def entries() -> Iterator[dict[str, Any]]:
             for i in issuances:
@@ -375,28 +406,65 @@ def _manifest_rows(signer: ManifestSigner, fields: ManifestFields,
 @records.command(name="export")
 @_ledger_options
 @_filter_options
-@click.option("--format", "fmt", type=click.Choice(FORMATS), required=True,
-              help="csv, jsonl (with PEM certificates), pem (device certificates), manifest "
-              "(Microchip secure-element manifest, signed).")
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True,
-              help="File to write ('-': standard output).")
-@click.option("--manifest-key", type=click.Path(path_type=Path, dir_okay=False, exists=True),
-              help="manifest: the manifest signer's private key (PEM, EC P-256).")
-@click.option("--manifest-cert", type=click.Path(path_type=Path, dir_okay=False, exists=True),
-              help="manifest: the manifest signer's certificate (PEM).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    required=True,
+    help="csv, jsonl (with PEM certificates), pem (device certificates), manifest "
+    "(Microchip secure-element manifest, signed).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="File to write ('-': standard output).",
+)
+@click.option(
+    "--manifest-key",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="manifest: the manifest signer's private key (PEM, EC P-256).",
+)
+@click.option(
+    "--manifest-cert",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="manifest: the manifest signer's certificate (PEM).",
+)
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help="manifest: model.")
 @click.option("--part-number", default=None, help="manifest: part number (default: the model).")
-@click.option("--provisioner", default="", metavar="ORG[/UNIT]",
-              help="manifest: the provisioner's organization (and unit).")
-@click.option("--distributor", default=None, metavar="ORG[/UNIT]",
-              help="manifest: the distributor (default: the provisioner).")
+@click.option(
+    "--provisioner",
+    default="",
+    metavar="ORG[/UNIT]",
+    help="manifest: the provisioner's organization (and unit).",
+)
+@click.option(
+    "--distributor",
+    default=None,
+    metavar="ORG[/UNIT]",
+    help="manifest: the distributor (default: the provisioner).",
+)
 @click.option("--group-id", default="", help="manifest: groupId.")
 @_handle_errors
-def export_command(data_dir: Path | None, ledger: str | None, since: str | None,
-                   until: str | None, signer: str | None, station: str | None,
-                   state: str | None, fmt: str, output: Path, manifest_key: Path | None,
-                   manifest_cert: Path | None, model: str, part_number: str | None,
-                   provisioner: str, distributor: str | None, group_id: str) -> None:
+def export_command(
+    data_dir: Path | None,
+    ledger: str | None,
+    since: str | None,
+    until: str | None,
+    signer: str | None,
+    station: str | None,
+    state: str | None,
+    fmt: str,
+    output: Path,
+    manifest_key: Path | None,
+    manifest_cert: Path | None,
+    model: str,
+    part_number: str | None,
+    provisioner: str,
+    distributor: str | None,
+    group_id: str,
+) -> None:
     """Write the issuances matching the filters to a file, streaming (flat memory).
 
     A manifest holds, without --state, the issuances a chip may carry (signed, installed):
@@ -405,14 +473,18 @@ def export_command(data_dir: Path | None, ledger: str | None, since: str | None,
     where = _record_filter(since, until, signer, station, state)
     if fmt == "manifest":
         if manifest_key is None or manifest_cert is None:
-            raise click.UsageError("--format manifest needs --manifest-key KEY.pem and "
-                                   "--manifest-cert CERT.pem (the manifest signer)")
+            raise click.UsageError(
+                "--format manifest needs --manifest-key KEY.pem and "
+                "--manifest-cert CERT.pem (the manifest signer)"
+            )
         manifest_signer = ManifestSigner.load(manifest_key, manifest_cert)
         fields = ManifestFields(
-            model=model, part_number=part_number or model,
+            model=model,
+            part_number=part_number or model,
             provisioner=organization(provisioner),
             distributor=organization(provisioner if distributor is None else distributor),
-            group_id=group_id)
+            group_id=group_id,
+        )
         writer = _manifest_rows(manifest_signer, fields)
     elif manifest_key is not None or manifest_cert is not None:
         raise click.UsageError("--manifest-key / --manifest-cert apply to --format manifest only")
@@ -454,16 +526,25 @@ def _write_output(output: Path, write: Callable[[IO[str]], int]) -> int:
 # ---------------------------------------------------------------------------- verify-manifest
 @records.command(name="verify-manifest")
 @click.argument("manifest", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-@click.option("--manifest-cert", "manifest_certs", multiple=True, required=True,
-              type=click.Path(path_type=Path, dir_okay=False, exists=True),
-              help="A manifest signer certificate the entries may be signed by; repeatable.")
-@click.option("--root-ca", "root_cas", multiple=True,
-              type=click.Path(path_type=Path, dir_okay=False, exists=True),
-              help="Also check that each entry's signer certificate was issued by one of "
-              "these; repeatable.")
+@click.option(
+    "--manifest-cert",
+    "manifest_certs",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="A manifest signer certificate the entries may be signed by; repeatable.",
+)
+@click.option(
+    "--root-ca",
+    "root_cas",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Also check that each entry's signer certificate was issued by one of these; repeatable.",
+)
 @_handle_errors
-def verify_manifest_command(manifest: Path, manifest_certs: tuple[Path, ...],
-                            root_cas: tuple[Path, ...]) -> None:
+def verify_manifest_command(
+    manifest: Path, manifest_certs: tuple[Path, ...], root_cas: tuple[Path, ...]
+) -> None:
     """Check every entry of a secure-element manifest and report the counts.
 
     Each entry: its JWS signature (ES256) by a manifest signer given with --manifest-cert
@@ -474,7 +555,8 @@ def verify_manifest_command(manifest: Path, manifest_certs: tuple[Path, ...],
     """
     verifier = ManifestVerifier(
         [load_certificate(p, "manifest certificate") for p in manifest_certs],
-        [load_certificate(p, "root CA certificate") for p in root_cas])
+        [load_certificate(p, "root CA certificate") for p in root_cas],
+    )
     total = failed = 0
     try:
         with manifest.open(encoding="utf-8") as stream:
@@ -484,8 +566,10 @@ def verify_manifest_command(manifest: Path, manifest_certs: tuple[Path, ...],
                 if check.problems:
                     failed += 1
                     if failed <= _MAX_PROBLEMS_SHOWN:
-                        click.echo(f"Entry {total} ({printable(check.unique_id)}): "
-                                   f"{printable('; '.join(check.problems))}")
+                        click.echo(
+                            f"Entry {total} ({printable(check.unique_id)}): "
+                            f"{printable('; '.join(check.problems))}"
+                        )
     except ManifestError as exc:
         click.echo(f"Error: {manifest}: {printable(str(exc))}", err=True)
         raise SystemExit(2) from exc

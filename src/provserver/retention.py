@@ -45,10 +45,15 @@ class RotatingActivityLog:
     names the first file (default: ``now()``).
     """
 
-    def __init__(self, data: DataDir, *, max_bytes: int | None = None,
-                 now: Callable[[], datetime] = datetime.now,
-                 opened: Callable[[Path], None] | None = None,
-                 started: datetime | None = None) -> None:
+    def __init__(
+        self,
+        data: DataDir,
+        *,
+        max_bytes: int | None = None,
+        now: Callable[[], datetime] = datetime.now,
+        opened: Callable[[Path], None] | None = None,
+        started: datetime | None = None,
+    ) -> None:
         self._data = data
         self._max_bytes = max_bytes
         self._now = now
@@ -113,8 +118,13 @@ class RotatingActivityLog:
         return self._file is None
 
 
-def prune_logs(logs: Path, keep_days: float, *, now: float | None = None,
-               keep: Callable[[Path], bool] = lambda path: False) -> list[Path]:
+def prune_logs(
+    logs: Path,
+    keep_days: float,
+    *,
+    now: float | None = None,
+    keep: Callable[[Path], bool] = lambda path: False,
+) -> list[Path]:
     """Remove activity and signing logs last written more than ``keep_days`` days ago.
 
     Skipped: files ``keep`` says to keep (the activity log being written), the signing log of
@@ -148,25 +158,36 @@ def prune_logs(logs: Path, keep_days: float, *, now: float | None = None,
     return removed
 
 
-def prune_and_report(console: Console, logs: Path, keep_days: float, *,
-                     now: float | None = None,
-                     keep: Callable[[Path], bool] = lambda path: False) -> list[Path]:
+def prune_and_report(
+    console: Console,
+    logs: Path,
+    keep_days: float,
+    *,
+    now: float | None = None,
+    keep: Callable[[Path], bool] = lambda path: False,
+) -> list[Path]:
     """:func:`prune_logs`, and one console line naming what was removed (none: no line)."""
     removed = prune_logs(logs, keep_days, now=now, keep=keep)
     if removed:
         names = ", ".join(p.name for p in removed[:5])
         more = f" and {len(removed) - 5} more" if len(removed) > 5 else ""
-        console.info(f"Removed {len(removed)} log file(s) not written for {keep_days:g} days "
-                     f"(--keep-days): {names}{more}. The ledger keeps every record.")
+        console.info(
+            f"Removed {len(removed)} log file(s) not written for {keep_days:g} days "
+            f"(--keep-days): {names}{more}. The ledger keeps every record."
+        )
     return removed
 
 
-async def retention_task(console: Console, logs: Path, keep_days: float, *,
-                         keep: Callable[[Path], bool] = lambda path: False,
-                         interval: float = PRUNE_INTERVAL_S,
-                         now: Callable[[], float] = time.time) -> None:
+async def retention_task(
+    console: Console,
+    logs: Path,
+    keep_days: float,
+    *,
+    keep: Callable[[Path], bool] = lambda path: False,
+    interval: float = PRUNE_INTERVAL_S,
+    now: Callable[[], float] = time.time,
+) -> None:
     """Prune at once, then every ``interval`` seconds, until cancelled."""
     while True:
-        await asyncio.to_thread(prune_and_report, console, logs, keep_days, now=now(),
-                                keep=keep)
+        await asyncio.to_thread(prune_and_report, console, logs, keep_days, now=now(), keep=keep)
         await asyncio.sleep(interval)

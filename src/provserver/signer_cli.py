@@ -67,9 +67,7 @@ def _module_password(backend: str, prompt: bool, env: str | None, none: bool) ->
     creator = backend_class(backend).creator
     no_password = creator.no_password if creator is not None else None
     if no_password is not None and (prompt or env is not None):
-        raise click.UsageError(
-            f"{backend}: {no_password}; --password/--password-env do not apply"
-        )
+        raise click.UsageError(f"{backend}: {no_password}; --password/--password-env do not apply")
     if none or no_password is not None:
         return None
     if env is not None:
@@ -278,9 +276,7 @@ def create(
     default=None,
     help="Server data folder whose signers/ profiles are checked.",
 )
-def list_command(
-    backends: tuple[str, ...], data_dir: Path | None, **backend_values: Any
-) -> None:
+def list_command(backends: tuple[str, ...], data_dir: Path | None, **backend_values: Any) -> None:
     """Show each signer module the server would see, and whether it has a profile."""
     names = list(dict.fromkeys(backends)) or chosen_backends("list", backend_values)
     check_foreign_options("list", names, backend_values)

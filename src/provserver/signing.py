@@ -318,9 +318,7 @@ class SigningService:
             return ErrorReply(
                 ReturnCode.SERVER_ERROR, clip_message(f"report not recorded: {exc.message}")
             )
-        state = RecordedState.UNKNOWN if result.state is None else RecordedState[
-            result.state.name
-        ]
+        state = RecordedState.UNKNOWN if result.state is None else RecordedState[result.state.name]
         if outcome is EventKind.INSTALLED:
             self._console.info(f"Device {sn} installed (reported by station {station}).")
         else:
@@ -395,8 +393,12 @@ class SigningService:
         if base is None or base.cert_def is not cert_def:
             if len(self._bases) >= MAX_CERT_BASES:  # bounded: a new hour, profiles reloaded
                 self._bases.clear()
-            base = prepare_base(cert_def, issue_date=issue_date, signer_id=identity.signer_id,
-                                ca_public_key=identity.public_key)
+            base = prepare_base(
+                cert_def,
+                issue_date=issue_date,
+                signer_id=identity.signer_id,
+                ca_public_key=identity.public_key,
+            )
             self._bases[key] = base
         return base
 

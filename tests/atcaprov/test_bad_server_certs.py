@@ -32,8 +32,10 @@ def test_cert_public_key_of_non_x509_der(der: bytes) -> None:
     with pytest.raises(ValidationError) as info:
         cert_public_key(der, "the server's device certificate")
     assert info.value.code is ReturnCode.VALIDATION_FAILED
-    assert info.value.message == (f"the server's device certificate ({len(der)} bytes) is not an"
-                                  " X.509 certificate: it does not parse")
+    assert info.value.message == (
+        f"the server's device certificate ({len(der)} bytes) is not an"
+        " X.509 certificate: it does not parse"
+    )
 
 
 @pytest.mark.parametrize("which", ["device_cert", "signer_cert"])
@@ -53,5 +55,6 @@ def test_flow_reports_validation_failure(pki: Pki, which: str) -> None:
     assert exc.stage is ProvStage.CERTS_WRITE
     assert exc.part_state is PartState.CONFIG_LOCKED and not chip.data_locked
     what = "device" if which == "device_cert" else "signer"
-    assert exc.message == (f"the server's {what} certificate (5 bytes) is not an X.509"
-                           " certificate: it does not parse")
+    assert exc.message == (
+        f"the server's {what} certificate (5 bytes) is not an X.509 certificate: it does not parse"
+    )

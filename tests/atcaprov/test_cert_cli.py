@@ -24,9 +24,20 @@ def test_def_from_cert_compress_rebuild_round_trip(tmp_path: Path) -> None:
     template = tmp_path / "template.pem"
     template.write_bytes(der_to_pem(make_device_template_cert(pki.signer_cert, now=NOW)))
     cdef = tmp_path / "cert_def_2_device.c"
-    result = runner.invoke(main, ["cert", "def-from-cert", str(template), "--kind", "device",
-                                  "--signer-id", pki.cert_info.signer_id.hex().upper(),
-                                  "-o", str(cdef)])
+    result = runner.invoke(
+        main,
+        [
+            "cert",
+            "def-from-cert",
+            str(template),
+            "--kind",
+            "device",
+            "--signer-id",
+            pki.cert_info.signer_id.hex().upper(),
+            "-o",
+            str(cdef),
+        ],
+    )
     assert result.exit_code == 0, result.output
     device_def = load_cert_defs(cdef.read_text())["g_cert_def_2_device"]
     assert device_def.comp_cert_dev_loc.slot == 10 and device_def.public_key_dev_loc.is_genkey
@@ -36,20 +47,38 @@ def test_def_from_cert_compress_rebuild_round_trip(tmp_path: Path) -> None:
 
     key = ec.generate_private_key(ec.SECP256R1())
     sn = bytes.fromhex("0123A1B2C3D4E5F6EE")
-    built = build_cert(device_def, public_key=public_key_bytes(key.public_key()), issue_date=NOW,
-                       signer_id=pki.cert_info.signer_id, device_sn=sn,
-                       sign=lambda d: sign_digest(pki.signer_key, d),
-                       ca_public_key=pki.cert_info.signer_public_key)
+    built = build_cert(
+        device_def,
+        public_key=public_key_bytes(key.public_key()),
+        issue_date=NOW,
+        signer_id=pki.cert_info.signer_id,
+        device_sn=sn,
+        sign=lambda d: sign_digest(pki.signer_key, d),
+        ca_public_key=pki.cert_info.signer_public_key,
+    )
     device_pem = tmp_path / "device.pem"
     device_pem.write_bytes(der_to_pem(built.cert_der))
     result = runner.invoke(main, ["cert", "compress", str(device_pem), "--def", str(cdef)])
     assert result.exit_code == 0, result.output
     record = result.output.strip()
     assert bytes.fromhex(record) == built.comp_cert
-    result = runner.invoke(main, [
-        "cert", "rebuild", "--def", str(cdef), "--record", record,
-        "--public-key", public_key_bytes(key.public_key()).hex(), "--device-sn", sn.hex(),
-        "--ca-public-key", pki.cert_info.signer_public_key.hex()])
+    result = runner.invoke(
+        main,
+        [
+            "cert",
+            "rebuild",
+            "--def",
+            str(cdef),
+            "--record",
+            record,
+            "--public-key",
+            public_key_bytes(key.public_key()).hex(),
+            "--device-sn",
+            sn.hex(),
+            "--ca-public-key",
+            pki.cert_info.signer_public_key.hex(),
+        ],
+    )
     assert result.exit_code == 0, result.output
     rebuilt = x509.load_pem_x509_certificate(result.output.encode())
     assert rebuilt.public_bytes(serialization.Encoding.DER) == built.cert_der
@@ -72,8 +101,10 @@ def test_info_shows_the_signer(tmp_path: Path) -> None:
         (["compress", "{bad}", "--def", "{cdef}"], "not a PEM or DER certificate"),
         (["compress", "{cdef}", "--def", "{bad}"], "bad.pem:2:1"),
         (["rebuild", "--def", "{cdef}", "--record", "zz", "--public-key", "00"], "not hex"),
-        (["rebuild", "--def", "{cdef}", "--record", "00" * 71, "--public-key", "00" * 64],
-         "71 bytes, expected 72"),
+        (
+            ["rebuild", "--def", "{cdef}", "--record", "00" * 71, "--public-key", "00" * 64],
+            "71 bytes, expected 72",
+        ),
         (["info", "{bad}"], "bad.pem"),
     ],
 )

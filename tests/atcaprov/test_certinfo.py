@@ -33,9 +33,15 @@ NOW = datetime(2024, 6, 1, 8, 30, tzinfo=timezone.utc)
 ROOT_KEY = ec.derive_private_key(31, ec.SECP256R1())
 SIGNER_KEY = ec.derive_private_key(32, ec.SECP256R1())
 ROOT = make_root_cert(ROOT_KEY, common_name="Info Root", now=NOW)
-SIGNER = make_signer_cert(ROOT, ROOT_KEY, public_key_bytes(SIGNER_KEY.public_key()),
-                          signer_id=b"\x12\xab", now=NOW, common_name="Info Signer",
-                          expire_years=20)
+SIGNER = make_signer_cert(
+    ROOT,
+    ROOT_KEY,
+    public_key_bytes(SIGNER_KEY.public_key()),
+    signer_id=b"\x12\xab",
+    now=NOW,
+    common_name="Info Signer",
+    expire_years=20,
+)
 DEFS = make_standard_cert_defs(ROOT, SIGNER, now=NOW)
 
 
@@ -61,8 +67,10 @@ def test_write_then_read_gives_an_equal_object(tmp_path: Path) -> None:
     assert load_cert_info(path) == info
     # the same file also carries the two cert defs for firmware
     defs = load_cert_defs(text, str(path))
-    assert defs == {"g_cert_def_1_signer": info.signer_cert_def,
-                    "g_cert_def_2_device": info.device_cert_def}
+    assert defs == {
+        "g_cert_def_1_signer": info.signer_cert_def,
+        "g_cert_def_2_device": info.device_cert_def,
+    }
     assert "typedef struct atcaprov_cert_info_s" in text
 
 
@@ -74,8 +82,9 @@ def test_wrong_key_id_has_file_line_column(tmp_path: Path) -> None:
     text = _info().to_c_source()
     start = text.index(".signer_key_id")
     first = text.index("0x", start)
-    bad = text[:first] + ("0x00" if text[first:first + 4] != "0x00" else "0x01") + \
-        text[first + 4:]
+    bad = (
+        text[:first] + ("0x00" if text[first : first + 4] != "0x00" else "0x01") + text[first + 4 :]
+    )
     path = tmp_path / "atcaprov_cert_info_3.c"
     path.write_text(bad)
     with pytest.raises(CSourceError) as err:
@@ -114,8 +123,9 @@ def test_missing_file() -> None:
 
 
 def test_signer_not_issued_by_root() -> None:
-    other_root = make_root_cert(ec.derive_private_key(33, ec.SECP256R1()),
-                                common_name="Info Root", now=NOW)
+    other_root = make_root_cert(
+        ec.derive_private_key(33, ec.SECP256R1()), common_name="Info Root", now=NOW
+    )
     with pytest.raises(CertInfoError) as err:
         CertInfo.from_certs(SIGNER, other_root, "x", DEFS.device, DEFS.signer)
     assert err.value.field == "signer_cert"
@@ -123,8 +133,7 @@ def test_signer_not_issued_by_root() -> None:
 
 def test_overlapping_slots_are_refused() -> None:
     info = _info()
-    clash = replace(info.device_cert_def,
-                    comp_cert_dev_loc=info.signer_cert_def.comp_cert_dev_loc)
+    clash = replace(info.device_cert_def, comp_cert_dev_loc=info.signer_cert_def.comp_cert_dev_loc)
     with pytest.raises(CertInfoError) as err:
         replace(info, device_cert_def=clash)
     assert err.value.field == "slots"
@@ -144,7 +153,11 @@ def test_the_file_is_c_that_compiles(tmp_path: Path) -> None:
     """gcc -fsyntax-only against a stand-in atcacert_def.h written from the facts file."""
     src = tmp_path / "atcaprov_cert_info_0.c"
     src.write_text(_info().to_c_source())
-    result = subprocess.run(["gcc", "-std=c99", "-Wall", "-Werror", "-fsyntax-only",
-                             "-I", str(STUB), str(src)], capture_output=True, text=True,
-                            timeout=60, check=False)
+    result = subprocess.run(
+        ["gcc", "-std=c99", "-Wall", "-Werror", "-fsyntax-only", "-I", str(STUB), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr

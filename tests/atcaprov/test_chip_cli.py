@@ -19,8 +19,9 @@ from tests.support.pki import make_pki
 def test_create_then_show_blank_part(tmp_path: Path) -> None:
     path = tmp_path / "part.json"
     runner = CliRunner()
-    result = runner.invoke(main, ["sim", "chip", "create", str(path), "--serial",
-                                  "0123A1B2C3D4E5F6EE"])
+    result = runner.invoke(
+        main, ["sim", "chip", "create", str(path), "--serial", "0123A1B2C3D4E5F6EE"]
+    )
     assert result.exit_code == 0, result.output
     shown = runner.invoke(main, ["sim", "chip", "show", str(path)])
     assert shown.exit_code == 0, shown.output
@@ -35,8 +36,12 @@ def test_show_provisioned_part_with_locked_slot(tmp_path: Path) -> None:
     path = tmp_path / "part.json"
     chip = Atecc508a()
     pki = make_pki()
-    provision(Device(open_hal("emulator", chip=chip)), RecordingHooks(InMemoryServer(pki)),
-              pki.cert_info, lock_slots=[10])
+    provision(
+        Device(open_hal("emulator", chip=chip)),
+        RecordingHooks(InMemoryServer(pki)),
+        pki.cert_info,
+        lock_slots=[10],
+    )
     chip.save(path)
     shown = CliRunner().invoke(main, ["sim", "chip", "show", str(path)])
     assert "data zone       locked" in shown.output
@@ -46,8 +51,9 @@ def test_show_provisioned_part_with_locked_slot(tmp_path: Path) -> None:
 
 def test_bad_inputs(tmp_path: Path) -> None:
     runner = CliRunner()
-    bad_serial = runner.invoke(main, ["sim", "chip", "create", str(tmp_path / "x.json"),
-                                      "--serial", "00"])
+    bad_serial = runner.invoke(
+        main, ["sim", "chip", "create", str(tmp_path / "x.json"), "--serial", "00"]
+    )
     assert bad_serial.exit_code != 0 and "9 bytes" in bad_serial.output
     broken = tmp_path / "broken.json"
     broken.write_text("{}")
@@ -92,8 +98,12 @@ def test_show_a_provisioned_608b(tmp_path: Path) -> None:
     path = tmp_path / "part.json"
     chip = Atecc608b()
     pki = make_pki()
-    provision(Device(open_hal("emulator", chip=chip)), RecordingHooks(InMemoryServer(pki)),
-              pki.cert_info, lock_slots=[10])
+    provision(
+        Device(open_hal("emulator", chip=chip)),
+        RecordingHooks(InMemoryServer(pki)),
+        pki.cert_info,
+        lock_slots=[10],
+    )
     chip.save(path)
     shown = CliRunner().invoke(main, ["sim", "chip", "show", str(path)])
     assert "chip type       ATECC608B" in shown.output

@@ -60,15 +60,19 @@ def _config_writes(hal: Recording) -> int:
     return sum(1 for op, p1 in hal.sent if op == Opcode.WRITE and p1 & 0x03 == 0)
 
 
-@pytest.mark.parametrize(("differing", "writes"), [
-    ((), 0),                      # config already the target: no config Write at all
-    ((17,), 1),                   # one word of block 0
-    ((40, 41, 60), 1),            # two words of block 1: one 32-byte Write
-    ((70, 90), 2),                # two words of block 2: word by word
-    (WRITABLE, 13),               # every word: 4 + 1 + 7 + 1
-])
-def test_only_config_words_that_differ_are_written(pki: Pki, differing: tuple[int, ...],
-                                                   writes: int) -> None:
+@pytest.mark.parametrize(
+    ("differing", "writes"),
+    [
+        ((), 0),  # config already the target: no config Write at all
+        ((17,), 1),  # one word of block 0
+        ((40, 41, 60), 1),  # two words of block 1: one 32-byte Write
+        ((70, 90), 2),  # two words of block 2: word by word
+        (WRITABLE, 13),  # every word: 4 + 1 + 7 + 1
+    ],
+)
+def test_only_config_words_that_differ_are_written(
+    pki: Pki, differing: tuple[int, ...], writes: int
+) -> None:
     chip = _part(differing)
     hal, _ = _run(pki, chip)
     assert _config_writes(hal) == writes
@@ -82,8 +86,7 @@ def test_the_config_is_not_read_back_and_validation_sends_no_genkey(pki: Pki) ->
     config_reads = sum(1 for op, p1 in hal.sent if op == Opcode.READ and p1 & 0x03 == 0)
     # the first read (4), the lock word after the config lock (1) and after the data lock (1),
     # nothing else; the verify() above reads its own, after the flow
-    flow = hal.sent[: next(i for i, (op, p1) in enumerate(hal.sent)
-                           if op == Opcode.SIGN) + 1]
+    flow = hal.sent[: next(i for i, (op, p1) in enumerate(hal.sent) if op == Opcode.SIGN) + 1]
     assert sum(1 for op, p1 in flow if op == Opcode.READ and p1 & 0x03 == 0) == 6
     assert sum(1 for op, _ in flow if op == Opcode.GENKEY) == 1  # GEN_KEY's only
     assert counts[Opcode.LOCK] == 2 and config_reads >= 6

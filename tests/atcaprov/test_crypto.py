@@ -40,13 +40,13 @@ GY = bytes.fromhex("4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF
 def test_rs_to_der_small_values_by_hand() -> None:
     # r = 1, s = 0x7F: minimal INTEGERs, no sign byte needed.
     rs = (1).to_bytes(32, "big") + (0x7F).to_bytes(32, "big")
-    assert rs_to_der(rs) == bytes.fromhex("3006" "020101" "02017F")
+    assert rs_to_der(rs) == bytes.fromhex("300602010102017F")
 
 
 def test_rs_to_der_high_bit_gets_a_zero_byte_by_hand() -> None:
     # r = 0x80 needs a leading 00 (else negative); s = 0x0100 keeps its 2 bytes.
     rs = (0x80).to_bytes(32, "big") + (0x0100).to_bytes(32, "big")
-    assert rs_to_der(rs) == bytes.fromhex("3008" "02020080" "02020100")
+    assert rs_to_der(rs) == bytes.fromhex("30080202008002020100")
 
 
 def test_rs_to_der_full_size_by_hand() -> None:
@@ -58,8 +58,9 @@ def test_rs_to_der_full_size_by_hand() -> None:
 
 
 def test_der_to_rs_pads_short_integers() -> None:
-    assert der_to_rs(bytes.fromhex("3006020101020102")) == \
-        (1).to_bytes(32, "big") + (2).to_bytes(32, "big")
+    assert der_to_rs(bytes.fromhex("3006020101020102")) == (1).to_bytes(32, "big") + (2).to_bytes(
+        32, "big"
+    )
 
 
 @pytest.mark.parametrize("size", [0, 63, 65])
@@ -139,8 +140,9 @@ def test_public_key_from_xy_round_trip() -> None:
     key = public_key_from_xy(GX + GY)
     numbers = key.public_numbers()
     assert (numbers.x, numbers.y) == (int.from_bytes(GX, "big"), int.from_bytes(GY, "big"))
-    assert public_key_from_xy(public_key_xy(KEY)).public_numbers() == \
-        KEY.public_key().public_numbers()
+    assert (
+        public_key_from_xy(public_key_xy(KEY)).public_numbers() == KEY.public_key().public_numbers()
+    )
 
 
 def test_is_p256_point_agrees_with_cryptography() -> None:
@@ -150,8 +152,13 @@ def test_is_p256_point_agrees_with_cryptography() -> None:
         candidates += [xy[:31] + bytes([xy[31] ^ 1]) + xy[32:], xy[:63] + bytes([xy[63] ^ 1])]
     p = P256_P.to_bytes(32, "big")
     y_of_x0 = GY  # x = p + Gx mod 2^256 is out of range even where it would fit the equation
-    candidates += [bytes(64), b"\xff" * 64, p + GY, GX + p,
-                   (int.from_bytes(GX, "big") + P256_P).to_bytes(33, "big")[-32:] + y_of_x0]
+    candidates += [
+        bytes(64),
+        b"\xff" * 64,
+        p + GY,
+        GX + p,
+        (int.from_bytes(GX, "big") + P256_P).to_bytes(33, "big")[-32:] + y_of_x0,
+    ]
     for xy in candidates:
         try:
             public_key_from_xy(xy)
@@ -175,10 +182,16 @@ def test_public_key_from_xy_refuses_bad_points() -> None:
 def _cert(subject_key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> x509.Certificate:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "crypto test")])
     now = datetime(2024, 1, 1, tzinfo=timezone.utc)
-    return (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(subject_key.public_key()).serial_number(1)
-            .not_valid_before(now).not_valid_after(now + timedelta(days=1))
-            .sign(KEY, hashes.SHA256()))
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(subject_key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .sign(KEY, hashes.SHA256())
+    )
 
 
 def test_certificate_public_key() -> None:

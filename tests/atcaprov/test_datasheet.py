@@ -22,10 +22,27 @@ TEST_CONFIG = bytes.fromhex(
     "33005C0013005C003C001C001C003300"
     "1C001C003C003C003C003C001C003C00"
 )
-SLOT_CONFIGS = [0x208F, 0x44C4, 0x2087, 0x44C4, 0x0F8F, 0x8F8F, 0x8F9F, 0x2082,
-                0x44C4, 0x44C4] + [0x0F0F] * 6
-KEY_CONFIGS = [0x0033, 0x005C, 0x0013, 0x005C, 0x003C, 0x001C, 0x001C, 0x0033,
-               0x001C, 0x001C, 0x003C, 0x003C, 0x003C, 0x003C, 0x001C, 0x003C]
+SLOT_CONFIGS = [0x208F, 0x44C4, 0x2087, 0x44C4, 0x0F8F, 0x8F8F, 0x8F9F, 0x2082, 0x44C4, 0x44C4] + [
+    0x0F0F
+] * 6
+KEY_CONFIGS = [
+    0x0033,
+    0x005C,
+    0x0013,
+    0x005C,
+    0x003C,
+    0x001C,
+    0x001C,
+    0x0033,
+    0x001C,
+    0x001C,
+    0x003C,
+    0x003C,
+    0x003C,
+    0x003C,
+    0x001C,
+    0x003C,
+]
 
 
 # ------------------------------------------------------------------ sizes and map
@@ -104,7 +121,11 @@ def test_slot_locked_bits() -> None:
 def test_slot_config_private_key_word() -> None:
     sc = ds.SlotConfig(0x2087)  # private key: external + internal Sign, ECDH, GenKey allowed
     assert (sc.external_sign, sc.internal_sign, sc.ecdh, sc.ecdh_to_slot) == (
-        True, True, True, False)
+        True,
+        True,
+        True,
+        False,
+    )
     assert sc.is_secret and not sc.encrypt_read
     assert sc.write_config == 0b0010 and sc.genkey_allowed and not sc.privwrite_allowed
     privwrite = ds.SlotConfig(0x6483)  # CryptoAuthLib's w25 config: "privwrite on"
@@ -127,7 +148,11 @@ def test_slot_config_data_words() -> None:
     assert not never.write_always and not never.write_encrypted
     flags = ds.SlotConfig(0x0070)
     assert (flags.no_mac, flags.limited_use, flags.encrypt_read, flags.is_secret) == (
-        True, True, True, False)
+        True,
+        True,
+        True,
+        False,
+    )
 
 
 @pytest.mark.parametrize(
@@ -145,7 +170,11 @@ def test_key_config_words(
 ) -> None:
     kc = ds.KeyConfig(word)
     assert (kc.private, kc.pub_info, kc.key_type, kc.lockable) == (
-        private, pub_info, key_type, lockable)
+        private,
+        pub_info,
+        key_type,
+        lockable,
+    )
     assert kc.is_p256 == (key_type == ds.KEY_TYPE_P256)
     assert kc.is_p256_private == (private and key_type == 4)
 
@@ -236,13 +265,21 @@ def test_atecc608_config_map() -> None:
     assert cmap.kdf_iv_loc == 72 and list(cmap.kdf_iv_str.offsets) == [73, 74]
     assert list(cmap.reserved.offsets) == list(range(75, 84))
     assert (cmap.user_extra, cmap.user_extra_add, cmap.lock_value, cmap.lock_config) == (
-        84, 85, 86, 87)
+        84,
+        85,
+        86,
+        87,
+    )
     assert list(cmap.slot_locked.offsets) == [88, 89]
     assert list(cmap.chip_options.offsets) == [90, 91]
     assert list(cmap.x509_format.offsets) == [92, 93, 94, 95]
     assert [cmap.key_config_offset(n) for n in (0, 15)] == [96, 126]
-    assert (ds.CHIP_MODE_I2C_ADDRESS_USER_EXTRA_ADD, ds.CHIP_MODE_TTL_ENABLE,
-            ds.CHIP_MODE_WATCHDOG_LONG, ds.CHIP_MODE_CLOCK_DIVIDER_MASK) == (0x01, 0x02, 0x04, 0xF8)
+    assert (
+        ds.CHIP_MODE_I2C_ADDRESS_USER_EXTRA_ADD,
+        ds.CHIP_MODE_TTL_ENABLE,
+        ds.CHIP_MODE_WATCHDOG_LONG,
+        ds.CHIP_MODE_CLOCK_DIVIDER_MASK,
+    ) == (0x01, 0x02, 0x04, 0xF8)
     assert (ds.CLOCK_DIVIDER_M0, ds.CLOCK_DIVIDER_M1, ds.CLOCK_DIVIDER_M2) == (0x00, 0x28, 0x68)
 
 
@@ -260,12 +297,26 @@ def test_field_names_and_differences() -> None:
     assert (names[0], names[4], names[13], names[15]) == ("SN", "RevNum", "AES_Enable", "reserved")
     assert (names[18], names[19]) == ("CountMatch", "ChipMode (ATECC608)")
     assert (names[22], names[23], names[52], names[60]) == (
-        "SlotConfig[1]", "SlotConfig[1]", "Counter[0]", "Counter[1]")
+        "SlotConfig[1]",
+        "SlotConfig[1]",
+        "Counter[0]",
+        "Counter[1]",
+    )
     assert (names[68], names[85], names[90], names[127]) == (
-        "UseLock", "UserExtraAdd", "ChipOptions", "KeyConfig[15]")
+        "UseLock",
+        "UserExtraAdd",
+        "ChipOptions",
+        "KeyConfig[15]",
+    )
     old = ds.config_field_names(ds.ATECC508A)
     assert (old[13], old[18], old[19], old[68], old[85], old[90]) == (
-        "reserved", "OTPmode", "ChipMode", "LastKeyUse", "Selector", "RFU")
+        "reserved",
+        "OTPmode",
+        "ChipMode",
+        "LastKeyUse",
+        "Selector",
+        "RFU",
+    )
     differing = [d.describe() for d in ds.fields_differing(ds.ATECC508A, ds.ATECC608B)]
     assert differing == [
         "byte 13: reserved / AES_Enable",

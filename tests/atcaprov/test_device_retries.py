@@ -58,28 +58,31 @@ def _configured(data_lock: bool = True) -> tuple[Atecc508a, FaultHal, Device]:
     return chip, hal, dev
 
 
-@pytest.mark.parametrize(("opcode", "p1", "rule"), [
-    (Opcode.READ, 0x80, Retry.REPEAT),
-    (Opcode.INFO, 0, Retry.REPEAT),
-    (Opcode.RANDOM, 0, Retry.REPEAT),
-    (Opcode.NONCE, 0x03, Retry.REPEAT),
-    (Opcode.WRITE, ZONE_DATA | ZONE_READWRITE_32, Retry.REPEAT),
-    (Opcode.WRITE, ZONE_DATA | ZONE_READWRITE_32 | ZONE_ENCRYPTED, Retry.REPORT),
-    (Opcode.GENKEY, GENKEY_MODE_PRIVATE, Retry.REPEAT),
-    (Opcode.GENKEY, GENKEY_MODE_PUBLIC, Retry.REPEAT),
-    (Opcode.GENKEY, 0x10, Retry.REPORT),
-    (Opcode.COUNTER, 0, Retry.REPEAT),
-    (Opcode.COUNTER, 1, Retry.REPORT),
-    (Opcode.LOCK, 0x00, Retry.CHECK_LOCK),
-    (Opcode.LOCK, 0x2A, Retry.CHECK_LOCK),
-    (Opcode.SIGN, 0x80, Retry.REPORT),
-    (Opcode.VERIFY, 0x02, Retry.REPORT),
-    (Opcode.GENDIG, 2, Retry.REPORT),
-    (Opcode.MAC, 0, Retry.REPORT),
-    (Opcode.SHA, 0, Retry.REPORT),
-    (Opcode.UPDATE_EXTRA, 0, Retry.REPORT),
-    (Opcode.PRIVWRITE, 0x40, Retry.REPORT),
-])
+@pytest.mark.parametrize(
+    ("opcode", "p1", "rule"),
+    [
+        (Opcode.READ, 0x80, Retry.REPEAT),
+        (Opcode.INFO, 0, Retry.REPEAT),
+        (Opcode.RANDOM, 0, Retry.REPEAT),
+        (Opcode.NONCE, 0x03, Retry.REPEAT),
+        (Opcode.WRITE, ZONE_DATA | ZONE_READWRITE_32, Retry.REPEAT),
+        (Opcode.WRITE, ZONE_DATA | ZONE_READWRITE_32 | ZONE_ENCRYPTED, Retry.REPORT),
+        (Opcode.GENKEY, GENKEY_MODE_PRIVATE, Retry.REPEAT),
+        (Opcode.GENKEY, GENKEY_MODE_PUBLIC, Retry.REPEAT),
+        (Opcode.GENKEY, 0x10, Retry.REPORT),
+        (Opcode.COUNTER, 0, Retry.REPEAT),
+        (Opcode.COUNTER, 1, Retry.REPORT),
+        (Opcode.LOCK, 0x00, Retry.CHECK_LOCK),
+        (Opcode.LOCK, 0x2A, Retry.CHECK_LOCK),
+        (Opcode.SIGN, 0x80, Retry.REPORT),
+        (Opcode.VERIFY, 0x02, Retry.REPORT),
+        (Opcode.GENDIG, 2, Retry.REPORT),
+        (Opcode.MAC, 0, Retry.REPORT),
+        (Opcode.SHA, 0, Retry.REPORT),
+        (Opcode.UPDATE_EXTRA, 0, Retry.REPORT),
+        (Opcode.PRIVWRITE, 0x40, Retry.REPORT),
+    ],
+)
 def test_retry_rule_table(opcode: int, p1: int, rule: Retry) -> None:
     assert retry_rule(opcode, p1) is rule
 
@@ -192,8 +195,13 @@ def test_encrypted_write_is_reported() -> None:
     _chip, hal, dev = _configured()
     hal.arm("lost")
     with pytest.raises(CommTimeoutError):
-        dev.execute(Opcode.WRITE, ZONE_DATA | ZONE_READWRITE_32 | ZONE_ENCRYPTED,
-                    get_addr(ZONE_DATA, 14, 0, 0), bytes(64), response_size=1)
+        dev.execute(
+            Opcode.WRITE,
+            ZONE_DATA | ZONE_READWRITE_32 | ZONE_ENCRYPTED,
+            get_addr(ZONE_DATA, 14, 0, 0),
+            bytes(64),
+            response_size=1,
+        )
     assert dev.opcode_counts[Opcode.WRITE] == 1
 
 
@@ -224,15 +232,26 @@ def test_on_write_sees_every_acknowledged_write() -> None:
     hal.arm(0x0F)
     with pytest.raises(ExecutionError):
         dev.write_zone(ZONE_OTP, 0, 0, 0, bytes(32))
-    assert seen == [(ZONE_DATA | ZONE_READWRITE_32, get_addr(ZONE_DATA, 14, 1, 0),
-                     bytes(range(32)))]
+    assert seen == [
+        (ZONE_DATA | ZONE_READWRITE_32, get_addr(ZONE_DATA, 14, 1, 0), bytes(range(32)))
+    ]
 
 
-@pytest.mark.parametrize(("zone", "slot", "block", "word", "length"), [
-    (ZONE_DATA, 8, 12, 0, 32), (ZONE_DATA, 3, 1, 0, 4), (ZONE_DATA, 15, 2, 1, 4),
-    (ZONE_OTP, 0, 1, 7, 4), (ZONE_CONFIG, 0, 2, 5, 4), (ZONE_CONFIG, 0, 3, 0, 32),
-])
-def test_zone_position_inverts_get_addr(zone: int, slot: int, block: int, word: int,
-                                        length: int) -> None:
+@pytest.mark.parametrize(
+    ("zone", "slot", "block", "word", "length"),
+    [
+        (ZONE_DATA, 8, 12, 0, 32),
+        (ZONE_DATA, 3, 1, 0, 4),
+        (ZONE_DATA, 15, 2, 1, 4),
+        (ZONE_OTP, 0, 1, 7, 4),
+        (ZONE_CONFIG, 0, 2, 5, 4),
+        (ZONE_CONFIG, 0, 3, 0, 32),
+    ],
+)
+def test_zone_position_inverts_get_addr(
+    zone: int, slot: int, block: int, word: int, length: int
+) -> None:
     assert zone_position(zone, get_addr(zone, slot, block, word), length) == (
-        slot if zone == ZONE_DATA else 0, block * 32 + word * 4)
+        slot if zone == ZONE_DATA else 0,
+        block * 32 + word * 4,
+    )

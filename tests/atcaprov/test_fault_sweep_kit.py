@@ -104,8 +104,9 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VirtualKitBoard]
 
 
 @pytest.mark.parametrize("lock_slots", [(), (10, 12)], ids=["no-slot-locks", "slot-locks"])
-def test_kit_fault_at_every_lock_and_sign(pki: Pki, board: VirtualKitBoard,
-                                          lock_slots: tuple[int, ...]) -> None:
+def test_kit_fault_at_every_lock_and_sign(
+    pki: Pki, board: VirtualKitBoard, lock_slots: tuple[int, ...]
+) -> None:
     bench, server = KitBench(board), InMemoryServer(pki)
     _commands, _wakes, opcodes = count_commands(bench, server, pki.cert_info, lock_slots)
     positions = [i for i, op in enumerate(opcodes) if op in SWEPT_OPCODES]

@@ -57,8 +57,15 @@ def test_installed_after_validation(pki: Pki) -> None:
     result = provision(device, hooks, pki.cert_info)
     (report,) = hooks.reports
     assert report == DeviceReport(
-        ReportOutcome.INSTALLED, int(ProvStage.VALIDATE_CERTS), ReportPartState.PROVISIONED,
-        ReturnCode.SUCCESS, result.serial_number, result.public_key, "line-7", "")
+        ReportOutcome.INSTALLED,
+        int(ProvStage.VALIDATE_CERTS),
+        ReportPartState.PROVISIONED,
+        ReturnCode.SUCCESS,
+        result.serial_number,
+        result.public_key,
+        "line-7",
+        "",
+    )
     assert hooks.events[-1] == (ProvStage.VALIDATE_CERTS, ProvStatus.DONE)  # report comes last
 
 
@@ -77,8 +84,11 @@ def test_a_part_removed_after_it_got_a_key_is_abandoned(pki: Pki) -> None:
         provision(device, hooks, pki.cert_info)
     (report,) = hooks.reports
     assert (report.outcome, report.stage, report.part_state, report.code) == (
-        ReportOutcome.ABANDONED, ProvStage.CERTS_WRITE, ReportPartState.UNKNOWN,
-        ReturnCode.DEVICE_ERROR)  # the part is gone: its state cannot be read
+        ReportOutcome.ABANDONED,
+        ProvStage.CERTS_WRITE,
+        ReportPartState.UNKNOWN,
+        ReturnCode.DEVICE_ERROR,
+    )  # the part is gone: its state cannot be read
     assert len(report.device_public_key) == 64 and report.device_public_key != bytes(64)
 
 
@@ -133,8 +143,16 @@ def test_a_failing_report_hook_does_not_change_the_result(
 def test_send_report_over_the_hooks(pki: Pki) -> None:
     server = InMemoryServer(pki)
     hooks = RecordingHooks(server)
-    report = DeviceReport(ReportOutcome.FAILED, 6, ReportPartState.CONFIG_LOCKED,
-                          ReturnCode.CERT_MISMATCH, bytes(9), bytes(64), None, "mismatch")
+    report = DeviceReport(
+        ReportOutcome.FAILED,
+        6,
+        ReportPartState.CONFIG_LOCKED,
+        ReturnCode.CERT_MISMATCH,
+        bytes(9),
+        bytes(64),
+        None,
+        "mismatch",
+    )
     ack = send_report(hooks, report)
     assert ack.state is RecordedState.FAILED and server.reports == [report]
     assert hooks.calls == ["start", "send", "done"]

@@ -19,9 +19,16 @@ from atcaprov.protocol import (
 )
 from atcaprov.return_codes import ReturnCode
 
-FIELDS = dict(signer_id=b"\xc4\x8b", signer_key_id=bytes(range(20)), device_template_id=1,
-              signer_template_id=2, chain_id=3, config_zone=bytes(range(128)),
-              device_public_key=bytes(range(64, 128)), station_id="line-1")
+FIELDS = dict(
+    signer_id=b"\xc4\x8b",
+    signer_key_id=bytes(range(20)),
+    device_template_id=1,
+    signer_template_id=2,
+    chain_id=3,
+    config_zone=bytes(range(128)),
+    device_public_key=bytes(range(64, 128)),
+    station_id="line-1",
+)
 
 
 def test_cert_request2_is_the_cert_request_body_plus_the_device_type() -> None:
@@ -46,8 +53,14 @@ def test_cert_request2_round_trip(device_type: DeviceType) -> None:
 
 
 def test_unknown_device_type_and_truncation_refused() -> None:
-    wire = bytearray(encode(CertRequest2(**FIELDS,  # type: ignore[arg-type]
-                                         device_type=DeviceType.ATECC508A)))
+    wire = bytearray(
+        encode(
+            CertRequest2(
+                **FIELDS,  # type: ignore[arg-type]
+                device_type=DeviceType.ATECC508A,
+            )
+        )
+    )
     wire[-1] = 9
     reader = MessageReader()
     reader.feed(bytes(wire))
@@ -63,8 +76,14 @@ def test_unknown_device_type_and_truncation_refused() -> None:
 
 def test_version_1_peer_refuses_the_new_type() -> None:
     reader = MessageReader(versions={1})
-    reader.feed(encode(CertRequest2(**FIELDS,  # type: ignore[arg-type]
-                                    device_type=DeviceType.ATECC608A)))
+    reader.feed(
+        encode(
+            CertRequest2(
+                **FIELDS,  # type: ignore[arg-type]
+                device_type=DeviceType.ATECC608A,
+            )
+        )
+    )
     with pytest.raises(ProtocolError) as info:
         reader.next_message()
     assert info.value.code is ReturnCode.UNSUPPORTED_VERSION
@@ -72,8 +91,14 @@ def test_version_1_peer_refuses_the_new_type() -> None:
 
 def test_server_that_accepts_only_cert_requests_refuses_it() -> None:
     reader = MessageReader({MessageType.CERT_REQUEST})
-    reader.feed(encode(CertRequest2(**FIELDS,  # type: ignore[arg-type]
-                                    device_type=DeviceType.ATECC608A)))
+    reader.feed(
+        encode(
+            CertRequest2(
+                **FIELDS,  # type: ignore[arg-type]
+                device_type=DeviceType.ATECC608A,
+            )
+        )
+    )
     with pytest.raises(ProtocolError) as info:
         reader.next_message()
     assert info.value.code is ReturnCode.UNKNOWN_MESSAGE_TYPE

@@ -10,9 +10,14 @@ from atcaprov.return_codes import ReturnCode
 
 def _report(**changes: object) -> p.DeviceReport:
     values: dict[str, object] = dict(
-        outcome=p.ReportOutcome.FAILED, stage=6, part_state=p.ReportPartState.CONFIG_LOCKED,
-        code=ReturnCode.DEVICE_ERROR, device_sn=bytes.fromhex("01231E6CD82C0001EE"),
-        device_public_key=bytes(range(64)), station_id="line-1", message="chip gone é",
+        outcome=p.ReportOutcome.FAILED,
+        stage=6,
+        part_state=p.ReportPartState.CONFIG_LOCKED,
+        code=ReturnCode.DEVICE_ERROR,
+        device_sn=bytes.fromhex("01231E6CD82C0001EE"),
+        device_public_key=bytes(range(64)),
+        station_id="line-1",
+        message="chip gone é",
     )
     values.update(changes)
     return p.DeviceReport(**values)  # type: ignore[arg-type]

@@ -35,8 +35,9 @@ from tests.support.sweep import factory_part
 S, D, K, E = ProvStatus.START, ProvStatus.DONE, ProvStatus.SKIPPED, ProvStatus.ERROR
 
 
-def _setup(pki: Pki, chip: Atecc508a | None = None) -> tuple[Atecc508a, FaultHal, Device,
-                                                             InMemoryServer, RecordingHooks]:
+def _setup(
+    pki: Pki, chip: Atecc508a | None = None
+) -> tuple[Atecc508a, FaultHal, Device, InMemoryServer, RecordingHooks]:
     chip = chip or Atecc508a()
     hal = FaultHal(open_hal("emulator", chip=chip))
     device = Device(hal)
@@ -48,16 +49,25 @@ def test_full_flow_notify_sequence_and_result(pki: Pki) -> None:
     chip, _hal, device, server, hooks = _setup(pki)
     result = provision(device, hooks, pki.cert_info)
     assert hooks.events == [
-        (ProvStage.CONFIG_WRITE, S), (ProvStage.CONFIG_WRITE, D),
-        (ProvStage.CONFIG_LOCK, S), (ProvStage.CONFIG_LOCK, D),
-        (ProvStage.CONFIG_READ, S), (ProvStage.CONFIG_READ, D),
-        (ProvStage.GEN_KEY, S), (ProvStage.GEN_KEY, D),
-        (ProvStage.CERTS_REQUEST, S), (ProvStage.CERTS_REQUEST, D),
-        (ProvStage.CERTS_WRITE, S), (ProvStage.CERTS_WRITE, D),
-        (ProvStage.DATA_WRITE, S), (ProvStage.DATA_WRITE, D),
-        (ProvStage.DATA_LOCK, S), (ProvStage.DATA_LOCK, D),
+        (ProvStage.CONFIG_WRITE, S),
+        (ProvStage.CONFIG_WRITE, D),
+        (ProvStage.CONFIG_LOCK, S),
+        (ProvStage.CONFIG_LOCK, D),
+        (ProvStage.CONFIG_READ, S),
+        (ProvStage.CONFIG_READ, D),
+        (ProvStage.GEN_KEY, S),
+        (ProvStage.GEN_KEY, D),
+        (ProvStage.CERTS_REQUEST, S),
+        (ProvStage.CERTS_REQUEST, D),
+        (ProvStage.CERTS_WRITE, S),
+        (ProvStage.CERTS_WRITE, D),
+        (ProvStage.DATA_WRITE, S),
+        (ProvStage.DATA_WRITE, D),
+        (ProvStage.DATA_LOCK, S),
+        (ProvStage.DATA_LOCK, D),
         (ProvStage.SLOTS_LOCK, K),
-        (ProvStage.VALIDATE_CERTS, S), (ProvStage.VALIDATE_CERTS, D),
+        (ProvStage.VALIDATE_CERTS, S),
+        (ProvStage.VALIDATE_CERTS, D),
     ]
     assert hooks.calls == ["start", "send", "done"]
     assert chip.config_locked and chip.data_locked
@@ -89,8 +99,9 @@ def test_server_error_reaches_request_error(pki: Pki) -> None:
     server.error = (ReturnCode.SIGNER_LOCKED, "Signer (0123, Test) waits for its password")
     with pytest.raises(ProvisioningError) as info:
         provision(device, hooks, pki.cert_info)
-    assert hooks.errors == [(ReturnCode.SIGNER_LOCKED,
-                             "Signer (0123, Test) waits for its password")]
+    assert hooks.errors == [
+        (ReturnCode.SIGNER_LOCKED, "Signer (0123, Test) waits for its password")
+    ]
     assert info.value.code == ReturnCode.SIGNER_LOCKED
     assert info.value.stage == ProvStage.CERTS_REQUEST
     assert info.value.part_state == PartState.CONFIG_LOCKED
@@ -126,8 +137,9 @@ STAGE_STATES = [
 ]
 
 
-def _fault_at_stage(hal: FaultHal, server: InMemoryServer, stage: ProvStage,
-                    fault: int | str) -> RecordingHooks:
+def _fault_at_stage(
+    hal: FaultHal, server: InMemoryServer, stage: ProvStage, fault: int | str
+) -> RecordingHooks:
     class Faulting(RecordingHooks):
         def notify(self, st: ProvStage, status: ProvStatus) -> None:
             super().notify(st, status)
@@ -185,8 +197,9 @@ def test_part_state_is_read_from_the_chip(pki: Pki, stage: ProvStage, state: Par
 class FaultAtOpcode(FaultHal):
     """Arms ``fault`` right before the ``position``-th command whose opcode is in ``opcodes``."""
 
-    def __init__(self, inner: Hal, opcodes: tuple[int, ...], position: int,
-                 fault: int | str) -> None:
+    def __init__(
+        self, inner: Hal, opcodes: tuple[int, ...], position: int, fault: int | str
+    ) -> None:
         super().__init__(inner)
         self.targets, self.position, self.fault, self.seen = opcodes, position, fault, 0
 
@@ -199,13 +212,16 @@ class FaultAtOpcode(FaultHal):
 
 
 @pytest.mark.parametrize("fault", ["lost", "crc", "timeout", 0xFF, 0xEE, 0x11, 0x05])
-@pytest.mark.parametrize("position", range(5), ids=["config-lock", "data-lock", "slot-10",
-                                                     "slot-12", "sign"])
+@pytest.mark.parametrize(
+    "position", range(5), ids=["config-lock", "data-lock", "slot-10", "slot-12", "sign"]
+)
 def test_lost_answer_at_a_lock_or_the_sign_does_not_fail_the_run(
-        pki: Pki, fault: int | str, position: int) -> None:
+    pki: Pki, fault: int | str, position: int
+) -> None:
     chip = Atecc508a()
-    hal = FaultAtOpcode(open_hal("emulator", chip=chip), (Opcode.LOCK, Opcode.SIGN), position,
-                        fault)
+    hal = FaultAtOpcode(
+        open_hal("emulator", chip=chip), (Opcode.LOCK, Opcode.SIGN), position, fault
+    )
     device = Device(hal)
     provision(device, RecordingHooks(InMemoryServer(pki)), pki.cert_info, lock_slots=(10, 12))
     assert len(hal.fired) == 1
@@ -347,7 +363,10 @@ def test_verify_reports_blank_and_foreign_parts(pki: Pki) -> None:
     report = verify(device, pki.cert_info)
     assert not report.ok
     assert [c.name for c in report.checks if not c.ok] == [
-        "config zone locked", "data zone locked", "certificates"]
+        "config zone locked",
+        "data zone locked",
+        "certificates",
+    ]
     provision(device, hooks, pki.cert_info)
     foreign = make_pki()
     report = verify(device, foreign.cert_info)
@@ -356,9 +375,10 @@ def test_verify_reports_blank_and_foreign_parts(pki: Pki) -> None:
 
 
 # ---- every failure is a ProvisioningError, the first config read included -------------------
-@pytest.mark.parametrize(("fault", "state"), [("unplug", PartState.UNKNOWN),
-                                              (0x0F, PartState.UNLOCKED),
-                                              (0x03, PartState.UNLOCKED)])
+@pytest.mark.parametrize(
+    ("fault", "state"),
+    [("unplug", PartState.UNKNOWN), (0x0F, PartState.UNLOCKED), (0x03, PartState.UNLOCKED)],
+)
 def test_fault_in_the_first_config_read(pki: Pki, fault: int | str, state: PartState) -> None:
     _chip, hal, device, _server, hooks = _setup(pki)
     hal.arm(fault, after=1)  # the second of the four config reads
@@ -498,12 +518,14 @@ def test_failure_after_the_data_lock_says_which_slot_locks_are_pending(pki: Pki)
     chip = Atecc508a()
     hal = FaultAtOpcode(open_hal("emulator", chip=chip), (Opcode.LOCK,), 3, 0x0F)
     with pytest.raises(ProvisioningError) as info:
-        provision(Device(hal), RecordingHooks(InMemoryServer(pki)), pki.cert_info,
-                  lock_slots=(10, 12))
+        provision(
+            Device(hal), RecordingHooks(InMemoryServer(pki)), pki.cert_info, lock_slots=(10, 12)
+        )
     assert info.value.stage == ProvStage.SLOTS_LOCK
     assert info.value.part_state == PartState.PROVISIONED
     assert info.value.message.endswith(
-        "slot lock 12 not done yet: provision the part again to finish it")
+        "slot lock 12 not done yet: provision the part again to finish it"
+    )
     assert isinstance(info.value.__cause__, ExecutionError)
 
 

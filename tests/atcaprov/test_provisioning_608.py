@@ -50,9 +50,10 @@ def test_608_default_keeps_the_508a_slot_layout() -> None:
     assert DEFAULT_CONFIG[18] == 0xAA and DEFAULT_CONFIG[68:84] == b"\xff" * 16
 
 
-@pytest.mark.parametrize("config,model", [(DEFAULT_CONFIG, ATECC608B),
-                                          (DEFAULT_CONFIG, ATECC608A),
-                                          (DEFAULT_CONFIG_608, ATECC508A)])
+@pytest.mark.parametrize(
+    "config,model",
+    [(DEFAULT_CONFIG, ATECC608B), (DEFAULT_CONFIG, ATECC608A), (DEFAULT_CONFIG_608, ATECC508A)],
+)
 def test_config_for_another_map_names_the_bytes(config: bytes, model: ChipModel) -> None:
     with pytest.raises(ConfigModelError) as info:
         check_config_model(config, model)
@@ -104,11 +105,15 @@ def test_608b_provisioned_with_its_default_and_validated_after_the_data_lock(pki
     assert device.model is ATECC608B
     assert chip.config_locked and chip.data_locked
     lock = hooks.events.index((ProvStage.DATA_LOCK, D))
-    assert hooks.events[lock + 1:] == [(ProvStage.SLOTS_LOCK, K),
-                                       (ProvStage.VALIDATE_CERTS, S),
-                                       (ProvStage.VALIDATE_CERTS, D)]
-    assert first_config_difference(result.config_zone, DEFAULT_CONFIG_608,
-                                   include_slot_locks=True) is None
+    assert hooks.events[lock + 1 :] == [
+        (ProvStage.SLOTS_LOCK, K),
+        (ProvStage.VALIDATE_CERTS, S),
+        (ProvStage.VALIDATE_CERTS, D),
+    ]
+    assert (
+        first_config_difference(result.config_zone, DEFAULT_CONFIG_608, include_slot_locks=True)
+        is None
+    )
     assert result.config_zone[4:8] == ATECC608B.revision
     # hooks without server_protocol_version: a version-1 CertRequest (no device type)
     [request] = server.requests
@@ -117,11 +122,17 @@ def test_608b_provisioned_with_its_default_and_validated_after_the_data_lock(pki
     assert report.ok, report.lines()
 
 
-@pytest.mark.parametrize("cls,device_type", [(Atecc608b, DeviceType.ATECC608B),
-                                             (Atecc608a, DeviceType.ATECC608A),
-                                             (Atecc508a, DeviceType.ATECC508A)])
-def test_version_2_server_gets_the_device_type(pki: Pki, cls: type[Atecc508a],
-                                               device_type: DeviceType) -> None:
+@pytest.mark.parametrize(
+    "cls,device_type",
+    [
+        (Atecc608b, DeviceType.ATECC608B),
+        (Atecc608a, DeviceType.ATECC608A),
+        (Atecc508a, DeviceType.ATECC508A),
+    ],
+)
+def test_version_2_server_gets_the_device_type(
+    pki: Pki, cls: type[Atecc508a], device_type: DeviceType
+) -> None:
     server = InMemoryServer(pki)
     hooks = RecordingHooks(server)
     hooks.server_protocol_version = 2  # type: ignore[attr-defined]
@@ -130,11 +141,13 @@ def test_version_2_server_gets_the_device_type(pki: Pki, cls: type[Atecc508a],
     assert isinstance(request, CertRequest2) and request.device_type is device_type
 
 
-@pytest.mark.parametrize("cls,config", [(Atecc608b, DEFAULT_CONFIG),
-                                        (Atecc608a, DEFAULT_CONFIG),
-                                        (Atecc508a, DEFAULT_CONFIG_608)])
+@pytest.mark.parametrize(
+    "cls,config",
+    [(Atecc608b, DEFAULT_CONFIG), (Atecc608a, DEFAULT_CONFIG), (Atecc508a, DEFAULT_CONFIG_608)],
+)
 def test_config_for_the_other_model_refused_before_any_write(
-        pki: Pki, cls: type[Atecc508a], config: bytes) -> None:
+    pki: Pki, cls: type[Atecc508a], config: bytes
+) -> None:
     chip = cls()
     device = _device(chip)
     hooks = RecordingHooks(InMemoryServer(pki))

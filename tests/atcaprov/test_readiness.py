@@ -49,21 +49,29 @@ def _irreversible(device: Device) -> int:
 def test_ready_server_is_asked_before_config_write(pki: Pki) -> None:
     _chip, device, server, hooks = _blank(pki)
     provision(device, hooks, pki.cert_info, validate=False)
-    assert hooks.calls[:5] == ["check_ready", "start", "send", "done",
-                               "CONFIG_WRITE:START"]
+    assert hooks.calls[:5] == ["check_ready", "start", "send", "done", "CONFIG_WRITE:START"]
     assert server.ready_requests == [ready_request(pki.cert_info, "line-3")]
     asked = server.ready_requests[0]
     info = pki.cert_info
     assert (asked.signer_id, asked.signer_key_id) == (info.signer_id, info.signer_key_id)
     assert (asked.device_template_id, asked.signer_template_id, asked.chain_id) == (
-        info.device_cert_def.template_id, info.signer_cert_def.template_id,
-        info.device_cert_def.chain_id)
+        info.device_cert_def.template_id,
+        info.signer_cert_def.template_id,
+        info.device_cert_def.chain_id,
+    )
     assert len(server.requests) == 1
 
 
-@pytest.mark.parametrize("code", [ReturnCode.SIGNER_LOCKED, ReturnCode.SIGNER_NOT_FOUND,
-                                  ReturnCode.NO_PROFILE, ReturnCode.TEMPLATE_MISMATCH,
-                                  ReturnCode.RECORDS_UNAVAILABLE])
+@pytest.mark.parametrize(
+    "code",
+    [
+        ReturnCode.SIGNER_LOCKED,
+        ReturnCode.SIGNER_NOT_FOUND,
+        ReturnCode.NO_PROFILE,
+        ReturnCode.TEMPLATE_MISMATCH,
+        ReturnCode.RECORDS_UNAVAILABLE,
+    ],
+)
 def test_not_ready_blank_part_untouched(pki: Pki, code: ReturnCode) -> None:
     chip, device, server, hooks = _blank(pki)
     server.ready_answer = ReadyReply(code, "signer 47DC is locked (enter its password)")
@@ -95,8 +103,10 @@ def test_not_ready_resumed_part_gets_no_genkey(pki: Pki) -> None:
     # ready again: the part resumes (config stages skipped) and is provisioned
     server.ready_answer = ReadyReply(ReturnCode.SUCCESS, "ok")
     provision(device, hooks, pki.cert_info, validate=False)
-    assert hooks.events[:2] == [(ProvStage.CONFIG_WRITE, ProvStatus.SKIPPED),
-                                (ProvStage.CONFIG_LOCK, ProvStatus.SKIPPED)]
+    assert hooks.events[:2] == [
+        (ProvStage.CONFIG_WRITE, ProvStatus.SKIPPED),
+        (ProvStage.CONFIG_LOCK, ProvStatus.SKIPPED),
+    ]
     assert chip.data_locked
 
 
@@ -134,12 +144,14 @@ def test_error_reply_to_readiness_is_not_ready(pki: Pki) -> None:
     assert info.value.message == "disk on fire"
 
 
-@pytest.mark.parametrize(("error", "code"), [
-    (ConnectionRefusedError("refused"), ReturnCode.COMM_ERROR),
-    (RuntimeError("bug in the hook"), ReturnCode.INTERNAL_ERROR),
-])
-def test_hook_errors_stop_before_any_write(pki: Pki, error: Exception,
-                                           code: ReturnCode) -> None:
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (ConnectionRefusedError("refused"), ReturnCode.COMM_ERROR),
+        (RuntimeError("bug in the hook"), ReturnCode.INTERNAL_ERROR),
+    ],
+)
+def test_hook_errors_stop_before_any_write(pki: Pki, error: Exception, code: ReturnCode) -> None:
     chip, device, server, _hooks = _blank(pki)
 
     class Raising(RecordingHooks):

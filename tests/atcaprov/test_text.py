@@ -43,7 +43,7 @@ def test_controls_become_visible_escapes() -> None:
 
 
 def test_printable_text_is_kept() -> None:
-    kept = ("", "line-1", "Größe 5 µm", "日本語の局", "a b  c", "C:\\ProgramData", '"q" \'s\'')
+    kept = ("", "line-1", "Größe 5 µm", "日本語の局", "a b  c", "C:\\ProgramData", "\"q\" 's'")
     for text in kept:
         assert printable(text) == text
     # a space that is not the plain space (NBSP) is escaped: it can pass for one
@@ -87,6 +87,7 @@ def test_quoted_value_ends_where_it_seems_to() -> None:
     for text in ('"', '\\"', 'a\\\\"b', '\n"\x1b'):
         inner = quoted(text)[1:-1]
         assert re.fullmatch(r'(?:[^"\\]|\\.)*', inner), inner
+
 
 @pytest.mark.parametrize(
     ("raw", "shown"),

@@ -26,8 +26,12 @@ SIGNER_PUBKEY_SLOT = 11
 
 def _provisioned(pki: Pki, lock_slots: tuple[int, ...] = ()) -> Atecc508a:
     chip = Atecc508a()
-    provision(Device(open_hal("emulator", chip=chip)), RecordingHooks(InMemoryServer(pki)),
-              pki.cert_info, lock_slots=lock_slots)
+    provision(
+        Device(open_hal("emulator", chip=chip)),
+        RecordingHooks(InMemoryServer(pki)),
+        pki.cert_info,
+        lock_slots=lock_slots,
+    )
     return chip
 
 
@@ -41,8 +45,7 @@ def _with_slot(chip: Atecc508a, slot: int, data: bytes, tmp_path: Path) -> Atecc
     return Atecc508a.load(path)
 
 
-def test_garbage_signer_key_is_a_failed_check_not_an_exception(pki: Pki,
-                                                               tmp_path: Path) -> None:
+def test_garbage_signer_key_is_a_failed_check_not_an_exception(pki: Pki, tmp_path: Path) -> None:
     damaged = _with_slot(_provisioned(pki), SIGNER_PUBKEY_SLOT, bytes(range(72)), tmp_path)
     device = Device(open_hal("emulator", chip=damaged))
     assert pki.cert_info.signer_cert_def.public_key_dev_loc.slot == SIGNER_PUBKEY_SLOT

@@ -34,10 +34,20 @@ def line(tmp_path: Path) -> Iterator[tuple[DemoLayout, int]]:
 
 
 def spawn_client(layout: DemoLayout, port: int, url: str, station: str) -> pexpect.spawn:
-    argv = [*cli_command("provclient-cdc", "provclient_cdc.cli"), "--host", "127.0.0.1",
-            "--port", str(port), "--board", url, "--station-id", station]
-    child = pexpect.spawn(argv[0], argv[1:], cwd=str(layout.folder), encoding="utf-8",
-                          timeout=T, dimensions=(40, 160))
+    argv = [
+        *cli_command("provclient-cdc", "provclient_cdc.cli"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--board",
+        url,
+        "--station-id",
+        station,
+    ]
+    child = pexpect.spawn(
+        argv[0], argv[1:], cwd=str(layout.folder), encoding="utf-8", timeout=T, dimensions=(40, 160)
+    )
     child.logfile_read = io.StringIO()
     return child
 
@@ -52,8 +62,9 @@ def quit_with_escape(child: pexpect.spawn) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("use_pty", [False, True], ids=["socket", "pty"])
-def test_second_client_is_told_board_in_use(line: tuple[DemoLayout, int], tmp_path: Path,
-                                            use_pty: bool) -> None:
+def test_second_client_is_told_board_in_use(
+    line: tuple[DemoLayout, int], tmp_path: Path, use_pty: bool
+) -> None:
     layout, port = line
     with VirtualKitBoard(tmp_path / "board", chips=1, pty=use_pty) as board:
         chip = board.current_chip

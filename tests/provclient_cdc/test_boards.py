@@ -18,10 +18,17 @@ from provclient_cdc.boards import (
 )
 
 
-def port(device: str, description: str = "", vid: int | None = None,
-         product: str | None = None) -> SimpleNamespace:
-    return SimpleNamespace(device=device, description=description, vid=vid, product=product,
-                           manufacturer=None, interface=None)
+def port(
+    device: str, description: str = "", vid: int | None = None, product: str | None = None
+) -> SimpleNamespace:
+    return SimpleNamespace(
+        device=device,
+        description=description,
+        vid=vid,
+        product=product,
+        manufacturer=None,
+        interface=None,
+    )
 
 
 @pytest.mark.parametrize(
@@ -166,8 +173,9 @@ def test_scan_reports_a_port_without_device_once(tmp_path: Path) -> None:
             self.asked = False
 
     entries = [port("COM9", "XPLAINED")]
-    finder = BoardFinder(None, kit_timeout=0.3, lister=lambda: entries,
-                         serial_factory=lambda *a, **k: NoDeviceKit())
+    finder = BoardFinder(
+        None, kit_timeout=0.3, lister=lambda: entries, serial_factory=lambda *a, **k: NoDeviceKit()
+    )
     with pytest.raises(BoardError, match="COM9"):
         finder.try_open()
     assert finder.try_open() is None  # reported once while it stays plugged
@@ -201,8 +209,10 @@ def test_pty_board_behind_a_stable_link(tmp_path: Path) -> None:
 def test_scan_finds_a_listed_kit_and_notices_it_unlisted(tmp_path: Path) -> None:
     link = tmp_path / "ttyACM7"
     with VirtualKitBoard(tmp_path / "chips", chips=1, pty=True, link=link) as vboard:
-        entries = [port("/dev/ttyS0", "ttyS0"),
-                   port(str(link), "Communication Device Class ASF Example")]
+        entries = [
+            port("/dev/ttyS0", "ttyS0"),
+            port(str(link), "Communication Device Class ASF Example"),
+        ]
         finder = BoardFinder(None, kit_timeout=2.0, lister=lambda: entries)
         board = finder.try_open()
         assert board is not None

@@ -42,7 +42,7 @@ def test_seed_block_copied_right() -> None:
         pytest.skip("seed text not on this machine")
     text = SEED.read_text(encoding="utf-8")
     start = text.index("Options:", text.index(">ProvisioningClientCDCExample --help"))
-    block = [line.rstrip() for line in text[start:text.index("3.5 Config File")].splitlines()]
+    block = [line.rstrip() for line in text[start : text.index("3.5 Config File")].splitlines()]
     assert "\n".join(block).strip() + "\n" == SEED_HELP
 
 
@@ -51,9 +51,19 @@ def test_help_starts_with_the_seed_table() -> None:
     assert result.exit_code == 0
     assert result.output.startswith(SEED_HELP + "\nAdded options:\n")
     assert result.output == help_text()
-    for option in ("--board URL", "--lock-slots LIST", "--no-validate", "--no-data-lock-crc",
-                   "--tls-ca", "--tls-cert",
-                   "--tls-key", "--station-id", "--yes", "--count N", "--json"):
+    for option in (
+        "--board URL",
+        "--lock-slots LIST",
+        "--no-validate",
+        "--no-data-lock-crc",
+        "--tls-ca",
+        "--tls-cert",
+        "--tls-key",
+        "--station-id",
+        "--yes",
+        "--count N",
+        "--json",
+    ):
         assert f"\n  {option}" in result.output
     assert "\nExit codes:\n" in result.output
     for code in ExitCode:
@@ -68,9 +78,18 @@ def test_slot_list(text: str, slots: tuple[int, ...]) -> None:
     assert parse_slot_list(text) == slots
 
 
-@pytest.mark.parametrize("args", [["--lock-slots", "16"], ["--lock-slots", "a"],
-                                  ["--lock-slots", "4-2"], ["--port", "0"], ["--count", "0"],
-                                  ["--station-id", "x" * 65], ["--bogus"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--lock-slots", "16"],
+        ["--lock-slots", "a"],
+        ["--lock-slots", "4-2"],
+        ["--port", "0"],
+        ["--count", "0"],
+        ["--station-id", "x" * 65],
+        ["--bogus"],
+    ],
+)
 def test_bad_arguments_exit_2(args: list[str]) -> None:
     result = CliRunner().invoke(main, args)
     assert result.exit_code == ExitCode.BAD_INPUT, result.output
@@ -80,7 +99,8 @@ def test_missing_certinfo_exit_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["--certinfo", str(tmp_path / "nope.c")])
     assert result.exit_code == ExitCode.BAD_INPUT
     assert result.output.splitlines()[0] == (
-        f"Reading provisioning config file {tmp_path / 'nope.c'}...failed")
+        f"Reading provisioning config file {tmp_path / 'nope.c'}...failed"
+    )
 
 
 def test_bad_tls_files_exit_2(tmp_path: Path) -> None:
@@ -95,10 +115,29 @@ def test_server_not_running_countdown_and_exit_3(tmp_path: Path) -> None:
     certinfo = make_pki().write_certinfo(tmp_path)
     port = free_port()
     proc = subprocess.run(
-        [sys.executable, "-m", "provclient_cdc.cli", "--certinfo", str(certinfo),
-         "--host", "127.0.0.1", "--port", str(port), "--connect-retries", "2",
-         "--retry-interval", "0.2", "--board", "socket://127.0.0.1:1", "--yes"],
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "provclient_cdc.cli",
+            "--certinfo",
+            str(certinfo),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--connect-retries",
+            "2",
+            "--retry-interval",
+            "0.2",
+            "--board",
+            "socket://127.0.0.1:1",
+            "--yes",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        cwd=tmp_path,
     )
     assert proc.returncode == ExitCode.SERVER_UNREACHABLE
     assert proc.stdout.splitlines() == [

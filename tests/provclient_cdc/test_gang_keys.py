@@ -43,11 +43,22 @@ def line(tmp_path: Path) -> Iterator[tuple[DemoLayout, Processes, int]]:
 
 
 def spawn_gang(layout: DemoLayout, port: int, urls: list[str]) -> pexpect.spawn:
-    argv = [*cli_command("provclient-cdc", "provclient_cdc.cli"), "--host", "127.0.0.1",
-            "--port", str(port), "--board", ",".join(urls), "--station-id", "gang-pty",
-            "--log-dir", str(layout.station_logs)]
-    child = pexpect.spawn(argv[0], argv[1:], cwd=str(layout.folder), encoding="utf-8",
-                          timeout=T, dimensions=(40, 200))
+    argv = [
+        *cli_command("provclient-cdc", "provclient_cdc.cli"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--board",
+        ",".join(urls),
+        "--station-id",
+        "gang-pty",
+        "--log-dir",
+        str(layout.station_logs),
+    ]
+    child = pexpect.spawn(
+        argv[0], argv[1:], cwd=str(layout.folder), encoding="utf-8", timeout=T, dimensions=(40, 200)
+    )
     child.logfile_read = io.StringIO()
     return child
 
@@ -59,14 +70,12 @@ def screen_text(child: pexpect.spawn) -> str:
 
 
 @pytest.mark.slow
-def test_enter_starts_ready_boards_then_esc_quits(
-        line: tuple[DemoLayout, Processes, int]) -> None:
+def test_enter_starts_ready_boards_then_esc_quits(line: tuple[DemoLayout, Processes, int]) -> None:
     layout, procs, port = line
     _, urls = start_boards(procs, layout, chips=1, count=2, auto_swap=None, timing_scale=1.0)
     child = spawn_gang(layout, port, urls)
     try:
-        child.expect_exact("Press ENTER to start every board showing a part ready, ESC to"
-                           " quit.")
+        child.expect_exact("Press ENTER to start every board showing a part ready, ESC to quit.")
         # both rows show a part waiting for ENTER before anything is written
         for _ in range(2):
             child.expect(r"ready: press ENTER")
@@ -110,8 +119,10 @@ def test_second_esc_aborts_running_boards(line: tuple[DemoLayout, Processes, int
         child.expect_exact("ESC: no new parts; running boards finish (ESC again aborts them).")
         child.expect_exact("ESC again: running boards stop at their next stage.")
         for _ in range(2):
-            child.expect(r"socket://[^ ]+: aborted by the operator before \"([A-Za-z ]+)\";"
-                         r" part state: ([^\r\n]+)")
+            child.expect(
+                r"socket://[^ ]+: aborted by the operator before \"([A-Za-z ]+)\";"
+                r" part state: ([^\r\n]+)"
+            )
             assert "unknown" not in child.match.group(2) or "locking" in child.match.group(2)
         child.expect(r"Shift summary: 2 boards in ")
         child.expect(r"Failed: +2 \(")
@@ -119,6 +130,9 @@ def test_second_esc_aborts_running_boards(line: tuple[DemoLayout, Processes, int
     finally:
         child.close()
     assert child.exitstatus == ExitCode.BOARD_FAILED, screen_text(child)
-    rows = [row.split("\t") for path in layout.station_logs.glob("*.tsv")
-            for row in path.read_text(encoding="utf-8").splitlines()[1:]]
+    rows = [
+        row.split("\t")
+        for path in layout.station_logs.glob("*.tsv")
+        for row in path.read_text(encoding="utf-8").splitlines()[1:]
+    ]
     assert sorted(row[4] for row in rows) == ["interrupted", "interrupted"]

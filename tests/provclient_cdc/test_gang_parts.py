@@ -27,7 +27,10 @@ from tests.support.client import CapturingOutput
 
 def test_board_urls_repeated_and_comma_lists() -> None:
     assert board_urls(("socket://a:1", "socket://b:2,socket://c:3", " socket://a:1 ")) == [
-        "socket://a:1", "socket://b:2", "socket://c:3"]
+        "socket://a:1",
+        "socket://b:2",
+        "socket://c:3",
+    ]
     assert board_urls(("all",)) == ["all"]
     assert board_urls(()) == []
 
@@ -52,8 +55,11 @@ def test_recorder_counts_over_all_boards(tmp_path: Path) -> None:
         thread.join(10)
     lines = [json.loads(line) for line in output.json_text.getvalue().splitlines()]
     assert sorted(line["index"] for line in lines) == [1, 2, 3]
-    assert sorted(line["board"] for line in lines) == ["socket://b:0", "socket://b:1",
-                                                       "socket://b:2"]
+    assert sorted(line["board"] for line in lines) == [
+        "socket://b:0",
+        "socket://b:1",
+        "socket://b:2",
+    ]
     rows = next(tmp_path.glob("*.tsv")).read_text(encoding="utf-8").splitlines()
     assert len(rows) == 4  # header and one row per board
 
@@ -65,8 +71,10 @@ def test_plain_screen_prefixes_whole_lines_and_escapes() -> None:
     one.stage(ProvStage.CONFIG_WRITE, ProvStatus.START)
     two.detail("Device SN: \x1b[2J01AB")  # outside text: shown escaped
     one.stage(ProvStage.CONFIG_WRITE, ProvStatus.DONE)
-    assert output.lines() == ["[board 2]     Device SN: \\x1b[2J01AB",
-                              "[board 1] Writing config zone.......done"]
+    assert output.lines() == [
+        "[board 2]     Device SN: \\x1b[2J01AB",
+        "[board 1] Writing config zone.......done",
+    ]
     assert screen.rows[0].stage == "Writing config zone"
 
 
@@ -84,21 +92,39 @@ def test_abort_stops_at_the_next_stage_start() -> None:
 
 
 def test_all_is_refused_among_other_boards(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["--board", "all,socket://127.0.0.1:1",
-                                       "--log-dir", str(tmp_path)])
+    result = CliRunner().invoke(
+        main, ["--board", "all,socket://127.0.0.1:1", "--log-dir", str(tmp_path)]
+    )
     assert result.exit_code == ExitCode.BAD_INPUT
     assert "--board all takes every kit found; give it alone" in result.output
 
 
 def test_sim_board_count_starts_boards_with_their_own_chips(tmp_path: Path) -> None:
-    argv = [sys.executable, "-m", "atcaprov.cli", "sim", "board", "--count", "3", "--state",
-            str(tmp_path), "--listen", "127.0.0.1:0"]
-    run = subprocess.run(argv, input="status 2\nunplug 3\nstatus 9\nquit\n", text=True,
-                         capture_output=True, timeout=60)
+    argv = [
+        sys.executable,
+        "-m",
+        "atcaprov.cli",
+        "sim",
+        "board",
+        "--count",
+        "3",
+        "--state",
+        str(tmp_path),
+        "--listen",
+        "127.0.0.1:0",
+    ]
+    run = subprocess.run(
+        argv,
+        input="status 2\nunplug 3\nstatus 9\nquit\n",
+        text=True,
+        capture_output=True,
+        timeout=60,
+    )
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
-    urls = [line.removeprefix("Board ready: ") for line in lines
-            if line.startswith("Board ready: ")]
+    urls = [
+        line.removeprefix("Board ready: ") for line in lines if line.startswith("Board ready: ")
+    ]
     assert len(urls) == 3 and len(set(urls)) == 3
     assert all(url.startswith("socket://127.0.0.1:") for url in urls)
     assert any(line.startswith("[board 2] Status: plugged: chip-000.json") for line in lines)
@@ -113,8 +139,19 @@ def test_sim_board_count_starts_boards_with_their_own_chips(tmp_path: Path) -> N
 
 
 def test_sim_board_count_needs_free_ports(tmp_path: Path) -> None:
-    argv = [sys.executable, "-m", "atcaprov.cli", "sim", "board", "--count", "2", "--state",
-            str(tmp_path), "--listen", "127.0.0.1:40999"]
+    argv = [
+        sys.executable,
+        "-m",
+        "atcaprov.cli",
+        "sim",
+        "board",
+        "--count",
+        "2",
+        "--state",
+        str(tmp_path),
+        "--listen",
+        "127.0.0.1:40999",
+    ]
     run = subprocess.run(argv, input="", text=True, capture_output=True, timeout=60)
     assert run.returncode == 2
     assert "--count > 1 needs --listen HOST:0" in run.stderr

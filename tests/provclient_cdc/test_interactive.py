@@ -35,8 +35,13 @@ from tests.support.pki import make_pki
 
 T = 20  # seconds, per expect
 
-LATER_STAGES = ["Writing certificates", "Writing data zone", "Locking data zone",
-                "Locking slots", "Validating certificates"]
+LATER_STAGES = [
+    "Writing certificates",
+    "Writing data zone",
+    "Locking data zone",
+    "Locking slots",
+    "Validating certificates",
+]
 
 
 @pytest.fixture
@@ -49,10 +54,20 @@ def line(tmp_path: Path) -> Iterator[tuple[DemoLayout, Processes, int]]:
 
 
 def spawn_client(layout: DemoLayout, port: int, url: str) -> pexpect.spawn:
-    argv = [*cli_command("provclient-cdc", "provclient_cdc.cli"), "--host", "127.0.0.1",
-            "--port", str(port), "--board", url, "--station-id", "pty-test"]
-    child = pexpect.spawn(argv[0], argv[1:], cwd=str(layout.folder), encoding="utf-8",
-                          timeout=T, dimensions=(40, 120))
+    argv = [
+        *cli_command("provclient-cdc", "provclient_cdc.cli"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--board",
+        url,
+        "--station-id",
+        "pty-test",
+    ]
+    child = pexpect.spawn(
+        argv[0], argv[1:], cwd=str(layout.folder), encoding="utf-8", timeout=T, dimensions=(40, 120)
+    )
     child.logfile_read = io.StringIO()  # the whole transcript
     return child
 
@@ -85,8 +100,9 @@ def test_operator_session(line: tuple[DemoLayout, Processes, int]) -> None:
         child.expect_exact("Board removed. Waiting for board to be connected...")
         child.expect_exact("ok\r\n")
         expect_line(child, f"    Device SN: {first_sn} ATECC508A (already provisioned)")
-        expect_line(child, "    This part is already provisioned (data zone locked);"
-                           " it was left untouched.")
+        expect_line(
+            child, "    This part is already provisioned (data zone locked); it was left untouched."
+        )
         expect_line(child, "    Press V to verify it, ENTER to go on...")
         child.send("v")
         expect_line(child, "Verifying part...ok")
@@ -149,13 +165,22 @@ def _countdown_client(tmp_path: Path) -> pexpect.spawn:
     make_pki().write_certinfo(tmp_path)
     port = free_port()
     client = " ".join(shlex.quote(a) for a in cli_command("provclient-cdc", "provclient_cdc.cli"))
-    script = (f"{client} --host 127.0.0.1 --port {port} --connect-retries 5"
-              f" --retry-interval 10; echo EXIT=$?; stty -a")
-    child = pexpect.spawn("bash", ["--norc", "-c", script], cwd=str(tmp_path),
-                          encoding="utf-8", timeout=T, dimensions=(40, 200))
+    script = (
+        f"{client} --host 127.0.0.1 --port {port} --connect-retries 5"
+        f" --retry-interval 10; echo EXIT=$?; stty -a"
+    )
+    child = pexpect.spawn(
+        "bash",
+        ["--norc", "-c", script],
+        cwd=str(tmp_path),
+        encoding="utf-8",
+        timeout=T,
+        dimensions=(40, 200),
+    )
     child.logfile_read = io.StringIO()
-    child.expect_exact(f"Connecting to 127.0.0.1:{port}...failed (connection refused),"
-                       " retrying in 10 s")
+    child.expect_exact(
+        f"Connecting to 127.0.0.1:{port}...failed (connection refused), retrying in 10 s"
+    )
     child.expect_exact("retrying in 9 s")  # counted down in place
     return child
 
@@ -181,8 +206,11 @@ def test_escape_during_countdown_restores_terminal(tmp_path: Path) -> None:
 def test_sigterm_restores_terminal(tmp_path: Path) -> None:
     child = _countdown_client(tmp_path)
     try:
-        pid = int(subprocess.run(["pgrep", "-P", str(child.pid)], capture_output=True,
-                                 text=True, timeout=10).stdout.split()[0])
+        pid = int(
+            subprocess.run(
+                ["pgrep", "-P", str(child.pid)], capture_output=True, text=True, timeout=10
+            ).stdout.split()[0]
+        )
         os.kill(pid, signal.SIGTERM)
         child.expect_exact("Interrupted.\r\n")
         child.expect_exact(f"EXIT={int(ExitCode.INTERRUPTED)}\r\n")

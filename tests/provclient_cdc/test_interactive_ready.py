@@ -44,12 +44,24 @@ def procs() -> Iterator[Processes]:
         yield running
 
 
-def spawn_client(layout: DemoLayout, port: int, url: str,
-                 extra: Sequence[str] = ()) -> pexpect.spawn:
-    argv = [*cli_command("provclient-cdc", "provclient_cdc.cli"), "--host", "127.0.0.1",
-            "--port", str(port), "--board", url, "--station-id", "pty-ready", *extra]
-    child = pexpect.spawn(argv[0], argv[1:], cwd=str(layout.folder), encoding="utf-8",
-                          timeout=T, dimensions=(40, 200))
+def spawn_client(
+    layout: DemoLayout, port: int, url: str, extra: Sequence[str] = ()
+) -> pexpect.spawn:
+    argv = [
+        *cli_command("provclient-cdc", "provclient_cdc.cli"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--board",
+        url,
+        "--station-id",
+        "pty-ready",
+        *extra,
+    ]
+    child = pexpect.spawn(
+        argv[0], argv[1:], cwd=str(layout.folder), encoding="utf-8", timeout=T, dimensions=(40, 200)
+    )
     child.logfile_read = io.StringIO()
     return child
 
@@ -72,8 +84,9 @@ def finish(child: pexpect.spawn, code: ExitCode) -> str:
     return transcript
 
 
-def assert_chip_untouched(layout: DemoLayout, board: ManagedProcess,
-                          serial: str | None = None) -> None:
+def assert_chip_untouched(
+    layout: DemoLayout, board: ManagedProcess, serial: str | None = None
+) -> None:
     """Stop the board (it saves the chip), then read the chip file it keeps."""
     board.stop()
     chip = Atecc508a.load(layout.boards / "chip-000.json")
@@ -82,8 +95,9 @@ def assert_chip_untouched(layout: DemoLayout, board: ManagedProcess,
         assert chip.serial_number.hex().upper() == serial
 
 
-def board_and_prompt(procs: Processes, layout: DemoLayout, port: int, reason: str,
-                     extra: Sequence[str] = ()) -> tuple[pexpect.spawn, ManagedProcess, str]:
+def board_and_prompt(
+    procs: Processes, layout: DemoLayout, port: int, reason: str, extra: Sequence[str] = ()
+) -> tuple[pexpect.spawn, ManagedProcess, str]:
     """Board and client; the client says at start that the server is not ready, and again
     after ENTER, without a chip command that writes; ESC quits."""
     board, url = start_board(procs, layout, chips=1, auto_swap=None)
@@ -118,8 +132,9 @@ def test_server_stopped_at_enter(tmp_path: Path, procs: Processes) -> None:
     server.stop()  # the server goes away while the station waits at ENTER
     child.send("\r")
     child.expect_exact(f"Reconnecting to 127.0.0.1:{port}...failed (connection refused)\r\n")
-    expect_line(child, f"    Server not ready: cannot connect to 127.0.0.1:{port}:"
-                       " connection refused")
+    expect_line(
+        child, f"    Server not ready: cannot connect to 127.0.0.1:{port}: connection refused"
+    )
     expect_line(child, UNTOUCHED)
     expect_line(child, "Provisioning failed! Please remove board...")
     child.send("\x1b")
@@ -130,26 +145,67 @@ def test_server_stopped_at_enter(tmp_path: Path, procs: Processes) -> None:
 
 def test_signer_locked(tmp_path: Path, procs: Processes) -> None:
     layout = DemoLayout.new(tmp_path)
-    argv = [*cli_command("provserver", "provserver.cli"), "signer", "create", "--backend",
-            "sim", "--name", "Locked Signer", "--signer-id", "47DC", "--password-env",
-            PASSWORD_VAR, "--root-dir", str(layout.root_dir), "--modules",
-            str(layout.modules), "--data-dir", str(layout.data_dir), "--certinfo-out",
-            str(layout.certinfo)]
-    subprocess.run(argv, check=True, capture_output=True, text=True, timeout=120,
-                   cwd=layout.folder, env={**os.environ, PASSWORD_VAR: "line-secret"})
+    argv = [
+        *cli_command("provserver", "provserver.cli"),
+        "signer",
+        "create",
+        "--backend",
+        "sim",
+        "--name",
+        "Locked Signer",
+        "--signer-id",
+        "47DC",
+        "--password-env",
+        PASSWORD_VAR,
+        "--root-dir",
+        str(layout.root_dir),
+        "--modules",
+        str(layout.modules),
+        "--data-dir",
+        str(layout.data_dir),
+        "--certinfo-out",
+        str(layout.certinfo),
+    ]
+    subprocess.run(
+        argv,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=layout.folder,
+        env={**os.environ, PASSWORD_VAR: "line-secret"},
+    )
     # the server has no password for it (no terminal, no --password-env): it stays locked
-    server = procs.start("provserver", [
-        *cli_command("provserver", "provserver.cli"), "--host", "127.0.0.1", "--port", "0",
-        "--data-dir", str(layout.data_dir), "--signers", "sim", "--modules",
-        str(layout.modules)], layout.log("server"), cwd=layout.folder)
+    server = procs.start(
+        "provserver",
+        [
+            *cli_command("provserver", "provserver.cli"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--data-dir",
+            str(layout.data_dir),
+            "--signers",
+            "sim",
+            "--modules",
+            str(layout.modules),
+        ],
+        layout.log("server"),
+        cwd=layout.folder,
+    )
     port = int(server.wait_for(r"Server listening on [^ ]*:(\d+)", T).group(1))
     server.wait_for(r"stays locked", T)
     reason = "signer 47DC is locked (enter its password at the server)"
     child, board, serial = board_and_prompt(procs, layout, port, reason)
     finish(child, ExitCode.BOARD_FAILED)
     assert_chip_untouched(layout, board, serial)
-    assert any("signer 47DC not ready" in line and "pty-ready" in line
-               and "ATCAPROV_E_SIGNER_LOCKED" in line for line in server.text())
+    assert any(
+        "signer 47DC not ready" in line
+        and "pty-ready" in line
+        and "ATCAPROV_E_SIGNER_LOCKED" in line
+        for line in server.text()
+    )
 
 
 def test_signer_unknown(tmp_path: Path, procs: Processes) -> None:
@@ -159,11 +215,14 @@ def test_signer_unknown(tmp_path: Path, procs: Processes) -> None:
     create_signer(other)
     _, port = start_server(procs, layout)
     wanted, present = load_cert_info(other.certinfo), load_cert_info(layout.certinfo)
-    reason = (f"no signer module for signer id {wanted.signer_id.hex().upper()}, key id"
-              f" {wanted.signer_key_id.hex().upper()}; present (signer id/key id):"
-              f" {present.signer_id.hex().upper()}/{present.signer_key_id.hex().upper()}")
-    child, board, serial = board_and_prompt(procs, layout, port, reason,
-                                            ["--certinfo", str(other.certinfo)])
+    reason = (
+        f"no signer module for signer id {wanted.signer_id.hex().upper()}, key id"
+        f" {wanted.signer_key_id.hex().upper()}; present (signer id/key id):"
+        f" {present.signer_id.hex().upper()}/{present.signer_key_id.hex().upper()}"
+    )
+    child, board, serial = board_and_prompt(
+        procs, layout, port, reason, ["--certinfo", str(other.certinfo)]
+    )
     finish(child, ExitCode.BOARD_FAILED)
     assert_chip_untouched(layout, board, serial)
 
@@ -176,8 +235,10 @@ def test_no_profile(tmp_path: Path, procs: Processes) -> None:
     profiles[0].unlink()  # the signer module is there, its profile is not
     _, port = start_server(procs, layout)
     key_id = profiles[0].stem.upper()
-    reason = (f"no signer profile for key id {key_id} (add {key_id}.json to"
-              f" {layout.data_dir / 'signers'})")
+    reason = (
+        f"no signer profile for key id {key_id} (add {key_id}.json to"
+        f" {layout.data_dir / 'signers'})"
+    )
     child, board, serial = board_and_prompt(procs, layout, port, reason)
     finish(child, ExitCode.BOARD_FAILED)
     assert_chip_untouched(layout, board, serial)
@@ -187,14 +248,20 @@ def test_plain_client_meets_tls_server(tmp_path: Path, procs: Processes) -> None
     layout = DemoLayout.new(tmp_path)
     create_signer(layout)
     tls = tls_files(layout.folder)
-    _, port = start_server(procs, layout, extra=[
-        "--tls-cert", str(tls["server.crt"]), "--tls-key", str(tls["server.key"])])
+    _, port = start_server(
+        procs,
+        layout,
+        extra=["--tls-cert", str(tls["server.crt"]), "--tls-key", str(tls["server.key"])],
+    )
     board, url = start_board(procs, layout, chips=1, auto_swap=None)
     child = spawn_client(layout, port, url)
     expect_line(child, f"Connecting to 127.0.0.1:{port}...ok")
-    expect_line(child, f"Cannot use the provisioning server at 127.0.0.1:{port}: TLS mismatch:"
-                       f" the server at 127.0.0.1:{port} speaks TLS and closed this plain"
-                       " connection; start provclient-cdc with --tls-ca (and --tls-cert/"
-                       "--tls-key if the server asks for a station certificate)")
+    expect_line(
+        child,
+        f"Cannot use the provisioning server at 127.0.0.1:{port}: TLS mismatch:"
+        f" the server at 127.0.0.1:{port} speaks TLS and closed this plain"
+        " connection; start provclient-cdc with --tls-ca (and --tls-cert/"
+        "--tls-key if the server asks for a station certificate)",
+    )
     finish(child, ExitCode.SERVER_UNREACHABLE)
     assert_chip_untouched(layout, board)

@@ -60,8 +60,9 @@ def line(tmp_path: Path) -> Iterator[tuple[DemoLayout, Processes, int]]:
 
 
 def spawn(argv: list[str], cwd: Path) -> pexpect.spawn:
-    child = pexpect.spawn(argv[0], argv[1:], cwd=str(cwd), encoding="utf-8", timeout=T,
-                          dimensions=(40, 160))
+    child = pexpect.spawn(
+        argv[0], argv[1:], cwd=str(cwd), encoding="utf-8", timeout=T, dimensions=(40, 160)
+    )
     child.logfile_read = io.StringIO()  # the whole transcript, raw
     return child
 
@@ -71,8 +72,20 @@ def client(cwd: Path, *args: str) -> pexpect.spawn:
 
 
 def line_client(layout: DemoLayout, port: int, url: str, *args: str) -> pexpect.spawn:
-    return client(layout.folder, "--host", "127.0.0.1", "--port", str(port), "--board", url,
-                  "--station-id", "pty-test", "--log-dir", str(layout.station_logs), *args)
+    return client(
+        layout.folder,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--board",
+        url,
+        "--station-id",
+        "pty-test",
+        "--log-dir",
+        str(layout.station_logs),
+        *args,
+    )
 
 
 def expect_line(child: pexpect.spawn, text: str) -> None:
@@ -106,8 +119,10 @@ def station_rows(layout: DemoLayout) -> list[dict[str, str]]:
 
 def expect_summary(child: pexpect.spawn, boards: int) -> dict[str, str]:
     """The shift summary's lines, by name."""
-    child.expect(rf"Shift summary: {boards} boards? in \d+:\d\d:\d\d \(provclient-cdc"
-                 rf" {re.escape(__version__)}, station pty-test\)\r\n")
+    child.expect(
+        rf"Shift summary: {boards} boards? in \d+:\d\d:\d\d \(provclient-cdc"
+        rf" {re.escape(__version__)}, station pty-test\)\r\n"
+    )
     figures: dict[str, str] = {}
     for _ in range(6):
         child.expect(r"    ([A-Za-z ]+): +([^\r]*)\r\n")
@@ -117,7 +132,8 @@ def expect_summary(child: pexpect.spawn, boards: int) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_part_states_already_provisioned_summary_and_station_log(
-        line: tuple[DemoLayout, Processes, int]) -> None:
+    line: tuple[DemoLayout, Processes, int],
+) -> None:
     layout, procs, port = line
     layout.boards.mkdir()
     resumable = config_locked_chip(layout.boards / "chip-000.json")
@@ -140,8 +156,9 @@ def test_part_states_already_provisioned_summary_and_station_log(
         board.send("replug")
         child.expect_exact("Board removed. Waiting for board to be connected...ok\r\n")
         expect_line(child, f"    Device SN: {resumable} ATECC508A (already provisioned)")
-        expect_line(child, "    This part is already provisioned (data zone locked);"
-                           " it was left untouched.")
+        expect_line(
+            child, "    This part is already provisioned (data zone locked); it was left untouched."
+        )
         expect_line(child, "    Press V to verify it, ENTER to go on...")
         child.send("\r")
         expect_line(child, "Part already provisioned, left untouched. Please remove board...")
@@ -149,8 +166,11 @@ def test_part_states_already_provisioned_summary_and_station_log(
         # a part locked with another config, then a blank one
         board.send("next")
         child.expect_exact("Board removed. Waiting for board to be connected...ok\r\n")
-        expect_line(child, f"    Device SN: {foreign} ATECC508A (config locked with another config:"
-                           " cannot be provisioned)")
+        expect_line(
+            child,
+            f"    Device SN: {foreign} ATECC508A (config locked with another config:"
+            " cannot be provisioned)",
+        )
         expect_line(child, "    Press ENTER to provision...")
         board.send("next")
         expect_line(child, "    Board removed before provisioning.")
@@ -171,10 +191,12 @@ def test_part_states_already_provisioned_summary_and_station_log(
     assert figures["Failed"] == "0"
     assert figures["Already provisioned"] == "1"
     assert figures["Verified"] == "0"
-    assert re.fullmatch(r"\d+\.\d\d s provisioning, \d+\.\d s board to board",
-                        figures["Mean time per board"])
-    assert figures["Station log"] == str(layout.station_logs / next(
-        p.name for p in layout.station_logs.glob("station-*.tsv")))
+    assert re.fullmatch(
+        r"\d+\.\d\d s provisioning, \d+\.\d s board to board", figures["Mean time per board"]
+    )
+    assert figures["Station log"] == str(
+        layout.station_logs / next(p.name for p in layout.station_logs.glob("station-*.tsv"))
+    )
     assert "Writing config zone.......error" not in transcript
     assert "Provisioning failed!" not in transcript and "Traceback" not in transcript
 
@@ -196,7 +218,8 @@ def test_part_states_already_provisioned_summary_and_station_log(
 
 @pytest.mark.slow
 def test_ctrl_c_after_the_data_lock_names_stage_and_provisioned_state(
-        line: tuple[DemoLayout, Processes, int]) -> None:
+    line: tuple[DemoLayout, Processes, int],
+) -> None:
     layout, procs, port = line
     # chip timing on (x2): validation takes half a second, time enough for the Ctrl-C
     board, url = start_board(procs, layout, chips=1, auto_swap=None, timing_scale=2.0)
@@ -221,7 +244,8 @@ def test_ctrl_c_after_the_data_lock_names_stage_and_provisioned_state(
     assert "may be left with its config zone locked" not in transcript
     rows = station_rows(layout)
     assert [(r["serial_number"], r["result"], r["part_state"]) for r in rows] == [
-        (serial, "interrupted", "PROVISIONED")]
+        (serial, "interrupted", "PROVISIONED")
+    ]
     board.stop()  # saves the chip: the state named is the chip's
     chip = Atecc508a.load(layout.boards / "chip-000.json")
     assert chip.data_locked
@@ -229,19 +253,24 @@ def test_ctrl_c_after_the_data_lock_names_stage_and_provisioned_state(
 
 @pytest.mark.slow
 def test_sigterm_before_the_data_lock_names_stage_and_config_locked_state(
-        line: tuple[DemoLayout, Processes, int]) -> None:
+    line: tuple[DemoLayout, Processes, int],
+) -> None:
     layout, procs, port = line
     board, url = start_board(procs, layout, chips=1, auto_swap=None, timing_scale=2.0)
     child = line_client(layout, port, url, "--yes", "--count", "1")
     try:
         expect_line(child, "Locking config zone.......done")
         os.kill(child.pid, signal.SIGTERM)
-        child.expect(r"(Reading config zone|Generating device key|Requesting certificates"
-                     r"|Writing certificates)\.+interrupted\r\n")
+        child.expect(
+            r"(Reading config zone|Generating device key|Requesting certificates"
+            r"|Writing certificates)\.+interrupted\r\n"
+        )
         stage = child.match.group(1)
         expect_line(child, f'    Interrupted during "{stage}".')
-        expect_line(child, "    Part state: config zone locked, data zone unlocked"
-                           " (can be provisioned again)")
+        expect_line(
+            child,
+            "    Part state: config zone locked, data zone unlocked (can be provisioned again)",
+        )
         expect_line(child, "Interrupted.")
         expect_summary(child, 1)
         child.expect(pexpect.EOF)
@@ -253,17 +282,30 @@ def test_sigterm_before_the_data_lock_names_stage_and_config_locked_state(
     assert chip.config_locked and not chip.data_locked
 
 
-@pytest.mark.parametrize(("url", "reason"), [
-    ("socket://127.0.0.1:{port}", "Connection refused"),
-    ("{tmp}/no-such-tty", "No such file or directory"),
-])
-def test_board_that_cannot_be_opened_is_said_at_once(tmp_path: Path, pki: Pki, url: str,
-                                                      reason: str) -> None:
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("socket://127.0.0.1:{port}", "Connection refused"),
+        ("{tmp}/no-such-tty", "No such file or directory"),
+    ],
+)
+def test_board_that_cannot_be_opened_is_said_at_once(
+    tmp_path: Path, pki: Pki, url: str, reason: str
+) -> None:
     board = url.format(port=free_port(), tmp=tmp_path)
     pki.write_certinfo(tmp_path)
     server = CertServer(pki)
-    child = client(tmp_path, "--host", "127.0.0.1", "--port", str(server.port), "--board", board,
-                   "--log-dir", str(tmp_path / "log"))
+    child = client(
+        tmp_path,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(server.port),
+        "--board",
+        board,
+        "--log-dir",
+        str(tmp_path / "log"),
+    )
     try:
         expect_line(child, f"Connecting to 127.0.0.1:{server.port}...ok")
         expect_line(child, "Press ESC to quit.")
@@ -289,25 +331,51 @@ def test_verify_without_provisioning(line: tuple[DemoLayout, Processes, int]) ->
     serial = done.results[0]["serial_number"]
 
     # unattended: --verify --yes --count 1 --json, no server needed
-    argv = [*cli_command("provclient-cdc", "provclient_cdc.cli"), "--verify", "--yes",
-            "--count", "1", "--json", "--board", url, "--port", str(free_port()),
-            "--log-dir", str(layout.station_logs)]
-    proc = subprocess.run(argv, cwd=layout.folder, capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL)
+    argv = [
+        *cli_command("provclient-cdc", "provclient_cdc.cli"),
+        "--verify",
+        "--yes",
+        "--count",
+        "1",
+        "--json",
+        "--board",
+        url,
+        "--port",
+        str(free_port()),
+        "--log-dir",
+        str(layout.station_logs),
+    ]
+    proc = subprocess.run(
+        argv,
+        cwd=layout.folder,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert proc.returncode == ExitCode.OK, proc.stderr
     record = json.loads(proc.stdout)
     assert record["result"] == "verified" and record["serial_number"] == serial
     assert record["part_state"] == "PROVISIONED"
     assert record["verify"] == [
-        "ok   config zone locked", "ok   data zone locked",
+        "ok   config zone locked",
+        "ok   data zone locked",
         "ok   certificate chain: root -> signer -> device verified",
         "ok   device key challenge: slot 0 signed a random challenge",
     ]
     assert "Connecting" not in proc.stderr
 
     # at the terminal: ENTER verifies; a blank part fails verification
-    child = client(layout.folder, "--verify", "--board", url, "--station-id", "pty-test",
-                   "--log-dir", str(layout.station_logs))
+    child = client(
+        layout.folder,
+        "--verify",
+        "--board",
+        url,
+        "--station-id",
+        "pty-test",
+        "--log-dir",
+        str(layout.station_logs),
+    )
     try:
         expect_line(child, "Reading provisioning config file atcaprov_cert_info_0.c...ok")
         expect_line(child, "Press ESC to quit.")
@@ -363,8 +431,9 @@ def test_version_and_short_help(tmp_path: Path) -> None:
     try:
         expect_line(child, "Options:")
         expect_line(child, "  --help                      Show help.")
-        expect_line(child, "  --verify                    Verify each board's part instead of"
-                           " provisioning")
+        expect_line(
+            child, "  --verify                    Verify each board's part instead of provisioning"
+        )
         expect_line(child, "  -h                          Same as --help.")
         expect_line(child, "  --version                   Show the version and exit.")
         child.expect(pexpect.EOF)
@@ -375,22 +444,43 @@ def test_version_and_short_help(tmp_path: Path) -> None:
 
 def test_server_error_text_cannot_drive_the_terminal(tmp_path: Path, pki: Pki) -> None:
     fake = CertServer(pki)  # a hostile server on loopback
-    fake.error = (ReturnCode.SIGNER_LOCKED,
-                  "\x1b[2J\x1b[H\rProvisioning successful! Please remove board...\n"
-                  "\x00Provisioning successful! Please remove board...")
+    fake.error = (
+        ReturnCode.SIGNER_LOCKED,
+        "\x1b[2J\x1b[H\rProvisioning successful! Please remove board...\n"
+        "\x00Provisioning successful! Please remove board...",
+    )
     pki.write_certinfo(tmp_path)
     try:
         with VirtualKitBoard(tmp_path / "chips", chips=1) as board:
-            child = client(tmp_path, "--host", "127.0.0.1", "--port", str(fake.port),
-                           "--board", board.url, "--yes", "--count", "1", "--station-id",
-                           "pty-test", "--log-dir", str(tmp_path / "log"))
+            child = client(
+                tmp_path,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(fake.port),
+                "--board",
+                board.url,
+                "--yes",
+                "--count",
+                "1",
+                "--station-id",
+                "pty-test",
+                "--log-dir",
+                str(tmp_path / "log"),
+            )
             try:
                 expect_line(child, "Requesting certificates...error")
-                expect_line(child, "    Server error: \\x1b[2J\\x1b[H\\rProvisioning successful!"
-                                   " Please remove board...\\n\\x00Provisioning successful!"
-                                   " Please remove board... (SIGNER_LOCKED)")
-                expect_line(child, "    Part state: config zone locked, data zone unlocked"
-                                   " (can be provisioned again)")
+                expect_line(
+                    child,
+                    "    Server error: \\x1b[2J\\x1b[H\\rProvisioning successful!"
+                    " Please remove board...\\n\\x00Provisioning successful!"
+                    " Please remove board... (SIGNER_LOCKED)",
+                )
+                expect_line(
+                    child,
+                    "    Part state: config zone locked, data zone unlocked"
+                    " (can be provisioned again)",
+                )
                 expect_line(child, "Provisioning failed! Please remove board...")
                 child.expect(pexpect.EOF)
             finally:

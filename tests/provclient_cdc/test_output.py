@@ -60,21 +60,43 @@ def test_update_only_on_a_terminal() -> None:
 def test_json_line() -> None:
     human, js = io.StringIO(), io.StringIO()
     out = Output(human, js)
-    result = BoardResult(index=1, board="socket://127.0.0.1:5", serial_number="0123AA",
-                         result="failed", stage=ProvStage.CERTS_REQUEST,
-                         error_code="SIGNER_LOCKED", error_code_value=0x21,
-                         error_message="locked", server_message="locked",
-                         part_state="CONFIG_LOCKED", part_state_text="config", elapsed_s=0.12345,
-                         station_id="st1", skipped=[ProvStage.SLOTS_LOCK])
+    result = BoardResult(
+        index=1,
+        board="socket://127.0.0.1:5",
+        serial_number="0123AA",
+        result="failed",
+        stage=ProvStage.CERTS_REQUEST,
+        error_code="SIGNER_LOCKED",
+        error_code_value=0x21,
+        error_message="locked",
+        server_message="locked",
+        part_state="CONFIG_LOCKED",
+        part_state_text="config",
+        elapsed_s=0.12345,
+        station_id="st1",
+        skipped=[ProvStage.SLOTS_LOCK],
+    )
     out.result(result)
     record = json.loads(js.getvalue())
     assert record == {
-        "index": 1, "board": "socket://127.0.0.1:5", "serial_number": "0123AA",
-        "result": "failed", "stage": "CERTS_REQUEST", "stage_label": "Requesting certificates",
-        "error_code": "SIGNER_LOCKED", "error_code_value": 33, "error_message": "locked",
-        "server_message": "locked", "part_state": "CONFIG_LOCKED", "part_state_text": "config",
-        "skipped": ["SLOTS_LOCK"], "elapsed_s": 0.123, "station_id": "st1", "verify": None,
-        "chip_floor_ms": 0.0, "commands": 0,
+        "index": 1,
+        "board": "socket://127.0.0.1:5",
+        "serial_number": "0123AA",
+        "result": "failed",
+        "stage": "CERTS_REQUEST",
+        "stage_label": "Requesting certificates",
+        "error_code": "SIGNER_LOCKED",
+        "error_code_value": 33,
+        "error_message": "locked",
+        "server_message": "locked",
+        "part_state": "CONFIG_LOCKED",
+        "part_state_text": "config",
+        "skipped": ["SLOTS_LOCK"],
+        "elapsed_s": 0.123,
+        "station_id": "st1",
+        "verify": None,
+        "chip_floor_ms": 0.0,
+        "commands": 0,
     }
     assert human.getvalue() == ""
     Output(io.StringIO()).result(result)  # no JSON stream: nothing, no error

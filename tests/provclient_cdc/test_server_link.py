@@ -152,8 +152,11 @@ def test_tls_with_station_certificate(tmp_path: Path) -> None:
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        ctx = make_client_tls(TlsOptions(ca=tmp_path / "ca.crt", cert=tmp_path / "station.crt",
-                                          key=tmp_path / "station.key"))
+        ctx = make_client_tls(
+            TlsOptions(
+                ca=tmp_path / "ca.crt", cert=tmp_path / "station.crt", key=tmp_path / "station.key"
+            )
+        )
         link = ServerLink("127.0.0.1", port, tls=ctx, io_timeout=5)
         link.connect()
         threading.Event().wait(0.2)  # TLS 1.3 session tickets arrive: still alive
@@ -166,8 +169,12 @@ def test_tls_with_station_certificate(tmp_path: Path) -> None:
         other_key = new_key()
         other_ca = self_signed("Other CA", other_key, not_before=an_hour_ago(), ca=True)
         write_cert_and_key(other, other_ca, other_key)
-        bad = ServerLink("127.0.0.1", port, tls=make_client_tls(TlsOptions(
-            ca=other.with_suffix(".crt"))), io_timeout=5)
+        bad = ServerLink(
+            "127.0.0.1",
+            port,
+            tls=make_client_tls(TlsOptions(ca=other.with_suffix(".crt"))),
+            io_timeout=5,
+        )
         with pytest.raises(ServerUnreachableError) as info:
             bad.connect()
         assert info.value.reason.startswith("TLS: server certificate not accepted")
@@ -208,12 +215,14 @@ def test_tls_closed_after_handshake_is_unreachable(tmp_path: Path) -> None:
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        link = ServerLink("127.0.0.1", port, tls=make_client_tls(TlsOptions(
-            ca=tmp_path / "ca.crt")), io_timeout=5)
+        link = ServerLink(
+            "127.0.0.1", port, tls=make_client_tls(TlsOptions(ca=tmp_path / "ca.crt")), io_timeout=5
+        )
         with pytest.raises(ServerUnreachableError) as info:
             link.connect()
         assert info.value.reason.startswith(
-            "TLS: the server closed the connection after the handshake")
+            "TLS: the server closed the connection after the handshake"
+        )
         assert isinstance(info.value.__cause__, TlsRefusedError)
         assert isinstance(info.value.__cause__, AtcaprovError)
         assert not link.connected

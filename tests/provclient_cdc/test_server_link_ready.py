@@ -61,7 +61,8 @@ def test_answer_deadline_bounds_a_trickled_answer(pki: Pki) -> None:
         elapsed = time.monotonic() - started
         assert info.value.code is ReturnCode.TIMEOUT
         assert info.value.message.startswith(
-            f"no complete answer from the server at 127.0.0.1:{server.port} within 1 s; ")
+            f"no complete answer from the server at 127.0.0.1:{server.port} within 1 s; "
+        )
         assert "bytes of it arrived" in info.value.message
         assert 0.9 < elapsed < 3.0
         assert not hooks.link.connected  # the stream is out of step: closed
@@ -111,7 +112,8 @@ async def test_plain_client_meets_tls_server(tmp_path: Path) -> None:
             await asyncio.to_thread(hooks.check_ready, ready_request(CHAIN.cert_info))
         assert info.value.code is ReturnCode.COMM_ERROR
         assert info.value.message.startswith(
-            f"TLS mismatch: the server at 127.0.0.1:{run.port} speaks TLS")
+            f"TLS mismatch: the server at 127.0.0.1:{run.port} speaks TLS"
+        )
         assert "--tls-ca" in info.value.message
         assert await asyncio.to_thread(server_speaks_tls, "127.0.0.1", run.port, 2.0)
 
@@ -129,10 +131,12 @@ async def test_tls_client_meets_plain_server(tmp_path: Path) -> None:
         # at start: said once, no countdown (trying again cannot help)
         out = io.StringIO()
         with pytest.raises(ServerUnreachableError):
-            await asyncio.to_thread(connect_with_retry, link, Output(out), NoKeys(),
-                                    retries=5, interval=30)
-        assert out.getvalue() == (f"Connecting to 127.0.0.1:{run.port}...failed"
-                                  f" ({info.value.reason})\n")
+            await asyncio.to_thread(
+                connect_with_retry, link, Output(out), NoKeys(), retries=5, interval=30
+            )
+        assert out.getvalue() == (
+            f"Connecting to 127.0.0.1:{run.port}...failed ({info.value.reason})\n"
+        )
         assert not await asyncio.to_thread(server_speaks_tls, "127.0.0.1", run.port, 2.0)
 
 

@@ -28,24 +28,39 @@ def server(pki: Pki) -> Iterator[CertServer]:
     srv.close()
 
 
-def make_station(tmp_path: Path, pki: Pki, server_port: int, board_url: str,
-                 keys: ScriptedKeys, output: CapturingOutput, **opts: object) -> Station:
-    options = StationOptions(certinfo=pki.write_certinfo(tmp_path), host="127.0.0.1",
-                             port=server_port, board=board_url, station_id="test-station",
-                             wait_timeout=10.0, connect_retries=0, retry_interval=0.1,
-                             kit_timeout=2.0, io_timeout=5.0)
+def make_station(
+    tmp_path: Path,
+    pki: Pki,
+    server_port: int,
+    board_url: str,
+    keys: ScriptedKeys,
+    output: CapturingOutput,
+    **opts: object,
+) -> Station:
+    options = StationOptions(
+        certinfo=pki.write_certinfo(tmp_path),
+        host="127.0.0.1",
+        port=server_port,
+        board=board_url,
+        station_id="test-station",
+        wait_timeout=10.0,
+        connect_retries=0,
+        retry_interval=0.1,
+        kit_timeout=2.0,
+        io_timeout=5.0,
+    )
     for name, value in opts.items():
         setattr(options, name, value)
     link = ServerLink("127.0.0.1", server_port, io_timeout=5.0, connect_timeout=2.0)
-    return Station(options, output, keys, link=link,
-                   finder=BoardFinder(board_url, kit_timeout=2.0))
+    return Station(options, output, keys, link=link, finder=BoardFinder(board_url, kit_timeout=2.0))
 
 
 def test_two_boards_seed_lines_and_json(tmp_path: Path, pki: Pki, server: CertServer) -> None:
     with VirtualKitBoard(tmp_path / "chips", chips=2, auto_swap=0.05) as board:
         out = CapturingOutput(json_lines=True)
-        station = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
-                               yes=True, count=2)
+        station = make_station(
+            tmp_path, pki, server.port, board.url, ScriptedKeys(), out, yes=True, count=2
+        )
         assert station.run() == ExitCode.OK
         serials = [e.chip.serial_number.hex().upper() for e in board.chips]
     lines = out.lines()
@@ -63,8 +78,11 @@ def test_two_boards_seed_lines_and_json(tmp_path: Path, pki: Pki, server: CertSe
         "Provisioning successful! Please remove board...",
     ]
     assert lines[: len(expected)] == expected
-    assert re.fullmatch(r"Shift summary: 2 boards in 0:00:\d\d \(provclient-cdc [0-9.]+,"
-                        r" station test-station\)", lines[len(expected)])
+    assert re.fullmatch(
+        r"Shift summary: 2 boards in 0:00:\d\d \(provclient-cdc [0-9.]+,"
+        r" station test-station\)",
+        lines[len(expected)],
+    )
     assert lines[len(expected) + 1 :] == [
         "    Provisioned:          2",
         "    Failed:               0",
@@ -72,8 +90,11 @@ def test_two_boards_seed_lines_and_json(tmp_path: Path, pki: Pki, server: CertSe
         "    Verified:             0",
         lines[-1],
     ]
-    assert re.fullmatch(r"    Mean time per board:  \d+\.\d\d s provisioning, \d+\.\d s board"
-                        r" to board", lines[-1])
+    assert re.fullmatch(
+        r"    Mean time per board:  \d+\.\d\d s provisioning, \d+\.\d s board"
+        r" to board",
+        lines[-1],
+    )
     results = [json.loads(x) for x in out.json_text.getvalue().splitlines()]
     assert [r["serial_number"] for r in results] == serials
     assert all(r["result"] == "ok" and r["part_state"] == "PROVISIONED" for r in results)
@@ -99,20 +120,22 @@ def test_enter_prompt_then_escape(tmp_path: Path, pki: Pki, server: CertServer) 
     assert len(server.requests) == 1
 
 
-def test_server_error_reply_shown_as_written(tmp_path: Path, pki: Pki,
-                                             server: CertServer) -> None:
+def test_server_error_reply_shown_as_written(tmp_path: Path, pki: Pki, server: CertServer) -> None:
     server.error = (ReturnCode.SIGNER_LOCKED, "Signer module 0123 is locked: enter its password")
     with VirtualKitBoard(tmp_path / "chips", chips=1) as board:
         out = CapturingOutput(json_lines=True)
-        station = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
-                               yes=True, count=1)
+        station = make_station(
+            tmp_path, pki, server.port, board.url, ScriptedKeys(), out, yes=True, count=1
+        )
         assert station.run() == ExitCode.BOARD_FAILED
     lines = out.lines()
     i = lines.index("Requesting certificates...error")
-    assert lines[i + 1] == ("    Server error: Signer module 0123 is locked: enter its password"
-                            " (SIGNER_LOCKED)")
-    assert lines[i + 2] == ("    Part state: config zone locked, data zone unlocked"
-                            " (can be provisioned again)")
+    assert lines[i + 1] == (
+        "    Server error: Signer module 0123 is locked: enter its password (SIGNER_LOCKED)"
+    )
+    assert lines[i + 2] == (
+        "    Part state: config zone locked, data zone unlocked (can be provisioned again)"
+    )
     assert lines[i + 3] == "Provisioning failed! Please remove board..."
     result = json.loads(out.json_text.getvalue())
     assert result["result"] == "failed" and result["stage"] == "CERTS_REQUEST"
@@ -130,8 +153,9 @@ def test_board_unplugged_mid_run(tmp_path: Path, pki: Pki, server: CertServer) -
                 board.unplug()
 
         out.on_stage = pull
-        station = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
-                               yes=True, count=1)
+        station = make_station(
+            tmp_path, pki, server.port, board.url, ScriptedKeys(), out, yes=True, count=1
+        )
         assert station.run() == ExitCode.BOARD_FAILED
         assert board.chips[0].chip.config_locked and not board.chips[0].chip.data_locked
     lines = out.lines()
@@ -145,8 +169,9 @@ def test_board_unplugged_mid_run(tmp_path: Path, pki: Pki, server: CertServer) -
     assert result["result"] == "removed" and result["stage"] == "CERTS_WRITE"
 
 
-def test_resume_after_unplug_then_already_provisioned_verify(tmp_path: Path, pki: Pki,
-                                                             server: CertServer) -> None:
+def test_resume_after_unplug_then_already_provisioned_verify(
+    tmp_path: Path, pki: Pki, server: CertServer
+) -> None:
     with VirtualKitBoard(tmp_path / "chips", chips=1) as board:
         out = CapturingOutput(json_lines=True)
         unplugged: list[bool] = []
@@ -166,8 +191,7 @@ def test_resume_after_unplug_then_already_provisioned_verify(tmp_path: Path, pki
         out.on_stage = pull
         keys = ScriptedKeys()
         keys.add("v", when=lambda: "    Press V to verify it, ENTER to go on..." in out.lines())
-        station = make_station(tmp_path, pki, server.port, board.url, keys, out,
-                               yes=False, count=3)
+        station = make_station(tmp_path, pki, server.port, board.url, keys, out, yes=False, count=3)
 
         def prompted(n: int) -> Callable[[], bool]:
             return lambda: out.lines().count("    Press ENTER to provision...") == n
@@ -184,7 +208,7 @@ def test_resume_after_unplug_then_already_provisioned_verify(tmp_path: Path, pki
     assert "Locking config zone.......skipped" in lines
     # 3rd: the same (now provisioned) part: not handed to the flow, verified with V
     i = lines.index(f"    Device SN: {serial} ATECC508A (already provisioned)")
-    assert lines[i + 1:i + 4] == [
+    assert lines[i + 1 : i + 4] == [
         "    This part is already provisioned (data zone locked); it was left untouched.",
         "    Press V to verify it, ENTER to go on...",
         "Verifying part...ok",
@@ -198,13 +222,15 @@ def test_resume_after_unplug_then_already_provisioned_verify(tmp_path: Path, pki
     assert results[2]["verify"] and all(v.startswith("ok") for v in results[2]["verify"])
 
 
-def test_server_closed_connection_between_boards(tmp_path: Path, pki: Pki,
-                                                 server: CertServer) -> None:
+def test_server_closed_connection_between_boards(
+    tmp_path: Path, pki: Pki, server: CertServer
+) -> None:
     server.close_after_reply = True  # like an idle timeout after each board
     with VirtualKitBoard(tmp_path / "chips", chips=2, auto_swap=0.05) as board:
         out = CapturingOutput()
-        station = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
-                               yes=True, count=2)
+        station = make_station(
+            tmp_path, pki, server.port, board.url, ScriptedKeys(), out, yes=True, count=2
+        )
         assert station.run() == ExitCode.OK
     assert out.lines().count("Validating certificates...done") == 2
     assert f"Reconnecting to 127.0.0.1:{server.port}...ok" in out.lines()
@@ -217,8 +243,17 @@ def test_server_silent_times_out(tmp_path: Path, pki: Pki, server: CertServer) -
     server.silent = True
     with VirtualKitBoard(tmp_path / "chips", chips=1) as board:
         out = CapturingOutput()
-        station = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
-                               yes=True, count=1, io_timeout=0.5)
+        station = make_station(
+            tmp_path,
+            pki,
+            server.port,
+            board.url,
+            ScriptedKeys(),
+            out,
+            yes=True,
+            count=1,
+            io_timeout=0.5,
+        )
         station.link.io_timeout = 0.5
         assert station.run() == ExitCode.BOARD_FAILED
     lines = out.lines()
@@ -228,8 +263,7 @@ def test_server_silent_times_out(tmp_path: Path, pki: Pki, server: CertServer) -
 
 def test_bad_certinfo_file(tmp_path: Path, pki: Pki, server: CertServer) -> None:
     out = CapturingOutput()
-    station = make_station(tmp_path, pki, server.port, "socket://127.0.0.1:1",
-                           ScriptedKeys(), out)
+    station = make_station(tmp_path, pki, server.port, "socket://127.0.0.1:1", ScriptedKeys(), out)
     station.options.certinfo = tmp_path / "missing.c"
     assert station.run() == ExitCode.BAD_INPUT
     assert out.lines()[0] == f"Reading provisioning config file {tmp_path / 'missing.c'}...failed"
@@ -241,16 +275,25 @@ def test_no_board_within_wait_timeout(tmp_path: Path, pki: Pki, server: CertServ
     free = CertServer(pki)  # a port nobody serves a board on
     port = free.port
     free.close()
-    station = make_station(tmp_path, pki, server.port, f"socket://127.0.0.1:{port}",
-                           ScriptedKeys(), out, wait_timeout=0.5)
+    station = make_station(
+        tmp_path,
+        pki,
+        server.port,
+        f"socket://127.0.0.1:{port}",
+        ScriptedKeys(),
+        out,
+        wait_timeout=0.5,
+    )
     assert station.run() == ExitCode.NO_BOARD
     lines = out.lines()
     assert lines[3:5] == [
         "Waiting for board to be connected...",
         f"    Cannot open board socket://127.0.0.1:{port}: Connection refused",
     ]
-    assert lines[-8:-6] == ["Waiting for board to be connected...timed out",
-                            f"No board within 0.5 s (socket://127.0.0.1:{port})."]
+    assert lines[-8:-6] == [
+        "Waiting for board to be connected...timed out",
+        f"No board within 0.5 s (socket://127.0.0.1:{port}).",
+    ]
     assert lines[-6].startswith("Shift summary: 0 boards in 0:00:00")
     assert lines[-1] == "    Mean time per board:  - (no board)"
 
@@ -258,8 +301,18 @@ def test_no_board_within_wait_timeout(tmp_path: Path, pki: Pki, server: CertServ
 def test_lock_slots_and_no_validate(tmp_path: Path, pki: Pki, server: CertServer) -> None:
     with VirtualKitBoard(tmp_path / "chips", chips=1) as board:
         out = CapturingOutput(json_lines=True)
-        station = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
-                               yes=True, count=1, lock_slots=(12, 13), validate=False)
+        station = make_station(
+            tmp_path,
+            pki,
+            server.port,
+            board.url,
+            ScriptedKeys(),
+            out,
+            yes=True,
+            count=1,
+            lock_slots=(12, 13),
+            validate=False,
+        )
         assert station.run() == ExitCode.OK
         config = board.chips[0].chip
         assert config.data_locked
@@ -270,14 +323,24 @@ def test_lock_slots_and_no_validate(tmp_path: Path, pki: Pki, server: CertServer
     assert result["skipped"] == ["VALIDATE_CERTS"] and result["result"] == "ok"
 
 
-def test_no_data_lock_crc_writes_only_the_certificates(tmp_path: Path, pki: Pki,
-                                                      server: CertServer) -> None:
+def test_no_data_lock_crc_writes_only_the_certificates(
+    tmp_path: Path, pki: Pki, server: CertServer
+) -> None:
     results = {}
     for crc in (True, False):
         with VirtualKitBoard(tmp_path / f"chips-{crc}", chips=1) as board:
             out = CapturingOutput(json_lines=True)
-            station = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
-                                   yes=True, count=1, data_lock_crc=crc)
+            station = make_station(
+                tmp_path,
+                pki,
+                server.port,
+                board.url,
+                ScriptedKeys(),
+                out,
+                yes=True,
+                count=1,
+                data_lock_crc=crc,
+            )
             assert station.run() == ExitCode.OK
             assert board.chips[0].chip.data_locked
         results[crc] = json.loads(out.json_text.getvalue())
@@ -287,13 +350,22 @@ def test_no_data_lock_crc_writes_only_the_certificates(tmp_path: Path, pki: Pki,
     assert results[False]["chip_floor_ms"] < results[True]["chip_floor_ms"]
 
 
-def test_data_locked_part_with_pending_slot_locks_is_finished(tmp_path: Path, pki: Pki,
-                                                             server: CertServer) -> None:
+def test_data_locked_part_with_pending_slot_locks_is_finished(
+    tmp_path: Path, pki: Pki, server: CertServer
+) -> None:
     # a first shift provisions without slot locks; a second one asks for 12 and 13: the
     # data-locked part is shown as such, handed to the flow, and its slot locks are finished
     with VirtualKitBoard(tmp_path / "chips", chips=1) as board:
-        first = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(),
-                             CapturingOutput(), yes=True, count=1)
+        first = make_station(
+            tmp_path,
+            pki,
+            server.port,
+            board.url,
+            ScriptedKeys(),
+            CapturingOutput(),
+            yes=True,
+            count=1,
+        )
         assert first.run() == ExitCode.OK
         chip = board.chips[0].chip
         assert chip.data_locked
@@ -301,13 +373,23 @@ def test_data_locked_part_with_pending_slot_locks_is_finished(tmp_path: Path, pk
         before = int.from_bytes(chip.config_zone[88:90], "little")
         assert (before >> 12) & 1 and (before >> 13) & 1  # not locked yet
         out = CapturingOutput(json_lines=True)
-        second = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
-                              yes=True, count=1, lock_slots=(12, 13))
+        second = make_station(
+            tmp_path,
+            pki,
+            server.port,
+            board.url,
+            ScriptedKeys(),
+            out,
+            yes=True,
+            count=1,
+            lock_slots=(12, 13),
+        )
         assert second.run() == ExitCode.OK
         slot_locked = int.from_bytes(chip.config_zone[88:90], "little")
     lines = out.lines()
-    assert (f"    Device SN: {serial} ATECC508A (data locked: will finish slot locks 12, 13)"
-            in lines)
+    assert (
+        f"    Device SN: {serial} ATECC508A (data locked: will finish slot locks 12, 13)" in lines
+    )
     assert "Locking slots.............done" in lines
     assert not (slot_locked >> 12) & 1 and not (slot_locked >> 13) & 1
     assert (slot_locked >> 10) & 1  # only the slots asked for
@@ -315,24 +397,44 @@ def test_data_locked_part_with_pending_slot_locks_is_finished(tmp_path: Path, pk
     assert len(server.requests) == 1  # nothing was asked of the server the second time
 
 
-def test_unlockable_slot_is_bad_input_and_nothing_written(tmp_path: Path, pki: Pki,
-                                                          server: CertServer) -> None:
+def test_unlockable_slot_is_bad_input_and_nothing_written(
+    tmp_path: Path, pki: Pki, server: CertServer
+) -> None:
     with VirtualKitBoard(tmp_path / "chips", chips=1) as board:
         out = CapturingOutput()
-        station = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
-                               yes=True, count=1, lock_slots=(1,))
+        station = make_station(
+            tmp_path,
+            pki,
+            server.port,
+            board.url,
+            ScriptedKeys(),
+            out,
+            yes=True,
+            count=1,
+            lock_slots=(1,),
+        )
         assert station.run() == ExitCode.BAD_INPUT
         assert not board.chips[0].chip.config_locked
     assert out.lines()[-1].startswith("Cannot provision with these options: lock_slots: slot 1")
     assert server.requests == []
 
 
-def test_board_not_removed_within_wait_timeout(tmp_path: Path, pki: Pki,
-                                               server: CertServer) -> None:
+def test_board_not_removed_within_wait_timeout(
+    tmp_path: Path, pki: Pki, server: CertServer
+) -> None:
     with VirtualKitBoard(tmp_path / "chips", chips=2) as board:  # nobody swaps it
         out = CapturingOutput()
-        station = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
-                               yes=True, count=2, wait_timeout=0.5)
+        station = make_station(
+            tmp_path,
+            pki,
+            server.port,
+            board.url,
+            ScriptedKeys(),
+            out,
+            yes=True,
+            count=2,
+            wait_timeout=0.5,
+        )
         assert station.run() == ExitCode.NO_BOARD
     assert out.lines()[-9:-6] == [
         "Provisioning successful! Please remove board...",
@@ -350,12 +452,13 @@ def test_interrupt_mid_run_says_where(tmp_path: Path, pki: Pki, server: CertServ
                 raise KeyboardInterrupt
 
         out.on_stage = interrupt
-        station = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
-                               yes=True, count=1)
+        station = make_station(
+            tmp_path, pki, server.port, board.url, ScriptedKeys(), out, yes=True, count=1
+        )
         assert station.run() == ExitCode.INTERRUPTED
     lines = out.lines()
     i = lines.index("Requesting certificates...done")  # interrupted as the next one starts
-    assert lines[i + 1:i + 4] == [
+    assert lines[i + 1 : i + 4] == [
         '    Interrupted during "Writing certificates".',
         "    Part state: config zone locked, data zone unlocked (can be provisioned again)",
         "Interrupted.",
@@ -371,29 +474,49 @@ def test_config_file_read_and_used(tmp_path: Path, pki: Pki, server: CertServer)
     config.write_text(format_config_text(DEFAULT_CONFIG), encoding="utf-8")
     with VirtualKitBoard(tmp_path / "chips", chips=1) as board:
         out = CapturingOutput()
-        station = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
-                               yes=True, count=1, config=config)
+        station = make_station(
+            tmp_path,
+            pki,
+            server.port,
+            board.url,
+            ScriptedKeys(),
+            out,
+            yes=True,
+            count=1,
+            config=config,
+        )
         assert station.run() == ExitCode.OK
     assert out.lines()[1] == f"Reading device config file {config}...ok"
     assert server.requests[0].config_zone[16:84] == DEFAULT_CONFIG[16:84]
 
     out = CapturingOutput()
-    station = make_station(tmp_path, pki, server.port, "socket://127.0.0.1:1", ScriptedKeys(),
-                           out, config=tmp_path / "missing.txt")
+    station = make_station(
+        tmp_path,
+        pki,
+        server.port,
+        "socket://127.0.0.1:1",
+        ScriptedKeys(),
+        out,
+        config=tmp_path / "missing.txt",
+    )
     assert station.run() == ExitCode.BAD_INPUT
     missing = tmp_path / "missing.txt"
-    assert out.lines()[1:] == [f"Reading device config file {missing}...failed",
-                               f"    Error: {missing}: cannot read config file: No such file or"
-                               " directory"]
+    assert out.lines()[1:] == [
+        f"Reading device config file {missing}...failed",
+        f"    Error: {missing}: cannot read config file: No such file or directory",
+    ]
 
 
-@pytest.mark.parametrize(("status", "state"), [
-    (ProvStatus.START, "config zone locked, data zone unlocked (can be provisioned again)"),
-    (ProvStatus.DONE, "data zone locked (provisioned; cannot be rewritten)"),
-])
-def test_interrupt_inside_a_lock_stage_asks_the_chip(tmp_path: Path, pki: Pki,
-                                                     server: CertServer, status: ProvStatus,
-                                                     state: str) -> None:
+@pytest.mark.parametrize(
+    ("status", "state"),
+    [
+        (ProvStatus.START, "config zone locked, data zone unlocked (can be provisioned again)"),
+        (ProvStatus.DONE, "data zone locked (provisioned; cannot be rewritten)"),
+    ],
+)
+def test_interrupt_inside_a_lock_stage_asks_the_chip(
+    tmp_path: Path, pki: Pki, server: CertServer, status: ProvStatus, state: str
+) -> None:
     with VirtualKitBoard(tmp_path / "chips", chips=1) as board:
         out = CapturingOutput(json_lines=True)
 
@@ -402,8 +525,9 @@ def test_interrupt_inside_a_lock_stage_asks_the_chip(tmp_path: Path, pki: Pki,
                 raise KeyboardInterrupt
 
         out.on_stage = interrupt
-        station = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
-                               yes=True, count=1)
+        station = make_station(
+            tmp_path, pki, server.port, board.url, ScriptedKeys(), out, yes=True, count=1
+        )
         assert station.run() == ExitCode.INTERRUPTED
         assert board.chips[0].chip.data_locked is (status is ProvStatus.DONE)
     lines = out.lines()
@@ -423,20 +547,27 @@ def test_state_after_each_stage() -> None:
     assert _state_after(ProvStage.CONFIG_WRITE, blank) is blank
     assert _state_after(ProvStage.CONFIG_LOCK, blank) is None  # ask the chip
     assert _state_after(ProvStage.CONFIG_LOCK, locked) is locked  # resumed: skipped
-    for stage in (ProvStage.CONFIG_READ, ProvStage.GEN_KEY, ProvStage.CERTS_REQUEST,
-                  ProvStage.CERTS_WRITE, ProvStage.DATA_WRITE):
+    for stage in (
+        ProvStage.CONFIG_READ,
+        ProvStage.GEN_KEY,
+        ProvStage.CERTS_REQUEST,
+        ProvStage.CERTS_WRITE,
+        ProvStage.DATA_WRITE,
+    ):
         assert _state_after(stage, blank) is locked
     assert _state_after(ProvStage.DATA_LOCK, locked) is None
     assert _state_after(ProvStage.SLOTS_LOCK, blank) is PartState.PROVISIONED
     assert _state_after(ProvStage.VALIDATE_CERTS, blank) is PartState.PROVISIONED
 
 
-def test_outcomes_reported_and_a_version_1_server_told_once(tmp_path: Path, pki: Pki,
-                                                            server: CertServer) -> None:
+def test_outcomes_reported_and_a_version_1_server_told_once(
+    tmp_path: Path, pki: Pki, server: CertServer
+) -> None:
     with VirtualKitBoard(tmp_path / "chips", chips=2, auto_swap=0.05) as board:
         out = CapturingOutput()
-        station = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
-                               yes=True, count=1)
+        station = make_station(
+            tmp_path, pki, server.port, board.url, ScriptedKeys(), out, yes=True, count=1
+        )
         assert station.run() == ExitCode.OK
         (report,) = server.reports
         assert report.outcome.name == "INSTALLED" and report.station_id == "test-station"
@@ -444,11 +575,14 @@ def test_outcomes_reported_and_a_version_1_server_told_once(tmp_path: Path, pki:
     server.protocol_version = 1  # an older server: no outcome reports
     with VirtualKitBoard(tmp_path / "chips2", chips=2, auto_swap=0.05) as board:
         out = CapturingOutput()
-        station = make_station(tmp_path, pki, server.port, board.url, ScriptedKeys(), out,
-                               yes=True, count=2)
+        station = make_station(
+            tmp_path, pki, server.port, board.url, ScriptedKeys(), out, yes=True, count=2
+        )
         assert station.run() == ExitCode.OK
     lines = out.lines()
-    assert lines.count(
-        "    The server does not record provisioning outcomes (protocol version 1).") == 1
+    assert (
+        lines.count("    The server does not record provisioning outcomes (protocol version 1).")
+        == 1
+    )
     assert lines.count("Provisioning successful! Please remove board...") == 2
     assert len(server.reports) == 1

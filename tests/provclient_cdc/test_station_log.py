@@ -37,17 +37,20 @@ def rows(path: Path) -> list[dict[str, str]]:
 
 def test_default_folder_per_platform() -> None:
     assert default_log_dir(platform="linux", environ={"HOME": "/home/op"}) == Path(
-        "/home/op/.local/share/atcaprov/provclient-cdc")
-    assert default_log_dir(platform="linux", environ={"HOME": "/home/op",
-                                                      "XDG_DATA_HOME": "/data/op"}) == Path(
-        "/data/op/atcaprov/provclient-cdc")
-    assert default_log_dir(platform="linux", environ={"HOME": "/home/op",
-                                                      "XDG_DATA_HOME": "relative"}) == Path(
-        "/home/op/.local/share/atcaprov/provclient-cdc")
+        "/home/op/.local/share/atcaprov/provclient-cdc"
+    )
+    assert default_log_dir(
+        platform="linux", environ={"HOME": "/home/op", "XDG_DATA_HOME": "/data/op"}
+    ) == Path("/data/op/atcaprov/provclient-cdc")
+    assert default_log_dir(
+        platform="linux", environ={"HOME": "/home/op", "XDG_DATA_HOME": "relative"}
+    ) == Path("/home/op/.local/share/atcaprov/provclient-cdc")
     assert default_log_dir(platform="darwin", environ={"HOME": "/Users/op"}) == Path(
-        "/Users/op/Library/Application Support/atcaprov/provclient-cdc")
-    win = default_log_dir(platform="win32", environ={"LOCALAPPDATA": "C:\\Users\\op\\AppData"
-                                                                     "\\Local"})
+        "/Users/op/Library/Application Support/atcaprov/provclient-cdc"
+    )
+    win = default_log_dir(
+        platform="win32", environ={"LOCALAPPDATA": "C:\\Users\\op\\AppData\\Local"}
+    )
     assert win.parts[-2:] == ("atcaprov", "provclient-cdc")
     assert str(win).startswith("C:\\Users\\op\\AppData\\Local")
 
@@ -56,14 +59,27 @@ def test_rows_header_once_and_a_file_per_day(tmp_path: Path) -> None:
     clock = Clock(datetime(2024, 5, 1, 23, 59, 58, tzinfo=TZ))
     log = StationLog(tmp_path / "logs", clock=clock)
     assert log.check() == tmp_path / "logs" / "station-2024-05-01.tsv"
-    ok = BoardResult(index=1, board="socket://127.0.0.1:5", serial_number="0123AABBCCDDEEFFEE",
-                     result="ok", stage=ProvStage.VALIDATE_CERTS, part_state="PROVISIONED",
-                     elapsed_s=1.23456, station_id="line1-st3")
-    failed = BoardResult(index=2, board="COM5", serial_number="0123000000000001EE",
-                         stage=ProvStage.CERTS_REQUEST, error_code="SIGNER_LOCKED",
-                         error_message="signer locked",
-                         server_message="\x1b[2J\tlocked\nProvisioning successful!",
-                         part_state="CONFIG_LOCKED", station_id="line1-st3")
+    ok = BoardResult(
+        index=1,
+        board="socket://127.0.0.1:5",
+        serial_number="0123AABBCCDDEEFFEE",
+        result="ok",
+        stage=ProvStage.VALIDATE_CERTS,
+        part_state="PROVISIONED",
+        elapsed_s=1.23456,
+        station_id="line1-st3",
+    )
+    failed = BoardResult(
+        index=2,
+        board="COM5",
+        serial_number="0123000000000001EE",
+        stage=ProvStage.CERTS_REQUEST,
+        error_code="SIGNER_LOCKED",
+        error_message="signer locked",
+        server_message="\x1b[2J\tlocked\nProvisioning successful!",
+        part_state="CONFIG_LOCKED",
+        station_id="line1-st3",
+    )
     first = log.write(ok)
     log.write(failed)
     clock.when += timedelta(seconds=3)  # past midnight: a new file with its own header
@@ -74,10 +90,17 @@ def test_rows_header_once_and_a_file_per_day(tmp_path: Path) -> None:
     assert len(text.splitlines()) == 3  # header + 2 rows: the server text did not add lines
     day1 = rows(first)
     assert day1[0] == {
-        "time": "2024-05-01T23:59:58+02:00", "station": "line1-st3",
-        "board": "socket://127.0.0.1:5", "serial_number": "0123AABBCCDDEEFFEE",
-        "result": "ok", "stage": "VALIDATE_CERTS", "error_code": "", "error": "",
-        "part_state": "PROVISIONED", "elapsed_s": "1.235", "version": __version__,
+        "time": "2024-05-01T23:59:58+02:00",
+        "station": "line1-st3",
+        "board": "socket://127.0.0.1:5",
+        "serial_number": "0123AABBCCDDEEFFEE",
+        "result": "ok",
+        "stage": "VALIDATE_CERTS",
+        "error_code": "",
+        "error": "",
+        "part_state": "PROVISIONED",
+        "elapsed_s": "1.235",
+        "version": __version__,
     }
     assert day1[1]["result"] == "failed" and day1[1]["stage"] == "CERTS_REQUEST"
     assert day1[1]["error"] == "\\x1b[2J\\tlocked\\nProvisioning successful!"
@@ -119,8 +142,10 @@ def test_summary_counts_by_result_and_stage() -> None:
         "    Verified:             1 (1 passed, 0 failed)",
         "    Mean time per board:  1.50 s provisioning, 10.0 s board to board",
     ]
-    verified = [BoardResult(1, "b", result="verified", verify_ok=True, elapsed_s=0.5),
-                BoardResult(2, "b", result="verify_failed", verify_ok=False, elapsed_s=0.3)]
+    verified = [
+        BoardResult(1, "b", result="verified", verify_ok=True, elapsed_s=0.5),
+        BoardResult(2, "b", result="verify_failed", verify_ok=False, elapsed_s=0.3),
+    ]
     assert summary_lines(verified, duration_s=4.0, header="h")[-2:] == [
         "    Verified:             2 (1 passed, 1 failed)",
         "    Mean time per board:  0.40 s verifying, 2.0 s board to board",

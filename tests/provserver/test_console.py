@@ -220,7 +220,8 @@ def test_replace_sink_moves_the_early_lines() -> None:
     console.replace_sink(early, log)
     console.info("two")
     assert log.getvalue().splitlines() == [
-        "[2015-11-06 15:51:07, info] one", "[2015-11-06 15:51:07, info] two"
+        "[2015-11-06 15:51:07, info] one",
+        "[2015-11-06 15:51:07, info] two",
     ]
     assert early.getvalue().count("\n") == 1
 
@@ -231,6 +232,7 @@ def test_escape_at_prompt_ends_its_line_before_the_stop_line() -> None:
     try:
         out = io.StringIO()
         console = Console(out, clock=lambda: FIXED)
+
         # on_escape prints at once, as the server does: the prompt must be gone already
         def on_escape() -> None:
             console.info("ESC pressed, stopping...")

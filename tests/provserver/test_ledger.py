@@ -86,8 +86,12 @@ def ledger(ledger_spec: str) -> Iterator[Ledger]:
 
 @pytest.fixture
 def run(ledger: Ledger) -> int:
-    return ledger.start_run(server="test pid 1", data_dir="/data", stamp="20260101-000000",
-                            started_at="2026-01-01T00:00:00.000000Z")
+    return ledger.start_run(
+        server="test pid 1",
+        data_dir="/data",
+        stamp="20260101-000000",
+        started_at="2026-01-01T00:00:00.000000Z",
+    )
 
 
 def one(ledger: Ledger, op: IssueOp | ReportOp, run_id: int, **kw: bool) -> IssueResult:
@@ -115,8 +119,10 @@ def test_a_newer_schema_is_refused(ledger_spec: str) -> None:
     with open_ledger(ledger_spec, None) as ledger:
         assert isinstance(ledger, SqlLedger)
         with ledger._write() as cur:
-            cur.execute(ledger.q("INSERT INTO ledger_migrations VALUES (?, ?, ?)"),
-                        (99, "future", "2030-01-01T00:00:00.000000Z"))
+            cur.execute(
+                ledger.q("INSERT INTO ledger_migrations VALUES (?, ?, ?)"),
+                (99, "future", "2030-01-01T00:00:00.000000Z"),
+            )
     for read_only in (False, True):
         with pytest.raises(LedgerSchemaError, match="newer than this program"):
             open_ledger(ledger_spec, None, read_only=read_only).open()
@@ -137,8 +143,10 @@ def test_engine_by_name_and_url(tmp_path: Path) -> None:
 
 
 def test_split_statements() -> None:
-    assert split_statements("-- c\nCREATE TABLE a (x INT); -- t\nCREATE INDEX i ON a (x);\n") \
-        == ["CREATE TABLE a (x INT)", "CREATE INDEX i ON a (x)"]
+    assert split_statements("-- c\nCREATE TABLE a (x INT); -- t\nCREATE INDEX i ON a (x);\n") == [
+        "CREATE TABLE a (x INT)",
+        "CREATE INDEX i ON a (x)",
+    ]
 
 
 # ------------------------------------------------------------------ lifecycle rules (pure)
@@ -155,11 +163,13 @@ def test_decide_rules() -> None:
     assert d.code is ReturnCode.DEVICE_ALREADY_PROVISIONED and "another public key" in d.message
     d = decide(sn(1), key(2), ISSUER, Snapshot(None, installed, None), allow_reprovision=True)
     assert (d.action, d.supersede_id) == ("issue", 1)
-    d = decide(sn(1), key(1), OTHER_ISSUER, Snapshot(sn(1), installed, None),
-               allow_reprovision=False)
+    d = decide(
+        sn(1), key(1), OTHER_ISSUER, Snapshot(sn(1), installed, None), allow_reprovision=False
+    )
     assert d.code is ReturnCode.DEVICE_ALREADY_PROVISIONED and "another signer" in d.message
-    d = decide(sn(1), key(1), ISSUER, Snapshot(sn(1), installed, installed),
-               allow_reprovision=False)
+    d = decide(
+        sn(1), key(1), ISSUER, Snapshot(sn(1), installed, installed), allow_reprovision=False
+    )
     assert (d.action, d.reissue_id) == ("reissue", 1)
 
 
@@ -170,8 +180,11 @@ def test_resume_gives_the_same_certificate_and_one_issuance(ledger: Ledger, run:
     assert first.action == "issued" and again.action == "reissued"
     assert first.issuance is not None and again.issuance is not None
     assert again.issuance.id == first.issuance.id
-    assert (again.issuance.device_cert, again.issuance.signer_cert, again.issuance.root_cert) \
-        == (first.issuance.device_cert, SIGNER_CERT, ROOT_CERT)
+    assert (again.issuance.device_cert, again.issuance.signer_cert, again.issuance.root_cert) == (
+        first.issuance.device_cert,
+        SIGNER_CERT,
+        ROOT_CERT,
+    )
     history = ledger.device_history(sn(1))
     assert len(history.issuances) == 1
     assert [e.kind for e in history.events] == [EventKind.SIGNED, EventKind.REISSUED]
@@ -187,7 +200,10 @@ def test_new_key_on_a_resumed_part_supersedes(ledger: Ledger, run: int) -> None:
     assert [i.state for i in history.issuances] == [IssuanceState.SUPERSEDED, IssuanceState.SIGNED]
     assert history.device is not None and history.device.current_issuance == history.issuances[1].id
     assert [e.kind for e in history.events] == [
-        EventKind.SIGNED, EventKind.SUPERSEDED, EventKind.SIGNED]
+        EventKind.SIGNED,
+        EventKind.SUPERSEDED,
+        EventKind.SIGNED,
+    ]
 
 
 def test_installed_device_refuses_another_key_unless_allowed(ledger: Ledger, run: int) -> None:
@@ -202,8 +218,7 @@ def test_installed_device_refuses_another_key_unless_allowed(ledger: Ledger, run
     allowed = one(ledger, issue(1, 2), run, allow_reprovision=True)
     assert allowed.action == "issued"
     history = ledger.device_history(sn(1))
-    assert [i.state for i in history.issuances] == [
-        IssuanceState.SUPERSEDED, IssuanceState.SIGNED]
+    assert [i.state for i in history.issuances] == [IssuanceState.SUPERSEDED, IssuanceState.SIGNED]
     refusals = [e for e in history.events if e.kind is EventKind.REFUSED]
     assert [e.code for e in refusals] == ["DEVICE_ALREADY_PROVISIONED"]
     assert refusals[0].tsv_record().reason.startswith("ATCAPROV_E_DEVICE_ALREADY_PROVISIONED: ")
@@ -234,7 +249,10 @@ def test_reports(ledger: Ledger, run: int) -> None:
         run_id=run,
     )
     assert [r.state for r in results if isinstance(r, ReportResult)] == [
-        IssuanceState.FAILED, IssuanceState.ABANDONED, None]
+        IssuanceState.FAILED,
+        IssuanceState.ABANDONED,
+        None,
+    ]
     # a failed part resumed with the same key gets its certificate again, signed once more
     again = one(ledger, issue(1, 1), run)
     assert again.action == "reissued" and again.issuance is not None
@@ -246,26 +264,44 @@ def test_reports(ledger: Ledger, run: int) -> None:
 def test_a_batch_sees_its_own_earlier_operations(ledger: Ledger, run: int) -> None:
     results = ledger.commit([issue(1, 1), issue(1, 1, cert_sn="FFFF"), issue(2, 1)], run_id=run)
     assert [r.action for r in results if isinstance(r, IssueResult)] == [
-        "issued", "reissued", "refused"]
+        "issued",
+        "reissued",
+        "refused",
+    ]
 
 
 def test_refusals_are_events(ledger: Ledger, run: int) -> None:
-    op = RefusalOp(time="2026-01-01T00:00:00.000000Z", station="s", device_sn=sn(9),
-                   public_key="", signer="C48B/AA", code=ReturnCode.SIGNER_LOCKED,
-                   message="signer waits for its password")
+    op = RefusalOp(
+        time="2026-01-01T00:00:00.000000Z",
+        station="s",
+        device_sn=sn(9),
+        public_key="",
+        signer="C48B/AA",
+        code=ReturnCode.SIGNER_LOCKED,
+        message="signer waits for its password",
+    )
     (result,) = ledger.commit([op], run_id=run)
     assert isinstance(result, IssueResult) and result.action == "refused"
     assert result.event is not None
     row = result.event.tsv_record()
     assert (row.result, row.reason) == (
-        "refused", "ATCAPROV_E_SIGNER_LOCKED: signer waits for its password")
+        "refused",
+        "ATCAPROV_E_SIGNER_LOCKED: signer waits for its password",
+    )
 
 
 # ------------------------------------------------------------------ queries
 def test_streaming_queries_with_filters(ledger: Ledger, run: int) -> None:
-    ops = [issue(n, n, time=f"2026-01-0{1 + n % 3}T00:00:00.000000Z",
-                 station=f"10.0.0.{n}:5 line-{n % 2}",
-                 issuer=ISSUER if n < 6 else OTHER_ISSUER) for n in range(1, 9)]
+    ops = [
+        issue(
+            n,
+            n,
+            time=f"2026-01-0{1 + n % 3}T00:00:00.000000Z",
+            station=f"10.0.0.{n}:5 line-{n % 2}",
+            issuer=ISSUER if n < 6 else OTHER_ISSUER,
+        )
+        for n in range(1, 9)
+    ]
     ledger.commit(ops, run_id=run)
     ledger.commit([report(2, 2), report(4, 4)], run_id=run)
     every = list(ledger.iter_issuances(page_size=3))  # several pages
@@ -291,7 +327,9 @@ def test_streaming_queries_with_filters(ledger: Ledger, run: int) -> None:
     ledger.end_run(run, stopped_at="2026-01-09T00:00:00.000000Z", note="done")
     stopped = ledger.run(run)
     assert stopped is not None and (stopped.stopped_at, stopped.note) == (
-        "2026-01-09T00:00:00.000000Z", "done")
+        "2026-01-09T00:00:00.000000Z",
+        "done",
+    )
 
 
 # ------------------------------------------------------------------ several writers
@@ -309,16 +347,20 @@ def test_concurrent_writers_keep_the_rules(ledger_spec: str) -> None:
                 for i in range(40):
                     # key 5000+i for device 1000+i (a) and device 2000+i (b): one wins;
                     # devices 3000..3004 get a new key from both writers, again and again
-                    ops = [issue(base + i, 5000 + i, cert_sn=f"{base + i:06X}"),
-                           issue(3000 + i % 5, 7000 + base + i, cert_sn=f"{base + 500 + i:06X}")]
+                    ops = [
+                        issue(base + i, 5000 + i, cert_sn=f"{base + i:06X}"),
+                        issue(3000 + i % 5, 7000 + base + i, cert_sn=f"{base + 500 + i:06X}"),
+                    ]
                     for result in ledger.commit(ops, run_id=run_id):
                         assert isinstance(result, IssueResult)
                         results[name].append(result)
             except BaseException as exc:  # reported by the main thread
                 errors.append(exc)
 
-        threads = [threading.Thread(target=writer, args=("a", a, run_a, 1000)),
-                   threading.Thread(target=writer, args=("b", b, run_b, 2000))]
+        threads = [
+            threading.Thread(target=writer, args=("a", a, run_a, 1000)),
+            threading.Thread(target=writer, args=("b", b, run_b, 2000)),
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -328,7 +370,8 @@ def test_concurrent_writers_keep_the_rules(ledger_spec: str) -> None:
             contested = [results[name][2 * i] for name in "ab"]
             assert sorted(r.action for r in contested) == ["issued", "refused"]
             assert [r.code for r in contested if r.action == "refused"] == [
-                ReturnCode.PUBLIC_KEY_REUSED]
+                ReturnCode.PUBLIC_KEY_REUSED
+            ]
         owners: dict[str, set[str]] = {}
         for issuance in a.iter_issuances():
             owners.setdefault(issuance.public_key, set()).add(issuance.device_sn)

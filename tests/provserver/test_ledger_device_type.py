@@ -11,8 +11,12 @@ from tests.provserver.test_ledger import issue, one, sn
 
 
 def _start(ledger: Ledger) -> int:
-    return ledger.start_run(server="test pid 1", data_dir="/data", stamp="20260101-000000",
-                            started_at="2026-01-01T00:00:00.000000Z")
+    return ledger.start_run(
+        server="test pid 1",
+        data_dir="/data",
+        stamp="20260101-000000",
+        started_at="2026-01-01T00:00:00.000000Z",
+    )
 
 
 def test_device_type_recorded_per_issuance(ledger_spec: str) -> None:

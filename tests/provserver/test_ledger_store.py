@@ -11,6 +11,7 @@ import csv
 import io
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,10 +40,11 @@ def op(n: int, key: int | None = None) -> IssueOp:
     )  # fmt: skip
 
 
-def store(data: Path, out: io.StringIO | None = None, **kw: object) -> LedgerRecordStore:
+def store(data: Path, out: io.StringIO | None = None, **kw: Any) -> LedgerRecordStore:
     console = Console(out) if out is not None else None
-    return LedgerRecordStore(SqliteLedger(data / "ledger.sqlite3"), data, console=console,
-                             retry_interval=0.1, **kw)  # type: ignore[arg-type]
+    return LedgerRecordStore(
+        SqliteLedger(data / "ledger.sqlite3"), data, console=console, retry_interval=0.1, **kw
+    )
 
 
 def tsv_rows(path: Path) -> list[dict[str, str]]:
@@ -54,9 +56,17 @@ async def test_group_commit_and_files_follow_the_ledger(tmp_path: Path) -> None:
     s = store(tmp_path)
     await s.open()
     results = await asyncio.wait_for(asyncio.gather(*(s.issue(op(n)) for n in range(1, 201))), 30)
-    await s.refuse(RefusalOp(time="2026-01-01T00:01:00.000000Z", station="x", device_sn="00",
-                             public_key="", signer="C48B/AB", code=ReturnCode.SIGNER_LOCKED,
-                             message="locked"))
+    await s.refuse(
+        RefusalOp(
+            time="2026-01-01T00:01:00.000000Z",
+            station="x",
+            device_sn="00",
+            public_key="",
+            signer="C48B/AB",
+            code=ReturnCode.SIGNER_LOCKED,
+            message="locked",
+        )
+    )
     tsv = s.tsv_path
     await s.close()
     assert all(r.action == "issued" for r in results)
@@ -64,7 +74,8 @@ async def test_group_commit_and_files_follow_the_ledger(tmp_path: Path) -> None:
     rows = tsv_rows(tsv)
     assert [r["device_sn"] for r in rows[:200]] == [op(n).device_sn for n in range(1, 201)]
     assert rows[-1]["result"] == "refused" and rows[-1]["reason"] == (
-        "ATCAPROV_E_SIGNER_LOCKED: locked")
+        "ATCAPROV_E_SIGNER_LOCKED: locked"
+    )
     assert len(list((tmp_path / "certs").glob("*/*-device.pem"))) == 200
     signers = list((tmp_path / "certs").glob("*/*-signer.pem"))
     assert len({os.stat(p).st_ino for p in signers}) == 1  # hard links to one copy
@@ -105,8 +116,10 @@ async def test_files_that_cannot_be_written_are_caught_up(
     assert [r["device_sn"][-6:] for r in tsv_rows(tsv)] == ["0001EE", "0002EE", "0004EE"]
     text = out.getvalue()
     assert "Records cannot be written:" in text and "No space left on device" in text
-    assert ("Records can be written again (1 signing log row(s) and 2 certificate file(s) "
-            "caught up from the ledger): signing resumed.") in text
+    assert (
+        "Records can be written again (1 signing log row(s) and 2 certificate file(s) "
+        "caught up from the ledger): signing resumed."
+    ) in text
 
 
 async def test_checkpoint_marker_and_crash_recovery(tmp_path: Path) -> None:
@@ -137,9 +150,10 @@ async def test_checkpoint_marker_and_crash_recovery(tmp_path: Path) -> None:
     await again.close()
     (recovered,) = again.recovered
     assert (recovered.stamp, recovered.rows, recovered.files, recovered.cut) == (stamp, 1, 2, True)
-    assert f"Recovered run {stamp} (the server did not stop cleanly): a torn last row cut, " \
-           "1 signing log row(s) and 2 certificate file(s) restored from the ledger." \
-        in out.getvalue()
+    assert (
+        f"Recovered run {stamp} (the server did not stop cleanly): a torn last row cut, "
+        "1 signing log row(s) and 2 certificate file(s) restored from the ledger." in out.getvalue()
+    )
     assert len(tsv_rows(tsv)) == 4
     with SqliteLedger(tmp_path / "ledger.sqlite3", read_only=True) as ledger:
         (run,) = [r for r in ledger.runs() if r.stamp == stamp]
@@ -196,8 +210,9 @@ def test_folder_lock(tmp_path: Path) -> None:
         with pytest.raises(DataFolderInUseError) as info:
             DataFolderLock(tmp_path / "data").acquire()
         assert info.value.pid == os.getpid()
-        assert str(info.value) == (f"data folder {tmp_path / 'data'} is in use by provserver "
-                                   f"pid {os.getpid()}")
+        assert str(info.value) == (
+            f"data folder {tmp_path / 'data'} is in use by provserver pid {os.getpid()}"
+        )
     with DataFolderLock(tmp_path / "data"):  # released: free again
         pass
 

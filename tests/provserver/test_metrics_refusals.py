@@ -49,16 +49,20 @@ class Metered:
 async def metered_server(chain: Chain, max_connections: int = 64) -> AsyncIterator[Metered]:
     console = Console(io.StringIO())
     backend = FakeBackend()
-    backend.present["m0"] = FakeModule("m0", chain.signer_key, chain.signer_cert,
-                                       sn="0123000000000000EE")
+    backend.present["m0"] = FakeModule(
+        "m0", chain.signer_key, chain.signer_cert, sn="0123000000000000EE"
+    )
     manager = SignerManager([backend], console, NoPasswordSource(), rescan_interval=0)
     metrics = ServerMetrics()
     records = metrics.metered(MemoryRecordStore())
     metrics.attach(manager=manager)
     service = SigningService(manager, ProfileStore([], [chain.profile]), records, console)
     server = ProvisioningServer(
-        metrics.cert_handler(service.handle), console,
-        ready_handler=metrics.ready_handler(service.ready), host="127.0.0.1", port=0,
+        metrics.cert_handler(service.handle),
+        console,
+        ready_handler=metrics.ready_handler(service.ready),
+        host="127.0.0.1",
+        port=0,
         limits=ServerLimits(max_connections=max_connections),
         on_refusal=metrics.connection_refused,
     )
@@ -91,8 +95,11 @@ async def http_get(port: int, path: str) -> tuple[int, str]:
 async def scrape(port: int) -> Samples:
     status, text = await http_get(port, "/metrics")
     assert status == 200
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def value(found: Samples, name: str, **labels: str) -> float:

@@ -57,11 +57,9 @@ def small(ledger_spec: str, pki: FillPki) -> Iterator[str]:
     a refusal (a key reused) for device 9."""
     with open_ledger(ledger_spec, None) as ledger:
         run = fill_ledger(ledger, 3, pki)
-        ledger.commit([issue_op(n, pki, station="10.0.0.2:5 line-2") for n in (3, 4)],
-                      run_id=run)
+        ledger.commit([issue_op(n, pki, station="10.0.0.2:5 line-2") for n in (3, 4)], run_id=run)
         ledger.commit([issue_op(1, pki, key_n=101, minutes=30)], run_id=run)
-        ledger.commit([_report(0, EventKind.INSTALLED), _report(2, EventKind.FAILED)],
-                      run_id=run)
+        ledger.commit([_report(0, EventKind.INSTALLED), _report(2, EventKind.FAILED)], run_id=run)
         ledger.commit([RefusalOp(time="2026-11-21T06:00:00.000000Z", station="x",
                                  device_sn=device_sn(9), public_key="AB" * 64, signer="s",
                                  code=ReturnCode.PUBLIC_KEY_REUSED, message="key reused")],
@@ -85,13 +83,30 @@ def test_list_filters_and_json(small: str) -> None:
     assert code == 0
     rows = [json.loads(line) for line in out.splitlines()]
     assert [(r["device_sn"], r["state"]) for r in rows] == [
-        (device_sn(0), "installed"), (device_sn(1), "superseded"), (device_sn(2), "failed"),
-        (device_sn(3), "signed"), (device_sn(4), "signed"), (device_sn(1), "signed")]
+        (device_sn(0), "installed"),
+        (device_sn(1), "superseded"),
+        (device_sn(2), "failed"),
+        (device_sn(3), "signed"),
+        (device_sn(4), "signed"),
+        (device_sn(1), "signed"),
+    ]
     code, out, _ = invoke("list", "--ledger", small, "--json", "--station", "line-2")
     assert [json.loads(line)["device_sn"] for line in out.splitlines()] == [
-        device_sn(3), device_sn(4)]
-    code, out, _ = invoke("list", "--ledger", small, "--json", "--state", "signed",
-                          "--since", "2026-11-21T05:03:30Z", "--until", "2026-11-21T05:30:00Z")
+        device_sn(3),
+        device_sn(4),
+    ]
+    code, out, _ = invoke(
+        "list",
+        "--ledger",
+        small,
+        "--json",
+        "--state",
+        "signed",
+        "--since",
+        "2026-11-21T05:03:30Z",
+        "--until",
+        "2026-11-21T05:30:00Z",
+    )
     assert [json.loads(line)["device_sn"] for line in out.splitlines()] == [device_sn(4)]
     code, out, _ = invoke("list", "--ledger", small, "--signer", "c48b")
     assert code == 0 and out.startswith("ISSUED AT") and out.rstrip().endswith("6 issuance(s).")
@@ -141,8 +156,10 @@ def test_a_bad_option_says_which_and_what_was_expected(
 def test_a_folder_without_a_ledger_is_one_clear_line(tmp_path: Path) -> None:
     code, _, err = invoke("list", "--data-dir", str(tmp_path))
     assert code == 1
-    assert err.strip() == (f"Error: no ledger in {tmp_path} (no ledger.sqlite3: has a server "
-                           "run with this --data-dir? or give --ledger)")
+    assert err.strip() == (
+        f"Error: no ledger in {tmp_path} (no ledger.sqlite3: has a server "
+        "run with this --data-dir? or give --ledger)"
+    )
 
 
 def test_data_dir_before_the_command_counts(tmp_path: Path, pki: FillPki) -> None:
@@ -164,16 +181,18 @@ def test_exports_csv_jsonl_pem(small: str, tmp_path: Path, pki: FillPki) -> None
     assert not list(tmp_path.glob("*.partial"))
 
     out = tmp_path / "installed.jsonl"
-    code, _, _ = invoke("export", "--ledger", small, "--format", "jsonl", "--state",
-                        "installed", "-o", str(out))
+    code, _, _ = invoke(
+        "export", "--ledger", small, "--format", "jsonl", "--state", "installed", "-o", str(out)
+    )
     (record,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert record["device_sn"] == device_sn(0)
     assert record["signer_cert"].encode() == pem(pki.signer_cert)
     assert record["root_cert"].encode() == pem(pki.root_cert)
 
     out = tmp_path / "line2.pem"
-    code, _, _ = invoke("export", "--ledger", small, "--format", "pem", "--station", "line-2",
-                        "-o", str(out))
+    code, _, _ = invoke(
+        "export", "--ledger", small, "--format", "pem", "--station", "line-2", "-o", str(out)
+    )
     certs = x509.load_pem_x509_certificates(out.read_bytes())
     assert [c.serial_number for c in certs] == [4, 5]
 
@@ -212,9 +231,24 @@ def test_progress_only_on_a_terminal() -> None:
 def _export_manifest(spec: str, folder: Path, pki: FillPki, *extra: str) -> Path:
     key_path, cert_path = pki.write_manifest_signer(folder)
     out = folder / "manifest.json"
-    code, _, err = invoke("export", "--ledger", spec, "--format", "manifest", "-o", str(out),
-                          "--manifest-key", str(key_path), "--manifest-cert", str(cert_path),
-                          "--provisioner", "Example Factory/Line 3", "--group-id", "g1", *extra)
+    code, _, err = invoke(
+        "export",
+        "--ledger",
+        spec,
+        "--format",
+        "manifest",
+        "-o",
+        str(out),
+        "--manifest-key",
+        str(key_path),
+        "--manifest-cert",
+        str(cert_path),
+        "--provisioner",
+        "Example Factory/Line 3",
+        "--group-id",
+        "g1",
+        *extra,
+    )
     assert code == 0, err
     return out
 
@@ -224,24 +258,43 @@ def test_manifest_entry_fields(small: str, tmp_path: Path, pki: FillPki) -> None
     manifest = json.loads(out.read_text())
     # without --state: the certificates a chip may carry (superseded and failed left out)
     assert [e["header"]["uniqueId"] for e in manifest] == [
-        device_sn(n).lower() for n in (0, 3, 4, 1)]
+        device_sn(n).lower() for n in (0, 3, 4, 1)
+    ]
     entry = manifest[0]
     assert set(entry) == {"payload", "protected", "header", "signature"}
     protected = json.loads(b64url_decode(entry["protected"]))
     ski = pki.manifest_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
     import hashlib
+
     assert protected == {
-        "typ": "JWT", "alg": "ES256", "kid": b64url(ski.value.digest),
-        "x5t#S256": b64url(hashlib.sha256(der(pki.manifest_cert)).digest())}
+        "typ": "JWT",
+        "alg": "ES256",
+        "kid": b64url(ski.value.digest),
+        "x5t#S256": b64url(hashlib.sha256(der(pki.manifest_cert)).digest()),
+    }
     payload = json.loads(b64url_decode(entry["payload"]))
     assert list(payload) == [
-        "version", "model", "partNumber", "manufacturer", "provisioner", "distributor",
-        "groupId", "provisioningTimestamp", "uniqueId", "publicKeySet"]
+        "version",
+        "model",
+        "partNumber",
+        "manufacturer",
+        "provisioner",
+        "distributor",
+        "groupId",
+        "provisioningTimestamp",
+        "uniqueId",
+        "publicKeySet",
+    ]
     assert payload["version"] == 1 and payload["model"] == "ATECC508A"
-    assert payload["manufacturer"] == {"organizationName": "Microchip Technology Inc",
-                                       "organizationalUnitName": "Secure Products Group"}
-    assert payload["provisioner"] == payload["distributor"] == {
-        "organizationName": "Example Factory", "organizationalUnitName": "Line 3"}
+    assert payload["manufacturer"] == {
+        "organizationName": "Microchip Technology Inc",
+        "organizationalUnitName": "Secure Products Group",
+    }
+    assert (
+        payload["provisioner"]
+        == payload["distributor"]
+        == {"organizationName": "Example Factory", "organizationalUnitName": "Line 3"}
+    )
     assert payload["groupId"] == "g1"
     assert payload["provisioningTimestamp"] == "2026-11-21T05:00:00.000Z"
     (jwk,) = payload["publicKeySet"]["keys"]
@@ -263,8 +316,9 @@ def test_a_1000_device_manifest_verifies_and_tampering_is_found(
     cert = str(tmp_path / "manifest.crt")
     root = tmp_path / "root.crt"
     root.write_bytes(pem(pki.root_cert))
-    code, text, _ = invoke("verify-manifest", str(out), "--manifest-cert", cert,
-                           "--root-ca", str(root))
+    code, text, _ = invoke(
+        "verify-manifest", str(out), "--manifest-cert", cert, "--root-ca", str(root)
+    )
     assert code == 0 and text.strip() == "1000 entries: 1000 verified, 0 failed."
 
     manifest = json.loads(out.read_text())
@@ -297,8 +351,13 @@ def test_pytrustplatform_decodes_and_verifies_the_manifest(tmp_path: Path, pki: 
     out = _export_manifest(f"sqlite:{tmp_path / 'ledger.sqlite3'}", tmp_path, pki)
     signer_file = tmp_path / "manifest-signer.pem"
     signer_file.write_bytes(pem(pki.manifest_cert))
-    done = subprocess.run([str(PTP_PYTHON), str(PTP_VERIFY), str(out), str(signer_file)],
-                          capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [str(PTP_PYTHON), str(PTP_VERIFY), str(out), str(signer_file)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     entries = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(entries) == 1000
@@ -325,9 +384,13 @@ def test_iter_manifest_reads_any_chunking(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("{}", "a JSON array is expected at character 0"), ("[1 2]", "',' or ']' expected"),
-     ("[1] x", "text after the array"), ('[{"a": ]', "Expecting value at character 7"),
-     ("[1,", "Expecting value at character 3")],
+    [
+        ("{}", "a JSON array is expected at character 0"),
+        ("[1 2]", "',' or ']' expected"),
+        ("[1] x", "text after the array"),
+        ('[{"a": ]', "Expecting value at character 7"),
+        ("[1,", "Expecting value at character 3"),
+    ],
 )
 def test_iter_manifest_refuses_what_is_not_an_array(text: str, expected: str) -> None:
     with pytest.raises(ManifestError, match=expected.replace("[", r"\[")):
@@ -337,8 +400,9 @@ def test_iter_manifest_refuses_what_is_not_an_array(text: str, expected: str) ->
 def test_verifier_reports_a_broken_entry_without_raising(pki: FillPki) -> None:
     verifier = ManifestVerifier([pki.manifest_cert])
     assert verifier.check(3).problems == ("not a JSON object",)
-    check = verifier.check({"header": {"uniqueId": "ab"}, "payload": "!!", "protected": "",
-                            "signature": ""})
+    check = verifier.check(
+        {"header": {"uniqueId": "ab"}, "payload": "!!", "protected": "", "signature": ""}
+    )
     assert check.unique_id == "ab" and "not a signed secure element" in check.problems[0]
 
 
@@ -393,10 +457,12 @@ async def test_records_of_a_real_server(tmp_path: Path, ledger_spec: str) -> Non
         await station.report(report_for(requests[0]))
         await station.close()
     assert all(isinstance(r, CertReply) for r in replies)
-    code, out, _ = invoke("list", "--ledger", ledger_spec, "--data-dir", str(data), "--json",
-                          "--state", "installed")
+    code, out, _ = invoke(
+        "list", "--ledger", ledger_spec, "--data-dir", str(data), "--json", "--state", "installed"
+    )
     assert [json.loads(line)["device_sn"] for line in out.splitlines()] == [
-        requests[0].device_serial_number.hex().upper()]
+        requests[0].device_serial_number.hex().upper()
+    ]
     serial = requests[0].device_serial_number.hex()
     code, out, _ = invoke("show", serial, "--ledger", ledger_spec, "--data-dir", str(data))
     assert code == 0 and ": installed (issuance" in out and "installed" in out
@@ -405,8 +471,14 @@ async def test_records_of_a_real_server(tmp_path: Path, ledger_spec: str) -> Non
     manifest = _export_manifest(ledger_spec, tmp_path, pki)
     root = tmp_path / "root.der"
     root.write_bytes(CHAIN.root_cert)
-    code, out, _ = invoke("verify-manifest", str(manifest), "--manifest-cert",
-                          str(tmp_path / "manifest.crt"), "--root-ca", str(root))
+    code, out, _ = invoke(
+        "verify-manifest",
+        str(manifest),
+        "--manifest-cert",
+        str(tmp_path / "manifest.crt"),
+        "--root-ca",
+        str(root),
+    )
     assert (code, out.strip()) == (0, "5 entries: 5 verified, 0 failed.")
     entries = json.loads(manifest.read_text())
     sent = {r.device_cert for r in replies if isinstance(r, CertReply)}

@@ -43,8 +43,10 @@ def test_the_activity_log_rotates_at_midnight(tmp_path: Path) -> None:
     log.write("third\n")
     log.close()
     first, second = log.paths
-    assert (first.name, second.name) == ("activity-20261121-235958.log",
-                                         "activity-20261122-000001.log")
+    assert (first.name, second.name) == (
+        "activity-20261121-235958.log",
+        "activity-20261122-000001.log",
+    )
     assert first.read_text() == "first\nsecond\n[continued in activity-20261122-000001.log]\n"
     assert second.read_text() == "[continued from activity-20261121-235958.log]\nthird\n"
 
@@ -106,10 +108,12 @@ def test_prune_report_names_what_went(tmp_path: Path) -> None:
     out = io.StringIO()
     removed = prune_and_report(Console(out), logs, 7, now=now)
     assert len(removed) == 7
-    expected = ("Removed 7 log file(s) not written for 7 days (--keep-days): "
-            "signing-20261100-080000.tsv, signing-20261101-080000.tsv, "
-            "signing-20261102-080000.tsv, signing-20261103-080000.tsv, "
-            "signing-20261104-080000.tsv and 2 more. The ledger keeps every record.")
+    expected = (
+        "Removed 7 log file(s) not written for 7 days (--keep-days): "
+        "signing-20261100-080000.tsv, signing-20261101-080000.tsv, "
+        "signing-20261102-080000.tsv, signing-20261103-080000.tsv, "
+        "signing-20261104-080000.tsv and 2 more. The ledger keeps every record."
+    )
     assert expected in out.getvalue()
     out = io.StringIO()
     assert prune_and_report(Console(out), logs, 7, now=now) == [] and out.getvalue() == ""
@@ -124,16 +128,35 @@ async def test_the_server_prunes_at_start_and_keeps_the_ledger(tmp_path: Path) -
     old_log = _touch(logs / "activity-20250101-080000.log", 100, now)
     old_tsv = _touch(logs / "signing-20250101-080000.tsv", 100, now)
     key = write_pem_signer(chain, tmp_path / "keys")
-    settings = Settings(host="127.0.0.1", port=0, data_dir=data, signers=["pem"], pem_key=key,
-                        rescan_interval=0.2, keep_days=30, ledger=None)
+    settings = Settings(
+        host="127.0.0.1",
+        port=0,
+        data_dir=data,
+        signers=["pem"],
+        pem_key=key,
+        rescan_interval=0.2,
+        keep_days=30,
+        ledger=None,
+    )
     with open_ledger(None, data) as ledger:  # an existing ledger with a run in it
-        ledger.start_run(server="old", data_dir=str(data), stamp="20250101-080000",
-                         started_at="2025-01-01T08:00:00.000000Z")
+        ledger.start_run(
+            server="old",
+            data_dir=str(data),
+            stamp="20250101-080000",
+            started_at="2025-01-01T08:00:00.000000Z",
+        )
     out = io.StringIO()
     stop = asyncio.Event()
     ready: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(run(settings, console=Console(out), stop=stop,
-                                   on_ready=ready.set_result, records=MemoryRecordStore()))
+    task = asyncio.create_task(
+        run(
+            settings,
+            console=Console(out),
+            stop=stop,
+            on_ready=ready.set_result,
+            records=MemoryRecordStore(),
+        )
+    )
     await asyncio.wait_for(ready, 20)
     for _ in range(100):  # the first pass runs at once, in a worker thread
         if "Removed 2 log file(s)" in out.getvalue():

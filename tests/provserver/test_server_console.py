@@ -56,8 +56,13 @@ def _spawn(args: list[str], env: dict[str, str] | None = None) -> Iterator[Any]:
     """``provserver args`` on a new pty; everything it printed is in ``child.screen_raw``."""
     raw = io.StringIO()
     child = pexpect.spawn(
-        str(EXE), args, encoding="utf-8", codec_errors="replace", timeout=20,
-        dimensions=(24, 400), env=env,
+        str(EXE),
+        args,
+        encoding="utf-8",
+        codec_errors="replace",
+        timeout=20,
+        dimensions=(24, 400),
+        env=env,
     )
     child.logfile_read = raw
     child.screen_raw = raw
@@ -125,8 +130,9 @@ def test_password_env_unset_says_the_variable_is_not_set(tmp_path: Path) -> None
     data = _data_with_profile(tmp_path)
     key = write_pem_signer(CHAIN, tmp_path / "keys", password=b"s3cret")
     env = {k: v for k, v in os.environ.items() if k != "ATCAPROV_TEST_UNSET_PW"}
-    args = _args(data, "--signers", "pem", "--pem-key", str(key),
-                 "--password-env", "ATCAPROV_TEST_UNSET_PW")
+    args = _args(
+        data, "--signers", "pem", "--pem-key", str(key), "--password-env", "ATCAPROV_TEST_UNSET_PW"
+    )
     with _spawn(args, env=env) as child:
         child.expect_exact(
             "--password-env: environment variable ATCAPROV_TEST_UNSET_PW is not set; "
@@ -169,8 +175,13 @@ def test_sighup_ignored_at_start_stays_ignored(tmp_path: Path) -> None:
         "os.execv(sys.argv[1], sys.argv[1:])"
     )
     args = _args(data, "--signers", "pem", "--pem-key", str(key))
-    child = pexpect.spawn(sys.executable, ["-c", nohup, str(EXE), *args], encoding="utf-8",
-                          timeout=20, dimensions=(24, 400))
+    child = pexpect.spawn(
+        sys.executable,
+        ["-c", nohup, str(EXE), *args],
+        encoding="utf-8",
+        timeout=20,
+        dimensions=(24, 400),
+    )
     try:
         _port(child)
         child.expect_exact(f"{LABEL} found.")
@@ -260,8 +271,11 @@ def test_start_prints_version_data_folder_and_what_was_found(tmp_path: Path) -> 
     other.with_suffix(".crt").rename(keys / "other.crt")
     with _spawn(_args(data, "--signers", "pem", "--pem-key", str(keys))) as child:
         child.expect_exact("Press ESC to quit.")
-        for seed_line in ("Provisioning Server started.", "Signer Manager started.",
-                          "Server starting..."):
+        for seed_line in (
+            "Provisioning Server started.",
+            "Signer Manager started.",
+            "Server starting...",
+        ):
             child.expect(LINE.pattern + re.escape(seed_line))
         _port(child)
         child.expect(LINE.pattern + re.escape(f"Version: atcaprov {atcaprov.__version__}."))
@@ -269,8 +283,10 @@ def test_start_prints_version_data_folder_and_what_was_found(tmp_path: Path) -> 
         child.expect_exact("Found 2 signer modules (back-ends: pem).")
         other_label = f"Signer ({OTHER.key_id.hex().upper()}, Example Signer C48B)"
         child.expect(
-            r"\[[^]]*, warning\] " + re.escape(f"{other_label} has no usable profile")
-            + ".*no signer profile for key id " + OTHER.key_id.hex().upper()
+            r"\[[^]]*, warning\] "
+            + re.escape(f"{other_label} has no usable profile")
+            + ".*no signer profile for key id "
+            + OTHER.key_id.hex().upper()
         )
         _stop_with_esc(child)
         screen = child.screen_raw.getvalue()
@@ -278,11 +294,16 @@ def test_start_prints_version_data_folder_and_what_was_found(tmp_path: Path) -> 
     # the new lines come after the app note's four start lines, which stay as they were
     lines = [line for line in screen.splitlines() if LINE.match(line)]
     texts = [LINE.sub("", line, count=1) for line in lines]
-    assert texts[:3] == ["Provisioning Server started.", "Signer Manager started.",
-                         "Server starting..."]
+    assert texts[:3] == [
+        "Provisioning Server started.",
+        "Signer Manager started.",
+        "Server starting...",
+    ]
     assert texts[3].startswith("Server listening on 127.0.0.1:")
-    assert texts[4:6] == [f"Version: atcaprov {atcaprov.__version__}.",
-                          f"Data folder: {data.resolve()}."]
+    assert texts[4:6] == [
+        f"Version: atcaprov {atcaprov.__version__}.",
+        f"Data folder: {data.resolve()}.",
+    ]
 
 
 def test_start_warns_when_no_signer_module_is_found(tmp_path: Path) -> None:
@@ -293,8 +314,10 @@ def test_start_warns_when_no_signer_module_is_found(tmp_path: Path) -> None:
         _port(child)
         child.expect(
             r"\[[^]]*, warning\] "
-            + re.escape("No signer module or token found (back-ends: pem); requests are "
-                        "refused until one is plugged in.")
+            + re.escape(
+                "No signer module or token found (back-ends: pem); requests are "
+                "refused until one is plugged in."
+            )
         )
         _stop_with_esc(child)
 
@@ -319,9 +342,21 @@ def test_pem_warning_is_a_console_line_once(tmp_path: Path) -> None:
 def test_signer_list_prints_the_pem_warning_in_its_output(tmp_path: Path) -> None:
     key = write_pem_signer(CHAIN, tmp_path / "keys")
     result = subprocess.run(
-        [str(EXE), "signer", "list", "--backend", "pem", "--pem-key", str(key),
-         "--data-dir", str(tmp_path / "data")],
-        capture_output=True, text=True, timeout=60, check=True,
+        [
+            str(EXE),
+            "signer",
+            "list",
+            "--backend",
+            "pem",
+            "--pem-key",
+            str(key),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     assert result.stderr == ""
     assert "WARNING: pem signer back-end: the CA key is in a file; for development only\n" in (
@@ -367,8 +402,11 @@ def test_station_ids_cannot_forge_log_lines_or_drive_the_terminal(tmp_path: Path
         # signing line, after the escaped newline, in quotes
         accepted = [line for line in text.splitlines() if "password accepted." in line]
         assert len(accepted) == 1, accepted
-        assert re.search(r' signed by .* for station 127\.0\.0\.1:\d+ "a\\n\[2026-01-01 '
-                         r'00:00:00, info\] Signer \(X\) password accepted\."\.', accepted[0])
+        assert re.search(
+            r' signed by .* for station 127\.0\.0\.1:\d+ "a\\n\[2026-01-01 '
+            r'00:00:00, info\] Signer \(X\) password accepted\."\.',
+            accepted[0],
+        )
         assert '"\\x1b[2J\\x00zap"' in text
         # an id imitating the TLS part stays inside its quotes: no TLS part is shown
         assert re.search(r'127\.0\.0\.1:\d+ "x \(TLS: commonName=admin\)"\.', text)

@@ -58,8 +58,16 @@ async def serving(
     key = write_pem_signer(CHAIN, tmp_path / "keys")
     (data / "signers").mkdir(parents=True, exist_ok=True)
     write_profile(data / "signers" / f"{CHAIN.key_id.hex().upper()}.json", CHAIN.profile)
-    settings = Settings(host="127.0.0.1", port=0, data_dir=data, signers=["pem"], pem_key=key,
-                        rescan_interval=0.2, ledger=ledger, allow_reprovision=allow_reprovision)
+    settings = Settings(
+        host="127.0.0.1",
+        port=0,
+        data_dir=data,
+        signers=["pem"],
+        pem_key=key,
+        rescan_interval=0.2,
+        ledger=ledger,
+        allow_reprovision=allow_reprovision,
+    )
     out = io.StringIO()
     stop = asyncio.Event()
     ready: asyncio.Future[ProvisioningServer] = asyncio.get_running_loop().create_future()
@@ -80,8 +88,9 @@ async def serving(
         await asyncio.wait_for(task, 30)
 
 
-def report_for(request: CertRequest, outcome: ReportOutcome = ReportOutcome.INSTALLED,
-               **changes: Any) -> DeviceReport:
+def report_for(
+    request: CertRequest, outcome: ReportOutcome = ReportOutcome.INSTALLED, **changes: Any
+) -> DeviceReport:
     report = DeviceReport(
         outcome=outcome, stage=int(ProvStage.VALIDATE_CERTS),
         part_state=ReportPartState.PROVISIONED, code=ReturnCode.SUCCESS,
@@ -126,14 +135,20 @@ async def test_resume_is_idempotent_and_a_new_key_supersedes(
         history = ledger.device_history(first.device_serial_number.hex())
     assert [i.state for i in history.issuances] == [IssuanceState.SUPERSEDED, IssuanceState.SIGNED]
     assert [e.kind for e in history.events] == [
-        EventKind.SIGNED, EventKind.REISSUED, EventKind.REISSUED, EventKind.SUPERSEDED,
-        EventKind.SIGNED]
+        EventKind.SIGNED,
+        EventKind.REISSUED,
+        EventKind.REISSUED,
+        EventKind.SUPERSEDED,
+        EventKind.SIGNED,
+    ]
     assert [r["result"] for r in rows(data)] == ["signed", "reissued", "reissued", "signed"]
     # one certs/ file pair per issuance, equal to what the station got
     folder = data / "certs" / first.device_serial_number.hex().upper()
     devices = sorted(p.read_bytes() for p in folder.glob("*-device.pem"))
-    sent = sorted(x509.load_der_x509_certificate(r.device_cert).public_bytes(
-        serialization.Encoding.PEM) for r in (certs[0], certs[3]))
+    sent = sorted(
+        x509.load_der_x509_certificate(r.device_cert).public_bytes(serialization.Encoding.PEM)
+        for r in (certs[0], certs[3])
+    )
     assert devices == sent and len(list(folder.glob("*-signer.pem"))) == 2
 
 
@@ -145,8 +160,9 @@ async def test_every_refusal_goes_out_and_is_recorded(tmp_path: Path, ledger_spe
         ack = await station.report(report_for(installed))
         assert ack == ReportAck(RecordedState.INSTALLED)
         already = await station.request(new_key_request(installed))
-        reused = await station.request(dataclasses.replace(
-            other, device_public_key=installed.device_public_key))
+        reused = await station.request(
+            dataclasses.replace(other, device_public_key=installed.device_public_key)
+        )
         again = await station.request(installed)  # the installed key itself: same certificate
         await station.close()
     assert isinstance(already, ErrorReply)
@@ -158,13 +174,17 @@ async def test_every_refusal_goes_out_and_is_recorded(tmp_path: Path, ledger_spe
     assert "refused: ATCAPROV_E_DEVICE_ALREADY_PROVISIONED: " in screen
     assert "refused: ATCAPROV_E_PUBLIC_KEY_REUSED: " in screen
     assert f"Device {installed.device_serial_number.hex().upper()} installed" in screen
-    expected = [("signed", ""), ("refused", "ATCAPROV_E_DEVICE_ALREADY_PROVISIONED: device"),
-                ("refused", "ATCAPROV_E_PUBLIC_KEY_REUSED: public key"),
-                ("reissued", "certificate of issuance 1 (issued 20")]
+    expected = [
+        ("signed", ""),
+        ("refused", "ATCAPROV_E_DEVICE_ALREADY_PROVISIONED: device"),
+        ("refused", "ATCAPROV_E_PUBLIC_KEY_REUSED: public key"),
+        ("reissued", "certificate of issuance 1 (issued 20"),
+    ]
     logged = rows(data)
     assert [r["result"] for r in logged] == [result for result, _ in expected]
-    assert all(r["reason"].startswith(reason)
-               for r, (_, reason) in zip(logged, expected, strict=True))
+    assert all(
+        r["reason"].startswith(reason) for r, (_, reason) in zip(logged, expected, strict=True)
+    )
     with reader(ledger_spec, data) as ledger:
         codes = [e.code for e in ledger.iter_events() if e.kind is EventKind.REFUSED]
         assert codes == ["DEVICE_ALREADY_PROVISIONED", "PUBLIC_KEY_REUSED"]
@@ -181,8 +201,9 @@ async def test_allow_reprovision(tmp_path: Path, ledger_spec: str) -> None:
         await station.close()
     assert isinstance(reply, CertReply)
     with reader(ledger_spec, data) as ledger:
-        states = [i.state for i in ledger.device_history(first.device_serial_number.hex())
-                  .issuances]
+        states = [
+            i.state for i in ledger.device_history(first.device_serial_number.hex()).issuances
+        ]
     assert states == [IssuanceState.SUPERSEDED, IssuanceState.SIGNED]
 
 
@@ -204,8 +225,11 @@ async def test_a_certificate_serial_number_is_never_reused(
     async with serving(tmp_path, ledger_spec) as (server, _, data):
         station = await Station.connect(server.port)
         a = await station.request(first)
-        b = await station.request(dataclasses.replace(  # same serial number, another key
-            make_request(CHAIN, 5), config_zone=first.config_zone))
+        b = await station.request(
+            dataclasses.replace(  # same serial number, another key
+                make_request(CHAIN, 5), config_zone=first.config_zone
+            )
+        )
         await station.close()
     assert isinstance(a, CertReply)
     assert isinstance(b, ErrorReply) and b.code is ReturnCode.CERT_SERIAL_IN_USE, b
@@ -217,10 +241,16 @@ async def test_reports_and_a_version_1_client(tmp_path: Path, ledger_spec: str) 
     async with serving(tmp_path, ledger_spec) as (server, _, data):
         station = await Station.connect(server.port)
         await station.request(failed)
-        ack = await station.report(report_for(
-            failed, ReportOutcome.FAILED, stage=int(ProvStage.CERTS_WRITE),
-            part_state=ReportPartState.CONFIG_LOCKED, code=ReturnCode.DEVICE_ERROR,
-            message="chip did not answer"))
+        ack = await station.report(
+            report_for(
+                failed,
+                ReportOutcome.FAILED,
+                stage=int(ProvStage.CERTS_WRITE),
+                part_state=ReportPartState.CONFIG_LOCKED,
+                code=ReturnCode.DEVICE_ERROR,
+                message="chip did not answer",
+            )
+        )
         unknown = await station.report(report_for(make_request(CHAIN, 12)))
         # a version-1 client: its request in a version-1 header, the reply in version 1
         await station.send(encode(v1, 1))
@@ -243,7 +273,11 @@ async def test_reports_and_a_version_1_client(tmp_path: Path, ledger_spec: str) 
     assert failed_history.device.state is IssuanceState.FAILED
     (event,) = [e for e in failed_history.events if e.kind is EventKind.FAILED]
     assert (event.stage, event.part_state, event.code, event.detail) == (
-        "CERTS_WRITE", "CONFIG_LOCKED", "DEVICE_ERROR", "chip did not answer")
+        "CERTS_WRITE",
+        "CONFIG_LOCKED",
+        "DEVICE_ERROR",
+        "chip did not answer",
+    )
     assert v1_history.device is not None and v1_history.device.state is IssuanceState.SIGNED
 
 
@@ -254,8 +288,10 @@ async def test_two_servers_share_one_postgresql_ledger(
     in test_server_processes)."""
     ledger_spec = postgres_or_skip(postgres_server).new_database()
     request = make_request(CHAIN, 20)
-    async with serving(tmp_path, ledger_spec, name="a") as (a, _, _), \
-            serving(tmp_path, ledger_spec, name="b") as (b, _, data_b):
+    async with (
+        serving(tmp_path, ledger_spec, name="a") as (a, _, _),
+        serving(tmp_path, ledger_spec, name="b") as (b, _, data_b),
+    ):
         station_a = await Station.connect(a.port)
         await station_a.request(request)
         assert await station_a.report(report_for(request)) == ReportAck(RecordedState.INSTALLED)
@@ -268,4 +304,3 @@ async def test_two_servers_share_one_postgresql_ledger(
     assert refused.code is ReturnCode.DEVICE_ALREADY_PROVISIONED
     assert isinstance(same, CertReply)
     assert [r["result"] for r in rows(data_b)] == ["refused", "reissued"]
-

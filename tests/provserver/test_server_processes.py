@@ -49,8 +49,11 @@ def errors(lines: list[str]) -> list[str]:
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name not in ("ledger.sqlite3-shm", ".provserver.lock")}
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name not in ("ledger.sqlite3-shm", ".provserver.lock")
+    }
 
 
 # ------------------------------------------------------------------ one server per folder
@@ -66,8 +69,7 @@ def test_a_second_server_on_a_folder_in_use_refuses(tmp_path: Path) -> None:
         assert second.wait(30) == 2
         (line,) = second.lines()
         assert LINE.match(line) and line.endswith(
-            f"] Server cannot run: data folder {data} is in use by provserver pid "
-            f"{first.proc.pid}"
+            f"] Server cannot run: data folder {data} is in use by provserver pid {first.proc.pid}"
         ), line
         assert {p for p in snapshot(data) if not p.startswith("logs/activity-")} == files
         assert len(list((data / "logs").glob("activity-*.log"))) == 1
@@ -101,8 +103,11 @@ def test_kill_9_of_one_server_on_a_shared_postgresql_ledger(
         a.proc.kill()  # SIGKILL, in the middle of the load
         a.proc.wait(15)
         at_kill = sum(len(s.received) for s in on_b)
-        _wait_until(lambda: sum(len(s.received) for s in on_b) >= at_kill + 40, 30,
-                    "B serving after the kill")
+        _wait_until(
+            lambda: sum(len(s.received) for s in on_b) >= at_kill + 40,
+            30,
+            "B serving after the kill",
+        )
     finally:
         for station in on_b:
             station.stop_event.set()
@@ -147,15 +152,19 @@ def small_disk(folder: Path, size: str = "8m") -> Iterator[Path]:
     folder.mkdir()
     if os.geteuid() != 0:
         pytest.skip("a tmpfs can only be mounted as root here")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                          capture_output=True, text=True, timeout=20, check=False)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs: {done.stderr.strip()}")
     try:
         yield folder
     finally:
-        subprocess.run(["umount", "-l", str(folder)], capture_output=True, timeout=20,
-                       check=False)
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True, timeout=20, check=False)
 
 
 def fill(path: Path) -> None:
@@ -215,14 +224,19 @@ def test_disk_full(tmp_path: Path) -> None:
             assert isinstance(refused, ErrorReply) and refused.code is ReturnCode.SERVER_ERROR
             # whichever write meets the full disk first (the ledger's, or the files' written
             # after an earlier commit) the request is refused and nothing of it is kept
-            assert ("could not record it, so it is not sent" in refused.message
-                    or "signs nothing" in refused.message), refused.message
+            assert (
+                "could not record it, so it is not sent" in refused.message
+                or "signs nothing" in refused.message
+            ), refused.message
             not_signed = line.request(3)  # the store failed: nothing is even signed
             assert isinstance(not_signed, ErrorReply)
             assert "signs nothing" in not_signed.message
             text = server.text()
-            assert re.search(r"error\] Records cannot be written: SQLite ledger .*"
-                             r"Signing stopped; it resumes by itself", text), text
+            assert re.search(
+                r"error\] Records cannot be written: SQLite ledger .*"
+                r"Signing stopped; it resumes by itself",
+                text,
+            ), text
             filler.unlink()
             _wait_until(lambda: "Records can be written again" in server.text(), 20, "resume")
             assert "signing resumed." in server.text()
@@ -231,11 +245,13 @@ def test_disk_full(tmp_path: Path) -> None:
         finally:
             line.close()
             code = server.stop()
-        stop_lines = server.lines()[server.lines().index(next(
-            x for x in server.lines() if "SIGTERM received" in x)):]
+        stop_lines = server.lines()[
+            server.lines().index(next(x for x in server.lines() if "SIGTERM received" in x)) :
+        ]
         assert code == 1, server.text()
-        assert len(errors(stop_lines)) == 1 and "Server did not stop cleanly" in errors(
-            stop_lines)[0], stop_lines
+        assert (
+            len(errors(stop_lines)) == 1 and "Server did not stop cleanly" in errors(stop_lines)[0]
+        ), stop_lines
         assert stop_lines[-1].endswith("] Server stopped.")
         assert "Traceback" not in server.text()
 

@@ -99,8 +99,10 @@ async def test_record_store_failing() -> None:
     async with serving(CHAIN, records=BrokenStore()) as run:
         reply = await _ask(run.port)
         assert reply.code is ReturnCode.RECORDS_UNAVAILABLE
-        assert reply.message == ("the server cannot record signings: record store failed"
-                                 " earlier: OSError: [Errno 28] No space left on device")
+        assert reply.message == (
+            "the server cannot record signings: record store failed"
+            " earlier: OSError: [Errno 28] No space left on device"
+        )
 
 
 async def test_version_1_station_is_served_in_version_1() -> None:
@@ -124,8 +126,7 @@ async def test_server_without_ready_handler_refuses_the_type() -> None:
     async def never(request: object, peer: object) -> ErrorReply:
         raise AssertionError("not called")
 
-    server = ProvisioningServer(never, Console(io.StringIO()), host="127.0.0.1",
-                                port=0)
+    server = ProvisioningServer(never, Console(io.StringIO()), host="127.0.0.1", port=0)
     await server.start()
     try:
         station = await Station.connect(server.port)

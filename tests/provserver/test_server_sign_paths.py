@@ -56,8 +56,13 @@ async def _service_with(
     backend.present[module.location] = module
     console = Console(io.StringIO())
     manager = SignerManager([backend], console, NoPasswordSource(), rescan_interval=0)
-    service = SigningService(manager, ProfileStore([], [CHAIN.profile]), MemoryRecordStore(),
-                             console, **({} if clock is None else {"clock": clock}))
+    service = SigningService(
+        manager,
+        ProfileStore([], [CHAIN.profile]),
+        MemoryRecordStore(),
+        console,
+        **({} if clock is None else {"clock": clock}),
+    )
     await service.open()
     await manager.start()
     await manager.start_scanning()
@@ -92,15 +97,19 @@ async def test_wrong_key_module_is_refused_unless_its_key_was_checked_at_load(
 async def test_kept_certificate_base_follows_the_hour() -> None:
     """The per-signer, per-hour part of the certificate is made once per hour, not kept
     past it: each certificate has its own hour's dates and the same bytes a fresh build gives."""
-    times = [datetime(2026, 11, 21, 5, 13, tzinfo=timezone.utc),
-             datetime(2026, 11, 21, 5, 59, tzinfo=timezone.utc),
-             datetime(2026, 11, 21, 6, 0, 1, tzinfo=timezone.utc)]
+    times = [
+        datetime(2026, 11, 21, 5, 13, tzinfo=timezone.utc),
+        datetime(2026, 11, 21, 5, 59, tzinfo=timezone.utc),
+        datetime(2026, 11, 21, 6, 0, 1, tzinfo=timezone.utc),
+    ]
     now = iter(times)
     module = FakeModule("m0", CHAIN.signer_key, CHAIN.signer_cert, sn="0123000000000000EE")
     service, manager = await _service_with(module, clock=lambda: next(now))
     try:
-        replies = [await asyncio.wait_for(service.handle(make_request(CHAIN, n), PEER), TIMEOUT)
-                   for n in (1, 2, 3)]
+        replies = [
+            await asyncio.wait_for(service.handle(make_request(CHAIN, n), PEER), TIMEOUT)
+            for n in (1, 2, 3)
+        ]
     finally:
         await manager.stop()
         await service.close()
@@ -177,9 +186,7 @@ async def test_files_follow_the_commits_in_order_and_survive_a_crash(tmp_path: P
     again = LedgerRecordStore(open_ledger(None, data), data, checkpoint_after=None)
     await again.open()
     try:
-        assert [(r.stamp, r.rows, r.files) for r in again.recovered] == [
-            (crashed.stamp, 20, 40)
-        ]
+        assert [(r.stamp, r.rows, r.files) for r in again.recovered] == [(crashed.stamp, 20, 40)]
         assert len(list((data / "certs").glob("*/*-device.pem"))) == 320
         rows = [row.split("\t")[2] for row in crashed.tsv_path.read_text().splitlines()[1:]]
         assert rows == [op.device_sn for op in last]

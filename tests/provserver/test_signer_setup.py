@@ -153,8 +153,7 @@ def test_create_sim_new_root_then_end_to_end(tmp_path: Path) -> None:
         # The station side rebuilds the same certificate from the compressed record.
         comp = compress(info.device_cert_def, built.cert_der)
         rebuilt = rebuild(
-            info.device_cert_def,
-            comp, device_pub, device_sn, ca_public_key=info.signer_public_key
+            info.device_cert_def, comp, device_pub, device_sn, ca_public_key=info.signer_public_key
         )
         assert rebuilt == built.cert_der
         # ... and the signer certificate from the signer def.
@@ -162,7 +161,10 @@ def test_create_sim_new_root_then_end_to_end(tmp_path: Path) -> None:
         assert (
             rebuild(
                 info.signer_cert_def,
-                signer_comp, info.signer_public_key, None, ca_public_key=info.root_public_key
+                signer_comp,
+                info.signer_public_key,
+                None,
+                ca_public_key=info.root_public_key,
             )
             == ident.signer_cert_der
         )
@@ -376,8 +378,16 @@ def test_create_accepts_validities_up_to_127_years(
         assert signer_cert.not_valid_after_utc.year - signer_cert.not_valid_before_utc.year == 127
         signer_comp = compress(info.signer_cert_def, ident.signer_cert_der)
         assert signer_comp[70] & 0x0F == 1
-        assert rebuild(info.signer_cert_def, signer_comp, info.signer_public_key, None,
-                       ca_public_key=info.root_public_key) == ident.signer_cert_der
+        assert (
+            rebuild(
+                info.signer_cert_def,
+                signer_comp,
+                info.signer_public_key,
+                None,
+                ca_public_key=info.root_public_key,
+            )
+            == ident.signer_cert_der
+        )
         profile = load_profile(tmp_path / "data" / "signers" / f"{ident.key_id.hex().upper()}.json")
         assert profile.validity_years == 40
         device_pub = bytes.fromhex(
@@ -385,15 +395,29 @@ def test_create_accepts_validities_up_to_127_years(
             "4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5"
         )
         sn = bytes.fromhex("0123000000000002EE")
-        built = build_cert(profile.device_cert_def, public_key=device_pub, issue_date=ISSUE,
-                           signer_id=ident.signer_id, sign=module.sign_digest, device_sn=sn,
-                           ca_public_key=ident.public_key)
+        built = build_cert(
+            profile.device_cert_def,
+            public_key=device_pub,
+            issue_date=ISSUE,
+            signer_id=ident.signer_id,
+            sign=module.sign_digest,
+            device_sn=sn,
+            ca_public_key=ident.public_key,
+        )
         verify_chain(built.cert_der, ident.signer_cert_der, info.root_cert_der)
         device = x509.load_der_x509_certificate(built.cert_der)
         assert device.not_valid_after_utc == ISSUE.replace(year=ISSUE.year + 40)
         assert built.comp_cert[70] & 0x0F == 1
-        assert rebuild(info.device_cert_def, built.comp_cert, device_pub, sn,
-                       ca_public_key=info.signer_public_key) == built.cert_der
+        assert (
+            rebuild(
+                info.device_cert_def,
+                built.comp_cert,
+                device_pub,
+                sn,
+                ca_public_key=info.signer_public_key,
+            )
+            == built.cert_der
+        )
 
 
 def test_create_pem_with_password_is_encrypted(

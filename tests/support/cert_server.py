@@ -75,12 +75,18 @@ class InMemoryServer:
     def acknowledge(self, report: DeviceReport) -> bytes:
         """The answer to a report: recorded (version 2) or UNSUPPORTED_VERSION (version 1)."""
         if self.protocol_version < 2:
-            return encode(ErrorReply(ReturnCode.UNSUPPORTED_VERSION,
-                                     "header byte 4: protocol version 2 not supported"))
+            return encode(
+                ErrorReply(
+                    ReturnCode.UNSUPPORTED_VERSION,
+                    "header byte 4: protocol version 2 not supported",
+                )
+            )
         self.reports.append(report)
-        state = {ReportOutcome.INSTALLED: RecordedState.INSTALLED,
-                 ReportOutcome.FAILED: RecordedState.FAILED,
-                 ReportOutcome.ABANDONED: RecordedState.ABANDONED}[report.outcome]
+        state = {
+            ReportOutcome.INSTALLED: RecordedState.INSTALLED,
+            ReportOutcome.FAILED: RecordedState.FAILED,
+            ReportOutcome.ABANDONED: RecordedState.ABANDONED,
+        }[report.outcome]
         return encode(ReportAck(state), 2)
 
     def answer(self, msg: CertRequest | ReadyRequest) -> bytes:
@@ -97,8 +103,11 @@ class InMemoryServer:
         device_sn = serial_number(config)
         built = build_cert(
             info.device_cert_def,
-            public_key=msg.device_public_key, issue_date=NOW, signer_id=info.signer_id,
-            sign=lambda d: sign_digest(self.pki.signer_key, d), device_sn=device_sn,
+            public_key=msg.device_public_key,
+            issue_date=NOW,
+            signer_id=info.signer_id,
+            sign=lambda d: sign_digest(self.pki.signer_key, d),
+            device_sn=device_sn,
             ca_public_key=info.signer_public_key,
         )
         reply = CertReply(device_cert=built.cert_der, signer_cert=self.pki.signer_cert)

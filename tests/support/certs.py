@@ -137,11 +137,15 @@ def tls_files(
     write_cert_and_key(folder / "ca", ca, ca_key)
     for peer in peers:
         key = new_key()
-        cert = make_cert(peer, key.public_key(), ca_key, issuer=ca.subject, not_before=now,
-                         ca=False, san=True)
+        cert = make_cert(
+            peer, key.public_key(), ca_key, issuer=ca.subject, not_before=now, ca=False, san=True
+        )
         write_cert_and_key(folder / peer, cert, key)
-    return {f"{stem}.{ext}": folder / f"{stem}.{ext}"
-            for stem in ("ca", *peers) for ext in ("crt", "key")}
+    return {
+        f"{stem}.{ext}": folder / f"{stem}.{ext}"
+        for stem in ("ca", *peers)
+        for ext in ("crt", "key")
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -158,8 +162,9 @@ class TestRoot:
 def make_root(cn: str = "Test Root CA") -> TestRoot:
     key = new_key()
     start = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
-    cert = self_signed(cn, key, serial=1, not_before=start,
-                       not_after=start + dt.timedelta(days=3650), ca=True)
+    cert = self_signed(
+        cn, key, serial=1, not_before=start, not_after=start + dt.timedelta(days=3650), ca=True
+    )
     return TestRoot(key, cert)
 
 
@@ -167,8 +172,17 @@ def issue_signer_cert(
     root: TestRoot, public_key: CertificatePublicKeyTypes, cn: str = "Test Signer C48B"
 ) -> x509.Certificate:
     start = dt.datetime(2025, 6, 1, 10, tzinfo=dt.timezone.utc)
-    return make_cert(cn, public_key, root.key, issuer=root.cert.subject, serial=0x40C48B,
-                     not_before=start, not_after=start.replace(year=2045), ca=True, path_length=0)
+    return make_cert(
+        cn,
+        public_key,
+        root.key,
+        issuer=root.cert.subject,
+        serial=0x40C48B,
+        not_before=start,
+        not_after=start.replace(year=2045),
+        ca=True,
+        path_length=0,
+    )
 
 
 def make_ca_cert(
@@ -178,6 +192,13 @@ def make_ca_cert(
     issuer_cn: str | None = None,
 ) -> bytes:
     """A CA certificate (DER) for ``key``, self-signed unless an issuer is given."""
-    cert = make_cert(cn, key.public_key(), issuer_key or key, issuer=issuer_cn or cn,
-                     not_after=START + dt.timedelta(days=365 * 30), ca=True, path_length=0)
+    cert = make_cert(
+        cn,
+        key.public_key(),
+        issuer_key or key,
+        issuer=issuer_cn or cn,
+        not_after=START + dt.timedelta(days=365 * 30),
+        ca=True,
+        path_length=0,
+    )
     return der(cert)

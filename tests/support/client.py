@@ -31,9 +31,7 @@ class ScriptedKeys(Keys):
 
     def __init__(self, keys: list[str] | None = None) -> None:
         super().__init__()
-        self.script: list[tuple[str, Callable[[], bool] | None]] = [
-            (k, None) for k in (keys or [])
-        ]
+        self.script: list[tuple[str, Callable[[], bool] | None]] = [(k, None) for k in (keys or [])]
         self.lock = threading.Lock()
 
     def add(self, key: str, when: Callable[[], bool] | None = None) -> None:

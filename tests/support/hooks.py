@@ -34,8 +34,10 @@ class RecordingHooks(BaseHooks):
 
     def certreq_recv(self, n: int) -> bytes:
         self.recv_sizes.append(n)
-        out, self._pending = self._pending[: min(n, self.chunk)], self._pending[
-            min(n, self.chunk):]
+        out, self._pending = (
+            self._pending[: min(n, self.chunk)],
+            self._pending[min(n, self.chunk) :],
+        )
         return out
 
     def certreq_done(self) -> None:

@@ -51,8 +51,14 @@ class FillPki:
 def make_fill_pki() -> FillPki:
     root = make_root("Records Test Root")
     signer_key = key(0xC48B)
-    signer_cert = make_cert("Records Test Signer C48B", signer_key.public_key(), root.key,
-                            issuer=root.cert.subject, not_after=BASE_TIME, ca=True)
+    signer_cert = make_cert(
+        "Records Test Signer C48B",
+        signer_key.public_key(),
+        root.key,
+        issuer=root.cert.subject,
+        not_after=BASE_TIME,
+        ca=True,
+    )
     manifest_key = key(0x3A1F)
     manifest_cert = (  # with a subject key identifier, as Microchip's manifest signers have
         x509.CertificateBuilder()
@@ -62,23 +68,36 @@ def make_fill_pki() -> FillPki:
         .serial_number(0x3A1F)
         .not_valid_before(BASE_TIME - dt.timedelta(days=1))
         .not_valid_after(BASE_TIME + dt.timedelta(days=3650))
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(manifest_key.public_key()),
-                       critical=False)
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(manifest_key.public_key()), critical=False
+        )
         .sign(root.key, hashes.SHA256())
     )
     return FillPki(root.cert, signer_key, signer_cert, manifest_key, manifest_cert)
 
 
-def issue_op(n: int, pki: FillPki | None, *, station: str = "127.0.0.1:1 line-1",
-             key_n: int | None = None, minutes: int | None = None) -> IssueOp:
+def issue_op(
+    n: int,
+    pki: FillPki | None,
+    *,
+    station: str = "127.0.0.1:1 line-1",
+    key_n: int | None = None,
+    minutes: int | None = None,
+) -> IssueOp:
     """The request of device ``n`` (its key: private value ``key_n``, default ``n + 1``)."""
     device_key = key((n if key_n is None else key_n) + 1)
     serial = n + 1 if key_n is None else (key_n << 32) + n + 1
     public = public_key_xy(device_key)
     when = BASE_TIME + dt.timedelta(minutes=n if minutes is None else minutes)
     if pki is not None:
-        cert = make_cert(f"Device {device_sn(n)}", device_key.public_key(), pki.signer_key,
-                         issuer=pki.signer_cert.subject, serial=serial, not_before=when)
+        cert = make_cert(
+            f"Device {device_sn(n)}",
+            device_key.public_key(),
+            pki.signer_key,
+            issuer=pki.signer_cert.subject,
+            serial=serial,
+            not_before=when,
+        )
         device_der, signer_der = der(cert), der(pki.signer_cert)
         root_der: bytes | None = der(pki.root_cert)
     else:
@@ -93,13 +112,26 @@ def issue_op(n: int, pki: FillPki | None, *, station: str = "127.0.0.1:1 line-1"
     )  # fmt: skip
 
 
-def fill_ledger(ledger: Ledger, count: int, pki: FillPki | None, *, batch: int = 500,
-                start: int = 0, station: str = "127.0.0.1:1 line-1") -> int:
+def fill_ledger(
+    ledger: Ledger,
+    count: int,
+    pki: FillPki | None,
+    *,
+    batch: int = 500,
+    start: int = 0,
+    station: str = "127.0.0.1:1 line-1",
+) -> int:
     """Commit ``count`` new devices (``start`` ...); returns the run id."""
-    run_id = ledger.start_run(server="fill", data_dir="/fill", stamp="20261121-050000",
-                              started_at="2026-11-21T05:00:00.000000Z")
+    run_id = ledger.start_run(
+        server="fill",
+        data_dir="/fill",
+        stamp="20261121-050000",
+        started_at="2026-11-21T05:00:00.000000Z",
+    )
     for first in range(start, start + count, batch):
-        ops = [issue_op(n, pki, station=station)
-               for n in range(first, min(first + batch, start + count))]
+        ops = [
+            issue_op(n, pki, station=station)
+            for n in range(first, min(first + batch, start + count))
+        ]
         ledger.commit(ops, run_id=run_id)
     return run_id

@@ -60,13 +60,25 @@ def make_pki(
     root_key = root_key or new_key()
     signer_key = signer_key or new_key()
     root = make_root_cert(root_key, common_name=root_cn, organization=organization, now=now)
-    signer = make_signer_cert(root, root_key, pub(signer_key), signer_id=signer_id, now=now,
-                              common_name=signer_cn, organization=organization,
-                              expire_years=signer_expire_years)
-    defs = make_standard_cert_defs(root, signer, now=now, signer_id=signer_id,
-                                   device_common_name=device_cn,
-                                   device_organization=organization,
-                                   device_expire_years=device_expire_years)
+    signer = make_signer_cert(
+        root,
+        root_key,
+        pub(signer_key),
+        signer_id=signer_id,
+        now=now,
+        common_name=signer_cn,
+        organization=organization,
+        expire_years=signer_expire_years,
+    )
+    defs = make_standard_cert_defs(
+        root,
+        signer,
+        now=now,
+        signer_id=signer_id,
+        device_common_name=device_cn,
+        device_organization=organization,
+        device_expire_years=device_expire_years,
+    )
     info = CertInfo.from_certs(signer, root, signer_cn, defs.device, defs.signer)
     return Pki(root_key, signer_key, root, signer, defs, info)
 
@@ -78,10 +90,16 @@ ATCACERT_NOW = datetime(2021, 3, 7, 10, 42, 17, tzinfo=timezone.utc)
 
 
 def atcacert_pki(device_expire_years: int = 0, signer_expire_years: int = 28) -> Pki:
-    return make_pki(now=ATCACERT_NOW, root_key=key(1001), signer_key=key(1002),
-                    root_cn="Test Root", organization="Example Inc",
-                    signer_expire_years=signer_expire_years, device_cn="Test Device",
-                    device_expire_years=device_expire_years)
+    return make_pki(
+        now=ATCACERT_NOW,
+        root_key=key(1001),
+        signer_key=key(1002),
+        root_cn="Test Root",
+        organization="Example Inc",
+        signer_expire_years=signer_expire_years,
+        device_cn="Test Device",
+        device_expire_years=device_expire_years,
+    )
 
 
 @functools.cache

@@ -50,8 +50,10 @@ def missing() -> str | None:
         return "psycopg / psycopg_pool not installed (pip install -e '.[test]')"
     for program in ("initdb", "pg_ctl"):
         if find_program(program) is None:
-            return (f"PostgreSQL's {program} not found (Debian package postgresql, installed "
-                    "by scripts/ensure-test-tools)")
+            return (
+                f"PostgreSQL's {program} not found (Debian package postgresql, installed "
+                "by scripts/ensure-test-tools)"
+            )
     if os.geteuid() == 0 and shutil.which("runuser") is None:
         return "running as root without runuser: initdb cannot be run as another user"
     return None
@@ -92,13 +94,40 @@ class PostgresServer:
                 os.chown(path, entry.pw_uid, entry.pw_gid)
         self.folder.chmod(0o755)
         self.socket_dir.chmod(0o755)
-        _run(self._cmd(initdb, "-D", str(self.data), "-U", self.user, "--auth=trust",
-                       "--no-sync", "-E", "UTF8"), START_TIMEOUT_S)
-        options = (f"-k {self.socket_dir} -p {PORT} -c listen_addresses='' -c fsync=on "
-                   "-c max_connections=60")
-        _run(self._cmd(pg_ctl, "-D", str(self.data), "-l", str(self.folder / "server.log"),
-                       "-w", "-t", str(START_TIMEOUT_S), "-o", options, "start"),
-             START_TIMEOUT_S + 10)
+        _run(
+            self._cmd(
+                initdb,
+                "-D",
+                str(self.data),
+                "-U",
+                self.user,
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ),
+            START_TIMEOUT_S,
+        )
+        options = (
+            f"-k {self.socket_dir} -p {PORT} -c listen_addresses='' -c fsync=on "
+            "-c max_connections=60"
+        )
+        _run(
+            self._cmd(
+                pg_ctl,
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.folder / "server.log"),
+                "-w",
+                "-t",
+                str(START_TIMEOUT_S),
+                "-o",
+                options,
+                "start",
+            ),
+            START_TIMEOUT_S + 10,
+        )
         self.running = True
 
     def new_database(self) -> str:
@@ -116,8 +145,20 @@ class PostgresServer:
         if self.running and pg_ctl is not None:
             self.running = False
             try:
-                _run(self._cmd(pg_ctl, "-D", str(self.data), "-m", "fast", "-w", "-t",
-                               str(STOP_TIMEOUT_S), "stop"), STOP_TIMEOUT_S + 10)
+                _run(
+                    self._cmd(
+                        pg_ctl,
+                        "-D",
+                        str(self.data),
+                        "-m",
+                        "fast",
+                        "-w",
+                        "-t",
+                        str(STOP_TIMEOUT_S),
+                        "stop",
+                    ),
+                    STOP_TIMEOUT_S + 10,
+                )
             except (AssertionError, subprocess.TimeoutExpired):
                 _kill_postmaster(self.data)
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -138,8 +179,9 @@ def _unprivileged_user() -> str:
 def _run(cmd: list[str], timeout: float) -> None:
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     if done.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({done.returncode}):\n"
-                             f"{done.stdout}\n{done.stderr}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+        )
 
 
 def _kill_postmaster(data: Path) -> None:

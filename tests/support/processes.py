@@ -77,8 +77,11 @@ class ServerProcess:
         raise AssertionError(f"server did not start:\n{self.text()}")
 
     def text(self) -> str:
-        return self.console.read_text(encoding="utf-8", errors="replace") \
-            if self.console.exists() else ""
+        return (
+            self.console.read_text(encoding="utf-8", errors="replace")
+            if self.console.exists()
+            else ""
+        )
 
     def lines(self) -> list[str]:
         return self.text().splitlines()

@@ -45,10 +45,13 @@ class Chain(Pki):
 
 
 def make_chain(expire_years: int = 10) -> Chain:
-    pki = make_pki(now=NOW, root_cn="Example Root", signer_cn="Example Signer",
-                   device_expire_years=expire_years)
-    profile = SignerProfile(pki.cert_info.signer_key_id, pki.defs.device,
-                            root_cert=pki.root_cert)
+    pki = make_pki(
+        now=NOW,
+        root_cn="Example Root",
+        signer_cn="Example Signer",
+        device_expire_years=expire_years,
+    )
+    profile = SignerProfile(pki.cert_info.signer_key_id, pki.defs.device, root_cert=pki.root_cert)
     parts = {f.name: getattr(pki, f.name) for f in dataclasses.fields(pki)}
     return Chain(**parts, profile=profile)
 
@@ -115,7 +118,11 @@ async def serving(
     known = [chain.profile] if profiles is None else profiles
     service = SigningService(manager, ProfileStore([], known), log, console)
     server = ProvisioningServer(
-        service.handle, console, ready_handler=service.ready, host="127.0.0.1", port=0,
+        service.handle,
+        console,
+        ready_handler=service.ready,
+        host="127.0.0.1",
+        port=0,
         tls=tls,
         limits=limits or ServerLimits(),
     )

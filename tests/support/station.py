@@ -85,19 +85,32 @@ class Station:
 
     ``versions`` are the protocol versions it reads (``{1}``: a version-1 station)."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
-                 versions: frozenset[int] = SUPPORTED_VERSIONS) -> None:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        versions: frozenset[int] = SUPPORTED_VERSIONS,
+    ) -> None:
         self.reader = reader
         self.writer = writer
         self.messages = MessageReader(
-            {MessageType.CERT_REPLY, MessageType.ERROR_REPLY, MessageType.READY_REPLY,
-             MessageType.REPORT_ACK},
+            {
+                MessageType.CERT_REPLY,
+                MessageType.ERROR_REPLY,
+                MessageType.READY_REPLY,
+                MessageType.REPORT_ACK,
+            },
             versions=versions,
         )
 
     @classmethod
     async def connect(
-        cls, port: int, *, tls: ssl.SSLContext | None = None, timeout: float = 5.0,
+        cls,
+        port: int,
+        *,
+        tls: ssl.SSLContext | None = None,
+        timeout: float = 5.0,
         versions: frozenset[int] = SUPPORTED_VERSIONS,
     ) -> Station:
         reader, writer = await asyncio.wait_for(
@@ -109,8 +122,7 @@ class Station:
         self.writer.write(data)
         await self.writer.drain()
 
-    async def request(self, request: CertRequest | ReadyRequest,
-                      timeout: float = 10.0) -> object:
+    async def request(self, request: CertRequest | ReadyRequest, timeout: float = 10.0) -> object:
         await self.send(encode(request))
         return await self.reply(timeout)
 

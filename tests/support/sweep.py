@@ -57,7 +57,14 @@ CHIP_STATUSES = (0x00, 0x01, 0x03, 0x05, 0x0F, 0x11, 0xEE, 0xFF)
 """Status bytes a 508A sends (0x07/0x08 are 608-only), and 0x00: a command acknowledged that
 the chip never ran."""
 COMMAND_KINDS: tuple[Kind, ...] = (
-    "unplug", "unplug_after", "timeout", "lost", "crc", "crc_every_retry", *CHIP_STATUSES)
+    "unplug",
+    "unplug_after",
+    "timeout",
+    "lost",
+    "crc",
+    "crc_every_retry",
+    *CHIP_STATUSES,
+)
 WAKE_KINDS: tuple[Kind, ...] = ("wake", "wake_every_retry")
 UNPLUG_KINDS = frozenset({"unplug", "unplug_after"})
 ABSORBED_KINDS = frozenset({"timeout", "lost", "crc", "wake", 0x05, 0x11, 0xEE, 0xFF})
@@ -110,9 +117,11 @@ def factory_part(rng: random.Random, *, config_differs: bool = False) -> Atecc50
     if config_differs:
         for i in (*range(16, 84), *range(88, 128)):
             config[i] ^= 0x5A
-    memory = Memory(config=config,
-                    otp=bytearray(rng.randbytes(ATECC508A.otp_size)),
-                    slots=[bytearray(rng.randbytes(size)) for size in ATECC508A.slot_sizes])
+    memory = Memory(
+        config=config,
+        otp=bytearray(rng.randbytes(ATECC508A.otp_size)),
+        slots=[bytearray(rng.randbytes(size)) for size in ATECC508A.slot_sizes],
+    )
     return Atecc508a(_memory=memory)
 
 
@@ -203,18 +212,20 @@ class SweepCounts:
         }
 
     def summary(self, title: str) -> str:
-        lines = [f"{title}: {self.cases} cases, {self.runs} runs, {self.faults_fired} faults"
-                 f" fired ({self.not_fired} armed past the end of the run)",
-                 f"  first runs: {self.first_ok} ok, {self.first_failed} failed"
-                 f" ({self.reported_unknown} reported state UNKNOWN: board removed)",
-                 f"  second runs: {self.second_ok} provisioned,"
-                 f" {self.second_resumed_slot_locks} finished slot locks,"
-                 f" {self.second_already} already provisioned, {self.second_failed} failed",
-                 f"  validation interrupted (board removed / chip not waking):"
-                 f" {self.validation_interrupted}",
-                 "  " + ", ".join(f"{k}: {v}" for k, v in self.bad().items()),
-                 "  first-run failures by stage: "
-                 + ", ".join(f"{k} {v}" for k, v in sorted(self.failed_stages.items()))]
+        lines = [
+            f"{title}: {self.cases} cases, {self.runs} runs, {self.faults_fired} faults"
+            f" fired ({self.not_fired} armed past the end of the run)",
+            f"  first runs: {self.first_ok} ok, {self.first_failed} failed"
+            f" ({self.reported_unknown} reported state UNKNOWN: board removed)",
+            f"  second runs: {self.second_ok} provisioned,"
+            f" {self.second_resumed_slot_locks} finished slot locks,"
+            f" {self.second_already} already provisioned, {self.second_failed} failed",
+            f"  validation interrupted (board removed / chip not waking):"
+            f" {self.validation_interrupted}",
+            "  " + ", ".join(f"{k}: {v}" for k, v in self.bad().items()),
+            "  first-run failures by stage: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(self.failed_stages.items())),
+        ]
         lines += [f"  PROBLEM {p}" for p in self.problems[:20]]
         return "\n".join(lines)
 
@@ -233,8 +244,13 @@ class Case:
         return f"{what} at {self.index}{slots}"
 
 
-def run_case(bench: Bench, server: InMemoryServer, cert_info: CertInfo, case: Case,
-             config: bytes = DEFAULT_CONFIG) -> SweepCounts:
+def run_case(
+    bench: Bench,
+    server: InMemoryServer,
+    cert_info: CertInfo,
+    case: Case,
+    config: bytes = DEFAULT_CONFIG,
+) -> SweepCounts:
     """One part: a run with the fault, a replug, a second run, then the checks."""
     counts = SweepCounts(cases=1)
     where = case.describe()
@@ -247,8 +263,7 @@ def run_case(bench: Bench, server: InMemoryServer, cert_info: CertInfo, case: Ca
 
     counts.runs += 1
     first = _provision(device, run_hooks, cert_info, case, config)
-    fired = bool(hal.fired) or (isinstance(run_hooks, ServerCutHooks)
-                                and run_hooks.cuts_done > 0)
+    fired = bool(hal.fired) or (isinstance(run_hooks, ServerCutHooks) and run_hooks.cuts_done > 0)
     counts.faults_fired += fired
     counts.not_fired += not fired
     if isinstance(first, ProvisioningError):
@@ -263,8 +278,9 @@ def run_case(bench: Bench, server: InMemoryServer, cert_info: CertInfo, case: Ca
         counts.problems.append(f"{where}: first run raised {type(first).__name__}: {first}")
     else:
         counts.first_ok += 1
-        if not bench.chip.data_locked or any(not _slot_locked(bench.chip, s)
-                                             for s in case.lock_slots):
+        if not bench.chip.data_locked or any(
+            not _slot_locked(bench.chip, s) for s in case.lock_slots
+        ):
             counts.stuck += 1
             counts.problems.append(f"{where}: first run succeeded on a part short of it")
 
@@ -290,12 +306,13 @@ def run_case(bench: Bench, server: InMemoryServer, cert_info: CertInfo, case: Ca
     chip = bench.chip
     if not chip.data_locked or any(not _slot_locked(chip, s) for s in case.lock_slots):
         counts.stuck += 1
-        counts.problems.append(f"{where}: part left short after the second run"
-                               f" ({chip_state(chip).name}, slot locks"
-                               f" {[s for s in case.lock_slots if _slot_locked(chip, s)]})")
+        counts.problems.append(
+            f"{where}: part left short after the second run"
+            f" ({chip_state(chip).name}, slot locks"
+            f" {[s for s in case.lock_slots if _slot_locked(chip, s)]})"
+        )
     elif not isinstance(second, Exception) or isinstance(second, AlreadyProvisionedError):
-        report = verify(device2, cert_info, expected_config=config,
-                        lock_slots=case.lock_slots)
+        report = verify(device2, cert_info, expected_config=config, lock_slots=case.lock_slots)
         if not report.ok:
             counts.burned += 1
             counts.problems.append(f"{where}: locked part does not verify: {report.lines()}")
@@ -303,11 +320,22 @@ def run_case(bench: Bench, server: InMemoryServer, cert_info: CertInfo, case: Ca
     return counts
 
 
-def _provision(device: Device, hooks: RecordingHooks | ServerCutHooks, cert_info: CertInfo,
-               case: Case, config: bytes) -> ProvisionResult | Exception:
+def _provision(
+    device: Device,
+    hooks: RecordingHooks | ServerCutHooks,
+    cert_info: CertInfo,
+    case: Case,
+    config: bytes,
+) -> ProvisionResult | Exception:
     try:
-        return provision(device, hooks, cert_info, lock_slots=case.lock_slots, config=config,
-                         data_lock_crc=case.data_lock_crc)
+        return provision(
+            device,
+            hooks,
+            cert_info,
+            lock_slots=case.lock_slots,
+            config=config,
+            data_lock_crc=case.data_lock_crc,
+        )
     except Exception as exc:  # the sweep counts what comes out, whatever it is
         return exc
 
@@ -317,8 +345,15 @@ def _slot_locked(chip: Atecc508a, slot: int) -> bool:
     return not (bits >> slot) & 1
 
 
-def _check_failure(counts: SweepCounts, exc: ProvisioningError, hooks: RecordingHooks,
-                   chip: Atecc508a, hal: FaultHal | None, case: Case, where: str) -> None:
+def _check_failure(
+    counts: SweepCounts,
+    exc: ProvisioningError,
+    hooks: RecordingHooks,
+    chip: Atecc508a,
+    hal: FaultHal | None,
+    case: Case,
+    where: str,
+) -> None:
     truth = chip_state(chip)
     removed = hal is not None and hal.unplugged
     if exc.part_state is PartState.UNKNOWN:
@@ -328,8 +363,9 @@ def _check_failure(counts: SweepCounts, exc: ProvisioningError, hooks: Recording
             counts.problems.append(f"{where}: reported UNKNOWN with the board in place")
     elif exc.part_state is not truth:
         counts.state_mismatches += 1
-        counts.problems.append(f"{where}: reported {exc.part_state.name}, chip is {truth.name}"
-                               f" ({exc.message})")
+        counts.problems.append(
+            f"{where}: reported {exc.part_state.name}, chip is {truth.name} ({exc.message})"
+        )
     if exc.stage is None or not hooks.events or hooks.events[-1] != (exc.stage, ProvStatus.ERROR):
         counts.notify_errors += 1
         counts.problems.append(f"{where}: {exc.stage} raised without its ERROR notification")
@@ -343,9 +379,14 @@ def _check_failure(counts: SweepCounts, exc: ProvisioningError, hooks: Recording
             counts.validation_interrupted += 1
 
 
-def count_commands(bench: Bench, server: InMemoryServer, cert_info: CertInfo,
-                   lock_slots: tuple[int, ...], *,
-                   data_lock_crc: bool = True) -> tuple[int, int, list[int]]:
+def count_commands(
+    bench: Bench,
+    server: InMemoryServer,
+    cert_info: CertInfo,
+    lock_slots: tuple[int, ...],
+    *,
+    data_lock_crc: bool = True,
+) -> tuple[int, int, list[int]]:
     """Commands, wakes and opcodes of a clean run on a new part."""
     bench.new_part()
     hal, device = bench.plug()
@@ -357,7 +398,12 @@ def count_commands(bench: Bench, server: InMemoryServer, cert_info: CertInfo,
         return inner_transact(packet, exec_time_ms)
 
     hal.inner.transact = recording  # type: ignore[method-assign]
-    provision(device, RecordingHooks(server), cert_info, lock_slots=lock_slots,
-              data_lock_crc=data_lock_crc)
+    provision(
+        device,
+        RecordingHooks(server),
+        cert_info,
+        lock_slots=lock_slots,
+        data_lock_crc=data_lock_crc,
+    )
     bench.close()
     return hal.commands, hal.wakes, opcodes

@@ -131,9 +131,16 @@ def cli_command(script: str, module: str) -> list[str]:
 class ManagedProcess:
     """A child process whose output lines are logged to a file and kept for waiting on."""
 
-    def __init__(self, name: str, argv: Sequence[str], log_path: Path, *, cwd: Path,
-                 stdin_pipe: bool = False,
-                 on_line: Callable[[str, str], None] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_path: Path,
+        *,
+        cwd: Path,
+        stdin_pipe: bool = False,
+        on_line: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
@@ -145,9 +152,13 @@ class ManagedProcess:
         self._log.flush()
         try:
             self.popen = subprocess.Popen(
-                self.argv, cwd=cwd, text=True, bufsize=1,
+                self.argv,
+                cwd=cwd,
+                text=True,
+                bufsize=1,
                 stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         except OSError as exc:
@@ -198,8 +209,10 @@ class ManagedProcess:
                     )
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise DemoError(f"{self.name} did not print {pattern!r} within {timeout:g} s;"
-                                    f" see {self.log_path}")
+                    raise DemoError(
+                        f"{self.name} did not print {pattern!r} within {timeout:g} s;"
+                        f" see {self.log_path}"
+                    )
                 self._cond.wait(min(left, 0.2))
 
     def send(self, line: str) -> None:
@@ -217,8 +230,9 @@ class ManagedProcess:
         deadline = time.monotonic() + timeout
         while (code := self.popen.poll()) is None:
             if time.monotonic() >= deadline:
-                raise DemoError(f"{self.name} still running after {timeout:g} s;"
-                                f" see {self.log_path}")
+                raise DemoError(
+                    f"{self.name} still running after {timeout:g} s; see {self.log_path}"
+                )
             time.sleep(0.05)
         for t in self._readers:
             t.join(timeout=5)
@@ -272,75 +286,146 @@ class Processes:
 # --------------------------------------------------------------------------------------------
 def create_signer(layout: DemoLayout, *, timeout: float = START_TIMEOUT_S) -> list[str]:
     """``provserver signer create --backend sim`` into the demo folder; returns its lines."""
-    args = ["create", "--backend", "sim", "--name", SIGNER_NAME, "--no-password",
-            "--root-dir", str(layout.root_dir), "--root-cn", "Demo Root CA",
-            "--modules", str(layout.modules), "--data-dir", str(layout.data_dir),
-            "--certinfo-out", str(layout.certinfo)]
+    args = [
+        "create",
+        "--backend",
+        "sim",
+        "--name",
+        SIGNER_NAME,
+        "--no-password",
+        "--root-dir",
+        str(layout.root_dir),
+        "--root-cn",
+        "Demo Root CA",
+        "--modules",
+        str(layout.modules),
+        "--data-dir",
+        str(layout.data_dir),
+        "--certinfo-out",
+        str(layout.certinfo),
+    ]
     argv = [*cli_command("provserver", "provserver.cli"), "signer", *args]
     with Processes() as procs:
-        proc = procs.start("provserver signer create", argv, layout.log("signer-create"),
-                           cwd=layout.folder)
+        proc = procs.start(
+            "provserver signer create", argv, layout.log("signer-create"), cwd=layout.folder
+        )
         code = proc.wait(timeout)
     if code != 0:
-        raise DemoError(f"provserver signer create failed (status {code}):"
-                        f" {' / '.join(proc.text()[-3:])}; see {proc.log_path}")
+        raise DemoError(
+            f"provserver signer create failed (status {code}):"
+            f" {' / '.join(proc.text()[-3:])}; see {proc.log_path}"
+        )
     if not layout.certinfo.exists() or not layout.root_cert.exists():
-        raise DemoError(f"provserver signer create did not write {layout.certinfo} and"
-                        f" {layout.root_cert}; see {proc.log_path}")
+        raise DemoError(
+            f"provserver signer create did not write {layout.certinfo} and"
+            f" {layout.root_cert}; see {proc.log_path}"
+        )
     return proc.text()
 
 
-def start_server(procs: Processes, layout: DemoLayout, *,
-                 timeout: float = START_TIMEOUT_S, extra: Sequence[str] = ()) -> tuple[
-                     ManagedProcess, int]:
+def start_server(
+    procs: Processes,
+    layout: DemoLayout,
+    *,
+    timeout: float = START_TIMEOUT_S,
+    extra: Sequence[str] = (),
+) -> tuple[ManagedProcess, int]:
     """``provserver`` on 127.0.0.1, any free port; waits until it listens and found the signer."""
-    argv = [*cli_command("provserver", "provserver.cli"), "--host", "127.0.0.1", "--port", "0",
-            "--data-dir", str(layout.data_dir), "--signers", "sim",
-            "--modules", str(layout.modules), *extra]
+    argv = [
+        *cli_command("provserver", "provserver.cli"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--data-dir",
+        str(layout.data_dir),
+        "--signers",
+        "sim",
+        "--modules",
+        str(layout.modules),
+        *extra,
+    ]
     proc = procs.start("provserver", argv, layout.log("server"), cwd=layout.folder)
     found = proc.wait_for(r"Server listening on [^ ]*:(\d+)", timeout)
     proc.wait_for(r"Signer \(.*\) found", timeout)
     return proc, int(found.group(1))
 
 
-def start_board(procs: Processes, layout: DemoLayout, *, chips: int,
-                auto_swap: float | None = 0.3, timing_scale: float = 0.0,
-                chip_types: str | None = None,
-                timeout: float = START_TIMEOUT_S) -> tuple[ManagedProcess, str]:
+def start_board(
+    procs: Processes,
+    layout: DemoLayout,
+    *,
+    chips: int,
+    auto_swap: float | None = 0.3,
+    timing_scale: float = 0.0,
+    chip_types: str | None = None,
+    timeout: float = START_TIMEOUT_S,
+) -> tuple[ManagedProcess, str]:
     """``atcaprov sim board`` on 127.0.0.1; returns the process and its ``socket://`` URL.
     ``chip_types``: its ``--chip-type`` (``atecc608b``, ``atecc608b,atecc508a``...)."""
-    proc, urls = start_boards(procs, layout, chips=chips, auto_swap=auto_swap,
-                              timing_scale=timing_scale, chip_types=chip_types,
-                              timeout=timeout)
+    proc, urls = start_boards(
+        procs,
+        layout,
+        chips=chips,
+        auto_swap=auto_swap,
+        timing_scale=timing_scale,
+        chip_types=chip_types,
+        timeout=timeout,
+    )
     return proc, urls[0]
 
 
-def start_boards(procs: Processes, layout: DemoLayout, *, chips: int, count: int = 1,
-                 auto_swap: float | None = 0.3, timing_scale: float = 0.0,
-                 chip_types: str | None = None,
-                 timeout: float = START_TIMEOUT_S) -> tuple[ManagedProcess, list[str]]:
+def start_boards(
+    procs: Processes,
+    layout: DemoLayout,
+    *,
+    chips: int,
+    count: int = 1,
+    auto_swap: float | None = 0.3,
+    timing_scale: float = 0.0,
+    chip_types: str | None = None,
+    timeout: float = START_TIMEOUT_S,
+) -> tuple[ManagedProcess, list[str]]:
     """``atcaprov sim board --count N`` on 127.0.0.1 (``chips`` blank chips each); returns the
     process and the boards' ``socket://`` URLs in order (control line ``unplug 2`` unplugs
     board 2)."""
-    argv = [*cli_command("atcaprov", "atcaprov.cli"), "sim", "board", "--listen", "127.0.0.1:0",
-            "--chips", str(chips), "--state", str(layout.boards),
-            "--timing-scale", f"{timing_scale:g}", "--count", str(count)]
+    argv = [
+        *cli_command("atcaprov", "atcaprov.cli"),
+        "sim",
+        "board",
+        "--listen",
+        "127.0.0.1:0",
+        "--chips",
+        str(chips),
+        "--state",
+        str(layout.boards),
+        "--timing-scale",
+        f"{timing_scale:g}",
+        "--count",
+        str(count),
+    ]
     if chip_types is not None:
         argv += ["--chip-type", chip_types]
     if auto_swap is not None:
         argv += ["--auto-swap", f"{auto_swap:g}"]
-    proc = procs.start("atcaprov sim board", argv, layout.log("board"), cwd=layout.folder,
-                       stdin_pipe=True)
+    proc = procs.start(
+        "atcaprov sim board", argv, layout.log("board"), cwd=layout.folder, stdin_pipe=True
+    )
     deadline = time.monotonic() + timeout
     proc.wait_for(r"Board ready: (\S+)", timeout)
     while True:
-        urls = [line.removeprefix("Board ready: ").strip() for line in proc.text("stdout")
-                if line.startswith("Board ready: ")]
+        urls = [
+            line.removeprefix("Board ready: ").strip()
+            for line in proc.text("stdout")
+            if line.startswith("Board ready: ")
+        ]
         if len(urls) >= count:
             return proc, urls[:count]
         if time.monotonic() >= deadline or proc.popen.poll() is not None:
-            raise DemoError(f"{proc.name} started {len(urls)} of {count} boards within"
-                            f" {timeout:g} s; see {proc.log_path}")
+            raise DemoError(
+                f"{proc.name} started {len(urls)} of {count} boards within"
+                f" {timeout:g} s; see {proc.log_path}"
+            )
         time.sleep(0.05)
 
 
@@ -369,22 +454,49 @@ class ClientRun:
         return sum(1 for r in self.results if r.get("result") != "ok")
 
 
-def run_client(procs: Processes, layout: DemoLayout, port: int,
-               board_url: str | Sequence[str] | None,
-               count: int, *,
-               echo: IO[str] | None = None, timeout: float | None = None,
-               extra: Sequence[str] = (), certinfo: Path | None = None,
-               on_line: Callable[[str, str], None] | None = None) -> ClientRun:
+def run_client(
+    procs: Processes,
+    layout: DemoLayout,
+    port: int,
+    board_url: str | Sequence[str] | None,
+    count: int,
+    *,
+    echo: IO[str] | None = None,
+    timeout: float | None = None,
+    extra: Sequence[str] = (),
+    certinfo: Path | None = None,
+    on_line: Callable[[str, str], None] | None = None,
+) -> ClientRun:
     """``provclient-cdc --yes --count N --json`` against the server and board; its operator
     lines are echoed to ``echo`` as they come and passed to ``on_line(stream, line)``. Several
     board URLs: gang mode (one ``--board`` each); ``board_url`` None: no ``--board``, the client
     scans the serial ports for kits."""
     certinfo_arg = str(certinfo) if certinfo is not None else layout.certinfo.name
-    argv = [*cli_command("provclient-cdc", "provclient_cdc.cli"), "--yes", "--json",
-            "--count", str(count), "--certinfo", certinfo_arg, "--host", "127.0.0.1",
-            "--port", str(port), *_board_args(board_url), "--station-id", "demo-station",
-            "--connect-retries", "3", "--retry-interval", "1", "--wait-timeout", "30",
-            "--log-dir", str(layout.station_logs), *extra]
+    argv = [
+        *cli_command("provclient-cdc", "provclient_cdc.cli"),
+        "--yes",
+        "--json",
+        "--count",
+        str(count),
+        "--certinfo",
+        certinfo_arg,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *_board_args(board_url),
+        "--station-id",
+        "demo-station",
+        "--connect-retries",
+        "3",
+        "--retry-interval",
+        "1",
+        "--wait-timeout",
+        "30",
+        "--log-dir",
+        str(layout.station_logs),
+        *extra,
+    ]
 
     def show(label: str, line: str) -> None:
         if echo is not None and label == "stderr":
@@ -394,8 +506,9 @@ def run_client(procs: Processes, layout: DemoLayout, port: int,
             on_line(label, line)
 
     started = time.monotonic()
-    proc = procs.start("provclient-cdc", argv, layout.log("client"), cwd=layout.folder,
-                       on_line=show)
+    proc = procs.start(
+        "provclient-cdc", argv, layout.log("client"), cwd=layout.folder, on_line=show
+    )
     code = proc.wait(timeout if timeout is not None else 60.0 + 10.0 * count)
     wall = time.monotonic() - started
     results: list[dict[str, Any]] = []
@@ -444,8 +557,11 @@ def verify_chains(layout: DemoLayout, *, use_openssl: bool | None = None) -> Cha
         if device is None or signer is None:
             report.failures.append(f"{sn}: device or signer certificate missing in {folder}")
             continue
-        problem = (_openssl_verify(openssl, layout.root_cert, signer, device) if openssl
-                   else _crypto_verify(layout.root_cert, signer, device))
+        problem = (
+            _openssl_verify(openssl, layout.root_cert, signer, device)
+            if openssl
+            else _crypto_verify(layout.root_cert, signer, device)
+        )
         if problem is None:
             report.verified.append(sn)
         else:
@@ -457,7 +573,9 @@ def _openssl_verify(openssl: str, root: Path, signer: Path, device: Path) -> str
     try:
         proc = subprocess.run(
             [openssl, "verify", "-CAfile", str(root), "-untrusted", str(signer), str(device)],
-            capture_output=True, text=True, timeout=30,
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"openssl verify could not run: {exc}"
@@ -510,54 +628,79 @@ def run_demo(count: int, base: Path, out: IO[str], chip_types: str | None = None
         say(f"  cert info: {layout.certinfo}")
         server, port = start_server(procs, layout)
         say(f"Provisioning server listening on 127.0.0.1:{port} (log: {server.log_path})")
-        board, urls = start_boards(procs, layout, chips=count, count=DEMO_BOARDS,
-                                   auto_swap=0.3, chip_types=chip_types)
+        board, urls = start_boards(
+            procs, layout, chips=count, count=DEMO_BOARDS, auto_swap=0.3, chip_types=chip_types
+        )
         kinds = "" if chip_types is None else f" {chip_types.upper()}"
-        say(f"{DEMO_BOARDS} virtual kit boards with up to {count} blank{kinds} chips each at"
-            f" {', '.join(urls)} (log: {board.log_path})")
-        say(f"Running provclient-cdc --yes --count {count}"
-            + "".join(f" --board {url}" for url in urls) + " (gang mode)")
+        say(
+            f"{DEMO_BOARDS} virtual kit boards with up to {count} blank{kinds} chips each at"
+            f" {', '.join(urls)} (log: {board.log_path})"
+        )
+        say(
+            f"Running provclient-cdc --yes --count {count}"
+            + "".join(f" --board {url}" for url in urls)
+            + " (gang mode)"
+        )
         say("")
         client = run_client(procs, layout, port, urls, count, echo=out)
         say("")
         board.stop()
         server_code = server.stop()  # the server closes its records before we read them
     if client.returncode != 0:
-        say(f"provclient-cdc exited with status {client.returncode}"
-            f" (see {layout.log('client')})")
+        say(f"provclient-cdc exited with status {client.returncode} (see {layout.log('client')})")
     if server_code not in (0, -signal.SIGTERM):
         say(f"provserver exited with status {server_code} (see {layout.log('server')})")
     chains = verify_chains(layout)
     for failure in chains.failures:
         say(f"Verification failed: {failure}")
     rows = [r for r in signing_rows(layout) if r.get("result") == "signed"]
-    say(f"Certificate chains checked with {chains.tool} (root {layout.root_cert});"
-        f" signing log rows: {len(rows)}")
+    say(
+        f"Certificate chains checked with {chains.tool} (root {layout.root_cert});"
+        f" signing log rows: {len(rows)}"
+    )
     failed = client.failed + len(chains.failures) + max(count - len(client.results), 0)
     say(f"{client.provisioned} provisioned, {len(chains.verified)} verified, {failed} failed")
-    ok = (client.returncode == 0 and failed == 0 and client.provisioned == count
-          and len(chains.verified) == count and len(rows) == count)
+    ok = (
+        client.returncode == 0
+        and failed == 0
+        and client.provisioned == count
+        and len(chains.verified) == count
+        and len(rows) == count
+    )
     say(f"Files left in {layout.folder}")
     return 0 if ok else 1
 
 
-def _chip_types_option(ctx: click.Context, param: click.Parameter,
-                       value: str | None) -> str | None:
+def _chip_types_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """``--chip-type``, checked as ``atcaprov sim board`` checks it (lower-case names)."""
     return None if value is None else ",".join(n.lower() for n in parse_chip_types(value))
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--count", type=click.IntRange(1, 1000), default=DEFAULT_COUNT, show_default=True,
-              help="Boards to provision.")
-@click.option("--folder", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("demo-run"), show_default=True,
-              help="Parent folder of the run's timestamped folder.")
-@click.option("--chip-type", "chip_types", default=None, metavar="TYPE[,TYPE...]",
-              callback=_chip_types_option,
-              help="Chip models of the virtual board (atecc508a, atecc608a, atecc608b; a"
-                   " comma-separated list alternates), passed to atcaprov sim board."
-                   "  [default: atecc508a]")
+@click.option(
+    "--count",
+    type=click.IntRange(1, 1000),
+    default=DEFAULT_COUNT,
+    show_default=True,
+    help="Boards to provision.",
+)
+@click.option(
+    "--folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("demo-run"),
+    show_default=True,
+    help="Parent folder of the run's timestamped folder.",
+)
+@click.option(
+    "--chip-type",
+    "chip_types",
+    default=None,
+    metavar="TYPE[,TYPE...]",
+    callback=_chip_types_option,
+    help="Chip models of the virtual board (atecc508a, atecc608a, atecc608b; a"
+    " comma-separated list alternates), passed to atcaprov sim board."
+    "  [default: atecc508a]",
+)
 def main(count: int, folder: Path, chip_types: str | None) -> None:
     """Provision COUNT virtual boards end to end: signer set-up, server, board, client, checks."""
 

@@ -14,10 +14,18 @@ from .checks import run_all, say
 
 
 @click.command()
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Folder to copy the run's logs into (the host's writable share).")
-@click.option("--base", type=click.Path(path_type=Path), default=Path("/tmp/hil"),
-              help="Working folder (the guest's tmpfs).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder to copy the run's logs into (the host's writable share).",
+)
+@click.option(
+    "--base",
+    type=click.Path(path_type=Path),
+    default=Path("/tmp/hil"),
+    help="Working folder (the guest's tmpfs).",
+)
 def main(out: Path | None, base: Path) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     started = time.monotonic()
@@ -26,10 +34,13 @@ def main(out: Path | None, base: Path) -> None:
         run = run_all(base)
     finally:
         if out is not None:
-            shutil.copytree(base, out / "run", dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns("*.sqlite3-*"))
-    say(f"HIL-DONE {len(run.passed)} passed, {len(run.failed)} failed"
-        f" in {time.monotonic() - started:.1f} s")
+            shutil.copytree(
+                base, out / "run", dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.sqlite3-*")
+            )
+    say(
+        f"HIL-DONE {len(run.passed)} passed, {len(run.failed)} failed"
+        f" in {time.monotonic() - started:.1f} s"
+    )
     sys.exit(1 if run.failed else 0)
 
 

@@ -105,8 +105,9 @@ class Run:
         """A board with fresh chips serving /dev/ttyGS0 (the previous one stopped first)."""
         if self.board is not None:
             self.board.stop()
-        self.board = VirtualKitBoard(self.base / f"boards-{name}", chips=chips, tty="/dev/ttyGS0",
-                                     timing_scale=timing_scale)
+        self.board = VirtualKitBoard(
+            self.base / f"boards-{name}", chips=chips, tty="/dev/ttyGS0", timing_scale=timing_scale
+        )
         self.board.start()
         return self.board
 
@@ -115,9 +116,13 @@ class Run:
         found: list[str] = []
 
         def listed() -> bool:
-            found[:] = [p.device for p in list_ports.comports()
-                        if p.vid == CDC_KIT.vid and p.pid == CDC_KIT.pid
-                        and p.serial_number == CDC_KIT.serial]
+            found[:] = [
+                p.device
+                for p in list_ports.comports()
+                if p.vid == CDC_KIT.vid
+                and p.pid == CDC_KIT.pid
+                and p.serial_number == CDC_KIT.serial
+            ]
             return bool(found)
 
         wait_for(listed, timeout, "the CDC gadget in serial.tools.list_ports")
@@ -201,8 +206,10 @@ def cdc_enumerates(run: Run) -> str:
     kits = [p.url for p in find_kit_ports()]
     check(run.acm in kits, f"provclient's find_kit_ports does not list {run.acm}: {kits}")
     info = next(p for p in list_ports.comports() if p.device == run.acm)
-    return (f"{run.acm} VID:PID {info.vid:04X}:{info.pid:04X} serial {info.serial_number}"
-            f" ({info.description})")
+    return (
+        f"{run.acm} VID:PID {info.vid:04X}:{info.pid:04X} serial {info.serial_number}"
+        f" ({info.description})"
+    )
 
 
 def cdc_dtr_rts(run: Run) -> str:
@@ -261,8 +268,10 @@ def two_parts_discovered(run: Run, layout: DemoLayout, port: int) -> str:
     chains = verify_chains(layout)
     check(chains.failures == [], f"chain failures: {chains.failures}")
     check(set(serials) <= set(chains.verified), f"{serials} not in {chains.verified}")
-    return (f"2 parts provisioned over discovered {', '.join(found)}, chains verified"
-            f" ({chains.tool}), {client.wall_s:.1f} s")
+    return (
+        f"2 parts provisioned over discovered {', '.join(found)}, chains verified"
+        f" ({chains.tool}), {client.wall_s:.1f} s"
+    )
 
 
 def unplug_mid_run(run: Run, layout: DemoLayout, port: int) -> str:
@@ -292,8 +301,10 @@ def unplug_mid_run(run: Run, layout: DemoLayout, port: int) -> str:
     check(f"    Part state: {first['part_state_text']}" in client.lines, "no part state line")
     check(second["result"] == "ok", f"after replug: {second}")
     check(second["serial_number"] == first["serial_number"], "not the same part after replug")
-    return (f"pulled during {label!r} (part state {first['part_state']}), resumed after replug:"
-            f" {second['result']}")
+    return (
+        f"pulled during {label!r} (part state {first['part_state']}), resumed after replug:"
+        f" {second['result']}"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,8 +320,11 @@ def hid_enumerates(run: Run) -> str:
     details = []
     for name in ("hidraw", "hid"):
         module = importlib.import_module(name)
-        wait_for(lambda m=module: bool(m.enumerate(HID_KIT.vid, HID_KIT.pid)), 20,
-                 f"{name}: the HID gadget enumerated")
+        wait_for(
+            lambda m=module: bool(m.enumerate(HID_KIT.vid, HID_KIT.pid)),
+            20,
+            f"{name}: the HID gadget enumerated",
+        )
         [raw] = module.enumerate(HID_KIT.vid, HID_KIT.pid)
         [kit] = enumerate_kits(HID_KIT.vid, HID_KIT.pid, hid_module=module)
         check(kit.serial_number == HID_KIT.serial, f"{name}: serial {kit.serial_number!r}")
@@ -321,10 +335,14 @@ def hid_enumerates(run: Run) -> str:
         finally:
             hal.close()
         check(bad == 0, f"{name}: {bad} bad replies")
-        say(f"HIL-MEASURE round-trips hidapi-{name} {r:.0f}/s bad {bad} usage_page"
-            f" 0x{raw.get('usage_page', -1):04X} interface {raw.get('interface_number')}")
-        details.append(f"{name}: {kit.path!r} {device}, usage page"
-                       f" 0x{raw.get('usage_page', -1):04X}, {r:.0f} round trips/s")
+        say(
+            f"HIL-MEASURE round-trips hidapi-{name} {r:.0f}/s bad {bad} usage_page"
+            f" 0x{raw.get('usage_page', -1):04X} interface {raw.get('interface_number')}"
+        )
+        details.append(
+            f"{name}: {kit.path!r} {device}, usage page"
+            f" 0x{raw.get('usage_page', -1):04X}, {r:.0f} round trips/s"
+        )
     return "; ".join(details)
 
 
@@ -352,25 +370,58 @@ def hid_empty_reads(run: Run) -> str:
 
 
 def hid_signer_create(run: Run, layout: DemoLayout) -> str:
-    args = ["signer", "create", "--backend", "hid", "--hidapi", "hidraw", "--name", "HIL Signer",
-            "--password-env", PASSWORD_VAR, "--root-dir", str(layout.root_dir),
-            "--root-cn", "HIL Root CA", "--data-dir", str(layout.data_dir),
-            "--certinfo-out", str(layout.certinfo)]
-    proc = run.procs.start("provserver signer create",
-                           [*cli_command("provserver", "provserver.cli"), *args],
-                           layout.log("signer-create"), cwd=layout.folder)
+    args = [
+        "signer",
+        "create",
+        "--backend",
+        "hid",
+        "--hidapi",
+        "hidraw",
+        "--name",
+        "HIL Signer",
+        "--password-env",
+        PASSWORD_VAR,
+        "--root-dir",
+        str(layout.root_dir),
+        "--root-cn",
+        "HIL Root CA",
+        "--data-dir",
+        str(layout.data_dir),
+        "--certinfo-out",
+        str(layout.certinfo),
+    ]
+    proc = run.procs.start(
+        "provserver signer create",
+        [*cli_command("provserver", "provserver.cli"), *args],
+        layout.log("signer-create"),
+        cwd=layout.folder,
+    )
     code = proc.wait(240)
     check(code == 0, f"signer create exit {code}: {proc.text()[-5:]}")
-    check(run.hid_chip.config_locked and run.hid_chip.data_locked,
-          "the module's chip is not locked after create")
+    check(
+        run.hid_chip.config_locked and run.hid_chip.data_locked,
+        "the module's chip is not locked after create",
+    )
     return proc.text()[-1] if proc.text() else "created"
 
 
 def hid_server(run: Run, layout: DemoLayout, hidapi: str) -> tuple[Any, int]:
     """``provserver --signers hid`` on a free loopback port, once it found the module."""
-    argv = [*cli_command("provserver", "provserver.cli"), "--host", "127.0.0.1", "--port", "0",
-            "--data-dir", str(layout.data_dir), "--signers", "hid", "--hidapi", hidapi,
-            "--password-env", PASSWORD_VAR]
+    argv = [
+        *cli_command("provserver", "provserver.cli"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--data-dir",
+        str(layout.data_dir),
+        "--signers",
+        "hid",
+        "--hidapi",
+        hidapi,
+        "--password-env",
+        PASSWORD_VAR,
+    ]
     proc = run.procs.start("provserver", argv, layout.log("server"), cwd=layout.folder)
     try:
         found = proc.wait_for(r"Server listening on [^ ]*:(\d+)", 120)
@@ -395,8 +446,10 @@ def provision(run: Run, layout: DemoLayout, port: int, name: str, count: int) ->
     for t in swaps:
         t.join(10)
     check(client.returncode == 0, f"client exit {client.returncode}: {client.lines[-6:]}")
-    check(all(r["result"] == "ok" for r in client.results) and len(client.results) == count,
-          f"{client.results}")
+    check(
+        all(r["result"] == "ok" for r in client.results) and len(client.results) == count,
+        f"{client.results}",
+    )
     chains = verify_chains(layout)
     check(chains.failures == [], f"chain failures: {chains.failures}")
     return f"{count} part(s) provisioned, signed by the HID module, chains verified"

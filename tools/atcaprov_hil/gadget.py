@@ -18,9 +18,7 @@ from pathlib import Path
 GADGETS = Path("/sys/kernel/config/usb_gadget")
 UDCS = Path("/sys/class/udc")
 # usage page 0xFF00, usage 1, 64-byte IN and OUT reports, no report ID
-VENDOR_REPORT_DESCRIPTOR = bytes.fromhex(
-    "0600ff0901a101150026ff007508954009018102954009019102c0"
-)
+VENDOR_REPORT_DESCRIPTOR = bytes.fromhex("0600ff0901a101150026ff007508954009018102954009019102c0")
 
 
 @dataclass(frozen=True)
@@ -35,13 +33,23 @@ class GadgetSpec:
     attributes: dict[str, bytes] = field(default_factory=dict)
 
 
-CDC_KIT = GadgetSpec("kitcdc", 0x03EB, 0x2404, "HILCDC0001", "Atmel Corp.",
-                     "AT88CK101 (HIL gadget)", "acm.usb0")
+CDC_KIT = GadgetSpec(
+    "kitcdc", 0x03EB, 0x2404, "HILCDC0001", "Atmel Corp.", "AT88CK101 (HIL gadget)", "acm.usb0"
+)
 HID_KIT = GadgetSpec(
-    "kithid", 0x03EB, 0x2312, "HILHID0001", "Atmel Corp.", "CryptoAuth HID (HIL gadget)",
+    "kithid",
+    0x03EB,
+    0x2312,
+    "HILHID0001",
+    "Atmel Corp.",
+    "CryptoAuth HID (HIL gadget)",
     "hid.usb0",
-    {"protocol": b"0", "subclass": b"0", "report_length": b"64",
-     "report_desc": VENDOR_REPORT_DESCRIPTOR},
+    {
+        "protocol": b"0",
+        "subclass": b"0",
+        "report_length": b"64",
+        "report_desc": VENDOR_REPORT_DESCRIPTOR,
+    },
 )
 
 

@@ -123,8 +123,9 @@ class StdCertElements:
     @classmethod
     def from_list(cls, locs: list[CertLoc]) -> StdCertElements:
         if len(locs) != 8:
-            raise CertDefError(f"std_cert_elements needs 8 entries, got {len(locs)}",
-                               field="std_cert_elements")
+            raise CertDefError(
+                f"std_cert_elements needs 8 entries, got {len(locs)}", field="std_cert_elements"
+            )
         return cls(*locs)
 
 
@@ -173,12 +174,19 @@ def _merge(locs: list[DeviceLoc], loc: DeviceLoc, block: int) -> None:
         if end < cur.offset or start > cur.end:
             continue
         new_start = min(start, cur.offset)
-        locs[i] = DeviceLoc(cur.zone, cur.slot, cur.is_genkey, new_start,
-                            max(end, cur.end) - new_start)
+        locs[i] = DeviceLoc(
+            cur.zone, cur.slot, cur.is_genkey, new_start, max(end, cur.end) - new_start
+        )
         return
-    locs.append(DeviceLoc(loc.zone, loc.slot if loc.zone == DevZone.DATA else 0,
-                          loc.is_genkey if loc.zone == DevZone.DATA else False,
-                          start, end - start))
+    locs.append(
+        DeviceLoc(
+            loc.zone,
+            loc.slot if loc.zone == DevZone.DATA else 0,
+            loc.is_genkey if loc.zone == DevZone.DATA else False,
+            start,
+            end - start,
+        )
+    )
 
 
 def device_locations(cert_def: CertDef, block_size: int = 32) -> list[DeviceLoc]:
@@ -187,8 +195,12 @@ def device_locations(cert_def: CertDef, block_size: int = 32) -> list[DeviceLoc]
     if block_size <= 0:
         raise CertDefError("block_size must be positive", code=AtcacertCode.BAD_PARAMS)
     locs: list[DeviceLoc] = []
-    for loc in (cert_def.comp_cert_dev_loc, cert_def.cert_sn_dev_loc,
-                cert_def.public_key_dev_loc, *(e.device_loc for e in cert_def.cert_elements)):
+    for loc in (
+        cert_def.comp_cert_dev_loc,
+        cert_def.cert_sn_dev_loc,
+        cert_def.public_key_dev_loc,
+        *(e.device_loc for e in cert_def.cert_elements),
+    ):
         _merge(locs, loc, block_size)
     if cert_def.sn_source.uses_device_sn:
         _merge(locs, DeviceLoc(DevZone.CONFIG, 0, False, 0, 13), block_size)
@@ -213,8 +225,9 @@ def _check_dev_loc(loc: DeviceLoc, name: str) -> None:
     if loc.zone == DevZone.DATA and loc.present and not loc.is_genkey:
         size = 36 if loc.slot < 8 else (416 if loc.slot == 8 else 72)
         if loc.end > size:
-            raise _fail(f"bytes {loc.offset}-{loc.end - 1} do not fit slot {loc.slot} "
-                        f"({size} bytes)", name)
+            raise _fail(
+                f"bytes {loc.offset}-{loc.end - 1} do not fit slot {loc.slot} ({size} bytes)", name
+            )
 
 
 def validate_cert_def(d: CertDef) -> None:
@@ -232,27 +245,39 @@ def validate_cert_def(d: CertDef) -> None:
         if not isinstance(getattr(d, name), DateFormat):
             raise _fail(f"unknown date format {getattr(d, name)!r}", name)
     if not 0 <= d.expire_years <= COMP_EXPIRE_YEARS_MAX:
-        raise _fail(f"{d.expire_years} is outside 0-{COMP_EXPIRE_YEARS_MAX} (7 bits of the "
-                    "compressed dates, format 1)", "expire_years")
+        raise _fail(
+            f"{d.expire_years} is outside 0-{COMP_EXPIRE_YEARS_MAX} (7 bits of the "
+            "compressed dates, format 1)",
+            "expire_years",
+        )
     for name in ("cert_sn_dev_loc", "public_key_dev_loc", "comp_cert_dev_loc"):
         _check_dev_loc(getattr(d, name), name)
     if d.public_key_dev_loc.present and d.public_key_dev_loc.count not in (64, 72):
-        raise _fail(f"count {d.public_key_dev_loc.count}: a public key is 64 bytes (GenKey) "
-                    "or 72 bytes (padded in a slot)", "public_key_dev_loc")
+        raise _fail(
+            f"count {d.public_key_dev_loc.count}: a public key is 64 bytes (GenKey) "
+            "or 72 bytes (padded in a slot)",
+            "public_key_dev_loc",
+        )
     if d.comp_cert_dev_loc.present and d.comp_cert_dev_loc.count != 72:
-        raise _fail(f"count {d.comp_cert_dev_loc.count}: a compressed certificate is 72 bytes",
-                    "comp_cert_dev_loc")
+        raise _fail(
+            f"count {d.comp_cert_dev_loc.count}: a compressed certificate is 72 bytes",
+            "comp_cert_dev_loc",
+        )
     size = len(d.cert_template)
     if size == 0:
         raise _fail("empty template", "cert_template")
     std = d.std_cert_elements
     for name, loc in zip(_STD_NAMES, std, strict=True):
         if loc.offset < 0 or loc.count < 0 or (loc.count and loc.end > size):
-            raise _fail(f"bytes {loc.offset}..{loc.end} are outside the {size}-byte template",
-                        f"std_cert_elements[{name}]")
+            raise _fail(
+                f"bytes {loc.offset}..{loc.end} are outside the {size}-byte template",
+                f"std_cert_elements[{name}]",
+            )
     if d.tbs_cert_loc.count and d.tbs_cert_loc.end > size:
-        raise _fail(f"bytes {d.tbs_cert_loc.offset}..{d.tbs_cert_loc.end} outside the template",
-                    "tbs_cert_loc")
+        raise _fail(
+            f"bytes {d.tbs_cert_loc.offset}..{d.tbs_cert_loc.end} outside the template",
+            "tbs_cert_loc",
+        )
     ids = set()
     for el in d.cert_elements:
         fld = f"cert_elements[{el.id!r}]"
@@ -261,11 +286,13 @@ def validate_cert_def(d: CertDef) -> None:
         ids.add(el.id)
         _check_dev_loc(el.device_loc, fld + ".device_loc")
         if el.cert_loc.count and el.cert_loc.end > size:
-            raise _fail(f"cert bytes {el.cert_loc.offset}..{el.cert_loc.end} outside the "
-                        "template", fld)
+            raise _fail(
+                f"cert bytes {el.cert_loc.offset}..{el.cert_loc.end} outside the template", fld
+            )
         if el.cert_loc.count and el.device_loc.count != el.cert_loc.count:
-            raise _fail(f"device count {el.device_loc.count} != cert count "
-                        f"{el.cert_loc.count}", fld)
+            raise _fail(
+                f"device count {el.device_loc.count} != cert count {el.cert_loc.count}", fld
+            )
     _check_sizes(d)
     if d.cert_type == CertType.X509:
         _check_x509(d)
@@ -277,34 +304,51 @@ def _check_sizes(d: CertDef) -> None:
     for name, want in expect.items():
         loc = getattr(std, name)
         if loc.count not in (0, want):
-            raise _fail(f"count {loc.count}, must be {want} (or 0 when absent)",
-                        f"std_cert_elements[{name}]")
-    for name, fmt_name in (("issue_date", "issue_date_format"),
-                           ("expire_date", "expire_date_format")):
+            raise _fail(
+                f"count {loc.count}, must be {want} (or 0 when absent)",
+                f"std_cert_elements[{name}]",
+            )
+    for name, fmt_name in (
+        ("issue_date", "issue_date_format"),
+        ("expire_date", "expire_date_format"),
+    ):
         loc = getattr(std, name)
         fmt: DateFormat = getattr(d, fmt_name)
         if loc.count not in (0, fmt.size):
-            raise _fail(f"count {loc.count} but {fmt.c_name} dates are {fmt.size} bytes",
-                        f"std_cert_elements[{name}]")
+            raise _fail(
+                f"count {loc.count} but {fmt.c_name} dates are {fmt.size} bytes",
+                f"std_cert_elements[{name}]",
+            )
     sn = std.cert_sn
     fixed = d.sn_source.fixed_size()
     if sn.count:
         if fixed is not None and sn.count != fixed:
-            raise _fail(f"{d.sn_source.c_name} always gives a {fixed}-byte serial number, "
-                        f"the template has {sn.count}: it would change length between devices",
-                        "std_cert_elements[cert_sn]")
+            raise _fail(
+                f"{d.sn_source.c_name} always gives a {fixed}-byte serial number, "
+                f"the template has {sn.count}: it would change length between devices",
+                "std_cert_elements[cert_sn]",
+            )
         if d.sn_source.is_hash and sn.count > 32:
-            raise _fail(f"hashed serial numbers are at most 32 bytes, got {sn.count}",
-                        "std_cert_elements[cert_sn]")
-        if d.sn_source == SnSource.STORED and d.cert_sn_dev_loc.present \
-                and d.cert_sn_dev_loc.count != sn.count:
-            raise _fail(f"stored SN is {d.cert_sn_dev_loc.count} bytes on the chip but "
-                        f"{sn.count} in the template", "cert_sn_dev_loc")
+            raise _fail(
+                f"hashed serial numbers are at most 32 bytes, got {sn.count}",
+                "std_cert_elements[cert_sn]",
+            )
+        if (
+            d.sn_source == SnSource.STORED
+            and d.cert_sn_dev_loc.present
+            and d.cert_sn_dev_loc.count != sn.count
+        ):
+            raise _fail(
+                f"stored SN is {d.cert_sn_dev_loc.count} bytes on the chip but "
+                f"{sn.count} in the template",
+                "cert_sn_dev_loc",
+            )
     if d.sn_source == SnSource.SIGNER_ID and std.signer_id.count == 0 and sn.count:
         raise _fail("SNSRC_SIGNER_ID needs the signer id element", "std_cert_elements[signer_id]")
     if d.cert_type == CertType.CUSTOM and std.signature.count not in (0, 64):
-        raise _fail("custom certificates hold a raw 64-byte signature",
-                    "std_cert_elements[signature]")
+        raise _fail(
+            "custom certificates hold a raw 64-byte signature", "std_cert_elements[signature]"
+        )
 
 
 def _check_x509(d: CertDef) -> None:
@@ -323,31 +367,46 @@ def _check_x509(d: CertDef) -> None:
         except CertError as exc:
             raise _fail(exc.message, "tbs_cert_loc") from exc
         if inner.tag != 0x30 or inner.end != tbs.end:
-            raise _fail(f"offset {tbs.offset} count {tbs.count} is not the tbsCertificate "
-                        "SEQUENCE of the template", "tbs_cert_loc")
+            raise _fail(
+                f"offset {tbs.offset} count {tbs.count} is not the tbsCertificate "
+                "SEQUENCE of the template",
+                "tbs_cert_loc",
+            )
     sig = std.signature
     if sig.count:
         if t[sig.offset] != 0x03 or sig.end != len(t):
-            raise _fail("must point at the signatureValue BIT STRING and run to the end of "
-                        "the template", "std_cert_elements[signature]")
+            raise _fail(
+                "must point at the signatureValue BIT STRING and run to the end of the template",
+                "std_cert_elements[signature]",
+            )
         hdr = outer.header_size
-        sizes = {len(encode_length(sig.offset - hdr + n)) for n in range(SIG_DER_MIN,
-                                                                         SIG_DER_MAX + 1)}
+        sizes = {
+            len(encode_length(sig.offset - hdr + n)) for n in range(SIG_DER_MIN, SIG_DER_MAX + 1)
+        }
         if sizes != {hdr - 1}:
-            raise _fail(f"the certificate length ({sig.offset - hdr} + signature "
-                        f"{SIG_DER_MIN}-{SIG_DER_MAX} bytes) would change its number of DER "
-                        "length bytes between devices", "std_cert_elements[signature]")
+            raise _fail(
+                f"the certificate length ({sig.offset - hdr} + signature "
+                f"{SIG_DER_MIN}-{SIG_DER_MAX} bytes) would change its number of DER "
+                "length bytes between devices",
+                "std_cert_elements[signature]",
+            )
     pk = std.public_key
-    if pk.count and (pk.offset < 4 or t[pk.offset - 4:pk.offset] != b"\x03\x42\x00\x04"):
-        raise _fail("must follow '03 42 00 04' (uncompressed P-256 subjectPublicKey)",
-                    "std_cert_elements[public_key]")
+    if pk.count and (pk.offset < 4 or t[pk.offset - 4 : pk.offset] != b"\x03\x42\x00\x04"):
+        raise _fail(
+            "must follow '03 42 00 04' (uncompressed P-256 subjectPublicKey)",
+            "std_cert_elements[public_key]",
+        )
     sn = std.cert_sn
     if sn.count and (sn.offset < 2 or t[sn.offset - 2] != 0x02 or t[sn.offset - 1] != sn.count):
-        raise _fail(f"the template's serialNumber is not a {sn.count}-byte INTEGER at offset "
-                    f"{sn.offset}: its DER length would change between devices",
-                    "std_cert_elements[cert_sn]")
-    for name, fmt_name in (("issue_date", "issue_date_format"),
-                           ("expire_date", "expire_date_format")):
+        raise _fail(
+            f"the template's serialNumber is not a {sn.count}-byte INTEGER at offset "
+            f"{sn.offset}: its DER length would change between devices",
+            "std_cert_elements[cert_sn]",
+        )
+    for name, fmt_name in (
+        ("issue_date", "issue_date_format"),
+        ("expire_date", "expire_date_format"),
+    ):
         loc = getattr(std, name)
         fmt: DateFormat = getattr(d, fmt_name)
         if not loc.count or fmt not in (DateFormat.RFC5280_UTC, DateFormat.RFC5280_GEN):
@@ -355,10 +414,15 @@ def _check_x509(d: CertDef) -> None:
         tag = 0x17 if fmt == DateFormat.RFC5280_UTC else 0x18
         kind = "UTCTime" if tag == 0x17 else "GeneralizedTime"
         if loc.offset < 2 or t[loc.offset - 2] != tag or t[loc.offset - 1] != fmt.size:
-            raise _fail(f"{fmt.c_name} needs a {fmt.size}-byte {kind} at offset {loc.offset} "
-                        "of the template", f"std_cert_elements[{name}]")
+            raise _fail(
+                f"{fmt.c_name} needs a {fmt.size}-byte {kind} at offset {loc.offset} "
+                "of the template",
+                f"std_cert_elements[{name}]",
+            )
     for name in ("auth_key_id", "subj_key_id"):
         loc = getattr(std, name)
         if loc.count and t[loc.offset - 1] != 20:
-            raise _fail("the template's key identifier is not a 20-byte OCTET STRING",
-                        f"std_cert_elements[{name}]")
+            raise _fail(
+                "the template's key identifier is not a 20-byte OCTET STRING",
+                f"std_cert_elements[{name}]",
+            )

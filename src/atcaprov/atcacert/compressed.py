@@ -56,17 +56,43 @@ class CompCert:
                 raise CertError(AtcacertCode.BAD_PARAMS, f"{name} must be {want}", field=name)
 
     @classmethod
-    def from_dates(cls, *, signature: bytes, issue_date: CertDate, expire_years: int,
-                   signer_id: bytes, template_id: int, chain_id: int, sn_source: int) -> CompCert:
+    def from_dates(
+        cls,
+        *,
+        signature: bytes,
+        issue_date: CertDate,
+        expire_years: int,
+        signer_id: bytes,
+        template_id: int,
+        chain_id: int,
+        sn_source: int,
+    ) -> CompCert:
         """The record CryptoAuthLib writes: format 0 when the dates fit it, otherwise 1."""
         dates = encode_compressed_dates(issue_date, expire_years)
-        return cls(bytes(signature), dates.enc, bytes(signer_id), template_id, chain_id,
-                   int(sn_source), dates.format_version, dates.ext)
+        return cls(
+            bytes(signature),
+            dates.enc,
+            bytes(signer_id),
+            template_id,
+            chain_id,
+            int(sn_source),
+            dates.format_version,
+            dates.ext,
+        )
 
     def encode(self) -> bytes:
-        return (self.signature + self.enc_dates + self.signer_id
-                + bytes([(self.template_id << 4) | self.chain_id,
-                         (self.sn_source << 4) | self.format_version, self.reserved]))
+        return (
+            self.signature
+            + self.enc_dates
+            + self.signer_id
+            + bytes(
+                [
+                    (self.template_id << 4) | self.chain_id,
+                    (self.sn_source << 4) | self.format_version,
+                    self.reserved,
+                ]
+            )
+        )
 
     @classmethod
     def decode(cls, data: bytes) -> CompCert:
@@ -75,23 +101,38 @@ class CompCert:
         data = bytes(data)
         fmt = data[70] & 0x0F if len(data) > 70 else None
         if fmt == 2:
-            raise CertError(AtcacertCode.UNIMPLEMENTED,
-                            "compressed certificate format version 2 (signatures larger than "
-                            "P-256, continued past byte 72) is not supported: atcaprov "
-                            "certificates are P-256 (formats 0 and 1)", field="format_version")
+            raise CertError(
+                AtcacertCode.UNIMPLEMENTED,
+                "compressed certificate format version 2 (signatures larger than "
+                "P-256, continued past byte 72) is not supported: atcaprov "
+                "certificates are P-256 (formats 0 and 1)",
+                field="format_version",
+            )
         if fmt is not None and fmt not in COMP_FORMATS:
-            raise CertError(AtcacertCode.DECODING_ERROR,
-                            f"compressed certificate format version {fmt} is unknown "
-                            f"(CryptoAuthLib defines {', '.join(map(str, COMP_FORMATS))})",
-                            field="format_version")
+            raise CertError(
+                AtcacertCode.DECODING_ERROR,
+                f"compressed certificate format version {fmt} is unknown "
+                f"(CryptoAuthLib defines {', '.join(map(str, COMP_FORMATS))})",
+                field="format_version",
+            )
         if len(data) != COMP_CERT_SIZE:
-            raise CertError(AtcacertCode.BAD_PARAMS,
-                            f"compressed certificate must be {COMP_CERT_SIZE} bytes, "
-                            f"got {len(data)}")
-        return cls(data[:64], data[64:67], data[67:69], data[69] >> 4, data[69] & 0x0F,
-                   data[70] >> 4, data[70] & 0x0F, data[71])
+            raise CertError(
+                AtcacertCode.BAD_PARAMS,
+                f"compressed certificate must be {COMP_CERT_SIZE} bytes, got {len(data)}",
+            )
+        return cls(
+            data[:64],
+            data[64:67],
+            data[67:69],
+            data[69] >> 4,
+            data[69] & 0x0F,
+            data[70] >> 4,
+            data[70] & 0x0F,
+            data[71],
+        )
 
     def dates(self, expire_format: DateFormat) -> tuple[CertDate, CertDate, int]:
         """(issue date, expire date, expire years) as a rebuild writes them."""
-        return decode_compressed_dates(self.enc_dates, expire_format,
-                                       format_version=self.format_version, ext=self.reserved)
+        return decode_compressed_dates(
+            self.enc_dates, expire_format, format_version=self.format_version, ext=self.reserved
+        )

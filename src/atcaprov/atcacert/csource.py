@@ -31,12 +31,49 @@ class Token:
     value: int | str | None = None
 
 
-_PUNCT = ("<<", ">>", "{", "}", "[", "]", "(", ")", "=", ",", ";", ".", "&", "*", "/", "+",
-          "-", "%", "|", "^", "~", ":", "?", "<", ">", "!")
+_PUNCT = (
+    "<<",
+    ">>",
+    "{",
+    "}",
+    "[",
+    "]",
+    "(",
+    ")",
+    "=",
+    ",",
+    ";",
+    ".",
+    "&",
+    "*",
+    "/",
+    "+",
+    "-",
+    "%",
+    "|",
+    "^",
+    "~",
+    ":",
+    "?",
+    "<",
+    ">",
+    "!",
+)
 _NUM_RE = re.compile(r"(0[xX][0-9a-fA-F]+|0[bB][01]+|[0-9]+)([uUlL]*)")
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "\\": "\\", "'": "'", '"': '"',
-            "a": "\a", "b": "\b", "f": "\f", "v": "\v"}
+_ESCAPES = {
+    "n": "\n",
+    "t": "\t",
+    "r": "\r",
+    "0": "\0",
+    "\\": "\\",
+    "'": "'",
+    '"': '"',
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "v": "\v",
+}
 
 
 class _Lexer:
@@ -51,8 +88,9 @@ class _Lexer:
         self.function_macros: set[str] = set()
 
     def error(self, message: str, line: int, col: int, expected: str | None = None) -> CSourceError:
-        return CSourceError(message, filename=self.filename, line=line, column=col,
-                            expected=expected)
+        return CSourceError(
+            message, filename=self.filename, line=line, column=col, expected=expected
+        )
 
     @property
     def col(self) -> int:
@@ -96,7 +134,7 @@ class _Lexer:
         return True
 
     def _at_line_start(self) -> bool:
-        return self.text[self.line_start:self.pos].strip() == ""
+        return self.text[self.line_start : self.pos].strip() == ""
 
     def _directive(self) -> None:
         line, col = self.line, self.col
@@ -124,11 +162,11 @@ class _Lexer:
                     nl = self.text.find("\n", self.pos)
                     self.pos = nl + 1
                     self._newline()
-                chunks.append(self.text[self.pos:close + 2])
+                chunks.append(self.text[self.pos : close + 2])
                 self.pos = close + 2
                 rest_end = self.text.find("\n", self.pos)
                 rest_end = len(self.text) if rest_end < 0 else rest_end
-                chunks.append(self.text[self.pos:rest_end])
+                chunks.append(self.text[self.pos : rest_end])
                 self.pos = rest_end
             break
         body = re.sub(r"/\*.*?\*/", " ", " ".join(chunks))
@@ -178,8 +216,7 @@ class _Lexer:
             self._skip_space()
             if self.pos >= len(self.text):
                 if self.cond:
-                    raise self.error("missing #endif at end of file", self.line, self.col,
-                                     "#endif")
+                    raise self.error("missing #endif at end of file", self.line, self.col, "#endif")
                 return Token("eof", "", self.line, self.col)
             if self.text[self.pos] == "#" and self._at_line_start():
                 self._directive()
@@ -210,8 +247,12 @@ class _Lexer:
             else:
                 value = int(digits)
             if self.pos < len(text) and (text[self.pos].isalnum() or text[self.pos] == "_"):
-                raise self.error(f"bad number {text[m.start():self.pos + 1]!r}", line, col,
-                                 "a decimal, hex or octal integer")
+                raise self.error(
+                    f"bad number {text[m.start() : self.pos + 1]!r}",
+                    line,
+                    col,
+                    "a decimal, hex or octal integer",
+                )
             return Token("number", m.group(0), line, col, value)
         if ch in "\"'":
             return self._quoted(ch, line, col)
@@ -233,9 +274,9 @@ class _Lexer:
                 self.pos += 1
                 break
             if ch == "\\":
-                nxt = text[self.pos + 1:self.pos + 2]
+                nxt = text[self.pos + 1 : self.pos + 2]
                 if nxt == "x":
-                    m = re.match(r"[0-9a-fA-F]{1,2}", text[self.pos + 2:])
+                    m = re.match(r"[0-9a-fA-F]{1,2}", text[self.pos + 2 :])
                     if not m:
                         raise self.error("bad \\x escape", self.line, self.col)
                     out.append(chr(int(m.group(0), 16)))
@@ -252,7 +293,7 @@ class _Lexer:
         if quote == "'":
             if len(value) != 1:
                 raise self.error("character literal must hold one character", line, col)
-            return Token("char", text[col - 1:self.pos], line, col, ord(value))
+            return Token("char", text[col - 1 : self.pos], line, col, ord(value))
         return Token("string", value, line, col, value)
 
 
@@ -340,10 +381,38 @@ class CFile:
         return [v for v in self.variables.values() if v.type_name == type_name]
 
 
-_QUALIFIERS = {"const", "static", "extern", "volatile", "register", "inline", "signed",
-               "unsigned", "struct", "enum", "union", "SHARED_LIB_EXPORT", "ATCA_DLL"}
-_TYPE_WORDS = {"uint8_t", "int8_t", "uint16_t", "int16_t", "uint32_t", "int32_t", "char",
-               "int", "short", "long", "size_t", "bool", "unsigned", "signed", "uint64_t"}
+_QUALIFIERS = {
+    "const",
+    "static",
+    "extern",
+    "volatile",
+    "register",
+    "inline",
+    "signed",
+    "unsigned",
+    "struct",
+    "enum",
+    "union",
+    "SHARED_LIB_EXPORT",
+    "ATCA_DLL",
+}
+_TYPE_WORDS = {
+    "uint8_t",
+    "int8_t",
+    "uint16_t",
+    "int16_t",
+    "uint32_t",
+    "int32_t",
+    "char",
+    "int",
+    "short",
+    "long",
+    "size_t",
+    "bool",
+    "unsigned",
+    "signed",
+    "uint64_t",
+}
 
 
 class _Parser:
@@ -367,8 +436,9 @@ class _Parser:
             return tok
         if depth > 32:
             raise self.error(f"macro {tok.text!r} expands without end", tok)
-        body = [Token(t.kind, t.text, tok.line, tok.col, t.value)
-                for t in self.lex.macros[tok.text]]
+        body = [
+            Token(t.kind, t.text, tok.line, tok.col, t.value) for t in self.lex.macros[tok.text]
+        ]
         if not body:
             nxt = self.pending.pop(0) if self.pending else self.lex.next_raw()
             return self._expand(nxt, depth + 1)
@@ -386,8 +456,9 @@ class _Parser:
         return tok
 
     def error(self, message: str, tok: Token, expected: str | None = None) -> CSourceError:
-        return CSourceError(message, filename=self.filename, line=tok.line, column=tok.col,
-                            expected=expected)
+        return CSourceError(
+            message, filename=self.filename, line=tok.line, column=tok.col, expected=expected
+        )
 
     def expect(self, text: str, what: str | None = None) -> Token:
         tok = self.next()
@@ -423,10 +494,17 @@ class _Parser:
                 continue
             var = self._declaration()
             if var is not None:
-                if var.name in out.variables and out.variables[var.name].init is not None \
-                        and var.init is not None:
-                    raise CSourceError(f"{var.name!r} defined twice", filename=self.filename,
-                                       line=var.line, column=var.col)
+                if (
+                    var.name in out.variables
+                    and out.variables[var.name].init is not None
+                    and var.init is not None
+                ):
+                    raise CSourceError(
+                        f"{var.name!r} defined twice",
+                        filename=self.filename,
+                        line=var.line,
+                        column=var.col,
+                    )
                 if var.init is not None or var.name not in out.variables:
                     out.variables[var.name] = var
 
@@ -471,11 +549,15 @@ class _Parser:
         if len(words) < 2:
             tok = self.peek()
             shown = tok.text if tok.kind != "eof" else "end of file"
-            raise self.error(f"found {shown!r}", tok, "a declaration such as "
-                             "'const uint8_t name[] = {...};'")
+            raise self.error(
+                f"found {shown!r}", tok, "a declaration such as 'const uint8_t name[] = {...};'"
+            )
         name_tok = words[-1]
-        type_words = [w.text for w in words[:-1] if w.text not in _QUALIFIERS or
-                      w.text in ("signed", "unsigned")]
+        type_words = [
+            w.text
+            for w in words[:-1]
+            if w.text not in _QUALIFIERS or w.text in ("signed", "unsigned")
+        ]
         type_name = type_words[-1] if type_words else "int"
         if self.peek().text == "(":  # function prototype or definition
             self._skip_balanced("(", ")")
@@ -496,14 +578,15 @@ class _Parser:
             init = self.initializer()
         end = self.next()
         if end.text == ",":
-            raise self.error("several declarators in one statement are not supported", end,
-                             "';'")
+            raise self.error("several declarators in one statement are not supported", end, "';'")
         if end.text != ";":
             shown = end.text if end.kind != "eof" else "end of file"
-            raise self.error(f"found {shown!r} after the definition of {name_tok.text!r}", end,
-                             "';'")
-        return CVar(name_tok.text, type_name, tuple(dims), init, name_tok.line, name_tok.col,
-                    pointer)
+            raise self.error(
+                f"found {shown!r} after the definition of {name_tok.text!r}", end, "';'"
+            )
+        return CVar(
+            name_tok.text, type_name, tuple(dims), init, name_tok.line, name_tok.col, pointer
+        )
 
     # initialisers
     def initializer(self) -> Node:
@@ -542,8 +625,14 @@ class _Parser:
     def expr(self) -> Node:
         return self._binary(0)
 
-    _LEVELS: tuple[tuple[str, ...], ...] = (("|",), ("^",), ("&",), ("<<", ">>"), ("+", "-"),
-                                            ("*", "/", "%"))
+    _LEVELS: tuple[tuple[str, ...], ...] = (
+        ("|",),
+        ("^",),
+        ("&",),
+        ("<<", ">>"),
+        ("+", "-"),
+        ("*", "/", "%"),
+    )
 
     def _binary(self, level: int) -> Node:
         if level == len(self._LEVELS):
@@ -561,8 +650,10 @@ class _Parser:
     def _is_type_start(self, ahead: int) -> bool:
         """A parenthesised type name starts at ``ahead`` (words and '*' up to ')')."""
         tok = self.peek(ahead)
-        if not (tok.kind == "ident" and (tok.text in _TYPE_WORDS or tok.text in _QUALIFIERS
-                                         or tok.text.endswith("_t"))):
+        if not (
+            tok.kind == "ident"
+            and (tok.text in _TYPE_WORDS or tok.text in _QUALIFIERS or tok.text.endswith("_t"))
+        ):
             return False
         i = ahead + 1
         while i < ahead + 8:
@@ -638,13 +729,29 @@ def parse_c_source(text: str, filename: str = "<string>") -> CFile:
 
 
 # ---- evaluation -------------------------------------------------------------------------------
-_BASIC_SIZES = {"uint8_t": 1, "int8_t": 1, "char": 1, "unsigned char": 1, "signed char": 1,
-                "bool": 1, "uint16_t": 2, "int16_t": 2, "short": 2, "uint32_t": 4,
-                "int32_t": 4, "int": 4, "unsigned": 4, "unsigned int": 4, "long": 8,
-                "size_t": 8, "uint64_t": 8,
-                # atcacert structures (packed, 2016 layout); only ratios matter in practice
-                "atcacert_device_loc_t": 7, "atcacert_cert_loc_t": 4,
-                "atcacert_cert_element_t": 27}
+_BASIC_SIZES = {
+    "uint8_t": 1,
+    "int8_t": 1,
+    "char": 1,
+    "unsigned char": 1,
+    "signed char": 1,
+    "bool": 1,
+    "uint16_t": 2,
+    "int16_t": 2,
+    "short": 2,
+    "uint32_t": 4,
+    "int32_t": 4,
+    "int": 4,
+    "unsigned": 4,
+    "unsigned int": 4,
+    "long": 8,
+    "size_t": 8,
+    "uint64_t": 8,
+    # atcacert structures (packed, 2016 layout); only ratios matter in practice
+    "atcacert_device_loc_t": 7,
+    "atcacert_cert_loc_t": 4,
+    "atcacert_cert_element_t": 27,
+}
 
 
 class Evaluator:
@@ -655,8 +762,13 @@ class Evaluator:
         self.constants = dict(constants)
 
     def error(self, message: str, node: Node | CVar, expected: str | None = None) -> CSourceError:
-        return CSourceError(message, filename=self.cfile.filename, line=node.line,
-                            column=node.col, expected=expected)
+        return CSourceError(
+            message,
+            filename=self.cfile.filename,
+            line=node.line,
+            column=node.col,
+            expected=expected,
+        )
 
     def variable(self, name: str, node: Node) -> CVar:
         var = self.cfile.variables.get(name)
@@ -687,8 +799,9 @@ class Evaluator:
     def sizeof(self, node: SizeOf) -> int:
         if node.type_name is not None:
             if node.type_name in self.cfile.variables:  # a variable named like a type (x_t)
-                return self.sizeof(SizeOf(node.line, node.col,
-                                          Ident(node.line, node.col, node.type_name)))
+                return self.sizeof(
+                    SizeOf(node.line, node.col, Ident(node.line, node.col, node.type_name))
+                )
             return self.type_size(node.type_name, node)
         target = node.target
         if isinstance(target, Ident):
@@ -718,8 +831,16 @@ class Evaluator:
             a, b = self.integer(node.left), self.integer(node.right)
             if node.op in ("/", "%") and b == 0:
                 raise self.error("division by zero", node)
-            ops = {"+": a + b, "-": a - b, "*": a * b, "|": a | b, "&": a & b, "^": a ^ b,
-                   "<<": a << b if 0 <= b < 64 else 0, ">>": a >> b if 0 <= b < 64 else 0}
+            ops = {
+                "+": a + b,
+                "-": a - b,
+                "*": a * b,
+                "|": a | b,
+                "&": a & b,
+                "^": a ^ b,
+                "<<": a << b if 0 <= b < 64 else 0,
+                ">>": a >> b if 0 <= b < 64 else 0,
+            }
             if node.op == "/":
                 return int(a / b)
             if node.op == "%":

@@ -16,7 +16,7 @@ def c_hex_bytes(data: bytes, indent: str = "    ") -> str:
     """Comma-separated ``0x..`` lines, 16 bytes a line with a gap after 8."""
     lines = []
     for i in range(0, len(data), 16):
-        chunk = data[i:i + 16]
+        chunk = data[i : i + 16]
         left = ", ".join(f"0x{b:02X}" for b in chunk[:8])
         right = ", ".join(f"0x{b:02X}" for b in chunk[8:])
         line = indent + left + ("," + "  " + right if right else "")
@@ -24,23 +24,25 @@ def c_hex_bytes(data: bytes, indent: str = "    ") -> str:
     return ",\n".join(lines)
 
 
-def c_byte_array(name: str, data: bytes, *, const: bool = True, comment: str | None = None,
-                 sized: bool = False) -> str:
+def c_byte_array(
+    name: str, data: bytes, *, const: bool = True, comment: str | None = None, sized: bool = False
+) -> str:
     head = f"/* {comment} */\n" if comment else ""
     size = str(len(data)) if sized else ""
-    return (f"{head}{'const ' if const else ''}uint8_t {name}[{size}] = {{\n"
-            f"{c_hex_bytes(data)}\n}};\n")
+    return (
+        f"{head}{'const ' if const else ''}uint8_t {name}[{size}] = {{\n{c_hex_bytes(data)}\n}};\n"
+    )
 
 
 def c_string(text: str) -> str:
     out = []
     for ch in text:
-        if ch in "\\\"":
+        if ch in '\\"':
             out.append("\\" + ch)
         elif 32 <= ord(ch) < 127:
             out.append(ch)
         else:
-            out.extend(f"\\x{b:02X}\"\"" for b in ch.encode("utf-8"))
+            out.extend(f'\\x{b:02X}""' for b in ch.encode("utf-8"))
     return '"' + "".join(out) + '"'
 
 
@@ -52,9 +54,11 @@ def check_c_name(name: str, what: str) -> str:
 
 def _dev_loc(loc: DeviceLoc, indent: str) -> str:
     i2 = indent + "    "
-    return (f"{{\n{i2}.zone      = {loc.zone.c_name},\n{i2}.slot      = {loc.slot},\n"
-            f"{i2}.is_genkey = {int(loc.is_genkey)},\n{i2}.offset    = {loc.offset},\n"
-            f"{i2}.count     = {loc.count}\n{indent}}}")
+    return (
+        f"{{\n{i2}.zone      = {loc.zone.c_name},\n{i2}.slot      = {loc.slot},\n"
+        f"{i2}.is_genkey = {int(loc.is_genkey)},\n{i2}.offset    = {loc.offset},\n"
+        f"{i2}.count     = {loc.count}\n{indent}}}"
+    )
 
 
 def _cert_loc(loc: CertLoc, indent: str) -> str:
@@ -64,7 +68,7 @@ def _cert_loc(loc: CertLoc, indent: str) -> str:
 
 def cert_def_names(name: str) -> tuple[str, str, str]:
     """(def, template, elements) variable names for a def name such as ``2_device``."""
-    base = name[len("g_cert_def_"):] if name.startswith("g_cert_def_") else name
+    base = name[len("g_cert_def_") :] if name.startswith("g_cert_def_") else name
     check_c_name("g_" + base, "name")
     return f"g_cert_def_{base}", f"g_cert_template_{base}", f"g_cert_elements_{base}"
 
@@ -79,15 +83,20 @@ def cert_def_to_c(d: CertDef, name: str, *, include: bool = True) -> str:
     if d.cert_elements:
         items = []
         for el in d.cert_elements:
-            items.append(f"    {{\n        .id         = {c_string(el.id)},\n"
-                         f"        .device_loc = {_dev_loc(el.device_loc, '        ')},\n"
-                         f"        .cert_loc   = {_cert_loc(el.cert_loc, '        ')}\n    }}")
-        out.append(f"const atcacert_cert_element_t {el_name}[] = {{\n" + ",\n".join(items)
-                   + "\n};\n")
+            items.append(
+                f"    {{\n        .id         = {c_string(el.id)},\n"
+                f"        .device_loc = {_dev_loc(el.device_loc, '        ')},\n"
+                f"        .cert_loc   = {_cert_loc(el.cert_loc, '        ')}\n    }}"
+            )
+        out.append(
+            f"const atcacert_cert_element_t {el_name}[] = {{\n" + ",\n".join(items) + "\n};\n"
+        )
     std = []
     for idx, loc in zip(StdCertElement, d.std_cert_elements, strict=True):
-        std.append(f"        {{ // {idx.c_name}\n            .offset = {loc.offset},\n"
-                   f"            .count  = {loc.count}\n        }}")
+        std.append(
+            f"        {{ // {idx.c_name}\n            .offset = {loc.offset},\n"
+            f"            .count  = {loc.count}\n        }}"
+        )
     fields = [
         f".type                   = {d.cert_type.c_name}",
         f".template_id            = {d.template_id}",
@@ -104,17 +113,19 @@ def cert_def_to_c(d: CertDef, name: str, *, include: bool = True) -> str:
         ".std_cert_elements      = {\n" + ",\n".join(std) + "\n    }",
     ]
     if d.cert_elements:
-        fields += [f".cert_elements          = {el_name}",
-                   f".cert_elements_count    = sizeof({el_name}) / sizeof({el_name}[0])"]
+        fields += [
+            f".cert_elements          = {el_name}",
+            f".cert_elements_count    = sizeof({el_name}) / sizeof({el_name}[0])",
+        ]
     else:
         fields += [".cert_elements          = NULL", ".cert_elements_count    = 0"]
-    fields += [f".cert_template          = {tmpl_name}",
-               f".cert_template_size     = sizeof({tmpl_name})"]
+    fields += [
+        f".cert_template          = {tmpl_name}",
+        f".cert_template_size     = sizeof({tmpl_name})",
+    ]
     if d.ca_cert_def:
         check_c_name(d.ca_cert_def, "ca_cert_def")
-        out.insert(1 if include else 0,
-                   f"extern const atcacert_def_t {d.ca_cert_def};\n")
+        out.insert(1 if include else 0, f"extern const atcacert_def_t {d.ca_cert_def};\n")
         fields.append(f".ca_cert_def            = &{d.ca_cert_def}")
-    out.append(f"const atcacert_def_t {def_name} = {{\n    " + ",\n    ".join(fields)
-               + "\n};\n")
+    out.append(f"const atcacert_def_t {def_name} = {{\n    " + ",\n    ".join(fields) + "\n};\n")
     return "\n".join(out)

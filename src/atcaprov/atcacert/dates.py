@@ -82,19 +82,30 @@ class CertDate:
     def to_datetime(self) -> datetime:
         """As an aware UTC datetime (fails for dates the calendar does not have, e.g. 29 Feb)."""
         try:
-            return datetime(self.year, self.month, self.day, self.hour, self.minute,
-                            self.second, tzinfo=timezone.utc)
+            return datetime(
+                self.year,
+                self.month,
+                self.day,
+                self.hour,
+                self.minute,
+                self.second,
+                tzinfo=timezone.utc,
+            )
         except ValueError as exc:
-            raise CertError(AtcacertCode.INVALID_DATE, f"{self} is not a calendar date: {exc}") \
-                from exc
+            raise CertError(
+                AtcacertCode.INVALID_DATE, f"{self} is not a calendar date: {exc}"
+            ) from exc
 
     def plus_years(self, years: int) -> CertDate:
-        return CertDate(self.year + years, self.month, self.day, self.hour, self.minute,
-                        self.second)
+        return CertDate(
+            self.year + years, self.month, self.day, self.hour, self.minute, self.second
+        )
 
     def __str__(self) -> str:
-        return (f"{self.year:04d}-{self.month:02d}-{self.day:02d} "
-                f"{self.hour:02d}:{self.minute:02d}:{self.second:02d}")
+        return (
+            f"{self.year:04d}-{self.month:02d}-{self.day:02d} "
+            f"{self.hour:02d}:{self.minute:02d}:{self.second:02d}"
+        )
 
 
 _MAX_DATES: dict[DateFormat, CertDate] = {
@@ -112,8 +123,13 @@ def max_date(fmt: DateFormat) -> CertDate:
 
 
 def _check_fields(d: CertDate) -> None:
-    if not (1 <= d.month <= 12 and 1 <= d.day <= 31 and 0 <= d.hour <= 23
-            and 0 <= d.minute <= 59 and 0 <= d.second <= 59):
+    if not (
+        1 <= d.month <= 12
+        and 1 <= d.day <= 31
+        and 0 <= d.hour <= 23
+        and 0 <= d.minute <= 59
+        and 0 <= d.second <= 59
+    ):
         raise CertError(AtcacertCode.INVALID_DATE, f"date fields out of range: {d}")
 
 
@@ -124,25 +140,27 @@ def encode_date(fmt: DateFormat, d: CertDate) -> bytes:
     _check_fields(d)
     if fmt is DateFormat.RFC5280_UTC:
         if not 1950 <= d.year <= 2049:
-            raise CertError(AtcacertCode.INVALID_DATE,
-                            f"year {d.year} cannot be written as UTCTime (1950-2049)")
-        text = (f"{d.year % 100:02d}{d.month:02d}{d.day:02d}"
-                f"{d.hour:02d}{d.minute:02d}{d.second:02d}Z")
+            raise CertError(
+                AtcacertCode.INVALID_DATE, f"year {d.year} cannot be written as UTCTime (1950-2049)"
+            )
+        text = (
+            f"{d.year % 100:02d}{d.month:02d}{d.day:02d}{d.hour:02d}{d.minute:02d}{d.second:02d}Z"
+        )
     elif fmt is DateFormat.RFC5280_GEN:
         if not 0 <= d.year <= 9999:
             raise CertError(AtcacertCode.INVALID_DATE, f"year {d.year} out of 0-9999")
-        text = (f"{d.year:04d}{d.month:02d}{d.day:02d}"
-                f"{d.hour:02d}{d.minute:02d}{d.second:02d}Z")
+        text = f"{d.year:04d}{d.month:02d}{d.day:02d}{d.hour:02d}{d.minute:02d}{d.second:02d}Z"
     elif fmt is DateFormat.ISO8601_SEP:
         if not 0 <= d.year <= 9999:
             raise CertError(AtcacertCode.INVALID_DATE, f"year {d.year} out of 0-9999")
-        text = (f"{d.year:04d}-{d.month:02d}-{d.day:02d}T"
-                f"{d.hour:02d}:{d.minute:02d}:{d.second:02d}Z")
+        text = f"{d.year:04d}-{d.month:02d}-{d.day:02d}T{d.hour:02d}:{d.minute:02d}:{d.second:02d}Z"
     else:
         seconds = calendar.timegm((d.year, d.month, d.day, d.hour, d.minute, d.second, 0, 0, 0))
         if not 0 <= seconds <= 0xFFFFFFFF:
-            raise CertError(AtcacertCode.INVALID_DATE,
-                            f"{d} is outside the POSIX uint32 range (1970 - 2106-02-07)")
+            raise CertError(
+                AtcacertCode.INVALID_DATE,
+                f"{d} is outside the POSIX uint32 range (1970 - 2106-02-07)",
+            )
         order: Literal["big", "little"] = "big" if fmt is DateFormat.POSIX_UINT32_BE else "little"
         return seconds.to_bytes(4, order)
     return text.encode("ascii")
@@ -151,11 +169,13 @@ def encode_date(fmt: DateFormat, d: CertDate) -> bytes:
 _TEXT_FORMS: dict[DateFormat, re.Pattern[bytes]] = {
     DateFormat.RFC5280_UTC: re.compile(rb"(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z\Z"),
     DateFormat.RFC5280_GEN: re.compile(rb"(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z\Z"),
-    DateFormat.ISO8601_SEP: re.compile(
-        rb"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)Z\Z"),
+    DateFormat.ISO8601_SEP: re.compile(rb"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)Z\Z"),
 }
-_SHAPES = {DateFormat.RFC5280_UTC: "YYMMDDhhmmssZ", DateFormat.RFC5280_GEN: "YYYYMMDDhhmmssZ",
-           DateFormat.ISO8601_SEP: "YYYY-MM-DDThh:mm:ssZ"}
+_SHAPES = {
+    DateFormat.RFC5280_UTC: "YYMMDDhhmmssZ",
+    DateFormat.RFC5280_GEN: "YYYYMMDDhhmmssZ",
+    DateFormat.ISO8601_SEP: "YYYY-MM-DDThh:mm:ssZ",
+}
 
 
 def decode_date(fmt: DateFormat, data: bytes) -> CertDate:
@@ -163,19 +183,21 @@ def decode_date(fmt: DateFormat, data: bytes) -> CertDate:
     if not isinstance(fmt, DateFormat):
         fmt = DateFormat(fmt)
     if len(data) != fmt.size:
-        raise CertError(AtcacertCode.DECODING_ERROR,
-                        f"{fmt.c_name} date must be {fmt.size} bytes, got {len(data)}")
+        raise CertError(
+            AtcacertCode.DECODING_ERROR,
+            f"{fmt.c_name} date must be {fmt.size} bytes, got {len(data)}",
+        )
     pattern = _TEXT_FORMS.get(fmt)
     if pattern is None:
-        order: Literal["big", "little"] = (
-            "big" if fmt is DateFormat.POSIX_UINT32_BE else "little")
+        order: Literal["big", "little"] = "big" if fmt is DateFormat.POSIX_UINT32_BE else "little"
         value = datetime(1970, 1, 1) + timedelta(seconds=int.from_bytes(data, order))
-        return CertDate(value.year, value.month, value.day, value.hour, value.minute,
-                        value.second)
+        return CertDate(value.year, value.month, value.day, value.hour, value.minute, value.second)
     m = pattern.match(bytes(data))
     if m is None:
-        raise CertError(AtcacertCode.DECODING_ERROR,
-                        f"{fmt.c_name} date {bytes(data)!r} is not of the form {_SHAPES[fmt]}")
+        raise CertError(
+            AtcacertCode.DECODING_ERROR,
+            f"{fmt.c_name} date {bytes(data)!r} is not of the form {_SHAPES[fmt]}",
+        )
     year, month, day, hour, minute, second = map(int, m.groups())
     if fmt is DateFormat.RFC5280_UTC:
         year += 2000 if year < 50 else 1900
@@ -206,43 +228,64 @@ def compressed_format_for(issue: CertDate, expire_years: int) -> int:
     year outside 2000-2127 or a validity outside 0-127 years.
     """
     if not COMP_ISSUE_YEAR_MIN <= issue.year <= COMP_ISSUE_YEAR_MAX:
-        raise CertError(AtcacertCode.INVALID_DATE,
-                        f"issue year {issue.year} cannot be stored in a compressed certificate "
-                        f"(limit {COMP_ISSUE_YEAR_MIN}-{COMP_ISSUE_YEAR_MAX}; format 0 stops at "
-                        f"{FORMAT0_ISSUE_YEAR_MAX})", field="issue_date")
+        raise CertError(
+            AtcacertCode.INVALID_DATE,
+            f"issue year {issue.year} cannot be stored in a compressed certificate "
+            f"(limit {COMP_ISSUE_YEAR_MIN}-{COMP_ISSUE_YEAR_MAX}; format 0 stops at "
+            f"{FORMAT0_ISSUE_YEAR_MAX})",
+            field="issue_date",
+        )
     if not 0 <= expire_years <= COMP_EXPIRE_YEARS_MAX:
-        raise CertError(AtcacertCode.INVALID_DATE,
-                        f"expire years {expire_years} cannot be stored in a compressed "
-                        f"certificate (limit 0-{COMP_EXPIRE_YEARS_MAX}; format 0 stops at "
-                        f"{FORMAT0_EXPIRE_YEARS_MAX})", field="expire_years")
+        raise CertError(
+            AtcacertCode.INVALID_DATE,
+            f"expire years {expire_years} cannot be stored in a compressed "
+            f"certificate (limit 0-{COMP_EXPIRE_YEARS_MAX}; format 0 stops at "
+            f"{FORMAT0_EXPIRE_YEARS_MAX})",
+            field="expire_years",
+        )
     if issue.year > FORMAT0_ISSUE_YEAR_MAX or expire_years > FORMAT0_EXPIRE_YEARS_MAX:
         return 1
     return 0
 
 
-def encode_compressed_dates(issue: CertDate, expire_years: int,
-                            format_version: int | None = None) -> CompressedDates:
+def encode_compressed_dates(
+    issue: CertDate, expire_years: int, format_version: int | None = None
+) -> CompressedDates:
     """Encode the dates (minutes/seconds are dropped) in ``format_version``, by default the one
     :func:`compressed_format_for` picks. Format 0 refuses what only formats 1-2 can hold."""
     chosen = compressed_format_for(issue, expire_years)
     if format_version is None:
         format_version = chosen
     elif format_version not in COMP_FORMATS:
-        raise CertError(AtcacertCode.BAD_CERT,
-                        f"compressed certificate format version {format_version} is not one of "
-                        f"{', '.join(map(str, COMP_FORMATS))}", field="format_version")
+        raise CertError(
+            AtcacertCode.BAD_CERT,
+            f"compressed certificate format version {format_version} is not one of "
+            f"{', '.join(map(str, COMP_FORMATS))}",
+            field="format_version",
+        )
     elif format_version == 0 and chosen != 0:
         field = "issue_date" if issue.year > FORMAT0_ISSUE_YEAR_MAX else "expire_years"
-        raise CertError(AtcacertCode.INVALID_DATE,
-                        f"issue year {issue.year} with {expire_years} expire years does not fit "
-                        f"format 0 (issue years {COMP_ISSUE_YEAR_MIN}-{FORMAT0_ISSUE_YEAR_MAX}, "
-                        f"expire years 0-{FORMAT0_EXPIRE_YEARS_MAX})", field=field)
+        raise CertError(
+            AtcacertCode.INVALID_DATE,
+            f"issue year {issue.year} with {expire_years} expire years does not fit "
+            f"format 0 (issue years {COMP_ISSUE_YEAR_MIN}-{FORMAT0_ISSUE_YEAR_MAX}, "
+            f"expire years 0-{FORMAT0_EXPIRE_YEARS_MAX})",
+            field=field,
+        )
     if not (1 <= issue.month <= 12 and 1 <= issue.day <= 31 and 0 <= issue.hour <= 23):
-        raise CertError(AtcacertCode.INVALID_DATE, f"issue date fields out of range: {issue}",
-                        field="issue_date")
+        raise CertError(
+            AtcacertCode.INVALID_DATE,
+            f"issue date fields out of range: {issue}",
+            field="issue_date",
+        )
     year = issue.year - 2000
-    value = ((year & 0x1F) << 19) | (issue.month << 15) | (issue.day << 10) \
-        | (issue.hour << 5) | (expire_years & 0x1F)
+    value = (
+        ((year & 0x1F) << 19)
+        | (issue.month << 15)
+        | (issue.day << 10)
+        | (issue.hour << 5)
+        | (expire_years & 0x1F)
+    )
     ext = ((year & 0x60) << 1) | ((expire_years & 0x60) >> 1)
     return CompressedDates(format_version, value.to_bytes(3, "big"), ext)
 
@@ -268,6 +311,5 @@ def decode_compressed_dates(
     if format_version in (1, 2):
         year |= (ext & 0xC0) >> 1
         years |= (ext & 0x30) << 1
-    issue = CertDate(2000 + year, (value >> 15) & 0x0F, (value >> 10) & 0x1F,
-                     (value >> 5) & 0x1F)
+    issue = CertDate(2000 + year, (value >> 15) & 0x0F, (value >> 10) & 0x1F, (value >> 5) & 0x1F)
     return issue, expire_date_for(issue, years, expire_format), years

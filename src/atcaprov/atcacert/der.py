@@ -41,8 +41,7 @@ def encode_length(length: int) -> bytes:
 def read_tlv(buf: bytes | bytearray, offset: int, *, what: str = "DER element") -> Tlv:
     """Parse the header at ``offset``; the value must fit inside ``buf``."""
     if offset + 2 > len(buf):
-        raise CertError(AtcacertCode.DECODING_ERROR,
-                        f"{what} at offset {offset}: truncated header")
+        raise CertError(AtcacertCode.DECODING_ERROR, f"{what} at offset {offset}: truncated header")
     tag = buf[offset]
     first = buf[offset + 1]
     if first < 0x80:
@@ -50,14 +49,17 @@ def read_tlv(buf: bytes | bytearray, offset: int, *, what: str = "DER element") 
     else:
         n = first & 0x7F
         if n == 0 or n > 3 or offset + 2 + n > len(buf):
-            raise CertError(AtcacertCode.DECODING_ERROR,
-                            f"{what} at offset {offset}: bad length byte 0x{first:02X}")
-        length = int.from_bytes(buf[offset + 2:offset + 2 + n], "big")
+            raise CertError(
+                AtcacertCode.DECODING_ERROR,
+                f"{what} at offset {offset}: bad length byte 0x{first:02X}",
+            )
+        length = int.from_bytes(buf[offset + 2 : offset + 2 + n], "big")
         value_offset = offset + 2 + n
     if value_offset + length > len(buf):
-        raise CertError(AtcacertCode.DECODING_ERROR,
-                        f"{what} at offset {offset}: length {length} runs past the end "
-                        f"({len(buf)} bytes)")
+        raise CertError(
+            AtcacertCode.DECODING_ERROR,
+            f"{what} at offset {offset}: length {length} runs past the end ({len(buf)} bytes)",
+        )
     return Tlv(tag, offset, value_offset, length)
 
 
@@ -67,8 +69,10 @@ def children(buf: bytes | bytearray, parent: Tlv, *, what: str = "DER element") 
     while pos < parent.end:
         child = read_tlv(buf, pos, what=what)
         if child.end > parent.end:
-            raise CertError(AtcacertCode.DECODING_ERROR,
-                            f"{what} at offset {pos} runs past its parent at {parent.offset}")
+            raise CertError(
+                AtcacertCode.DECODING_ERROR,
+                f"{what} at offset {pos} runs past its parent at {parent.offset}",
+            )
         out.append(child)
         pos = child.end
     return out
@@ -93,9 +97,11 @@ def encode_ecdsa_sig_value(sig: bytes) -> bytes:
 def _read_int(buf: bytes, off: int) -> tuple[bytes, int]:
     t = read_tlv(buf, off, what="signature INTEGER")
     if t.tag != 0x02 or t.length == 0:
-        raise CertError(AtcacertCode.DECODING_ERROR,
-                        f"signature: expected INTEGER at offset {off}, got tag 0x{t.tag:02X}")
-    value = buf[t.value_offset:t.end]
+        raise CertError(
+            AtcacertCode.DECODING_ERROR,
+            f"signature: expected INTEGER at offset {off}, got tag 0x{t.tag:02X}",
+        )
+    value = buf[t.value_offset : t.end]
     if len(value) > 33 or (len(value) == 33 and value[0] != 0):
         raise CertError(AtcacertCode.DECODING_ERROR, "signature integer longer than 32 bytes")
     return value[-32:].rjust(32, b"\x00"), t.end
@@ -105,9 +111,10 @@ def decode_ecdsa_sig_value(der: bytes) -> bytes:
     """Raw R||S from the signatureValue BIT STRING; the whole buffer must be that element."""
     bit = read_tlv(der, 0, what="signatureValue")
     if bit.tag != 0x03 or bit.end != len(der) or bit.length < 3 or der[bit.value_offset] != 0:
-        raise CertError(AtcacertCode.DECODING_ERROR,
-                        "signatureValue: expected a BIT STRING (03 L 00 ...) up to the end of "
-                        "the certificate")
+        raise CertError(
+            AtcacertCode.DECODING_ERROR,
+            "signatureValue: expected a BIT STRING (03 L 00 ...) up to the end of the certificate",
+        )
     seq = read_tlv(der, bit.value_offset + 1, what="ECDSA-Sig-Value")
     if seq.tag != 0x30 or seq.end != len(der):
         raise CertError(AtcacertCode.DECODING_ERROR, "ECDSA-Sig-Value: expected a SEQUENCE")
@@ -132,7 +139,10 @@ def set_outer_length(cert: bytearray, new_total: int) -> None:
     content = new_total - hdr
     enc = encode_length(content)
     if len(enc) != hdr - 1:
-        raise CertError(AtcacertCode.BAD_CERT,
-                        f"certificate length {content} needs {len(enc)} length bytes, the "
-                        f"template has {hdr - 1}", field="signature")
+        raise CertError(
+            AtcacertCode.BAD_CERT,
+            f"certificate length {content} needs {len(enc)} length bytes, the "
+            f"template has {hdr - 1}",
+            field="signature",
+        )
     cert[1:hdr] = enc

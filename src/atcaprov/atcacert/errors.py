@@ -60,16 +60,18 @@ class CertError(AtcaprovError):
 class CertDefError(CertError):
     """A certificate definition is inconsistent, or cannot fit every device of a product."""
 
-    def __init__(self, message: str, *, field: str | None = None,
-                 code: AtcacertCode = AtcacertCode.BAD_CERT) -> None:
+    def __init__(
+        self, message: str, *, field: str | None = None, code: AtcacertCode = AtcacertCode.BAD_CERT
+    ) -> None:
         super().__init__(code, message, field=field)
 
 
 class CSourceError(CertError):
     """A C source file (cert definition, cert info) could not be read: file, line, column."""
 
-    def __init__(self, message: str, *, filename: str, line: int, column: int,
-                 expected: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, filename: str, line: int, column: int, expected: str | None = None
+    ) -> None:
         self.filename = filename
         self.line = line
         self.column = column

@@ -31,15 +31,17 @@ class _Cert:
                 raise CertDefError("not one DER SEQUENCE", field="cert_der")
             top = children(der, self.outer, what="certificate")
             if len(top) != 3:
-                raise CertDefError("a certificate has 3 parts (tbs, algorithm, signature)",
-                                   field="cert_der")
+                raise CertDefError(
+                    "a certificate has 3 parts (tbs, algorithm, signature)", field="cert_der"
+                )
             self.tbs, _alg, self.sig = top
             parts = children(der, self.tbs, what="tbsCertificate")
         except CertError as exc:
             if isinstance(exc, CertDefError):
                 raise
-            raise CertDefError(exc.message, field="cert_der",
-                               code=AtcacertCode.DECODING_ERROR) from exc
+            raise CertDefError(
+                exc.message, field="cert_der", code=AtcacertCode.DECODING_ERROR
+            ) from exc
         if parts and parts[0].tag == 0xA0:
             parts = parts[1:]
         if len(parts) < 6:
@@ -50,7 +52,7 @@ class _Cert:
         _alg2, self.pubkey_bits = children(der, spki)
 
     def value(self, t: Tlv) -> bytes:
-        return self.der[t.value_offset:t.end]
+        return self.der[t.value_offset : t.end]
 
     def extension_value(self, oid: bytes) -> Tlv | None:
         if self.extensions is None:
@@ -68,50 +70,75 @@ def _date_loc(c: _Cert, t: Tlv, name: str) -> tuple[CertLoc, DateFormat]:
         return CertLoc(t.value_offset, 13), DateFormat.RFC5280_UTC
     if t.tag == 0x18 and t.length == 15:
         return CertLoc(t.value_offset, 15), DateFormat.RFC5280_GEN
-    raise CertDefError(f"tag 0x{t.tag:02X} length {t.length} is neither a 13-byte UTCTime nor "
-                       "a 15-byte GeneralizedTime", field=name)
+    raise CertDefError(
+        f"tag 0x{t.tag:02X} length {t.length} is neither a 13-byte UTCTime nor "
+        "a 15-byte GeneralizedTime",
+        field=name,
+    )
 
 
-def _expire_years(c: _Cert, issue_fmt: DateFormat, expire_fmt: DateFormat,
-                  expire_loc: CertLoc, issue_loc: CertLoc) -> int:
-    issue = decode_date(issue_fmt, c.der[issue_loc.offset:issue_loc.end])
-    expire = decode_date(expire_fmt, c.der[expire_loc.offset:expire_loc.end])
+def _expire_years(
+    c: _Cert, issue_fmt: DateFormat, expire_fmt: DateFormat, expire_loc: CertLoc, issue_loc: CertLoc
+) -> int:
+    issue = decode_date(issue_fmt, c.der[issue_loc.offset : issue_loc.end])
+    expire = decode_date(expire_fmt, c.der[expire_loc.offset : expire_loc.end])
     if expire == max_date(expire_fmt):
         return 0
     years = expire.year - issue.year
-    same_time = (expire.month, expire.day, expire.hour, expire.minute, expire.second) == \
-        (issue.month, issue.day, issue.hour, 0, 0)
+    same_time = (expire.month, expire.day, expire.hour, expire.minute, expire.second) == (
+        issue.month,
+        issue.day,
+        issue.hour,
+        0,
+        0,
+    )
     if 1 <= years <= COMP_EXPIRE_YEARS_MAX and same_time:
         return years
     if same_time and years > COMP_EXPIRE_YEARS_MAX:
-        raise CertDefError(f"validity of {years} years ({issue} to {expire}) exceeds the "
-                           f"{COMP_EXPIRE_YEARS_MAX} years a compressed certificate can hold",
-                           field="expire_years", code=AtcacertCode.INVALID_DATE)
-    raise CertDefError(f"expire date {expire} is not issue date {issue} plus whole years "
-                       f"(1-{COMP_EXPIRE_YEARS_MAX}, "
-                       "same month/day/hour, minutes 0) nor the no-expiry date "
-                       f"{max_date(expire_fmt)}: a compressed certificate cannot express it",
-                       field="expire_date", code=AtcacertCode.INVALID_DATE)
+        raise CertDefError(
+            f"validity of {years} years ({issue} to {expire}) exceeds the "
+            f"{COMP_EXPIRE_YEARS_MAX} years a compressed certificate can hold",
+            field="expire_years",
+            code=AtcacertCode.INVALID_DATE,
+        )
+    raise CertDefError(
+        f"expire date {expire} is not issue date {issue} plus whole years "
+        f"(1-{COMP_EXPIRE_YEARS_MAX}, "
+        "same month/day/hour, minutes 0) nor the no-expiry date "
+        f"{max_date(expire_fmt)}: a compressed certificate cannot express it",
+        field="expire_date",
+        code=AtcacertCode.INVALID_DATE,
+    )
 
 
 def _signer_id_loc(c: _Cert, where: str, text: bytes) -> CertLoc | None:
     name = c.subject if where == "subject" else c.issuer
-    blob = c.der[name.offset:name.end]
+    blob = c.der[name.offset : name.end]
     first = blob.find(text)
     if first < 0:
         return None
     if blob.find(text, first + 1) >= 0:
-        raise CertDefError(f"signer id text {text.decode()!r} occurs more than once in the "
-                           f"{where} name", field="signer_id")
+        raise CertDefError(
+            f"signer id text {text.decode()!r} occurs more than once in the {where} name",
+            field="signer_id",
+        )
     return CertLoc(name.offset + first, 4)
 
 
 def cert_def_from_cert(
-    cert_der: bytes, *, template_id: int, chain_id: int, sn_source: SnSource,
-    private_key_slot: int, public_key_dev_loc: DeviceLoc, comp_cert_dev_loc: DeviceLoc,
-    cert_sn_dev_loc: DeviceLoc | None = None, signer_id: bytes | str | None = None,
+    cert_der: bytes,
+    *,
+    template_id: int,
+    chain_id: int,
+    sn_source: SnSource,
+    private_key_slot: int,
+    public_key_dev_loc: DeviceLoc,
+    comp_cert_dev_loc: DeviceLoc,
+    cert_sn_dev_loc: DeviceLoc | None = None,
+    signer_id: bytes | str | None = None,
     signer_id_in: Literal["subject", "issuer"] | None = None,
-    cert_elements: Sequence[CertElement] = (), ca_cert_def: str | None = None,
+    cert_elements: Sequence[CertElement] = (),
+    ca_cert_def: str | None = None,
     ca_public_key: bytes | None = None,
 ) -> CertDef:
     """A CertDef whose template is ``cert_der`` with every variable element located.
@@ -124,10 +151,13 @@ def cert_def_from_cert(
     der = bytes(cert_der)
     c = _Cert(der)
     sn_source = SnSource(sn_source)
-    if read_tlv(der, c.pubkey_bits.offset).length != 66 or \
-            der[c.pubkey_bits.value_offset:c.pubkey_bits.value_offset + 2] != b"\x00\x04":
-        raise CertDefError("subjectPublicKey is not an uncompressed P-256 point (03 42 00 04)",
-                           field="public_key")
+    if (
+        read_tlv(der, c.pubkey_bits.offset).length != 66
+        or der[c.pubkey_bits.value_offset : c.pubkey_bits.value_offset + 2] != b"\x00\x04"
+    ):
+        raise CertDefError(
+            "subjectPublicKey is not an uncompressed P-256 point (03 42 00 04)", field="public_key"
+        )
     pk = CertLoc(c.pubkey_bits.value_offset + 2, 64)
     sig = CertLoc(c.sig.offset, c.sig.end - c.sig.offset)
     issue_loc, issue_fmt = _date_loc(c, c.not_before, "issue_date")
@@ -142,13 +172,15 @@ def cert_def_from_cert(
     else:
         text = bytes(signer_id).hex().upper().encode("ascii")
     if len(text) != 4:
-        raise CertDefError(f"signer id {signer_id!r} is not 2 bytes / 4 hex chars",
-                           field="signer_id")
+        raise CertDefError(
+            f"signer id {signer_id!r} is not 2 bytes / 4 hex chars", field="signer_id"
+        )
     signer_loc = _signer_id_loc(c, where, text)
     if signer_loc is None:
         if signer_id is not None or signer_id_in is not None or sn_source == SnSource.SIGNER_ID:
-            raise CertDefError(f"signer id text {text.decode()!r} not found in the {where} name",
-                               field="signer_id")
+            raise CertDefError(
+                f"signer id text {text.decode()!r} not found in the {where} name", field="signer_id"
+            )
         signer_loc = CertLoc()
 
     sn_len = c.serial.length
@@ -156,17 +188,19 @@ def cert_def_from_cert(
         raise CertDefError(f"serial number of {sn_len} bytes", field="cert_sn")
     sn_loc = CertLoc(c.serial.value_offset, sn_len)
 
-    pub = der[pk.offset:pk.end]
+    pub = der[pk.offset : pk.end]
     ski_loc = CertLoc()
     ski = c.extension_value(_OID_SKI)
     if ski is not None:
         inner = read_tlv(der, ski.value_offset)
         if inner.tag != 0x04 or inner.length != 20:
-            raise CertDefError("subject key id is not a 20-byte OCTET STRING",
-                               field="subj_key_id")
+            raise CertDefError("subject key id is not a 20-byte OCTET STRING", field="subj_key_id")
         if c.value(inner) != key_id(pub):
-            raise CertDefError("subject key id is not SHA1(04||X||Y) of the key: a rebuild "
-                               "would write a different one", field="subj_key_id")
+            raise CertDefError(
+                "subject key id is not SHA1(04||X||Y) of the key: a rebuild "
+                "would write a different one",
+                field="subj_key_id",
+            )
         ski_loc = CertLoc(inner.value_offset, 20)
     aki_loc = CertLoc()
     aki = c.extension_value(_OID_AKI)
@@ -177,20 +211,33 @@ def cert_def_from_cert(
             if kid.length != 20:
                 raise CertDefError("authority key id is not 20 bytes", field="auth_key_id")
             if ca_public_key is not None and c.value(kid) != key_id(ca_public_key):
-                raise CertDefError("authority key id is not SHA1(04||X||Y) of the CA key",
-                                   field="auth_key_id")
+                raise CertDefError(
+                    "authority key id is not SHA1(04||X||Y) of the CA key", field="auth_key_id"
+                )
             aki_loc = CertLoc(kid.value_offset, 20)
 
     if sn_source == SnSource.STORED and cert_sn_dev_loc is None:
-        raise CertDefError("SNSRC_STORED needs cert_sn_dev_loc (where the SN is on the chip)",
-                           field="cert_sn_dev_loc")
+        raise CertDefError(
+            "SNSRC_STORED needs cert_sn_dev_loc (where the SN is on the chip)",
+            field="cert_sn_dev_loc",
+        )
     return CertDef(
-        cert_type=CertType.X509, template_id=template_id, chain_id=chain_id,
-        private_key_slot=private_key_slot, sn_source=sn_source,
+        cert_type=CertType.X509,
+        template_id=template_id,
+        chain_id=chain_id,
+        private_key_slot=private_key_slot,
+        sn_source=sn_source,
         cert_sn_dev_loc=cert_sn_dev_loc or DeviceLoc(DevZone.NONE, 0, False, 0, 0),
-        issue_date_format=issue_fmt, expire_date_format=expire_fmt,
-        tbs_cert_loc=CertLoc(c.tbs.offset, c.tbs.end - c.tbs.offset), expire_years=years,
-        public_key_dev_loc=public_key_dev_loc, comp_cert_dev_loc=comp_cert_dev_loc,
-        std_cert_elements=StdCertElements(pk, sig, issue_loc, expire_loc, signer_loc, sn_loc,
-                                          aki_loc, ski_loc),
-        cert_template=der, cert_elements=tuple(cert_elements), ca_cert_def=ca_cert_def)
+        issue_date_format=issue_fmt,
+        expire_date_format=expire_fmt,
+        tbs_cert_loc=CertLoc(c.tbs.offset, c.tbs.end - c.tbs.offset),
+        expire_years=years,
+        public_key_dev_loc=public_key_dev_loc,
+        comp_cert_dev_loc=comp_cert_dev_loc,
+        std_cert_elements=StdCertElements(
+            pk, sig, issue_loc, expire_loc, signer_loc, sn_loc, aki_loc, ski_loc
+        ),
+        cert_template=der,
+        cert_elements=tuple(cert_elements),
+        ca_cert_def=ca_cert_def,
+    )

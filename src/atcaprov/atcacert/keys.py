@@ -30,8 +30,9 @@ def pad_public_key(public_key: bytes) -> bytes:
 def unpad_public_key(padded: bytes) -> bytes:
     """72-byte slot form to 64-byte X‖Y (the pad bytes are ignored, as atcacert does)."""
     if len(padded) != 72:
-        raise CertError(AtcacertCode.BAD_PARAMS,
-                        f"padded public key must be 72 bytes, got {len(padded)}")
+        raise CertError(
+            AtcacertCode.BAD_PARAMS, f"padded public key must be 72 bytes, got {len(padded)}"
+        )
     return bytes(padded[4:36] + padded[40:72])
 
 
@@ -44,9 +45,10 @@ def raw_public_key(public_key: bytes) -> bytes:
         return data[1:]
     if len(data) == 72:
         return unpad_public_key(data)
-    raise CertError(AtcacertCode.BAD_PARAMS,
-                    f"public key must be 64 bytes X||Y (or 65 with 04, or 72 padded), "
-                    f"got {len(data)}")
+    raise CertError(
+        AtcacertCode.BAD_PARAMS,
+        f"public key must be 64 bytes X||Y (or 65 with 04, or 72 padded), got {len(data)}",
+    )
 
 
 def public_key_bytes(key: ec.EllipticCurvePublicKey) -> bytes:

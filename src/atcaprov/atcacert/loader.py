@@ -45,14 +45,34 @@ CONSTANTS: dict[str, int] = {
     **{e.c_name: int(e) for e in SnSource},
     **{e.c_name: int(e) for e in DateFormat},
     **{e.c_name: int(e) for e in StdCertElement},
-    "STDCERT_NUM_ELEMENTS": 8, "TF_NONE": 0, "TRUE": 1, "FALSE": 0, "true": 1, "false": 0,
+    "STDCERT_NUM_ELEMENTS": 8,
+    "TF_NONE": 0,
+    "TRUE": 1,
+    "FALSE": 0,
+    "true": 1,
+    "false": 0,
 }
 
-DEF_FIELDS = ("type", "template_id", "chain_id", "private_key_slot", "sn_source",
-              "cert_sn_dev_loc", "issue_date_format", "expire_date_format", "tbs_cert_loc",
-              "expire_years", "public_key_dev_loc", "comp_cert_dev_loc", "std_cert_elements",
-              "cert_elements", "cert_elements_count", "cert_template", "cert_template_size",
-              "ca_cert_def")
+DEF_FIELDS = (
+    "type",
+    "template_id",
+    "chain_id",
+    "private_key_slot",
+    "sn_source",
+    "cert_sn_dev_loc",
+    "issue_date_format",
+    "expire_date_format",
+    "tbs_cert_loc",
+    "expire_years",
+    "public_key_dev_loc",
+    "comp_cert_dev_loc",
+    "std_cert_elements",
+    "cert_elements",
+    "cert_elements_count",
+    "cert_template",
+    "cert_template_size",
+    "ca_cert_def",
+)
 DEV_LOC_FIELDS = ("zone", "slot", "is_genkey", "offset", "count")
 CERT_LOC_FIELDS = ("offset", "count")
 ELEMENT_FIELDS = ("id", "device_loc", "cert_loc", "transforms")
@@ -80,16 +100,17 @@ class StructReader:
                 if kind != "." or not isinstance(name, str):
                     raise self.error(f"index designator in {what}", value, "'.field ='")
                 if name not in names:
-                    raise self.error(f"unknown field {name!r} of {what}", value,
-                                     "one of " + ", ".join(names))
+                    raise self.error(
+                        f"unknown field {name!r} of {what}", value, "one of " + ", ".join(names)
+                    )
                 if len(desig) > 1:
-                    raise self.error("nested designators are not supported", value,
-                                     f"'.{name} = {{...}}'")
+                    raise self.error(
+                        "nested designators are not supported", value, f"'.{name} = {{...}}'"
+                    )
                 pos = names.index(name) + 1
             else:
                 if pos >= len(names):
-                    raise self.error(f"too many values for {what}", value,
-                                     f"at most {len(names)}")
+                    raise self.error(f"too many values for {what}", value, f"at most {len(names)}")
                 name = names[pos]
                 pos += 1
             if name in out:
@@ -114,8 +135,9 @@ class StructReader:
         except ValueError as exc:
             assert node is not None
             names = ", ".join(e.c_name for e in enum)
-            raise self.error(f"{what} = {value} is not a known value", node,
-                             f"one of {names}") from exc
+            raise self.error(
+                f"{what} = {value} is not a known value", node, f"one of {names}"
+            ) from exc
 
     def device_loc(self, node: Node | None, what: str) -> DeviceLoc:
         if node is None:
@@ -123,17 +145,22 @@ class StructReader:
         f = self.fields(node, DEV_LOC_FIELDS, what)
         zone = self.enum(f.get("zone"), DevZone, what + ".zone")
         assert isinstance(zone, DevZone)
-        return DeviceLoc(zone, self.ranged(f.get("slot"), 0, 15, what + ".slot"),
-                         bool(self.ranged(f.get("is_genkey"), 0, 1, what + ".is_genkey")),
-                         self.ranged(f.get("offset"), 0, 0xFFFF, what + ".offset"),
-                         self.ranged(f.get("count"), 0, 0xFFFF, what + ".count"))
+        return DeviceLoc(
+            zone,
+            self.ranged(f.get("slot"), 0, 15, what + ".slot"),
+            bool(self.ranged(f.get("is_genkey"), 0, 1, what + ".is_genkey")),
+            self.ranged(f.get("offset"), 0, 0xFFFF, what + ".offset"),
+            self.ranged(f.get("count"), 0, 0xFFFF, what + ".count"),
+        )
 
     def cert_loc(self, node: Node | None, what: str) -> CertLoc:
         if node is None:
             return CertLoc()
         f = self.fields(node, CERT_LOC_FIELDS, what)
-        return CertLoc(self.ranged(f.get("offset"), 0, 0xFFFF, what + ".offset"),
-                       self.ranged(f.get("count"), 0, 0xFFFF, what + ".count"))
+        return CertLoc(
+            self.ranged(f.get("offset"), 0, 0xFFFF, what + ".offset"),
+            self.ranged(f.get("count"), 0, 0xFFFF, what + ".count"),
+        )
 
     def ref(self, node: Node, what: str) -> CVar | None:
         """The variable a pointer field refers to (``name``, ``&name``, ``&name[0]``)."""
@@ -169,22 +196,32 @@ class StructReader:
             name = f"{var.name}[{i}]"
             f = self.fields(item, ELEMENT_FIELDS, name)
             if "id" not in f:
-                raise self.error(f"{name} has no id", item, ".id = \"...\"")
+                raise self.error(f"{name} has no id", item, '.id = "..."')
             ident = self.string(f["id"], name + ".id")
             if len(ident.encode()) > 15:
-                raise self.error(f"element id {ident!r} longer than 15 characters", f["id"],
-                                 "at most 15 characters (char[16])")
+                raise self.error(
+                    f"element id {ident!r} longer than 15 characters",
+                    f["id"],
+                    "at most 15 characters (char[16])",
+                )
             tf = f.get("transforms")
             if tf is not None:
                 self._no_transforms(tf, name)
-            out.append(CertElement(ident, self.device_loc(f.get("device_loc"), name
-                                                          + ".device_loc"),
-                                   self.cert_loc(f.get("cert_loc"), name + ".cert_loc")))
+            out.append(
+                CertElement(
+                    ident,
+                    self.device_loc(f.get("device_loc"), name + ".device_loc"),
+                    self.cert_loc(f.get("cert_loc"), name + ".cert_loc"),
+                )
+            )
         if count_node is not None:
             count = self.integer(count_node)
             if count > len(out) or count < 0:
-                raise self.error(f"cert_elements_count = {count} but {var.name} has "
-                                 f"{len(out)} elements", count_node, f"0-{len(out)}")
+                raise self.error(
+                    f"cert_elements_count = {count} but {var.name} has {len(out)} elements",
+                    count_node,
+                    f"0-{len(out)}",
+                )
             out = out[:count]
         return tuple(out)
 
@@ -192,8 +229,11 @@ class StructReader:
         values = [v for _, v in node.items] if isinstance(node, InitList) else [node]
         for v in values:
             if self.integer(v) != 0:
-                raise self.error(f"{what}: element transforms (TF_REVERSE, TF_BIN2HEX...) are "
-                                 "not supported", v, "TF_NONE")
+                raise self.error(
+                    f"{what}: element transforms (TF_REVERSE, TF_BIN2HEX...) are not supported",
+                    v,
+                    "TF_NONE",
+                )
 
     def std_elements(self, node: Node | None) -> StdCertElements:
         locs = [CertLoc()] * 8
@@ -223,64 +263,78 @@ class StructReader:
             raise self.error(f"{var.name!r} has no initialiser", var, "'= { ... }'")
         f = self.fields(var.init, DEF_FIELDS, var.name)
         if "cert_template" not in f:
-            raise self.error(f"{var.name} has no cert_template", var.init,
-                             ".cert_template = g_cert_template_...")
+            raise self.error(
+                f"{var.name} has no cert_template", var.init, ".cert_template = g_cert_template_..."
+            )
         template, tvar = self.byte_array(f["cert_template"], "cert_template")
         if "cert_template_size" in f:
             size = self.integer(f["cert_template_size"])
             if size != len(template):
-                raise self.error(f"cert_template_size = {size} but {tvar.name} holds "
-                                 f"{len(template)} bytes", f["cert_template_size"],
-                                 f"{len(template)} or sizeof({tvar.name})")
+                raise self.error(
+                    f"cert_template_size = {size} but {tvar.name} holds {len(template)} bytes",
+                    f["cert_template_size"],
+                    f"{len(template)} or sizeof({tvar.name})",
+                )
         elements: tuple[CertElement, ...] = ()
         if "cert_elements" in f:
             evar = self.ref(f["cert_elements"], "cert_elements")
             if evar is not None:
                 elements = self.elements(evar, f.get("cert_elements_count"), evar.name)
             elif "cert_elements_count" in f and self.integer(f["cert_elements_count"]) != 0:
-                raise self.error("cert_elements_count > 0 with cert_elements = NULL",
-                                 f["cert_elements_count"], "0")
+                raise self.error(
+                    "cert_elements_count > 0 with cert_elements = NULL",
+                    f["cert_elements_count"],
+                    "0",
+                )
         ca_name = None
         if "ca_cert_def" in f:
             ca = self.ref(f["ca_cert_def"], "ca_cert_def")
             ca_name = ca.name if ca is not None else None
         kinds = {
-            "type": (CertType, "type"), "sn_source": (SnSource, "sn_source"),
+            "type": (CertType, "type"),
+            "sn_source": (SnSource, "sn_source"),
             "issue_date_format": (DateFormat, "issue_date_format"),
             "expire_date_format": (DateFormat, "expire_date_format"),
         }
-        enums = {k: self.enum(f.get(k), e, f"{var.name}.{name}") for k, (e, name) in
-                 kinds.items()}
+        enums = {k: self.enum(f.get(k), e, f"{var.name}.{name}") for k, (e, name) in kinds.items()}
         try:
             return CertDef(
                 cert_type=enums["type"],
                 template_id=self.ranged(f.get("template_id"), 0, 15, "template_id"),
                 chain_id=self.ranged(f.get("chain_id"), 0, 15, "chain_id"),
-                private_key_slot=self.ranged(f.get("private_key_slot"), 0, 15,
-                                             "private_key_slot"),
+                private_key_slot=self.ranged(f.get("private_key_slot"), 0, 15, "private_key_slot"),
                 sn_source=enums["sn_source"],
                 cert_sn_dev_loc=self.device_loc(f.get("cert_sn_dev_loc"), "cert_sn_dev_loc"),
                 issue_date_format=enums["issue_date_format"],
                 expire_date_format=enums["expire_date_format"],
                 tbs_cert_loc=self.cert_loc(f.get("tbs_cert_loc"), "tbs_cert_loc"),
-                expire_years=self.ranged(f.get("expire_years"), 0, COMP_EXPIRE_YEARS_MAX,
-                                         "expire_years"),
-                public_key_dev_loc=self.device_loc(f.get("public_key_dev_loc"),
-                                                   "public_key_dev_loc"),
-                comp_cert_dev_loc=self.device_loc(f.get("comp_cert_dev_loc"),
-                                                  "comp_cert_dev_loc"),
+                expire_years=self.ranged(
+                    f.get("expire_years"), 0, COMP_EXPIRE_YEARS_MAX, "expire_years"
+                ),
+                public_key_dev_loc=self.device_loc(
+                    f.get("public_key_dev_loc"), "public_key_dev_loc"
+                ),
+                comp_cert_dev_loc=self.device_loc(f.get("comp_cert_dev_loc"), "comp_cert_dev_loc"),
                 std_cert_elements=self.std_elements(f.get("std_cert_elements")),
-                cert_template=template, cert_elements=elements, ca_cert_def=ca_name)
+                cert_template=template,
+                cert_elements=elements,
+                ca_cert_def=ca_name,
+            )
         except CertDefError as exc:
-            raise self.error(f"{var.name} is not a usable certificate definition: "
-                             f"{exc.message}" + (f" [{exc.field}]" if exc.field else ""),
-                             var) from exc
+            raise self.error(
+                f"{var.name} is not a usable certificate definition: "
+                f"{exc.message}" + (f" [{exc.field}]" if exc.field else ""),
+                var,
+            ) from exc
 
 
 def cert_defs_of(cfile: CFile) -> dict[str, CertDef]:
     reader = StructReader(cfile)
-    return {var.name: reader.cert_def(var) for var in cfile.of_type("atcacert_def_t")
-            if var.init is not None}
+    return {
+        var.name: reader.cert_def(var)
+        for var in cfile.of_type("atcacert_def_t")
+        if var.init is not None
+    }
 
 
 def load_cert_defs(c_source_text: str, filename: str = "<string>") -> dict[str, CertDef]:

@@ -29,8 +29,12 @@ class SnSource(IntEnum):
 
     @property
     def uses_device_sn(self) -> bool:
-        return self in (SnSource.DEVICE_SN, SnSource.DEVICE_SN_HASH,
-                        SnSource.DEVICE_SN_HASH_POS, SnSource.DEVICE_SN_HASH_RAW)
+        return self in (
+            SnSource.DEVICE_SN,
+            SnSource.DEVICE_SN_HASH,
+            SnSource.DEVICE_SN_HASH_POS,
+            SnSource.DEVICE_SN_HASH_RAW,
+        )
 
     @property
     def is_stored(self) -> bool:
@@ -50,14 +54,25 @@ class SnSource(IntEnum):
 
 
 _PUB_KEY_KINDS = (SnSource.PUB_KEY_HASH, SnSource.PUB_KEY_HASH_POS, SnSource.PUB_KEY_HASH_RAW)
-_POSITIVE = (SnSource.PUB_KEY_HASH, SnSource.PUB_KEY_HASH_POS, SnSource.DEVICE_SN_HASH,
-             SnSource.DEVICE_SN_HASH_POS)
+_POSITIVE = (
+    SnSource.PUB_KEY_HASH,
+    SnSource.PUB_KEY_HASH_POS,
+    SnSource.DEVICE_SN_HASH,
+    SnSource.DEVICE_SN_HASH_POS,
+)
 _NO_TRIM = (SnSource.PUB_KEY_HASH, SnSource.DEVICE_SN_HASH)
 
 
-def generate_cert_sn(source: SnSource, size: int, *, issue_date: CertDate, expire_years: int,
-                     public_key: bytes | None = None, device_sn: bytes | None = None,
-                     signer_id: bytes | None = None) -> bytes:
+def generate_cert_sn(
+    source: SnSource,
+    size: int,
+    *,
+    issue_date: CertDate,
+    expire_years: int,
+    public_key: bytes | None = None,
+    device_sn: bytes | None = None,
+    signer_id: bytes | None = None,
+) -> bytes:
     """The certificate SN Microchip's ``atcacert_gen_cert_sn`` computes.
 
     ``issue_date`` and ``expire_years`` (of the definition, not the cert) feed the hash kinds:
@@ -67,24 +82,35 @@ def generate_cert_sn(source: SnSource, size: int, *, issue_date: CertDate, expir
     """
     source = SnSource(source)
     if source.is_stored:
-        raise CertError(AtcacertCode.BAD_PARAMS, f"{source.c_name} serial numbers are stored, "
-                        "not generated", field="cert_sn")
+        raise CertError(
+            AtcacertCode.BAD_PARAMS,
+            f"{source.c_name} serial numbers are stored, not generated",
+            field="cert_sn",
+        )
     if source is SnSource.DEVICE_SN:
         return b"\x40" + _device_sn(device_sn)
     if source is SnSource.SIGNER_ID:
         if signer_id is None or len(signer_id) != 2:
-            raise CertError(AtcacertCode.BAD_PARAMS, "SNSRC_SIGNER_ID needs a 2-byte signer id",
-                            field="signer_id")
+            raise CertError(
+                AtcacertCode.BAD_PARAMS,
+                "SNSRC_SIGNER_ID needs a 2-byte signer id",
+                field="signer_id",
+            )
         return b"\x40" + bytes(signer_id)
     if not 1 <= size <= 32:
-        raise CertError(AtcacertCode.UNEXPECTED_ELEM_SIZE,
-                        f"hashed serial numbers are 1-32 bytes, the definition has {size}",
-                        field="cert_sn")
+        raise CertError(
+            AtcacertCode.UNEXPECTED_ELEM_SIZE,
+            f"hashed serial numbers are 1-32 bytes, the definition has {size}",
+            field="cert_sn",
+        )
     dates = encode_compressed_dates(issue_date, expire_years).hashed
     if source in _PUB_KEY_KINDS:
         if public_key is None or len(public_key) != 64:
-            raise CertError(AtcacertCode.BAD_PARAMS, f"{source.c_name} needs the 64-byte "
-                            "public key", field="public_key")
+            raise CertError(
+                AtcacertCode.BAD_PARAMS,
+                f"{source.c_name} needs the 64-byte public key",
+                field="public_key",
+            )
         digest = bytearray(hashlib.sha256(bytes(public_key) + dates).digest()[:size])
     else:
         digest = bytearray(hashlib.sha256(_device_sn(device_sn) + dates).digest()[:size])
@@ -98,7 +124,9 @@ def generate_cert_sn(source: SnSource, size: int, *, issue_date: CertDate, expir
 def _device_sn(device_sn: bytes | None) -> bytes:
     if device_sn is None or len(device_sn) != 9:
         got = "none" if device_sn is None else f"{len(device_sn)} bytes"
-        raise CertError(AtcacertCode.BAD_PARAMS,
-                        f"the device serial number (9 bytes) is needed, got {got}",
-                        field="device_sn")
+        raise CertError(
+            AtcacertCode.BAD_PARAMS,
+            f"the device serial number (9 bytes) is needed, got {got}",
+            field="device_sn",
+        )
     return bytes(device_sn)

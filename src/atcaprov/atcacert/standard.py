@@ -69,57 +69,87 @@ def _cert_key(cert: x509.Certificate, role: str) -> ec.EllipticCurvePublicKey:
     try:
         return certificate_public_key(cert)
     except CryptoFormatError as exc:
-        raise CertDefError(f"{role} certificate key is not EC P-256",
-                           field=f"{role}_cert") from exc
+        raise CertDefError(f"{role} certificate key is not EC P-256", field=f"{role}_cert") from exc
 
 
-def make_root_cert(root_key: ec.EllipticCurvePrivateKey, *, common_name: str, now: datetime,
-                   organization: str | None = None, expire_years: int = 0) -> bytes:
+def make_root_cert(
+    root_key: ec.EllipticCurvePrivateKey,
+    *,
+    common_name: str,
+    now: datetime,
+    organization: str | None = None,
+    expire_years: int = 0,
+) -> bytes:
     """A self-signed P-256 root CA certificate (DER)."""
     issue = hour_floor(now)
     name = _name(common_name, organization)
     pub = root_key.public_key()
-    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-               .public_key(pub).serial_number(x509.random_serial_number())
-               .not_valid_before(issue).not_valid_after(_expiry(issue, expire_years))
-               .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-               .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
-                                            False), critical=True)
-               .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(pub)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(issue)
+        .not_valid_after(_expiry(issue, expire_years))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
+    )
     return builder.sign(root_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
 
-def make_signer_cert(root_cert_der: bytes, root_key: ec.EllipticCurvePrivateKey,
-                     signer_public_key: bytes, *, signer_id: bytes, now: datetime,
-                     common_name: str = "Signer", organization: str | None = None,
-                     expire_years: int = 0) -> bytes:
+def make_signer_cert(
+    root_cert_der: bytes,
+    root_key: ec.EllipticCurvePrivateKey,
+    signer_public_key: bytes,
+    *,
+    signer_id: bytes,
+    now: datetime,
+    common_name: str = "Signer",
+    organization: str | None = None,
+    expire_years: int = 0,
+) -> bytes:
     """A signer (intermediate CA) certificate that fits the standard signer def: serial
     ``40 ‖ signer_id``, the signer id as 4 uppercase hex chars ending the common name, dates
     on whole hours, key ids SHA1(04‖X‖Y)."""
     if len(signer_id) != 2:
-        raise CertDefError("signer id is 2 bytes", field="signer_id",
-                           code=AtcacertCode.BAD_PARAMS)
+        raise CertDefError("signer id is 2 bytes", field="signer_id", code=AtcacertCode.BAD_PARAMS)
     root = x509.load_der_x509_certificate(root_cert_der)
     issue = hour_floor(now)
     pub = public_key_from_xy(raw_public_key(signer_public_key))
     root_pub = _cert_key(root, "root")
-    builder = (x509.CertificateBuilder()
-               .subject_name(_name(f"{common_name} {signer_id.hex().upper()}", organization))
-               .issuer_name(root.subject).public_key(pub)
-               .serial_number(int.from_bytes(b"\x40" + bytes(signer_id), "big"))
-               .not_valid_before(issue).not_valid_after(_expiry(issue, expire_years))
-               .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-               .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
-                                            False), critical=True)
-               .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
-               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_pub),
-                              critical=False))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(f"{common_name} {signer_id.hex().upper()}", organization))
+        .issuer_name(root.subject)
+        .public_key(pub)
+        .serial_number(int.from_bytes(b"\x40" + bytes(signer_id), "big"))
+        .not_valid_before(issue)
+        .not_valid_after(_expiry(issue, expire_years))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_pub), critical=False)
+    )
     return builder.sign(root_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
 
-def make_device_template_cert(signer_cert_der: bytes, *, now: datetime,
-                              common_name: str = "Device", organization: str | None = None,
-                              expire_years: int = 0, sn_size: int = 16) -> bytes:
+def make_device_template_cert(
+    signer_cert_der: bytes,
+    *,
+    now: datetime,
+    common_name: str = "Device",
+    organization: str | None = None,
+    expire_years: int = 0,
+    sn_size: int = 16,
+) -> bytes:
     """A sample device certificate issued by the signer (throwaway keys; only its layout
     matters): the device def's template."""
     signer = x509.load_der_x509_certificate(signer_cert_der)
@@ -129,30 +159,51 @@ def make_device_template_cert(signer_cert_der: bytes, *, now: datetime,
     issue = hour_floor(now)
     pub = device_key.public_key()
     serial = int.from_bytes(b"\x40" + b"\x00" * (sn_size - 1), "big")
-    builder = (x509.CertificateBuilder().subject_name(_name(common_name, organization))
-               .issuer_name(signer.subject).public_key(pub).serial_number(serial)
-               .not_valid_before(issue).not_valid_after(_expiry(issue, expire_years))
-               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-               .add_extension(x509.KeyUsage(True, False, False, False, True, False, False, False,
-                                            False), critical=True)
-               .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
-               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signer_pub),
-                              critical=False))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name, organization))
+        .issuer_name(signer.subject)
+        .public_key(pub)
+        .serial_number(serial)
+        .not_valid_before(issue)
+        .not_valid_after(_expiry(issue, expire_years))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, True, False, False, False, False),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer_pub), critical=False
+        )
+    )
     der = builder.sign(throwaway, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
     issuer_der = signer.subject.public_bytes()
     if issuer_der not in der:
-        raise CertDefError("the device template's issuer name does not reproduce the signer's "
-                           "subject byte for byte", field="issuer")
+        raise CertDefError(
+            "the device template's issuer name does not reproduce the signer's "
+            "subject byte for byte",
+            field="issuer",
+        )
     return der
 
 
-def make_standard_cert_defs(root_cert_der: bytes, signer_cert_der: bytes, *, now: datetime,
-                            signer_id: bytes | None = None, device_common_name: str = "Device",
-                            device_organization: str | None = None,
-                            device_expire_years: int = 0, device_sn_size: int = 16,
-                            signer_template_id: int = 1, device_template_id: int = 2,
-                            chain_id: int = 0, signer_name: str = "1_signer",
-                            device_name: str = "2_device") -> StandardCertDefs:
+def make_standard_cert_defs(
+    root_cert_der: bytes,
+    signer_cert_der: bytes,
+    *,
+    now: datetime,
+    signer_id: bytes | None = None,
+    device_common_name: str = "Device",
+    device_organization: str | None = None,
+    device_expire_years: int = 0,
+    device_sn_size: int = 16,
+    signer_template_id: int = 1,
+    device_template_id: int = 2,
+    chain_id: int = 0,
+    signer_name: str = "1_signer",
+    device_name: str = "2_device",
+) -> StandardCertDefs:
     """The standard signer/device definition pair for a signer (see module docstring).
 
     ``signer_id`` defaults to bytes 1-2 of a ``40 xx xx`` signer serial number. ``now`` dates
@@ -161,31 +212,45 @@ def make_standard_cert_defs(root_cert_der: bytes, signer_cert_der: bytes, *, now
     signer = x509.load_der_x509_certificate(signer_cert_der)
     root = x509.load_der_x509_certificate(root_cert_der)
     if signer_id is None:
-        serial = signer.serial_number.to_bytes(3, "big") if signer.serial_number < 1 << 24 \
-            else b""
+        serial = signer.serial_number.to_bytes(3, "big") if signer.serial_number < 1 << 24 else b""
         if len(serial) != 3 or serial[0] != 0x40:
-            raise CertDefError("signer serial number is not 40 xx xx: pass signer_id=",
-                               field="signer_id", code=AtcacertCode.BAD_PARAMS)
+            raise CertDefError(
+                "signer serial number is not 40 xx xx: pass signer_id=",
+                field="signer_id",
+                code=AtcacertCode.BAD_PARAMS,
+            )
         signer_id = serial[1:]
     root_pub = _cert_key(root, "root")
     signer_def = cert_def_from_cert(
-        signer_cert_der, template_id=signer_template_id, chain_id=chain_id,
-        sn_source=SnSource.SIGNER_ID, private_key_slot=0,
+        signer_cert_der,
+        template_id=signer_template_id,
+        chain_id=chain_id,
+        sn_source=SnSource.SIGNER_ID,
+        private_key_slot=0,
         public_key_dev_loc=DeviceLoc(DevZone.DATA, SIGNER_PUBKEY_SLOT, False, 0, 72),
         comp_cert_dev_loc=DeviceLoc(DevZone.DATA, SIGNER_CERT_SLOT, False, 0, 72),
-        signer_id=signer_id, signer_id_in="subject",
-        ca_public_key=public_key_bytes(root_pub))
+        signer_id=signer_id,
+        signer_id_in="subject",
+        ca_public_key=public_key_bytes(root_pub),
+    )
     template = make_device_template_cert(
-        signer_cert_der, now=now, common_name=device_common_name,
-        organization=device_organization, expire_years=device_expire_years,
-        sn_size=device_sn_size)
+        signer_cert_der,
+        now=now,
+        common_name=device_common_name,
+        organization=device_organization,
+        expire_years=device_expire_years,
+        sn_size=device_sn_size,
+    )
     device_def = cert_def_from_cert(
-        template, template_id=device_template_id, chain_id=chain_id,
-        sn_source=SnSource.PUB_KEY_HASH, private_key_slot=DEVICE_KEY_SLOT,
+        template,
+        template_id=device_template_id,
+        chain_id=chain_id,
+        sn_source=SnSource.PUB_KEY_HASH,
+        private_key_slot=DEVICE_KEY_SLOT,
         public_key_dev_loc=DeviceLoc(DevZone.DATA, DEVICE_KEY_SLOT, True, 0, 64),
         comp_cert_dev_loc=DeviceLoc(DevZone.DATA, DEVICE_CERT_SLOT, False, 0, 72),
-        signer_id=signer_id, signer_id_in="issuer")
+        signer_id=signer_id,
+        signer_id_in="issuer",
+    )
     device_def = replace(device_def, ca_cert_def=f"g_cert_def_{signer_name}")
     return StandardCertDefs(signer_def, device_def, signer_name, device_name)
-
-

@@ -62,8 +62,10 @@ def _parse_listen(value: str) -> tuple[str, int]:
 
 
 BOARD_HELP_COMMANDS = "commands: unplug | replug | next | status | quit"
-BOARD_HELP_GANG = ("with --count: a command applies to every board, or to board N alone as"
-                   " 'unplug N' (boards numbered from 1)")
+BOARD_HELP_GANG = (
+    "with --count: a command applies to every board, or to board N alone as"
+    " 'unplug N' (boards numbered from 1)"
+)
 
 
 def parse_chip_types(value: str) -> tuple[str, ...]:
@@ -81,9 +83,7 @@ def parse_chip_types(value: str) -> tuple[str, ...]:
     return tuple(name.upper() for name in names)
 
 
-def _chip_types_option(
-    ctx: click.Context, param: click.Parameter, value: str
-) -> tuple[str, ...]:
+def _chip_types_option(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
     return parse_chip_types(value)
 
 
@@ -187,8 +187,9 @@ def board_command(
     def echo_for(number: int) -> Callable[[str], None]:
         if board_count == 1:
             return echo
-        return lambda text: echo(text if text.startswith("Board ready: ")
-                                 else f"[board {number}] {text}")
+        return lambda text: echo(
+            text if text.startswith("Board ready: ") else f"[board {number}] {text}"
+        )
 
     boards: list[VirtualKitBoard] = []
     try:
@@ -247,8 +248,11 @@ def board_command(
         signal.signal(signal.SIGTERM, previous)
         for board in boards:
             board.stop()
-        echo(("Board stopped" if len(boards) == 1 else f"{len(boards)} boards stopped")
-             + "; chips saved in " + str(state_dir))
+        echo(
+            ("Board stopped" if len(boards) == 1 else f"{len(boards)} boards stopped")
+            + "; chips saved in "
+            + str(state_dir)
+        )
 
 
 def _board_targets(boards: list[VirtualKitBoard], which: str) -> list[int] | None:

@@ -53,11 +53,13 @@ def _load_def(path: Path, name: str | None) -> CertDef:
     if name is None:
         if len(defs) > 1:
             raise click.ClickException(
-                f"{path} defines {', '.join(sorted(defs))}: choose one with --name")
+                f"{path} defines {', '.join(sorted(defs))}: choose one with --name"
+            )
         return next(iter(defs.values()))
     if name not in defs:
         raise click.ClickException(
-            f"{path}: no definition {name!r} (it defines {', '.join(sorted(defs))})")
+            f"{path}: no definition {name!r} (it defines {', '.join(sorted(defs))})"
+        )
     return defs[name]
 
 
@@ -68,27 +70,68 @@ def cert() -> None:
 
 @cert.command("def-from-cert")
 @click.argument("certificate", type=_IN)
-@click.option("--kind", type=click.Choice(["device", "signer"]), required=True,
-              help="device: key by GenKey in the key slot, SNSRC_PUB_KEY_HASH; signer: public "
-                   "key stored padded (72 bytes) in --pubkey-slot, SNSRC_SIGNER_ID.")
-@click.option("--name", default=None, help="C name suffix (g_cert_def_<name>); default "
-              "2_device / 1_signer.")
-@click.option("--template-id", type=click.IntRange(0, 15), default=None,
-              help="Template id (default 2 for device, 1 for signer).")
+@click.option(
+    "--kind",
+    type=click.Choice(["device", "signer"]),
+    required=True,
+    help="device: key by GenKey in the key slot, SNSRC_PUB_KEY_HASH; signer: public "
+    "key stored padded (72 bytes) in --pubkey-slot, SNSRC_SIGNER_ID.",
+)
+@click.option(
+    "--name", default=None, help="C name suffix (g_cert_def_<name>); default 2_device / 1_signer."
+)
+@click.option(
+    "--template-id",
+    type=click.IntRange(0, 15),
+    default=None,
+    help="Template id (default 2 for device, 1 for signer).",
+)
 @click.option("--chain-id", type=click.IntRange(0, 15), default=0, show_default=True)
-@click.option("--key-slot", type=click.IntRange(0, 15), default=0, show_default=True,
-              help="device: private key slot.")
-@click.option("--cert-slot", type=click.IntRange(0, 15), default=None,
-              help="Slot of the 72-byte compressed record (default 10 device, 12 signer).")
-@click.option("--pubkey-slot", type=click.IntRange(8, 15), default=11, show_default=True,
-              help="signer: slot of the padded public key.")
-@click.option("--signer-id", default=None, metavar="HEX4",
-              help="Signer id as written in the certificate (default: look for FFFF).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="Write the .c here (default: standard output).")
-def def_from_cert(certificate: Path, kind: str, name: str | None, template_id: int | None,
-                  chain_id: int, key_slot: int, cert_slot: int | None, pubkey_slot: int,
-                  signer_id: str | None, output: Path | None) -> None:
+@click.option(
+    "--key-slot",
+    type=click.IntRange(0, 15),
+    default=0,
+    show_default=True,
+    help="device: private key slot.",
+)
+@click.option(
+    "--cert-slot",
+    type=click.IntRange(0, 15),
+    default=None,
+    help="Slot of the 72-byte compressed record (default 10 device, 12 signer).",
+)
+@click.option(
+    "--pubkey-slot",
+    type=click.IntRange(8, 15),
+    default=11,
+    show_default=True,
+    help="signer: slot of the padded public key.",
+)
+@click.option(
+    "--signer-id",
+    default=None,
+    metavar="HEX4",
+    help="Signer id as written in the certificate (default: look for FFFF).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the .c here (default: standard output).",
+)
+def def_from_cert(
+    certificate: Path,
+    kind: str,
+    name: str | None,
+    template_id: int | None,
+    chain_id: int,
+    key_slot: int,
+    cert_slot: int | None,
+    pubkey_slot: int,
+    signer_id: str | None,
+    output: Path | None,
+) -> None:
     """Write a cert definition (.c) whose template is CERTIFICATE."""
     from ..atcacert import DeviceLoc, DevZone, SnSource, cert_def_from_cert
 
@@ -101,11 +144,18 @@ def def_from_cert(certificate: Path, kind: str, name: str | None, template_id: i
             chain_id=chain_id,
             sn_source=SnSource.PUB_KEY_HASH if device else SnSource.SIGNER_ID,
             private_key_slot=key_slot if device else 0,
-            public_key_dev_loc=(DeviceLoc(DevZone.DATA, key_slot, True, 0, 64) if device
-                                else DeviceLoc(DevZone.DATA, pubkey_slot, False, 0, 72)),
+            public_key_dev_loc=(
+                DeviceLoc(DevZone.DATA, key_slot, True, 0, 64)
+                if device
+                else DeviceLoc(DevZone.DATA, pubkey_slot, False, 0, 72)
+            ),
             comp_cert_dev_loc=DeviceLoc(
-                DevZone.DATA, cert_slot if cert_slot is not None else (10 if device else 12),
-                False, 0, 72),
+                DevZone.DATA,
+                cert_slot if cert_slot is not None else (10 if device else 12),
+                False,
+                0,
+                72,
+            ),
             signer_id=signer_id,
         )
         text = atcacert.cert_def_to_c(cert_def, name or ("2_device" if device else "1_signer"))
@@ -135,19 +185,34 @@ def compress(certificate: Path, def_file: Path, name: str | None) -> None:
 @click.option("--def", "def_file", type=_IN, required=True, help="Cert definition .c file.")
 @click.option("--name", default=None, help="Definition name if the file holds several.")
 @click.option("--record", required=True, metavar="HEX", help="The 72-byte record.")
-@click.option("--public-key", required=True, metavar="HEX",
-              help="The certificate's public key, X||Y (64 bytes) or padded (72).")
+@click.option(
+    "--public-key",
+    required=True,
+    metavar="HEX",
+    help="The certificate's public key, X||Y (64 bytes) or padded (72).",
+)
 @click.option("--device-sn", default=None, metavar="HEX", help="9-byte device serial number.")
-@click.option("--ca-public-key", default=None, metavar="HEX",
-              help="Issuer public key X||Y, for the authority key id.")
-def rebuild(def_file: Path, name: str | None, record: str, public_key: str,
-            device_sn: str | None, ca_public_key: str | None) -> None:
+@click.option(
+    "--ca-public-key",
+    default=None,
+    metavar="HEX",
+    help="Issuer public key X||Y, for the authority key id.",
+)
+def rebuild(
+    def_file: Path,
+    name: str | None,
+    record: str,
+    public_key: str,
+    device_sn: str | None,
+    ca_public_key: str | None,
+) -> None:
     """Print the full certificate (PEM) rebuilt from a compressed record."""
     cert_def = _load_def(def_file, name)
     try:
         der = atcacert.rebuild(
             cert_def,
-            _hex(record, 72, "--record"), _hex(public_key, 64, "--public-key"),
+            _hex(record, 72, "--record"),
+            _hex(public_key, 64, "--public-key"),
             _hex(device_sn, 9, "--device-sn") if device_sn else None,
             ca_public_key=_hex(ca_public_key, 64, "--ca-public-key") if ca_public_key else None,
         )
@@ -178,8 +243,11 @@ def info(certinfo: Path) -> None:
         ("device cert slot", slots.device_cert),
         ("signer key slot", slots.signer_public_key),
         ("signer cert slot", slots.signer_cert),
-        ("templates", f"device {ci.device_cert_def.template_id},"
-                      f" signer {ci.signer_cert_def.template_id},"
-                      f" chain {ci.device_cert_def.chain_id}"),
+        (
+            "templates",
+            f"device {ci.device_cert_def.template_id},"
+            f" signer {ci.signer_cert_def.template_id},"
+            f" chain {ci.device_cert_def.chain_id}",
+        ),
     ):
         click.echo(f"{label + ':':18}{value}")

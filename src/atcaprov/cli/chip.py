@@ -41,11 +41,21 @@ def _chip_type(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 @chip.command()
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--type", "chip_type", default="atecc508a", show_default=True,
-              callback=_chip_type, metavar="TYPE",
-              help="Chip type: atecc508a, atecc608a or atecc608b.")
-@click.option("--serial", default=None, metavar="HEX18",
-              help="9-byte serial number (01 23 .. .. .. .. .. .. EE); default random.")
+@click.option(
+    "--type",
+    "chip_type",
+    default="atecc508a",
+    show_default=True,
+    callback=_chip_type,
+    metavar="TYPE",
+    help="Chip type: atecc508a, atecc608a or atecc608b.",
+)
+@click.option(
+    "--serial",
+    default=None,
+    metavar="HEX18",
+    help="9-byte serial number (01 23 .. .. .. .. .. .. EE); default random.",
+)
 def create(path: Path, chip_type: str, serial: str | None) -> None:
     """Save a blank factory part to PATH (refuses to overwrite)."""
     from ..emulator import chip_class
@@ -61,8 +71,9 @@ def create(path: Path, chip_type: str, serial: str | None) -> None:
         part.save(path)
     except AtcaprovError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"Created {path}: blank {part.model.name}, serial"
-               f" {part.serial_number.hex().upper()}")
+    click.echo(
+        f"Created {path}: blank {part.model.name}, serial {part.serial_number.hex().upper()}"
+    )
 
 
 def _slot_line(config: bytes, model: ChipModel, slot: int) -> str:
@@ -76,8 +87,10 @@ def _slot_line(config: bytes, model: ChipModel, slot: int) -> str:
     else:
         what = "data"
     locked = " slot-locked" if slot_locked(config, slot, model) else ""
-    return (f"  slot {slot:2} {slot_size(slot, model):3} B  SlotConfig {sc.raw:04X}  KeyConfig"
-            f" {kc.raw:04X}  {what}{locked}")
+    return (
+        f"  slot {slot:2} {slot_size(slot, model):3} B  SlotConfig {sc.raw:04X}  KeyConfig"
+        f" {kc.raw:04X}  {what}{locked}"
+    )
 
 
 @chip.command()
@@ -95,7 +108,9 @@ def show(path: Path) -> None:
     click.echo(f"{path}")
     click.echo(f"  chip type       {model.name}")
     click.echo(f"  serial number   {serial_number(config, model).hex().upper()}")
-    click.echo(f"  revision        {config[cmap.revision.offset:cmap.revision.stop].hex().upper()}")
+    click.echo(
+        f"  revision        {config[cmap.revision.offset : cmap.revision.stop].hex().upper()}"
+    )
     locked = config[cmap.lock_config] == LOCKED
     click.echo(f"  config zone     {'locked' if locked else 'unlocked'}")
     locked = config[cmap.lock_value] == LOCKED

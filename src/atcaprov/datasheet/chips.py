@@ -199,6 +199,7 @@ ATECC508A = ChipModel(
     family=FAMILY_ATECC508A,
 )
 
+
 def slot_size(slot: int, model: ChipModel = ATECC508A) -> int:
     """Bytes in data slot ``slot`` of ``model`` (ATECC508A: 36 for 0-7, 416 for 8, 72 for 9-15).
 

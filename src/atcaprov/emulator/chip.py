@@ -90,8 +90,7 @@ def check_serial(serial: bytes) -> bytes:
         raise InvalidSerialError(f"serial number must be 9 bytes, got {len(serial)}")
     if serial[0:2] != SN_PREFIX or serial[8] != SN_LAST:
         raise InvalidSerialError(
-            f"serial number {serial.hex(' ')}: an ATECC part has SN[0:2] = 01 23 and"
-            " SN[8] = EE"
+            f"serial number {serial.hex(' ')}: an ATECC part has SN[0:2] = 01 23 and SN[8] = EE"
         )
     return serial
 

@@ -45,9 +45,7 @@ def memory_to_json(memory: Memory, model: ChipModel = MODEL) -> dict[str, Any]:
     }
 
 
-def save_memory(
-    memory: Memory, path: str | os.PathLike[str], model: ChipModel = MODEL
-) -> None:
+def save_memory(memory: Memory, path: str | os.PathLike[str], model: ChipModel = MODEL) -> None:
     """Write ``memory`` of a ``model`` part to ``path`` atomically (temporary file + rename)."""
     target = Path(path)
     text = json.dumps(memory_to_json(memory, model), indent=1) + "\n"
@@ -104,18 +102,14 @@ def load_memory(path: str | os.PathLike[str]) -> tuple[Memory, ChipModel]:
     otp = _hex_field(source, doc, "otp", model.otp_size, doc["otp"])
     slots_doc = doc["slots"]
     if not isinstance(slots_doc, list) or len(slots_doc) != model.slot_count:
-        raise StateFileError(
-            source, "slots", f"expected a list of {model.slot_count} hex strings"
-        )
+        raise StateFileError(source, "slots", f"expected a list of {model.slot_count} hex strings")
     slots = [
         _hex_field(source, doc, f"slots[{n}]", size, slots_doc[n])
         for n, size in enumerate(model.slot_sizes)
     ]
     sn = serial_number(config, model)
     if sn[0:2] != SN_PREFIX or sn[8] != SN_LAST:
-        raise StateFileError(
-            source, "config", f"serial number {sn.hex()} is not an {model.name}'s"
-        )
+        raise StateFileError(source, "config", f"serial number {sn.hex()} is not an {model.name}'s")
     rev = model.config_map.revision
     if not model.identified_by(bytes(config[rev.offset : rev.stop])):
         raise StateFileError(

@@ -52,7 +52,6 @@ class Hal(Closeable, ABC):
         """Release the transport. Idempotent."""
 
 
-
 _H = TypeVar("_H", bound=Hal)
 
 # Built-in drivers, imported on first use so that e.g. hidapi is only loaded when asked for.

@@ -42,8 +42,8 @@ _NOT_ALNUM = re.compile(r"[^0-9A-Za-z]")
 _MARKER = re.compile(
     rb"atcaprov-run ledger=([0-9a-f]+) run=(\d+)(?: event=(\d+) issuance=(\d+))?\n"
 )
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0) | getattr(
-    os, "O_CLOEXEC", 0
+_CREATE = (
+    os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
 )
 _APPEND = os.O_WRONLY | os.O_APPEND | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
 _LINK_CACHE = 16

@@ -131,15 +131,14 @@ class PostgresLedger(SqlLedger):
         try:
             with self._pool.connection() as conn:
                 if self.read_only:
-                    raise LedgerWriteError(f"the {self.description} is open read-only",
-                                           transient=False)
+                    raise LedgerWriteError(
+                        f"the {self.description} is open read-only", transient=False
+                    )
                 with conn.cursor() as cur:
                     yield cur
                 conn.commit()
         except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
-            raise LedgerWriteError(
-                f"{self.description}: {_first_line(exc)}", retry=True
-            ) from exc
+            raise LedgerWriteError(f"{self.description}: {_first_line(exc)}", retry=True) from exc
         except psycopg.errors.IntegrityError as exc:
             raise LedgerWriteError(
                 f"{self.description}: {_first_line(exc)}", transient=False

@@ -203,14 +203,17 @@ class SqlLedger(Ledger):
                 for statement in split_statements(script):
                     cur.execute(statement)
                 cur.execute(
-                    self.q("INSERT INTO ledger_migrations (version, name, applied_at) "
-                           "VALUES (?, ?, ?)"),
+                    self.q(
+                        "INSERT INTO ledger_migrations (version, name, applied_at) VALUES (?, ?, ?)"
+                    ),
                     (number, name, utc_timestamp()),
                 )
             if latest:
                 cur.execute(
-                    self.q("INSERT INTO ledger_info (key, value) VALUES (?, ?) "
-                           "ON CONFLICT (key) DO NOTHING"),
+                    self.q(
+                        "INSERT INTO ledger_info (key, value) VALUES (?, ?) "
+                        "ON CONFLICT (key) DO NOTHING"
+                    ),
                     ("ledger_id", secrets.token_hex(16)),
                 )
                 self._ledger_id = self._read_ledger_id(cur)
@@ -268,8 +271,10 @@ class SqlLedger(Ledger):
     def probe(self) -> None:
         with self._write() as cur:
             cur.execute(
-                self.q("INSERT INTO ledger_info (key, value) VALUES (?, ?) "
-                       "ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
+                self.q(
+                    "INSERT INTO ledger_info (key, value) VALUES (?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+                ),
                 ("last_probe", utc_timestamp()),
             )
 
@@ -364,14 +369,18 @@ class SqlLedger(Ledger):
                 signer_ca = self._ca_id(cur, op.signer_cert, new_ca)
                 root_ca = None if op.root_cert is None else self._ca_id(cur, op.root_cert, new_ca)
                 cur.execute(
-                    self.q("INSERT INTO devices (device_sn, state, current_issuance, first_seen, "
-                           "updated_at) VALUES (?, ?, NULL, ?, ?) "
-                           "ON CONFLICT (device_sn) DO NOTHING"),
+                    self.q(
+                        "INSERT INTO devices (device_sn, state, current_issuance, first_seen, "
+                        "updated_at) VALUES (?, ?, NULL, ?, ?) "
+                        "ON CONFLICT (device_sn) DO NOTHING"
+                    ),
                     (op.device_sn, IssuanceState.SIGNED.value, op.time, op.time),
                 )
                 cur.execute(
-                    self.q("INSERT INTO key_owners (public_key, device_sn) VALUES (?, ?) "
-                           "ON CONFLICT (public_key) DO NOTHING"),
+                    self.q(
+                        "INSERT INTO key_owners (public_key, device_sn) VALUES (?, ?) "
+                        "ON CONFLICT (public_key) DO NOTHING"
+                    ),
                     (op.public_key, op.device_sn),
                 )
                 issuance_id = self._insert(
@@ -402,8 +411,9 @@ class SqlLedger(Ledger):
                     f"{owner}; a key belongs to one chip, device {op.device_sn} is refused",
                 )  # fmt: skip
             cur.execute(
-                self.q("SELECT id, device_sn FROM issuances WHERE issuer_key_id = ? "
-                       "AND cert_sn = ?"),
+                self.q(
+                    "SELECT id, device_sn FROM issuances WHERE issuer_key_id = ? AND cert_sn = ?"
+                ),
                 (op.issuer_key_id, op.cert_sn),
             )
             row = cur.fetchone()
@@ -421,9 +431,7 @@ class SqlLedger(Ledger):
             station=op.station, run_id=run_id, device_cert=op.device_cert,
             signer_cert=op.signer_cert, root_cert=op.root_cert, device_type=op.device_type,
         )  # fmt: skip
-        return IssueResult(
-            "issued", issuance, superseded=decision.supersede_id, event=event
-        )
+        return IssueResult("issued", issuance, superseded=decision.supersede_id, event=event)
 
     @staticmethod
     def _serial_message(op: IssueOp, clash: Sequence[Any]) -> str:
@@ -466,8 +474,10 @@ class SqlLedger(Ledger):
         target: Brief | None = current
         if current is None or current.public_key != op.public_key:
             cur.execute(
-                self.q("SELECT id, public_key, issuer_key_id, state FROM issuances WHERE "
-                       "device_sn = ? AND public_key = ? ORDER BY id DESC LIMIT 1"),
+                self.q(
+                    "SELECT id, public_key, issuer_key_id, state FROM issuances WHERE "
+                    "device_sn = ? AND public_key = ? ORDER BY id DESC LIMIT 1"
+                ),
                 (op.device_sn, op.public_key),
             )
             row = cur.fetchone()
@@ -505,9 +515,11 @@ class SqlLedger(Ledger):
     # -- pieces of a commit ------------------------------------------------------------------
     def _snapshot(self, cur: Cursor, op: IssueOp) -> Snapshot:
         cur.execute(
-            self.q("SELECT id, public_key, issuer_key_id, state FROM issuances WHERE "
-                   "device_sn = ? AND public_key = ? AND issuer_key_id = ? ORDER BY id DESC "
-                   "LIMIT 1"),
+            self.q(
+                "SELECT id, public_key, issuer_key_id, state FROM issuances WHERE "
+                "device_sn = ? AND public_key = ? AND issuer_key_id = ? ORDER BY id DESC "
+                "LIMIT 1"
+            ),
             (op.device_sn, op.public_key, op.issuer_key_id),
         )
         row = cur.fetchone()
@@ -525,8 +537,10 @@ class SqlLedger(Ledger):
 
     def _current(self, cur: Cursor, device_sn: str) -> Brief | None:
         cur.execute(
-            self.q("SELECT i.id, i.public_key, i.issuer_key_id, i.state FROM devices d JOIN "
-                   "issuances i ON i.id = d.current_issuance WHERE d.device_sn = ?"),
+            self.q(
+                "SELECT i.id, i.public_key, i.issuer_key_id, i.state FROM devices d JOIN "
+                "issuances i ON i.id = d.current_issuance WHERE d.device_sn = ?"
+            ),
             (device_sn,),
         )
         row = cur.fetchone()
@@ -556,8 +570,10 @@ class SqlLedger(Ledger):
         self, cur: Cursor, device_sn: str, issuance_id: int, state: IssuanceState, when: str
     ) -> None:
         cur.execute(
-            self.q("UPDATE devices SET current_issuance = ?, state = ?, updated_at = ? "
-                   "WHERE device_sn = ?"),
+            self.q(
+                "UPDATE devices SET current_issuance = ?, state = ?, updated_at = ? "
+                "WHERE device_sn = ?"
+            ),
             (issuance_id, state.value, when, device_sn),
         )
 
@@ -598,8 +614,9 @@ class SqlLedger(Ledger):
         if found is not None:
             return found
         cur.execute(
-            self.q("INSERT INTO ca_certs (sha256, der) VALUES (?, ?) "
-                   "ON CONFLICT (sha256) DO NOTHING"),
+            self.q(
+                "INSERT INTO ca_certs (sha256, der) VALUES (?, ?) ON CONFLICT (sha256) DO NOTHING"
+            ),
             (digest, der),
         )
         cur.execute(self.q("SELECT id FROM ca_certs WHERE sha256 = ?"), (digest,))
@@ -690,8 +707,10 @@ class SqlLedger(Ledger):
             cond, params = self._conditions(where, "i", run_id, last)
             with self._read() as cur:
                 cur.execute(
-                    self.q(f"SELECT {_ISSUANCE_COLUMNS} FROM issuances i WHERE {cond} "
-                           "ORDER BY i.id LIMIT ?"),
+                    self.q(
+                        f"SELECT {_ISSUANCE_COLUMNS} FROM issuances i WHERE {cond} "
+                        "ORDER BY i.id LIMIT ?"
+                    ),
                     (*params, page_size),
                 )
                 page = [self._issuance_from_row(cur, row) for row in cur.fetchall()]
@@ -713,8 +732,9 @@ class SqlLedger(Ledger):
             cond, params = self._conditions(where, "e", run_id, last)
             with self._read() as cur:
                 cur.execute(
-                    self.q(f"SELECT {_EVENT_COLUMNS} FROM events e WHERE {cond} "
-                           "ORDER BY e.id LIMIT ?"),
+                    self.q(
+                        f"SELECT {_EVENT_COLUMNS} FROM events e WHERE {cond} ORDER BY e.id LIMIT ?"
+                    ),
                     (*params, page_size),
                 )
                 rows = cur.fetchall()
@@ -732,8 +752,10 @@ class SqlLedger(Ledger):
         sn = device_sn.upper()
         with self._read() as cur:
             cur.execute(
-                self.q("SELECT device_sn, state, current_issuance, first_seen, updated_at "
-                       "FROM devices WHERE device_sn = ?"),
+                self.q(
+                    "SELECT device_sn, state, current_issuance, first_seen, updated_at "
+                    "FROM devices WHERE device_sn = ?"
+                ),
                 (sn,),
             )
             row = cur.fetchone()

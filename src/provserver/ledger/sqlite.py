@@ -96,8 +96,9 @@ class SqliteLedger(SqlLedger):
     @contextmanager
     def _write(self) -> Iterator[Cursor]:
         if self._writer is None:
-            raise LedgerWriteError(f"the {self.description} is not open for writing",
-                                   transient=False)
+            raise LedgerWriteError(
+                f"the {self.description} is not open for writing", transient=False
+            )
         with self._write_lock:
             conn = self._writer
             try:
@@ -109,15 +110,11 @@ class SqliteLedger(SqlLedger):
                 self._rollback(conn)
                 text = str(exc)
                 if isinstance(exc, sqlite3.IntegrityError):
-                    raise LedgerWriteError(
-                        f"{self.description}: {text}", transient=False
-                    ) from exc
+                    raise LedgerWriteError(f"{self.description}: {text}", transient=False) from exc
                 transient = isinstance(exc, sqlite3.OperationalError) and any(
                     word in text.lower() for word in _TRANSIENT
                 )
-                raise LedgerWriteError(
-                    f"{self.description}: {text}", transient=transient
-                ) from exc
+                raise LedgerWriteError(f"{self.description}: {text}", transient=transient) from exc
             except BaseException:
                 self._rollback(conn)
                 raise

@@ -105,8 +105,10 @@ class RecoveredRun:
         parts = []
         if self.cut:
             parts.append("a torn last row cut")
-        parts.append(f"{self.rows} signing log row(s) and {self.files} certificate file(s) "
-                     "restored from the ledger")
+        parts.append(
+            f"{self.rows} signing log row(s) and {self.files} certificate file(s) "
+            "restored from the ledger"
+        )
         return f"Recovered run {self.stamp} (the server did not stop cleanly): {', '.join(parts)}."
 
 
@@ -302,8 +304,9 @@ class LedgerRecordStore(RecordStore):
 
     async def _commit(self, batch: list[_Waiter]) -> None:
         if self._failure is not None:
-            self._release(batch, None, RecordStoreError(f"records cannot be written: "
-                                                        f"{self._failure}"))
+            self._release(
+                batch, None, RecordStoreError(f"records cannot be written: {self._failure}")
+            )
             return
         loop = asyncio.get_running_loop()
 
@@ -341,8 +344,11 @@ class LedgerRecordStore(RecordStore):
             self._files_failed(files_error)
 
     def _files_failed(self, text: str) -> None:
-        self._fail(f"the signing log / certificate files in {self.root} cannot be written "
-                   f"({text}); the ledger has every record", permanent=False)
+        self._fail(
+            f"the signing log / certificate files in {self.root} cannot be written "
+            f"({text}); the ledger has every record",
+            permanent=False,
+        )
         if self._wakeup is not None:
             self._wakeup.set()  # the commit loop starts checking for the resume
 
@@ -369,12 +375,18 @@ class LedgerRecordStore(RecordStore):
             self._failure = what
             self._permanent = permanent
             if permanent:
-                self._say("error", f"Records cannot be written: {what}. Signing stopped; a "
-                                   "restart is needed once the cause is fixed.")
+                self._say(
+                    "error",
+                    f"Records cannot be written: {what}. Signing stopped; a "
+                    "restart is needed once the cause is fixed.",
+                )
             else:
-                self._say("error", f"Records cannot be written: {what}. Signing stopped; it "
-                                   "resumes by itself once writes succeed again (checked every "
-                                   f"{self._retry_interval:g} s).")
+                self._say(
+                    "error",
+                    f"Records cannot be written: {what}. Signing stopped; it "
+                    "resumes by itself once writes succeed again (checked every "
+                    f"{self._retry_interval:g} s).",
+                )
 
     async def _try_resume(self) -> None:
         try:
@@ -383,8 +395,10 @@ class LedgerRecordStore(RecordStore):
             return  # still failing: try again after retry_interval
         what = ""
         if caught_up.rows or caught_up.files:
-            what = (f" ({caught_up.rows} signing log row(s) and {caught_up.files} certificate "
-                    "file(s) caught up from the ledger)")
+            what = (
+                f" ({caught_up.rows} signing log row(s) and {caught_up.files} certificate "
+                "file(s) caught up from the ledger)"
+            )
         self._failure = None
         self._say("info", f"Records can be written again{what}: signing resumed.")
 
@@ -584,4 +598,3 @@ class LedgerRecordStore(RecordStore):
                 "every record and the next start restores the signing log and certificate "
                 "files from it"
             )
-

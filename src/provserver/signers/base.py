@@ -277,7 +277,6 @@ class SignerModule(Closeable, ABC):
     def close(self) -> None:
         """Release the module. Idempotent."""
 
-
     def __repr__(self) -> str:
         state = "locked" if self.needs_password else "ready"
         return (

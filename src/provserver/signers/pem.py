@@ -253,9 +253,7 @@ class PemModuleCreator(ModuleCreator):
         key_pem = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
         )
-        cert_pem = x509.load_der_x509_certificate(cert_der).public_bytes(
-            serialization.Encoding.PEM
-        )
+        cert_pem = x509.load_der_x509_certificate(cert_der).public_bytes(serialization.Encoding.PEM)
         try:
             key_path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -101,13 +101,23 @@ def test_writer_round_trip_with_elements_and_link() -> None:
     from atcaprov.atcacert import CertElement
 
     p = standard_pki()
-    signer = replace(p.defs.signer, sn_source=SnSource.STORED,
-                     cert_sn_dev_loc=DeviceLoc(DevZone.DATA, 14, False, 17, 3),
-                     cert_elements=(CertElement("IssueDate",
-                                                DeviceLoc(DevZone.DATA, 14, False, 22, 13),
-                                                p.defs.signer.std_cert_elements.issue_date),))
-    text = cert_def_to_c(signer, "1_signer") + "\n" + cert_def_to_c(
-        p.defs.device, "g_cert_def_2_device", include=False)
+    signer = replace(
+        p.defs.signer,
+        sn_source=SnSource.STORED,
+        cert_sn_dev_loc=DeviceLoc(DevZone.DATA, 14, False, 17, 3),
+        cert_elements=(
+            CertElement(
+                "IssueDate",
+                DeviceLoc(DevZone.DATA, 14, False, 22, 13),
+                p.defs.signer.std_cert_elements.issue_date,
+            ),
+        ),
+    )
+    text = (
+        cert_def_to_c(signer, "1_signer")
+        + "\n"
+        + cert_def_to_c(p.defs.device, "g_cert_def_2_device", include=False)
+    )
     defs = load_cert_defs(text, "gen.c")
     assert defs == {"g_cert_def_1_signer": signer, "g_cert_def_2_device": p.defs.device}
     assert "sizeof(g_cert_elements_1_signer) / sizeof(g_cert_elements_1_signer[0])" in text
@@ -176,16 +186,22 @@ def test_error_bad_definition_is_reported_at_the_variable() -> None:
 
 
 def test_parser_expressions_and_strings() -> None:
-    cfile = parse_c_source('#define K (2 << 3)\nconst char s[] = "a\\x41" "b";\n'
-                           "const uint8_t b[4] = { K | 1, 0x0F, 017, 'A' };\n", "e.c")
+    cfile = parse_c_source(
+        '#define K (2 << 3)\nconst char s[] = "a\\x41" "b";\n'
+        "const uint8_t b[4] = { K | 1, 0x0F, 017, 'A' };\n",
+        "e.c",
+    )
     from atcaprov.atcacert.csource import Evaluator
 
     ev = Evaluator(cfile, {})
     assert ev.bytes_of(cfile.variables["b"]) == bytes([17, 15, 15, 65])
     assert ev.bytes_of(cfile.variables["s"]) == b"aAb"
-    more = parse_c_source("const uint8_t g_t[] = { 1, 2, 3 };\n"
-                          "const int n = sizeof(g_t)/sizeof(g_t[0]) + sizeof(uint16_t)"
-                          " + (uint8_t)4 + sizeof(const uint8_t *) + 35-13 - -1;\n", "f.c")
+    more = parse_c_source(
+        "const uint8_t g_t[] = { 1, 2, 3 };\n"
+        "const int n = sizeof(g_t)/sizeof(g_t[0]) + sizeof(uint16_t)"
+        " + (uint8_t)4 + sizeof(const uint8_t *) + 35-13 - -1;\n",
+        "f.c",
+    )
     init = more.variables["n"].init
     assert init is not None
     assert Evaluator(more, {}).integer(init) == 3 + 2 + 4 + 8 + 22 + 1
@@ -197,9 +213,16 @@ def test_transforms_are_refused() -> None:
 
     from atcaprov.atcacert import CertElement
 
-    with_el = replace(d, cert_elements=(CertElement(
-        "SN", DeviceLoc(DevZone.DATA, 14, False, 0, 3), d.std_cert_elements.cert_sn),),
-        sn_source=SnSource.STORED, cert_sn_dev_loc=DeviceLoc(DevZone.DATA, 14, False, 0, 3))
+    with_el = replace(
+        d,
+        cert_elements=(
+            CertElement(
+                "SN", DeviceLoc(DevZone.DATA, 14, False, 0, 3), d.std_cert_elements.cert_sn
+            ),
+        ),
+        sn_source=SnSource.STORED,
+        cert_sn_dev_loc=DeviceLoc(DevZone.DATA, 14, False, 0, 3),
+    )
     text = cert_def_to_c(with_el, "x")
     bad = _swap(text, '.id         = "SN",', '.id = "SN", .transforms = { TF_REVERSE, TF_NONE },')
     err = _error(bad.replace("TF_REVERSE", "1"))
@@ -214,21 +237,30 @@ def test_written_and_esp_files_compile(tmp_path: Path) -> None:
     """Our output and the esp generator's both compile against a stand-in atcacert_def.h."""
     p = standard_pki()
     ours = tmp_path / "ours.c"
-    ours.write_text(cert_def_to_c(p.defs.signer, "1_signer") + "\n"
-                    + cert_def_to_c(p.defs.device, "2_device", include=False))
+    ours.write_text(
+        cert_def_to_c(p.defs.signer, "1_signer")
+        + "\n"
+        + cert_def_to_c(p.defs.device, "2_device", include=False)
+    )
     data = Path(__file__).parent / "data"
     for src in (ours, data / "esp_cert_def_1_signer.c", data / "esp_cert_def_2_device.c"):
-        result = subprocess.run(["gcc", "-std=c99", "-Wall", "-Werror", "-fsyntax-only",
-                                 "-I", str(STUB), str(src)], capture_output=True, text=True,
-                                timeout=60, check=False)
+        result = subprocess.run(
+            ["gcc", "-std=c99", "-Wall", "-Werror", "-fsyntax-only", "-I", str(STUB), str(src)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert result.returncode == 0, (src.name, result.stderr)
 
 
 def _positional(d: CertDef) -> str:
     """2016 field order, no designators, HEAD-style guards and export macros around it."""
+
     def dev(loc: DeviceLoc) -> str:
-        return f"{{ {loc.zone.c_name}, {loc.slot}, {int(loc.is_genkey)}, {loc.offset}, " \
-               f"{loc.count} }}"
+        return (
+            f"{{ {loc.zone.c_name}, {loc.slot}, {int(loc.is_genkey)}, {loc.offset}, {loc.count} }}"
+        )
 
     std = ", ".join(f"{{ {loc.offset}, {loc.count} }}" for loc in d.std_cert_elements)
     return f"""\

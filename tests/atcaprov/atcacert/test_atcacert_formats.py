@@ -51,10 +51,15 @@ def _base_def(generalized_issue: bool) -> CertDef:
     p = _pki()
     if not generalized_issue:
         return p.defs.device
-    later = make_standard_cert_defs(p.root_cert, p.signer_cert,
-                                    now=datetime(2060, 1, 1, tzinfo=UTC), signer_id=SIGNER_ID,
-                                    device_common_name="Test Device",
-                                    device_organization="Example Inc", device_expire_years=40)
+    later = make_standard_cert_defs(
+        p.root_cert,
+        p.signer_cert,
+        now=datetime(2060, 1, 1, tzinfo=UTC),
+        signer_id=SIGNER_ID,
+        device_common_name="Test Device",
+        device_organization="Example Inc",
+        device_expire_years=40,
+    )
     return later.device
 
 
@@ -70,16 +75,22 @@ def _def(generalized_issue: bool, years: int, sn_source: SnSource) -> CertDef:
 def _tail_by_hand(issue: datetime, years: int) -> tuple[bytes, int, int]:
     """(bytes 64-66, format version, byte 71) from the facts' bit layout, independently."""
     y = issue.year - 2000
-    bits = (format(y & 0x1F, "05b") + format(issue.month, "04b") + format(issue.day, "05b")
-            + format(issue.hour, "05b") + format(years & 0x1F, "05b"))
+    bits = (
+        format(y & 0x1F, "05b")
+        + format(issue.month, "04b")
+        + format(issue.day, "05b")
+        + format(issue.hour, "05b")
+        + format(years & 0x1F, "05b")
+    )
     enc = int(bits, 2).to_bytes(3, "big")
     extended = issue.year > 2031 or years > 31
     byte71 = ((y >> 5) << 6) | ((years >> 5) << 4) if extended else 0
     return enc, int(extended), byte71
 
 
-def _expected_sn(source: SnSource, size: int, public_key: bytes, device_sn: bytes,
-                 record: bytes) -> bytes:
+def _expected_sn(
+    source: SnSource, size: int, public_key: bytes, device_sn: bytes, record: bytes
+) -> bytes:
     """SHA-256 over key or chip SN, bytes 64-66, and (formats 1, 2) byte 71 & 0xF0."""
     head = public_key if source == SnSource.PUB_KEY_HASH else device_sn
     msg = head + record[64:67]
@@ -97,35 +108,119 @@ def _expire(issue: datetime, years: int) -> datetime:
 
 
 @settings(max_examples=150, deadline=None)
-@given(year=st.integers(2000, 2127), years=st.integers(0, 127), month=st.integers(1, 12),
-       day=st.integers(1, 28), hour=st.integers(0, 23), k=st.integers(1, P256_N - 1),
-       source=st.sampled_from(HASH_SOURCES), device_sn=st.binary(min_size=9, max_size=9))
-@example(year=2031, years=31, month=12, day=28, hour=23, k=3, source=SnSource.PUB_KEY_HASH,
-         device_sn=DEVICE_SN)
-@example(year=2031, years=32, month=1, day=1, hour=0, k=4, source=SnSource.DEVICE_SN_HASH,
-         device_sn=DEVICE_SN)
-@example(year=2032, years=31, month=1, day=1, hour=0, k=5, source=SnSource.PUB_KEY_HASH,
-         device_sn=DEVICE_SN)
-@example(year=2032, years=32, month=6, day=15, hour=12, k=6, source=SnSource.DEVICE_SN_HASH,
-         device_sn=DEVICE_SN)
-@example(year=2000, years=0, month=1, day=1, hour=0, k=7, source=SnSource.PUB_KEY_HASH,
-         device_sn=DEVICE_SN)
-@example(year=2127, years=127, month=12, day=28, hour=23, k=8, source=SnSource.PUB_KEY_HASH,
-         device_sn=DEVICE_SN)
-@example(year=2049, years=64, month=12, day=28, hour=23, k=9, source=SnSource.PUB_KEY_HASH,
-         device_sn=DEVICE_SN)
-@example(year=2050, years=96, month=1, day=1, hour=0, k=10, source=SnSource.DEVICE_SN_HASH,
-         device_sn=DEVICE_SN)
-def test_build_compress_rebuild_over_every_date(year: int, years: int, month: int, day: int,
-                                               hour: int, k: int, source: SnSource,
-                                               device_sn: bytes) -> None:
+@given(
+    year=st.integers(2000, 2127),
+    years=st.integers(0, 127),
+    month=st.integers(1, 12),
+    day=st.integers(1, 28),
+    hour=st.integers(0, 23),
+    k=st.integers(1, P256_N - 1),
+    source=st.sampled_from(HASH_SOURCES),
+    device_sn=st.binary(min_size=9, max_size=9),
+)
+@example(
+    year=2031,
+    years=31,
+    month=12,
+    day=28,
+    hour=23,
+    k=3,
+    source=SnSource.PUB_KEY_HASH,
+    device_sn=DEVICE_SN,
+)
+@example(
+    year=2031,
+    years=32,
+    month=1,
+    day=1,
+    hour=0,
+    k=4,
+    source=SnSource.DEVICE_SN_HASH,
+    device_sn=DEVICE_SN,
+)
+@example(
+    year=2032,
+    years=31,
+    month=1,
+    day=1,
+    hour=0,
+    k=5,
+    source=SnSource.PUB_KEY_HASH,
+    device_sn=DEVICE_SN,
+)
+@example(
+    year=2032,
+    years=32,
+    month=6,
+    day=15,
+    hour=12,
+    k=6,
+    source=SnSource.DEVICE_SN_HASH,
+    device_sn=DEVICE_SN,
+)
+@example(
+    year=2000,
+    years=0,
+    month=1,
+    day=1,
+    hour=0,
+    k=7,
+    source=SnSource.PUB_KEY_HASH,
+    device_sn=DEVICE_SN,
+)
+@example(
+    year=2127,
+    years=127,
+    month=12,
+    day=28,
+    hour=23,
+    k=8,
+    source=SnSource.PUB_KEY_HASH,
+    device_sn=DEVICE_SN,
+)
+@example(
+    year=2049,
+    years=64,
+    month=12,
+    day=28,
+    hour=23,
+    k=9,
+    source=SnSource.PUB_KEY_HASH,
+    device_sn=DEVICE_SN,
+)
+@example(
+    year=2050,
+    years=96,
+    month=1,
+    day=1,
+    hour=0,
+    k=10,
+    source=SnSource.DEVICE_SN_HASH,
+    device_sn=DEVICE_SN,
+)
+def test_build_compress_rebuild_over_every_date(
+    year: int,
+    years: int,
+    month: int,
+    day: int,
+    hour: int,
+    k: int,
+    source: SnSource,
+    device_sn: bytes,
+) -> None:
     p = _pki()
     d = _def(year >= 2050, years, source)
     issue = datetime(year, month, day, hour, tzinfo=UTC)
     device_key = pub(key(k))
-    built = build_cert(d, public_key=device_key, issue_date=issue, signer_id=SIGNER_ID,
-                       sign=signer_fn(p.signer_key), device_sn=device_sn,
-                       ca_public_key=pub(p.signer_key))
+    built = build_cert(
+        d,
+        public_key=device_key,
+        issue_date=issue,
+        signer_id=SIGNER_ID,
+        sign=signer_fn(p.signer_key),
+        device_sn=device_sn,
+        ca_public_key=pub(p.signer_key),
+    )
     record = built.comp_cert
 
     enc, fmt, byte71 = _tail_by_hand(issue, years)
@@ -139,14 +234,16 @@ def test_build_compress_rebuild_over_every_date(year: int, years: int, month: in
     assert cert.not_valid_before_utc == issue
     assert cert.not_valid_after_utc == _expire(issue, years)
     size = d.std_cert_elements.cert_sn.count
-    assert cert.serial_number.to_bytes(size, "big") == \
-        _expected_sn(source, size, device_key, device_sn, record)
+    assert cert.serial_number.to_bytes(size, "big") == _expected_sn(
+        source, size, device_key, device_sn, record
+    )
 
     assert compress(d, built.cert_der) == record
     rebuilt = rebuild(d, record, device_key, device_sn, ca_public_key=pub(p.signer_key))
     assert rebuilt == built.cert_der
     x509.load_der_x509_certificate(rebuilt).verify_directly_issued_by(
-        x509.load_der_x509_certificate(p.signer_cert))
+        x509.load_der_x509_certificate(p.signer_cert)
+    )
 
 
 # ---- the facts-file serial-number rule for format 1, on fixed values ---------------------------
@@ -158,9 +255,15 @@ def test_format_1_serial_number_hashes_the_fourth_date_byte(source: SnSource) ->
     d = _def(False, 40, source)
     issue = datetime(2032, 1, 1, 0, tzinfo=UTC)
     device_key = pub(key(4242))
-    built = build_cert(d, public_key=device_key, issue_date=issue, signer_id=SIGNER_ID,
-                       sign=signer_fn(p.signer_key), device_sn=DEVICE_SN,
-                       ca_public_key=pub(p.signer_key))
+    built = build_cert(
+        d,
+        public_key=device_key,
+        issue_date=issue,
+        signer_id=SIGNER_ID,
+        sign=signer_fn(p.signer_key),
+        device_sn=DEVICE_SN,
+        ca_public_key=pub(p.signer_key),
+    )
     assert built.comp_cert[64:67] == bytes.fromhex("008408")
     assert built.comp_cert[70] & 0x0F == 1 and built.comp_cert[71] == 0x50
     head = device_key if source == SnSource.PUB_KEY_HASH else DEVICE_SN
@@ -170,8 +273,10 @@ def test_format_1_serial_number_hashes_the_fourth_date_byte(source: SnSource) ->
     three[0] = (three[0] & 0x7F) | 0x40
     sn = x509.load_der_x509_certificate(built.cert_der).serial_number.to_bytes(16, "big")
     assert sn == bytes(four) != bytes(three)
-    assert rebuild(d, built.comp_cert, device_key, DEVICE_SN,
-                   ca_public_key=pub(p.signer_key)) == built.cert_der
+    assert (
+        rebuild(d, built.comp_cert, device_key, DEVICE_SN, ca_public_key=pub(p.signer_key))
+        == built.cert_der
+    )
 
 
 @pytest.mark.parametrize("source", HASH_SOURCES)
@@ -181,9 +286,15 @@ def test_format_0_serial_number_hashes_three_date_bytes(source: SnSource) -> Non
     d = _def(False, 31, source)
     issue = datetime(2031, 12, 28, 23, tzinfo=UTC)
     device_key = pub(key(4243))
-    built = build_cert(d, public_key=device_key, issue_date=issue, signer_id=SIGNER_ID,
-                       sign=signer_fn(p.signer_key), device_sn=DEVICE_SN,
-                       ca_public_key=pub(p.signer_key))
+    built = build_cert(
+        d,
+        public_key=device_key,
+        issue_date=issue,
+        signer_id=SIGNER_ID,
+        sign=signer_fn(p.signer_key),
+        device_sn=DEVICE_SN,
+        ca_public_key=pub(p.signer_key),
+    )
     enc = bytes.fromhex("FE72FF")  # 11111 1100 11100 10111 11111
     assert built.comp_cert[64:67] == enc
     assert built.comp_cert[70] & 0x0F == 0 and built.comp_cert[71] == 0
@@ -194,17 +305,30 @@ def test_format_0_serial_number_hashes_three_date_bytes(source: SnSource) -> Non
     assert sn == bytes(want)
 
 
-@pytest.mark.parametrize(("source", "fix"), [
-    (SnSource.PUB_KEY_HASH_POS, lambda b: b & 0x7F),
-    (SnSource.DEVICE_SN_HASH_POS, lambda b: b & 0x7F),
-    (SnSource.PUB_KEY_HASH_RAW, lambda b: b),
-    (SnSource.DEVICE_SN_HASH_RAW, lambda b: b),
-])
+@pytest.mark.parametrize(
+    ("source", "fix"),
+    [
+        (SnSource.PUB_KEY_HASH_POS, lambda b: b & 0x7F),
+        (SnSource.DEVICE_SN_HASH_POS, lambda b: b & 0x7F),
+        (SnSource.PUB_KEY_HASH_RAW, lambda b: b),
+        (SnSource.DEVICE_SN_HASH_RAW, lambda b: b),
+    ],
+)
 def test_deprecated_hash_sources_use_the_same_four_bytes(
-        source: SnSource, fix: Callable[[int], int]) -> None:
+    source: SnSource, fix: Callable[[int], int]
+) -> None:
     public_key = pub(key(4244))
     head = DEVICE_SN if source.uses_device_sn else public_key
     digest = hashlib.sha256(head + bytes.fromhex("008408") + b"\x50").digest()[:20]
     want = bytes([fix(digest[0])]) + digest[1:]
-    assert generate_cert_sn(source, 20, issue_date=CertDate(2032, 1, 1, 0), expire_years=40,
-                            public_key=public_key, device_sn=DEVICE_SN) == want
+    assert (
+        generate_cert_sn(
+            source,
+            20,
+            issue_date=CertDate(2032, 1, 1, 0),
+            expire_years=40,
+            public_key=public_key,
+            device_sn=DEVICE_SN,
+        )
+        == want
+    )

@@ -38,20 +38,29 @@ def test_forty_year_device_certificate_is_provisioned_and_validated_after_the_lo
 
     assert chip.config_locked and chip.data_locked
     done = [e for e in hooks.events if e[1] == ProvStatus.DONE]
-    assert done.index((ProvStage.DATA_LOCK, ProvStatus.DONE)) < \
-        done.index((ProvStage.VALIDATE_CERTS, ProvStatus.DONE))
+    assert done.index((ProvStage.DATA_LOCK, ProvStatus.DONE)) < done.index(
+        (ProvStage.VALIDATE_CERTS, ProvStatus.DONE)
+    )
     cert = x509.load_der_x509_certificate(result.device_cert)
     issue = NOW.replace(minute=0, second=0)
     assert cert.not_valid_before_utc == issue
-    assert cert.not_valid_after_utc == datetime(issue.year + 40, issue.month, issue.day,
-                                                issue.hour, tzinfo=timezone.utc)
+    assert cert.not_valid_after_utc == datetime(
+        issue.year + 40, issue.month, issue.day, issue.hour, tzinfo=timezone.utc
+    )
 
     # the record on the chip is format 1: 40 years = 01|01000, so byte 71 = 0x10
     record = device.read_bytes_zone(DATA_ZONE, 10, 0, 72)
     assert record[70] & 0x0F == 1 and record[71] == 0x10 and record[66] & 0x1F == 8
-    assert rebuild(pki.cert_info.device_cert_def, record, result.public_key,
-                   chip.serial_number,
-                   ca_public_key=pki.cert_info.signer_public_key) == result.device_cert
+    assert (
+        rebuild(
+            pki.cert_info.device_cert_def,
+            record,
+            result.public_key,
+            chip.serial_number,
+            ca_public_key=pki.cert_info.signer_public_key,
+        )
+        == result.device_cert
+    )
 
     report = verify(device, pki.cert_info, expected_config=DEFAULT_CONFIG)
     assert report.ok, report.lines()

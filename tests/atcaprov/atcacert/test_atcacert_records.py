@@ -29,17 +29,27 @@ FACTS_TAIL = bytes.fromhex("A99D5CC48B109000")
 
 
 def test_comp_cert_tail_vector() -> None:
-    comp = CompCert.from_dates(signature=bytes(range(64)), issue_date=CertDate(2021, 3, 7, 10),
-                               expire_years=28, signer_id=bytes.fromhex("C48B"), template_id=1,
-                               chain_id=0, sn_source=SnSource.SIGNER_ID)
+    comp = CompCert.from_dates(
+        signature=bytes(range(64)),
+        issue_date=CertDate(2021, 3, 7, 10),
+        expire_years=28,
+        signer_id=bytes.fromhex("C48B"),
+        template_id=1,
+        chain_id=0,
+        sn_source=SnSource.SIGNER_ID,
+    )
     raw = comp.encode()
     assert len(raw) == 72 and raw[:64] == bytes(range(64)) and raw[64:] == FACTS_TAIL
 
 
 def test_comp_cert_tail_decodes_as_facts_say() -> None:
     comp = CompCert.decode(bytes(64) + FACTS_TAIL)
-    assert (comp.template_id, comp.chain_id, comp.sn_source, comp.format_version) == \
-        (1, 0, SnSource.SIGNER_ID, 0)
+    assert (comp.template_id, comp.chain_id, comp.sn_source, comp.format_version) == (
+        1,
+        0,
+        SnSource.SIGNER_ID,
+        0,
+    )
     assert comp.signer_id.hex().upper() == "C48B"
     issue, expire, years = comp.dates(DateFormat.RFC5280_UTC)
     assert issue == CertDate(2021, 3, 7, 10) and expire == CertDate(2049, 3, 7, 10)
@@ -116,30 +126,42 @@ def _fix(h: bytes, pos: bool, no_trim: bool) -> bytes:
     return bytes(b)
 
 
-@pytest.mark.parametrize(("source", "pos", "no_trim", "use_pub"), [
-    (SnSource.PUB_KEY_HASH, True, True, True),
-    (SnSource.PUB_KEY_HASH_POS, True, False, True),
-    (SnSource.PUB_KEY_HASH_RAW, False, False, True),
-    (SnSource.DEVICE_SN_HASH, True, True, False),
-    (SnSource.DEVICE_SN_HASH_POS, True, False, False),
-    (SnSource.DEVICE_SN_HASH_RAW, False, False, False),
-])
+@pytest.mark.parametrize(
+    ("source", "pos", "no_trim", "use_pub"),
+    [
+        (SnSource.PUB_KEY_HASH, True, True, True),
+        (SnSource.PUB_KEY_HASH_POS, True, False, True),
+        (SnSource.PUB_KEY_HASH_RAW, False, False, True),
+        (SnSource.DEVICE_SN_HASH, True, True, False),
+        (SnSource.DEVICE_SN_HASH_POS, True, False, False),
+        (SnSource.DEVICE_SN_HASH_RAW, False, False, False),
+    ],
+)
 def test_hash_sn_sources(source: SnSource, pos: bool, no_trim: bool, use_pub: bool) -> None:
     xy = pub(key(9))
     device_sn = bytes.fromhex("0123C5D92CA571EEEE")
     for size in (1, 16, 32):
-        got = generate_cert_sn(source, size, issue_date=DATES, expire_years=28, public_key=xy,
-                               device_sn=device_sn)
+        got = generate_cert_sn(
+            source, size, issue_date=DATES, expire_years=28, public_key=xy, device_sn=device_sn
+        )
         material = (xy if use_pub else device_sn) + ENC
         assert got == _fix(hashlib.sha256(material).digest()[:size], pos, no_trim)
 
 
 def test_fixed_sn_sources() -> None:
     device_sn = bytes.fromhex("0123C5D92CA571EEEE")
-    assert generate_cert_sn(SnSource.DEVICE_SN, 10, issue_date=DATES, expire_years=0,
-                            device_sn=device_sn) == b"\x40" + device_sn
-    assert generate_cert_sn(SnSource.SIGNER_ID, 3, issue_date=DATES, expire_years=0,
-                            signer_id=b"\xc4\x8b") == b"\x40\xc4\x8b"
+    assert (
+        generate_cert_sn(
+            SnSource.DEVICE_SN, 10, issue_date=DATES, expire_years=0, device_sn=device_sn
+        )
+        == b"\x40" + device_sn
+    )
+    assert (
+        generate_cert_sn(
+            SnSource.SIGNER_ID, 3, issue_date=DATES, expire_years=0, signer_id=b"\xc4\x8b"
+        )
+        == b"\x40\xc4\x8b"
+    )
     with pytest.raises(CertError) as err:
         generate_cert_sn(SnSource.DEVICE_SN, 10, issue_date=DATES, expire_years=0)
     assert err.value.field == "device_sn"
@@ -150,11 +172,14 @@ def test_stored_sources_are_not_generated() -> None:
         generate_cert_sn(SnSource.STORED, 8, issue_date=DATES, expire_years=0)
 
 
-@pytest.mark.parametrize(("r", "s", "size"), [
-    (b"\x7f" + b"\x11" * 31, b"\x22" * 32, 3 + 2 + 34 + 34),
-    (b"\x80" + b"\x11" * 31, b"\xff" * 32, 3 + 2 + 35 + 35),
-    (b"\x00\x05" + b"\x11" * 30, b"\x22" * 32, 3 + 2 + 33 + 34),
-])
+@pytest.mark.parametrize(
+    ("r", "s", "size"),
+    [
+        (b"\x7f" + b"\x11" * 31, b"\x22" * 32, 3 + 2 + 34 + 34),
+        (b"\x80" + b"\x11" * 31, b"\xff" * 32, 3 + 2 + 35 + 35),
+        (b"\x00\x05" + b"\x11" * 30, b"\x22" * 32, 3 + 2 + 33 + 34),
+    ],
+)
 def test_signature_der(r: bytes, s: bytes, size: int) -> None:
     der = encode_ecdsa_sig_value(r + s)
     assert len(der) == size and der[0] == 0x03 and der[2] == 0x00

@@ -41,9 +41,13 @@ P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 SETTINGS = settings(max_examples=100, deadline=None)
 
 private_ints = st.integers(min_value=1, max_value=P256_N - 1)
-issue_dates = st.builds(lambda y, m, d, h: datetime(y, m, d, h, tzinfo=timezone.utc),
-                        st.integers(2000, 2031), st.integers(1, 12), st.integers(1, 28),
-                        st.integers(0, 23))
+issue_dates = st.builds(
+    lambda y, m, d, h: datetime(y, m, d, h, tzinfo=timezone.utc),
+    st.integers(2000, 2031),
+    st.integers(1, 12),
+    st.integers(1, 28),
+    st.integers(0, 23),
+)
 device_sns = st.binary(min_size=9, max_size=9)
 signer_ids = st.binary(min_size=2, max_size=2)
 
@@ -57,19 +61,32 @@ def pki_10y() -> Pki:
 def device_sn_def() -> CertDef:
     p = pki_10y()
     template = make_device_template_cert(p.signer_cert, now=NOW, sn_size=10, expire_years=0)
-    return cert_def_from_cert(template, template_id=3, chain_id=1,
-                              sn_source=SnSource.DEVICE_SN, private_key_slot=0,
-                              public_key_dev_loc=DeviceLoc(DevZone.DATA, 0, True, 0, 64),
-                              comp_cert_dev_loc=DeviceLoc(DevZone.DATA, 10, False, 0, 72))
+    return cert_def_from_cert(
+        template,
+        template_id=3,
+        chain_id=1,
+        sn_source=SnSource.DEVICE_SN,
+        private_key_slot=0,
+        public_key_dev_loc=DeviceLoc(DevZone.DATA, 0, True, 0, 64),
+        comp_cert_dev_loc=DeviceLoc(DevZone.DATA, 10, False, 0, 72),
+    )
 
 
-def _check(d: CertDef, der: bytes, record: bytes, public_key: bytes, device_sn: bytes | None,
-           ca_key: bytes, issuer_der: bytes) -> None:
+def _check(
+    d: CertDef,
+    der: bytes,
+    record: bytes,
+    public_key: bytes,
+    device_sn: bytes | None,
+    ca_key: bytes,
+    issuer_der: bytes,
+) -> None:
     assert compress(d, der) == record
     rebuilt = rebuild(d, record, public_key, device_sn, ca_public_key=ca_key)
     assert rebuilt == der
     x509.load_der_x509_certificate(rebuilt).verify_directly_issued_by(
-        x509.load_der_x509_certificate(issuer_der))
+        x509.load_der_x509_certificate(issuer_der)
+    )
 
 
 @SETTINGS
@@ -77,10 +94,23 @@ def _check(d: CertDef, der: bytes, record: bytes, public_key: bytes, device_sn: 
 def test_device_pub_key_hash(k: int, issue: datetime, device_sn: bytes) -> None:
     p = pki_10y()
     dk = key(k)
-    built = build_cert(p.defs.device, public_key=pub(dk), issue_date=issue, signer_id=b"\xc4\x8b",
-                       sign=signer_fn(p.signer_key), ca_public_key=pub(p.signer_key))
-    _check(p.defs.device, built.cert_der, built.comp_cert, pub(dk), device_sn,
-           pub(p.signer_key), p.signer_cert)
+    built = build_cert(
+        p.defs.device,
+        public_key=pub(dk),
+        issue_date=issue,
+        signer_id=b"\xc4\x8b",
+        sign=signer_fn(p.signer_key),
+        ca_public_key=pub(p.signer_key),
+    )
+    _check(
+        p.defs.device,
+        built.cert_der,
+        built.comp_cert,
+        pub(dk),
+        device_sn,
+        pub(p.signer_key),
+        p.signer_cert,
+    )
 
 
 @SETTINGS
@@ -89,13 +119,19 @@ def test_device_sn_source(k: int, issue: datetime, device_sn: bytes) -> None:
     p = pki_10y()
     d = device_sn_def()
     dk = key(k)
-    built = build_cert(d, public_key=pub(dk), issue_date=issue, signer_id=b"\xc4\x8b",
-                       device_sn=device_sn, sign=signer_fn(p.signer_key),
-                       ca_public_key=pub(p.signer_key))
-    assert x509.load_der_x509_certificate(built.cert_der).serial_number == \
-        int.from_bytes(b"\x40" + device_sn, "big")
-    _check(d, built.cert_der, built.comp_cert, pub(dk), device_sn, pub(p.signer_key),
-           p.signer_cert)
+    built = build_cert(
+        d,
+        public_key=pub(dk),
+        issue_date=issue,
+        signer_id=b"\xc4\x8b",
+        device_sn=device_sn,
+        sign=signer_fn(p.signer_key),
+        ca_public_key=pub(p.signer_key),
+    )
+    assert x509.load_der_x509_certificate(built.cert_der).serial_number == int.from_bytes(
+        b"\x40" + device_sn, "big"
+    )
+    _check(d, built.cert_der, built.comp_cert, pub(dk), device_sn, pub(p.signer_key), p.signer_cert)
 
 
 @SETTINGS
@@ -104,9 +140,16 @@ def test_signer_cert(k: int, issue: datetime, signer_id: bytes) -> None:
     """A signer cert made by cryptography (not by our build) compresses and rebuilds."""
     p = pki_10y()
     sk = key(k)
-    der = make_signer_cert(p.root_cert, p.root_key, pub(sk), signer_id=signer_id, now=issue,
-                           common_name="Test Signer", organization="Example Inc",
-                           expire_years=28)
+    der = make_signer_cert(
+        p.root_cert,
+        p.root_key,
+        pub(sk),
+        signer_id=signer_id,
+        now=issue,
+        common_name="Test Signer",
+        organization="Example Inc",
+        expire_years=28,
+    )
     d = p.defs.signer
     if issue.year + 28 > 2049:
         # cryptography writes a GeneralizedTime there; the UTCTime template cannot hold it
@@ -118,7 +161,8 @@ def test_signer_cert(k: int, issue: datetime, signer_id: bytes) -> None:
     rebuilt = rebuild(d, record, pad_public_key(pub(sk)), ca_public_key=pub(p.root_key))
     assert rebuilt == der
     x509.load_der_x509_certificate(rebuilt).verify_directly_issued_by(
-        x509.load_der_x509_certificate(p.root_cert))
+        x509.load_der_x509_certificate(p.root_cert)
+    )
 
 
 @functools.cache
@@ -145,14 +189,31 @@ def test_stored_serial_numbers(k: int, issue: datetime, sn: bytes, signer_id: by
             prepare(d, public_key=pub(sk), issue_date=issue, signer_id=signer_id, cert_sn=sn)
         assert err.value.field == "expire_date"
         return
-    built = build_cert(d, public_key=pub(sk), issue_date=issue, signer_id=signer_id, cert_sn=sn,
-                       sign=signer_fn(p.root_key), ca_public_key=pub(p.root_key),
-                       element_data=elements)
+    built = build_cert(
+        d,
+        public_key=pub(sk),
+        issue_date=issue,
+        signer_id=signer_id,
+        cert_sn=sn,
+        sign=signer_fn(p.root_key),
+        ca_public_key=pub(p.root_key),
+        element_data=elements,
+    )
     cert = x509.load_der_x509_certificate(built.cert_der)
     assert cert.serial_number == int.from_bytes(sn, "big")
     assert compress(d, built.cert_der) == built.comp_cert
-    assert rebuild(d, built.comp_cert, pad_public_key(pub(sk)), ca_public_key=pub(p.root_key),
-                   cert_sn=sn, element_data=elements) == built.cert_der
+    assert (
+        rebuild(
+            d,
+            built.comp_cert,
+            pad_public_key(pub(sk)),
+            ca_public_key=pub(p.root_key),
+            cert_sn=sn,
+            element_data=elements,
+        )
+        == built.cert_der
+    )
     # the template's issuer is the esp fixture root's name; the signature is our root key's
-    p.root_key.public_key().verify(cert.signature, cert.tbs_certificate_bytes,
-                                   ec.ECDSA(hashes.SHA256()))
+    p.root_key.public_key().verify(
+        cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(hashes.SHA256())
+    )

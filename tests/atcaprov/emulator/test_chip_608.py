@@ -23,7 +23,15 @@ from tests.support.keys import verify_raw
 
 READ, WRITE, LOCK, INFO, RANDOM, NONCE = 0x02, 0x12, 0x17, 0x30, 0x1B, 0x16
 GENKEY, SIGN, COUNTER, UPDATE_EXTRA, HMAC, ECDH, GENDIG, SHA = (
-    0x40, 0x41, 0x24, 0x20, 0x11, 0x43, 0x15, 0x47)
+    0x40,
+    0x41,
+    0x24,
+    0x20,
+    0x11,
+    0x43,
+    0x15,
+    0x47,
+)
 OK, PARSE, EXEC = 0x00, 0x03, 0x0F
 PATTERN = bytes.fromhex("FFFF0000") * 8
 # Bytes 16..127 of a blank 508A: the app note's default configuration.
@@ -311,9 +319,7 @@ def test_load_refuses_another_model(make_chip: Callable[..., ChipDriver], tmp_pa
     assert type(Atecc508a.load(old)) is Atecc508a
 
 
-def test_load_checks_the_revision_against_the_model(
-    blank608: ChipDriver, tmp_path: Path
-) -> None:
+def test_load_checks_the_revision_against_the_model(blank608: ChipDriver, tmp_path: Path) -> None:
     path = tmp_path / "part.json"
     blank608.chip.save(path)
     doc = json.loads(path.read_text())

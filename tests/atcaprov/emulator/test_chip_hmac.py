@@ -138,9 +138,7 @@ def test_hmac_honours_req_auth(blank: ChipDriver) -> None:
     response = host.checkmac_response(SLOT4_KEY, challenge, other, d.chip.serial_number)
     assert d.status(CHECKMAC, 0x00, 4, challenge + response + other) == OK
     tempkey = random_tempkey(d)
-    assert d.ok(HMAC, 0x00, 10) == host.hmac_command(
-        KEY10, tempkey, 0x00, 10, d.chip.serial_number
-    )
+    assert d.ok(HMAC, 0x00, 10) == host.hmac_command(KEY10, tempkey, 0x00, 10, d.chip.serial_number)
 
 
 def test_hmac_needs_config_lock_only(blank: ChipDriver) -> None:

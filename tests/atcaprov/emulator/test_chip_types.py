@@ -47,13 +47,22 @@ def test_discovery_names_the_device(chip: type[Atecc508a], line: bytes) -> None:
 def test_board_files_alternate_chip_types(tmp_path: Path) -> None:
     entries = load_chips(tmp_path, 5, chip_types=("ATECC608B", "atecc508a"))
     assert [type(e.chip) for e in entries] == [
-        Atecc608b, Atecc508a, Atecc608b, Atecc508a, Atecc608b
+        Atecc608b,
+        Atecc508a,
+        Atecc608b,
+        Atecc508a,
+        Atecc608b,
     ]
     assert "ATECC608B, serial" in entries[0].describe()
     # saved chips keep their model whatever the board is told now; new ones follow the list
     again = load_chips(tmp_path, 6, chip_types=("ATECC608A",))
     assert [e.chip.model.name for e in again] == [
-        "ATECC608B", "ATECC508A", "ATECC608B", "ATECC508A", "ATECC608B", "ATECC608A"
+        "ATECC608B",
+        "ATECC508A",
+        "ATECC608B",
+        "ATECC508A",
+        "ATECC608B",
+        "ATECC608A",
     ]
 
 
@@ -103,8 +112,14 @@ def _start_cli(*args: str) -> tuple[subprocess.Popen[str], str]:
 
 def test_cli_board_with_a_mix_of_chip_types(tmp_path: Path) -> None:
     proc, url = _start_cli(
-        "--state", str(tmp_path), "--chips", "3", "--chip-type", "atecc608b,atecc508a",
-        "--listen", "127.0.0.1:0",
+        "--state",
+        str(tmp_path),
+        "--chips",
+        "3",
+        "--chip-type",
+        "atecc608b,atecc508a",
+        "--listen",
+        "127.0.0.1:0",
     )
     revisions = []
     seen: list[str] = []

@@ -76,8 +76,9 @@ def test_hid_gadget_moves_reports() -> None:
     kit.open_path(b"hidg0")
     host, gadget_side = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     events: list[str] = []
-    server = KitHidGadget("/dev/hidg0", kit, fd=os.dup(gadget_side.fileno()),
-                          on_event=events.append)
+    server = KitHidGadget(
+        "/dev/hidg0", kit, fd=os.dup(gadget_side.fileno()), on_event=events.append
+    )
     gadget_side.close()
     host.settimeout(5.0)
     with host, server:

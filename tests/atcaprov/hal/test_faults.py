@@ -71,14 +71,18 @@ def test_unplug_calls_the_given_power_off() -> None:
     assert cuts == ["cut"]
 
 
-@pytest.mark.parametrize(("fault", "executed", "error"), [
-    ("timeout", False, CommTimeoutError),
-    ("unplug", False, CommError),
-    ("lost", True, CommTimeoutError),
-    ("unplug_after", True, CommError),
-])
-def test_before_or_after_the_chip_ran_it(fault: str, executed: bool,
-                                         error: type[Exception]) -> None:
+@pytest.mark.parametrize(
+    ("fault", "executed", "error"),
+    [
+        ("timeout", False, CommTimeoutError),
+        ("unplug", False, CommError),
+        ("lost", True, CommTimeoutError),
+        ("unplug_after", True, CommError),
+    ],
+)
+def test_before_or_after_the_chip_ran_it(
+    fault: str, executed: bool, error: type[Exception]
+) -> None:
     chip, hal = _hal()
     hal.arm(fault)
     with pytest.raises(error):
@@ -130,12 +134,17 @@ def test_server_cut_points(pki: Pki, cut: str) -> None:
     assert info.value.code == ReturnCode.COMM_ERROR
     cause = info.value.__cause__
     expected: dict[str, type[BaseException]] = {
-        "refused": ConnectionRefusedError, "timeout": TimeoutError,
-        "reset": ConnectionResetError}
+        "refused": ConnectionRefusedError,
+        "timeout": TimeoutError,
+        "reset": ConnectionResetError,
+    }
     assert isinstance(cause, expected.get(cut, ProtocolError))
     if cut in ("after_send", "mid_header", "mid_body"):
-        got = {"after_send": "after 0 of 12", "mid_header": "after 6 of 12",
-               "mid_body": "of the reply body"}[cut]
+        got = {
+            "after_send": "after 0 of 12",
+            "mid_header": "after 6 of 12",
+            "mid_body": "of the reply body",
+        }[cut]
         assert got in info.value.message
     assert inner.calls == ([] if cut == "refused" else ["start", "send", "done"])
     assert hooks.cuts_done == 1

@@ -38,8 +38,9 @@ class RecordingHidKit(EmulatedKitHidDevice):
 
     PATH = b"/dev/hidraw3"
 
-    def __init__(self, *, with_report_id: bool = False, silent: bool = False,
-                 libusb: bool = False) -> None:
+    def __init__(
+        self, *, with_report_id: bool = False, silent: bool = False, libusb: bool = False
+    ) -> None:
         chip = Atecc508a()
         super().__init__(
             lambda _path: chip,

@@ -53,8 +53,11 @@ class FakeHid:
         return [e for e in entries if e["vendor_id"] == vid and e["product_id"] == pid]
 
     def device(self) -> EmulatedKitHidDevice:
-        return EmulatedKitHidDevice(self.chips.__getitem__, present=self.chips.__contains__,
-                                    empty_read_before_reply=self.libusb)
+        return EmulatedKitHidDevice(
+            self.chips.__getitem__,
+            present=self.chips.__contains__,
+            empty_read_before_reply=self.libusb,
+        )
 
 
 def _module_chip(root: TestRoot, password: str | None) -> tuple[Atecc508a, SignerIdentity]:

@@ -209,8 +209,9 @@ def _root(*attributes: tuple[x509.ObjectIdentifier, str], key: Any = None) -> Te
     """A self-signed root CA with these name attributes (P-256 unless ``key`` is given)."""
     key = key if key is not None else ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(oid, value) for oid, value in attributes])
-    cert = self_signed(name, key, serial=1, not_before=NOW, not_after=NOW.replace(year=2060),
-                       ca=True)
+    cert = self_signed(
+        name, key, serial=1, not_before=NOW, not_after=NOW.replace(year=2060), ca=True
+    )
     return TestRoot(key, cert)
 
 

@@ -21,12 +21,16 @@ def main() -> None:
     for signed in Manifest(text, signer_ca=signer):
         signed.verify()  # raises unless the ES256 signature verifies
         element = signed.get_secure_element()
-        print(json.dumps({
-            "uniqueId": element.uniqueId,
-            "partNumber": element.partNumber,
-            "device": element.get_certificate(0, 0),
-            "signer": element.get_certificate(0, 1),
-        }))
+        print(
+            json.dumps(
+                {
+                    "uniqueId": element.uniqueId,
+                    "partNumber": element.partNumber,
+                    "device": element.get_certificate(0, 0),
+                    "signer": element.get_certificate(0, 1),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -41,53 +41,82 @@ def load_esp_cert2certdef() -> ModuleType:
 
 
 def xy(key: ec.EllipticCurvePublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.X962,
-                            serialization.PublicFormat.UncompressedPoint)[1:]
+    return key.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )[1:]
 
 
 def name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example Inc"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example Inc"),
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
+        ]
+    )
 
 
 def make() -> dict[str, bytes]:
     root_name = name("Example Root CA")
-    root = (x509.CertificateBuilder().subject_name(root_name).issuer_name(root_name)
-            .public_key(ROOT_KEY.public_key()).serial_number(0x1234)
-            .not_valid_before(ISSUE).not_valid_after(datetime(2049, 12, 31, 23, 59, 59,
-                                                              tzinfo=timezone.utc))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(ROOT_KEY.public_key()),
-                           critical=False)
-            .sign(ROOT_KEY, hashes.SHA256()))
-    signer = (x509.CertificateBuilder().subject_name(name("Example Signer FFFF"))
-              .issuer_name(root_name).public_key(SIGNER_KEY.public_key())
-              .serial_number(int.from_bytes(bytes.fromhex("5C1A2B3C4D5E6F708192A3B4C5D6E7F8"),
-                                            "big"))
-              .not_valid_before(ISSUE).not_valid_after(ISSUE.replace(year=2041))
-              .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-              .add_extension(x509.SubjectKeyIdentifier.from_public_key(SIGNER_KEY.public_key()),
-                             critical=False)
-              .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                  ROOT_KEY.public_key()), critical=False)
-              .sign(ROOT_KEY, hashes.SHA256()))
+    root = (
+        x509.CertificateBuilder()
+        .subject_name(root_name)
+        .issuer_name(root_name)
+        .public_key(ROOT_KEY.public_key())
+        .serial_number(0x1234)
+        .not_valid_before(ISSUE)
+        .not_valid_after(datetime(2049, 12, 31, 23, 59, 59, tzinfo=timezone.utc))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ROOT_KEY.public_key()), critical=False
+        )
+        .sign(ROOT_KEY, hashes.SHA256())
+    )
+    signer = (
+        x509.CertificateBuilder()
+        .subject_name(name("Example Signer FFFF"))
+        .issuer_name(root_name)
+        .public_key(SIGNER_KEY.public_key())
+        .serial_number(int.from_bytes(bytes.fromhex("5C1A2B3C4D5E6F708192A3B4C5D6E7F8"), "big"))
+        .not_valid_before(ISSUE)
+        .not_valid_after(ISSUE.replace(year=2041))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(SIGNER_KEY.public_key()), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ROOT_KEY.public_key()),
+            critical=False,
+        )
+        .sign(ROOT_KEY, hashes.SHA256())
+    )
     # SNSRC_PUB_KEY_HASH serial: SHA256(X||Y || encoded dates)[:16], msb cleared, bit 6 set.
     enc_dates = (((2021 - 2000) << 19) | (3 << 15) | (7 << 10) | (10 << 5) | 10).to_bytes(3, "big")
     sn = bytearray(hashlib.sha256(xy(DEVICE_KEY.public_key()) + enc_dates).digest()[:16])
     sn[0] = (sn[0] & 0x7F) | 0x40
-    device = (x509.CertificateBuilder().subject_name(name("Example Device"))
-              .issuer_name(signer.subject).public_key(DEVICE_KEY.public_key())
-              .serial_number(int.from_bytes(sn, "big"))
-              .not_valid_before(ISSUE).not_valid_after(ISSUE.replace(year=2031))
-              .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-              .add_extension(x509.SubjectKeyIdentifier.from_public_key(DEVICE_KEY.public_key()),
-                             critical=False)
-              .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                  SIGNER_KEY.public_key()), critical=False)
-              .sign(SIGNER_KEY, hashes.SHA256()))
+    device = (
+        x509.CertificateBuilder()
+        .subject_name(name("Example Device"))
+        .issuer_name(signer.subject)
+        .public_key(DEVICE_KEY.public_key())
+        .serial_number(int.from_bytes(sn, "big"))
+        .not_valid_before(ISSUE)
+        .not_valid_after(ISSUE.replace(year=2031))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(DEVICE_KEY.public_key()), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(SIGNER_KEY.public_key()),
+            critical=False,
+        )
+        .sign(SIGNER_KEY, hashes.SHA256())
+    )
     der = serialization.Encoding.DER
-    return {"esp_root.der": root.public_bytes(der), "esp_signer.der": signer.public_bytes(der),
-            "esp_device.der": device.public_bytes(der)}
+    return {
+        "esp_root.der": root.public_bytes(der),
+        "esp_signer.der": signer.public_bytes(der),
+        "esp_device.der": device.public_bytes(der),
+    }
 
 
 def main() -> None:
@@ -96,9 +125,11 @@ def main() -> None:
         (HERE / file_name).write_bytes(data)
     esp = load_esp_cert2certdef()
     (HERE / "esp_cert_def_1_signer.c").write_text(
-        esp.gen_cert_def_c_signer(certs["esp_signer.der"]))
+        esp.gen_cert_def_c_signer(certs["esp_signer.der"])
+    )
     (HERE / "esp_cert_def_2_device.c").write_text(
-        esp.gen_cert_def_c_device(certs["esp_device.der"]))
+        esp.gen_cert_def_c_device(certs["esp_device.der"])
+    )
 
 
 if __name__ == "__main__":
