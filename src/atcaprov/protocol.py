@@ -49,7 +49,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TypeVar, Union
+from typing import Any, TypeVar, Union
 
 from .datasheet import ATECC508A, serial_number
 from .return_codes import ReturnCode, ReturnCodeError
@@ -273,6 +273,23 @@ def _check_text(owner: object, field: str, value: object, limit: int) -> bytes:
 # --------------------------------------------------------------------------------------------
 # Messages
 # --------------------------------------------------------------------------------------------
+def _check_signer_fields(msg: Any) -> None:
+    """The signer id, signer key id and template/chain ids every request names."""
+    _check_size(msg, "signer_id", _as_bytes(msg, "signer_id", msg.signer_id), SIGNER_ID_SIZE)
+    key_id = _as_bytes(msg, "signer_key_id", msg.signer_key_id)
+    _check_size(msg, "signer_key_id", key_id, KEY_ID_SIZE)
+    for name in ("device_template_id", "signer_template_id", "chain_id"):
+        _check_template_id(msg, name, getattr(msg, name))
+
+
+def _check_station_id(msg: Any) -> None:
+    """An optional station id: UTF-8 of at most MAX_STATION_ID_BYTES; "" means none."""
+    if msg.station_id is not None:
+        _check_text(msg, "station_id", msg.station_id, MAX_STATION_ID_BYTES)
+        if msg.station_id == "":
+            object.__setattr__(msg, "station_id", None)
+
+
 @dataclass(frozen=True)
 class CertRequest:
     """Client -> server: sign certificates for this device.
@@ -300,20 +317,12 @@ class CertRequest:
     station_id: str | None = None
 
     def __post_init__(self) -> None:
-        signer_id = _as_bytes(self, "signer_id", self.signer_id)
-        _check_size(self, "signer_id", signer_id, SIGNER_ID_SIZE)
-        key_id = _as_bytes(self, "signer_key_id", self.signer_key_id)
-        _check_size(self, "signer_key_id", key_id, KEY_ID_SIZE)
-        for name in ("device_template_id", "signer_template_id", "chain_id"):
-            _check_template_id(self, name, getattr(self, name))
+        _check_signer_fields(self)
         config = _as_bytes(self, "config_zone", self.config_zone)
         _check_size(self, "config_zone", config, CONFIG_ZONE_SIZE)
         pub = _as_bytes(self, "device_public_key", self.device_public_key)
         _check_size(self, "device_public_key", pub, PUBLIC_KEY_SIZE)
-        if self.station_id is not None:
-            _check_text(self, "station_id", self.station_id, MAX_STATION_ID_BYTES)
-            if self.station_id == "":
-                object.__setattr__(self, "station_id", None)
+        _check_station_id(self)
 
     @property
     def device_serial_number(self) -> bytes:
@@ -425,16 +434,8 @@ class ReadyRequest:
     station_id: str | None = None
 
     def __post_init__(self) -> None:
-        signer_id = _as_bytes(self, "signer_id", self.signer_id)
-        _check_size(self, "signer_id", signer_id, SIGNER_ID_SIZE)
-        key_id = _as_bytes(self, "signer_key_id", self.signer_key_id)
-        _check_size(self, "signer_key_id", key_id, KEY_ID_SIZE)
-        for name in ("device_template_id", "signer_template_id", "chain_id"):
-            _check_template_id(self, name, getattr(self, name))
-        if self.station_id is not None:
-            _check_text(self, "station_id", self.station_id, MAX_STATION_ID_BYTES)
-            if self.station_id == "":
-                object.__setattr__(self, "station_id", None)
+        _check_signer_fields(self)
+        _check_station_id(self)
 
 
 @dataclass(frozen=True)
@@ -533,10 +534,7 @@ class DeviceReport:
         _check_size(self, "device_sn", sn, 9)
         pub = _as_bytes(self, "device_public_key", self.device_public_key)
         _check_size(self, "device_public_key", pub, PUBLIC_KEY_SIZE)
-        if self.station_id is not None:
-            _check_text(self, "station_id", self.station_id, MAX_STATION_ID_BYTES)
-            if self.station_id == "":
-                object.__setattr__(self, "station_id", None)
+        _check_station_id(self)
         _check_text(self, "message", self.message, MAX_REPORT_MESSAGE_BYTES)
 
 
