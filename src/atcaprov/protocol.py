@@ -560,33 +560,27 @@ Message = Union[  # noqa: UP007 - a runtime alias on 3.10
 # --------------------------------------------------------------------------------------------
 # Encoding
 # --------------------------------------------------------------------------------------------
-def _encode_body(msg: Message) -> tuple[MessageType, bytes]:
-    if isinstance(msg, CertRequest2):
-        plain = CertRequest(
+def _cert_request_body(msg: CertRequest) -> bytes:
+    """The CertRequest body (also the start of a CertRequest2's)."""
+    station = b"" if msg.station_id is None else msg.station_id.encode("utf-8")
+    return b"".join(
+        (
             msg.signer_id,
             msg.signer_key_id,
-            msg.device_template_id,
-            msg.signer_template_id,
-            msg.chain_id,
+            bytes((msg.device_template_id, msg.signer_template_id, msg.chain_id)),
             msg.config_zone,
             msg.device_public_key,
-            msg.station_id,
+            bytes((len(station),)),
+            station,
         )
-        return MessageType.CERT_REQUEST2, _encode_body(plain)[1] + bytes((msg.device_type,))
+    )
+
+
+def _encode_body(msg: Message) -> tuple[MessageType, bytes]:
+    if isinstance(msg, CertRequest2):
+        return MessageType.CERT_REQUEST2, _cert_request_body(msg) + bytes((msg.device_type,))
     if isinstance(msg, CertRequest):
-        station = b"" if msg.station_id is None else msg.station_id.encode("utf-8")
-        body = b"".join(
-            (
-                msg.signer_id,
-                msg.signer_key_id,
-                bytes((msg.device_template_id, msg.signer_template_id, msg.chain_id)),
-                msg.config_zone,
-                msg.device_public_key,
-                bytes((len(station),)),
-                station,
-            )
-        )
-        return MessageType.CERT_REQUEST, body
+        return MessageType.CERT_REQUEST, _cert_request_body(msg)
     if isinstance(msg, CertReply):
         parts = []
         for cert in (msg.device_cert, msg.signer_cert, msg.root_cert or b""):
@@ -715,15 +709,14 @@ def _decode_station(cur: _Cursor) -> str | None:
     return cur.text(station_len, "station_id") if station_len else None
 
 
-def _decode_cert_request(cur: _Cursor) -> CertRequest:
+def _cert_request_fields(cur: _Cursor) -> dict[str, Any]:
+    """The CertRequest body's fields (also the start of a CertRequest2's)."""
     signer_id = cur.take(SIGNER_ID_SIZE, "signer_id")
     key_id = cur.take(KEY_ID_SIZE, "signer_key_id")
     ids = _decode_ids(cur)
     config = cur.take(CONFIG_ZONE_SIZE, "config_zone")
     pub = cur.take(PUBLIC_KEY_SIZE, "device_public_key")
-    station = _decode_station(cur)
-    cur.end()
-    return CertRequest(
+    return dict(
         signer_id=signer_id,
         signer_key_id=key_id,
         device_template_id=ids["device_template_id"],
@@ -731,30 +724,21 @@ def _decode_cert_request(cur: _Cursor) -> CertRequest:
         chain_id=ids["chain_id"],
         config_zone=config,
         device_public_key=pub,
-        station_id=station,
+        station_id=_decode_station(cur),
     )
+
+
+def _decode_cert_request(cur: _Cursor) -> CertRequest:
+    fields = _cert_request_fields(cur)
+    cur.end()
+    return CertRequest(**fields)
 
 
 def _decode_cert_request2(cur: _Cursor) -> CertRequest2:
-    signer_id = cur.take(SIGNER_ID_SIZE, "signer_id")
-    key_id = cur.take(KEY_ID_SIZE, "signer_key_id")
-    ids = _decode_ids(cur)
-    config = cur.take(CONFIG_ZONE_SIZE, "config_zone")
-    pub = cur.take(PUBLIC_KEY_SIZE, "device_public_key")
-    station = _decode_station(cur)
+    fields = _cert_request_fields(cur)
     device_type = _enum_field(cur, DeviceType, "device_type")
     cur.end()
-    return CertRequest2(
-        signer_id=signer_id,
-        signer_key_id=key_id,
-        device_template_id=ids["device_template_id"],
-        signer_template_id=ids["signer_template_id"],
-        chain_id=ids["chain_id"],
-        config_zone=config,
-        device_public_key=pub,
-        station_id=station,
-        device_type=device_type,
-    )
+    return CertRequest2(**fields, device_type=device_type)
 
 
 def _decode_cert_reply(cur: _Cursor) -> CertReply:
