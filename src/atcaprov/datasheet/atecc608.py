@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .chips import FAMILY_ATECC608, ChipModel, ConfigMap, Span
+from .chips import FAMILY_ATECC608, ChipModel, ConfigMap, Span, extend_config_map
 
 CHIP_MODE_I2C_ADDRESS_USER_EXTRA_ADD = 0x01
 """ChipMode bit 0 (608): the I2C address is UserExtraAdd (byte 85), not I2C_Address."""
@@ -56,22 +56,8 @@ class Atecc608ConfigMap(ConfigMap):
     """Bytes 90-91: power-on self test, IO protection key, KDF AES, ECDH/KDF output rules."""
 
 
-ATECC608_CONFIG_MAP = Atecc608ConfigMap(
-    serial_number=(Span(0, 4), Span(8, 5)),
-    revision=Span(4, 4),
-    i2c_enable=14,
-    i2c_address=16,
-    chip_mode=19,
-    slot_config=Span(20, 32),
-    counters=(Span(52, 8), Span(60, 8)),
-    user_extra=84,
-    lock_value=86,
-    lock_config=87,
-    slot_locked=Span(88, 2),
-    x509_format=Span(92, 4),
-    key_config=Span(96, 32),
-    read_only=Span(0, 16),
-    not_by_write=Span(84, 4),
+ATECC608_CONFIG_MAP = extend_config_map(
+    Atecc608ConfigMap,
     aes_enable=13,
     count_match=18,
     use_lock=68,

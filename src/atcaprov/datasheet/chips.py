@@ -11,7 +11,8 @@ word sizes of Read/Write, the watchdog bit of ChipMode) are module constants.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
 
 from ..errors import AtcaprovError, BadParamError
 
@@ -167,7 +168,7 @@ class ChipModel:
         return frozenset(i for i in range(self.config_size) if i not in never)
 
 
-ATECC508A_CONFIG_MAP = Atecc508aConfigMap(
+SHARED_CONFIG_MAP = ConfigMap(
     serial_number=(Span(0, 4), Span(8, 5)),
     revision=Span(4, 4),
     i2c_enable=14,
@@ -183,6 +184,20 @@ ATECC508A_CONFIG_MAP = Atecc508aConfigMap(
     key_config=Span(96, 32),
     read_only=Span(0, 16),
     not_by_write=Span(84, 4),
+)
+"""The offsets every supported model has at the same place; each model's map extends it."""
+
+_M = TypeVar("_M", bound=ConfigMap)
+
+
+def extend_config_map(cls: type[_M], **own: Any) -> _M:
+    """A model's config map: :data:`SHARED_CONFIG_MAP` plus the model's own fields ``own``."""
+    shared = {f.name: getattr(SHARED_CONFIG_MAP, f.name) for f in fields(ConfigMap)}
+    return cls(**shared, **own)
+
+
+ATECC508A_CONFIG_MAP = extend_config_map(
+    Atecc508aConfigMap,
     otp_mode=18,
     selector=85,
     last_key_use=Span(68, 16),
