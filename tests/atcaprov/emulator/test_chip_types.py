@@ -3,9 +3,6 @@ or of alternating types (``VirtualKitBoard(chip_types=...)``, ``sim board --chip
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,7 @@ from atcaprov.emulator import Atecc508a, Atecc608a, Atecc608b
 from atcaprov.emulator.kit_board import KitBoardError, VirtualKitBoard, load_chips
 from atcaprov.emulator.kit_firmware import KitFirmware
 from atcaprov.hal import open_hal
+from tests.support.board_cli import start_board_cli
 
 
 @pytest.mark.parametrize(
@@ -88,30 +86,8 @@ def test_board_serves_608b_chips(tmp_path: Path) -> None:
     )
 
 
-def _start_cli(*args: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "atcaprov.cli", "sim", "board", *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if line.startswith("Board ready: "):
-            return proc, line.removeprefix("Board ready: ").strip()
-    proc.kill()
-    raise AssertionError(
-        f"no 'Board ready' line; stderr: {proc.stderr.read() if proc.stderr else ''}"
-    )
-
-
 def test_cli_board_with_a_mix_of_chip_types(tmp_path: Path) -> None:
-    proc, url = _start_cli(
+    proc, url = start_board_cli(
         "--state",
         str(tmp_path),
         "--chips",

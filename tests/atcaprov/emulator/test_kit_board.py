@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ from atcaprov.emulator.kit_board import MAX_REFUSED_CLIENTS, KitBoardError, Virt
 from atcaprov.errors import CommError, NoDevicesError
 from atcaprov.hal import open_hal
 from atcaprov.hal.kit_cdc import KitCdcHal
+from tests.support.board_cli import start_board_cli
 from tests.support.config import TEST_CONFIG
 
 
@@ -290,30 +289,8 @@ def test_second_program_on_the_pty_board_is_told_board_in_use(tmp_path: Path) ->
 
 
 # ---- CLI -----------------------------------------------------------------------------------------
-def _start_cli(*args: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "atcaprov.cli", "sim", "board", *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if line.startswith("Board ready: "):
-            return proc, line.removeprefix("Board ready: ").strip()
-    proc.kill()
-    raise AssertionError(
-        f"no 'Board ready' line; stderr: {proc.stderr.read() if proc.stderr else ''}"
-    )
-
-
 def test_cli_board_stdin_control(tmp_path: Path) -> None:
-    proc, url = _start_cli("--state", str(tmp_path), "--chips", "2", "--listen", "127.0.0.1:0")
+    proc, url = start_board_cli("--state", str(tmp_path), "--chips", "2", "--listen", "127.0.0.1:0")
     try:
         assert url.startswith("socket://127.0.0.1:")
         with connect(url) as hal:
@@ -336,7 +313,7 @@ def test_cli_board_stdin_control(tmp_path: Path) -> None:
 
 def test_cli_sigterm_saves(tmp_path: Path) -> None:
     link = tmp_path / "kit"
-    proc, url = _start_cli("--state", str(tmp_path / "s"), "--pty", "--link", str(link))
+    proc, url = start_board_cli("--state", str(tmp_path / "s"), "--pty", "--link", str(link))
     try:
         assert url == str(link)
         with connect(url) as hal:
