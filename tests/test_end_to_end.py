@@ -38,6 +38,7 @@ from atcaprov_demo import (
 from provclient_cdc.session import ExitCode
 from provserver.ledger import IssuanceState
 from provserver.ledger.sqlite import SqliteLedger
+from tests.support.cert_files import cert_files, devices_with_files
 from tests.support.certs import tls_files
 from tests.support.net import free_port
 
@@ -92,15 +93,14 @@ def test_ten_boards_end_to_end(layout: DemoLayout, procs: Processes) -> None:
     assert sorted(r["device_sn"] for r in rows) == sorted(serials)
     assert all(r["result"] == "signed" and r["station"].endswith('"demo-station"') for r in rows)
 
-    # certs folder complete: a folder per device with its device and signer certificate
-    folders = sorted(p.name for p in layout.certs.iterdir() if p.is_dir())
-    assert folders == sorted(serials)
+    # certs folder complete: every device has its device and signer certificate
+    assert devices_with_files(layout.certs) == set(serials)
     for sn in serials:
         device = x509.load_pem_x509_certificate(
-            next((layout.certs / sn).glob("*-device.pem")).read_bytes()
+            cert_files(layout.certs, sn, "device")[0].read_bytes()
         )
         signer = x509.load_pem_x509_certificate(
-            next((layout.certs / sn).glob("*-signer.pem")).read_bytes()
+            cert_files(layout.certs, sn, "signer")[0].read_bytes()
         )
         device.verify_directly_issued_by(signer)
         row = next(r for r in rows if r["device_sn"] == sn)
@@ -221,7 +221,7 @@ def test_demo_command(tmp_path: Path) -> None:
         "root/root-ca.crt",
     ):
         assert (folder / name).exists(), name
-    assert len([p for p in (folder / "server-data" / "certs").iterdir() if p.is_dir()]) == 2
+    assert len(devices_with_files(folder / "server-data" / "certs")) == 2
 
 
 def test_tls_with_station_certificates(layout: DemoLayout, procs: Processes) -> None:

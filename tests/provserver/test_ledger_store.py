@@ -25,6 +25,7 @@ from provserver.ledger.sqlite import SqliteLedger
 from provserver.ledger.store import LedgerRecordStore
 from provserver.records import RecordStoreError
 from provserver.records_file import FileRecordStore
+from tests.support.cert_files import cert_files
 from tests.support.records import signed
 
 DEVICE = b"\x30\x03DEV"
@@ -131,9 +132,8 @@ async def test_checkpoint_marker_and_crash_recovery(tmp_path: Path) -> None:
     marker = Marker.parse(s.marker_path.read_bytes())
     assert marker is not None and marker.synced_issuance == 3 and marker.synced_event == 3
     await s.issue(op(4))
-    folder = tmp_path / "certs" / op(4).device_sn
     for _ in range(100):  # the batch's files are written right after its waiters go
-        if len(list(folder.glob("*.pem"))) == 2:
+        if len(cert_files(tmp_path / "certs", op(4).device_sn)) == 2:
             break
         await asyncio.sleep(0.005)
     stamp, tsv = s.stamp, s.tsv_path
@@ -141,7 +141,7 @@ async def test_checkpoint_marker_and_crash_recovery(tmp_path: Path) -> None:
     assert s.files is not None
     s.files.close()
     s.ledger.close()
-    for path in (tmp_path / "certs" / op(4).device_sn).glob("*.pem"):
+    for path in cert_files(tmp_path / "certs", op(4).device_sn):
         path.unlink()
     tsv.write_bytes(tsv.read_bytes()[:-5])
     out = io.StringIO()

@@ -35,6 +35,7 @@ from atcaprov.certinfo import CertInfo
 from atcaprov.protocol import CertReply, MessageReader, MessageType, encode
 from provserver.ledger.sqlite import SqliteLedger
 from provserver.ledger.store import LedgerRecordStore
+from tests.support.cert_files import cert_files
 from tests.support.sim_signer import make_sim_signer, serial_hex
 from tests.support.station import request_for
 
@@ -174,7 +175,7 @@ def test_kill_9_mid_load_loses_no_sent_certificate(tmp_path: Path) -> None:
     # A power cut after the kill could also lose files that were written but not yet synced:
     # remove a few, and cut the signing log, so the recovery has work to do whatever the timing.
     for sn, _der in received[:3]:
-        for path in (data / "certs" / sn).glob("*.pem"):
+        for path in cert_files(data / "certs", sn):
             path.unlink()
     tsv = data / "logs" / f"signing-{stamp}.tsv"
     lines = tsv.read_bytes().split(b"\n")
@@ -198,6 +199,6 @@ def test_kill_9_mid_load_loses_no_sent_certificate(tmp_path: Path) -> None:
     for sn, der in received:
         cert = x509.load_der_x509_certificate(der)
         assert (sn, serial_hex(cert)) in signed, f"device {sn}: row not recovered"
-        files = [p.read_bytes() for p in (data / "certs" / sn).glob("*-device.pem")]
+        files = [p.read_bytes() for p in cert_files(data / "certs", sn, "device")]
         assert pem_of(der) in files, f"device {sn}: certificate file not recovered"
     assert not list((data / "certs").glob("*/.*.tmp"))

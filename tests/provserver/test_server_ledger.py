@@ -43,6 +43,7 @@ from provserver.console import Console
 from provserver.ledger import EventKind, IssuanceState, Ledger, open_ledger
 from provserver.profile import write_profile
 from provserver.server import ProvisioningServer
+from tests.support.cert_files import cert_files
 from tests.support.postgres import PostgresServer, postgres_or_skip
 from tests.support.server import make_chain, make_request, write_pem_signer
 from tests.support.station import Station
@@ -143,13 +144,13 @@ async def test_resume_is_idempotent_and_a_new_key_supersedes(
     ]
     assert [r["result"] for r in rows(data)] == ["signed", "reissued", "reissued", "signed"]
     # one certs/ file pair per issuance, equal to what the station got
-    folder = data / "certs" / first.device_serial_number.hex().upper()
-    devices = sorted(p.read_bytes() for p in folder.glob("*-device.pem"))
+    sn = first.device_serial_number.hex().upper()
+    devices = sorted(p.read_bytes() for p in cert_files(data / "certs", sn, "device"))
     sent = sorted(
         x509.load_der_x509_certificate(r.device_cert).public_bytes(serialization.Encoding.PEM)
         for r in (certs[0], certs[3])
     )
-    assert devices == sent and len(list(folder.glob("*-signer.pem"))) == 2
+    assert devices == sent and len(cert_files(data / "certs", sn, "signer")) == 2
 
 
 async def test_every_refusal_goes_out_and_is_recorded(tmp_path: Path, ledger_spec: str) -> None:

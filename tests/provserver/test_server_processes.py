@@ -32,6 +32,7 @@ import pytest
 from atcaprov.protocol import CertReply, ErrorReply, MessageReader, MessageType, encode
 from atcaprov.return_codes import ReturnCode
 from provserver.ledger import open_ledger
+from tests.support.cert_files import cert_files, devices_with_files
 from tests.support.postgres import PostgresServer, postgres_or_skip
 from tests.support.processes import LoadStation, ServerProcess, prepare_data_dir
 from tests.support.server import make_chain
@@ -219,6 +220,8 @@ def test_disk_full(tmp_path: Path) -> None:
         line = Line(server.port)
         try:
             assert isinstance(line.request(1), CertReply)
+            # its certs/ copies are written right after the reply: let them land first
+            _wait_until(lambda: len(cert_files(data / "certs", serial(1))) == 2, 10, "files")
             fill(filler)
             refused = line.request(2)  # the ledger cannot write: refused, nothing kept
             assert isinstance(refused, ErrorReply) and refused.code is ReturnCode.SERVER_ERROR
@@ -287,5 +290,4 @@ def test_disk_full(tmp_path: Path) -> None:
             with tsv.open(newline="", encoding="utf-8") as fh:
                 logged += [r["device_sn"] for r in csv.DictReader(fh, dialect="excel-tab")]
         assert sorted(logged) == sorted(serial(n) for n in (1, 4, 5))
-        folders = {p.name for p in (data / "certs").iterdir() if p.is_dir()}
-        assert folders == {serial(n) for n in (1, 4, 5)}
+        assert devices_with_files(data / "certs") == {serial(n) for n in (1, 4, 5)}

@@ -32,6 +32,7 @@ from provserver.cli import Settings, run
 from provserver.console import Console
 from provserver.ledger.sqlite import SqliteLedger
 from provserver.server import ProvisioningServer
+from tests.support.cert_files import cert_files
 from tests.support.certs import der_to_pem
 from tests.support.sim_signer import NAME, SimSigner, make_sim_signer, read_signing_log, serial_hex
 from tests.support.station import Station, check_reply, request_for
@@ -142,8 +143,8 @@ async def test_concurrent_stations_get_valid_certificates(tmp_path: Path) -> Non
     assert isinstance(first, CertReply)
     signer_pem = der_to_pem(first.signer_cert)
     for sn, device in received.items():
-        (device_file,) = (signer.data / "certs" / sn).glob("*-device.pem")
-        (signer_file,) = (signer.data / "certs" / sn).glob("*-signer.pem")
+        (device_file,) = cert_files(signer.data / "certs", sn, "device")
+        (signer_file,) = cert_files(signer.data / "certs", sn, "signer")
         assert device_file.read_bytes() == device.public_bytes(serialization.Encoding.PEM)
         assert signer_file.read_bytes() == signer_pem
     # the ledger: one issuance per device, the certificate the station got

@@ -536,13 +536,16 @@ class ChainReport:
     failures: list[str] = field(default_factory=list)
 
 
-def _newest(folder: Path, suffix: str) -> Path | None:
-    files = sorted(folder.glob(f"*-{suffix}.pem"))
-    return files[-1] if files else None
+def _newest_per_device(certs: Path) -> dict[str, Path]:
+    """Each device's newest device certificate file (``certs/<day>/<SN>-<time>-device.pem``)."""
+    newest: dict[str, Path] = {}
+    for path in sorted(certs.glob("*/*-device.pem")):  # day folders, then times: oldest first
+        newest[path.name.split("-", 1)[0]] = path
+    return newest
 
 
 def verify_chains(layout: DemoLayout, *, use_openssl: bool | None = None) -> ChainReport:
-    """Verify root -> signer -> device for every device folder under the server's certs/."""
+    """Verify root -> signer -> device for every device under the server's certs/."""
     openssl = shutil.which("openssl") if use_openssl in (None, True) else None
     if use_openssl and openssl is None:
         raise DemoError("openssl asked for but not found on PATH")
@@ -550,12 +553,11 @@ def verify_chains(layout: DemoLayout, *, use_openssl: bool | None = None) -> Cha
     if not layout.certs.is_dir():
         report.failures.append(f"no certs folder at {layout.certs}")
         return report
-    for folder in sorted(p for p in layout.certs.iterdir() if p.is_dir()):
-        sn = folder.name
+    for sn, device in sorted(_newest_per_device(layout.certs).items()):
         report.devices.append(sn)
-        device, signer = _newest(folder, "device"), _newest(folder, "signer")
-        if device is None or signer is None:
-            report.failures.append(f"{sn}: device or signer certificate missing in {folder}")
+        signer = device.with_name(device.name[: -len("device.pem")] + "signer.pem")
+        if not signer.exists():
+            report.failures.append(f"{sn}: signer certificate {signer} missing")
             continue
         problem = (
             _openssl_verify(openssl, layout.root_cert, signer, device)
