@@ -14,10 +14,11 @@ connection) for ``--seconds`` per point.
   pem point is divided by the mean of the raw rate measured for 0.5 s just before and just
   after it (printed on its line); pkcs11 and sim use the rate measured at the start.
 * ``pem``: the ``pem`` back-end (key in a file) at 1, 16 and 64 connections, once per record
-  store (``--stores``, default all three, one server each, in one run): ``file`` (the app
+  store (``--stores``, default all four, one server each, in one run): ``file`` (the app
   note's files only, :class:`provserver.records_file.FileRecordStore`, the store before the
   ledger; the server is started through this script, ``--serve-file-store``), ``sqlite`` (the
-  default ledger) and ``postgresql`` (``--ledger URL``, else a throwaway server started as the
+  default ledger), ``sqlite-process`` (the same with ``--commit-writer process``: commits
+  and files in a child process, on the second core) and ``postgresql`` (``--ledger URL``, else a throwaway server started as the
   tests do, ``tests/support/postgres.py``: initdb + pg_ctl in a temporary folder; skipped with
   a reason where PostgreSQL or psycopg is missing).
 * ``pkcs11``: a SoftHSM2 token (made in the temporary folder) at 1, 16 and 64 connections;
@@ -36,7 +37,7 @@ time and count; every read has a timeout. Figures: docs/benchmarks.md. Usage::
 
     python bench/bench_server.py [--seconds 3] [--connections 1,16,64] [--sim-modules 1,2,4]
         [--sim-connections 16] [--timing-scale 1.0] [--skip-pkcs11] [--only pem|pkcs11|sim]
-        [--stores file,sqlite,postgresql] [--ledger postgresql://...]
+        [--stores file,sqlite,sqlite-process,postgresql] [--ledger postgresql://...]
 """
 
 from __future__ import annotations
@@ -352,12 +353,22 @@ async def _connection(
 
 
 def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (all its threads); NaN where /proc is absent."""
+    """User + system CPU time of process ``pid`` and its live child processes (all their
+    threads: the commit writer process counts); NaN where /proc is absent."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            children += [int(x) for x in (task / "children").read_text().split()]
+    for child in children:
+        cpu = process_cpu_seconds(child)
+        if cpu == cpu:  # not NaN: still there
+            total += cpu
+    return total
 
 
 def measure(server: Server, requests: Requests, connections: int, seconds: float) -> Point:
@@ -406,7 +417,7 @@ def line(label: str, point: Point, raw: float, extra: str = "") -> None:
 # --------------------------------------------------------------------------------------------
 # Scenarios
 # --------------------------------------------------------------------------------------------
-STORES = ("file", "sqlite", "postgresql")
+STORES = ("file", "sqlite", "sqlite-process", "postgresql")
 
 
 def bench_pem(tmp: Path, args: argparse.Namespace, raw: float) -> None:
@@ -418,6 +429,8 @@ def bench_pem(tmp: Path, args: argparse.Namespace, raw: float) -> None:
                 if url is None:
                     continue
                 ledger = ["--ledger", url]
+            if store == "sqlite-process":
+                ledger = [*LEDGER, "--commit-writer", "process"]
             bench_pem_store(tmp, args, raw, store, ledger)
 
 
@@ -597,7 +610,7 @@ def main() -> None:
         "--stores",
         type=parse_stores,
         default=list(STORES),
-        help="pem record stores, comma-separated: file,sqlite,postgresql",
+        help="pem record stores, comma-separated: file,sqlite,sqlite-process,postgresql",
     )
     parser.add_argument(
         "--ledger",

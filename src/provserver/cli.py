@@ -51,6 +51,7 @@ from .console import (
     TerminalPasswordSource,
 )
 from .folder_lock import DataFolderInUseError, DataFolderLock, DataFolderLockError
+from .ledger.writer_process import WRITER_KINDS
 from .manager import SignerManager
 from .paths import DataDir, DataDirError, default_data_dir
 from .profile import ProfileError, ProfileStore
@@ -110,6 +111,7 @@ class Settings:
     keep_days: int | None = None  # remove activity / signing logs older than this (None: keep)
     log_max_bytes: int | None = None  # start a new activity log past this size (also per day)
     metrics: tuple[str, int] | None = None  # --metrics HOST:PORT (provserver.metrics)
+    commit_writer: str = "thread"  # --commit-writer: ledger commits in threads or a process
 
     def backend_values(self) -> dict[str, Any]:
         """The values of the back-ends' ``serve`` options (click parameter name -> value)."""
@@ -224,17 +226,18 @@ async def run(
         await manager.start()
         profile_dirs = [data.signers, *settings.profiles]
         metrics = _metrics_for(settings)
-        if metrics is not None:
-            records = metrics.metered(
-                records
-                if records is not None
-                else open_ledger_record_store(
-                    data,
-                    settings.ledger,
-                    console=console,
-                    allow_reprovision=settings.allow_reprovision,
-                )
+        if records is None:
+            lock_fd = lock.fileno()
+            records = open_ledger_record_store(
+                data,
+                settings.ledger,
+                console=console,
+                allow_reprovision=settings.allow_reprovision,
+                writer=settings.commit_writer,
+                inherit_fds=() if lock_fd is None else (lock_fd,),
             )
+        if metrics is not None:
+            records = metrics.metered(records)
             metrics.attach(manager=manager)
         service = build_signing_service(
             manager=manager,
@@ -627,6 +630,15 @@ _FILE = click.Path(path_type=Path, exists=True, dir_okay=False)
     help="Serve Prometheus metrics at /metrics and a health check at /healthz on this address "
     "only (e.g. 127.0.0.1:9464). Default: off. See docs/server.md.",
 )
+@click.option(
+    "--commit-writer",
+    type=click.Choice(WRITER_KINDS),
+    default="thread",
+    show_default=True,
+    help="Where ledger commits, the signing log and certs/ files are written: worker threads "
+    "of the server process, or a process of their own (uses a second CPU core; see "
+    "docs/ledger.md).",
+)
 @click.pass_context
 def main(
     ctx: click.Context,
@@ -651,6 +663,7 @@ def main(
     keep_days: int | None,
     log_max_size: int | None,
     metrics_address: str | None,
+    commit_writer: str,
     **backend_values: Any,
 ) -> None:
     """Provisioning Server: signs device certificates for provisioning stations."""
@@ -687,6 +700,7 @@ def main(
         keep_days=keep_days,
         log_max_bytes=None if log_max_size is None else log_max_size << 20,
         metrics=metrics,
+        commit_writer=commit_writer,
         **backend_values,
     )
     console = Console(sys.stdout)

@@ -52,6 +52,11 @@ class DataFolderLock:
     def held(self) -> bool:
         return self._fd is not None
 
+    def fileno(self) -> int | None:
+        """The locked file's descriptor (a child process given it keeps the folder locked
+        until it ends too), or None when not held."""
+        return self._fd
+
     def acquire(self) -> None:
         """Take the lock or raise :class:`DataFolderInUseError` at once (never waits)."""
         if self._fd is not None:

@@ -10,7 +10,7 @@ the profile store and the record store, without signing or recording anything.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -500,11 +500,22 @@ def open_ledger_record_store(
     *,
     console: Console | None = None,
     allow_reprovision: bool = False,
+    writer: str = "thread",
+    inherit_fds: Sequence[int] = (),
 ) -> RecordStore:
-    """The server's records: the ledger (``--ledger``) plus the signing log and certs folder."""
+    """The server's records: the ledger (``--ledger``) plus the signing log and certs folder.
+
+    ``writer``: ``thread`` commits in this process's worker threads; ``process`` in a child
+    process (:mod:`provserver.ledger.writer_process`), which keeps ``inherit_fds`` open.
+    """
     from .ledger import open_ledger
     from .ledger.store import LedgerRecordStore
 
+    if writer == "process":
+        from .ledger.writer_process import ProcessRecordStore, WriterConfig
+
+        config = WriterConfig(ledger, str(data_dir.root), allow_reprovision, None)
+        return ProcessRecordStore(config, console=console, inherit_fds=inherit_fds)
     return LedgerRecordStore(
         open_ledger(ledger, data_dir.root),
         data_dir.root,

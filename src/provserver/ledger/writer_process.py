@@ -1,0 +1,401 @@
+"""The ledger's commit writer in a process of its own (``provserver --commit-writer process``).
+
+With the default (``thread``) the server's one process signs on its event loop and commits in
+worker threads: every part shares one interpreter lock, so a server uses about one CPU core.
+With ``process`` the :class:`~provserver.ledger.store.LedgerRecordStore` (group commit, ledger
+transaction, signing log, ``certs/`` files, crash recovery, write-failure handling: all of it,
+unchanged) runs in a child process, ``python -m provserver.ledger.writer_process``, and the
+server process keeps the connections, the checks and the signing. Two cores work at once.
+
+:class:`ProcessRecordStore` (server side) is a :class:`~provserver.records.RecordStore`: each
+call is one frame to the child, and the call returns when the child's store answered, so the
+durability rule is the store's own: a certificate leaves the server only after its ledger
+entry is durable. The child's console lines (recovery, write failures, resuming) come back as
+frames and are printed by the server's console; its failure state is pushed whenever it
+changes, so the server stops signing at once, as with the thread writer.
+
+Framing (a private socket pair, nothing else can connect): a 4-byte big-endian length and a
+pickled tuple. Server to child: ``("open", id, config)``, ``("op", id, name, argument)``,
+``("close", id)``. Child to server: ``("ok", id, value)``, ``("error", id, message)``,
+``("say", level, text)``, ``("state", failure, problem)``.
+
+The child also holds the data folder's lock (the lock's file descriptor is passed to it): a
+second server can start on the folder only when both processes have ended. When the server
+process dies, the child sees the end of its socket and exits at once, like a crash (the next
+start recovers the run from the ledger).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import pickle
+import socket
+import struct
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..console import Console
+from ..records import RecordStore, RecordStoreError, SigningRecord
+from .model import IssueOp, IssueResult, RefusalOp, ReportOp, ReportResult
+
+WRITER_KINDS = ("thread", "process")
+_HEADER = struct.Struct(">I")
+_MAX_FRAME = 64 << 20
+_STOP_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class WriterConfig:
+    """What the child needs to open the store (sent in the ``open`` frame, not on argv: a
+    PostgreSQL URL may hold a password)."""
+
+    ledger: str | None
+    data_dir: str
+    allow_reprovision: bool
+    started: datetime | None
+
+
+def _frame(message: tuple[Any, ...]) -> bytes:
+    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(body)) + body
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> tuple[Any, ...] | None:
+    """The next frame, or None at the end of the stream."""
+    try:
+        header = await reader.readexactly(_HEADER.size)
+    except asyncio.IncompleteReadError:
+        return None
+    (size,) = _HEADER.unpack(header)
+    if size > _MAX_FRAME:
+        raise RecordStoreError(f"commit writer: frame of {size} bytes")
+    try:
+        body = await reader.readexactly(size)
+    except asyncio.IncompleteReadError:
+        return None
+    message = pickle.loads(body)
+    assert isinstance(message, tuple)
+    return message
+
+
+# ------------------------------------------------------------------------------------------
+# Server side
+# ------------------------------------------------------------------------------------------
+class ProcessRecordStore(RecordStore):
+    """A record store whose ledger store runs in a child process (see the module docstring).
+
+    ``inherit_fds``: file descriptors the child keeps open (the data folder's lock).
+    """
+
+    def __init__(
+        self,
+        config: WriterConfig,
+        *,
+        console: Console | None = None,
+        inherit_fds: Sequence[int] = (),
+    ) -> None:
+        self._config = config
+        self._console = console
+        self._inherit = tuple(inherit_fds)
+        self._proc: asyncio.subprocess.Process | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._waiting: dict[int, asyncio.Future[Any]] = {}
+        self._next_id = 0
+        self._failure: str | None = None
+        self._problem: str | None = None
+        self._ended: str | None = None  # why the child cannot be used any more
+        self._state = "new"
+
+    @property
+    def failure(self) -> str | None:
+        return self._ended or self._failure
+
+    def problem(self) -> str | None:
+        if self._state != "open":
+            return f"record store {self._state}"
+        return self._ended or self._problem
+
+    async def open(self) -> None:
+        if self._state != "new":
+            raise RecordStoreError(f"record store already {self._state}")
+        ours, theirs = socket.socketpair()
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "provserver.ledger.writer_process",
+                str(theirs.fileno()),
+                pass_fds=(theirs.fileno(), *self._inherit),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as exc:
+            ours.close()
+            raise RecordStoreError(f"cannot start the commit writer process: {exc}") from exc
+        finally:
+            theirs.close()
+        reader, self._writer = await asyncio.open_connection(sock=ours)
+        self._tasks = [
+            asyncio.create_task(self._receive(reader), name="commit-writer-frames"),
+            asyncio.create_task(self._stderr(), name="commit-writer-stderr"),
+        ]
+        try:
+            await self._call(("open", self._config))
+        except RecordStoreError:
+            await self._stop_child()
+            self._state = "closed"
+            raise
+        self._state = "open"
+
+    async def issue(self, op: IssueOp) -> IssueResult:
+        result = await self._call(("op", "issue", op))
+        assert isinstance(result, IssueResult)
+        return result
+
+    async def refuse(self, op: RefusalOp) -> None:
+        await self._call(("op", "refuse", op))
+
+    async def report(self, op: ReportOp) -> ReportResult:
+        result = await self._call(("op", "report", op))
+        assert isinstance(result, ReportResult)
+        return result
+
+    async def log_signing(
+        self, record: SigningRecord, device_cert_pem: str, signer_cert_pem: str
+    ) -> None:
+        await self._call(("op", "log_signing", (record, device_cert_pem, signer_cert_pem)))
+
+    async def log_refusal(self, record: SigningRecord) -> None:
+        await self._call(("op", "log_refusal", record))
+
+    async def close(self) -> None:
+        if self._state != "open":
+            return
+        self._state = "closing"
+        try:
+            if self._ended is None:
+                await self._call(("close",))
+        finally:
+            await self._stop_child()
+            self._state = "closed"
+
+    # -- internals -----------------------------------------------------------------------------
+    async def _call(self, message: tuple[Any, ...]) -> Any:
+        if self._ended is not None or self._writer is None:
+            raise RecordStoreError(self._ended or "the commit writer process is not running")
+        self._next_id += 1
+        call_id = self._next_id
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting[call_id] = future
+        self._writer.write(_frame((message[0], call_id, *message[1:])))
+        if self._writer.transport.get_write_buffer_size() > 1 << 20:
+            await self._writer.drain()
+        return await future
+
+    async def _receive(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while (frame := await _read_frame(reader)) is not None:
+                kind = frame[0]
+                if kind == "ok":
+                    self._settle(frame[1], value=frame[2])
+                elif kind == "error":
+                    self._settle(frame[1], error=RecordStoreError(frame[2]))
+                elif kind == "say":
+                    self._say(frame[1], frame[2])
+                elif kind == "state":
+                    self._failure, self._problem = frame[1], frame[2]
+        except (OSError, RecordStoreError, pickle.UnpicklingError) as exc:
+            self._say("error", f"commit writer link broken: {exc}")
+        code = await self._proc.wait() if self._proc is not None else None
+        if self._state not in ("closing", "closed"):
+            self._ended = (
+                f"the commit writer process ended unexpectedly (exit code {code}); "
+                "restart the server"
+            )
+            self._say("error", f"Records cannot be written: {self._ended}.")
+        else:
+            self._ended = "the commit writer process has ended"
+        for call_id in list(self._waiting):
+            self._settle(call_id, error=RecordStoreError(self._ended))
+
+    def _settle(
+        self, call_id: int, *, value: Any = None, error: RecordStoreError | None = None
+    ) -> None:
+        future = self._waiting.pop(call_id, None)
+        if future is None or future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+    async def _stderr(self) -> None:
+        """The child's own error output (a crash's traceback): one escaped line each."""
+        assert self._proc is not None and self._proc.stderr is not None
+        while line := await self._proc.stderr.readline():
+            text = line.decode("utf-8", "replace").rstrip()
+            if text:
+                self._say("warning", f"commit writer: {text}")
+
+    def _say(self, level: str, text: str) -> None:
+        if self._console is None:
+            return
+        if level == "error":
+            self._console.error(text)
+        elif level == "warning":
+            self._console.warning(text)
+        else:
+            self._console.info(text)
+
+    async def _stop_child(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(OSError):
+                await self._writer.wait_closed()
+        proc = self._proc
+        if proc is not None:
+            try:
+                await asyncio.wait_for(proc.wait(), _STOP_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                proc.kill()
+                await proc.wait()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+# ------------------------------------------------------------------------------------------
+# Child side
+# ------------------------------------------------------------------------------------------
+class _ForwardingConsole(Console):
+    """The child's console: each line goes to the server process as a ``say`` frame."""
+
+    def __init__(self, send: Any) -> None:
+        super().__init__(out=open(os.devnull, "w"))  # noqa: SIM115 (closed with the process)
+        self._send = send
+
+    def info(self, message: str) -> str:
+        self._send(("say", "info", message))
+        return message
+
+    def warning(self, message: str) -> str:
+        self._send(("say", "warning", message))
+        return message
+
+    def error(self, message: str) -> str:
+        self._send(("say", "error", message))
+        return message
+
+
+async def _serve(sock: socket.socket) -> int:
+    from . import open_ledger
+    from .store import LedgerRecordStore
+
+    reader, writer = await asyncio.open_connection(sock=sock)
+    store: LedgerRecordStore | None = None
+    last_state: tuple[str | None, str | None] = (None, None)
+    running: set[asyncio.Task[None]] = set()
+
+    def send(message: tuple[Any, ...]) -> None:
+        if not writer.is_closing():
+            writer.write(_frame(message))
+
+    def push_state() -> None:
+        nonlocal last_state
+        if store is None:
+            return
+        state = (store.failure, store.problem())
+        if state != last_state:
+            last_state = state
+            send(("state", *state))
+
+    async def run_op(call_id: int, name: str, argument: Any) -> None:
+        assert store is not None
+        try:
+            value: Any = None
+            if name == "log_signing":
+                await store.log_signing(*argument)
+            else:
+                value = await getattr(store, name)(argument)
+        except RecordStoreError as exc:
+            push_state()
+            send(("error", call_id, exc.message))
+            return
+        push_state()
+        send(("ok", call_id, value))
+
+    async def watch_state() -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            push_state()
+
+    watcher = asyncio.create_task(watch_state())
+    try:
+        while (frame := await _read_frame(reader)) is not None:
+            kind, call_id = frame[0], frame[1]
+            if kind == "open":
+                config: WriterConfig = frame[2]
+                try:
+                    store = LedgerRecordStore(
+                        open_ledger(config.ledger, Path(config.data_dir)),
+                        config.data_dir,
+                        console=_ForwardingConsole(send),
+                        allow_reprovision=config.allow_reprovision,
+                        started=config.started,
+                    )
+                    await store.open()
+                except Exception as exc:
+                    send(("error", call_id, getattr(exc, "message", None) or str(exc)))
+                    await writer.drain()
+                    return 1
+                push_state()
+                send(("ok", call_id, None))
+            elif kind == "op":
+                task = asyncio.create_task(run_op(call_id, frame[2], frame[3]))
+                running.add(task)
+                task.add_done_callback(running.discard)
+            elif kind == "close":
+                if running:
+                    await asyncio.wait(running)
+                if store is not None:
+                    try:
+                        await store.close()
+                    except RecordStoreError as exc:
+                        send(("error", call_id, exc.message))
+                        await writer.drain()
+                        return 1
+                send(("ok", call_id, None))
+                await writer.drain()
+                return 0
+            await writer.drain()
+    finally:
+        watcher.cancel()
+    # The server process went away without closing: end like a crash, at once (no close, no
+    # interpreter teardown: the next start recovers this run from the ledger).
+    os._exit(3)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1 or not args[0].isdigit():
+        print(
+            "usage: python -m provserver.ledger.writer_process FD  (started by provserver)",
+            file=sys.stderr,
+        )
+        return 2
+    sock = socket.socket(fileno=int(args[0]))
+    code = asyncio.run(_serve(sock))
+    sys.stdout.flush()
+    os._exit(code)  # no interpreter teardown: a crash-like end must not run store finalizers
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
