@@ -4,7 +4,7 @@ Real programs for everything but the port list: ``provserver``, ``atcaprov sim b
 board its own program, started when it is "plugged in") and the gang in-process, whose kit
 port listing is injected the way the finder tests inject it (``lister=``, entries shaped like
 ``serial.tools.list_ports``'): a virtual board has no USB port for the system to list. Every
-wait is bounded.
+wait is bounded. Both screens: the plain lines, and the live table (a row added to it).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ pytestmark = pytest.mark.slow
 
 T = 60.0  # seconds, per wait
 BOARD_LINE = re.compile(r"Board (\d+): (\S+)")
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 class PluggedPorts:
@@ -112,10 +113,17 @@ def plug_in_board(
 
 
 class GangRun:
-    """A gang with ``--board all`` running in a thread."""
+    """A gang with ``--board all`` running in a thread (``live``: the table of a terminal)."""
 
     def __init__(
-        self, layout: DemoLayout, port: int, ports: PluggedPorts, keys: Keys, **opts: object
+        self,
+        layout: DemoLayout,
+        port: int,
+        ports: PluggedPorts,
+        keys: Keys,
+        *,
+        live: bool = False,
+        **opts: object,
     ) -> None:
         options = StationOptions(
             certinfo=layout.certinfo,
@@ -140,6 +148,7 @@ class GangRun:
             keys,
             link_factory=lambda: [ServerLink("127.0.0.1", port, io_timeout=10.0)],
             lister=ports,
+            live=live,
         )
         self.code: ExitCode | None = None
         self.thread = threading.Thread(target=self._run, name="gang", daemon=True)
@@ -259,3 +268,24 @@ def test_no_board_is_added_after_esc(line: tuple[DemoLayout, Processes, int]) ->
     assert [(r["board"], r["result"]) for r in run.results()] == [(url_a, "ok")], text
     assert data_locked_chips(chips_a) == 1 and data_locked_chips(chips_b) == 0
     assert not any("Client" in event for event in board_b.text("stdout")), board_b.text()
+
+
+def test_the_live_table_gets_a_row_for_a_kit_plugged_in_later(
+    line: tuple[DemoLayout, Processes, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    layout, procs, port = line
+    _, _, url_a = plug_in_board(procs, layout, "board-a", chips=1)
+    ports = PluggedPorts(url_a)
+    run = GangRun(layout, port, ports, NoKeys(), live=True, count=2)
+    run.wait_until("board A's result", lambda: len(run.results()) == 1)
+    _, chips_b, url_b = plug_in_board(procs, layout, "board-b", chips=1)
+    ports.plug(url_b)
+    assert run.finish() == ExitCode.OK, run.output.text.getvalue()
+    text = ANSI.sub("", run.output.text.getvalue())
+    assert [(r["board"], r["result"]) for r in run.results()] == [(url_a, "ok"), (url_b, "ok")]
+    assert f"Board 2: {url_b}" in text.splitlines(), text  # printed above the table
+    last = text.rsplit("Serial number", 1)[-1]  # the table's last drawing
+    assert re.search(r"(?m)^1 +stopped +[0-9A-F]{18} +provisioned +ok .*" + re.escape(url_a), last)
+    assert re.search(r"(?m)^2 +stopped +[0-9A-F]{18} +provisioned +ok .*" + re.escape(url_b), last)
+    assert data_locked_chips(chips_b) == 1
