@@ -72,7 +72,8 @@ ADDED_HELP: list[tuple[str, str]] = [
         "Use this board instead of scanning serial ports for kits: any pyserial URL or port, "
         "e.g. COM5, /dev/ttyACM0, a pty path, or socket://127.0.0.1:PORT for the virtual "
         "board (atcaprov sim board). Several (repeated, or a comma list) or 'all' (every kit "
-        "found): gang mode, every board provisioned at once.",
+        "found, and every kit plugged in while it runs): gang mode, every board provisioned "
+        "at once.",
     ),
     (
         "--lock-slots LIST",

@@ -3,7 +3,12 @@
 ``provclient-cdc --board A --board B`` (or ``--board A,B``, or ``--board all`` for every kit
 found) runs a :class:`Gang`. The start is the single-board one (cert info, config, station
 log, server connection and readiness, through a :class:`~.session.Station`); then each board
-gets a :class:`BoardWorker`:
+gets a :class:`BoardWorker`. With ``--board all`` the kit ports are listed again every
+:data:`PORT_SCAN_S` while the gang runs (by the thread that reads the keys): a port plugged in
+later gets its own row and worker, exactly like a port found at the start. A port keeps its row
+and its worker for the whole run (a board unplugged and plugged back on the same port carries on
+in its worker, never in a second one); once the gang stops taking parts (ESC, ``--count``) no
+board is added.
 
 * **Threads, not processes.** Nearly all of a board's time is spent blocked on I/O (the kit
   link while the chip executes, the server while it signs), which releases the GIL; the host's
@@ -37,7 +42,7 @@ from atcaprov.provisioning import PartState
 from atcaprov.stages import ProvStage, ProvStatus
 from atcaprov.terminal import ENTER, ESC
 
-from .boards import Board, BoardError, BoardFinder, find_kit_ports
+from .boards import Board, BoardError, BoardFinder, PortLister, find_kit_ports
 from .console import Keys, NoKeys, OperatorQuit
 from .failover import FailoverHooks, ServerPool
 from .gang_screen import BoardOutput, BoardRow, GangScreen, LiveScreen, PlainScreen
@@ -61,6 +66,7 @@ PART_LABELS: dict[PartState, str] = {
     PartState.PROVISIONED: "provisioned",
 }
 ALL_BOARDS = "all"
+PORT_SCAN_S = 1.0  # --board all: how often the kit ports are listed again while the gang runs
 
 LinkFactory = Callable[[], Sequence[ServerLink]]  # the servers in order (failover.py)
 
@@ -337,6 +343,7 @@ class Gang:
         *,
         link_factory: LinkFactory,
         finder_factory: Callable[[str], BoardFinder] | None = None,
+        lister: PortLister | None = None,
         live: bool = False,
     ) -> None:
         self.options = options
@@ -348,6 +355,8 @@ class Gang:
             lambda url: BoardFinder(url, kit_timeout=options.kit_timeout)
         )
         self.live = live
+        self.lister = lister  # the system's port list (serial.tools.list_ports) unless given
+        self.watch_ports = self.urls == [ALL_BOARDS]  # --board all: add kits plugged in later
         self.stopping = threading.Event()  # no new parts
         self.abort = threading.Event()  # running parts stop at their next stage
         self.bad_options = threading.Event()
@@ -360,6 +369,7 @@ class Gang:
         self.screen: GangScreen = PlainScreen([], output)
         self.workers: list[BoardWorker] = []
         self.quit = False
+        self._running = False  # the workers run: station lines go through the screen
 
     # ---- start -------------------------------------------------------------------------
     def run(self) -> ExitCode:
@@ -405,15 +415,16 @@ class Gang:
         return lead._server_usable_at_start()
 
     def _find_all(self) -> bool:
-        """``--board all``: every kit port listed now (waiting for the first one)."""
+        """``--board all``: every kit port listed now (waiting for the first one); the ports
+        plugged in later are added while the gang runs (:meth:`_scan_ports`)."""
         self.output.begin("Looking for kit boards...")
         wait = self.options.wait_timeout
         deadline = time.monotonic() + wait if wait is not None else None
         while True:
-            ports = find_kit_ports()
-            if ports:
-                self.output.end(f"{len(ports)} found")
-                self.urls = [port.url for port in ports]
+            urls = list(dict.fromkeys(port.url for port in find_kit_ports(self.lister)))
+            if urls:
+                self.output.end(f"{len(urls)} found")
+                self.urls = urls
                 return True
             if deadline is not None and time.monotonic() >= deadline:
                 self.output.end("none")
@@ -425,25 +436,48 @@ class Gang:
 
     # ---- the boards --------------------------------------------------------------------
     def _make_workers(self) -> None:
-        rows = [BoardRow(number, url) for number, url in enumerate(self.urls, start=1)]
+        rows: list[BoardRow] = []
         stream = self.output.human
         self.screen = LiveScreen(rows, stream) if self.live else PlainScreen(rows, self.output)
-        for row in rows:
-            self.output.line(f"Board {row.number}: {row.url}")
-            station = BoardStation(
-                self.options,
-                BoardOutput(self.screen, row.number),
-                links=self.link_factory(),
-                finder=self.finder_factory(row.url),
-                recorder=self.recorder,
-                abort=self.abort,
-            )
-            station.cert_info, station.config = self.lead.cert_info, self.lead.config
-            self.workers.append(BoardWorker(self, row, station))
+        for url in self.urls:
+            self._add_board(url)
+
+    def _add_board(self, url: str) -> BoardWorker:
+        """A row on the screen (``Board N: URL``) and a worker (not started) for ``url``."""
+        row = self.screen.add_row(url)
+        text = f"Board {row.number}: {row.url}"
+        if self._running:
+            self.screen.line(text)  # above the live table, or a plain line
+        else:
+            self.output.line(text)
+        station = BoardStation(
+            self.options,
+            BoardOutput(self.screen, row.number),
+            links=self.link_factory(),
+            finder=self.finder_factory(row.url),
+            recorder=self.recorder,
+            abort=self.abort,
+        )
+        station.cert_info, station.config = self.lead.cert_info, self.lead.config
+        worker = BoardWorker(self, row, station)
+        self.workers.append(worker)
+        return worker
+
+    def _scan_ports(self) -> None:
+        """``--board all`` while running: a row and a started worker for every kit port listed
+        now that has no row yet; nothing once the gang stopped taking parts."""
+        owned = {worker.row.url for worker in self.workers}
+        for port in find_kit_ports(self.lister):
+            if self.stopping.is_set():
+                return
+            if port.url not in owned:
+                owned.add(port.url)
+                self._add_board(port.url).start()
 
     def _run_workers(self) -> ExitCode:
         self._make_workers()
         self.screen.start()
+        self._running = True
         try:
             for worker in self.workers:
                 worker.start()
@@ -464,7 +498,9 @@ class Gang:
         return self._exit_code()
 
     def _keys_loop(self) -> None:
-        """ENTER starts the boards showing a part; ESC stops taking parts, ESC again aborts."""
+        """ENTER starts the boards showing a part; ESC stops taking parts, ESC again aborts.
+        With ``--board all``, the kit ports are listed again every :data:`PORT_SCAN_S`."""
+        next_scan = time.monotonic() + PORT_SCAN_S
         while any(worker.is_alive() for worker in self.workers):
             key = self.keys.poll(0.1)
             if key == ENTER:
@@ -481,6 +517,10 @@ class Gang:
                 self.quit = True
                 self.abort.set()
                 self.screen.line("ESC again: running boards stop at their next stage.")
+            if self.watch_ports and time.monotonic() >= next_scan:
+                next_scan = time.monotonic() + PORT_SCAN_S
+                if not self.stopping.is_set():
+                    self._scan_ports()
 
     def _join(self) -> None:
         for worker in self.workers:

@@ -11,7 +11,10 @@ A gang (``provclient-cdc --board A --board B ...``) runs one worker per board
 * :class:`LiveScreen` (a terminal): a table drawn with ``rich``, one row per board updated in
   place (stage, serial number, part state, result, time, parts done, URL, the board's last
   line),
-  and the station's own lines (ESC pressed, server messages) printed above it.
+  and the station's own lines (ESC pressed, server messages, a board added) printed above it.
+
+Rows may be added while the screen runs (:meth:`GangScreen.add_row`): ``--board all`` gives a
+kit plugged in during the run its own row.
 
 Every text reaching the screen goes through :func:`atcaprov.text.printable` first (serial
 numbers, kit and server text are data), and the table is built from :class:`rich.text.Text`
@@ -64,6 +67,14 @@ class GangScreen:
     def __init__(self, rows: list[BoardRow]) -> None:
         self.rows = rows
         self._lock = threading.Lock()
+
+    def add_row(self, url: str) -> BoardRow:
+        """A new row for the board at ``url``, numbered after the last one (also while the
+        board loop runs: ``--board all`` adds the kits plugged in later)."""
+        with self._lock:
+            row = BoardRow(len(self.rows) + 1, url)
+            self.rows.append(row)
+            return row
 
     def start(self) -> None:
         """The board loop begins."""

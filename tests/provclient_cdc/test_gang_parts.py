@@ -1,10 +1,13 @@
 """Gang mode's pieces: ``--board`` lists, the shared recorder (``--count`` over all boards, JSON
-lines, station log), the plain screen (prefixed, escaped lines), the abort hook, the CLI's
-refusal of ``all`` among other boards, and ``atcaprov sim board --count``."""
+lines, station log), the plain screen (prefixed, escaped lines), rows added to both screens
+while they run, the abort hook, the CLI's refusal of ``all`` among other boards, and
+``atcaprov sim board --count``."""
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -17,7 +20,7 @@ from atcaprov.stages import ProvStage, ProvStatus
 from provclient_cdc.cli import main
 from provclient_cdc.failover import ServerPool
 from provclient_cdc.gang import GangAbort, GangHooks, GangRecorder, board_urls
-from provclient_cdc.gang_screen import BoardOutput, BoardRow, PlainScreen
+from provclient_cdc.gang_screen import BoardOutput, BoardRow, LiveScreen, PlainScreen
 from provclient_cdc.output import BoardResult
 from provclient_cdc.server_link import ServerLink
 from provclient_cdc.session import ExitCode
@@ -76,6 +79,38 @@ def test_plain_screen_prefixes_whole_lines_and_escapes() -> None:
         "[board 1] Writing config zone.......done",
     ]
     assert screen.rows[0].stage == "Writing config zone"
+
+
+def test_plain_screen_takes_a_row_added_while_running() -> None:
+    output = CapturingOutput()
+    screen = PlainScreen([], output)
+    assert screen.add_row("socket://a:1").number == 1
+    screen.start()
+    row = screen.add_row("socket://b:2")
+    BoardOutput(screen, row.number).detail("Device SN: 01AB")
+    screen.update(2, stage="part found")
+    screen.stop()
+    assert row.number == 2 and screen.rows[1] is row and row.stage == "part found"
+    assert output.lines() == ["[board 2]     Device SN: 01AB"]
+
+
+def test_live_screen_draws_a_row_added_while_running(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    stream = io.StringIO()
+    screen = LiveScreen([], stream)
+    screen.add_row("socket://a:1")
+    screen.start()
+    try:
+        row = screen.add_row("socket://b:2")
+        screen.line("Board 2: socket://b:2")
+        screen.update(row.number, stage="part found", serial_number="0123AB")
+    finally:
+        screen.stop()  # draws the table a last time
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", stream.getvalue())
+    last = text.rsplit("Serial number", 1)[-1]
+    assert re.search(r"(?m)^2 +part found +0123AB .*socket://b:2", last), text
+    assert re.search(r"(?m)^1 +waiting for a part .*socket://a:1", last), text
+    assert "Board 2: socket://b:2" in text
 
 
 def test_abort_stops_at_the_next_stage_start() -> None:
