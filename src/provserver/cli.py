@@ -108,7 +108,7 @@ class Settings:
     ledger: str | None = None  # None: SQLite in the data folder; or sqlite:PATH, postgresql://
     allow_reprovision: bool = False
     keep_days: int | None = None  # remove activity / signing logs older than this (None: keep)
-    log_max_bytes: int | None = None  # start a new activity log past this size (also per day)
+    log_max_bytes: int | None = None  # new activity and signing logs past this size (also per day)
     metrics: tuple[str, int] | None = None  # --metrics HOST:PORT (provserver.metrics)
 
     def backend_values(self) -> dict[str, Any]:
@@ -224,17 +224,16 @@ async def run(
         await manager.start()
         profile_dirs = [data.signers, *settings.profiles]
         metrics = _metrics_for(settings)
-        if metrics is not None:
-            records = metrics.metered(
-                records
-                if records is not None
-                else open_ledger_record_store(
-                    data,
-                    settings.ledger,
-                    console=console,
-                    allow_reprovision=settings.allow_reprovision,
-                )
+        if records is None:
+            records = open_ledger_record_store(
+                data,
+                settings.ledger,
+                console=console,
+                allow_reprovision=settings.allow_reprovision,
+                log_max_bytes=settings.log_max_bytes,
             )
+        if metrics is not None:
+            records = metrics.metered(records)
             metrics.attach(manager=manager)
         service = build_signing_service(
             manager=manager,
@@ -616,8 +615,8 @@ _FILE = click.Path(path_type=Path, exists=True, dir_okay=False)
     type=click.IntRange(min=1),
     default=None,
     metavar="MB",
-    help="Start a new activity log when the current one reaches MB megabytes (a new one "
-    "starts every day anyway).",
+    help="Start a new activity log and a new signing log when the current one would pass MB "
+    "megabytes (new ones start every day anyway).",
 )
 @click.option(
     "--metrics",

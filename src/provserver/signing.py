@@ -500,8 +500,10 @@ def open_ledger_record_store(
     *,
     console: Console | None = None,
     allow_reprovision: bool = False,
+    log_max_bytes: int | None = None,
 ) -> RecordStore:
-    """The server's records: the ledger (``--ledger``) plus the signing log and certs folder."""
+    """The server's records: the ledger (``--ledger``) plus the signing log and certs folder
+    (the signing log rotates daily and past ``log_max_bytes``, ``--log-max-size``)."""
     from .ledger import open_ledger
     from .ledger.store import LedgerRecordStore
 
@@ -510,6 +512,7 @@ def open_ledger_record_store(
         data_dir.root,
         console=console,
         allow_reprovision=allow_reprovision,
+        log_max_bytes=log_max_bytes,
     )
 
 
