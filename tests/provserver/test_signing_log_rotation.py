@@ -9,6 +9,7 @@ crash points are hit inside the store's files thread and the store is then dropp
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import re
 import signal
@@ -22,16 +23,22 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from provserver.cli import main
+from atcaprov.protocol import CertReply
+from provserver.cli import Settings, main, run
+from provserver.console import Console
 from provserver.ledger import RecordFilter
 from provserver.ledger.files import Marker, RunFiles, read_marker
 from provserver.ledger.model import TSV_EVENT_KINDS
 from provserver.ledger.sqlite import SqliteLedger
 from provserver.ledger.store import LedgerRecordStore
+from provserver.profile import write_profile
 from provserver.records import SigningRecord
 from provserver.records_file import tsv_rows
 from provserver.retention import prune_logs
+from provserver.server import ProvisioningServer
 from tests.provserver.test_ledger_store import op
+from tests.support.server import make_chain, make_request, write_pem_signer
+from tests.support.station import Station
 
 HEADER = tsv_rows([], header=True)
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,6 +167,39 @@ async def test_a_row_larger_than_the_limit_gets_a_file_of_its_own(tmp_path: Path
     assert len(paths) == 5
     assert [p.read_bytes().count(b"\r\n") for p in paths] == [2] * 5  # header + one whole row
     assert bodies(paths) == ledger_rows(tmp_path)
+
+
+async def test_the_server_rotates_its_signing_log_with_log_max_size(tmp_path: Path) -> None:
+    chain = make_chain()
+    data = tmp_path / "data"
+    key = write_pem_signer(chain, tmp_path / "keys")
+    (data / "signers").mkdir(parents=True)
+    write_profile(data / "signers" / f"{chain.key_id.hex().upper()}.json", chain.profile)
+    limit = 1200  # a few rows per signing log file (and a few lines per activity log)
+    settings = Settings(
+        host="127.0.0.1", port=0, data_dir=data, signers=["pem"], pem_key=key,
+        rescan_interval=0.2, log_max_bytes=limit,
+    )  # fmt: skip
+    out = io.StringIO()
+    stop = asyncio.Event()
+    ready: asyncio.Future[ProvisioningServer] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(
+        run(settings, console=Console(out), stop=stop, on_ready=ready.set_result)
+    )
+    try:
+        server = await asyncio.wait_for(ready, 30)
+        station = await Station.connect(server.port)
+        for n in range(1, 13):
+            assert isinstance(await station.request(make_request(chain, n)), CertReply)
+        await station.close()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    paths = signing_logs(data)
+    assert len(paths) >= 3, out.getvalue()
+    assert all(p.stat().st_size <= limit for p in paths)
+    assert bodies(paths) == ledger_rows(data) and ledger_rows(data).count(b"\r\n") == 12
+    assert len(list((data / "logs").glob("activity-*.log"))) >= 2
 
 
 def test_log_max_size_governs_both_logs() -> None:
@@ -309,7 +349,11 @@ import asyncio, sys
 from pathlib import Path
 from provserver.ledger.sqlite import SqliteLedger
 from provserver.ledger.store import LedgerRecordStore
+from provserver.profile import write_profile
+from provserver.server import ProvisioningServer
 from tests.provserver.test_ledger_store import op
+from tests.support.server import make_chain, make_request, write_pem_signer
+from tests.support.station import Station
 
 async def main(data: Path, first: int, limit: int) -> None:
     s = LedgerRecordStore(SqliteLedger(data / "ledger.sqlite3"), data, log_max_bytes=limit)
