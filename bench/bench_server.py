@@ -18,9 +18,9 @@ connection) for ``--seconds`` per point.
   note's files only, :class:`provserver.records_file.FileRecordStore`, the store before the
   ledger; the server is started through this script, ``--serve-file-store``), ``sqlite`` (the
   default ledger), ``sqlite-process`` (the same with ``--commit-writer process``: commits
-  and files in a child process, on the second core) and ``postgresql`` (``--ledger URL``, else a throwaway server started as the
-  tests do, ``tests/support/postgres.py``: initdb + pg_ctl in a temporary folder; skipped with
-  a reason where PostgreSQL or psycopg is missing).
+  and files in a child process, on the second core) and ``postgresql`` (``--ledger URL``,
+  else a throwaway server started as the tests do, ``tests/support/postgres.py``: initdb +
+  pg_ctl in a temporary folder; skipped with a reason where PostgreSQL or psycopg is missing).
 * ``pkcs11``: a SoftHSM2 token (made in the temporary folder) at 1, 16 and 64 connections;
   skipped with a reason if SoftHSM2 or python-pkcs11 is missing.
 * ``sim``: 1, 2 and 4 emulated modules holding the same key (copies of one module file: a

@@ -109,7 +109,7 @@ class Settings:
     ledger: str | None = None  # None: SQLite in the data folder; or sqlite:PATH, postgresql://
     allow_reprovision: bool = False
     keep_days: int | None = None  # remove activity / signing logs older than this (None: keep)
-    log_max_bytes: int | None = None  # start a new activity log past this size (also per day)
+    log_max_bytes: int | None = None  # new activity and signing logs past this size (also per day)
     metrics: tuple[str, int] | None = None  # --metrics HOST:PORT (provserver.metrics)
     commit_writer: str = "thread"  # --commit-writer: ledger commits in threads or a process
 
@@ -235,6 +235,7 @@ async def run(
                 allow_reprovision=settings.allow_reprovision,
                 writer=settings.commit_writer,
                 inherit_fds=() if lock_fd is None else (lock_fd,),
+                log_max_bytes=settings.log_max_bytes,
             )
         if metrics is not None:
             records = metrics.metered(records)
@@ -619,8 +620,8 @@ _FILE = click.Path(path_type=Path, exists=True, dir_okay=False)
     type=click.IntRange(min=1),
     default=None,
     metavar="MB",
-    help="Start a new activity log when the current one reaches MB megabytes (a new one "
-    "starts every day anyway).",
+    help="Start a new activity log and a new signing log when the current one would pass MB "
+    "megabytes (new ones start every day anyway).",
 )
 @click.option(
     "--metrics",

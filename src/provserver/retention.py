@@ -5,11 +5,14 @@
   size limit, when the current file has reached it. The last line of a file names the next one,
   the first line of the next names the one before.
 * :func:`prune_logs` removes the activity logs and signing logs (``signing-<stamp>.tsv``) not
-  written for ``keep_days`` days. It never touches the signing log of a run that is still open
-  or crashed and not yet recovered (its ``.running-<stamp>`` marker is there), the activity log
-  being written, the certificates folder or the ledger: **the ledger is never pruned** (a
-  signing log removed here can be written again from the ledger with ``provserver records
-  export``).
+  written for ``keep_days`` days. It never touches the signing log file a run is writing, or
+  will be recovered into after a crash (the one its ``.running-<stamp>`` marker names), the
+  activity log being written, the certificates folder or the ledger: **the ledger is never
+  pruned** (a signing log removed here can be written again from the ledger with
+  ``provserver records export``). The files a run's signing log rotated out of are closed and
+  complete: recovery never reads them, so they go with age like any other.
+  (The signing log's own rotation lives with the rest of the run's files in
+  :mod:`provserver.ledger.files`.)
 * :func:`retention_task` runs :func:`prune_logs` at start and then every ``interval`` seconds
   while the server runs, saying on the console what it removed.
 
@@ -29,10 +32,11 @@ from pathlib import Path
 from typing import TextIO
 
 from .console import Console
+from .ledger.files import read_marker
 from .paths import DataDir
 
 PRUNE_INTERVAL_S = 3600.0
-_LOG_NAME = re.compile(r"(activity-\d{8}-\d{6}(?:-\d+)?\.log|signing-(.+)\.tsv)\Z")
+_LOG_NAME = re.compile(r"(?:activity-\d{8}-\d{6}(?:-\d+)?\.log|signing-.+\.tsv)\Z")
 _DAY_S = 86400.0
 
 
@@ -127,9 +131,10 @@ def prune_logs(
 ) -> list[Path]:
     """Remove activity and signing logs last written more than ``keep_days`` days ago.
 
-    Skipped: files ``keep`` says to keep (the activity log being written), the signing log of
-    a run whose ``.running-<stamp>`` marker is present, anything else in the folder. Returns
-    the files removed; a file that cannot be removed is left (and not listed).
+    Skipped: files ``keep`` says to keep (the activity log being written), the signing log
+    file of each open or crashed run (named by its ``.running-<stamp>`` marker), anything else
+    in the folder. Returns the files removed; a file that cannot be removed is left (and not
+    listed).
     """
     cutoff = (time.time() if now is None else now) - keep_days * _DAY_S
     removed: list[Path] = []
@@ -137,13 +142,12 @@ def prune_logs(
         entries = sorted(os.scandir(logs), key=lambda e: e.name)
     except FileNotFoundError:
         return removed
+    runs = _open_signing_logs(entries)
     for entry in entries:
-        match = _LOG_NAME.match(entry.name)
-        if match is None or not entry.is_file(follow_symlinks=False):
+        if not _LOG_NAME.match(entry.name) or not entry.is_file(follow_symlinks=False):
             continue
         path = Path(entry.path)
-        stamp = match.group(2)
-        if keep(path) or (stamp is not None and (logs / f".running-{stamp}").exists()):
+        if keep(path) or entry.name in runs:
             continue
         with contextlib.suppress(FileNotFoundError):
             if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
@@ -156,6 +160,22 @@ def prune_logs(
             continue  # left for the next pass; the console line counts what went
         removed.append(path)
     return removed
+
+
+def _open_signing_logs(entries: list[os.DirEntry[str]]) -> set[str]:
+    """The signing log file names the runs with a crash marker write or recover into.
+
+    A marker that cannot be read (a journal-store run's is empty) protects the run's first
+    file, ``signing-<stamp>.tsv``, as does every marker of a run that never rotated.
+    """
+    names: set[str] = set()
+    for entry in entries:
+        if not entry.name.startswith(".running-") or entry.name.endswith(".tmp"):
+            continue
+        stamp = entry.name[len(".running-") :]
+        marker = read_marker(Path(entry.path))
+        names.add(f"signing-{stamp}.tsv" if marker is None else marker.signing_log(stamp))
+    return names
 
 
 def prune_and_report(

@@ -502,8 +502,10 @@ def open_ledger_record_store(
     allow_reprovision: bool = False,
     writer: str = "thread",
     inherit_fds: Sequence[int] = (),
+    log_max_bytes: int | None = None,
 ) -> RecordStore:
-    """The server's records: the ledger (``--ledger``) plus the signing log and certs folder.
+    """The server's records: the ledger (``--ledger``) plus the signing log and certs folder
+    (the signing log rotates daily and past ``log_max_bytes``, ``--log-max-size``).
 
     ``writer``: ``thread`` commits in this process's worker threads; ``process`` in a child
     process (:mod:`provserver.ledger.writer_process`), which keeps ``inherit_fds`` open.
@@ -514,13 +516,14 @@ def open_ledger_record_store(
     if writer == "process":
         from .ledger.writer_process import ProcessRecordStore, WriterConfig
 
-        config = WriterConfig(ledger, str(data_dir.root), allow_reprovision, None)
+        config = WriterConfig(ledger, str(data_dir.root), allow_reprovision, None, log_max_bytes)
         return ProcessRecordStore(config, console=console, inherit_fds=inherit_fds)
     return LedgerRecordStore(
         open_ledger(ledger, data_dir.root),
         data_dir.root,
         console=console,
         allow_reprovision=allow_reprovision,
+        log_max_bytes=log_max_bytes,
     )
 
 

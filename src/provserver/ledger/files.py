@@ -4,7 +4,12 @@ Layout under the data folder (app note 8971A section 2.3), for a run started at 
 
     logs/signing-<stamp>.tsv                 header + one row per answered certificate request
                                              (signed, reissued, refused), in ledger event order
-    logs/.running-<stamp>                    present while the run is open (crash marker)
+    logs/signing-<later>.tsv                 the same log continued: a new file (same header) at
+                                             the first row of each new local day and, with a
+                                             size limit, before a row that would pass it
+    logs/.running-<stamp>                    present while the run is open (crash marker; once
+                                             the log rotated it also names the file being
+                                             written and the last event of the files before)
     certs/<day>/<DEVICE_SN>-<time>-device.pem  each new issuance's device certificate, in a
                                              folder per (UTC) day of issue (``2026-12-01``)
     certs/<day>/<DEVICE_SN>-<time>-signer.pem  ... and its signer certificate (a hard link to
@@ -26,16 +31,26 @@ with the ledger after a crash or after writes failed: it cuts a torn last row, a
 the log lacks (counted: row *n* of the log is the *n*-th signing-log event of the run) and
 rewrites every certificate file after the checkpoint that is missing or differs.
 
+Rotation keeps that count exact without reading the closed files: before the first row of a
+new file, the file before is synced and the marker is rewritten to name the new file and the
+id of the last event whose row is in the files before it (``tsv_after``). Row *n* of the file
+being written is then the run's *n*-th signing-log event after ``tsv_after``; recovery counts
+that one file, whatever became of the closed ones (``--keep-days`` may remove them). A crash
+between the marker and the new file's first row leaves the file missing or with its header
+only: recovery creates it and appends the rows.
+
 Memory stays flat: a run keeps counters and the last ids written, never a list of devices.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 from ..records import SigningRecord
@@ -46,7 +61,8 @@ from .model import TSV_EVENT_KINDS, Event, Issuance, RecordFilter
 CHECKPOINT_FILES = 20_000  # certificate files written between two syncs at most
 _NOT_ALNUM = re.compile(r"[^0-9A-Za-z]")
 _MARKER = re.compile(
-    rb"atcaprov-run ledger=([0-9a-f]+) run=(\d+)(?: event=(\d+) issuance=(\d+))?\n"
+    rb"atcaprov-run ledger=([0-9a-f]+) run=(\d+)(?: event=(\d+) issuance=(\d+))?"
+    rb"(?: tsv=(signing-[0-9-]+\.tsv) after=(\d+))?\n"
 )
 _CREATE = (
     os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -87,11 +103,14 @@ class Marker:
     run_id: int
     synced_event: int = 0  # signing-log events up to this id were synced
     synced_issuance: int = 0  # certificate files up to this issuance id were synced
+    tsv: str = ""  # the signing log being written, once it rotated ("": signing-<stamp>.tsv)
+    tsv_after: int = 0  # the last event whose row is in a file before ``tsv``
 
     def to_bytes(self) -> bytes:
+        rotated = f" tsv={self.tsv} after={self.tsv_after}" if self.tsv else ""
         return (
             f"atcaprov-run ledger={self.ledger_id} run={self.run_id} "
-            f"event={self.synced_event} issuance={self.synced_issuance}\n"
+            f"event={self.synced_event} issuance={self.synced_issuance}{rotated}\n"
         ).encode("ascii")
 
     @classmethod
@@ -104,7 +123,22 @@ class Marker:
             int(m.group(2)),
             int(m.group(3) or 0),
             int(m.group(4) or 0),
+            (m.group(5) or b"").decode("ascii"),
+            int(m.group(6) or 0),
         )
+
+    def signing_log(self, stamp: str) -> str:
+        """The name of the signing log file this marker's run writes (or recovers into)."""
+        return self.tsv or f"signing-{stamp}.tsv"
+
+
+def read_marker(path: Path) -> Marker | None:
+    """The marker in ``path`` (None: empty, a journal-store run's, or unreadable)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return Marker.parse(data)
 
 
 @dataclass(frozen=True)
@@ -118,20 +152,40 @@ class Recovered:
 
 
 class RunFiles:
-    """The signing log and certificate files of one run (see the module docstring)."""
+    """The signing log and certificate files of one run (see the module docstring).
 
-    def __init__(self, data_dir: Path, stamp: str) -> None:
+    ``max_bytes``: start a new signing log before a row that would take the current one past
+    this size (None: no limit). ``now``: the local clock of the per-day rotation (None: the
+    log never rotates, as when a crashed run is recovered). ``tsv`` and ``tsv_after``: the file
+    being written and the last event of the files before it, from the crash marker.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        stamp: str,
+        *,
+        max_bytes: int | None = None,
+        now: Callable[[], datetime] | None = None,
+        tsv: str = "",
+        tsv_after: int = 0,
+    ) -> None:
         self.root = Path(data_dir)
         self.logs = self.root / "logs"
         self.certs = self.root / "certs"
         self.stamp = stamp
-        self.tsv_path = self.logs / f"signing-{stamp}.tsv"
+        self.tsv_path = self.logs / (tsv or f"signing-{stamp}.tsv")
+        self.tsv_after = tsv_after  # last event whose row is in a file before tsv_path
         self.marker_path = self.logs / f".running-{stamp}"
         self._certs = str(self.certs)
+        self._max_bytes = max_bytes
+        self._now = now
+        self._day: date | None = None  # local day the current signing log was started
+        self._marker: Marker | None = None  # as last written
         self._fd: int | None = None
         self._size = 0  # bytes of complete rows in the log
-        self.rows = 0  # rows in the log (without the header)
-        self.last_event = 0  # id of the last event whose row is in the log
+        self.rows = 0  # rows in the current log file (without the header)
+        self.last_event = tsv_after  # id of the last event whose row is in the log
         self.last_issuance = 0  # id of the last issuance whose files are written
         self.unsynced = 0  # certificate files written since the last sync
         self._links: dict[bytes, tuple[str, tuple[int, int, int, int]]] = {}
@@ -140,7 +194,7 @@ class RunFiles:
 
     # -- the signing log ---------------------------------------------------------------------
     def create(self) -> None:
-        """Create this run's signing log with its header row (synced)."""
+        """Create the current signing log file with its header row (synced)."""
         fd = os.open(self.tsv_path, _CREATE | os.O_EXCL, 0o666)
         try:
             header = tsv_rows([], header=True)
@@ -153,6 +207,9 @@ class RunFiles:
         os.close(fd)
         self._fd = os.open(self.tsv_path, _APPEND)
         self._size = len(header)
+        self.rows = 0
+        if self._now is not None and self._day is None:
+            self._day = self._now().date()
 
     def reopen(self) -> bool:
         """Open an existing log for appending: cut a torn last row, count the rows.
@@ -186,19 +243,58 @@ class RunFiles:
         self._fd = os.open(self.tsv_path, _APPEND)
         self._size = keep
         self.rows = max(0, newlines - 1)
+        if self._now is not None and self._day is None:
+            self._day = self._now().date()
         return cut
 
-    def append_rows(self, events: Iterable[Event]) -> int:
-        """Append the rows of these signing-log events in one write; returns how many.
+    def ensure_open(self) -> None:
+        """Open the current log again after a rotation that could not finish (disk full).
 
-        On failure the log is cut back to its last complete row where possible and OSError is
-        raised: no part of the failed rows stays to be written later.
+        The marker naming it is written first: no row goes into a file the marker does not
+        name.
+        """
+        if self._fd is not None:
+            return
+        if self._marker is not None:
+            self.write_marker(self._marker)
+        self.reopen()
+
+    def append_rows(self, events: Iterable[Event]) -> int:
+        """Append the rows of these signing-log events; returns how many.
+
+        One write when they fit in the current file; otherwise the log rotates between two
+        rows (never inside one). On failure the log is cut back to its last complete row where
+        possible and OSError is raised: no part of the failed rows stays to be written later.
         """
         listed = list(events)
         if not listed:
             return 0
+        self.ensure_open()
         records: list[SigningRecord] = [event.tsv_record() for event in listed]
         data = tsv_rows(records)
+        moment = self._now() if self._now is not None else None
+        if not self._new_day(moment) and (
+            self._max_bytes is None or self._size + len(data) <= self._max_bytes
+        ):
+            self._write(data, len(listed), listed[-1].id)
+            return len(listed)
+        for event, record in zip(listed, records, strict=True):
+            row = tsv_rows([record])
+            if self._rotates(moment, len(row)):
+                self._rotate(moment)
+            self._write(row, 1, event.id)
+        return len(listed)
+
+    def _new_day(self, moment: datetime | None) -> bool:
+        return moment is not None and self._day is not None and moment.date() != self._day
+
+    def _rotates(self, moment: datetime | None, size: int) -> bool:
+        """Whether a new file starts before a row of ``size`` bytes written at ``moment``."""
+        return self._new_day(moment) or (
+            self._max_bytes is not None and self.rows > 0 and self._size + size > self._max_bytes
+        )
+
+    def _write(self, data: bytes, rows: int, last_event: int) -> None:
         assert self._fd is not None, "signing log not open"
         try:
             write_all(self._fd, data)
@@ -207,9 +303,28 @@ class RunFiles:
                 os.ftruncate(self._fd, self._size)
             raise
         self._size += len(data)
-        self.rows += len(listed)
-        self.last_event = listed[-1].id
-        return len(listed)
+        self.rows += rows
+        self.last_event = last_event
+
+    def _rotate(self, moment: datetime | None) -> None:
+        """Close the current file (synced) and start the next: marker first, then the file.
+
+        Once the marker may name the new file, no row goes to the old one any more; if the
+        marker or the new file cannot be written, :meth:`ensure_open` finishes the job later.
+        """
+        assert self._fd is not None
+        os.fsync(self._fd)  # the closed file's rows are durable before the marker says so
+        when = moment if moment is not None else datetime.now()
+        stamp = free_stamp(self.logs, self.certs, when.astimezone(timezone.utc))
+        path = self.logs / f"signing-{stamp}.tsv"
+        fd, self._fd = self._fd, None
+        os.close(fd)
+        self.tsv_path, self.tsv_after = path, self.last_event
+        self.rows, self._size = 0, 0
+        self._day = when.date() if self._now is not None else None
+        if self._marker is not None:
+            self.write_marker(self._marker)
+        self.create()
 
     # -- certificate files -------------------------------------------------------------------
     def _names(self, issuance: Issuance, kind: str) -> tuple[str, str]:
@@ -310,6 +425,14 @@ class RunFiles:
         self.unsynced = 0
 
     def write_marker(self, marker: Marker) -> None:
+        """Write the crash marker (atomically, synced), naming the signing log being written."""
+        first = self.tsv_path.name == f"signing-{self.stamp}.tsv"
+        marker = dataclasses.replace(
+            marker,
+            tsv="" if first else self.tsv_path.name,
+            tsv_after=0 if first else self.tsv_after,
+        )
+        self._marker = marker
         tmp = self.marker_path.with_name(self.marker_path.name + ".tmp")
         fd = os.open(tmp, _CREATE, 0o666)
         try:
@@ -346,6 +469,23 @@ def cert_file_names(certs: str, issuance: Issuance, kind: str) -> tuple[str, str
     )
 
 
+def free_stamp(logs: Path, certs: Path, when: datetime) -> str:
+    """``YYYYmmdd-HHMMSS`` of ``when`` for a new signing log, ``-N`` added while that stamp's
+    signing log, run marker or journal-store certificate file exists."""
+    base = when.strftime("%Y%m%d-%H%M%S")
+    stamp = base
+    for n in range(1, 1000):
+        taken = (
+            logs / f"signing-{stamp}.tsv",
+            logs / f".running-{stamp}",
+            certs / f"certs-{stamp}.pem",
+        )
+        if not any(p.exists() for p in taken):
+            return stamp
+        stamp = f"{base}-{n}"
+    raise OSError(f"no free signing log name for {base} in {logs}")
+
+
 def _file_stamp(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
@@ -353,14 +493,19 @@ def _file_stamp(st: os.stat_result) -> tuple[int, int, int, int]:
 def catch_up(files: RunFiles, ledger: Ledger, run_id: int) -> Recovered:
     """Bring ``files`` (open) in line with the ledger's rows of ``run_id``.
 
-    Appends the signing-log rows after the ``files.rows`` first ones; writes the certificate
+    Appends the signing-log rows after the ``files.rows`` first ones of the current file (the
+    events up to ``files.tsv_after`` are in the files before it); writes the certificate
     files missing for the issuances after ``files.last_issuance``. Raises OSError /
     LedgerError if that cannot be done now.
     """
     rows = 0
     batch: list[Event] = []
+    files.ensure_open()
     skip = files.rows
-    for event in ledger.iter_events(RecordFilter(kinds=TSV_EVENT_KINDS), run_id=run_id):
+    files.last_event = files.tsv_after
+    for event in ledger.iter_events(
+        RecordFilter(kinds=TSV_EVENT_KINDS), run_id=run_id, after_id=files.tsv_after
+    ):
         if skip:
             skip -= 1
             files.last_event = event.id
@@ -378,7 +523,7 @@ def catch_up(files: RunFiles, ledger: Ledger, run_id: int) -> Recovered:
 
 def recover_run(data_dir: Path, stamp: str, marker: Marker, ledger: Ledger) -> Recovered:
     """Repair the files of a run that did not close; the marker stays (the caller removes it)."""
-    files = RunFiles(data_dir, stamp)
+    files = RunFiles(data_dir, stamp, tsv=marker.tsv, tsv_after=marker.tsv_after)
     try:
         cut = files.reopen()
         files.last_issuance = marker.synced_issuance

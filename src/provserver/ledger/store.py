@@ -64,7 +64,15 @@ from ..records import (
 )
 from ..records_file import recover_legacy_run
 from .base import Ledger, LedgerError, LedgerWriteError
-from .files import CHECKPOINT_FILES, Marker, Recovered, RunFiles, catch_up, recover_run
+from .files import (
+    CHECKPOINT_FILES,
+    Marker,
+    Recovered,
+    RunFiles,
+    catch_up,
+    free_stamp,
+    recover_run,
+)
 from .model import (
     TSV_EVENT_KINDS,
     IssueOp,
@@ -121,7 +129,9 @@ class LedgerRecordStore(RecordStore):
     ``allow_reprovision`` lets an installed device get a certificate for another key
     (``--allow-reprovision``). ``console`` gets the lines about recovery, failures and
     resuming (None: nothing is printed). ``checkpoint_after``: idle seconds after which the
-    files are synced (None: only at close).
+    files are synced (None: only at close). The signing log rotates at the first row of each
+    new day of ``now`` (local time) and, with ``log_max_bytes``, before a row that would take
+    it past that size (``--log-max-size``; see :class:`~.files.RunFiles`).
     """
 
     def __init__(
@@ -135,6 +145,8 @@ class LedgerRecordStore(RecordStore):
         max_batch: int = DEFAULT_MAX_BATCH,
         checkpoint_after: float | None = DEFAULT_CHECKPOINT_AFTER,
         retry_interval: float = DEFAULT_RETRY_INTERVAL,
+        log_max_bytes: int | None = None,
+        now: Callable[[], datetime] = datetime.now,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
@@ -148,6 +160,8 @@ class LedgerRecordStore(RecordStore):
         self._max_batch = max_batch
         self._checkpoint_after = checkpoint_after
         self._retry_interval = retry_interval
+        self._log_max_bytes = log_max_bytes
+        self._now = now
         self.run_id = 0
         self.stamp = ""
         self.files: RunFiles | None = None
@@ -428,7 +442,7 @@ class LedgerRecordStore(RecordStore):
                 marker_path.unlink()
                 continue
             self._recover_marker(marker_path)
-        stamp = self._free_stamp()
+        stamp = free_stamp(self.logs_dir, self.certs_dir, self._started)
         self.stamp = stamp
         self.run_id = self.ledger.start_run(
             server=f"{socket.gethostname()} pid {os.getpid()}",
@@ -436,7 +450,7 @@ class LedgerRecordStore(RecordStore):
             stamp=stamp,
             started_at=utc_timestamp(self._started),
         )
-        files = RunFiles(self.root, stamp)
+        files = RunFiles(self.root, stamp, max_bytes=self._log_max_bytes, now=self._now)
         files.create()
         self.files = files
         self._marker = Marker(self.ledger.ledger_id, self.run_id)
@@ -470,22 +484,6 @@ class LedgerRecordStore(RecordStore):
         )
         marker_path.unlink()
         self.recovered.append(RecoveredRun(stamp, done.rows, done.files, done.cut))
-
-    def _free_stamp(self) -> str:
-        base = self._started.strftime("%Y%m%d-%H%M%S")
-        stamp = base
-        for n in range(1, 1000):
-            if not any(
-                p.exists()
-                for p in (
-                    self.logs_dir / f"signing-{stamp}.tsv",
-                    self.logs_dir / f".running-{stamp}",
-                    self.certs_dir / f"certs-{stamp}.pem",
-                )
-            ):
-                return stamp
-            stamp = f"{base}-{n}"
-        raise OSError(f"no free signing log name for {base} in {self.logs_dir}")
 
     def _ledger_commit_sync(
         self,

@@ -59,6 +59,7 @@ class WriterConfig:
     data_dir: str
     allow_reprovision: bool
     started: datetime | None
+    log_max_bytes: int | None = None
 
 
 def _frame(message: tuple[Any, ...]) -> bytes:
@@ -350,6 +351,7 @@ async def _serve(sock: socket.socket) -> int:
                         console=_ForwardingConsole(send),
                         allow_reprovision=config.allow_reprovision,
                         started=config.started,
+                        log_max_bytes=config.log_max_bytes,
                     )
                     await store.open()
                 except Exception as exc:
