@@ -49,6 +49,14 @@ from tests.support.server import make_chain, make_request, write_pem_signer
 from tests.support.station import Station
 
 CHAIN = make_chain()
+WRITER = {"kind": "thread"}
+
+
+@pytest.fixture(autouse=True, params=["thread", "process"])
+def commit_writer(request: pytest.FixtureRequest) -> str:
+    """Every test runs with the ledger commits in threads and in a writer process."""
+    WRITER["kind"] = request.param
+    return str(request.param)
 
 
 @contextlib.asynccontextmanager
@@ -68,6 +76,7 @@ async def serving(
         rescan_interval=0.2,
         ledger=ledger,
         allow_reprovision=allow_reprovision,
+        commit_writer=WRITER["kind"],
     )
     out = io.StringIO()
     stop = asyncio.Event()

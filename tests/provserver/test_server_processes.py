@@ -20,6 +20,7 @@ import csv
 import errno
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -58,14 +59,15 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 
 # ------------------------------------------------------------------ one server per folder
-def test_a_second_server_on_a_folder_in_use_refuses(tmp_path: Path) -> None:
+@pytest.mark.parametrize("writer", ["thread", "process"])
+def test_a_second_server_on_a_folder_in_use_refuses(tmp_path: Path, writer: str) -> None:
     data = tmp_path / "data"
     key = prepare_data_dir(CHAIN, data, tmp_path / "keys")
-    first = ServerProcess(data, key, tmp_path / "first.txt").start()
+    first = ServerProcess(data, key, tmp_path / "first.txt", "--commit-writer", writer).start()
     try:
         assert first.proc is not None
         files = {p for p in snapshot(data) if not p.startswith("logs/activity-")}
-        second = ServerProcess(data, key, tmp_path / "second.txt")
+        second = ServerProcess(data, key, tmp_path / "second.txt", "--commit-writer", writer)
         second.spawn()
         assert second.wait(30) == 2
         (line,) = second.lines()
@@ -211,12 +213,15 @@ def serial(n: int) -> str:
     return request_for(INFO, n).device_serial_number.hex().upper()
 
 
-def test_disk_full(tmp_path: Path) -> None:
+@pytest.mark.parametrize("writer", ["thread", "process"])
+def test_disk_full(tmp_path: Path, writer: str) -> None:
     with small_disk(tmp_path / "disk") as disk:
         data = disk / "data"
         key = prepare_data_dir(CHAIN, data, tmp_path / "keys")
         filler = disk / "filler"
-        server = ServerProcess(data, key, tmp_path / "console.txt").start()
+        server = ServerProcess(
+            data, key, tmp_path / "console.txt", "--commit-writer", writer
+        ).start()
         line = Line(server.port)
         try:
             assert isinstance(line.request(1), CertReply)
@@ -244,6 +249,7 @@ def test_disk_full(tmp_path: Path) -> None:
             _wait_until(lambda: "Records can be written again" in server.text(), 20, "resume")
             assert "signing resumed." in server.text()
             assert isinstance(line.request(4), CertReply)
+            _wait_until(lambda: len(cert_files(data / "certs", serial(4))) == 2, 10, "files")
             fill(filler)
         finally:
             line.close()
@@ -291,3 +297,76 @@ def test_disk_full(tmp_path: Path) -> None:
                 logged += [r["device_sn"] for r in csv.DictReader(fh, dialect="excel-tab")]
         assert sorted(logged) == sorted(serial(n) for n in (1, 4, 5))
         assert devices_with_files(data / "certs") == {serial(n) for n in (1, 4, 5)}
+
+
+# ------------------------------------------------------------------ the commit writer process
+def child_pids(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(x) for x in (task / "children").read_text().split()]
+    return found
+
+
+def test_commit_writer_process_killed_stops_signing_and_says_restart(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    key = prepare_data_dir(CHAIN, data, tmp_path / "keys")
+    server = ServerProcess(data, key, tmp_path / "console.txt", "--commit-writer", "process")
+    server.start()
+    line = Line(server.port)
+    try:
+        assert isinstance(line.request(1), CertReply)
+        assert server.proc is not None
+        (writer,) = child_pids(server.proc.pid)
+        os.kill(writer, signal.SIGKILL)
+        _wait_until(lambda: "commit writer process ended unexpectedly" in server.text(), 20, "")
+        refused = line.request(2)  # nothing signed, nothing recorded: restart needed
+        assert isinstance(refused, ErrorReply) and refused.code is ReturnCode.SERVER_ERROR
+        assert "restart the server" in refused.message, refused.message
+    finally:
+        line.close()
+        code = server.stop()
+    assert code != 0 and "Traceback" not in server.text(), server.text()
+    with open_ledger(None, data, read_only=True) as ledger:
+        assert [i.device_sn for i in ledger.iter_issuances()] == [serial(1)]
+        assert ledger.device_history(serial(2)).issuances == []
+    # the next start recovers the run the killed writer left open, and serves
+    again = ServerProcess(data, key, tmp_path / "again.txt", "--commit-writer", "process").start()
+    again_line = Line(again.port)
+    try:
+        assert isinstance(again_line.request(3), CertReply)
+    finally:
+        again_line.close()
+    assert again.stop() == 0
+    assert "(the server did not stop cleanly)" in again.text(), again.text()
+
+
+def test_kill_9_of_a_server_with_a_commit_writer_process(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    key = prepare_data_dir(CHAIN, data, tmp_path / "keys")
+    server = ServerProcess(data, key, tmp_path / "console.txt", "--commit-writer", "process")
+    server.start()
+    stations = [LoadStation(server.port, INFO, 1 + 1000 * s, 1000, f"s-{s}") for s in range(3)]
+    try:
+        for station in stations:
+            station.start()
+        _wait_until(lambda: sum(len(s.received) for s in stations) >= 60, 20, "load")
+        assert server.proc is not None
+        (writer,) = child_pids(server.proc.pid)
+        server.proc.kill()
+        server.proc.wait(15)
+        # the writer sees its link end and goes at once, leaving the folder free
+        _wait_until(lambda: not Path(f"/proc/{writer}").exists(), 15, "writer gone")
+    finally:
+        for station in stations:
+            station.join(30)
+        server.kill()
+    received = [item for s in stations for item in s.received]
+    with open_ledger(None, data, read_only=True) as ledger:
+        for sn, der in received:
+            issued = [i.device_cert for i in ledger.device_history(sn).issuances]
+            assert issued == [der], f"device {sn}: certificate sent, not in the ledger"
+    again = ServerProcess(data, key, tmp_path / "again.txt", "--commit-writer", "process").start()
+    assert again.stop() == 0
+    assert "(the server did not stop cleanly)" in again.text(), again.text()
+    assert len(devices_with_files(data / "certs")) >= len(received)

@@ -180,10 +180,12 @@ class ProcessRecordStore(RecordStore):
     async def close(self) -> None:
         if self._state != "open":
             return
+        crashed = self._ended
         self._state = "closing"
         try:
-            if self._ended is None:
-                await self._call(("close",))
+            if crashed is not None:  # the run stays open: the next start recovers it
+                raise RecordStoreError(crashed)
+            await self._call(("close",))
         finally:
             await self._stop_child()
             self._state = "closed"
@@ -277,22 +279,27 @@ class ProcessRecordStore(RecordStore):
 # Child side
 # ------------------------------------------------------------------------------------------
 class _ForwardingConsole(Console):
-    """The child's console: each line goes to the server process as a ``say`` frame."""
+    """The child's console: each line goes to the server process as a ``say`` frame, after
+    the store's state (the store changes its state before it says so: a server that printed
+    "signing resumed" already signs)."""
 
-    def __init__(self, send: Any) -> None:
+    def __init__(self, send: Any, before: Any) -> None:
         super().__init__(out=open(os.devnull, "w"))  # noqa: SIM115 (closed with the process)
         self._send = send
+        self._before = before
 
     def info(self, message: str) -> str:
-        self._send(("say", "info", message))
-        return message
+        return self._say("info", message)
 
     def warning(self, message: str) -> str:
-        self._send(("say", "warning", message))
-        return message
+        return self._say("warning", message)
 
     def error(self, message: str) -> str:
-        self._send(("say", "error", message))
+        return self._say("error", message)
+
+    def _say(self, level: str, message: str) -> str:
+        self._before()
+        self._send(("say", level, message))
         return message
 
 
@@ -348,7 +355,7 @@ async def _serve(sock: socket.socket) -> int:
                     store = LedgerRecordStore(
                         open_ledger(config.ledger, Path(config.data_dir)),
                         config.data_dir,
-                        console=_ForwardingConsole(send),
+                        console=_ForwardingConsole(send, push_state),
                         allow_reprovision=config.allow_reprovision,
                         started=config.started,
                         log_max_bytes=config.log_max_bytes,
