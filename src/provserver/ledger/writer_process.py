@@ -40,6 +40,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from atcaprov.errors import AtcaprovError
+
 from ..console import Console
 from ..records import RecordStore, RecordStoreError, SigningRecord
 from .model import IssueOp, IssueResult, RefusalOp, ReportOp, ReportResult
@@ -85,6 +87,31 @@ async def _read_frame(reader: asyncio.StreamReader) -> tuple[Any, ...] | None:
     return message
 
 
+class _Outbox:
+    """Frames put during one turn of the event loop go out in one write (one system call
+    for the whole turn's requests, not one per request)."""
+
+    def __init__(self, writer: asyncio.StreamWriter | None = None) -> None:
+        self.writer = writer
+        self._frames: list[bytes] = []
+
+    def put(self, message: tuple[Any, ...]) -> None:
+        if not self._frames:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._frames.append(_frame(message))
+
+    def _flush(self) -> None:
+        frames, self._frames = self._frames, []
+        if frames and self.writer is not None and not self.writer.is_closing():
+            self.writer.write(b"".join(frames))
+
+    async def drain(self) -> None:
+        """Send what is waiting now, and wait until the socket took it."""
+        self._flush()
+        if self.writer is not None and not self.writer.is_closing():
+            await self.writer.drain()
+
+
 # ------------------------------------------------------------------------------------------
 # Server side
 # ------------------------------------------------------------------------------------------
@@ -113,6 +140,7 @@ class ProcessRecordStore(RecordStore):
         self._problem: str | None = None
         self._ended: str | None = None  # why the child cannot be used any more
         self._state = "new"
+        self._outbox = _Outbox()
 
     @property
     def failure(self) -> str | None:
@@ -144,6 +172,7 @@ class ProcessRecordStore(RecordStore):
         finally:
             theirs.close()
         reader, self._writer = await asyncio.open_connection(sock=ours)
+        self._outbox.writer = self._writer
         self._tasks = [
             asyncio.create_task(self._receive(reader), name="commit-writer-frames"),
             asyncio.create_task(self._stderr(), name="commit-writer-stderr"),
@@ -198,7 +227,7 @@ class ProcessRecordStore(RecordStore):
         call_id = self._next_id
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting[call_id] = future
-        self._writer.write(_frame((message[0], call_id, *message[1:])))
+        self._outbox.put((message[0], call_id, *message[1:]))
         if self._writer.transport.get_write_buffer_size() > 1 << 20:
             await self._writer.drain()
         return await future
@@ -312,9 +341,8 @@ async def _serve(sock: socket.socket) -> int:
     last_state: tuple[str | None, str | None] = (None, None)
     running: set[asyncio.Task[None]] = set()
 
-    def send(message: tuple[Any, ...]) -> None:
-        if not writer.is_closing():
-            writer.write(_frame(message))
+    outbox = _Outbox(writer)
+    send = outbox.put
 
     def push_state() -> None:
         nonlocal last_state
@@ -361,9 +389,9 @@ async def _serve(sock: socket.socket) -> int:
                         log_max_bytes=config.log_max_bytes,
                     )
                     await store.open()
-                except Exception as exc:
+                except (AtcaprovError, OSError, ValueError) as exc:
                     send(("error", call_id, getattr(exc, "message", None) or str(exc)))
-                    await writer.drain()
+                    await outbox.drain()
                     return 1
                 push_state()
                 send(("ok", call_id, None))
@@ -379,12 +407,13 @@ async def _serve(sock: socket.socket) -> int:
                         await store.close()
                     except RecordStoreError as exc:
                         send(("error", call_id, exc.message))
-                        await writer.drain()
+                        await outbox.drain()
                         return 1
                 send(("ok", call_id, None))
-                await writer.drain()
+                await outbox.drain()
                 return 0
-            await writer.drain()
+            if writer.transport.get_write_buffer_size() > 1 << 20:
+                await outbox.drain()
     finally:
         watcher.cancel()
     # The server process went away without closing: end like a crash, at once (no close, no
