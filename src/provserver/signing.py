@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from atcaprov.atcacert.build import CertBase, prepare, prepare_base
+from atcaprov.atcacert.build import CertBase, get_element, prepare, prepare_base
 from atcaprov.atcacert.certdef import CertDef
 from atcaprov.atcacert.errors import CertError
 from atcaprov.crypto import CryptoFormatError, is_p256_point, public_key_from_xy, verify_digest
@@ -179,6 +179,7 @@ class Signed:
     reply: CertReply
     signer: SignerIdentity
     module: str
+    cert_sn: bytes  # the device certificate's serial number, minimal big-endian
 
 
 class SigningService:
@@ -242,10 +243,7 @@ class SigningService:
                 f"the signer's device cert def cannot build this certificate: {exc}",
             )
         sn = request.device_serial_number
-        device = x509.load_der_x509_certificate(signed.reply.device_cert)
-        serial = device.serial_number.to_bytes(
-            (device.serial_number.bit_length() + 7) // 8 or 1, "big"
-        )
+        serial = signed.cert_sn
         op = IssueOp(
             time=utc_timestamp(when),
             station=station,
@@ -384,7 +382,18 @@ class SigningService:
             signer_cert=result.identity.signer_cert_der,
             root_cert=profile.root_cert,
         )
-        return Signed(reply, result.identity, f"{result.module_key[0]}:{result.module_key[1]}")
+        loc = cert_def.std_cert_elements.cert_sn
+        number = (  # where the cert def places it; else (a fixed one) from the certificate
+            int.from_bytes(get_element(built.cert_der, loc, "cert_sn"), "big")
+            if loc.count
+            else x509.load_der_x509_certificate(built.cert_der).serial_number
+        )
+        return Signed(
+            reply,
+            result.identity,
+            f"{result.module_key[0]}:{result.module_key[1]}",
+            number.to_bytes((number.bit_length() + 7) // 8 or 1, "big"),
+        )
 
     def _base(self, cert_def: CertDef, issue_date: datetime, identity: SignerIdentity) -> CertBase:
         """The template with this signer's and this hour's parts written, made once per hour."""
