@@ -14,10 +14,11 @@ connection) for ``--seconds`` per point.
   pem point is divided by the mean of the raw rate measured for 0.5 s just before and just
   after it (printed on its line); pkcs11 and sim use the rate measured at the start.
 * ``pem``: the ``pem`` back-end (key in a file) at 1, 16 and 64 connections, once per record
-  store (``--stores``, default all four, one server each, in one run): ``file`` (the app
+  store (``--stores``, default all five, one server each, in one run): ``file`` (the app
   note's files only, :class:`provserver.records_file.FileRecordStore`, the store before the
   ledger; the server is started through this script, ``--serve-file-store``), ``sqlite`` (the
-  default ledger), ``sqlite-process`` (the same with ``--commit-writer process``: commits
+  default ledger), ``sqlite-metrics`` (the same with ``--metrics``: what the Prometheus
+  counters and histograms cost), ``sqlite-process`` (with ``--commit-writer process``: commits
   and files in a child process, on the second core) and ``postgresql`` (``--ledger URL``,
   else a throwaway server started as the tests do, ``tests/support/postgres.py``: initdb +
   pg_ctl in a temporary folder; skipped with a reason where PostgreSQL or psycopg is missing).
@@ -37,7 +38,8 @@ time and count; every read has a timeout. Figures: docs/benchmarks.md. Usage::
 
     python bench/bench_server.py [--seconds 3] [--connections 1,16,64] [--sim-modules 1,2,4]
         [--sim-connections 16] [--timing-scale 1.0] [--skip-pkcs11] [--only pem|pkcs11|sim]
-        [--stores file,sqlite,sqlite-process,postgresql] [--ledger postgresql://...]
+        [--stores file,sqlite,sqlite-metrics,sqlite-process,postgresql]
+        [--ledger postgresql://...]
 """
 
 from __future__ import annotations
@@ -417,7 +419,7 @@ def line(label: str, point: Point, raw: float, extra: str = "") -> None:
 # --------------------------------------------------------------------------------------------
 # Scenarios
 # --------------------------------------------------------------------------------------------
-STORES = ("file", "sqlite", "sqlite-process", "postgresql")
+STORES = ("file", "sqlite", "sqlite-metrics", "sqlite-process", "postgresql")
 
 
 def bench_pem(tmp: Path, args: argparse.Namespace, raw: float) -> None:
@@ -431,6 +433,8 @@ def bench_pem(tmp: Path, args: argparse.Namespace, raw: float) -> None:
                 ledger = ["--ledger", url]
             if store == "sqlite-process":
                 ledger = [*LEDGER, "--commit-writer", "process"]
+            elif store == "sqlite-metrics":  # the cost of --metrics (counters, histograms)
+                ledger = [*LEDGER, "--metrics", "127.0.0.1:0"]
             bench_pem_store(tmp, args, raw, store, ledger)
 
 
@@ -610,7 +614,7 @@ def main() -> None:
         "--stores",
         type=parse_stores,
         default=list(STORES),
-        help="pem record stores, comma-separated: file,sqlite,sqlite-process,postgresql",
+        help="pem record stores, comma-separated: " + ",".join(STORES),
     )
     parser.add_argument(
         "--ledger",
