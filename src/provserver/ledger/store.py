@@ -274,6 +274,12 @@ class LedgerRecordStore(RecordStore):
 
     # -- the commit loop -----------------------------------------------------------------------
     async def _submit(self, op: LedgerOp) -> LedgerResult:
+        return await self.enqueue(op)
+
+    def enqueue(self, op: LedgerOp) -> asyncio.Future[LedgerResult]:
+        """Queue ``op`` for the next batch; the future is done once the batch is durable (or
+        failed: :class:`RecordStoreError`). Raises RecordStoreError at once when the store is
+        not open or has failed. (``issue``/``refuse``/``report`` are this, awaited.)"""
         if self._state != "open":
             raise RecordStoreError(f"record store is {self._state}, not open")
         if self._failure is not None:
@@ -282,7 +288,7 @@ class LedgerRecordStore(RecordStore):
         fut: asyncio.Future[LedgerResult] = asyncio.get_running_loop().create_future()
         self._pending.append((op, fut))
         self._wakeup.set()
-        return await fut
+        return fut
 
     async def _commit_loop(self) -> None:
         assert self._wakeup is not None

@@ -15,9 +15,12 @@ frames and are printed by the server's console; its failure state is pushed when
 changes, so the server stops signing at once, as with the thread writer.
 
 Framing (a private socket pair, nothing else can connect): a 4-byte big-endian length and a
-pickled tuple. Server to child: ``("open", id, config)``, ``("op", id, name, argument)``,
-``("close", id)``. Child to server: ``("ok", id, value)``, ``("error", id, message)``,
-``("say", level, text)``, ``("state", failure, problem)``.
+pickled tuple. Server to child: ``("open", id, config)``, ``("issue", id, fields)`` (the
+hot path: an :class:`IssueOp`'s field values), ``("op", id, name, argument)`` (the other
+calls), ``("close", id)``. Child to server: ``("ok", id, value)``, ``("error", id,
+message)``, ``("say", level, text)``, ``("state", failure, problem)``. A new issuance is
+answered with its ids only (its certificates are the request's); the server builds the
+:class:`IssueResult` from the request (without its ``event``, which only the files need).
 
 The child also holds the data folder's lock (the lock's file descriptor is passed to it): a
 second server can start on the folder only when both processes have ended. When the server
@@ -44,7 +47,16 @@ from atcaprov.errors import AtcaprovError
 
 from ..console import Console
 from ..records import RecordStore, RecordStoreError, SigningRecord
-from .model import IssueOp, IssueResult, RefusalOp, ReportOp, ReportResult
+from .model import (
+    Issuance,
+    IssuanceState,
+    IssueOp,
+    IssueResult,
+    LedgerResult,
+    RefusalOp,
+    ReportOp,
+    ReportResult,
+)
 
 WRITER_KINDS = ("thread", "process")
 _HEADER = struct.Struct(">I")
@@ -186,9 +198,19 @@ class ProcessRecordStore(RecordStore):
         self._state = "open"
 
     async def issue(self, op: IssueOp) -> IssueResult:
-        result = await self._call(("op", "issue", op))
-        assert isinstance(result, IssueResult)
-        return result
+        value = await self._call(("issue", tuple(vars(op).values())))
+        if isinstance(value, IssueResult):
+            return value
+        # a new issuance: its certificates are the request's, only the ids come back
+        issuance_id, run_id, superseded = value
+        issuance = Issuance(
+            id=issuance_id, device_sn=op.device_sn, public_key=op.public_key,
+            issuer_key_id=op.issuer_key_id, signer_id=op.signer_id, cert_sn=op.cert_sn,
+            state=IssuanceState.SIGNED, issued_at=op.time, updated_at=op.time, signer=op.signer,
+            station=op.station, run_id=run_id, device_cert=op.device_cert,
+            signer_cert=op.signer_cert, root_cert=op.root_cert, device_type=op.device_type,
+        )  # fmt: skip
+        return IssueResult("issued", issuance, superseded=superseded)
 
     async def refuse(self, op: RefusalOp) -> None:
         await self._call(("op", "refuse", op))
@@ -368,6 +390,34 @@ async def _serve(sock: socket.socket) -> int:
         push_state()
         send(("ok", call_id, value))
 
+    def issue_now(call_id: int, fields: tuple[Any, ...]) -> None:
+        """The hot path: no task per request, the batch's future answers."""
+        assert store is not None
+        try:
+            future = store.enqueue(IssueOp(*fields))
+        except RecordStoreError as exc:
+            push_state()
+            send(("error", call_id, exc.message))
+            return
+
+        def answer(done: asyncio.Future[LedgerResult]) -> None:
+            push_state()
+            error = done.exception()
+            if error is not None:
+                message = error.message if isinstance(error, RecordStoreError) else str(error)
+                send(("error", call_id, message))
+                return
+            result = done.result()
+            assert isinstance(result, IssueResult)
+            if result.action == "issued" and result.issuance is not None:
+                send(
+                    ("ok", call_id, (result.issuance.id, result.issuance.run_id, result.superseded))
+                )
+            else:
+                send(("ok", call_id, result))
+
+        future.add_done_callback(answer)
+
     async def watch_state() -> None:
         while True:
             await asyncio.sleep(0.1)
@@ -395,6 +445,8 @@ async def _serve(sock: socket.socket) -> int:
                     return 1
                 push_state()
                 send(("ok", call_id, None))
+            elif kind == "issue":
+                issue_now(call_id, frame[2])
             elif kind == "op":
                 task = asyncio.create_task(run_op(call_id, frame[2], frame[3]))
                 running.add(task)
