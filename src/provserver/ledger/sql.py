@@ -355,15 +355,8 @@ class SqlLedger(Ledger):
         if decision.action == "reissue":
             assert decision.reissue_id is not None
             return self._reissue(cur, op, run_id, decision.reissue_id, decision.supersede_id)
-        cur.execute(
-            self.q("SELECT id, device_sn FROM issuances WHERE issuer_key_id = ? AND cert_sn = ?"),
-            (op.issuer_key_id, op.cert_sn),
-        )
-        clash = cur.fetchone()
-        if clash is not None:
-            return self._refuse(
-                cur, op, run_id, ReturnCode.CERT_SERIAL_IN_USE, self._serial_message(op, clash)
-            )
+        # A certificate serial number already used by this issuer is refused by the unique
+        # constraint (issuer_key_id, cert_sn) below: the savepoint undoes this op only.
         try:
             with self._savepoint(cur):
                 signer_ca = self._ca_id(cur, op.signer_cert, new_ca)
@@ -514,20 +507,32 @@ class SqlLedger(Ledger):
 
     # -- pieces of a commit ------------------------------------------------------------------
     def _snapshot(self, cur: Cursor, op: IssueOp) -> Snapshot:
+        """What the lifecycle rules need, in one query: the latest issuance of this device,
+        key and issuer, the key's owner, and the device's current issuance."""
         cur.execute(
             self.q(
-                "SELECT id, public_key, issuer_key_id, state FROM issuances WHERE "
-                "device_sn = ? AND public_key = ? AND issuer_key_id = ? ORDER BY id DESC "
-                "LIMIT 1"
+                "SELECT m.id, m.state, k.device_sn, c.id, c.public_key, c.issuer_key_id, "
+                "c.state FROM (SELECT 1 AS one) AS base "
+                "LEFT JOIN (SELECT id, state FROM issuances WHERE device_sn = ? AND "
+                "public_key = ? AND issuer_key_id = ? ORDER BY id DESC LIMIT 1) AS m ON 1 = 1 "
+                "LEFT JOIN key_owners AS k ON k.public_key = ? "
+                "LEFT JOIN devices AS d ON d.device_sn = ? "
+                "LEFT JOIN issuances AS c ON c.id = d.current_issuance"
             ),
-            (op.device_sn, op.public_key, op.issuer_key_id),
+            (op.device_sn, op.public_key, op.issuer_key_id, op.public_key, op.device_sn),
         )
         row = cur.fetchone()
-        match = None if row is None else Brief(row[0], row[1], row[2], IssuanceState(row[3]))
+        assert row is not None  # one row, whatever is found
         return Snapshot(
-            key_owner=self._key_owner(cur, op.public_key),
-            current=self._current(cur, op.device_sn),
-            match=match,
+            key_owner=None if row[2] is None else str(row[2]),
+            current=(
+                None if row[3] is None else Brief(row[3], row[4], row[5], IssuanceState(row[6]))
+            ),
+            match=(
+                None
+                if row[0] is None
+                else Brief(row[0], op.public_key, op.issuer_key_id, IssuanceState(row[1]))
+            ),
         )
 
     def _key_owner(self, cur: Cursor, public_key: str) -> str | None:
