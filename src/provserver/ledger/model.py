@@ -104,6 +104,17 @@ class Issuance:
     root_cert: bytes | None  # DER, as sent (None: the reply had none)
     device_type: str = ""  # chip model the request stated (CertRequest2); "" if not stated
 
+    @classmethod
+    def new(cls, op: IssueOp, issuance_id: int, run_id: int) -> Issuance:
+        """The new (``signed``) issuance a commit makes of ``op``: its certificates as sent."""
+        return cls(
+            id=issuance_id, device_sn=op.device_sn, public_key=op.public_key,
+            issuer_key_id=op.issuer_key_id, signer_id=op.signer_id, cert_sn=op.cert_sn,
+            state=IssuanceState.SIGNED, issued_at=op.time, updated_at=op.time, signer=op.signer,
+            station=op.station, run_id=run_id, device_cert=op.device_cert,
+            signer_cert=op.signer_cert, root_cert=op.root_cert, device_type=op.device_type,
+        )  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Event:

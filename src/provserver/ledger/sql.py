@@ -417,13 +417,7 @@ class SqlLedger(Ledger):
             return self._refuse(
                 cur, op, run_id, ReturnCode.CERT_SERIAL_IN_USE, self._serial_message(op, row)
             )
-        issuance = Issuance(
-            id=issuance_id, device_sn=op.device_sn, public_key=op.public_key,
-            issuer_key_id=op.issuer_key_id, signer_id=op.signer_id, cert_sn=op.cert_sn,
-            state=IssuanceState.SIGNED, issued_at=op.time, updated_at=op.time, signer=op.signer,
-            station=op.station, run_id=run_id, device_cert=op.device_cert,
-            signer_cert=op.signer_cert, root_cert=op.root_cert, device_type=op.device_type,
-        )  # fmt: skip
+        issuance = Issuance.new(op, issuance_id, run_id)
         return IssueResult("issued", issuance, superseded=decision.supersede_id, event=event)
 
     @staticmethod

@@ -53,7 +53,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from atcaprov.crypto import certificate_public_key, public_key_xy
 from atcaprov.return_codes import ReturnCode
 
-from ..console import Console
+from ..console import Console, Level
 from ..records import (
     RecordStore,
     RecordStoreError,
@@ -429,14 +429,8 @@ class LedgerRecordStore(RecordStore):
             self._fail(f"{what}: {exc}", permanent=False)
 
     def _say(self, level: str, text: str) -> None:
-        if self._console is None:
-            return
-        if level == "error":
-            self._console.error(text)
-        elif level == "warning":
-            self._console.warning(text)
-        else:
-            self._console.info(text)
+        if self._console is not None:
+            self._console.log(Level(level), text)
 
     # -- worker-thread parts -------------------------------------------------------------------
     def _open_sync(self) -> None:

@@ -45,11 +45,10 @@ from typing import Any
 
 from atcaprov.errors import AtcaprovError
 
-from ..console import Console
+from ..console import Console, Level
 from ..records import RecordStore, RecordStoreError, SigningRecord
 from .model import (
     Issuance,
-    IssuanceState,
     IssueOp,
     IssueResult,
     LedgerResult,
@@ -203,13 +202,7 @@ class ProcessRecordStore(RecordStore):
             return value
         # a new issuance: its certificates are the request's, only the ids come back
         issuance_id, run_id, superseded = value
-        issuance = Issuance(
-            id=issuance_id, device_sn=op.device_sn, public_key=op.public_key,
-            issuer_key_id=op.issuer_key_id, signer_id=op.signer_id, cert_sn=op.cert_sn,
-            state=IssuanceState.SIGNED, issued_at=op.time, updated_at=op.time, signer=op.signer,
-            station=op.station, run_id=run_id, device_cert=op.device_cert,
-            signer_cert=op.signer_cert, root_cert=op.root_cert, device_type=op.device_type,
-        )  # fmt: skip
+        issuance = Issuance.new(op, issuance_id, run_id)
         return IssueResult("issued", issuance, superseded=superseded)
 
     async def refuse(self, op: RefusalOp) -> None:
@@ -300,14 +293,8 @@ class ProcessRecordStore(RecordStore):
                 self._say("warning", f"commit writer: {text}")
 
     def _say(self, level: str, text: str) -> None:
-        if self._console is None:
-            return
-        if level == "error":
-            self._console.error(text)
-        elif level == "warning":
-            self._console.warning(text)
-        else:
-            self._console.info(text)
+        if self._console is not None:
+            self._console.log(Level(level), text)
 
     async def _stop_child(self) -> None:
         if self._writer is not None:
@@ -339,18 +326,9 @@ class _ForwardingConsole(Console):
         self._send = send
         self._before = before
 
-    def info(self, message: str) -> str:
-        return self._say("info", message)
-
-    def warning(self, message: str) -> str:
-        return self._say("warning", message)
-
-    def error(self, message: str) -> str:
-        return self._say("error", message)
-
-    def _say(self, level: str, message: str) -> str:
+    def log(self, level: Level, message: str) -> str:
         self._before()
-        self._send(("say", level, message))
+        self._send(("say", level.value, message))
         return message
 
 
