@@ -5,12 +5,13 @@ verified, interrupted) leaves a row in ``<folder>/station-YYYY-MM-DD.tsv`` (the 
 the row), written as soon as the board is done and flushed to disk, so that a shift's record
 survives a crash or a pulled plug. A new file starts with a header row::
 
-    time  station  board  serial_number  device_type  result  stage  error_code  error
-    part_state  elapsed_s  version
+    time  station  board  serial_number  result  stage  error_code  error  part_state
+    elapsed_s  version  device_type
 
-``time`` is local time with its UTC offset (``2024-05-01T08:15:02+02:00``), ``device_type``
-the chip model read when the board was opened (``ATECC608B``; empty if it was not read),
-``version`` the client's version.
+``time`` is local time with its UTC offset (``2024-05-01T08:15:02+02:00``), ``version`` the
+client's version, ``device_type`` the chip model read when the board was opened
+(``ATECC608B``; empty if it was not read). ``device_type`` came last, after the columns of the
+earlier layout, so that a script reading columns by position still finds them in place.
 
 Rows follow the header of the file they go into: a day's file written by an older client (no
 ``device_type`` column: :data:`LEGACY_COLUMNS`) keeps its layout for the rest of that day, so
@@ -50,7 +51,6 @@ COLUMNS = (
     "station",
     "board",
     "serial_number",
-    "device_type",
     "result",
     "stage",
     "error_code",
@@ -58,6 +58,7 @@ COLUMNS = (
     "part_state",
     "elapsed_s",
     "version",
+    "device_type",  # added last: a reader that counts columns finds the others where they were
 )
 # The layout of the files written before the device type was logged (atcaprov 0.x clients).
 LEGACY_COLUMNS = tuple(c for c in COLUMNS if c != "device_type")
@@ -107,7 +108,6 @@ def result_values(result: BoardResult, when: datetime) -> dict[str, str]:
         "station": result.station_id,
         "board": result.board,
         "serial_number": result.serial_number,
-        "device_type": result.device_type,
         "result": result.result,
         "stage": result.stage.name if result.stage is not None else "",
         "error_code": result.error_code,
@@ -115,6 +115,7 @@ def result_values(result: BoardResult, when: datetime) -> dict[str, str]:
         "part_state": result.part_state,
         "elapsed_s": f"{result.elapsed_s:.3f}",
         "version": __version__,
+        "device_type": result.device_type,
     }
     return {name: log_field(value) for name, value in values.items()}
 

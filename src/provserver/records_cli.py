@@ -63,8 +63,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 PROGRESS_INTERVAL_S = 0.5
 FORMATS = ("csv", "jsonl", "pem", "manifest")
 CSV_COLUMNS = (
-    "device_sn", "device_type", "state", "issued_at", "updated_at", "cert_sn", "public_key",
-    "signer_id", "issuer_key_id", "signer", "station", "run_id", "issuance_id", "device_cert",
+    "device_sn", "state", "issued_at", "updated_at", "cert_sn", "public_key", "signer_id",
+    "issuer_key_id", "signer", "station", "run_id", "issuance_id", "device_cert",
+    "device_type",  # added last: a reader that counts columns finds the others where they were
 )  # fmt: skip
 # The issuances a manifest holds when no --state is given: the ones a chip may carry.
 MANIFEST_DEFAULT_STATES = (IssuanceState.SIGNED, IssuanceState.INSTALLED)
@@ -387,10 +388,10 @@ def _csv_rows(issuances: Iterator[Issuance], progress: Progress, out: IO[str]) -
     writer.writerow(CSV_COLUMNS)
     for i in issuances:
         writer.writerow([
-            i.device_sn, sanitize_field(i.device_type), i.state.value, i.issued_at,
-            i.updated_at, i.cert_sn, i.public_key, i.signer_id, i.issuer_key_id,
-            sanitize_field(i.signer), sanitize_field(i.station), i.run_id, i.id,
-            base64.b64encode(i.device_cert).decode("ascii"),
+            i.device_sn, i.state.value, i.issued_at, i.updated_at, i.cert_sn, i.public_key,
+            i.signer_id, i.issuer_key_id, sanitize_field(i.signer), sanitize_field(i.station),
+            i.run_id, i.id, base64.b64encode(i.device_cert).decode("ascii"),
+            sanitize_field(i.device_type),
         ])  # fmt: skip
         progress.step()
     return progress.count

@@ -133,7 +133,7 @@ def test_a_day_file_of_an_older_client_keeps_its_layout(tmp_path: Path) -> None:
     old_row = "2024-05-01T08:00:00+02:00\tst1\tCOM5\t0123000000000000EE\tok\tVALIDATE_CERTS"
     old_row += "\t\t\tPROVISIONED\t1.000\t0.9\n"
     old.write_text("\t".join(LEGACY_COLUMNS) + "\n" + old_row, encoding="utf-8")
-    assert "device_type" not in LEGACY_COLUMNS and len(LEGACY_COLUMNS) == len(COLUMNS) - 1
+    assert (*LEGACY_COLUMNS, "device_type") == COLUMNS  # the new column came last
 
     assert log.check() == old and log.columns_of(old) == LEGACY_COLUMNS
     assert log.write(_board(1)) == old
@@ -174,10 +174,8 @@ def test_rows_follow_the_header_of_the_file(tmp_path: Path) -> None:
     assert rows(path)[0]["device_type"] == ""
     path.write_text("not a header\n", encoding="utf-8")
     log.write(_board(5))
-    assert path.read_text(encoding="utf-8").splitlines()[1].split("\t")[3:5] == [
-        "0123000000000005EE",
-        "ATECC608B",
-    ]
+    cells = path.read_text(encoding="utf-8").splitlines()[1].split("\t")
+    assert (cells[3], cells[-1]) == ("0123000000000005EE", "ATECC608B")
 
 
 def test_fields_are_escaped_and_not_formulas() -> None:

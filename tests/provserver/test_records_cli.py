@@ -196,7 +196,10 @@ def test_exports_csv_jsonl_pem(small: str, tmp_path: Path, pki: FillPki) -> None
     assert code == 0 and "Exported 6 device(s) (csv)" in err
     rows = list(csv.DictReader(out.open(newline="")))
     assert [r["state"] for r in rows][:3] == ["installed", "superseded", "failed"]
-    assert out.read_text().splitlines()[0].startswith("device_sn,device_type,state,")
+    assert out.read_text().splitlines()[0] == (
+        "device_sn,state,issued_at,updated_at,cert_sn,public_key,signer_id,issuer_key_id,"
+        "signer,station,run_id,issuance_id,device_cert,device_type"
+    )  # the columns of earlier versions where they were, the device type last
     assert [r["device_type"] for r in rows] == [
         "", "", "", "ATECC608B", "ATECC608A", "ATECC508A",
     ]  # fmt: skip
