@@ -2,7 +2,9 @@
 provclient-cdc, as command-line programs.
 
 * a mixed board (608B, 508A alternating) is provisioned; each board's line names its model; the
-  ledger records the device type the client sent (CertRequest2) for every issuance;
+  ledger records the device type the client sent (CertRequest2) for every issuance; the
+  client's JSON lines and station log rows, ``provserver records list --json`` and ``records
+  export --format csv`` carry it;
 * on a pty, the operator sees ``Device SN: ... ATECC608B (blank)`` and the ten stages;
 * a ``--config`` for the other model is refused before any write, naming the bytes that differ
   in meaning: the saved chip's config zone stays unlocked (508A config on a 608B, and a 608
@@ -13,8 +15,11 @@ Every wait is bounded (process start, client run, stop).
 
 from __future__ import annotations
 
+import csv
 import io
+import json
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +31,7 @@ from atcaprov.emulator.chip import Atecc508a
 from atcaprov_demo import (
     DemoLayout,
     Processes,
+    cli_command,
     create_signer,
     run_client,
     run_demo,
@@ -34,6 +40,7 @@ from atcaprov_demo import (
     verify_chains,
 )
 from provclient_cdc.session import ExitCode
+from provclient_cdc.station_log import COLUMNS
 from provserver.ledger import IssuanceState
 from provserver.ledger.sqlite import SqliteLedger
 from tests.provclient_cdc.test_interactive import expect_line, spawn_client
@@ -55,6 +62,17 @@ def layout(tmp_path: Path) -> DemoLayout:
 def procs() -> Iterator[Processes]:
     with Processes() as group:
         yield group
+
+
+def _records(layout: DemoLayout, *args: str) -> list[str]:
+    """The output lines of ``provserver --data-dir DATA records ARGS`` (a program)."""
+    done = subprocess.run(
+        [*cli_command("provserver", "provserver.cli"), "--data-dir", str(layout.data_dir),
+         "records", *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
 
 
 def _chip_models(layout: DemoLayout) -> dict[str, str]:
@@ -97,6 +115,20 @@ def test_mixed_board_608b_and_508a(layout: DemoLayout, procs: Processes) -> None
         [issuance] = history.issuances
         assert issuance.device_type == models[sn]
     assert sorted(models.values()) == ["ATECC508A", "ATECC508A", "ATECC608B", "ATECC608B"]
+
+    # what people read names each part's model: the client's JSON lines and station log rows,
+    # and `provserver records list --json` / `export --format csv` over the server's ledger
+    assert {r["serial_number"]: r["device_type"] for r in run.results} == models
+    rows = [
+        dict(zip(COLUMNS, line.split("\t"), strict=True))
+        for path in layout.station_logs.glob("station-*.tsv")
+        for line in path.read_text(encoding="utf-8").splitlines()[1:]
+    ]
+    assert {r["serial_number"]: r["device_type"] for r in rows} == models
+    records = _records(layout, "list", "--json")
+    assert {r["device_sn"]: r["device_type"] for r in map(json.loads, records)} == models
+    exported = _records(layout, "export", "--format", "csv", "-o", "-")
+    assert {r["device_sn"]: r["device_type"] for r in csv.DictReader(exported)} == models
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ from atcaprov_demo import (
     verify_chains,
 )
 from provclient_cdc.session import ExitCode
+from provclient_cdc.station_log import COLUMNS
 
 pytestmark = pytest.mark.slow
 
@@ -91,6 +92,8 @@ def test_four_boards_one_unplugged_one_already_provisioned(
     assert already["serial_number"] == done_serial
     assert already["error_code"] == "ALREADY_PROVISIONED"
     assert already["commands"] == 0  # nothing sent to it after it was opened
+    # every board's line names its part's model, read when the board was opened
+    assert [r["device_type"] for r in run.results] == ["ATECC508A"] * 4
 
     # the plain lines: every line of a board's flow prefixed with it
     for number, url in enumerate(urls, start=1):
@@ -120,13 +123,14 @@ def test_four_boards_one_unplugged_one_already_provisioned(
 
     # the station log has a row per board; the server issued exactly three certificates
     rows = [
-        line.split("\t")
+        dict(zip(COLUMNS, line.split("\t"), strict=True))
         for path in sorted(layout.station_logs.glob("*.tsv"))
         for line in path.read_text(encoding="utf-8").splitlines()[1:]
     ]
-    assert sorted(row[4] for row in rows) == sorted(
+    assert sorted(row["result"] for row in rows) == sorted(
         ["ok", "ok", "ok", "removed", "already_provisioned"]
     )  # the first run's row too
+    assert {row["device_type"] for row in rows} == {"ATECC508A"}
     chains = verify_chains(layout, use_openssl=False)
     assert not chains.failures
     assert {

@@ -45,6 +45,7 @@ class BoardResult:
     index: int
     board: str
     serial_number: str | None = None
+    device_type: str | None = None  # chip model read at opening (ATECC608B); None if unknown
     # ok | failed | removed | already_provisioned | interrupted | verified | verify_failed
     result: str = "failed"
     stage: ProvStage | None = None
@@ -71,6 +72,7 @@ class BoardResult:
             "index": self.index,
             "board": self.board,
             "serial_number": self.serial_number,
+            "device_type": self.device_type,
             "result": self.result,
             "stage": self.stage.name if self.stage is not None else None,
             "stage_label": self.stage.label if self.stage is not None else None,

@@ -479,12 +479,7 @@ class Station:
     # ---- one board -------------------------------------------------------------------------
     def _provision(self, board: Board) -> BoardResult | None:
         assert self.cert_info is not None
-        result = BoardResult(
-            index=len(self.stats.results) + 1,
-            board=board.url,
-            serial_number=board.serial_hex,
-            station_id=self.options.station_id or "",
-        )
+        result = self._new_result(board)
         if self._config_refused(board, result):
             return result
         self.hooks.reset()
@@ -666,10 +661,16 @@ class Station:
         if self.station_log is None:
             return True
         try:
-            self.station_log.check()
+            path = self.station_log.check()
+            columns = self.station_log.columns_of(path)
         except StationLogError as exc:
             self.output.line(f"Error: {exc}")
             return False
+        if "device_type" not in columns:
+            self.output.line(
+                f"Note: the station log {path} was started by an older client (no device_type"
+                " column); today's rows keep its layout, tomorrow's file has the column."
+            )
         return True
 
     def _report_unopenable(self) -> None:
@@ -688,10 +689,14 @@ class Station:
         self.output.begin("Waiting for board to be connected...")
 
     def _new_result(self, board: Board) -> BoardResult:
+        """The result of ``board`` before anything is done: its serial number and chip model
+        (read with Info when the board was opened; None if it was not)."""
+        device = board.device
         return BoardResult(
             index=len(self.stats.results) + 1,
             board=board.url,
             serial_number=board.serial_hex,
+            device_type=device.model.name if device.model_detected else None,
             station_id=self.options.station_id or "",
         )
 

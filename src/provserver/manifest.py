@@ -9,7 +9,9 @@ device, each a JWS in flattened form::
 
 * protected header ``{"typ": "JWT", "alg": "ES256", "kid": B64URL(SKI of the manifest signer
   certificate), "x5t#S256": B64URL(SHA-256 of its DER)}``;
-* payload: ``version`` (1), ``model``, ``partNumber``, ``manufacturer``, ``provisioner``,
+* payload: ``version`` (1), ``model`` (the chip model the ledger stored for the issuance: the
+  device type the client's request stated, e.g. ``ATECC608B``), ``partNumber`` (by default
+  the model), ``manufacturer``, ``provisioner``,
   ``distributor`` (each ``{"organizationName", "organizationalUnitName"}``), ``groupId``,
   ``provisioningTimestamp`` (ISO 8601 UTC, milliseconds, ``Z``), ``uniqueId`` (the chip serial
   number, lower-case hex) and ``publicKeySet.keys`` = ``[{"kid": "0", "kty": "EC", "crv":
@@ -29,7 +31,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -88,14 +90,29 @@ def manifest_timestamp(ledger_time: str) -> str:
 
 @dataclass(frozen=True)
 class ManifestFields:
-    """The descriptive payload fields, the same for every entry of one export."""
+    """The descriptive payload fields of one export.
+
+    ``model`` and ``partNumber`` come from the device: an entry's model is the device type
+    stored with its issuance; ``model`` here is only for issuances stored without one (requests
+    from protocol v1 clients, which do not say). The part number of a model is
+    ``part_numbers[model]``, else ``part_number`` if given, else the model itself.
+    """
 
     model: str = DEFAULT_MODEL
-    part_number: str = DEFAULT_MODEL
+    part_number: str | None = None
+    part_numbers: Mapping[str, str] = field(default_factory=dict)
     manufacturer: dict[str, str] = field(default_factory=lambda: organization("/".join(MICROCHIP)))
     provisioner: dict[str, str] = field(default_factory=lambda: organization(""))
     distributor: dict[str, str] = field(default_factory=lambda: organization(""))
     group_id: str = ""
+
+    def model_of(self, issuance: Issuance) -> str:
+        """The model of ``issuance``'s chip: its stored device type, else :attr:`model`."""
+        return issuance.device_type or self.model
+
+    def part_number_of(self, model: str) -> str:
+        """The part number entries of ``model`` carry."""
+        return self.part_numbers.get(model) or self.part_number or model
 
 
 def secure_element(issuance: Issuance, fields: ManifestFields) -> dict[str, Any]:
@@ -107,10 +124,11 @@ def secure_element(issuance: Issuance, fields: ManifestFields) -> dict[str, Any]
         base64.b64encode(issuance.device_cert).decode("ascii"),
         base64.b64encode(issuance.signer_cert).decode("ascii"),
     ]
+    model = fields.model_of(issuance)
     return {
         "version": MANIFEST_VERSION,
-        "model": fields.model,
-        "partNumber": fields.part_number,
+        "model": model,
+        "partNumber": fields.part_number_of(model),
         "manufacturer": fields.manufacturer,
         "provisioner": fields.provisioner,
         "distributor": fields.distributor,

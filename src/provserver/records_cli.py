@@ -65,6 +65,7 @@ FORMATS = ("csv", "jsonl", "pem", "manifest")
 CSV_COLUMNS = (
     "device_sn", "state", "issued_at", "updated_at", "cert_sn", "public_key", "signer_id",
     "issuer_key_id", "signer", "station", "run_id", "issuance_id", "device_cert",
+    "device_type",  # added last: a reader that counts columns finds the others where they were
 )  # fmt: skip
 # The issuances a manifest holds when no --state is given: the ones a chip may carry.
 MANIFEST_DEFAULT_STATES = (IssuanceState.SIGNED, IssuanceState.INSTALLED)
@@ -97,6 +98,25 @@ def _check_time(ctx: click.Context, param: click.Parameter, value: str | None) -
         raise click.BadParameter(
             f"{printable(value)!s} is not {_TIME_EXPECTED} ({exc})", ctx, param
         ) from exc
+
+
+def _check_part_numbers(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[tuple[str, str], ...]:
+    """``--part-number`` values as (model, part number) pairs; model "" for every entry."""
+    pairs: list[tuple[str, str]] = []
+    for value in values:
+        model, sep, number = value.rpartition("=")
+        model, number = model.strip(), number.strip()
+        if not number or (sep and not model):
+            raise click.BadParameter(
+                f"{printable(value)} is not a part number nor MODEL=PART_NUMBER", ctx, param
+            )
+        if model in dict(pairs):
+            what = f"model {printable(model)}" if model else "every entry"
+            raise click.BadParameter(f"two part numbers for {what}", ctx, param)
+        pairs.append((model, number))
+    return tuple(pairs)
 
 
 def _filter_options(func: F) -> F:
@@ -190,9 +210,11 @@ def records() -> None:
 
 # ---------------------------------------------------------------------------- list
 def issuance_summary(issuance: Issuance) -> dict[str, Any]:
-    """An issuance as JSON-ready values (no certificates)."""
+    """An issuance as JSON-ready values (no certificates); ``device_type`` is the chip model
+    the request stated (``ATECC608B``), None if it stated none (a protocol v1 client)."""
     return {
-        "id": issuance.id, "device_sn": issuance.device_sn, "state": issuance.state.value,
+        "id": issuance.id, "device_sn": issuance.device_sn,
+        "device_type": issuance.device_type or None, "state": issuance.state.value,
         "issued_at": issuance.issued_at, "updated_at": issuance.updated_at,
         "cert_sn": issuance.cert_sn, "public_key": issuance.public_key,
         "signer_id": issuance.signer_id, "issuer_key_id": issuance.issuer_key_id,
@@ -200,9 +222,15 @@ def issuance_summary(issuance: Issuance) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _device_type_text(issuance: Issuance) -> str:
+    """The device type for a table or a line: ``-`` if the request stated none."""
+    return sanitize_field(issuance.device_type) if issuance.device_type else "-"
+
+
 def _table_row(issuance: Issuance) -> str:
     return (
-        f"{issuance.issued_at}  {issuance.device_sn:<18}  {issuance.state.value:<10}  "
+        f"{issuance.issued_at}  {issuance.device_sn:<18}  {_device_type_text(issuance):<9}  "
+        f"{issuance.state.value:<10}  "
         f"{issuance.cert_sn:<32}  {issuance.signer_id:<4}  "
         f"{sanitize_field(issuance.station)}"
     )
@@ -233,7 +261,7 @@ def list_command(
             else:
                 if count == 0:
                     click.echo(
-                        f"{'ISSUED AT':<27}  {'DEVICE SN':<18}  {'STATE':<10}  "
+                        f"{'ISSUED AT':<27}  {'DEVICE SN':<18}  {'TYPE':<9}  {'STATE':<10}  "
                         f"{'CERT SN':<32}  {'SGNR':<4}  STATION"
                     )
                 click.echo(_table_row(issuance))
@@ -308,7 +336,8 @@ def show_command(serial: str, data_dir: Path | None, ledger: str | None, as_json
     for i in history.issuances:
         click.echo(
             f"  #{i.id}  {i.state.value:<10}  issued {i.issued_at}  cert sn {i.cert_sn}"
-            f"  signer {sanitize_field(i.signer)}  station {sanitize_field(i.station)}"
+            f"  type {_device_type_text(i)}  signer {sanitize_field(i.signer)}"
+            f"  station {sanitize_field(i.station)}"
         )
         click.echo(f"        public key {i.public_key}")
     click.echo(f"Events ({len(history.events)}):")
@@ -362,6 +391,7 @@ def _csv_rows(issuances: Iterator[Issuance], progress: Progress, out: IO[str]) -
             i.device_sn, i.state.value, i.issued_at, i.updated_at, i.cert_sn, i.public_key,
             i.signer_id, i.issuer_key_id, sanitize_field(i.signer), sanitize_field(i.station),
             i.run_id, i.id, base64.b64encode(i.device_cert).decode("ascii"),
+            sanitize_field(i.device_type),
         ])  # fmt: skip
         progress.step()
     return progress.count
@@ -431,8 +461,22 @@ def _manifest_rows(
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     help="manifest: the manifest signer's certificate (PEM).",
 )
-@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="manifest: model.")
-@click.option("--part-number", default=None, help="manifest: part number (default: the model).")
+@click.option(
+    "--model",
+    default=DEFAULT_MODEL,
+    show_default=True,
+    help="manifest: the model of issuances stored without a device type (protocol v1 "
+    "clients); the others carry the model their request stated.",
+)
+@click.option(
+    "--part-number",
+    "part_numbers",
+    multiple=True,
+    metavar="[MODEL=]P",
+    callback=_check_part_numbers,
+    help="manifest: part number of MODEL's entries (MODEL=P, repeatable) or of every "
+    "entry (P). Default: the entry's model.",
+)
 @click.option(
     "--provisioner",
     default="",
@@ -460,7 +504,7 @@ def export_command(
     manifest_key: Path | None,
     manifest_cert: Path | None,
     model: str,
-    part_number: str | None,
+    part_numbers: tuple[tuple[str, str], ...],
     provisioner: str,
     distributor: str | None,
     group_id: str,
@@ -480,7 +524,8 @@ def export_command(
         manifest_signer = ManifestSigner.load(manifest_key, manifest_cert)
         fields = ManifestFields(
             model=model,
-            part_number=part_number or model,
+            part_number=dict(part_numbers).get(""),
+            part_numbers={m: p for m, p in part_numbers if m},
             provisioner=organization(provisioner),
             distributor=organization(provisioner if distributor is None else distributor),
             group_id=group_id,

@@ -208,6 +208,7 @@ def test_part_states_already_provisioned_summary_and_station_log(
     ]
     assert all(r["station"] == "pty-test" and r["board"] == url for r in rows)
     assert all(r["version"] == __version__ for r in rows)
+    assert [r["device_type"] for r in rows] == ["ATECC508A", "ATECC508A"]
     assert rows[1]["error_code"] == "ALREADY_PROVISIONED"
     assert rows[0]["part_state"] == "PROVISIONED" and float(rows[0]["elapsed_s"]) > 0
     # and the server wrote its version at the start of its activity log

@@ -64,6 +64,7 @@ def test_json_line() -> None:
         index=1,
         board="socket://127.0.0.1:5",
         serial_number="0123AA",
+        device_type="ATECC608B",
         result="failed",
         stage=ProvStage.CERTS_REQUEST,
         error_code="SIGNER_LOCKED",
@@ -82,6 +83,7 @@ def test_json_line() -> None:
         "index": 1,
         "board": "socket://127.0.0.1:5",
         "serial_number": "0123AA",
+        "device_type": "ATECC608B",
         "result": "failed",
         "stage": "CERTS_REQUEST",
         "stage_label": "Requesting certificates",
@@ -100,6 +102,12 @@ def test_json_line() -> None:
     }
     assert human.getvalue() == ""
     Output(io.StringIO()).result(result)  # no JSON stream: nothing, no error
+
+
+def test_json_line_of_a_part_whose_model_was_not_read_has_a_null_device_type() -> None:
+    js = io.StringIO()
+    Output(io.StringIO(), js).result(BoardResult(index=1, board="COM5", serial_number="0123AA"))
+    assert json.loads(js.getvalue())["device_type"] is None
 
 
 def test_log_records_as_indented_lines() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import threading
@@ -16,6 +17,7 @@ from atcaprov.stages import ProvStage, ProvStatus
 from provclient_cdc.boards import BoardFinder
 from provclient_cdc.server_link import ServerLink
 from provclient_cdc.session import ExitCode, Station, StationOptions
+from provclient_cdc.station_log import LEGACY_COLUMNS
 from tests.support.cert_server import CertServer
 from tests.support.client import STAGE_LINES, CapturingOutput, ScriptedKeys
 from tests.support.pki import Pki
@@ -100,8 +102,60 @@ def test_two_boards_seed_lines_and_json(tmp_path: Path, pki: Pki, server: CertSe
     assert all(r["result"] == "ok" and r["part_state"] == "PROVISIONED" for r in results)
     assert results[0]["stage"] == "VALIDATE_CERTS" and results[0]["skipped"] == ["SLOTS_LOCK"]
     assert results[0]["chip_floor_ms"] > 100 and results[0]["commands"] > 20
+    assert [r["device_type"] for r in results] == ["ATECC508A", "ATECC508A"]
     assert [r.station_id for r in server.requests] == ["test-station", "test-station"]
     assert server.connections == 1  # one connection kept for both boards
+
+
+def test_each_result_names_the_chip_model_in_json_and_station_log(
+    tmp_path: Path, pki: Pki, server: CertServer
+) -> None:
+    """A board of 608B and 508A parts in turn: each JSON line and station log row carries the
+    model read from that part."""
+    with VirtualKitBoard(
+        tmp_path / "chips", chips=3, auto_swap=0.05, chip_types=("atecc608b", "atecc508a")
+    ) as board:
+        out = CapturingOutput(json_lines=True)
+        station = make_station(
+            tmp_path, pki, server.port, board.url, ScriptedKeys(), out, yes=True, count=3,
+            log_dir=tmp_path / "logs",
+        )  # fmt: skip
+        assert station.run() == ExitCode.OK
+        models = {e.chip.serial_number.hex().upper(): type(e.chip).MODEL.name for e in board.chips}
+    results = [json.loads(x) for x in out.json_text.getvalue().splitlines()]
+    assert [r["result"] for r in results] == ["ok", "ok", "ok"]
+    assert [r["device_type"] for r in results] == [models[r["serial_number"]] for r in results]
+    assert [r["device_type"] for r in results] == ["ATECC608B", "ATECC508A", "ATECC608B"]
+    (log,) = (tmp_path / "logs").glob("station-*.tsv")
+    with log.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
+    assert [(r["serial_number"], r["device_type"]) for r in rows] == [
+        (r["serial_number"], r["device_type"]) for r in results
+    ]
+
+
+def test_an_older_clients_station_log_of_today_is_said_and_kept(
+    tmp_path: Path, pki: Pki, server: CertServer
+) -> None:
+    with VirtualKitBoard(tmp_path / "chips", chips=1, chip_types=("atecc608b",)) as board:
+        out = CapturingOutput(json_lines=True)
+        station = make_station(
+            tmp_path, pki, server.port, board.url, ScriptedKeys(), out, yes=True, count=1,
+            log_dir=tmp_path / "logs",
+        )  # fmt: skip
+        assert station.station_log is not None
+        today = station.station_log.today
+        today.parent.mkdir()
+        today.write_text("\t".join(LEGACY_COLUMNS) + "\n", encoding="utf-8")
+        assert station.run() == ExitCode.OK
+    lines = out.lines()
+    assert lines[1] == (
+        f"Note: the station log {today} was started by an older client (no device_type"
+        " column); today's rows keep its layout, tomorrow's file has the column."
+    )
+    (row,) = today.read_text(encoding="utf-8").splitlines()[1:]
+    assert len(row.split("\t")) == len(LEGACY_COLUMNS) and "ATECC608B" not in row
+    assert json.loads(out.json_text.getvalue())["device_type"] == "ATECC608B"
 
 
 def test_enter_prompt_then_escape(tmp_path: Path, pki: Pki, server: CertServer) -> None:
@@ -219,6 +273,7 @@ def test_resume_after_unplug_then_already_provisioned_verify(
     assert j > i and "Provisioning failed! Please remove board..." not in lines[i:]
     results = [json.loads(x) for x in out.json_text.getvalue().splitlines()]
     assert [r["result"] for r in results] == ["removed", "ok", "already_provisioned"]
+    assert [r["device_type"] for r in results] == ["ATECC508A"] * 3
     assert results[2]["verify"] and all(v.startswith("ok") for v in results[2]["verify"])
 
 

@@ -13,6 +13,7 @@ from atcaprov.stages import ProvStage
 from provclient_cdc.output import BoardResult, format_duration, summary_lines
 from provclient_cdc.station_log import (
     COLUMNS,
+    LEGACY_COLUMNS,
     StationLog,
     StationLogError,
     default_log_dir,
@@ -63,6 +64,7 @@ def test_rows_header_once_and_a_file_per_day(tmp_path: Path) -> None:
         index=1,
         board="socket://127.0.0.1:5",
         serial_number="0123AABBCCDDEEFFEE",
+        device_type="ATECC608B",
         result="ok",
         stage=ProvStage.VALIDATE_CERTS,
         part_state="PROVISIONED",
@@ -94,6 +96,7 @@ def test_rows_header_once_and_a_file_per_day(tmp_path: Path) -> None:
         "station": "line1-st3",
         "board": "socket://127.0.0.1:5",
         "serial_number": "0123AABBCCDDEEFFEE",
+        "device_type": "ATECC608B",
         "result": "ok",
         "stage": "VALIDATE_CERTS",
         "error_code": "",
@@ -105,7 +108,74 @@ def test_rows_header_once_and_a_file_per_day(tmp_path: Path) -> None:
     assert day1[1]["result"] == "failed" and day1[1]["stage"] == "CERTS_REQUEST"
     assert day1[1]["error"] == "\\x1b[2J\\tlocked\\nProvisioning successful!"
     assert day1[1]["error_code"] == "SIGNER_LOCKED"
+    assert day1[1]["device_type"] == ""  # its model was not read: an empty cell
     assert len(rows(second)) == 1
+
+
+def _board(n: int, device_type: str | None = "ATECC608B") -> BoardResult:
+    return BoardResult(
+        index=n,
+        board="COM5",
+        serial_number=f"01230000000000{n:02X}EE",
+        device_type=device_type,
+        result="ok",
+        stage=ProvStage.VALIDATE_CERTS,
+        station_id="st1",
+    )
+
+
+def test_a_day_file_of_an_older_client_keeps_its_layout(tmp_path: Path) -> None:
+    """An older client's file of today (no device_type column): rows keep lining up with its
+    header for the rest of the day; the next day's file has the new layout."""
+    clock = Clock(datetime(2024, 5, 1, 14, 0, 0, tzinfo=TZ))
+    log = StationLog(tmp_path, clock=clock)
+    old = tmp_path / "station-2024-05-01.tsv"
+    old_row = "2024-05-01T08:00:00+02:00\tst1\tCOM5\t0123000000000000EE\tok\tVALIDATE_CERTS"
+    old_row += "\t\t\tPROVISIONED\t1.000\t0.9\n"
+    old.write_text("\t".join(LEGACY_COLUMNS) + "\n" + old_row, encoding="utf-8")
+    assert (*LEGACY_COLUMNS, "device_type") == COLUMNS  # the new column came last
+
+    assert log.check() == old and log.columns_of(old) == LEGACY_COLUMNS
+    assert log.write(_board(1)) == old
+    lines = old.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 3 and lines[1] == old_row.rstrip("\n")
+    assert [len(line.split("\t")) for line in lines] == [len(LEGACY_COLUMNS)] * 3
+    added = rows(old)[1]
+    assert (added["serial_number"], added["result"], added["version"]) == (
+        "0123000000000001EE", "ok", __version__,
+    )
+    assert "device_type" not in added
+
+    clock.when += timedelta(days=1)
+    new = log.write(_board(2))
+    assert new.name == "station-2024-05-02.tsv"
+    assert log.columns_of(new) == COLUMNS and rows(new)[0]["device_type"] == "ATECC608B"
+
+
+def test_rows_follow_the_header_of_the_file(tmp_path: Path) -> None:
+    """A column this client does not know is left empty; an empty file (created, then the power
+    went) gets the header first; a file without a header of ours gets the current layout."""
+    clock = Clock(datetime(2024, 5, 1, 14, 0, 0, tzinfo=TZ))
+    log = StationLog(tmp_path, clock=clock)
+    path = log.path_for(clock())
+    path.write_text("time\tdevice_type\tshift\tserial_number\n", encoding="utf-8")
+    log.write(_board(3))
+    assert rows(path) == [
+        {
+            "time": "2024-05-01T14:00:00+02:00",
+            "device_type": "ATECC608B",
+            "shift": "",
+            "serial_number": "0123000000000003EE",
+        }
+    ]
+    path.write_bytes(b"")
+    log.write(_board(4, None))
+    assert path.read_text(encoding="utf-8").splitlines()[0] == "\t".join(COLUMNS)
+    assert rows(path)[0]["device_type"] == ""
+    path.write_text("not a header\n", encoding="utf-8")
+    log.write(_board(5))
+    cells = path.read_text(encoding="utf-8").splitlines()[1].split("\t")
+    assert (cells[3], cells[-1]) == ("0123000000000005EE", "ATECC608B")
 
 
 def test_fields_are_escaped_and_not_formulas() -> None:

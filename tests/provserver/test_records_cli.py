@@ -54,11 +54,15 @@ def invoke(*args: str) -> tuple[int, str, str]:
 @pytest.fixture
 def small(ledger_spec: str, pki: FillPki) -> Iterator[str]:
     """5 devices: 0 installed, 1 superseded by a second key, 2 failed, 3 and 4 signed (line-2);
-    a refusal (a key reused) for device 9."""
+    a refusal (a key reused) for device 9. Devices 0..2 were first issued to a client that did
+    not state the device type (protocol v1); 3 is an ATECC608B, 4 an ATECC608A, and the second
+    key of 1 came with ATECC508A."""
     with open_ledger(ledger_spec, None) as ledger:
         run = fill_ledger(ledger, 3, pki)
-        ledger.commit([issue_op(n, pki, station="10.0.0.2:5 line-2") for n in (3, 4)], run_id=run)
-        ledger.commit([issue_op(1, pki, key_n=101, minutes=30)], run_id=run)
+        ledger.commit([issue_op(n, pki, station="10.0.0.2:5 line-2", device_type=t)
+                       for n, t in ((3, "ATECC608B"), (4, "ATECC608A"))], run_id=run)
+        ledger.commit([issue_op(1, pki, key_n=101, minutes=30, device_type="ATECC508A")],
+                      run_id=run)
         ledger.commit([_report(0, EventKind.INSTALLED), _report(2, EventKind.FAILED)], run_id=run)
         ledger.commit([RefusalOp(time="2026-11-21T06:00:00.000000Z", station="x",
                                  device_sn=device_sn(9), public_key="AB" * 64, signer="s",
@@ -90,6 +94,9 @@ def test_list_filters_and_json(small: str) -> None:
         (device_sn(4), "signed"),
         (device_sn(1), "signed"),
     ]
+    assert [r["device_type"] for r in rows] == [
+        None, None, None, "ATECC608B", "ATECC608A", "ATECC508A",
+    ]  # fmt: skip
     code, out, _ = invoke("list", "--ledger", small, "--json", "--station", "line-2")
     assert [json.loads(line)["device_sn"] for line in out.splitlines()] == [
         device_sn(3),
@@ -110,6 +117,15 @@ def test_list_filters_and_json(small: str) -> None:
     assert [json.loads(line)["device_sn"] for line in out.splitlines()] == [device_sn(4)]
     code, out, _ = invoke("list", "--ledger", small, "--signer", "c48b")
     assert code == 0 and out.startswith("ISSUED AT") and out.rstrip().endswith("6 issuance(s).")
+    table = out.splitlines()
+    assert table[0].split() == [
+        "ISSUED", "AT", "DEVICE", "SN", "TYPE", "STATE", "CERT", "SN", "SGNR", "STATION",
+    ]  # fmt: skip
+    assert [line.split()[2:4] for line in table[1:7]] == [
+        ["-", "installed"], ["-", "superseded"], ["-", "failed"], ["ATECC608B", "signed"],
+        ["ATECC608A", "signed"], ["ATECC508A", "signed"],
+    ]  # fmt: skip
+    assert table[1].index("installed") == table[4].index("signed") == table[0].index("STATE")
     code, out, _ = invoke("list", "--ledger", small, "--signer", "nobody")
     assert code == 0 and out.strip() == "0 issuance(s)."
 
@@ -120,9 +136,13 @@ def test_show_gives_the_whole_history_escaped(small: str) -> None:
     assert f"Device {device_sn(2)}: failed" in out
     assert "failed" in out and "VALIDATION_FAILED" in out and "VALIDATE_CERTS" in out
     assert "\x1b" not in out and "\\x1b[2J" in out  # the client's text is escaped
+    code, out, _ = invoke("show", device_sn(1), "--ledger", small)
+    issued = [line for line in out.splitlines() if line.startswith("  #")]
+    assert [" type -  " in issued[0], " type ATECC508A  " in issued[1]] == [True, True]
     code, out, _ = invoke("show", device_sn(1), "--ledger", small, "--json")
     history = json.loads(out)
     assert [i["state"] for i in history["issuances"]] == ["superseded", "signed"]
+    assert [i["device_type"] for i in history["issuances"]] == [None, "ATECC508A"]
     assert [e["kind"] for e in history["events"]] == ["signed", "superseded", "signed"]
     assert history["device"]["current_issuance"] == history["issuances"][1]["id"]
     code, out, _ = invoke("show", device_sn(9), "--ledger", small)
@@ -176,6 +196,13 @@ def test_exports_csv_jsonl_pem(small: str, tmp_path: Path, pki: FillPki) -> None
     assert code == 0 and "Exported 6 device(s) (csv)" in err
     rows = list(csv.DictReader(out.open(newline="")))
     assert [r["state"] for r in rows][:3] == ["installed", "superseded", "failed"]
+    assert out.read_text().splitlines()[0] == (
+        "device_sn,state,issued_at,updated_at,cert_sn,public_key,signer_id,issuer_key_id,"
+        "signer,station,run_id,issuance_id,device_cert,device_type"
+    )  # the columns of earlier versions where they were, the device type last
+    assert [r["device_type"] for r in rows] == [
+        "", "", "", "ATECC608B", "ATECC608A", "ATECC508A",
+    ]  # fmt: skip
     cert = x509.load_der_x509_certificate(base64.b64decode(rows[0]["device_cert"]))
     assert cert.subject.rfc4514_string() == f"CN=Device {device_sn(0)}"
     assert not list(tmp_path.glob("*.partial"))
@@ -188,6 +215,12 @@ def test_exports_csv_jsonl_pem(small: str, tmp_path: Path, pki: FillPki) -> None
     assert record["device_sn"] == device_sn(0)
     assert record["signer_cert"].encode() == pem(pki.signer_cert)
     assert record["root_cert"].encode() == pem(pki.root_cert)
+    assert record["device_type"] is None  # its request did not say (a protocol v1 client)
+    code, _, _ = invoke(
+        "export", "--ledger", small, "--format", "jsonl", "--station", "line-2", "-o", str(out)
+    )
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["device_type"] for r in records] == ["ATECC608B", "ATECC608A"]
 
     out = tmp_path / "line2.pem"
     code, _, _ = invoke(
@@ -285,7 +318,14 @@ def test_manifest_entry_fields(small: str, tmp_path: Path, pki: FillPki) -> None
         "uniqueId",
         "publicKeySet",
     ]
-    assert payload["version"] == 1 and payload["model"] == "ATECC508A"
+    assert payload["version"] == 1
+    # model and partNumber: the device type stored with the issuance (device 0's request did
+    # not state one: --model, default ATECC508A)
+    payloads = [json.loads(b64url_decode(e["payload"])) for e in manifest]
+    assert [(p["model"], p["partNumber"]) for p in payloads] == [
+        ("ATECC508A", "ATECC508A"), ("ATECC608B", "ATECC608B"), ("ATECC608A", "ATECC608A"),
+        ("ATECC508A", "ATECC508A"),
+    ]  # fmt: skip
     assert payload["manufacturer"] == {
         "organizationName": "Microchip Technology Inc",
         "organizationalUnitName": "Secure Products Group",
@@ -305,6 +345,44 @@ def test_manifest_entry_fields(small: str, tmp_path: Path, pki: FillPki) -> None
     assert signer_der == op.signer_cert  # the signature in a device certificate is random:
     with open_ledger(small, None, read_only=True) as ledger:  # the ledger's, byte for byte
         assert device_der == ledger.device_history(device_sn(0)).issuances[0].device_cert
+
+
+def test_manifest_model_fallback_and_part_numbers_per_model(
+    small: str, tmp_path: Path, pki: FillPki
+) -> None:
+    out = _export_manifest(
+        small, tmp_path, pki, "--model", "ATECC608A", "--part-number", "ATECC608B=ATECC608B-TNGTLS"
+    )
+    payloads = [json.loads(b64url_decode(e["payload"])) for e in json.loads(out.read_text())]
+    assert [(p["model"], p["partNumber"]) for p in payloads] == [
+        ("ATECC608A", "ATECC608A"),  # device 0: no stored type, --model
+        ("ATECC608B", "ATECC608B-TNGTLS"), ("ATECC608A", "ATECC608A"), ("ATECC508A", "ATECC508A"),
+    ]  # fmt: skip
+    out = _export_manifest(
+        small, tmp_path, pki, "--part-number", "PN-1", "--part-number", "ATECC608A = PN-608A"
+    )
+    payloads = [json.loads(b64url_decode(e["payload"])) for e in json.loads(out.read_text())]
+    assert [p["partNumber"] for p in payloads] == ["PN-1", "PN-1", "PN-608A", "PN-1"]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (["=X"], "=X is not a part number nor MODEL=PART_NUMBER"),
+        (["ATECC608B="], "is not a part number nor MODEL=PART_NUMBER"),
+        (["A", "B"], "two part numbers for every entry"),
+        (["M=A", "M=B"], "two part numbers for model M"),
+    ],
+)
+def test_a_bad_part_number_option_is_refused(
+    values: list[str], expected: str, tmp_path: Path
+) -> None:
+    args = [arg for value in values for arg in ("--part-number", value)]
+    code, out, err = invoke(
+        "export", "--format", "manifest", "-o", "x", *args, "--data-dir", str(tmp_path)
+    )
+    assert code == 2, out + err
+    assert expected in err
 
 
 def test_a_1000_device_manifest_verifies_and_tampering_is_found(
@@ -340,6 +418,7 @@ def test_a_1000_device_manifest_verifies_and_tampering_is_found(
 
 PTP_PYTHON = Path(sys.prefix) / "tools-ptp" / "bin" / "python"
 PTP_VERIFY = Path(__file__).resolve().parents[1] / "support" / "external" / "ptp_verify.py"
+PTP_TYPES = ("ATECC608B", "ATECC508A", "ATECC608A", "")  # "": a v1 request, --model's default
 
 
 def test_pytrustplatform_decodes_and_verifies_the_manifest(tmp_path: Path, pki: FillPki) -> None:
@@ -347,8 +426,14 @@ def test_pytrustplatform_decodes_and_verifies_the_manifest(tmp_path: Path, pki: 
     if not PTP_PYTHON.exists():
         pytest.skip(f"pytrustplatform's venv {PTP_PYTHON.parent.parent} is missing: run make")
     with open_ledger(None, tmp_path) as ledger:
-        fill_ledger(ledger, 1000, pki)
-    out = _export_manifest(f"sqlite:{tmp_path / 'ledger.sqlite3'}", tmp_path, pki)
+        fill_ledger(ledger, 1000, pki, device_types=PTP_TYPES)
+    out = _export_manifest(
+        f"sqlite:{tmp_path / 'ledger.sqlite3'}",
+        tmp_path,
+        pki,
+        "--part-number",
+        "ATECC608B=ATECC608B-TNGTLS",
+    )
     signer_file = tmp_path / "manifest-signer.pem"
     signer_file.write_bytes(pem(pki.manifest_cert))
     done = subprocess.run(
@@ -363,7 +448,9 @@ def test_pytrustplatform_decodes_and_verifies_the_manifest(tmp_path: Path, pki: 
     assert len(entries) == 1000
     for n, element in enumerate(entries):
         assert element["uniqueId"] == device_sn(n).lower()
-        assert element["partNumber"] == "ATECC508A"
+        model = PTP_TYPES[n % len(PTP_TYPES)] or "ATECC508A"
+        part_number = "ATECC608B-TNGTLS" if model == "ATECC608B" else model
+        assert (element["model"], element["partNumber"]) == (model, part_number)
         device = x509.load_der_x509_certificate(base64.b64decode(element["device"]))
         assert device.subject.rfc4514_string() == f"CN=Device {device_sn(n)}"
         assert base64.b64decode(element["signer"]) == der(pki.signer_cert)

@@ -9,6 +9,7 @@ short fake DER bytes (the large benchmark: the exports do not parse them).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,8 +84,10 @@ def issue_op(
     station: str = "127.0.0.1:1 line-1",
     key_n: int | None = None,
     minutes: int | None = None,
+    device_type: str = "",
 ) -> IssueOp:
-    """The request of device ``n`` (its key: private value ``key_n``, default ``n + 1``)."""
+    """The request of device ``n`` (its key: private value ``key_n``, default ``n + 1``);
+    ``device_type`` the model it stated ("" : none, a protocol v1 request)."""
     device_key = key((n if key_n is None else key_n) + 1)
     serial = n + 1 if key_n is None else (key_n << 32) + n + 1
     public = public_key_xy(device_key)
@@ -108,7 +111,7 @@ def issue_op(
         public_key=public.hex().upper(), issuer_key_id=ISSUER, signer_id="C48B",
         signer="Records Signer (0123000000000000EE, sim:C48B)",
         cert_sn=f"{serial:032X}", device_cert=device_der, signer_cert=signer_der,
-        root_cert=root_der,
+        root_cert=root_der, device_type=device_type,
     )  # fmt: skip
 
 
@@ -120,8 +123,10 @@ def fill_ledger(
     batch: int = 500,
     start: int = 0,
     station: str = "127.0.0.1:1 line-1",
+    device_types: Sequence[str] = ("",),
 ) -> int:
-    """Commit ``count`` new devices (``start`` ...); returns the run id."""
+    """Commit ``count`` new devices (``start`` ...), device ``n`` stating the model
+    ``device_types[n % len]``; returns the run id."""
     run_id = ledger.start_run(
         server="fill",
         data_dir="/fill",
@@ -130,7 +135,7 @@ def fill_ledger(
     )
     for first in range(start, start + count, batch):
         ops = [
-            issue_op(n, pki, station=station)
+            issue_op(n, pki, station=station, device_type=device_types[n % len(device_types)])
             for n in range(first, min(first + batch, start + count))
         ]
         ledger.commit(ops, run_id=run_id)

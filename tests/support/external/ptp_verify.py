@@ -25,6 +25,7 @@ def main() -> None:
             json.dumps(
                 {
                     "uniqueId": element.uniqueId,
+                    "model": element.model,
                     "partNumber": element.partNumber,
                     "device": element.get_certificate(0, 0),
                     "signer": element.get_certificate(0, 1),
