@@ -120,9 +120,7 @@ def result_values(result: BoardResult, when: datetime) -> dict[str, str]:
     return {name: log_field(value) for name, value in values.items()}
 
 
-def result_row(
-    result: BoardResult, when: datetime, columns: Sequence[str] = COLUMNS
-) -> list[str]:
+def result_row(result: BoardResult, when: datetime, columns: Sequence[str] = COLUMNS) -> list[str]:
     """The row of one board in ``columns`` order (default :data:`COLUMNS`; a column this
     client does not know is empty)."""
     values = result_values(result, when)

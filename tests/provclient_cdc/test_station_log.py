@@ -142,7 +142,9 @@ def test_a_day_file_of_an_older_client_keeps_its_layout(tmp_path: Path) -> None:
     assert [len(line.split("\t")) for line in lines] == [len(LEGACY_COLUMNS)] * 3
     added = rows(old)[1]
     assert (added["serial_number"], added["result"], added["version"]) == (
-        "0123000000000001EE", "ok", __version__,
+        "0123000000000001EE",
+        "ok",
+        __version__,
     )
     assert "device_type" not in added
 

@@ -59,10 +59,16 @@ def small(ledger_spec: str, pki: FillPki) -> Iterator[str]:
     key of 1 came with ATECC508A."""
     with open_ledger(ledger_spec, None) as ledger:
         run = fill_ledger(ledger, 3, pki)
-        ledger.commit([issue_op(n, pki, station="10.0.0.2:5 line-2", device_type=t)
-                       for n, t in ((3, "ATECC608B"), (4, "ATECC608A"))], run_id=run)
-        ledger.commit([issue_op(1, pki, key_n=101, minutes=30, device_type="ATECC508A")],
-                      run_id=run)
+        ledger.commit(
+            [
+                issue_op(n, pki, station="10.0.0.2:5 line-2", device_type=t)
+                for n, t in ((3, "ATECC608B"), (4, "ATECC608A"))
+            ],
+            run_id=run,
+        )
+        ledger.commit(
+            [issue_op(1, pki, key_n=101, minutes=30, device_type="ATECC508A")], run_id=run
+        )
         ledger.commit([_report(0, EventKind.INSTALLED), _report(2, EventKind.FAILED)], run_id=run)
         ledger.commit([RefusalOp(time="2026-11-21T06:00:00.000000Z", station="x",
                                  device_sn=device_sn(9), public_key="AB" * 64, signer="s",
