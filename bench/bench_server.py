@@ -440,6 +440,9 @@ def bench_pem(tmp: Path, args: argparse.Namespace, raw: float) -> None:
 
 def _throwaway_postgres(stack: contextlib.ExitStack) -> str | None:
     """A PostgreSQL server started as the tests do (initdb + pg_ctl in a temporary folder)."""
+    root = str(Path(__file__).resolve().parents[1])  # `make bench` runs bench/ scripts as files
+    if root not in sys.path:
+        sys.path.insert(0, root)
     try:
         from tests.support import postgres
     except ImportError as exc:
