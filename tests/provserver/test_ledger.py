@@ -381,3 +381,28 @@ def test_concurrent_writers_keep_the_rules(ledger_spec: str) -> None:
             assert len(states) == 16 and states.count(IssuanceState.SIGNED) == 1
             assert states[-1] is IssuanceState.SIGNED
             assert set(states) == {IssuanceState.SIGNED, IssuanceState.SUPERSEDED}
+
+
+# ------------------------------------------------------------------ SQLite upkeep
+def test_sqlite_upkeep_copies_the_wal_back_off_the_commit_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from provserver.ledger import sqlite as engine
+
+    monkeypatch.setattr(engine, "WAL_UPKEEP_BYTES", 64 << 10)
+    path = tmp_path / "ledger.sqlite3"
+    wal = tmp_path / "ledger.sqlite3-wal"
+    with open_ledger(f"sqlite:{path}", None) as ledger:
+        run_id = ledger.start_run(
+            server="t", data_dir="/d", stamp="s", started_at="2026-01-01T00:00:00.000000Z"
+        )
+        ledger.upkeep()  # a small WAL: nothing to do yet
+        for batch in range(10):
+            ledger.commit([issue(batch * 50 + n, batch * 50 + n) for n in range(50)], run_id=run_id)
+        assert wal.stat().st_size >= 64 << 10  # the commits did not copy it back themselves
+        before = path.stat().st_size
+        ledger.upkeep()
+        assert path.stat().st_size > before  # the pages are in the database file now
+        ledger.commit([issue(9999, 9999)], run_id=run_id)  # writing goes on after it
+    with open_ledger(f"sqlite:{path}", None, read_only=True) as reader:
+        assert len(list(reader.iter_issuances())) == 501

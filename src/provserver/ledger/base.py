@@ -126,6 +126,11 @@ class Ledger(ABC):
     def probe(self) -> None:
         """A tiny write transaction: raises LedgerWriteError while writes still fail."""
 
+    def upkeep(self) -> None:  # noqa: B027 (an optional hook: most engines need none)
+        """Work that can wait for a moment between commits, called by the record store from
+        its files thread (never the committing one). Default: nothing. SQLite: copy the WAL
+        back into the database file off the commit path."""
+
     # -- queries ----------------------------------------------------------------------------
     @abstractmethod
     def iter_issuances(

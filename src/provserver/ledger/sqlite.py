@@ -6,11 +6,20 @@ connection writes (``BEGIN IMMEDIATE``: one writer at a time, across processes t
 to ``busy_timeout`` seconds), another reads; each is used by one thread at a time. SQLite's own
 errors on a full disk (``SQLITE_FULL``) roll the transaction back and leave the connection
 usable, so the store can try again once there is space.
+
+The signing load inserts into B-trees keyed by random values (public keys, certificate
+serial numbers), so every commit writes many pages to the WAL. The WAL is copied back into
+the database by :meth:`upkeep` (a passive checkpoint on a connection of its own, from the
+record store's files thread, once the WAL passes :data:`WAL_UPKEEP_BYTES`), not inside the
+commits that signings wait for; the writer's own automatic checkpoint stays as a backstop,
+at :data:`WAL_AUTOCHECKPOINT_PAGES`. Measured with ``bench/bench_server.py``; see
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -23,6 +32,8 @@ from .base import LedgerError, LedgerUnavailableError, LedgerWriteError
 from .sql import Cursor, SqlLedger, UniqueViolation
 
 DEFAULT_FILE = "ledger.sqlite3"
+WAL_UPKEEP_BYTES = 4 << 20  # upkeep() copies the WAL back once it is this big
+WAL_AUTOCHECKPOINT_PAGES = 20_000  # the writer's own checkpoint: only if upkeep() falls behind
 _TRANSIENT = ("full", "disk i/o", "locked", "busy", "unable to open")
 
 
@@ -40,6 +51,7 @@ class SqliteLedger(SqlLedger):
         self.busy_timeout = busy_timeout
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
+        self._upkeep_conn: sqlite3.Connection | None = None  # upkeep() only (files thread)
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
 
@@ -63,6 +75,7 @@ class SqliteLedger(SqlLedger):
                         f"{self.description}: cannot use a WAL journal (got {mode})"
                     )
                 self._writer.execute("PRAGMA synchronous=FULL")
+                self._writer.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
                 self._writer.execute("PRAGMA foreign_keys=ON")
                 self._reader = self._connect(str(self.path))
         except sqlite3.Error as exc:
@@ -86,7 +99,27 @@ class SqliteLedger(SqlLedger):
             check_same_thread=False,  # one thread at a time, under the locks above
         )
 
+    def upkeep(self) -> None:
+        if self._writer is None:
+            return
+        try:
+            if os.path.getsize(f"{self.path}-wal") < WAL_UPKEEP_BYTES:
+                return
+        except OSError:  # no WAL file (yet): nothing to copy
+            return
+        if self._upkeep_conn is None:
+            self._upkeep_conn = self._connect(str(self.path))
+        try:
+            self._upkeep_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.OperationalError:
+            # busy, or the disk is full: the next upkeep, or the writer's automatic
+            # checkpoint, copies the WAL; a commit never depends on this one
+            return
+
     def close(self) -> None:
+        upkeep, self._upkeep_conn = self._upkeep_conn, None
+        if upkeep is not None:
+            upkeep.close()
         for conn in (self._writer, self._reader):
             if conn is not None:
                 conn.close()

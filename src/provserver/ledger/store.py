@@ -542,6 +542,7 @@ class LedgerRecordStore(RecordStore):
         except OSError as exc:
             self._files_broken = True
             return str(exc)
+        self.ledger.upkeep()  # e.g. SQLite's WAL copied back, off the commit path
         return None
 
     def _checkpoint_sync(self) -> None:
