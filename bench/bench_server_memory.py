@@ -11,7 +11,7 @@ the largest RSS seen. Bounded by count (``--signings``) and time (``--max-second
 the first failed request. Linux only (``/proc``). Figures: docs/benchmarks.md. Usage::
 
     python bench/bench_server_memory.py [--signings 200000] [--every 10000] [--warmup 10000]
-        [--connections 16] [--max-seconds 3600] [--ledger URL]
+        [--connections 16] [--max-seconds 3600] [--ledger URL] [--commit-writer process]
 """
 
 from __future__ import annotations
@@ -37,11 +37,26 @@ from bench_server import (
 
 
 def rss_kib(pid: int) -> int:
-    """The resident set size of process ``pid`` in KiB (``VmRSS``)."""
+    """The resident set size of process ``pid`` and its child processes in KiB (``VmRSS``;
+    the child: ``--commit-writer process``)."""
+    total = 0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+            total = int(line.split()[1])
+            break
+    else:
+        raise RuntimeError(f"no VmRSS for pid {pid}")
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = [int(x) for x in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for child in children:
+            try:
+                total += rss_kib(child)
+            except (OSError, RuntimeError):  # gone meanwhile
+                continue
+    return total
 
 
 class Load:
@@ -111,6 +126,10 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--max-seconds", type=float, default=3600.0)
     parser.add_argument("--ledger", default=None, metavar="URL", help="default: SQLite")
+    parser.add_argument(
+        "--commit-writer", choices=("thread", "process"), default="thread",
+        help="the server's --commit-writer (process: the child's RSS counts too)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.warmup % args.every:
         parser.error("--warmup must be a multiple of --every")
@@ -126,6 +145,7 @@ def main() -> None:
             flush=True,
         )
         ledger = ["--ledger", args.ledger] if args.ledger else []
+        ledger += ["--commit-writer", args.commit_writer]
         command = [
             sys.executable,
             "-m",
