@@ -78,6 +78,7 @@ from .device import (
 )
 from .errors import AtcaprovError, ChipStatusError, CommError, ExecutionError
 from .hooks import ProvisioningHooks
+from .packet import Opcode
 from .protocol import (
     MAX_REPORT_MESSAGE_BYTES,
     CertReply,
@@ -110,6 +111,14 @@ _WRITABLE_CONFIG = tuple(
     if i not in ATECC508A.config_map.not_by_write.offsets
 )
 """Config bytes a Write sets (16..83, 88..127): the rest are as the part holds them."""
+
+
+_SLOT_LOCK_READS = (Opcode.READ,) * 4
+"""SLOTS_LOCK reads the lock bytes (two 4-byte Reads) before and after its Locks."""
+_VALIDATION_PLAN = (Opcode.READ,) * 16 + (Opcode.RANDOM, Opcode.NONCE, Opcode.SIGN)
+"""What VALIDATE_CERTS sends at most when nothing fails: the certificate records (two
+compressed certificates of 72 bytes, the signer's public key, stored serial numbers: fewer
+than 16 Reads) and the key challenge (Random, Nonce, Sign)."""
 
 
 class PartState(Enum):
@@ -584,21 +593,21 @@ class _DataImage:
         return bytes(self.zones[self._key(zone, slot)][offset : offset + count])
 
     def write(self, device: Device) -> None:
-        # One wake per slot: the 46 Writes of a whole image take longer than the chip's
-        # watchdog period (~1.3 s), which would put it to sleep mid-session.
+        # As few wakes as the watchdog allows (Device.wake_groups): the 46 Writes of a whole
+        # image take longer than the chip's watchdog period (~1.3 s), which would put it to
+        # sleep in the middle of a single wake.
+        writes: list[tuple[int, int, int, bytes]] = []  # (zone, slot, block, 32 bytes)
         for (zone, slot), image in sorted(self.zones.items(), key=lambda kv: -kv[0][0]):
             cert = self.cert_bytes.get((zone, slot), set())
-            blocks = [
-                b
-                for b in range((len(image) + BLOCK_SIZE - 1) // BLOCK_SIZE)
-                if self.whole or any(i in cert for i in range(b * BLOCK_SIZE, (b + 1) * BLOCK_SIZE))
-            ]
-            if not blocks:
-                continue
+            for b in range((len(image) + BLOCK_SIZE - 1) // BLOCK_SIZE):
+                span = range(b * BLOCK_SIZE, (b + 1) * BLOCK_SIZE)
+                if self.whole or any(i in cert for i in span):
+                    chunk = bytes(image[b * BLOCK_SIZE : (b + 1) * BLOCK_SIZE])
+                    writes.append((zone, slot, b, chunk.ljust(BLOCK_SIZE, b"\0")))
+        for group in device.wake_groups(Opcode.WRITE, len(writes)):
             with device.session():
-                for block in blocks:
-                    chunk = bytes(image[block * BLOCK_SIZE : (block + 1) * BLOCK_SIZE])
-                    device.write_zone(zone, slot, block, 0, chunk.ljust(BLOCK_SIZE, b"\0"))
+                for zone, slot, block, chunk in writes[group.start : group.stop]:
+                    device.write_zone(zone, slot, block, 0, chunk)
 
     def record(self, param1: int, param2: int, data: bytes) -> None:
         """A Write the chip acknowledged during DATA_WRITE (``Device.on_write``)."""
@@ -776,26 +785,32 @@ def provision(
     else:
         run.check_ready(PartState.UNLOCKED)
         run.stage(ProvStage.CONFIG_WRITE, lambda: run.write_config(current))
-        run.stage(ProvStage.CONFIG_LOCK, run.lock_config)
 
-    config_zone = run.stage(
-        ProvStage.CONFIG_READ,
-        lambda: run.read_config(run.expected_config or current, not locks.config_locked),
-    )
-    device_sn = serial_number(config_zone)
-    key_slot = cert_info.device_cert_def.private_key_slot
-    public_key = run.stage(ProvStage.GEN_KEY, lambda: device.genkey(key_slot))
+    # One wake for the config lock, its confirmation and the key (no server talk in between).
+    with device.planned_session((Opcode.LOCK, Opcode.READ, Opcode.GENKEY)):
+        if not locks.config_locked:
+            run.stage(ProvStage.CONFIG_LOCK, run.lock_config)
+        config_zone = run.stage(
+            ProvStage.CONFIG_READ,
+            lambda: run.read_config(run.expected_config or current, not locks.config_locked),
+        )
+        device_sn = serial_number(config_zone)
+        key_slot = cert_info.device_cert_def.private_key_slot
+        public_key = run.stage(ProvStage.GEN_KEY, lambda: device.genkey(key_slot))
     run.device_sn, run.public_key = device_sn, public_key
     reply = run.stage(ProvStage.CERTS_REQUEST, lambda: run.request_certs(config_zone, public_key))
     run.stage(ProvStage.CERTS_WRITE, lambda: run.write_certs(reply, config_zone, public_key))
     run.stage(ProvStage.DATA_WRITE, run.write_data)
-    run.stage(ProvStage.DATA_LOCK, run.lock_data)
+    with device.planned_session((Opcode.LOCK, Opcode.READ)):  # the lock and its confirmation
+        run.stage(ProvStage.DATA_LOCK, run.lock_data)
     if slots:
-        run.stage(ProvStage.SLOTS_LOCK, run.lock_slots_stage)
+        with device.planned_session(_SLOT_LOCK_READS + (Opcode.LOCK,) * len(slots)):
+            run.stage(ProvStage.SLOTS_LOCK, run.lock_slots_stage)
     else:
         run.skip(ProvStage.SLOTS_LOCK)
     if validate:
-        run.stage(ProvStage.VALIDATE_CERTS, lambda: run.validate_certs(device_sn))
+        with device.planned_session(_VALIDATION_PLAN):
+            run.stage(ProvStage.VALIDATE_CERTS, lambda: run.validate_certs(device_sn))
         run.report(ReportOutcome.INSTALLED, ProvStage.VALIDATE_CERTS, ReturnCode.SUCCESS, "")
     else:
         run.skip(ProvStage.VALIDATE_CERTS)
