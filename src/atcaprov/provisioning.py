@@ -51,6 +51,7 @@ from typing import TypeVar
 from .atcacert import CertDef, DevZone, compress, rebuild
 from .atcacert.keys import pad_public_key
 from .atcacert.sn import SnSource
+from .beside import Beside
 from .certinfo import CertInfo
 from .certreq import exchange, ready_request
 from .config import DEFAULT_CONFIG, ConfigError, check_config_for_flow
@@ -226,6 +227,7 @@ class _Run:
         self.skipped: list[ProvStage] = []
         self.expected_config = b""  # config zone as CONFIG_WRITE leaves it (CONFIG_LOCK's CRC)
         self.image: _DataImage | None = None  # data + OTP zones as CERTS_WRITE left them
+        self.filler: Beside[None] | None = None  # the fill-only Writes beside CERTS_REQUEST
         self.locks: LockState | None = None  # the lock bytes the last probe read
         self.device_sn = b""
         self.public_key: bytes | None = None  # once GEN_KEY is done: outcomes are reported
@@ -402,7 +404,23 @@ class _Run:
         )
         if getattr(self.hooks, "server_protocol_version", 1) >= 2:  # it reads the device type
             request = with_device_type(request, self.device.model)
-        return exchange(self.hooks, request)
+        if self.data_lock_crc:
+            self.start_filler(config)
+        try:
+            return exchange(self.hooks, request)
+        finally:
+            if self.filler is not None:
+                self.filler.wait()  # nothing runs on past the stage (its error: CERTS_WRITE's)
+
+    def start_filler(self, config: bytes) -> None:
+        """While the certificate request is out, write the blocks of the data image no
+        certificate can touch (fill bytes only: they do not depend on the server's answer) on
+        a helper thread. Reversible Writes, after the server was found ready."""
+        image = _DataImage(config)
+        image.reserve(_cert_locations(self.cert_info))
+        self.image = image
+        device = self.device
+        self.filler = Beside(lambda: image.write(device, free_only=True), "atcaprov-fill")
 
     def write_certs(self, reply: CertReply, config: bytes, public_key: bytes) -> None:
         """Compress, write (with every slot the data-lock CRC covers), and check the
@@ -415,15 +433,41 @@ class _Run:
                 "the server's device certificate is not for this chip's public key",
             )
         signer_pub = cert_public_key(reply.signer_cert, "the server's signer certificate")
-        image = _DataImage(config, whole=self.data_lock_crc)
+        if self.filler is not None:
+            self.filler.result()  # a fill Write that failed fails this stage
+            assert self.image is not None, "the filler made the image"
+            image = self.image
+        else:
+            image = _DataImage(config, whole=self.data_lock_crc)
         signer_def, device_def = info.signer_cert_def, info.device_cert_def
         signer_comp = compress(signer_def, reply.signer_cert)
         device_comp = compress(device_def, reply.device_cert)
         _place_cert(image, signer_def, signer_comp, reply.signer_cert, signer_pub)
         _place_cert(image, device_def, device_comp, reply.device_cert, None)
-        image.write(self.device)
         self.image = image
-        # Check before the data lock: rebuild from exactly what was written.
+        # The checks before the data lock (host work: beside the Writes, collected after them)
+        check = Beside(
+            lambda: self.check_certs(reply, image, signer_pub, device_sn, public_key),
+            "atcaprov-check",
+        )
+        try:
+            image.write(self.device)
+        finally:
+            check.wait()
+        check.result()
+
+    def check_certs(
+        self,
+        reply: CertReply,
+        image: _DataImage,
+        signer_pub: bytes,
+        device_sn: bytes,
+        public_key: bytes,
+    ) -> None:
+        """Rebuild both certificates from exactly the records written, byte-compare them with
+        what the server sent, verify the chain (before the point of no return)."""
+        info = self.cert_info
+        signer_def, device_def = info.signer_cert_def, info.device_cert_def
         rebuilt_signer = rebuild(
             signer_def,
             image.read(
@@ -561,7 +605,19 @@ class _DataImage:
         }
         self.zones[(ZONE_OTP, 0)] = bytearray([self.OTP_FILL]) * ATECC508A.otp_size
         self.cert_bytes: dict[tuple[int, int], set[int]] = {}
+        self.reserved: dict[tuple[int, int], set[int]] = {}  # where certificate data may go
+        self.written: dict[tuple[int, int, int], bytes] = {}  # (zone, slot, block) -> bytes
         self.problem: str | None = None
+
+    def reserve(self, locations: Iterable[tuple[DevZone, int, int, int]]) -> None:
+        """Mark (zone, slot, offset, count) as where certificate data may go: the blocks they
+        touch are not written by ``write(free_only=True)``."""
+        for zone, slot, offset, count in locations:
+            if zone not in (DevZone.DATA, DevZone.OTP):
+                continue
+            key = self._key(zone, slot)
+            if key in self.zones:
+                self.reserved.setdefault(key, set()).update(range(offset, offset + count))
 
     @staticmethod
     def _key(zone: DevZone, slot: int) -> tuple[int, int]:
@@ -592,22 +648,31 @@ class _DataImage:
     def read(self, zone: DevZone, slot: int, offset: int, count: int) -> bytes:
         return bytes(self.zones[self._key(zone, slot)][offset : offset + count])
 
-    def write(self, device: Device) -> None:
+    def write(self, device: Device, *, free_only: bool = False) -> None:
         # As few wakes as the watchdog allows (Device.wake_groups): the 46 Writes of a whole
         # image take longer than the chip's watchdog period (~1.3 s), which would put it to
         # sleep in the middle of a single wake.
+        # ``free_only``: only the blocks no reserved byte falls in (their bytes cannot depend
+        # on the certificates). A block already written with the same bytes is not sent again.
         writes: list[tuple[int, int, int, bytes]] = []  # (zone, slot, block, 32 bytes)
         for (zone, slot), image in sorted(self.zones.items(), key=lambda kv: -kv[0][0]):
             cert = self.cert_bytes.get((zone, slot), set())
+            reserved = self.reserved.get((zone, slot), set()) if free_only else set()
             for b in range((len(image) + BLOCK_SIZE - 1) // BLOCK_SIZE):
                 span = range(b * BLOCK_SIZE, (b + 1) * BLOCK_SIZE)
-                if self.whole or any(i in cert for i in span):
-                    chunk = bytes(image[b * BLOCK_SIZE : (b + 1) * BLOCK_SIZE])
-                    writes.append((zone, slot, b, chunk.ljust(BLOCK_SIZE, b"\0")))
+                if not (self.whole or any(i in cert for i in span)):
+                    continue
+                if any(i in reserved for i in span):
+                    continue
+                chunk = bytes(image[b * BLOCK_SIZE : (b + 1) * BLOCK_SIZE])
+                chunk = chunk.ljust(BLOCK_SIZE, b"\0")
+                if self.written.get((zone, slot, b)) != chunk:
+                    writes.append((zone, slot, b, chunk))
         for group in device.wake_groups(Opcode.WRITE, len(writes)):
             with device.session():
                 for zone, slot, block, chunk in writes[group.start : group.stop]:
                     device.write_zone(zone, slot, block, 0, chunk)
+                    self.written[(zone, slot, block)] = chunk
 
     def record(self, param1: int, param2: int, data: bytes) -> None:
         """A Write the chip acknowledged during DATA_WRITE (``Device.on_write``)."""
@@ -672,6 +737,22 @@ def _place_cert(
                 element.device_loc.offset,
                 cert_der[c.offset : c.offset + c.count],
             )
+
+
+def _cert_locations(cert_info: CertInfo) -> list[tuple[DevZone, int, int, int]]:
+    """(zone, slot, offset, count) of everything the cert defs may place on the chip (as
+    :func:`check_arguments` finds them)."""
+    out: list[tuple[DevZone, int, int, int]] = []
+    for d in (cert_info.device_cert_def, cert_info.signer_cert_def):
+        for loc in (
+            d.comp_cert_dev_loc,
+            d.public_key_dev_loc,
+            d.cert_sn_dev_loc,
+            *(e.device_loc for e in d.cert_elements),
+        ):
+            if loc.present and not loc.is_genkey:
+                out.append((loc.zone, loc.slot, loc.offset, loc.count))
+    return out
 
 
 def _stored_sn(images: _DataImage, cert_def: CertDef) -> bytes | None:

@@ -4,6 +4,7 @@ VALIDATE_CERTS, and the data lock without the summary CRC (``data_lock_crc=False
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 import pytest
@@ -153,7 +154,7 @@ class Wakes(FaultHal):
         return super().transact(packet, exec_time_ms)
 
 
-@pytest.mark.parametrize(("crc", "wakes"), [(True, 8), (False, 6)])
+@pytest.mark.parametrize(("crc", "wakes"), [(True, 9), (False, 6)])
 def test_a_run_plans_few_wakes_each_well_inside_the_watchdog(
     pki: Pki, crc: bool, wakes: int
 ) -> None:
@@ -167,11 +168,50 @@ def test_a_run_plans_few_wakes_each_well_inside_the_watchdog(
     device = Device(hal)
     provision(device, RecordingHooks(InMemoryServer(pki)), pki.cert_info, data_lock_crc=crc)
     assert device.retry_count == 0 and chip.data_locked
-    # Info (the model), the first read, config lock + read + GenKey, the certificate Writes (46:
-    # three wakes; 9 without the CRC: one), the data lock and its check, the validation
+    # Info (the model), the first read, config lock + read + GenKey, the certificate Writes (with
+    # the CRC: the 37 fill-only ones in three wakes while the request is out, then the 9 with
+    # certificate data in one; without: those 9), the data lock and its check, the validation
     assert len(hal.per_wake) == wakes, hal.per_wake
     assert all(ops for ops in hal.per_wake)  # no wake without a command
     for ops in hal.per_wake:
         assert device.wake_plan_ms(ops) <= device.wake_budget_ms
         assert device.wake_plan_ms(ops) <= 0.5 * WATCHDOG_S * 1000
     assert [Opcode.LOCK, Opcode.READ, Opcode.GENKEY] in hal.per_wake
+
+
+def test_fill_only_writes_go_out_while_the_certificate_request_is_out(pki: Pki) -> None:
+    # The server's answer is held back until the chip has taken the 37 Writes that hold no
+    # certificate data: without the overlap this run would wait for ever (bounded here).
+    chip = _part()
+    hal = Recording(open_hal("emulator", chip=chip))
+    device = Device(hal)
+
+    def data_writes() -> int:
+        return sum(1 for op, p1 in hal.sent if op == Opcode.WRITE and p1 & 0x03 != 0)
+
+    class Slow(RecordingHooks):
+        def certreq_recv(self, n: int) -> bytes:
+            deadline = time.monotonic() + 10
+            while data_writes() < 37 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            return super().certreq_recv(n)
+
+    provision(device, Slow(InMemoryServer(pki)), pki.cert_info)
+    assert data_writes() == 46 and chip.data_locked  # each block once
+    assert verify(device, pki.cert_info, expected_config=DEFAULT_CONFIG).ok
+
+
+def test_a_refused_certificate_request_leaves_the_part_to_provision_again(pki: Pki) -> None:
+    chip = _part()
+    device = Device(open_hal("emulator", chip=chip))
+
+    class Refusing(RecordingHooks):
+        def certreq_recv(self, n: int) -> bytes:
+            raise ConnectionResetError("server went away")
+
+    with pytest.raises(ProvisioningError) as info:
+        provision(device, Refusing(InMemoryServer(pki)), pki.cert_info)
+    assert info.value.stage == ProvStage.CERTS_REQUEST
+    assert info.value.part_state == PartState.CONFIG_LOCKED and not chip.data_locked
+    provision(device, RecordingHooks(InMemoryServer(pki)), pki.cert_info)
+    assert verify(device, pki.cert_info, expected_config=DEFAULT_CONFIG).ok
