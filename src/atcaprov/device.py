@@ -840,6 +840,8 @@ class Device(Closeable):
                     attempts,
                     exc,
                 )
+                if self.in_session:  # inside a caller's wake: the redo still gets a new one
+                    self.fresh_wake()
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def sign_internal(

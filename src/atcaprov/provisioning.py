@@ -411,6 +411,8 @@ class _Run:
         finally:
             if self.filler is not None:
                 self.filler.wait()  # nothing runs on past the stage (its error: CERTS_WRITE's)
+                if self.filler.error is not None:
+                    log.info("fill-only Writes beside the request failed: %s", self.filler.error)
 
     def start_filler(self, config: bytes) -> None:
         """While the certificate request is out, write the blocks of the data image no
