@@ -37,7 +37,12 @@ Beyond the C flow:
   version-2 server the device type (:class:`~atcaprov.protocol.CertRequest2`, when the hooks'
   optional ``server_protocol_version`` is 2);
 * the outcome of a run that got a device key goes to the optional ``report_outcome`` hook
-  (installed / failed / abandoned, for the server's ledger; see :mod:`atcaprov.hooks`).
+  (installed / failed / abandoned, for the server's ledger; see :mod:`atcaprov.hooks`);
+* host time kept off the chip's path: wakes are planned within half the watchdog
+  (``Device.planned_session``, ``Device.wake_groups``); with the CRC, the image blocks no
+  certificate can touch are written while the certificate request is out, and the checks
+  before the data lock run beside the certificate Writes (:mod:`atcaprov.beside`; both are
+  collected before the flow goes on). docs/library.md, "Wall time per device".
 """
 
 from __future__ import annotations
