@@ -20,7 +20,7 @@ Per N, one line:
   >= 0.9).
 
 Counts and time are bounded. Usage: ``python bench/bench_line.py [--boards 1,2,4,8]
-[--parts 32] [--timing-scale 1] [--auto-swap 1.0]``.
+[--parts 32] [--timing-scale 1] [--auto-swap 1.0] [--no-data-lock-crc]``.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ def _run(
     parts: int,
     timing_scale: float,
     auto_swap: float,
+    extra: tuple[str, ...] = (),
 ) -> Figures:
     """One gang run."""
     board_layout = DemoLayout(layout.folder / f"gang-{boards}")
@@ -76,7 +77,14 @@ def _run(
             finished.append(time.monotonic())
 
     run = run_client(
-        procs, layout, port, urls, parts, on_line=on_line, timeout=60.0 + 5.0 * parts * 2.5 / boards
+        procs,
+        layout,
+        port,
+        urls,
+        parts,
+        on_line=on_line,
+        timeout=60.0 + 5.0 * parts * 2.5 / boards,
+        extra=extra,
     )
     proc.stop()
     if run.returncode != 0 or len(run.results) != parts or run.provisioned != parts:
@@ -119,7 +127,13 @@ def main() -> None:
         help="board swap delay (s); with timing on it must exceed the longest"
         " host silence inside a run (a command's execution time x scale)",
     )
+    parser.add_argument(
+        "--no-data-lock-crc",
+        action="store_true",
+        help="provision with the client's --no-data-lock-crc (the data lock without its CRC)",
+    )
     args = parser.parse_args()
+    extra = ("--no-data-lock-crc",) if args.no_data_lock_crc else ()
     sizes = [int(n) for n in args.boards.split(",") if n.strip()]
     if (
         not sizes
@@ -138,10 +152,13 @@ def main() -> None:
         print(
             f"{args.parts} parts per gang, chip timing scale {args.timing_scale:g},"
             f" swap delay {args.auto_swap:g} s"
+            + (", data lock without its CRC (--no-data-lock-crc)" if extra else "")
         )
         one_board: float | None = None
         for boards in sizes:
-            run = _run(layout, procs, port, boards, args.parts, args.timing_scale, args.auto_swap)
+            run = _run(
+                layout, procs, port, boards, args.parts, args.timing_scale, args.auto_swap, extra
+            )
             rate = run.steady_per_hour
             if boards == 1:
                 one_board = rate

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
@@ -34,6 +34,7 @@ from .datasheet import (
     ATECC508A,
     ATECC508A_CONFIG_MAP,
     LOCKED,
+    WATCHDOG_S,
     ChipModel,
     model_for_revision,
     serial_number,
@@ -76,6 +77,13 @@ SLOT_COUNT = ATECC508A.slot_count
 _READ_ONLY = ATECC508A_CONFIG_MAP.read_only  # config bytes 0..15
 _NOT_BY_WRITE = ATECC508A_CONFIG_MAP.not_by_write  # config bytes 84..87 (UpdateExtra, Lock)
 _CHIP_MODE_WORD = ATECC508A_CONFIG_MAP.chip_mode // WORD_SIZE  # word 4 of block 0: bytes 16-19
+# Planning a wake: the commands sent in one wake must finish well inside the chip's watchdog
+# (tWATCHDOG after the wake), at their max execution times plus an allowance per command for
+# the host, the transport and the kit (a USB kit round trip is a few ms).
+WAKE_PLAN_FRACTION = 0.5
+"""Share of tWATCHDOG a planned wake may take (the rest is margin)."""
+COMMAND_ALLOWANCE_MS = 10.0
+"""Host, transport and kit time allowed per command when planning a wake."""
 PUBKEY_SLOT_MIN = 8  # slots 8..15 are large enough for a 72-byte padded public key
 PUB_KEY_PAD = 4
 
@@ -264,6 +272,7 @@ class Device(Closeable):
         self.retry_count = 0
         self.on_write: Callable[[int, int, bytes], None] | None = None
         self._depth = 0
+        self._woken = False  # the outermost session's wake was sent
         # The chip model and its ChipMode byte (the 608's clock divider): execution times come
         # from that model's table. ATECC508A until :meth:`detect_model` reads the chip.
         self.model: ChipModel = ATECC508A
@@ -290,13 +299,18 @@ class Device(Closeable):
         return self._depth > 0
 
     @contextmanager
-    def session(self) -> Iterator[Device]:
+    def session(self, *, lazy: bool = False) -> Iterator[Device]:
         """Keep the chip awake for the commands of the ``with`` body; idle it at the end.
 
-        Nested sessions share the outer one's wake.
+        Nested sessions share the outer one's wake. ``lazy``: wake only when the body's first
+        command (or nested session) comes, so that a failed wake is that command's failure
+        (and a body that sends nothing sends no wake or idle either).
         """
         if self._depth == 0:
+            self._woken = False
+        if not self._woken and not (lazy and self._depth == 0):
             self.wake()
+            self._woken = True
         self._depth += 1
         ok = False
         try:
@@ -304,11 +318,51 @@ class Device(Closeable):
             ok = True
         finally:
             self._depth -= 1
-            if self._depth == 0:
+            if self._depth == 0 and self._woken:
+                self._woken = False
                 if ok:
                     self.hal.idle()
                 else:
                     self._idle_after_error()
+
+    def wake_plan_ms(self, opcodes: Iterable[int]) -> float:
+        """The time one wake holding these commands is planned to take: their max execution
+        times (this model, this ChipMode) plus :data:`COMMAND_ALLOWANCE_MS` each."""
+        return sum(
+            exec_time_ms(op, model=self.model.name, chip_mode=self.chip_mode)
+            + COMMAND_ALLOWANCE_MS
+            for op in opcodes
+        )
+
+    @property
+    def wake_budget_ms(self) -> float:
+        """What a planned wake may take: :data:`WAKE_PLAN_FRACTION` of tWATCHDOG (the short
+        one: the long watchdog is never counted on)."""
+        return WAKE_PLAN_FRACTION * WATCHDOG_S * 1000.0
+
+    def fits_one_wake(self, opcodes: Iterable[int]) -> bool:
+        """Whether these commands may be planned in one wake (:meth:`wake_plan_ms` within
+        :attr:`wake_budget_ms`)."""
+        return self.wake_plan_ms(opcodes) <= self.wake_budget_ms
+
+    def wake_groups(self, opcode: int, count: int) -> list[range]:
+        """Split ``count`` commands of ``opcode`` into as few wakes as fit the budget, of
+        near-equal sizes: the ranges of command indexes, one per wake."""
+        per_wake = max(1, int(self.wake_budget_ms // self.wake_plan_ms((opcode,))))
+        wakes = -(-count // per_wake)
+        bounds = [count * k // wakes for k in range(wakes + 1)] if wakes else [0]
+        return [range(bounds[k], bounds[k + 1]) for k in range(wakes)]
+
+    @contextmanager
+    def planned_session(self, opcodes: Iterable[int]) -> Iterator[Device]:
+        """One wake for the commands of the ``with`` body (``opcodes``: what it sends at
+        most) when their plan fits the watchdog budget (:meth:`fits_one_wake`); otherwise each
+        command wakes the chip as usual."""
+        if self.fits_one_wake(opcodes):
+            with self.session(lazy=True):
+                yield self
+        else:
+            yield self
 
     def _idle_after_error(self) -> None:
         try:
@@ -637,30 +691,29 @@ class Device(Closeable):
         config zone must be unlocked."""
         current = _check_len("current config zone", current, CONFIG_SIZE)
         config128 = _check_len("config zone", config128, CONFIG_SIZE)
-        writes = 0
-        with self.session():
-            for block in range(CONFIG_SIZE // BLOCK_SIZE):
-                words = [
-                    w
-                    for w in range(BLOCK_SIZE // WORD_SIZE)
-                    if _config_word_writable(block * BLOCK_SIZE + w * WORD_SIZE)
-                    and _word(current, block, w) != _word(config128, block, w)
-                ]
-                if not words:
-                    continue
-                base = block * BLOCK_SIZE
-                whole = all(
-                    _config_word_writable(base + w * WORD_SIZE)
-                    for w in range(BLOCK_SIZE // WORD_SIZE)
-                )
-                if whole and len(words) > 1:
-                    self.write_zone(ZONE_CONFIG, 0, block, 0, config128[base : base + BLOCK_SIZE])
-                    writes += 1
-                    continue
-                for w in words:
-                    self.write_zone(ZONE_CONFIG, 0, block, w, _word(config128, block, w))
-                    writes += 1
-        return writes
+        plan: list[tuple[int, int, bytes]] = []  # (block, word, data) of each Write
+        for block in range(CONFIG_SIZE // BLOCK_SIZE):
+            words = [
+                w
+                for w in range(BLOCK_SIZE // WORD_SIZE)
+                if _config_word_writable(block * BLOCK_SIZE + w * WORD_SIZE)
+                and _word(current, block, w) != _word(config128, block, w)
+            ]
+            if not words:
+                continue
+            base = block * BLOCK_SIZE
+            whole = all(
+                _config_word_writable(base + w * WORD_SIZE) for w in range(BLOCK_SIZE // WORD_SIZE)
+            )
+            if whole and len(words) > 1:
+                plan.append((block, 0, config128[base : base + BLOCK_SIZE]))
+            else:
+                plan.extend((block, w, _word(config128, block, w)) for w in words)
+        for group in self.wake_groups(Opcode.WRITE, len(plan)):  # no wake when nothing differs
+            with self.session():
+                for block, word, data in plan[group.start : group.stop]:
+                    self.write_zone(ZONE_CONFIG, 0, block, word, data)
+        return len(plan)
 
     def read_serial_number(self) -> bytes:
         """The 9-byte serial number: config[0:4] + config[8:13]."""
@@ -787,6 +840,8 @@ class Device(Closeable):
                     attempts,
                     exc,
                 )
+                if self.in_session:  # inside a caller's wake: the redo still gets a new one
+                    self.fresh_wake()
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def sign_internal(

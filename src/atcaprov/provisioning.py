@@ -37,7 +37,12 @@ Beyond the C flow:
   version-2 server the device type (:class:`~atcaprov.protocol.CertRequest2`, when the hooks'
   optional ``server_protocol_version`` is 2);
 * the outcome of a run that got a device key goes to the optional ``report_outcome`` hook
-  (installed / failed / abandoned, for the server's ledger; see :mod:`atcaprov.hooks`).
+  (installed / failed / abandoned, for the server's ledger; see :mod:`atcaprov.hooks`);
+* host time kept off the chip's path: wakes are planned within half the watchdog
+  (``Device.planned_session``, ``Device.wake_groups``); with the CRC, the image blocks no
+  certificate can touch are written while the certificate request is out, and the checks
+  before the data lock run beside the certificate Writes (:mod:`atcaprov.beside`; both are
+  collected before the flow goes on). docs/library.md, "Wall time per device".
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from typing import TypeVar
 from .atcacert import CertDef, DevZone, compress, rebuild
 from .atcacert.keys import pad_public_key
 from .atcacert.sn import SnSource
+from .beside import Beside
 from .certinfo import CertInfo
 from .certreq import exchange, ready_request
 from .config import DEFAULT_CONFIG, ConfigError, check_config_for_flow
@@ -78,6 +84,7 @@ from .device import (
 )
 from .errors import AtcaprovError, ChipStatusError, CommError, ExecutionError
 from .hooks import ProvisioningHooks
+from .packet import Opcode
 from .protocol import (
     MAX_REPORT_MESSAGE_BYTES,
     CertReply,
@@ -110,6 +117,14 @@ _WRITABLE_CONFIG = tuple(
     if i not in ATECC508A.config_map.not_by_write.offsets
 )
 """Config bytes a Write sets (16..83, 88..127): the rest are as the part holds them."""
+
+
+_SLOT_LOCK_READS = (Opcode.READ,) * 4
+"""SLOTS_LOCK reads the lock bytes (two 4-byte Reads) before and after its Locks."""
+_VALIDATION_PLAN = (Opcode.READ,) * 16 + (Opcode.RANDOM, Opcode.NONCE, Opcode.SIGN)
+"""What VALIDATE_CERTS sends at most when nothing fails: the certificate records (two
+compressed certificates of 72 bytes, the signer's public key, stored serial numbers: fewer
+than 16 Reads) and the key challenge (Random, Nonce, Sign)."""
 
 
 class PartState(Enum):
@@ -217,6 +232,7 @@ class _Run:
         self.skipped: list[ProvStage] = []
         self.expected_config = b""  # config zone as CONFIG_WRITE leaves it (CONFIG_LOCK's CRC)
         self.image: _DataImage | None = None  # data + OTP zones as CERTS_WRITE left them
+        self.filler: Beside[None] | None = None  # the fill-only Writes beside CERTS_REQUEST
         self.locks: LockState | None = None  # the lock bytes the last probe read
         self.device_sn = b""
         self.public_key: bytes | None = None  # once GEN_KEY is done: outcomes are reported
@@ -393,7 +409,25 @@ class _Run:
         )
         if getattr(self.hooks, "server_protocol_version", 1) >= 2:  # it reads the device type
             request = with_device_type(request, self.device.model)
-        return exchange(self.hooks, request)
+        if self.data_lock_crc:
+            self.start_filler(config)
+        try:
+            return exchange(self.hooks, request)
+        finally:
+            if self.filler is not None:
+                self.filler.wait()  # nothing runs on past the stage (its error: CERTS_WRITE's)
+                if self.filler.error is not None:
+                    log.info("fill-only Writes beside the request failed: %s", self.filler.error)
+
+    def start_filler(self, config: bytes) -> None:
+        """While the certificate request is out, write the blocks of the data image no
+        certificate can touch (fill bytes only: they do not depend on the server's answer) on
+        a helper thread. Reversible Writes, after the server was found ready."""
+        image = _DataImage(config)
+        image.reserve(_cert_locations(self.cert_info))
+        self.image = image
+        device = self.device
+        self.filler = Beside(lambda: image.write(device, free_only=True), "atcaprov-fill")
 
     def write_certs(self, reply: CertReply, config: bytes, public_key: bytes) -> None:
         """Compress, write (with every slot the data-lock CRC covers), and check the
@@ -406,15 +440,41 @@ class _Run:
                 "the server's device certificate is not for this chip's public key",
             )
         signer_pub = cert_public_key(reply.signer_cert, "the server's signer certificate")
-        image = _DataImage(config, whole=self.data_lock_crc)
+        if self.filler is not None:
+            self.filler.result()  # a fill Write that failed fails this stage
+            assert self.image is not None, "the filler made the image"
+            image = self.image
+        else:
+            image = _DataImage(config, whole=self.data_lock_crc)
         signer_def, device_def = info.signer_cert_def, info.device_cert_def
         signer_comp = compress(signer_def, reply.signer_cert)
         device_comp = compress(device_def, reply.device_cert)
         _place_cert(image, signer_def, signer_comp, reply.signer_cert, signer_pub)
         _place_cert(image, device_def, device_comp, reply.device_cert, None)
-        image.write(self.device)
         self.image = image
-        # Check before the data lock: rebuild from exactly what was written.
+        # The checks before the data lock (host work: beside the Writes, collected after them)
+        check = Beside(
+            lambda: self.check_certs(reply, image, signer_pub, device_sn, public_key),
+            "atcaprov-check",
+        )
+        try:
+            image.write(self.device)
+        finally:
+            check.wait()
+        check.result()
+
+    def check_certs(
+        self,
+        reply: CertReply,
+        image: _DataImage,
+        signer_pub: bytes,
+        device_sn: bytes,
+        public_key: bytes,
+    ) -> None:
+        """Rebuild both certificates from exactly the records written, byte-compare them with
+        what the server sent, verify the chain (before the point of no return)."""
+        info = self.cert_info
+        signer_def, device_def = info.signer_cert_def, info.device_cert_def
         rebuilt_signer = rebuild(
             signer_def,
             image.read(
@@ -552,7 +612,19 @@ class _DataImage:
         }
         self.zones[(ZONE_OTP, 0)] = bytearray([self.OTP_FILL]) * ATECC508A.otp_size
         self.cert_bytes: dict[tuple[int, int], set[int]] = {}
+        self.reserved: dict[tuple[int, int], set[int]] = {}  # where certificate data may go
+        self.written: dict[tuple[int, int, int], bytes] = {}  # (zone, slot, block) -> bytes
         self.problem: str | None = None
+
+    def reserve(self, locations: Iterable[tuple[DevZone, int, int, int]]) -> None:
+        """Mark (zone, slot, offset, count) as where certificate data may go: the blocks they
+        touch are not written by ``write(free_only=True)``."""
+        for zone, slot, offset, count in locations:
+            if zone not in (DevZone.DATA, DevZone.OTP):
+                continue
+            key = self._key(zone, slot)
+            if key in self.zones:
+                self.reserved.setdefault(key, set()).update(range(offset, offset + count))
 
     @staticmethod
     def _key(zone: DevZone, slot: int) -> tuple[int, int]:
@@ -583,22 +655,31 @@ class _DataImage:
     def read(self, zone: DevZone, slot: int, offset: int, count: int) -> bytes:
         return bytes(self.zones[self._key(zone, slot)][offset : offset + count])
 
-    def write(self, device: Device) -> None:
-        # One wake per slot: the 46 Writes of a whole image take longer than the chip's
-        # watchdog period (~1.3 s), which would put it to sleep mid-session.
+    def write(self, device: Device, *, free_only: bool = False) -> None:
+        # As few wakes as the watchdog allows (Device.wake_groups): the 46 Writes of a whole
+        # image take longer than the chip's watchdog period (~1.3 s), which would put it to
+        # sleep in the middle of a single wake.
+        # ``free_only``: only the blocks no reserved byte falls in (their bytes cannot depend
+        # on the certificates). A block already written with the same bytes is not sent again.
+        writes: list[tuple[int, int, int, bytes]] = []  # (zone, slot, block, 32 bytes)
         for (zone, slot), image in sorted(self.zones.items(), key=lambda kv: -kv[0][0]):
             cert = self.cert_bytes.get((zone, slot), set())
-            blocks = [
-                b
-                for b in range((len(image) + BLOCK_SIZE - 1) // BLOCK_SIZE)
-                if self.whole or any(i in cert for i in range(b * BLOCK_SIZE, (b + 1) * BLOCK_SIZE))
-            ]
-            if not blocks:
-                continue
+            reserved = self.reserved.get((zone, slot), set()) if free_only else set()
+            for b in range((len(image) + BLOCK_SIZE - 1) // BLOCK_SIZE):
+                span = range(b * BLOCK_SIZE, (b + 1) * BLOCK_SIZE)
+                if not (self.whole or any(i in cert for i in span)):
+                    continue
+                if any(i in reserved for i in span):
+                    continue
+                chunk = bytes(image[b * BLOCK_SIZE : (b + 1) * BLOCK_SIZE])
+                chunk = chunk.ljust(BLOCK_SIZE, b"\0")
+                if self.written.get((zone, slot, b)) != chunk:
+                    writes.append((zone, slot, b, chunk))
+        for group in device.wake_groups(Opcode.WRITE, len(writes)):
             with device.session():
-                for block in blocks:
-                    chunk = bytes(image[block * BLOCK_SIZE : (block + 1) * BLOCK_SIZE])
-                    device.write_zone(zone, slot, block, 0, chunk.ljust(BLOCK_SIZE, b"\0"))
+                for zone, slot, block, chunk in writes[group.start : group.stop]:
+                    device.write_zone(zone, slot, block, 0, chunk)
+                    self.written[(zone, slot, block)] = chunk
 
     def record(self, param1: int, param2: int, data: bytes) -> None:
         """A Write the chip acknowledged during DATA_WRITE (``Device.on_write``)."""
@@ -663,6 +744,22 @@ def _place_cert(
                 element.device_loc.offset,
                 cert_der[c.offset : c.offset + c.count],
             )
+
+
+def _cert_locations(cert_info: CertInfo) -> list[tuple[DevZone, int, int, int]]:
+    """(zone, slot, offset, count) of everything the cert defs may place on the chip (as
+    :func:`check_arguments` finds them)."""
+    out: list[tuple[DevZone, int, int, int]] = []
+    for d in (cert_info.device_cert_def, cert_info.signer_cert_def):
+        for loc in (
+            d.comp_cert_dev_loc,
+            d.public_key_dev_loc,
+            d.cert_sn_dev_loc,
+            *(e.device_loc for e in d.cert_elements),
+        ):
+            if loc.present and not loc.is_genkey:
+                out.append((loc.zone, loc.slot, loc.offset, loc.count))
+    return out
 
 
 def _stored_sn(images: _DataImage, cert_def: CertDef) -> bytes | None:
@@ -776,26 +873,32 @@ def provision(
     else:
         run.check_ready(PartState.UNLOCKED)
         run.stage(ProvStage.CONFIG_WRITE, lambda: run.write_config(current))
-        run.stage(ProvStage.CONFIG_LOCK, run.lock_config)
 
-    config_zone = run.stage(
-        ProvStage.CONFIG_READ,
-        lambda: run.read_config(run.expected_config or current, not locks.config_locked),
-    )
-    device_sn = serial_number(config_zone)
-    key_slot = cert_info.device_cert_def.private_key_slot
-    public_key = run.stage(ProvStage.GEN_KEY, lambda: device.genkey(key_slot))
+    # One wake for the config lock, its confirmation and the key (no server talk in between).
+    with device.planned_session((Opcode.LOCK, Opcode.READ, Opcode.GENKEY)):
+        if not locks.config_locked:
+            run.stage(ProvStage.CONFIG_LOCK, run.lock_config)
+        config_zone = run.stage(
+            ProvStage.CONFIG_READ,
+            lambda: run.read_config(run.expected_config or current, not locks.config_locked),
+        )
+        device_sn = serial_number(config_zone)
+        key_slot = cert_info.device_cert_def.private_key_slot
+        public_key = run.stage(ProvStage.GEN_KEY, lambda: device.genkey(key_slot))
     run.device_sn, run.public_key = device_sn, public_key
     reply = run.stage(ProvStage.CERTS_REQUEST, lambda: run.request_certs(config_zone, public_key))
     run.stage(ProvStage.CERTS_WRITE, lambda: run.write_certs(reply, config_zone, public_key))
     run.stage(ProvStage.DATA_WRITE, run.write_data)
-    run.stage(ProvStage.DATA_LOCK, run.lock_data)
+    with device.planned_session((Opcode.LOCK, Opcode.READ)):  # the lock and its confirmation
+        run.stage(ProvStage.DATA_LOCK, run.lock_data)
     if slots:
-        run.stage(ProvStage.SLOTS_LOCK, run.lock_slots_stage)
+        with device.planned_session(_SLOT_LOCK_READS + (Opcode.LOCK,) * len(slots)):
+            run.stage(ProvStage.SLOTS_LOCK, run.lock_slots_stage)
     else:
         run.skip(ProvStage.SLOTS_LOCK)
     if validate:
-        run.stage(ProvStage.VALIDATE_CERTS, lambda: run.validate_certs(device_sn))
+        with device.planned_session(_VALIDATION_PLAN):
+            run.stage(ProvStage.VALIDATE_CERTS, lambda: run.validate_certs(device_sn))
         run.report(ReportOutcome.INSTALLED, ProvStage.VALIDATE_CERTS, ReturnCode.SUCCESS, "")
     else:
         run.skip(ProvStage.VALIDATE_CERTS)

@@ -4,13 +4,14 @@ VALIDATE_CERTS, and the data lock without the summary CRC (``data_lock_crc=False
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 import pytest
 
 from atcaprov import provision, verify
 from atcaprov.config import DEFAULT_CONFIG
-from atcaprov.datasheet import ATECC508A, SN_LAST, SN_PREFIX
+from atcaprov.datasheet import ATECC508A, SN_LAST, SN_PREFIX, WATCHDOG_S
 from atcaprov.device import LOCK_MODE_NO_CRC, Device
 from atcaprov.emulator import Atecc508a
 from atcaprov.emulator.state import Memory
@@ -22,6 +23,7 @@ from atcaprov.provisioning import PartState, ProvisioningError
 from atcaprov.return_codes import ReturnCode
 from atcaprov.stages import ProvStage
 from tests.support.cert_server import InMemoryServer
+from tests.support.chip import FakeClock
 from tests.support.hooks import RecordingHooks
 from tests.support.pki import Pki
 
@@ -134,3 +136,82 @@ def test_no_data_lock_crc_still_checks_before_the_lock(pki: Pki) -> None:
         provision(device, Tampering(InMemoryServer(pki)), pki.cert_info, data_lock_crc=False)
     assert info.value.stage in (ProvStage.CERTS_WRITE, ProvStage.CERTS_REQUEST)
     assert not chip.data_locked
+
+
+class Wakes(FaultHal):
+    """Records the commands (opcodes) sent in each wake."""
+
+    def __init__(self, inner: Hal) -> None:
+        super().__init__(inner)
+        self.per_wake: list[list[int]] = []
+
+    def wake(self) -> bytes:
+        self.per_wake.append([])
+        return super().wake()
+
+    def transact(self, packet: bytes, exec_time_ms: float) -> bytes:
+        self.per_wake[-1].append(packet[1])
+        return super().transact(packet, exec_time_ms)
+
+
+@pytest.mark.parametrize(("crc", "wakes"), [(True, 9), (False, 6)])
+def test_a_run_plans_few_wakes_each_well_inside_the_watchdog(
+    pki: Pki, crc: bool, wakes: int
+) -> None:
+    # Real max execution times on a simulated clock, the watchdog on: the chip's time is the
+    # only time that passes, so a wake planned past the watchdog would show as a 0xEE retry.
+    clock = FakeClock()
+    chip = Atecc508a(
+        _memory=_part()._state.memory, timing_scale=1.0, clock=clock, sleeper=clock.advance
+    )
+    hal = Wakes(open_hal("emulator", chip=chip))
+    device = Device(hal)
+    provision(device, RecordingHooks(InMemoryServer(pki)), pki.cert_info, data_lock_crc=crc)
+    assert device.retry_count == 0 and chip.data_locked
+    # Info (the model), the first read, config lock + read + GenKey, the certificate Writes (with
+    # the CRC: the 37 fill-only ones in three wakes while the request is out, then the 9 with
+    # certificate data in one; without: those 9), the data lock and its check, the validation
+    assert len(hal.per_wake) == wakes, hal.per_wake
+    assert all(ops for ops in hal.per_wake)  # no wake without a command
+    for ops in hal.per_wake:
+        assert device.wake_plan_ms(ops) <= device.wake_budget_ms
+        assert device.wake_plan_ms(ops) <= 0.5 * WATCHDOG_S * 1000
+    assert [Opcode.LOCK, Opcode.READ, Opcode.GENKEY] in hal.per_wake
+
+
+def test_fill_only_writes_go_out_while_the_certificate_request_is_out(pki: Pki) -> None:
+    # The server's answer is held back until the chip has taken the 37 Writes that hold no
+    # certificate data: without the overlap this run would wait for ever (bounded here).
+    chip = _part()
+    hal = Recording(open_hal("emulator", chip=chip))
+    device = Device(hal)
+
+    def data_writes() -> int:
+        return sum(1 for op, p1 in hal.sent if op == Opcode.WRITE and p1 & 0x03 != 0)
+
+    class Slow(RecordingHooks):
+        def certreq_recv(self, n: int) -> bytes:
+            deadline = time.monotonic() + 10
+            while data_writes() < 37 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            return super().certreq_recv(n)
+
+    provision(device, Slow(InMemoryServer(pki)), pki.cert_info)
+    assert data_writes() == 46 and chip.data_locked  # each block once
+    assert verify(device, pki.cert_info, expected_config=DEFAULT_CONFIG).ok
+
+
+def test_a_refused_certificate_request_leaves_the_part_to_provision_again(pki: Pki) -> None:
+    chip = _part()
+    device = Device(open_hal("emulator", chip=chip))
+
+    class Refusing(RecordingHooks):
+        def certreq_recv(self, n: int) -> bytes:
+            raise ConnectionResetError("server went away")
+
+    with pytest.raises(ProvisioningError) as info:
+        provision(device, Refusing(InMemoryServer(pki)), pki.cert_info)
+    assert info.value.stage == ProvStage.CERTS_REQUEST
+    assert info.value.part_state == PartState.CONFIG_LOCKED and not chip.data_locked
+    provision(device, RecordingHooks(InMemoryServer(pki)), pki.cert_info)
+    assert verify(device, pki.cert_info, expected_config=DEFAULT_CONFIG).ok

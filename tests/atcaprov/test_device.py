@@ -124,6 +124,39 @@ def test_session_keeps_chip_awake(dev: Device, hal: RecordingHal) -> None:
     assert hal.chip.power_state is PowerState.IDLE
 
 
+def test_a_planned_session_wakes_at_its_first_command(dev: Device, hal: RecordingHal) -> None:
+    with dev.planned_session((Opcode.INFO, Opcode.RANDOM)):
+        assert dev.wake_count == 0  # nothing sent yet: no wake
+        dev.info()
+        dev.random()
+    assert dev.wake_count == 1 and hal.idles == 1
+    with dev.planned_session((Opcode.INFO,)):
+        pass  # nothing sent: no wake, no idle
+    assert dev.wake_count == 1 and hal.idles == 1
+    hal.wake_fail_next = 1 + dev.wake_retries
+    with pytest.raises(WakeFailedError), dev.planned_session((Opcode.INFO,)):
+        dev.info()  # the wake fails inside the body: the command's failure
+    assert hal.idles == 1  # never woken: no idle
+
+
+def test_a_plan_past_the_watchdog_budget_wakes_per_command(dev: Device, hal: RecordingHal) -> None:
+    plan = (Opcode.GENKEY,) * 6  # 6 x (115 + 10) ms: more than half of 1.3 s
+    assert not dev.fits_one_wake(plan)
+    with dev.planned_session(plan):
+        dev.info()
+        dev.info()
+    assert dev.wake_count == 2 and hal.idles == 2
+
+
+def test_wake_groups_split_evenly_within_the_budget(dev: Device) -> None:
+    assert dev.wake_budget_ms == 650.0
+    groups = dev.wake_groups(Opcode.WRITE, 46)  # 36 ms planned each: 18 per wake at most
+    assert [len(g) for g in groups] == [15, 15, 16]
+    assert [i for g in groups for i in g] == list(range(46))
+    assert dev.wake_groups(Opcode.WRITE, 0) == []
+    assert [len(g) for g in dev.wake_groups(Opcode.WRITE, 9)] == [9]
+
+
 def test_session_idles_after_error(dev: Device, hal: RecordingHal) -> None:
     with pytest.raises(ChipParseError):
         dev.execute(0x7F, 0, 0)  # unknown opcode: status 0x03

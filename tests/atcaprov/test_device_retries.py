@@ -157,6 +157,18 @@ def test_sign_is_redone_from_its_nonce(fault: int | str) -> None:
     assert dev.opcode_counts[Opcode.NONCE] == 2  # a fresh Nonce before the second Sign
 
 
+def test_sign_redo_inside_a_callers_session_gets_a_new_wake() -> None:
+    _chip, hal, dev = _configured()
+    pub = dev.get_pubkey(0)
+    with dev.session():
+        dev.reset_stats()
+        hal.arm("lost", after=2)  # Random, Nonce, then the Sign
+        signature = dev.sign(0, DIGEST)
+    verify_raw(pub, DIGEST, signature)
+    assert dev.opcode_counts[Opcode.SIGN] == 2
+    assert dev.wake_count == 1  # the redo woke the chip again (fresh wake), as outside one
+
+
 def test_sign_redo_is_bounded() -> None:
     _chip, hal, dev = _configured()
     hal.arm("lost", times=100)

@@ -34,6 +34,10 @@ WORD_SIZE = 4
 
 CHIP_MODE_WATCHDOG_LONG = 0x04
 """ChipMode bit 2: watchdog of about 13 s instead of 1.3 s (508A and 608)."""
+WATCHDOG_S = 1.3
+"""tWATCHDOG: an awake chip goes to sleep this long after its wake (ChipMode bit 2 clear)."""
+WATCHDOG_LONG_S = 13.0
+"""tWATCHDOG with ChipMode bit 2 set."""
 
 FAMILY_ATECC508A = "ATECC508A"
 FAMILY_ATECC608 = "ATECC608"

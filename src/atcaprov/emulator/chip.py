@@ -26,6 +26,8 @@ from ..datasheet import (
     CHIP_MODE_WATCHDOG_LONG,
     SN_LAST,
     SN_PREFIX,
+    WATCHDOG_LONG_S,
+    WATCHDOG_S,
     ChipModel,
     UnknownChipModelError,
     model_named,
@@ -71,8 +73,7 @@ HANDLERS: dict[int, Handler] = {
 }
 """Opcodes the emulated ATECC508A implements; any other opcode is answered with status 0x03."""
 
-WATCHDOG_SHORT_S = 1.3
-WATCHDOG_LONG_S = 13.0
+WATCHDOG_SHORT_S = WATCHDOG_S
 STATUS_WATCHDOG = 0xEE
 STATUS_COMM_ERROR = 0xFF
 
@@ -305,15 +306,24 @@ class Atecc508a:
             self._go_to_sleep()
 
     # ---- commands ------------------------------------------------------------------------
-    def execute(self, packet: bytes) -> bytes:
+    def execute(
+        self, packet: bytes, *, while_busy: Callable[[int], None] | None = None
+    ) -> bytes:
         """Answer one command packet with the chip's response packet.
 
         Raises :class:`DeviceAsleepError` if the chip is asleep or idle (a real chip gives no
         answer). Every other problem is an answer: 0xFF for a bad count or CRC, 0x03 for a bad
         parameter or unknown opcode, 0x0F for a forbidden operation, 0xEE when the watchdog
         would expire during a command the chip implements.
+
+        With the timing model on, the answer comes the command's max execution time (times
+        ``timing_scale``) after the packet arrived, as a real chip's: the emulator's own work
+        (computing the answer, and ``while_busy(opcode)``, e.g. the board saving the chip file
+        as the chip programs its EEPROM) is done inside that time, not added to it.
+        ``while_busy`` is called after every command the chip answered, before the wait.
         """
         with self._lock:
+            started = self._clock()
             self._check_watchdog()
             if self._power is not PowerState.AWAKE:
                 raise DeviceAsleepError(
@@ -333,8 +343,12 @@ class Atecc508a:
                 return build_status(STATUS_WATCHDOG)
             response = self._answer(bytes(packet))
             self._chip_time_ms += max_ms
+            if while_busy is not None:
+                while_busy(opcode)
             if self.timing_scale > 0:
-                self._sleeper(max_ms * self.timing_scale / 1000.0)
+                left = max_ms * self.timing_scale / 1000.0 - (self._clock() - started)
+                if left > 0:
+                    self._sleeper(left)
             return response
 
     def _answer(self, packet: bytes) -> bytes:

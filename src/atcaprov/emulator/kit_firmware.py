@@ -131,13 +131,13 @@ class KitFirmware:
         if cmd.command in ("talk", "send"):
             if not cmd.data:
                 return self._status(kp.KitStatus.INVALID_SIZE)
+            # on_command runs while the chip is busy (inside its execution time, timing on)
+            busy = self._on_command if len(cmd.data) > 1 else None
             try:
-                response = chip.execute(cmd.data)
+                response = chip.execute(cmd.data, while_busy=busy)
             except CommError as exc:  # the chip did not answer (asleep, never woken)
                 log.debug("kit: chip gave no answer: %s", exc)
                 return self._status(kp.KitStatus.COMM_FAIL)
-            if self._on_command is not None and len(cmd.data) > 1:
-                self._on_command(cmd.data[1])
             if cmd.command == "send":
                 self._pending_response = response
                 return self._status(kp.KitStatus.SUCCESS)

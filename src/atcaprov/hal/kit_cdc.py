@@ -89,6 +89,10 @@ class KitCdcHal(KitHal):
                 ) from exc
             raise NoDevicesError(f"cannot open kit port {url!r}: {exc}") from exc
         self._port_timeout: float | None = self.timeout
+        # pyserial's socket:// port answers in_waiting with 0 or 1 (whether a byte waits, not
+        # how many): there the rest of a reply is taken with a zero-timeout read (a timeout
+        # change costs nothing on a socket), or a reply would come two bytes per read.
+        self._waiting_is_a_count = not url.lower().startswith("socket://")
         try:
             self._connect()
         except BaseException:
@@ -129,8 +133,13 @@ class KitCdcHal(KitHal):
             first: bytes = self._port.read(1)
             if not first:
                 return b""
-            waiting = int(self._port.in_waiting)
-            rest: bytes = self._port.read(min(waiting, _READ_CHUNK)) if waiting > 0 else b""
+            rest: bytes
+            if self._waiting_is_a_count:
+                waiting = int(self._port.in_waiting)
+                rest = self._port.read(min(waiting, _READ_CHUNK)) if waiting > 0 else b""
+            else:
+                self._set_port_timeout(0)
+                rest = self._port.read(_READ_CHUNK)
         except (serial.SerialException, OSError) as exc:
             raise KitTransportError(
                 f"read from kit port {self.url!r} failed (kit unplugged?): {exc}"

@@ -158,6 +158,32 @@ def test_timing_model(make_chip: Callable[..., ChipDriver]) -> None:
     assert d.chip.chip_time_ms == exec_time_ms(0x30) + exec_time_ms(0x1B)
 
 
+def test_the_emulators_own_work_is_inside_the_execution_time() -> None:
+    # The answer comes the execution time after the packet arrived: what the emulator spends
+    # computing it, and the board's work while the chip is busy (saving its file), is taken
+    # from the wait, not added to it.
+    clock = FakeClock()
+    sleeps: list[float] = []
+    chip = Atecc508a(SERIAL, timing_scale=1.0, clock=clock, sleeper=sleeps.append)
+    chip.wake()
+    busy: list[int] = []
+
+    def saving(opcode: int) -> None:
+        busy.append(opcode)
+        clock.advance(0.0015)  # e.g. the chip file written
+
+    chip.execute(build_command(0x1B, 0, 0), while_busy=saving)
+    assert busy == [0x1B]
+    assert sleeps == [pytest.approx(exec_time_ms(0x1B) / 1000 - 0.0015)]
+
+    def slow(opcode: int) -> None:
+        clock.advance(1.0)  # longer than the command: no wait at all
+
+    chip.wake()
+    chip.execute(build_command(0x30, 0, 0), while_busy=slow)
+    assert len(sleeps) == 1
+
+
 def test_no_sleep_by_default(blank: ChipDriver) -> None:
     blank.ok(0x30)
     assert blank.sleeps == []

@@ -335,3 +335,58 @@ def test_kit_text_in_driver_log_lines_is_escaped(caplog: pytest.LogCaptureFixtur
         assert hal.wake() == bytes.fromhex("04113343")
     logged = [r.getMessage() for r in caplog.records if "extra" in r.getMessage()]
     assert logged and all(m.isprintable() and "\x1b" not in m for m in logged), logged
+
+
+def test_a_reply_over_socket_url_comes_in_one_piece() -> None:
+    # pyserial's socket:// port answers in_waiting with 0 or 1: taking "the rest" by in_waiting
+    # read a reply two bytes per read (a 32-byte Read's reply: ~40 reads, each a select and a
+    # recv); the rest is taken with one zero-timeout read instead
+    import socket
+
+    responder = firmware_responder()
+    server = socket.create_server(("127.0.0.1", 0))
+    port_number = server.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        decoder = kp.KitLineDecoder()
+        with conn:
+            while data := conn.recv(4096):
+                for line in decoder.feed(data):
+                    conn.sendall(responder(line))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    reads: list[int] = []
+
+    class Counting:
+        def __init__(self, inner: Any) -> None:
+            self.__dict__["inner"] = inner
+
+        def read(self, size: int = 1) -> bytes:
+            data: bytes = self.inner.read(size)
+            reads.append(len(data))
+            return data
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            setattr(self.inner, name, value)
+
+    def factory(url: str, **kw: Any) -> Counting:
+        return Counting(serial.serial_for_url(url, **kw))
+
+    try:
+        with KitCdcHal(
+            f"socket://127.0.0.1:{port_number}", serial_factory=factory, timeout=2.0
+        ) as hal:
+            device = Device(hal)
+            with device.session():
+                reads.clear()
+                assert len(device.read_zone(0, 0, 0, 0, 32)) == 32
+            assert len(reads) <= 4, reads  # the first byte, then the rest (per reply)
+            assert device.read_zone(0, 0, 0, 0, 32)[:4] == device.read_zone(0, 0, 0, 0, 4)
+    finally:
+        server.close()
+        thread.join(5)
