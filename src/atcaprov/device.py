@@ -329,8 +329,7 @@ class Device(Closeable):
         """The time one wake holding these commands is planned to take: their max execution
         times (this model, this ChipMode) plus :data:`COMMAND_ALLOWANCE_MS` each."""
         return sum(
-            exec_time_ms(op, model=self.model.name, chip_mode=self.chip_mode)
-            + COMMAND_ALLOWANCE_MS
+            exec_time_ms(op, model=self.model.name, chip_mode=self.chip_mode) + COMMAND_ALLOWANCE_MS
             for op in opcodes
         )
 

@@ -306,9 +306,7 @@ class Atecc508a:
             self._go_to_sleep()
 
     # ---- commands ------------------------------------------------------------------------
-    def execute(
-        self, packet: bytes, *, while_busy: Callable[[int], None] | None = None
-    ) -> bytes:
+    def execute(self, packet: bytes, *, while_busy: Callable[[int], None] | None = None) -> bytes:
         """Answer one command packet with the chip's response packet.
 
         Raises :class:`DeviceAsleepError` if the chip is asleep or idle (a real chip gives no
