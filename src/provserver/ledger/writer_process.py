@@ -165,6 +165,10 @@ class ProcessRecordStore(RecordStore):
     async def open(self) -> None:
         if self._state != "new":
             raise RecordStoreError(f"record store already {self._state}")
+        if os.name == "nt":  # no descriptor passing to a child there
+            raise RecordStoreError(
+                "--commit-writer process needs a POSIX system; use --commit-writer thread"
+            )
         ours, theirs = socket.socketpair()
         try:
             self._proc = await asyncio.create_subprocess_exec(
