@@ -438,7 +438,8 @@ class LinkHooks(BaseHooks):
 
     ``station_id`` is sent with every request. Per board, :meth:`reset` clears
     :attr:`server_error` (the server's error reply: code and message as written) and
-    :attr:`last_stage` (the last stage started).
+    :attr:`last_stage` (the last stage started) and :attr:`last_stage_over` (whether it has
+    ended: an interrupt between two stages is "after" the last one, not "during" it).
     """
 
     def __init__(self, link: ServerLink, output: Output, station_id: str | None) -> None:
@@ -447,6 +448,7 @@ class LinkHooks(BaseHooks):
         self.station_id = station_id
         self.server_error: tuple[ReturnCode, str] | None = None
         self.last_stage: ProvStage | None = None
+        self.last_stage_over = False  # last_stage has ended (done or skipped)
         self.reconnects = 0
         self.server_records_outcomes = True  # False once a version-1 server refused a report
         self.recorded: RecordedState | None = None  # the server's answer to the last report
@@ -455,6 +457,7 @@ class LinkHooks(BaseHooks):
     def reset(self) -> None:
         self.server_error = None
         self.last_stage = None
+        self.last_stage_over = False
         self.recorded = None
 
     def certreq_start(self) -> None:
@@ -475,6 +478,8 @@ class LinkHooks(BaseHooks):
     def notify(self, stage: ProvStage, status: ProvStatus) -> None:
         if status in (ProvStatus.START, ProvStatus.SKIPPED):
             self.last_stage = stage
+        if stage is self.last_stage:
+            self.last_stage_over = status in (ProvStatus.DONE, ProvStatus.SKIPPED)
         self.output.stage(stage, status)
 
     def check_ready(self, request: ReadyRequest) -> None:

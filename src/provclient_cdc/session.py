@@ -754,8 +754,9 @@ class Station:
         result.result = "interrupted"
         result.stage = stage
         result.error_code = "INTERRUPTED"
+        when = "after" if self.hooks.last_stage_over else "during"
         result.error_message = (
-            "interrupted" if stage is None else f'interrupted during "{stage.label}"'
+            "interrupted" if stage is None else f'interrupted {when} "{stage.label}"'
         )
         state = _state_after(stage, board.part_state)
         if state is None:  # stopped while locking: ask the chip
@@ -772,12 +773,15 @@ class Station:
         return result
 
     def _report_interrupt(self) -> None:
-        """``    Interrupted during "<stage>".`` and the part state, then ``Interrupted.``"""
+        """``    Interrupted during "<stage>".`` (``after`` once the stage had ended) and the part
+        state, then ``Interrupted.``"""
         if self.output.open_text:
             self.output.end("interrupted")
         result, self._interrupted = self._interrupted, None
         if result is not None and result.stage is not None:
-            self.output.detail(f'Interrupted during "{result.stage.label}".')
+            # 'Interrupted during "<stage>".', or 'after' when it had ended
+            text = result.error_message or f'interrupted during "{result.stage.label}"'
+            self.output.detail(f"I{text[1:]}.")
             self.output.detail(f"Part state: {result.part_state_text}")
         elif result is not None:
             self.output.detail("Interrupted before the first stage: nothing was written.")

@@ -586,7 +586,8 @@ def test_interrupt_inside_a_lock_stage_asks_the_chip(
         assert station.run() == ExitCode.INTERRUPTED
         assert board.chips[0].chip.data_locked is (status is ProvStatus.DONE)
     lines = out.lines()
-    i = lines.index('    Interrupted during "Locking data zone".')
+    when = "after" if status is ProvStatus.DONE else "during"
+    i = lines.index(f'    Interrupted {when} "Locking data zone".')
     assert lines[i + 1] == f"    Part state: {state}"
     result = json.loads(out.json_text.getvalue())
     assert result["result"] == "interrupted" and result["stage"] == "DATA_LOCK"
