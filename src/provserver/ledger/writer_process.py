@@ -37,11 +37,12 @@ import pickle
 import socket
 import struct
 import sys
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from atcaprov.errors import AtcaprovError
 
@@ -336,7 +337,7 @@ class _ForwardingConsole(Console):
         return message
 
 
-async def _serve(sock: socket.socket) -> int:
+async def _serve_frames(sock: socket.socket) -> int:
     from . import open_ledger
     from .store import LedgerRecordStore
 
@@ -452,7 +453,26 @@ async def _serve(sock: socket.socket) -> int:
         watcher.cancel()
     # The server process went away without closing: end like a crash, at once (no close, no
     # interpreter teardown: the next start recovers this run from the ledger).
-    os._exit(3)
+    return 3
+
+
+async def _serve(sock: socket.socket) -> NoReturn:
+    """Serve the server process's frames, then end this process at once, whatever happened.
+
+    The process never returns through :func:`asyncio.run`'s clean-up, which cancels the tasks
+    left and could wait on a commit that will never be answered: the server process may be
+    gone, and the data folder's lock (held here too) must be let go with this process.
+    """
+    try:
+        code = await _serve_frames(sock)
+    except (ConnectionError, OSError, asyncio.IncompleteReadError):
+        code = 3  # the server process went away (reset mid-frame): like the end of its socket
+    except BaseException:  # a bug: its traceback reaches the server's console
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -464,9 +484,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     sock = socket.socket(fileno=int(args[0]))
-    code = asyncio.run(_serve(sock))
-    sys.stdout.flush()
-    os._exit(code)  # no interpreter teardown: a crash-like end must not run store finalizers
+    asyncio.run(_serve(sock))  # never returns: _serve ends the process
+    return 1
 
 
 if __name__ == "__main__":

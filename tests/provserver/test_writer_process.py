@@ -1,0 +1,65 @@
+"""The commit writer child (``python -m provserver.ledger.writer_process``) on its own: it ends
+at once when the server process goes away, whether its socket ends cleanly or is reset with
+answers unread, so that it never holds the data folder after the server."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from provserver.ledger.writer_process import WriterConfig, _frame
+from tests.provserver.test_ledger_store import op
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="descriptor passing")
+
+
+def start_child(tmp_path: Path) -> tuple[subprocess.Popen[bytes], socket.socket]:
+    ours, theirs = socket.socketpair()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "provserver.ledger.writer_process", str(theirs.fileno())],
+        pass_fds=(theirs.fileno(),),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    theirs.close()
+    config = WriterConfig(None, str(tmp_path / "data"), False, None)
+    ours.sendall(_frame(("open", 1, config)))
+    ours.settimeout(30)
+    header = ours.recv(4, socket.MSG_WAITALL)  # the open's answer (state frame may come first)
+    assert len(header) == 4, child.stderr.read() if child.stderr else b""
+    return child, ours
+
+
+def wait_exit(child: subprocess.Popen[bytes], seconds: float) -> int | None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            return child.returncode
+        time.sleep(0.05)
+    return None
+
+
+@pytest.mark.parametrize("how", ["end", "reset"])
+def test_the_child_ends_at_once_when_the_server_goes(tmp_path: Path, how: str) -> None:
+    (tmp_path / "data").mkdir()
+    child, ours = start_child(tmp_path)
+    try:
+        if how == "reset":  # requests in flight, their answers never read: the peer resets
+            ours.sendall(b"".join(_frame(("issue", 10 + n, tuple(vars(op(n)).values())))
+                                  for n in range(1, 201)))  # fmt: skip
+            time.sleep(0.5)  # answers pile up unread in our receive buffer
+        ours.close()
+        code = wait_exit(child, 15)
+        assert code == 3, (code, child.stderr.read() if child.stderr and code is not None else "")
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+    # the run stays open (crash-like): its marker is there for the next start to recover
+    assert list((tmp_path / "data" / "logs").glob(".running-*"))
