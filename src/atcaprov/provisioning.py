@@ -747,8 +747,9 @@ def _place_cert(
 
 
 def _cert_locations(cert_info: CertInfo) -> list[tuple[DevZone, int, int, int]]:
-    """(zone, slot, offset, count) of everything the cert defs may place on the chip (as
-    :func:`check_arguments` finds them)."""
+    """(zone, slot, offset, count) of everything the cert defs may place on the chip (the
+    reserved blocks of the fill-only Writes; the certificate slots :func:`check_arguments`
+    checks the config against)."""
     out: list[tuple[DevZone, int, int, int]] = []
     for d in (cert_info.device_cert_def, cert_info.signer_cert_def):
         for loc in (
@@ -780,15 +781,9 @@ def check_arguments(
     config = bytes(config) if config is not None else DEFAULT_CONFIG
     device_def, signer_def = cert_info.device_cert_def, cert_info.signer_cert_def
     cert_slots: dict[int, int] = {}
-    for d in (device_def, signer_def):
-        for loc in (
-            d.comp_cert_dev_loc,
-            d.public_key_dev_loc,
-            d.cert_sn_dev_loc,
-            *(e.device_loc for e in d.cert_elements),
-        ):
-            if loc.present and not loc.is_genkey and loc.zone == DevZone.DATA:
-                cert_slots[loc.slot] = max(cert_slots.get(loc.slot, 0), loc.offset + loc.count)
+    for zone, slot, offset, count in _cert_locations(cert_info):
+        if zone == DevZone.DATA:
+            cert_slots[slot] = max(cert_slots.get(slot, 0), offset + count)
     pk = signer_def.public_key_dev_loc
     check_config_for_flow(
         config,

@@ -241,13 +241,7 @@ async def run(
             records = metrics.metered(records)
             metrics.attach(manager=manager)
         service = build_signing_service(
-            manager=manager,
-            console=console,
-            data_dir=data,
-            profile_dirs=profile_dirs,
-            records=records,
-            ledger=settings.ledger,
-            allow_reprovision=settings.allow_reprovision,
+            manager=manager, console=console, profile_dirs=profile_dirs, records=records
         )
         server = ProvisioningServer(
             service.handle if metrics is None else metrics.cert_handler(service.handle),

@@ -488,18 +488,11 @@ def build_signing_service(
     *,
     manager: SignerManager,
     console: Console,
-    data_dir: DataDir,
     profile_dirs: list[Path],
-    records: RecordStore | None = None,
-    ledger: str | None = None,
-    allow_reprovision: bool = False,
+    records: RecordStore,
 ) -> SigningService:
-    """The service the CLI runs: profiles from ``profile_dirs``, records in the ledger named
-    by ``ledger`` (default: SQLite in ``data_dir``) and the files of ``data_dir``."""
-    if records is None:
-        records = open_ledger_record_store(
-            data_dir, ledger, console=console, allow_reprovision=allow_reprovision
-        )
+    """The service the CLI runs: profiles from ``profile_dirs``, records in ``records`` (the
+    CLI's :func:`open_ledger_record_store`, or a store a test gives)."""
     return SigningService(manager, ProfileStore(profile_dirs), records, console)
 
 

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -53,7 +54,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-from ..records import SigningRecord
+from ..records import SigningRecord, der_to_pem
 from ..records_file import tsv_rows
 from .base import Ledger
 from .model import TSV_EVENT_KINDS, Event, Issuance, RecordFilter
@@ -90,9 +91,11 @@ def write_all(fd: int, data: bytes) -> None:
 
 
 def _pem(der: bytes) -> bytes:
-    from ..records import der_to_pem
-
     return der_to_pem(der).encode("ascii")
+
+
+_signer_pem = functools.lru_cache(maxsize=_LINK_CACHE)(_pem)
+"""The PEM of a signer certificate: the same few, again and again (bounded)."""
 
 
 @dataclass(frozen=True)
@@ -189,7 +192,6 @@ class RunFiles:
         self.last_issuance = 0  # id of the last issuance whose files are written
         self.unsynced = 0  # certificate files written since the last sync
         self._links: dict[bytes, tuple[str, tuple[int, int, int, int]]] = {}
-        self._signer_pems: dict[bytes, bytes] = {}
         self._per_file_sync = not hasattr(os, "sync")
 
     # -- the signing log ---------------------------------------------------------------------
@@ -339,14 +341,7 @@ class RunFiles:
         """
         written = 0
         for kind, der in (("device", issuance.device_cert), ("signer", issuance.signer_cert)):
-            if kind == "signer":  # the same few signer certificates again and again
-                data = self._signer_pems.get(der) or b""
-                if not data:
-                    if len(self._signer_pems) >= _LINK_CACHE:
-                        self._signer_pems.clear()
-                    data = self._signer_pems[der] = _pem(der)
-            else:
-                data = _pem(der)
+            data = _signer_pem(der) if kind == "signer" else _pem(der)
             primary, alternate = self._names(issuance, kind)
             if not os.path.lexists(primary):
                 self._write_file(primary, data, link=kind == "signer")

@@ -210,15 +210,15 @@ class LedgerRecordStore(RecordStore):
         self._state = "open"
 
     async def issue(self, op: IssueOp) -> IssueResult:
-        result = await self._submit(op)
+        result = await self.enqueue(op)
         assert isinstance(result, IssueResult)
         return result
 
     async def refuse(self, op: RefusalOp) -> None:
-        await self._submit(op)
+        await self.enqueue(op)
 
     async def report(self, op: ReportOp) -> ReportResult:
-        result = await self._submit(op)
+        result = await self.enqueue(op)
         assert isinstance(result, ReportResult)
         return result
 
@@ -273,9 +273,6 @@ class LedgerRecordStore(RecordStore):
             self._state = "closed"
 
     # -- the commit loop -----------------------------------------------------------------------
-    async def _submit(self, op: LedgerOp) -> LedgerResult:
-        return await self.enqueue(op)
-
     def enqueue(self, op: LedgerOp) -> asyncio.Future[LedgerResult]:
         """Queue ``op`` for the next batch; the future is done once the batch is durable (or
         failed: :class:`RecordStoreError`). Raises RecordStoreError at once when the store is

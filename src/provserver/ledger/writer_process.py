@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import pickle
 import socket
@@ -327,7 +328,7 @@ class _ForwardingConsole(Console):
     "signing resumed" already signs)."""
 
     def __init__(self, send: Any, before: Any) -> None:
-        super().__init__(out=open(os.devnull, "w"))  # noqa: SIM115 (closed with the process)
+        super().__init__(out=io.StringIO())  # never written: log() is replaced
         self._send = send
         self._before = before
 
