@@ -160,6 +160,72 @@ async def test_checkpoint_marker_and_crash_recovery(tmp_path: Path) -> None:
     assert run.note == "did not stop cleanly; recovered"
 
 
+@pytest.mark.parametrize(
+    "cut",
+    [
+        pytest.param(lambda data: b"", id="empty"),
+        pytest.param(lambda data: data[: len(data) // 2], id="prefix"),
+        pytest.param(lambda data: data[:10] + bytes(len(data) - 10), id="prefix-then-zeros"),
+        pytest.param(lambda data: bytes(len(data)), id="zeros"),
+    ],
+)
+async def test_a_certificate_file_a_crash_cut_short_is_rewritten_whole(
+    tmp_path: Path, cut: Any
+) -> None:
+    """Certificate files are made by one exclusive create (no temporary file and rename): a
+    crash can leave one short, and recovery puts the whole certificate back under its name,
+    with no second copy beside it."""
+    s = store(tmp_path)
+    await s.open()
+    await s.issue(op(1))
+    for _ in range(200):
+        if len(cert_files(tmp_path / "certs", op(1).device_sn)) == 2:
+            break
+        await asyncio.sleep(0.005)
+    device, signer = sorted(cert_files(tmp_path / "certs", op(1).device_sn))
+    whole = {path: path.read_bytes() for path in (device, signer)}
+    assert s.files is not None
+    s.files.close()  # a crash before any checkpoint
+    s.ledger.close()
+    for path in (device, signer):
+        path.unlink()  # not through the hard link: each file on its own
+        path.write_bytes(cut(whole[path]))
+    again = store(tmp_path)
+    await again.open()
+    await again.close()
+    (recovered,) = again.recovered
+    assert recovered.files == 2
+    assert sorted(cert_files(tmp_path / "certs", op(1).device_sn)) == [device, signer]
+    assert {path: path.read_bytes() for path in (device, signer)} == whole
+    assert not list((tmp_path / "certs").rglob("*.tmp"))
+
+
+async def test_another_certificate_under_the_name_is_kept_and_ours_goes_beside_it(
+    tmp_path: Path,
+) -> None:
+    """A file under the issuance's name that is not a short copy of its certificate (changed
+    by hand) is left as it is; the certificate goes to the name with the issuance id."""
+    s = store(tmp_path)
+    await s.open()
+    await s.issue(op(1))
+    for _ in range(200):
+        if len(cert_files(tmp_path / "certs", op(1).device_sn)) == 2:
+            break
+        await asyncio.sleep(0.005)
+    device = next(p for p in cert_files(tmp_path / "certs", op(1).device_sn) if "device" in p.name)
+    whole = device.read_bytes()
+    assert s.files is not None
+    s.files.close()
+    s.ledger.close()
+    device.write_bytes(b"edited by hand\n")
+    again = store(tmp_path)
+    await again.open()
+    await again.close()
+    assert device.read_bytes() == b"edited by hand\n"
+    (beside,) = [p for p in device.parent.iterdir() if p.name.endswith("-1-device.pem")]
+    assert beside.read_bytes() == whole
+
+
 async def test_a_run_of_the_file_store_is_recovered_from_its_journal(tmp_path: Path) -> None:
     old = FileRecordStore(tmp_path, checkpoint_after=None)
     await old.open()

@@ -24,7 +24,8 @@ factory hands over. ``provserver records show SERIAL`` gives one device's whole 
 These are derived data: the ledger holds every row and certificate first (durable before any
 certificate leaves), the files are written right after each batch commit with plain system
 calls (``os.write``: a failed write is never replayed later, unlike a buffered file object),
-each certificate file through a temporary file and a rename (complete or absent). They are
+each new certificate file by one exclusive create (no look-up first, no temporary file: a
+crash can leave it short, and the catch-up recognises a short copy and rewrites it). They are
 synced at checkpoints (idle, or every :data:`CHECKPOINT_FILES` files) and at close; the crash
 marker records the last checkpoint, and :func:`recover_run` brings a run's files back in line
 with the ledger after a crash or after writes failed: it cuts a torn last row, appends the rows
@@ -68,6 +69,7 @@ _MARKER = re.compile(
 _CREATE = (
     os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
 )
+_CREATE_NEW = _CREATE | os.O_EXCL
 _APPEND = os.O_WRONLY | os.O_APPEND | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
 _LINK_CACHE = 16
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -337,40 +339,65 @@ class RunFiles:
 
         Returns how many files were written. The file name is the issue time; if that name
         holds another certificate (two issuances of one device in the same microsecond, or a
-        file changed by hand) the issuance id is added to the name.
+        file changed by hand) the issuance id is added to the name. A file that holds the
+        start of this certificate only (a write a crash cut short: empty, a prefix, or a
+        prefix followed by zero bytes) is this issuance's own: it is rewritten whole.
         """
         written = 0
         for kind, der in (("device", issuance.device_cert), ("signer", issuance.signer_cert)):
             data = _signer_pem(der) if kind == "signer" else _pem(der)
             primary, alternate = self._names(issuance, kind)
-            if not os.path.lexists(primary):
-                self._write_file(primary, data, link=kind == "signer")
+            if self._create(primary, data, link=kind == "signer"):
                 written += 1
-            elif not self._same(primary, data) and not self._same(alternate, data):
-                self._write_file(alternate, data, link=False)
+                continue
+            existing = _head(primary, len(data) + 1)
+            if existing == data:
+                continue
+            if existing is not None and _torn(existing, data):
+                self._replace(primary, data)
+                written += 1
+            elif _head(alternate, len(data) + 1) != data:
+                self._replace(alternate, data)
                 written += 1
         self.last_issuance = max(self.last_issuance, issuance.id)
         return written
 
-    @staticmethod
-    def _same(path: str, data: bytes) -> bool:
-        try:
-            with open(path, "rb") as fh:
-                return fh.read(len(data) + 1) == data
-        except OSError:
-            return False
-
-    def _write_file(self, path: str, data: bytes, *, link: bool) -> None:
-        folder = os.path.dirname(path)
+    def _create(self, path: str, data: bytes, *, link: bool) -> bool:
+        """Create ``path`` holding ``data`` (a hard link to the run's earlier copy of the same
+        certificate where one exists); False if ``path`` exists. One ``open`` with
+        ``O_EXCL``, no look-up first and no rename: a crash can leave the file short, which
+        :meth:`write_certs` recognises and rewrites when the catch-up comes back to it."""
         if link and self._link(data, path):
             self.unsynced += 1
-            return
+            return True
+        try:
+            fd = os.open(path, _CREATE_NEW, 0o666)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, _CREATE_NEW, 0o666)
+        except FileExistsError:
+            return False
+        self._fill(fd, path, data)
+        if link:
+            self._remember(data, path)
+        self.unsynced += 1
+        return True
+
+    def _replace(self, path: str, data: bytes) -> None:
+        """Put ``data`` at ``path`` through a temporary file and a rename (complete or absent)."""
+        folder = os.path.dirname(path)
         tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp")
         try:
             fd = os.open(tmp, _CREATE, 0o666)
         except FileNotFoundError:
             os.makedirs(folder, exist_ok=True)
             fd = os.open(tmp, _CREATE, 0o666)
+        self._fill(fd, tmp, data)
+        os.replace(tmp, path)
+        self.unsynced += 1
+
+    def _fill(self, fd: int, path: str, data: bytes) -> None:
+        """Write ``data`` to the new file ``fd`` and close it; on failure remove ``path``."""
         try:
             write_all(fd, data)
             if self._per_file_sync:
@@ -378,18 +405,19 @@ class RunFiles:
         except OSError:
             os.close(fd)
             with contextlib.suppress(OSError):  # a failing disk: the next recovery cleans up
-                os.unlink(tmp)
+                os.unlink(path)
             raise
         os.close(fd)
-        os.replace(tmp, path)
-        if link:
-            if len(self._links) >= _LINK_CACHE:
-                self._links.clear()
-            self._links[data] = (path, _file_stamp(os.stat(path)))
-        self.unsynced += 1
+
+    def _remember(self, data: bytes, path: str) -> None:
+        if len(self._links) >= _LINK_CACHE:
+            self._links.clear()
+        self._links[data] = (path, _file_stamp(os.stat(path)))
 
     def _link(self, data: bytes, path: str) -> bool:
-        """Make ``path`` a hard link to this run's earlier copy of the same certificate."""
+        """Make ``path`` a hard link to this run's earlier copy of the same certificate; False
+        if there is no such copy (or it changed, or links cannot be made here) or if ``path``
+        exists."""
         source = self._links.get(data)
         if source is None:
             return False
@@ -397,6 +425,8 @@ class RunFiles:
             ok = _file_stamp(os.stat(source[0])) == source[1]
             if ok:
                 os.link(source[0], path)
+        except FileExistsError:
+            return False
         except FileNotFoundError:
             folder = os.path.dirname(path)
             if not os.path.isdir(folder):
@@ -479,6 +509,22 @@ def free_stamp(logs: Path, certs: Path, when: datetime) -> str:
             return stamp
         stamp = f"{base}-{n}"
     raise OSError(f"no free signing log name for {base} in {logs}")
+
+
+def _head(path: str, size: int) -> bytes | None:
+    """Up to ``size`` first bytes of ``path``; None if it cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(size)
+    except OSError:
+        return None
+
+
+def _torn(existing: bytes, data: bytes) -> bool:
+    """``existing`` is what a cut-short write of ``data`` leaves: a prefix of it, possibly
+    followed by zero bytes (a file whose size reached the disk before its data)."""
+    kept = existing.rstrip(b"\0")
+    return len(existing) <= len(data) and data.startswith(kept)
 
 
 def _file_stamp(st: os.stat_result) -> tuple[int, int, int, int]:
