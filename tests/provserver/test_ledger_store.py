@@ -226,6 +226,43 @@ async def test_another_certificate_under_the_name_is_kept_and_ours_goes_beside_i
     assert beside.read_bytes() == whole
 
 
+async def test_commits_go_on_while_the_files_thread_is_held_up_but_only_so_far(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow moment on the files thread (a checkpoint's sync) does not hold up the commits
+    that signings wait for; the files may fall FILES_BATCHES_BEHIND batches behind, no more."""
+    import threading
+
+    from provserver.ledger import store as store_module
+
+    held = threading.Event()
+    entered = threading.Event()
+    original = ledger_files.RunFiles.append_rows
+
+    def slow_append(self: ledger_files.RunFiles, events: Any) -> int:
+        entered.set()
+        assert held.wait(30)
+        return original(self, events)
+
+    s = store(tmp_path)
+    await s.open()
+    monkeypatch.setattr(ledger_files.RunFiles, "append_rows", slow_append)
+    await s.issue(op(1))  # its files are now held up
+    assert await asyncio.to_thread(entered.wait, 10)
+    behind = store_module.FILES_BATCHES_BEHIND
+    for n in range(2, 2 + behind):  # one batch each: committed although the files wait
+        await asyncio.wait_for(s.issue(op(n)), 10)
+    blocked = asyncio.ensure_future(s.issue(op(2 + behind)))
+    await asyncio.sleep(0.3)
+    assert not blocked.done()  # the files are FILES_BATCHES_BEHIND + 1 batches behind: wait
+    held.set()
+    await asyncio.wait_for(blocked, 10)
+    await s.close()
+    assert len(tsv_rows(s.tsv_path)) == 2 + behind
+    for n in range(1, 3 + behind):
+        assert len(cert_files(tmp_path / "certs", op(n).device_sn)) == 2
+
+
 async def test_a_run_of_the_file_store_is_recovered_from_its_journal(tmp_path: Path) -> None:
     old = FileRecordStore(tmp_path, checkpoint_after=None)
     await old.open()

@@ -10,10 +10,11 @@ Group commit
     (:meth:`~provserver.ledger.base.Ledger.commit`); when it has committed, the waiters are
     released (their certificates may leave). The batch's signing-log rows and certificate
     files (:mod:`.files`, derived data) are then written by another worker-thread call while
-    the next batch commits: one batch's files at a time, in commit order, the next batch's
-    files only after them. Commits never overlap, and the event loop never waits for the disk
-    or the database. A crash before the files are written loses nothing: the next start
-    restores them from the ledger (below).
+    the next batches commit: one batch's files at a time, in commit order, the next batch's
+    files only after them, at most :data:`FILES_BATCHES_BEHIND` batches behind the commits (a
+    slow sync there does not hold up the commits). Commits never overlap, and the event loop
+    never waits for the disk or the database. A crash before the files are written loses
+    nothing: the next start restores them from the ledger (below).
 
 Runs and crashes
     ``open()`` recovers the runs of this data folder that did not close (their crash marker
@@ -87,6 +88,7 @@ from .model import (
 DEFAULT_MAX_BATCH = 512
 DEFAULT_CHECKPOINT_AFTER = 1.0
 DEFAULT_RETRY_INTERVAL = 1.0
+FILES_BATCHES_BEHIND = 8  # committed batches whose files may still be waiting (bounded memory)
 
 
 @dataclass(frozen=True)
@@ -175,7 +177,7 @@ class LedgerRecordStore(RecordStore):
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         # One thread writes the files, batch after batch in commit order (submitted by the
-        # commit as soon as it is done); at most one batch's files behind the commits.
+        # commit as soon as it is done); at most FILES_BATCHES_BEHIND batches behind.
         self._files_thread: ThreadPoolExecutor | None = None
         self._files_done: deque[Future[str | None]] = deque()
         self._files_broken = False  # a files write failed: none after it until caught up
@@ -349,10 +351,13 @@ class LedgerRecordStore(RecordStore):
             self._release(batch, None, error)
             self._fail(f"{type(exc).__name__}: {exc}", permanent=True)
             return
-        # The batch's files are being written (files thread) while the next batch commits;
-        # the files of the batch before must be done first: at most one batch behind.
+        # The batch's files are written (files thread) while the next batches commit. A slow
+        # moment there (a checkpoint's sync) must not hold up the commits signings wait for,
+        # so the files may fall a few batches behind, never more (memory stays bounded).
         self._files_done.append(files)
-        while len(self._files_done) > 1:
+        while self._files_done and (
+            self._files_done[0].done() or len(self._files_done) > FILES_BATCHES_BEHIND
+        ):
             await self._files_checked(self._files_done.popleft())
 
     async def _files_checked(self, done: Future[str | None]) -> None:
