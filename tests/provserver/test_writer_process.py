@@ -4,6 +4,7 @@ answers unread, so that it never holds the data folder after the server."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from provserver.ledger.writer_process import WriterConfig, _frame
+from provserver.ledger.writer_process import FLUSH_FRAMES, WriterConfig, _frame, _Outbox
 from tests.provserver.test_ledger_store import op
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="descriptor passing")
@@ -63,3 +64,35 @@ def test_the_child_ends_at_once_when_the_server_goes(tmp_path: Path, how: str) -
             child.wait(10)
     # the run stays open (crash-like): its marker is there for the next start to recover
     assert list((tmp_path / "data" / "logs").glob(".running-*"))
+
+
+async def test_a_long_turn_sends_its_frames_every_flush_frames_not_at_its_end() -> None:
+    """Requests signed in one long turn of the event loop reach the commit writer in groups of
+    FLUSH_FRAMES while the turn goes on (the child commits the first ones while the rest are
+    signed); what is left goes at the end of the turn."""
+    ours, child = socket.socketpair()
+    child.setblocking(False)
+    _, writer = await asyncio.open_connection(sock=ours)
+    outbox = _Outbox(writer)
+    count = 2 * FLUSH_FRAMES + 5
+
+    def received() -> bytes:
+        data = b""
+        while True:
+            try:
+                chunk = child.recv(1 << 20)
+            except BlockingIOError:
+                return data
+            data += chunk
+
+    try:
+        for n in range(count):  # one turn: no await in between
+            outbox.put(("issue", n, {}))
+        assert received() == b"".join(_frame(("issue", n, {})) for n in range(2 * FLUSH_FRAMES))
+        await asyncio.sleep(0)  # the turn ends
+        assert received() == b"".join(
+            _frame(("issue", n, {})) for n in range(2 * FLUSH_FRAMES, count)
+        )
+    finally:
+        writer.close()
+        child.close()

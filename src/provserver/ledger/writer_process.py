@@ -100,9 +100,14 @@ async def _read_frame(reader: asyncio.StreamReader) -> tuple[Any, ...] | None:
     return message
 
 
+FLUSH_FRAMES = 16  # frames that go out at once, without waiting for the end of the turn
+
+
 class _Outbox:
     """Frames put during one turn of the event loop go out in one write (one system call
-    for the whole turn's requests, not one per request)."""
+    for the whole turn's requests, not one per request), or every :data:`FLUSH_FRAMES`
+    frames in a long turn: when a whole wave of stations' requests is signed in one turn, the
+    child commits the first of them while the rest are signed, instead of after them all."""
 
     def __init__(self, writer: asyncio.StreamWriter | None = None) -> None:
         self.writer = writer
@@ -112,6 +117,8 @@ class _Outbox:
         if not self._frames:
             asyncio.get_running_loop().call_soon(self._flush)
         self._frames.append(_frame(message))
+        if len(self._frames) >= FLUSH_FRAMES:
+            self._flush()
 
     def _flush(self) -> None:
         frames, self._frames = self._frames, []
