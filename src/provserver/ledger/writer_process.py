@@ -48,6 +48,7 @@ from typing import Any, NoReturn
 from atcaprov.errors import AtcaprovError
 
 from ..console import Console, Level
+from ..event_loop import run, running_loop_name
 from ..records import RecordStore, RecordStoreError, SigningRecord
 from .model import (
     Issuance,
@@ -179,12 +180,15 @@ class ProcessRecordStore(RecordStore):
                 "--commit-writer process needs a POSIX system; use --commit-writer thread"
             )
         ours, theirs = socket.socketpair()
+        # the child runs the same event loop as this process (provserver --event-loop)
+        same_loop = running_loop_name()
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
                 "provserver.ledger.writer_process",
                 str(theirs.fileno()),
+                *(["--uvloop"] if same_loop == "uvloop" else []),
                 pass_fds=(theirs.fileno(), *self._inherit),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
@@ -485,14 +489,18 @@ async def _serve(sock: socket.socket) -> NoReturn:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    loop = "asyncio"
+    if args[1:] == ["--uvloop"]:
+        loop, args = "uvloop", args[:1]
     if len(args) != 1 or not args[0].isdigit():
         print(
-            "usage: python -m provserver.ledger.writer_process FD  (started by provserver)",
+            "usage: python -m provserver.ledger.writer_process FD [--uvloop]  (started by "
+            "provserver)",
             file=sys.stderr,
         )
         return 2
     sock = socket.socket(fileno=int(args[0]))
-    asyncio.run(_serve(sock))  # never returns: _serve ends the process
+    run(_serve(sock), loop)  # never returns: _serve ends the process
     return 1
 
 
