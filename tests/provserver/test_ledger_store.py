@@ -160,6 +160,18 @@ async def test_checkpoint_marker_and_crash_recovery(tmp_path: Path) -> None:
     assert run.note == "did not stop cleanly; recovered"
 
 
+async def store_with_one_issuance(data: Path) -> LedgerRecordStore:
+    """An open store that issued op(1), its two certificate files written."""
+    s = store(data)
+    await s.open()
+    await s.issue(op(1))
+    for _ in range(200):
+        if len(cert_files(data / "certs", op(1).device_sn)) == 2:
+            break
+        await asyncio.sleep(0.005)
+    return s
+
+
 @pytest.mark.parametrize(
     "cut",
     [
@@ -175,13 +187,7 @@ async def test_a_certificate_file_a_crash_cut_short_is_rewritten_whole(
     """Certificate files are made by one exclusive create (no temporary file and rename): a
     crash can leave one short, and recovery puts the whole certificate back under its name,
     with no second copy beside it."""
-    s = store(tmp_path)
-    await s.open()
-    await s.issue(op(1))
-    for _ in range(200):
-        if len(cert_files(tmp_path / "certs", op(1).device_sn)) == 2:
-            break
-        await asyncio.sleep(0.005)
+    s = await store_with_one_issuance(tmp_path)
     device, signer = sorted(cert_files(tmp_path / "certs", op(1).device_sn))
     whole = {path: path.read_bytes() for path in (device, signer)}
     assert s.files is not None
@@ -205,13 +211,7 @@ async def test_another_certificate_under_the_name_is_kept_and_ours_goes_beside_i
 ) -> None:
     """A file under the issuance's name that is not a short copy of its certificate (changed
     by hand) is left as it is; the certificate goes to the name with the issuance id."""
-    s = store(tmp_path)
-    await s.open()
-    await s.issue(op(1))
-    for _ in range(200):
-        if len(cert_files(tmp_path / "certs", op(1).device_sn)) == 2:
-            break
-        await asyncio.sleep(0.005)
+    s = await store_with_one_issuance(tmp_path)
     device = next(p for p in cert_files(tmp_path / "certs", op(1).device_sn) if "device" in p.name)
     whole = device.read_bytes()
     assert s.files is not None
