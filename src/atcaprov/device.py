@@ -27,8 +27,9 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from .beside import During
 from .closing import Closeable
 from .datasheet import (
     ATECC508A,
@@ -273,6 +274,7 @@ class Device(Closeable):
         self.on_write: Callable[[int, int, bytes], None] | None = None
         self._depth = 0
         self._woken = False  # the outermost session's wake was sent
+        self._during: During[Any] | None = None  # host work for the next command's execution
         # The chip model and its ChipMode byte (the 608's clock divider): execution times come
         # from that model's table. ATECC508A until :meth:`detect_model` reads the chip.
         self.model: ChipModel = ATECC508A
@@ -363,6 +365,21 @@ class Device(Closeable):
         else:
             yield self
 
+    @contextmanager
+    def during(self, work: Callable[[], _T]) -> Iterator[During[_T]]:
+        """Do ``work()`` (host work) while the chip executes the next command the ``with`` body
+        sends: after its packet went out, before its answer is read (:mod:`atcaprov.beside`).
+        Collect it with the yielded object's ``result()`` (done then if no command ran it);
+        the work must take well under that command's execution time plus
+        :data:`COMMAND_ALLOWANCE_MS`, since the answer is read after it."""
+        job = During(work)
+        self._during = job
+        try:
+            yield job
+        finally:
+            if self._during is job:
+                self._during = None
+
     def _idle_after_error(self) -> None:
         try:
             self.hal.idle()
@@ -449,8 +466,14 @@ class Device(Closeable):
         for attempt in range(1, attempts + 1):
             self.opcode_counts[key] += 1
             self.chip_floor_ms += exec_ms
+            job, self._during = self._during, None
             try:
-                out = parse_response(self.hal.transact(packet, exec_ms))
+                raw = (
+                    self.hal.transact(packet, exec_ms)
+                    if job is None
+                    else self.hal.transact_during(packet, exec_ms, job.run)
+                )
+                out = parse_response(raw)
                 if response_size is not None and len(out) != response_size:
                     raise MalformedPacketError(
                         f"opcode 0x{opcode:02X}: expected {response_size} data bytes, got"

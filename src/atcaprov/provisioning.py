@@ -40,9 +40,10 @@ Beyond the C flow:
   (installed / failed / abandoned, for the server's ledger; see :mod:`atcaprov.hooks`);
 * host time kept off the chip's path: wakes are planned within half the watchdog
   (``Device.planned_session``, ``Device.wake_groups``); with the CRC, the image blocks no
-  certificate can touch are written while the certificate request is out, and the checks
-  before the data lock run beside the certificate Writes (:mod:`atcaprov.beside`; both are
-  collected before the flow goes on). docs/library.md, "Wall time per device".
+  certificate can touch are written while the certificate request is out (a helper thread),
+  and the checks before the data lock are done while the chip executes the first certificate
+  Write (``Device.during``; :mod:`atcaprov.beside`; both are collected before the flow goes
+  on). docs/library.md, "Wall time per device".
 """
 
 from __future__ import annotations
@@ -452,15 +453,12 @@ class _Run:
         _place_cert(image, signer_def, signer_comp, reply.signer_cert, signer_pub)
         _place_cert(image, device_def, device_comp, reply.device_cert, None)
         self.image = image
-        # The checks before the data lock (host work: beside the Writes, collected after them)
-        check = Beside(
-            lambda: self.check_certs(reply, image, signer_pub, device_sn, public_key),
-            "atcaprov-check",
-        )
-        try:
+        # The checks before the data lock: host work, done while the chip executes the first
+        # Write (collected after the Writes, before anything else)
+        with self.device.during(
+            lambda: self.check_certs(reply, image, signer_pub, device_sn, public_key)
+        ) as check:
             image.write(self.device)
-        finally:
-            check.wait()
         check.result()
 
     def check_certs(
