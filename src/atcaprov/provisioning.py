@@ -882,19 +882,20 @@ def provision(
     reply = run.stage(ProvStage.CERTS_REQUEST, lambda: run.request_certs(config_zone, public_key))
     run.stage(ProvStage.CERTS_WRITE, lambda: run.write_certs(reply, config_zone, public_key))
     run.stage(ProvStage.DATA_WRITE, run.write_data)
-    with device.planned_session((Opcode.LOCK, Opcode.READ)):  # the lock and its confirmation
+    # The lock and its confirmation; without slot locks, the validation in the same wake when
+    # it fits (no host wait in between: one wake and one idle fewer).
+    lock_plan = (Opcode.LOCK, Opcode.READ)
+    joined = validate and not slots and device.fits_one_wake(lock_plan + _VALIDATION_PLAN)
+    with device.planned_session(lock_plan + (_VALIDATION_PLAN if joined else ())):
         run.stage(ProvStage.DATA_LOCK, run.lock_data)
-    if slots:
-        with device.planned_session(_SLOT_LOCK_READS + (Opcode.LOCK,) * len(slots)):
-            run.stage(ProvStage.SLOTS_LOCK, run.lock_slots_stage)
-    else:
-        run.skip(ProvStage.SLOTS_LOCK)
-    if validate:
-        with device.planned_session(_VALIDATION_PLAN):
+        if joined:
+            run.skip(ProvStage.SLOTS_LOCK)
             run.stage(ProvStage.VALIDATE_CERTS, lambda: run.validate_certs(device_sn))
+    if not joined:
+        _slots_and_validation(run, slots, device_sn)
+    if validate:
         run.report(ReportOutcome.INSTALLED, ProvStage.VALIDATE_CERTS, ReturnCode.SUCCESS, "")
     else:
-        run.skip(ProvStage.VALIDATE_CERTS)
         run.report(
             ReportOutcome.INSTALLED,
             ProvStage.DATA_LOCK,
@@ -909,6 +910,21 @@ def provision(
         signer_cert=reply.signer_cert,
         skipped=run.skipped,
     )
+
+
+def _slots_and_validation(run: _Run, slots: tuple[int, ...], device_sn: bytes) -> None:
+    """SLOTS_LOCK and VALIDATE_CERTS after the data lock, each in its own planned wake."""
+    device = run.device
+    if slots:
+        with device.planned_session(_SLOT_LOCK_READS + (Opcode.LOCK,) * len(slots)):
+            run.stage(ProvStage.SLOTS_LOCK, run.lock_slots_stage)
+    else:
+        run.skip(ProvStage.SLOTS_LOCK)
+    if run.validate:
+        with device.planned_session(_VALIDATION_PLAN):
+            run.stage(ProvStage.VALIDATE_CERTS, lambda: run.validate_certs(device_sn))
+    else:
+        run.skip(ProvStage.VALIDATE_CERTS)
 
 
 def with_device_type(request: CertRequest, model: ChipModel) -> CertRequest2:

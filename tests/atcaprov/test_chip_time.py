@@ -154,7 +154,7 @@ class Wakes(FaultHal):
         return super().transact(packet, exec_time_ms)
 
 
-@pytest.mark.parametrize(("crc", "wakes"), [(True, 9), (False, 6)])
+@pytest.mark.parametrize(("crc", "wakes"), [(True, 8), (False, 5)])
 def test_a_run_plans_few_wakes_each_well_inside_the_watchdog(
     pki: Pki, crc: bool, wakes: int
 ) -> None:
@@ -170,13 +170,40 @@ def test_a_run_plans_few_wakes_each_well_inside_the_watchdog(
     assert device.retry_count == 0 and chip.data_locked
     # Info (the model), the first read, config lock + read + GenKey, the certificate Writes (with
     # the CRC: the 37 fill-only ones in three wakes while the request is out, then the 9 with
-    # certificate data in one; without: those 9), the data lock and its check, the validation
+    # certificate data in one; without: those 9), the data lock and its check with the
+    # validation (no slot locks: one wake)
     assert len(hal.per_wake) == wakes, hal.per_wake
     assert all(ops for ops in hal.per_wake)  # no wake without a command
     for ops in hal.per_wake:
         assert device.wake_plan_ms(ops) <= device.wake_budget_ms
         assert device.wake_plan_ms(ops) <= 0.5 * WATCHDOG_S * 1000
     assert [Opcode.LOCK, Opcode.READ, Opcode.GENKEY] in hal.per_wake
+    last = hal.per_wake[-1]
+    assert last[:2] == [Opcode.LOCK, Opcode.READ] and last[-3:] == [
+        Opcode.RANDOM,
+        Opcode.NONCE,
+        Opcode.SIGN,
+    ]
+
+
+def test_slot_locks_keep_the_validation_in_a_wake_of_its_own(pki: Pki) -> None:
+    clock = FakeClock()
+    chip = Atecc508a(
+        _memory=_part()._state.memory, timing_scale=1.0, clock=clock, sleeper=clock.advance
+    )
+    hal = Wakes(open_hal("emulator", chip=chip))
+    device = Device(hal)
+    provision(
+        device,
+        RecordingHooks(InMemoryServer(pki)),
+        pki.cert_info,
+        data_lock_crc=False,
+        lock_slots=(10,),
+    )
+    assert device.retry_count == 0 and chip.data_locked
+    assert hal.per_wake[-3][0] == Opcode.LOCK  # the data lock (and its check)
+    assert Opcode.LOCK in hal.per_wake[-2]  # the slot lock
+    assert hal.per_wake[-1][-1] == Opcode.SIGN  # the validation
 
 
 def test_fill_only_writes_go_out_while_the_certificate_request_is_out(pki: Pki) -> None:
