@@ -170,8 +170,12 @@ def key_challenge(
     _check_signature(slot, public_key, msg, device.sign(slot, msg))
 
 
-def _check_signature(slot: int, public_key: bytes, challenge: bytes, signature: bytes) -> None:
-    if not verify_digest(public_key_object(public_key), challenge, signature):
+def _check_signature(
+    slot: int, public_key: bytes | ec.EllipticCurvePublicKey, challenge: bytes, signature: bytes
+) -> None:
+    if isinstance(public_key, bytes):
+        public_key = public_key_object(public_key)
+    if not verify_digest(public_key, challenge, signature):
         raise ValidationError(
             f"the key in slot {slot} did not sign the challenge for the certificate's public key"
         )
@@ -269,6 +273,15 @@ def _log_retry(what: str, attempt: int, exc: BaseException) -> None:
 _CHIP_FAULTS: tuple[type[Exception], ...] = (CommError, ChipStatusError)
 
 
+def _check_with_key(
+    cert_info: CertInfo, device_sn: bytes, records: tuple[CertRecords, CertRecords]
+) -> tuple[ValidatedCerts, bytes, ec.EllipticCurvePublicKey]:
+    """:func:`check_records`, and the device certificate's key (X||Y and as a key object)."""
+    certs = check_records(cert_info, device_sn, *records)
+    public_key = cert_public_key(certs.device_cert)
+    return certs, public_key, public_key_object(public_key)
+
+
 def validate_part(
     device: Device, cert_info: CertInfo, device_sn: bytes, *, device_public_key: bytes | None = None
 ) -> ValidatedCerts:
@@ -291,16 +304,16 @@ def validate_part(
     challenge = os.urandom(32)
     signature: bytes | None = None
     failure: Exception | None = None
-    with device.during(lambda: check_records(cert_info, device_sn, *records)) as check:
+    with device.during(lambda: _check_with_key(cert_info, device_sn, records)) as check:
         try:
             signature = device.sign(slot, challenge)
         except _CHIP_FAULTS as exc:
             failure = exc
-    certs = check.result()  # a certificate that does not check fails first, as it comes first
-    public_key = cert_public_key(certs.device_cert)
+    # a certificate that does not check fails first, as it comes first
+    certs, public_key, key = check.result()
     if signature is not None:
         try:
-            _check_signature(slot, public_key, challenge, signature)
+            _check_signature(slot, key, challenge, signature)
         except ValidationError as exc:
             failure = exc
         else:
