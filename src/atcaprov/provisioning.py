@@ -665,9 +665,9 @@ class _DataImage:
             reserved = self.reserved.get((zone, slot), set()) if free_only else set()
             for b in range((len(image) + BLOCK_SIZE - 1) // BLOCK_SIZE):
                 span = range(b * BLOCK_SIZE, (b + 1) * BLOCK_SIZE)
-                if not (self.whole or any(i in cert for i in span)):
+                if not (self.whole or not cert.isdisjoint(span)):
                     continue
-                if any(i in reserved for i in span):
+                if not reserved.isdisjoint(span):
                     continue
                 chunk = bytes(image[b * BLOCK_SIZE : (b + 1) * BLOCK_SIZE])
                 chunk = chunk.ljust(BLOCK_SIZE, b"\0")
