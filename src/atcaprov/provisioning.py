@@ -674,7 +674,7 @@ class _DataImage:
                 if self.written.get((zone, slot, b)) != chunk:
                     writes.append((zone, slot, b, chunk))
         for group in device.wake_groups(Opcode.WRITE, len(writes)):
-            with device.session():
+            with device.planned_session((Opcode.WRITE,) * len(group)):
                 for zone, slot, block, chunk in writes[group.start : group.stop]:
                     device.write_zone(zone, slot, block, 0, chunk)
                     self.written[(zone, slot, block)] = chunk
@@ -822,12 +822,24 @@ def provision(
     slots = tuple(sorted(set(lock_slots)))
     check_arguments(cert_info, config, slots)
     run = _Run(device, hooks, cert_info, DEFAULT_CONFIG, slots, validate, data_lock_crc)
+    try:
+        return _provision(run, config)
+    finally:
+        device.end_linger()  # a run that stopped while the chip was left awake idles it
 
+
+def _provision(run: _Run, config: bytes | None) -> ProvisionResult:
+    """:func:`provision` once its arguments are checked."""
+    device, hooks, cert_info = run.device, run.hooks, run.cert_info
+    slots, validate = run.lock_slots, run.validate
     try:
         detect = not device.model_detected
         # Info only: the ChipMode byte comes with the config zone read next
         model = device.detect_model(read_chip_mode=False) if detect else device.model
-        current = device.read_config_zone()
+        # The chip stays awake after the read (linger): the config lock and GenKey go on in
+        # the same wake when it has time enough left after the readiness question
+        with device.planned_session((Opcode.READ,) * 4, linger=True):
+            current = device.read_config_zone()
         if detect:
             device.chip_mode = current[ATECC508A_CONFIG_MAP.chip_mode]
     except Exception as exc:  # no stage has started: report it as CONFIG_WRITE's
@@ -868,7 +880,8 @@ def provision(
         run.stage(ProvStage.CONFIG_WRITE, lambda: run.write_config(current))
 
     # One wake for the config lock, its confirmation and the key (no server talk in between).
-    with device.planned_session((Opcode.LOCK, Opcode.READ, Opcode.GENKEY)):
+    # ... and after GenKey, across the certificate request, for the certificate Writes
+    with device.planned_session((Opcode.LOCK, Opcode.READ, Opcode.GENKEY), linger=True):
         if not locks.config_locked:
             run.stage(ProvStage.CONFIG_LOCK, run.lock_config)
         config_zone = run.stage(
