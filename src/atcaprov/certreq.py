@@ -15,7 +15,9 @@ its ``check_ready`` hook (see :mod:`atcaprov.hooks`).
 :func:`send_report` sends a :class:`~atcaprov.protocol.DeviceReport` (protocol version 2) the
 same way and returns the server's :class:`~atcaprov.protocol.ReportAck`; a version-1 server
 answers it with ``UNSUPPORTED_VERSION`` (raised as ServerError, not passed to
-``request_error``: the board's result does not change).
+``request_error``: the board's result does not change). :func:`start_report` and
+:func:`finish_report` are its two halves, for a client that reads the acknowledgement later
+(while the operator swaps the board) instead of waiting for it.
 """
 
 from __future__ import annotations
@@ -78,17 +80,29 @@ def _recv_exactly(hooks: ProvisioningHooks, n: int, what: str) -> bytes:
     return bytes(buf)
 
 
-def _round_trip(
-    hooks: ProvisioningHooks, request: CertRequest | ReadyRequest | DeviceReport
-) -> Message:
+def _send(hooks: ProvisioningHooks, request: CertRequest | ReadyRequest | DeviceReport) -> None:
     hooks.certreq_start()
     try:
         hooks.certreq_send(encode(request))
+    except BaseException:
+        hooks.certreq_done()
+        raise
+
+
+def _reply(hooks: ProvisioningHooks) -> Message:
+    try:
         header = parse_header(_recv_exactly(hooks, HEADER_SIZE, "reply header"))
         body = _recv_exactly(hooks, header.body_length, "reply body")
         return decode(header, body)
     finally:
         hooks.certreq_done()
+
+
+def _round_trip(
+    hooks: ProvisioningHooks, request: CertRequest | ReadyRequest | DeviceReport
+) -> Message:
+    _send(hooks, request)
+    return _reply(hooks)
 
 
 def exchange(hooks: ProvisioningHooks, request: CertRequest) -> CertReply:
@@ -148,7 +162,21 @@ def ask_ready(hooks: ProvisioningHooks, request: ReadyRequest) -> ReadyReply:
 def send_report(hooks: ProvisioningHooks, report: DeviceReport) -> ReportAck:
     """Send ``report`` and return the server's acknowledgement (raises ServerError /
     ProtocolError; ServerError UNSUPPORTED_VERSION from a server of protocol version 1)."""
-    reply = _round_trip(hooks, report)
+    start_report(hooks, report)
+    return finish_report(hooks)
+
+
+def start_report(hooks: ProvisioningHooks, report: DeviceReport) -> None:
+    """The first half of :func:`send_report`: send ``report`` (``certreq_start``, then
+    ``certreq_send``). The caller must then call :func:`finish_report` before anything else
+    goes over the same connection: the acknowledgement is the next answer on it."""
+    _send(hooks, report)
+
+
+def finish_report(hooks: ProvisioningHooks) -> ReportAck:
+    """The second half of :func:`send_report`: read the acknowledgement of the report
+    :func:`start_report` sent (then ``certreq_done``); raises as :func:`send_report` does."""
+    reply = _reply(hooks)
     if isinstance(reply, ErrorReply):
         raise reply.to_exception()
     if isinstance(reply, ReportAck):
@@ -165,6 +193,8 @@ __all__ = [
     "ServerTooOldError",
     "ask_ready",
     "exchange",
+    "finish_report",
     "ready_request",
     "send_report",
+    "start_report",
 ]

@@ -22,13 +22,15 @@ volatile state survive idle, but a session also saves the wake/idle round trips)
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from .beside import During
 from .closing import Closeable
 from .datasheet import (
     ATECC508A,
@@ -273,6 +275,12 @@ class Device(Closeable):
         self.on_write: Callable[[int, int, bytes], None] | None = None
         self._depth = 0
         self._woken = False  # the outermost session's wake was sent
+        self._during: During[Any] | None = None  # host work for the next command's execution
+        self._lingering = False  # a linger session left the chip awake (no idle sent)
+        self._woke_at = 0.0  # monotonic time of the last wake the chip answered
+        self.clock: Callable[[], float] = time.monotonic
+        """The monotonic clock (seconds) a wake's time is measured with (a test's fake)."""
+        self._wake_planned_ms = 0.0  # wake_plan_ms of the commands sent since that wake
         # The chip model and its ChipMode byte (the 608's clock divider): execution times come
         # from that model's table. ATECC508A until :meth:`detect_model` reads the chip.
         self.model: ChipModel = ATECC508A
@@ -299,15 +307,26 @@ class Device(Closeable):
         return self._depth > 0
 
     @contextmanager
-    def session(self, *, lazy: bool = False) -> Iterator[Device]:
+    def session(
+        self, *, lazy: bool = False, linger: bool = False, _continue: bool = False
+    ) -> Iterator[Device]:
         """Keep the chip awake for the commands of the ``with`` body; idle it at the end.
 
         Nested sessions share the outer one's wake. ``lazy``: wake only when the body's first
         command (or nested session) comes, so that a failed wake is that command's failure
-        (and a body that sends nothing sends no wake or idle either).
+        (and a body that sends nothing sends no wake or idle either). ``linger``: at the end
+        leave the chip awake instead (no idle): the next :meth:`planned_session` goes on in
+        the same wake if its plan still fits in what is left of it, any other session (or
+        :meth:`end_linger`) idles it first.
         """
         if self._depth == 0:
             self._woken = False
+            if self._lingering:
+                if _continue:
+                    self._lingering = False
+                    self._woken = True  # still awake from the wake before (planned_session)
+                else:
+                    self.end_linger()
         if not self._woken and not (lazy and self._depth == 0):
             self.wake()
             self._woken = True
@@ -320,10 +339,19 @@ class Device(Closeable):
             self._depth -= 1
             if self._depth == 0 and self._woken:
                 self._woken = False
-                if ok:
+                if ok and linger:
+                    self._lingering = True
+                elif ok:
                     self.hal.idle()
                 else:
                     self._idle_after_error()
+
+    def end_linger(self) -> None:
+        """Idle a chip a ``linger`` session left awake (nothing otherwise); a failed idle is
+        logged: the chip falls asleep on its watchdog anyway."""
+        if self._lingering:
+            self._lingering = False
+            self._idle_after_error()
 
     def wake_plan_ms(self, opcodes: Iterable[int]) -> float:
         """The time one wake holding these commands is planned to take: their max execution
@@ -353,15 +381,38 @@ class Device(Closeable):
         return [range(bounds[k], bounds[k + 1]) for k in range(wakes)]
 
     @contextmanager
-    def planned_session(self, opcodes: Iterable[int]) -> Iterator[Device]:
+    def planned_session(self, opcodes: Iterable[int], *, linger: bool = False) -> Iterator[Device]:
         """One wake for the commands of the ``with`` body (``opcodes``: what it sends at
         most) when their plan fits the watchdog budget (:meth:`fits_one_wake`); otherwise each
-        command wakes the chip as usual."""
-        if self.fits_one_wake(opcodes):
-            with self.session(lazy=True):
+        command wakes the chip as usual. A chip a ``linger`` session left awake goes on in
+        that wake when the time since it plus this plan still fits the budget (the host's
+        work in between, a server's answer, is counted as it was); otherwise it is idled and
+        woken again. ``linger``: see :meth:`session`."""
+        plan = list(opcodes)
+        if self.fits_one_wake(plan):
+            # what the wake has taken: its time so far, or the plan of what it held if more
+            used_ms = max((self.clock() - self._woke_at) * 1000.0, self._wake_planned_ms)
+            fits = used_ms + self.wake_plan_ms(plan) <= self.wake_budget_ms
+            with self.session(lazy=True, linger=linger, _continue=self._lingering and fits):
                 yield self
         else:
+            self.end_linger()
             yield self
+
+    @contextmanager
+    def during(self, work: Callable[[], _T]) -> Iterator[During[_T]]:
+        """Do ``work()`` (host work) while the chip executes the next command the ``with`` body
+        sends: after its packet went out, before its answer is read (:mod:`atcaprov.beside`).
+        Collect it with the yielded object's ``result()`` (done then if no command ran it);
+        the work must take well under that command's execution time plus
+        :data:`COMMAND_ALLOWANCE_MS`, since the answer is read after it."""
+        job = During(work)
+        self._during = job
+        try:
+            yield job
+        finally:
+            if self._during is job:
+                self._during = None
 
     def _idle_after_error(self) -> None:
         try:
@@ -386,6 +437,8 @@ class Device(Closeable):
                 last = exc
                 continue
             if raw == WAKE_RESPONSE:
+                self._woke_at = self.clock()
+                self._wake_planned_ms = 0.0
                 if attempt > 1:
                     log.info("chip woke on attempt %d of %d", attempt, attempts)
                 return
@@ -398,6 +451,7 @@ class Device(Closeable):
     def fresh_wake(self, *, retries: int | None = None) -> None:
         """Idle the chip (if it answers) and wake it again: a new watchdog period, TempKey
         kept. What is read right after this is what the chip holds, not a stale answer."""
+        self._lingering = False
         try:
             self.hal.idle()
         except CommError as exc:
@@ -406,11 +460,13 @@ class Device(Closeable):
 
     def idle(self) -> None:
         """Send the idle token (only meaningful outside a session)."""
+        self._lingering = False
         self.hal.idle()
 
     def sleep(self) -> None:
         """Send the sleep token: an awake chip sleeps and loses its volatile state; an idle or
         sleeping chip ignores it (wake it first to clear TempKey)."""
+        self._lingering = False
         self.hal.sleep()
 
     # ---------------------------------------------------------------------------------------
@@ -449,8 +505,15 @@ class Device(Closeable):
         for attempt in range(1, attempts + 1):
             self.opcode_counts[key] += 1
             self.chip_floor_ms += exec_ms
+            self._wake_planned_ms += exec_ms + COMMAND_ALLOWANCE_MS
+            job, self._during = self._during, None
             try:
-                out = parse_response(self.hal.transact(packet, exec_ms))
+                raw = (
+                    self.hal.transact(packet, exec_ms)
+                    if job is None
+                    else self.hal.transact_during(packet, exec_ms, job.run)
+                )
+                out = parse_response(raw)
                 if response_size is not None and len(out) != response_size:
                     raise MalformedPacketError(
                         f"opcode 0x{opcode:02X}: expected {response_size} data bytes, got"

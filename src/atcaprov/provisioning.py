@@ -40,9 +40,10 @@ Beyond the C flow:
   (installed / failed / abandoned, for the server's ledger; see :mod:`atcaprov.hooks`);
 * host time kept off the chip's path: wakes are planned within half the watchdog
   (``Device.planned_session``, ``Device.wake_groups``); with the CRC, the image blocks no
-  certificate can touch are written while the certificate request is out, and the checks
-  before the data lock run beside the certificate Writes (:mod:`atcaprov.beside`; both are
-  collected before the flow goes on). docs/library.md, "Wall time per device".
+  certificate can touch are written while the certificate request is out (a helper thread),
+  and the checks before the data lock are done while the chip executes the first certificate
+  Write (``Device.during``; :mod:`atcaprov.beside`; both are collected before the flow goes
+  on). docs/library.md, "Wall time per device".
 """
 
 from __future__ import annotations
@@ -452,15 +453,12 @@ class _Run:
         _place_cert(image, signer_def, signer_comp, reply.signer_cert, signer_pub)
         _place_cert(image, device_def, device_comp, reply.device_cert, None)
         self.image = image
-        # The checks before the data lock (host work: beside the Writes, collected after them)
-        check = Beside(
-            lambda: self.check_certs(reply, image, signer_pub, device_sn, public_key),
-            "atcaprov-check",
-        )
-        try:
+        # The checks before the data lock: host work, done while the chip executes the first
+        # Write (collected after the Writes, before anything else)
+        with self.device.during(
+            lambda: self.check_certs(reply, image, signer_pub, device_sn, public_key)
+        ) as check:
             image.write(self.device)
-        finally:
-            check.wait()
         check.result()
 
     def check_certs(
@@ -667,16 +665,16 @@ class _DataImage:
             reserved = self.reserved.get((zone, slot), set()) if free_only else set()
             for b in range((len(image) + BLOCK_SIZE - 1) // BLOCK_SIZE):
                 span = range(b * BLOCK_SIZE, (b + 1) * BLOCK_SIZE)
-                if not (self.whole or any(i in cert for i in span)):
+                if not (self.whole or not cert.isdisjoint(span)):
                     continue
-                if any(i in reserved for i in span):
+                if not reserved.isdisjoint(span):
                     continue
                 chunk = bytes(image[b * BLOCK_SIZE : (b + 1) * BLOCK_SIZE])
                 chunk = chunk.ljust(BLOCK_SIZE, b"\0")
                 if self.written.get((zone, slot, b)) != chunk:
                     writes.append((zone, slot, b, chunk))
         for group in device.wake_groups(Opcode.WRITE, len(writes)):
-            with device.session():
+            with device.planned_session((Opcode.WRITE,) * len(group)):
                 for zone, slot, block, chunk in writes[group.start : group.stop]:
                     device.write_zone(zone, slot, block, 0, chunk)
                     self.written[(zone, slot, block)] = chunk
@@ -824,12 +822,24 @@ def provision(
     slots = tuple(sorted(set(lock_slots)))
     check_arguments(cert_info, config, slots)
     run = _Run(device, hooks, cert_info, DEFAULT_CONFIG, slots, validate, data_lock_crc)
+    try:
+        return _provision(run, config)
+    finally:
+        device.end_linger()  # a run that stopped while the chip was left awake idles it
 
+
+def _provision(run: _Run, config: bytes | None) -> ProvisionResult:
+    """:func:`provision` once its arguments are checked."""
+    device, hooks, cert_info = run.device, run.hooks, run.cert_info
+    slots, validate = run.lock_slots, run.validate
     try:
         detect = not device.model_detected
         # Info only: the ChipMode byte comes with the config zone read next
         model = device.detect_model(read_chip_mode=False) if detect else device.model
-        current = device.read_config_zone()
+        # The chip stays awake after the read (linger): the config lock and GenKey go on in
+        # the same wake when it has time enough left after the readiness question
+        with device.planned_session((Opcode.READ,) * 4, linger=True):
+            current = device.read_config_zone()
         if detect:
             device.chip_mode = current[ATECC508A_CONFIG_MAP.chip_mode]
     except Exception as exc:  # no stage has started: report it as CONFIG_WRITE's
@@ -870,7 +880,8 @@ def provision(
         run.stage(ProvStage.CONFIG_WRITE, lambda: run.write_config(current))
 
     # One wake for the config lock, its confirmation and the key (no server talk in between).
-    with device.planned_session((Opcode.LOCK, Opcode.READ, Opcode.GENKEY)):
+    # ... and after GenKey, across the certificate request, for the certificate Writes
+    with device.planned_session((Opcode.LOCK, Opcode.READ, Opcode.GENKEY), linger=True):
         if not locks.config_locked:
             run.stage(ProvStage.CONFIG_LOCK, run.lock_config)
         config_zone = run.stage(
@@ -884,19 +895,20 @@ def provision(
     reply = run.stage(ProvStage.CERTS_REQUEST, lambda: run.request_certs(config_zone, public_key))
     run.stage(ProvStage.CERTS_WRITE, lambda: run.write_certs(reply, config_zone, public_key))
     run.stage(ProvStage.DATA_WRITE, run.write_data)
-    with device.planned_session((Opcode.LOCK, Opcode.READ)):  # the lock and its confirmation
+    # The lock and its confirmation; without slot locks, the validation in the same wake when
+    # it fits (no host wait in between: one wake and one idle fewer).
+    lock_plan = (Opcode.LOCK, Opcode.READ)
+    joined = validate and not slots and device.fits_one_wake(lock_plan + _VALIDATION_PLAN)
+    with device.planned_session(lock_plan + (_VALIDATION_PLAN if joined else ())):
         run.stage(ProvStage.DATA_LOCK, run.lock_data)
-    if slots:
-        with device.planned_session(_SLOT_LOCK_READS + (Opcode.LOCK,) * len(slots)):
-            run.stage(ProvStage.SLOTS_LOCK, run.lock_slots_stage)
-    else:
-        run.skip(ProvStage.SLOTS_LOCK)
-    if validate:
-        with device.planned_session(_VALIDATION_PLAN):
+        if joined:
+            run.skip(ProvStage.SLOTS_LOCK)
             run.stage(ProvStage.VALIDATE_CERTS, lambda: run.validate_certs(device_sn))
+    if not joined:
+        _slots_and_validation(run, slots, device_sn)
+    if validate:
         run.report(ReportOutcome.INSTALLED, ProvStage.VALIDATE_CERTS, ReturnCode.SUCCESS, "")
     else:
-        run.skip(ProvStage.VALIDATE_CERTS)
         run.report(
             ReportOutcome.INSTALLED,
             ProvStage.DATA_LOCK,
@@ -911,6 +923,21 @@ def provision(
         signer_cert=reply.signer_cert,
         skipped=run.skipped,
     )
+
+
+def _slots_and_validation(run: _Run, slots: tuple[int, ...], device_sn: bytes) -> None:
+    """SLOTS_LOCK and VALIDATE_CERTS after the data lock, each in its own planned wake."""
+    device = run.device
+    if slots:
+        with device.planned_session(_SLOT_LOCK_READS + (Opcode.LOCK,) * len(slots)):
+            run.stage(ProvStage.SLOTS_LOCK, run.lock_slots_stage)
+    else:
+        run.skip(ProvStage.SLOTS_LOCK)
+    if run.validate:
+        with device.planned_session(_VALIDATION_PLAN):
+            run.stage(ProvStage.VALIDATE_CERTS, lambda: run.validate_certs(device_sn))
+    else:
+        run.skip(ProvStage.VALIDATE_CERTS)
 
 
 def with_device_type(request: CertRequest, model: ChipModel) -> CertRequest2:

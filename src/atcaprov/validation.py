@@ -64,16 +64,19 @@ def read_public_key(device: Device, cert_def: CertDef) -> bytes:
     return unpad_public_key(raw) if loc.count == 72 else raw
 
 
-def read_cert(
-    device: Device,
-    cert_def: CertDef,
-    *,
-    ca_public_key: bytes,
-    device_sn: bytes,
-    public_key: bytes | None = None,
-) -> bytes:
-    """Rebuild the full DER certificate of ``cert_def`` from what the chip holds (its public
-    key given as ``public_key`` when already known in this session)."""
+@dataclass
+class CertRecords:
+    """What a certificate is rebuilt from, as read from the chip."""
+
+    comp: bytes
+    public_key: bytes
+    cert_sn: bytes | None
+    elements: dict[str, bytes]
+
+
+def read_records(device: Device, cert_def: CertDef, public_key: bytes | None = None) -> CertRecords:
+    """The chip's records of ``cert_def`` (its public key given as ``public_key`` when already
+    known in this session)."""
     comp_loc = cert_def.comp_cert_dev_loc
     comp = _read_loc(device, comp_loc.zone, comp_loc.slot, comp_loc.offset, 72)
     if public_key is None:
@@ -89,14 +92,39 @@ def read_cert(
         for e in cert_def.cert_elements
         if e.device_loc.present
     }
+    return CertRecords(comp, public_key, cert_sn, elements)
+
+
+def rebuild_records(
+    cert_def: CertDef, records: CertRecords, *, ca_public_key: bytes, device_sn: bytes
+) -> bytes:
+    """The full DER certificate of ``cert_def`` from its records (host work only)."""
     return rebuild(
         cert_def,
-        comp,
-        public_key,
+        records.comp,
+        records.public_key,
         device_sn,
         ca_public_key=ca_public_key,
-        cert_sn=cert_sn,
-        element_data=elements or None,
+        cert_sn=records.cert_sn,
+        element_data=records.elements or None,
+    )
+
+
+def read_cert(
+    device: Device,
+    cert_def: CertDef,
+    *,
+    ca_public_key: bytes,
+    device_sn: bytes,
+    public_key: bytes | None = None,
+) -> bytes:
+    """Rebuild the full DER certificate of ``cert_def`` from what the chip holds (its public
+    key given as ``public_key`` when already known in this session)."""
+    return rebuild_records(
+        cert_def,
+        read_records(device, cert_def, public_key),
+        ca_public_key=ca_public_key,
+        device_sn=device_sn,
     )
 
 
@@ -139,8 +167,15 @@ def key_challenge(
 ) -> None:
     """Prove the chip holds the private key of ``public_key``: sign a fresh random challenge."""
     msg = challenge if challenge is not None else os.urandom(32)
-    signature = device.sign(slot, msg)
-    if not verify_digest(public_key_object(public_key), msg, signature):
+    _check_signature(slot, public_key, msg, device.sign(slot, msg))
+
+
+def _check_signature(
+    slot: int, public_key: bytes | ec.EllipticCurvePublicKey, challenge: bytes, signature: bytes
+) -> None:
+    if isinstance(public_key, bytes):
+        public_key = public_key_object(public_key)
+    if not verify_digest(public_key, challenge, signature):
         raise ValidationError(
             f"the key in slot {slot} did not sign the challenge for the certificate's public key"
         )
@@ -170,51 +205,81 @@ class ValidatedCerts:
     signer_cert: bytes
 
 
-def rebuild_and_check(
-    device: Device, cert_info: CertInfo, device_sn: bytes, device_public_key: bytes | None = None
-) -> ValidatedCerts:
-    """Rebuild both certificates from the chip and verify the chain up to the cert-info root.
+def read_both(
+    device: Device, cert_info: CertInfo, device_public_key: bytes | None = None
+) -> tuple[CertRecords, CertRecords]:
+    """The signer's and the device's certificate records, read from the chip.
 
     ``device_public_key``: the device key as the chip returned it in this session (GenKey),
     used instead of asking it again when the device cert def takes the key from GenKey."""
-    signer_cert = read_cert(
-        device,
+    signer = read_records(device, cert_info.signer_cert_def)
+    device_def = cert_info.device_cert_def
+    known = device_public_key if device_def.public_key_dev_loc.is_genkey else None
+    return signer, read_records(device, device_def, known)
+
+
+def check_records(
+    cert_info: CertInfo, device_sn: bytes, signer: CertRecords, device: CertRecords
+) -> ValidatedCerts:
+    """Rebuild both certificates from their records and verify the chain up to the cert
+    info's root (host work only)."""
+    signer_cert = rebuild_records(
         cert_info.signer_cert_def,
+        signer,
         ca_public_key=cert_info.root_public_key,
         device_sn=device_sn,
     )
     signer_pub = cert_public_key(signer_cert)
-    device_cert = read_cert(
-        device,
-        cert_info.device_cert_def,
-        ca_public_key=signer_pub,
-        device_sn=device_sn,
-        public_key=(
-            device_public_key if cert_info.device_cert_def.public_key_dev_loc.is_genkey else None
-        ),
+    device_cert = rebuild_records(
+        cert_info.device_cert_def, device, ca_public_key=signer_pub, device_sn=device_sn
     )
     verify_chain(device_cert, signer_cert, cert_info.root_cert_der)
     return ValidatedCerts(device_cert, signer_cert)
 
 
-def _retrying(what: str, body: Callable[[], T], retry_on: tuple[type[Exception], ...]) -> T:
-    for attempt in range(1, VALIDATION_ATTEMPTS + 1):
+def rebuild_and_check(
+    device: Device, cert_info: CertInfo, device_sn: bytes, device_public_key: bytes | None = None
+) -> ValidatedCerts:
+    """Rebuild both certificates from the chip and verify the chain up to the cert-info root
+    (``device_public_key``: see :func:`read_both`)."""
+    return check_records(cert_info, device_sn, *read_both(device, cert_info, device_public_key))
+
+
+def _retrying(
+    what: str,
+    body: Callable[[], T],
+    retry_on: tuple[type[Exception], ...],
+    *,
+    first: int = 1,
+) -> T:
+    """``body()``, tried again on ``retry_on`` up to attempt :data:`VALIDATION_ATTEMPTS`
+    (``first``: the number of this first call, when an earlier attempt was made elsewhere)."""
+    for attempt in range(first, VALIDATION_ATTEMPTS + 1):
         try:
             return body()
         except retry_on as exc:
             if attempt == VALIDATION_ATTEMPTS or isinstance(exc, WakeFailedError):
                 raise
-            log.info(
-                "%s: attempt %d of %d failed (%s); trying again",
-                what,
-                attempt,
-                VALIDATION_ATTEMPTS,
-                exc,
-            )
+            _log_retry(what, attempt, exc)
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
+def _log_retry(what: str, attempt: int, exc: BaseException) -> None:
+    log.info(
+        "%s: attempt %d of %d failed (%s); trying again", what, attempt, VALIDATION_ATTEMPTS, exc
+    )
+
+
 _CHIP_FAULTS: tuple[type[Exception], ...] = (CommError, ChipStatusError)
+
+
+def _check_with_key(
+    cert_info: CertInfo, device_sn: bytes, records: tuple[CertRecords, CertRecords]
+) -> tuple[ValidatedCerts, bytes, ec.EllipticCurvePublicKey]:
+    """:func:`check_records`, and the device certificate's key (X||Y and as a key object)."""
+    certs = check_records(cert_info, device_sn, *records)
+    public_key = cert_public_key(certs.device_cert)
+    return certs, public_key, public_key_object(public_key)
 
 
 def validate_part(
@@ -223,19 +288,45 @@ def validate_part(
     """What VALIDATE_CERTS checks: both certificates rebuilt from the chip and verified up to
     the cert info's root, and the device key's challenge; each retried as the module says.
 
-    ``device_public_key``: see :func:`rebuild_and_check` (the challenge still proves the chip
-    holds its private key)."""
-    certs = _retrying(
+    The rebuild and the chain check are host work: they are done while the chip executes the
+    first command of the first challenge (``Device.during``), whose signature is checked
+    against the rebuilt device certificate's key once both are done (a challenge that fails
+    is tried again as before, with the key known).
+
+    ``device_public_key``: see :func:`read_both` (the challenge still proves the chip holds
+    its private key)."""
+    records = _retrying(
         "certificate reads",
-        lambda: rebuild_and_check(device, cert_info, device_sn, device_public_key),
+        lambda: read_both(device, cert_info, device_public_key),
         _CHIP_FAULTS,
     )
     slot = cert_info.device_cert_def.private_key_slot
-    public_key = cert_public_key(certs.device_cert)
+    challenge = os.urandom(32)
+    signature: bytes | None = None
+    failure: Exception | None = None
+    with device.during(lambda: _check_with_key(cert_info, device_sn, records)) as check:
+        try:
+            signature = device.sign(slot, challenge)
+        except _CHIP_FAULTS as exc:
+            failure = exc
+    # a certificate that does not check fails first, as it comes first
+    certs, public_key, key = check.result()
+    if signature is not None:
+        try:
+            _check_signature(slot, key, challenge, signature)
+        except ValidationError as exc:
+            failure = exc
+        else:
+            return certs
+    assert failure is not None, "a challenge that was not signed failed"
+    if VALIDATION_ATTEMPTS == 1 or isinstance(failure, WakeFailedError):
+        raise failure
+    _log_retry("device key challenge", 1, failure)
     _retrying(
         "device key challenge",
         lambda: key_challenge(device, slot, public_key),
         (*_CHIP_FAULTS, ValidationError),
+        first=2,
     )
     return certs
 

@@ -293,6 +293,7 @@ class BoardWorker(threading.Thread):
             self.gang.stopping.set()
             return
         station._record(result)
+        station.hooks.settle_report()  # the outcome report's acknowledgement, if left
         after = PartState.__members__.get(result.part_state or "")
         self._set(
             result=result.result,

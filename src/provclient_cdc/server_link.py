@@ -21,7 +21,11 @@
   server (:func:`atcaprov.certreq.ask_ready`) before the library writes or locks anything.
   It also sends the flow's outcome report (installed / failed / abandoned, protocol version 2)
   to the server; a server of protocol version 1 answers ``UNSUPPORTED_VERSION`` once, and no
-  report is sent to it again.
+  report is sent to it again. The ``installed`` report does not wait for its acknowledgement
+  inside the flow: the link holds the reading of it (:meth:`ServerLink.defer`) and does it
+  before the link is used for anything else (:meth:`ServerLink.settle`: a send, a connect, a
+  close, the alive check), and the station settles it as soon as the board's result is out;
+  an acknowledgement that is lost or refused is said then, as it was when waited for.
 """
 
 from __future__ import annotations
@@ -32,14 +36,29 @@ import select
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from atcaprov.certreq import NotReadyError, ServerTooOldError, ask_ready, send_report
+from atcaprov.certreq import (
+    NotReadyError,
+    ServerTooOldError,
+    ask_ready,
+    finish_report,
+    send_report,
+    start_report,
+)
 from atcaprov.device import Device
 from atcaprov.errors import AtcaprovError
 from atcaprov.hooks import BaseHooks
-from atcaprov.protocol import DeviceReport, ReadyRequest, RecordedState, ServerError
+from atcaprov.protocol import (
+    DeviceReport,
+    ReadyRequest,
+    RecordedState,
+    ReportAck,
+    ReportOutcome,
+    ServerError,
+)
 from atcaprov.return_codes import ReturnCode, ReturnCodeError
 from atcaprov.stages import ProvStage, ProvStatus
 from atcaprov.terminal import ESC
@@ -52,6 +71,7 @@ log = logging.getLogger(__name__)
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
 DEFAULT_IO_TIMEOUT_S = 30.0
 TLS_SETTLE_S = 0.3
+LATE_READ_S = 0.001  # a deferred answer read after its deadline: only what already arrived
 
 
 class ServerUnreachableError(ReturnCodeError):
@@ -202,6 +222,17 @@ def server_speaks_tls(host: str, port: int, timeout: float) -> bool:
         sock.close()
 
 
+def _arrived(sock: socket.socket) -> bool:
+    """Bytes are waiting to be read on ``sock`` (checked without waiting)."""
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return bool(readable)
+
+
 class ServerLink:
     """A blocking connection to the server with bounded connect and I/O times.
 
@@ -229,6 +260,8 @@ class ServerLink:
         self._answer_deadline: float | None = None  # monotonic time the answer must be in by
         self._answer_bytes = 0  # received since the last send
         self._received = 0  # received on this connection
+        self._pending: Callable[[], None] | None = None  # reads an answer left for later
+        self._settling = False  # that reading is under way: an answer past its time is polled
 
     @property
     def address(self) -> str:
@@ -237,6 +270,31 @@ class ServerLink:
     @property
     def connected(self) -> bool:
         return self._sock is not None
+
+    def defer(self, collect: Callable[[], None]) -> None:
+        """Leave the answer to the request just sent for later: ``collect()`` reads it (with
+        :meth:`recv`, within the request's ``io_timeout``, or from what already arrived if
+        that has passed) and must never raise. :meth:`settle` calls it; so does every use of
+        the link (send, connect, close, the alive check) before going on, so the link's
+        stream is always in step."""
+        self.settle()
+        self._pending = collect
+
+    @property
+    def pending(self) -> bool:
+        """An answer is left for :meth:`settle`."""
+        return self._pending is not None
+
+    def settle(self) -> None:
+        """Read the answer :meth:`defer` left, if any (now: it blocks until it comes)."""
+        collect, self._pending = self._pending, None
+        if collect is None:
+            return
+        self._settling = True
+        try:
+            collect()
+        finally:
+            self._settling = False
 
     def connect(self) -> None:
         """Open the connection (closing any previous one)."""
@@ -266,6 +324,7 @@ class ServerLink:
     def alive(self) -> bool:
         """False if there is no connection or the server has closed it (checked without
         waiting; data the server sent unasked also counts as a broken conversation)."""
+        self.settle()
         sock = self._sock
         if sock is None:
             return False
@@ -297,6 +356,7 @@ class ServerLink:
 
     def send(self, data: bytes) -> None:
         """Send all of ``data`` (within ``io_timeout``); the answer's deadline starts now."""
+        self.settle()
         sock = self._require()
         try:
             sock.settimeout(self.io_timeout)
@@ -328,6 +388,8 @@ class ServerLink:
             self._answer_deadline = time.monotonic() + self.io_timeout
         left = self._answer_deadline - time.monotonic()
         try:
+            if left <= 0 and self._settling and _arrived(sock):
+                left = LATE_READ_S  # a deferred answer read late: what came in is taken
             if left <= 0:
                 raise TimeoutError
             sock.settimeout(left)
@@ -366,6 +428,8 @@ class ServerLink:
         return data
 
     def close(self) -> None:
+        """Close the connection (after reading a deferred answer: :meth:`settle`)."""
+        self.settle()
         sock, self._sock = self._sock, None
         if sock is not None:
             try:
@@ -502,11 +566,43 @@ class LinkHooks(BaseHooks):
         """No extra data: the client writes only what the certificates need."""
 
     def report_outcome(self, report: DeviceReport) -> None:
-        """Send the run's outcome to the server's ledger (once per board; never raises)."""
+        """Send the run's outcome to the server's ledger (once per board; never raises).
+
+        ``installed`` is sent without waiting for the acknowledgement (the run is over: the
+        flow need not wait for the server's ledger): the link reads it before its next use,
+        and the station settles it once the board's result is out (:meth:`settle_report`).
+        A failed or abandoned run's report is waited for, as the board's failure is being
+        told."""
         if not self.server_records_outcomes:
             return
+        if report.outcome is not ReportOutcome.INSTALLED:
+            self._report_answer(lambda: send_report(self, report))
+            return
         try:
-            self.recorded = send_report(self, report).state
+            start_report(self, report)
+        except (AtcaprovError, OSError) as exc:
+            self.output.detail(f"Outcome not reported to the server: {exc}")
+            return
+        link = self.link
+
+        def collect() -> None:  # from the link the report went to, whichever is in use now
+            current, self.link = self.link, link
+            try:
+                self._report_answer(lambda: finish_report(self))
+            finally:
+                self.link = current
+
+        link.defer(collect)
+
+    def settle_report(self) -> None:
+        """Read the acknowledgement of an outcome report sent without waiting, if one is left
+        (the link would read it before its next use anyway)."""
+        self.link.settle()
+
+    def _report_answer(self, answer: Callable[[], ReportAck]) -> None:
+        """What the server answered to a report (``answer()``), said as the operator needs."""
+        try:
+            self.recorded = answer().state
         except ServerError as exc:
             if exc.code in (ReturnCode.UNSUPPORTED_VERSION, ReturnCode.UNKNOWN_MESSAGE_TYPE):
                 self.server_records_outcomes = False

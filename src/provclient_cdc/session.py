@@ -372,6 +372,7 @@ class Station:
                 if result is None:  # ConfigError: arguments unusable for any board
                     return ExitCode.BAD_INPUT
                 self._record(result)
+                self.hooks.settle_report()  # the outcome report's acknowledgement, if left
                 last = count is not None and len(self.stats.results) >= count
                 if result.result != "removed":
                     self.output.line(FINAL_LINES.get(result.result, FINAL_LINES["failed"]))

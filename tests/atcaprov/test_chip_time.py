@@ -19,7 +19,7 @@ from atcaprov.emulator.zones import default_config
 from atcaprov.hal import Hal, open_hal
 from atcaprov.hal.faults import FaultHal
 from atcaprov.packet import Opcode
-from atcaprov.provisioning import PartState, ProvisioningError
+from atcaprov.provisioning import PartState, ProvisioningError, ServerNotReadyError
 from atcaprov.return_codes import ReturnCode
 from atcaprov.stages import ProvStage
 from tests.support.cert_server import InMemoryServer
@@ -154,7 +154,7 @@ class Wakes(FaultHal):
         return super().transact(packet, exec_time_ms)
 
 
-@pytest.mark.parametrize(("crc", "wakes"), [(True, 9), (False, 6)])
+@pytest.mark.parametrize(("crc", "wakes"), [(True, 7), (False, 3)])
 def test_a_run_plans_few_wakes_each_well_inside_the_watchdog(
     pki: Pki, crc: bool, wakes: int
 ) -> None:
@@ -168,15 +168,44 @@ def test_a_run_plans_few_wakes_each_well_inside_the_watchdog(
     device = Device(hal)
     provision(device, RecordingHooks(InMemoryServer(pki)), pki.cert_info, data_lock_crc=crc)
     assert device.retry_count == 0 and chip.data_locked
-    # Info (the model), the first read, config lock + read + GenKey, the certificate Writes (with
-    # the CRC: the 37 fill-only ones in three wakes while the request is out, then the 9 with
-    # certificate data in one; without: those 9), the data lock and its check, the validation
+    # Info (the model); the first read, config lock + read + GenKey in one wake (the chip kept
+    # awake across the readiness question), without the CRC the 9 certificate Writes in it too
+    # (kept awake across the certificate request); with the CRC the 37 fill-only Writes in
+    # three wakes while the request is out, then the 9 with certificate data in one; the data
+    # lock and its check with the validation (no slot locks: one wake)
     assert len(hal.per_wake) == wakes, hal.per_wake
     assert all(ops for ops in hal.per_wake)  # no wake without a command
     for ops in hal.per_wake:
         assert device.wake_plan_ms(ops) <= device.wake_budget_ms
         assert device.wake_plan_ms(ops) <= 0.5 * WATCHDOG_S * 1000
-    assert [Opcode.LOCK, Opcode.READ, Opcode.GENKEY] in hal.per_wake
+    first = [Opcode.READ] * 4 + [Opcode.LOCK, Opcode.READ, Opcode.GENKEY]
+    assert hal.per_wake[1] == (first if crc else first + [Opcode.WRITE] * 9)
+    last = hal.per_wake[-1]
+    assert last[:2] == [Opcode.LOCK, Opcode.READ] and last[-3:] == [
+        Opcode.RANDOM,
+        Opcode.NONCE,
+        Opcode.SIGN,
+    ]
+
+
+def test_slot_locks_keep_the_validation_in_a_wake_of_its_own(pki: Pki) -> None:
+    clock = FakeClock()
+    chip = Atecc508a(
+        _memory=_part()._state.memory, timing_scale=1.0, clock=clock, sleeper=clock.advance
+    )
+    hal = Wakes(open_hal("emulator", chip=chip))
+    device = Device(hal)
+    provision(
+        device,
+        RecordingHooks(InMemoryServer(pki)),
+        pki.cert_info,
+        data_lock_crc=False,
+        lock_slots=(10,),
+    )
+    assert device.retry_count == 0 and chip.data_locked
+    assert hal.per_wake[-3][0] == Opcode.LOCK  # the data lock (and its check)
+    assert Opcode.LOCK in hal.per_wake[-2]  # the slot lock
+    assert hal.per_wake[-1][-1] == Opcode.SIGN  # the validation
 
 
 def test_fill_only_writes_go_out_while_the_certificate_request_is_out(pki: Pki) -> None:
@@ -215,3 +244,63 @@ def test_a_refused_certificate_request_leaves_the_part_to_provision_again(pki: P
     assert info.value.part_state == PartState.CONFIG_LOCKED and not chip.data_locked
     provision(device, RecordingHooks(InMemoryServer(pki)), pki.cert_info)
     assert verify(device, pki.cert_info, expected_config=DEFAULT_CONFIG).ok
+
+
+class Tokens(Wakes):
+    """Wakes, and the idle tokens sent."""
+
+    def __init__(self, inner: Hal) -> None:
+        super().__init__(inner)
+        self.idles = 0
+        self.tokens: list[str] = []
+
+    def wake(self) -> bytes:
+        self.tokens.append("wake")
+        return super().wake()
+
+    def idle(self) -> None:
+        self.idles += 1
+        self.tokens.append("idle")
+        super().idle()
+
+
+def test_a_slow_server_answer_gets_the_writes_a_fresh_wake(pki: Pki) -> None:
+    """The chip kept awake across the certificate request goes on in that wake only if the
+    Writes still fit in what is left of it: a server that took 0.6 s (the chip's clock) makes
+    the flow idle it and wake it again before the Writes."""
+    clock = FakeClock()
+    chip = Atecc508a(
+        _memory=_part()._state.memory, timing_scale=1.0, clock=clock, sleeper=clock.advance
+    )
+    hal = Tokens(open_hal("emulator", chip=chip))
+    device = Device(hal)
+
+    device.clock = clock  # the wake's time as the chip counts it
+
+    class SlowServer(RecordingHooks):
+        def certreq_send(self, data: bytes) -> None:
+            super().certreq_send(data)
+            if self.server.requests:  # the certificate request (not the readiness question)
+                clock.advance(0.6)
+
+    provision(device, SlowServer(InMemoryServer(pki)), pki.cert_info, data_lock_crc=False)
+    assert device.retry_count == 0 and chip.data_locked
+    first = [Opcode.READ] * 4 + [Opcode.LOCK, Opcode.READ, Opcode.GENKEY]
+    assert hal.per_wake[1] == first  # the Writes did not go on in that wake
+    assert hal.per_wake[2] == [Opcode.WRITE] * 9
+
+
+def test_a_run_stopped_by_a_server_not_ready_idles_the_chip(pki: Pki) -> None:
+    hal = Tokens(open_hal("emulator", chip=_part()))
+    device = Device(hal)
+    server = InMemoryServer(pki)
+
+    class NotReady(RecordingHooks):
+        def check_ready(self, request: object) -> None:
+            raise ConnectionRefusedError("server down")
+
+    with pytest.raises(ServerNotReadyError):
+        provision(device, NotReady(server), pki.cert_info)
+    # the first read's wake was left open for the config lock: the stopped run idles it
+    assert hal.tokens[-1] == "idle"
+    assert hal.tokens.count("wake") == hal.tokens.count("idle")

@@ -10,7 +10,7 @@ import pytest
 from atcaprov import provision, verify
 from atcaprov.device import Device
 from atcaprov.emulator import Atecc508a
-from atcaprov.errors import CommError
+from atcaprov.errors import CommError, ExecutionError
 from atcaprov.hal import open_hal
 from atcaprov.hal.emulator import EmulatorHal
 from atcaprov.hal.faults import FaultHal
@@ -107,3 +107,81 @@ def test_verify_raises_for_a_board_that_is_gone(pki: Pki) -> None:
     hal.arm("unplug", after=6)
     with pytest.raises(CommError):
         verify(Device(hal), pki.cert_info)
+
+
+@pytest.mark.parametrize("fault", [0x0F, "lost", "crc"])
+def test_validate_part_tries_the_first_challenge_again(pki: Pki, fault: int | str) -> None:
+    """The first challenge is signed while the certificates are checked; a failed one is
+    tried again once the certificates are known good."""
+    chip = _provisioned(pki)
+
+    class ArmAtSign(FaultHal):
+        signs = 0
+
+        def transact(self, packet: bytes, exec_time_ms: float) -> bytes:
+            if packet[1] == Opcode.SIGN:
+                self.signs += 1
+                if not self.fired:
+                    self.arm(fault)
+            return super().transact(packet, exec_time_ms)
+
+    hal = ArmAtSign(EmulatorHal(chip))
+    certs = validate_part(Device(hal), pki.cert_info, chip.serial_number)
+    assert hal.fired and hal.signs >= 2
+    assert certs.signer_cert == pki.signer_cert
+
+
+def test_validate_part_gives_up_after_its_attempts(pki: Pki) -> None:
+    chip = _provisioned(pki)
+
+    class RefuseSign(FaultHal):
+        signs = 0
+
+        def transact(self, packet: bytes, exec_time_ms: float) -> bytes:
+            if packet[1] == Opcode.SIGN:
+                self.signs += 1
+                self.arm(0x0F)
+            return super().transact(packet, exec_time_ms)
+
+    hal = RefuseSign(EmulatorHal(chip))
+    with pytest.raises(ExecutionError):
+        validate_part(Device(hal), pki.cert_info, chip.serial_number)
+    assert hal.signs == VALIDATION_ATTEMPTS
+
+
+def test_validate_part_a_bad_certificate_fails_before_a_refused_challenge(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """The certificate check comes first, as it did when the challenge followed it: a part
+    whose certificate does not check fails on that, whatever its challenge did."""
+    damaged = _with_slot(_provisioned(pki), SIGNER_PUBKEY_SLOT, bytes(range(72)), tmp_path)
+
+    class RefuseSign(FaultHal):
+        def transact(self, packet: bytes, exec_time_ms: float) -> bytes:
+            if packet[1] == Opcode.SIGN:
+                self.arm(0x0F)
+            return super().transact(packet, exec_time_ms)
+
+    with pytest.raises(ValidationError) as info:
+        validate_part(
+            Device(RefuseSign(EmulatorHal(damaged))), pki.cert_info, damaged.serial_number
+        )
+    assert info.value.code == ReturnCode.VALIDATION_FAILED
+    assert "P-256" in info.value.message
+
+
+def test_validate_part_refuses_a_signature_by_another_key(pki: Pki) -> None:
+    """A chip whose key does not match the certificate's fails the challenge every time."""
+    chip, other = _provisioned(pki), _provisioned(pki)
+
+    class OtherKeySigns(EmulatorHal):
+        def transact(self, packet: bytes, exec_time_ms: float) -> bytes:
+            if packet[1] == Opcode.RANDOM:  # the challenge starts: the other chip takes it
+                other.wake()
+            if packet[1] in (Opcode.RANDOM, Opcode.NONCE, Opcode.SIGN):
+                return other.execute(packet)
+            return super().transact(packet, exec_time_ms)
+
+    device = Device(OtherKeySigns(chip))
+    with pytest.raises(ValidationError, match="did not sign the challenge"):
+        validate_part(device, pki.cert_info, chip.serial_number)

@@ -24,12 +24,14 @@ to it and wait, so they are safe to call from any thread.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import queue
 import select
 import selectors
 import socket
+import sys
 import termios
 import threading
 import time
@@ -69,6 +71,25 @@ _PERSISTENT_OPCODES = frozenset(
 )
 
 _T = TypeVar("_T")
+
+
+_PR_SET_TIMERSLACK = 29  # linux/prctl.h
+TIMER_SLACK_NS = 1
+
+
+def tighten_timer_slack() -> bool:
+    """Make this thread's sleeps end on time (Linux: the thread's timer slack, 50 us by
+    default, down to :data:`TIMER_SLACK_NS`). With the timing model on, a chip's answer comes
+    after a sleep to its execution time: the default slack made it about 0.05 ms late on every
+    command. False where this cannot be done (not Linux, no C library)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(_PR_SET_TIMERSLACK, TIMER_SLACK_NS, 0, 0, 0) == 0)
+    except (OSError, AttributeError) as exc:
+        log.debug("timer slack left as it is: %s", exc)
+        return False
 
 
 class KitBoardError(AtcaprovError):
@@ -623,6 +644,8 @@ class VirtualKitBoard:
     # ---- the loop ----------------------------------------------------------------------------
     def _loop(self) -> None:
         assert self._sel is not None
+        if any(e.chip.timing_scale > 0 for e in self._entries):
+            tighten_timer_slack()
         while self._running:
             try:
                 events = self._sel.select(timeout=self._next_tick())

@@ -48,6 +48,15 @@ class Hal(Closeable, ABC):
         wait before reading; drivers whose peer answers when done may ignore it.
         """
 
+    def transact_during(
+        self, packet: bytes, exec_time_ms: float, work: Callable[[], None]
+    ) -> bytes:
+        """:meth:`transact`, with ``work()`` (host work that must not raise) done while the
+        chip executes: after the packet went out, before the answer is read. This default
+        does the work first; a driver whose send and receive are separate overrides it."""
+        work()
+        return self.transact(packet, exec_time_ms)
+
     def close(self) -> None:
         """Release the transport. Idempotent."""
 

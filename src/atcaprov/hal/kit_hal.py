@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from abc import abstractmethod
+from collections.abc import Callable
 
 from .. import kit_protocol as kp
 from ..errors import AtcaStatus, CommError, CommTimeoutError, NoDevicesError
@@ -135,13 +136,16 @@ class KitHal(Hal):
     # -- line exchange ----------------------------------------------------------------------
     def request(self, line: bytes, what: str) -> bytes:
         """Send one kit line and return the kit's reply line (without ``'\\n'``)."""
+        self._send_line(line)
+        return self._read_line(what, line)
+
+    def _send_line(self, line: bytes) -> None:
         self._decoder.reset()
         if self._stale_input:  # a late answer to an earlier, timed-out request is stale
             self._drain()
             self._decoder.reset()
             self._stale_input = False
         self._write(line)
-        return self._read_line(what, line)
 
     def _read_line(self, what: str, sent: bytes) -> bytes:
         deadline = time.monotonic() + self.timeout
@@ -188,3 +192,20 @@ class KitHal(Hal):
         line = kp.format_talk(packet, self.dialect)
         opcode = packet[1:2].hex().upper() or "?"
         return kp.check_reply(self.request(line, "talk"), f"talk opcode 0x{opcode}")
+
+    def transact_during(
+        self, packet: bytes, exec_time_ms: float, work: Callable[[], None]
+    ) -> bytes:
+        # The work is done once the line is out (the chip executing); the answer waits in the
+        # port's buffer meanwhile. The kit-answer timeout runs from after the work.
+        if type(self).transact is not KitHal.transact:  # a subclass's transact stays in charge
+            return super().transact_during(packet, exec_time_ms, work)
+        line = kp.format_talk(packet, self.dialect)
+        opcode = packet[1:2].hex().upper() or "?"
+        self._send_line(line)
+        try:
+            work()
+        except BaseException:  # (an interrupt: work() keeps its Exceptions) the answer is stale
+            self._stale_input = True
+            raise
+        return kp.check_reply(self._read_line("talk", line), f"talk opcode 0x{opcode}")

@@ -390,3 +390,57 @@ def test_a_reply_over_socket_url_comes_in_one_piece() -> None:
     finally:
         server.close()
         thread.join(5)
+
+
+def test_a_plain_socket_url_is_a_tcp_connection_of_its_own() -> None:
+    from atcaprov.hal.kit_cdc import _plain_socket_address
+
+    assert _plain_socket_address("socket://127.0.0.1:5000") == ("127.0.0.1", 5000)
+    assert _plain_socket_address("SOCKET://localhost:1") == ("localhost", 1)
+    # pyserial options, a path, no port, a bad port, a serial device: pyserial opens them
+    assert _plain_socket_address("socket://127.0.0.1:5000?logging=debug") is None
+    assert _plain_socket_address("socket://127.0.0.1:5000/x") is None
+    assert _plain_socket_address("socket://127.0.0.1") is None
+    assert _plain_socket_address("socket://127.0.0.1:99999") is None
+    assert _plain_socket_address("/dev/ttyACM0") is None
+
+
+def test_a_socket_kit_that_closes_the_link_is_a_transport_error() -> None:
+    import socket
+
+    responder = firmware_responder()
+    server = socket.create_server(("127.0.0.1", 0))
+    port_number = server.getsockname()[1]
+    lines: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        decoder = kp.KitLineDecoder()
+        with conn:
+            while data := conn.recv(4096):
+                for line in decoder.feed(data):
+                    lines.append(line)
+                    if line[1:4] == b":t(":  # the first command: the kit goes away unanswered
+                        return
+                    conn.sendall(responder(line))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        with KitCdcHal(f"socket://127.0.0.1:{port_number}", timeout=2.0) as hal:
+            assert hal._tcp is not None  # not pyserial's handler
+            device = Device(hal, wake_retries=0, crc_retries=0)
+            with pytest.raises(KitTransportError, match="closed the link"):
+                device.read_zone(0, 0, 0, 0, 32)
+    finally:
+        server.close()
+        thread.join(5)
+
+
+def test_no_kit_at_a_socket_url_is_no_devices() -> None:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port_number = probe.getsockname()[1]
+    with pytest.raises(NoDevicesError, match="cannot open kit port"):
+        KitCdcHal(f"socket://127.0.0.1:{port_number}", timeout=1.0)
