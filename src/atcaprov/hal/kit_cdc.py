@@ -146,22 +146,24 @@ class KitCdcHal(KitHal):
         )
         self.url = url
         self._tcp: _TcpPort | None = None
+        self._port: Any = None
+        self._port_timeout: float | None = None
+        self._waiting_is_a_count = False
         address = _plain_socket_address(url) if serial_factory is None else None
         if address is not None:  # the virtual board: a plain TCP connection, no pyserial
             try:
                 self._tcp = _TcpPort(address, self.timeout)
             except OSError as exc:
                 raise NoDevicesError(f"cannot open kit port {url!r}: {exc}") from exc
-            self._port: Any = None
-            self._port_timeout: float | None = None
-            self._waiting_is_a_count = False
-            try:
-                self._connect()
-            except BaseException:
-                self.close()
-                raise
-            return
-        factory = serial_factory or serial.serial_for_url
+        else:
+            self._open_serial(url, baudrate, serial_factory or serial.serial_for_url)
+        try:
+            self._connect()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_serial(self, url: str, baudrate: int, factory: SerialFactory) -> None:
         try:
             self._port = factory(
                 url,
@@ -184,11 +186,6 @@ class KitCdcHal(KitHal):
         # how many): there the rest of a reply is taken with a zero-timeout read (a timeout
         # change costs nothing on a socket), or a reply would come two bytes per read.
         self._waiting_is_a_count = not url.lower().startswith("socket://")
-        try:
-            self._connect()
-        except BaseException:
-            self.close()
-            raise
 
     def __repr__(self) -> str:
         return f"KitCdcHal(url={self.url!r})"
