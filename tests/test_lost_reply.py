@@ -32,44 +32,34 @@ from atcaprov_demo import (
 from provclient_cdc.session import ExitCode
 from provserver.ledger import EventKind, IssuanceState
 from provserver.ledger.sqlite import SqliteLedger
+from tests.support.net import LoopbackListener
 
 pytestmark = pytest.mark.slow
 
 
-class DroppingRelay:
+class DroppingRelay(LoopbackListener):
     """127.0.0.1:port -> upstream; the reply to the first CertRequest is dropped (once)."""
 
     def __init__(self, upstream: int) -> None:
+        super().__init__(poll_s=0.2)
         self.upstream = upstream
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.2)
-        self.port = int(self.listener.getsockname()[1])
         self.dropped = threading.Event()
         self._arm = threading.Event()  # the first CertRequest went up: drop what comes back
-        self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.errors: list[str] = []  # socket errors seen (closing sides), kept for a failure
-        self._accept = threading.Thread(target=self._accept_loop, daemon=True)
-        self._accept.start()
+        self.start()
 
     def close(self) -> None:
-        self._stop.set()
-        self._accept.join(5)
-        self.listener.close()
+        super().close()
         for t in self._threads:
             t.join(5)
 
-    def _accept_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            upstream = socket.create_connection(("127.0.0.1", self.upstream), timeout=10)
-            for target in (self._up, self._down):
-                t = threading.Thread(target=target, args=(client, upstream), daemon=True)
-                t.start()
-                self._threads.append(t)
+    def accepted(self, client: socket.socket) -> None:
+        upstream = socket.create_connection(("127.0.0.1", self.upstream), timeout=10)
+        for target in (self._up, self._down):
+            t = threading.Thread(target=target, args=(client, upstream), daemon=True)
+            t.start()
+            self._threads.append(t)
 
     def _up(self, client: socket.socket, upstream: socket.socket) -> None:
         buf = b""

@@ -26,41 +26,29 @@ from atcaprov.protocol import (
 from atcaprov.return_codes import ReturnCode
 from provclient_cdc.output import Output
 from provclient_cdc.server_link import LinkHooks, ServerLink
+from tests.support.net import LoopbackListener
 from tests.support.pki import Pki
 
 WAIT_S = 5.0  # bound of every wait in these tests
 
 
-class ScriptedServer:
+class ScriptedServer(LoopbackListener):
     """One client at a time; answers a ReadyRequest with ready and a DeviceReport as
     ``on_report`` says: ``"ack"`` (once ``release`` is set), ``"close"`` (no answer, the
     connection closed), ``"silent"`` (no answer), ``"refuse"`` (an error reply), ``"v1"``
     (UNSUPPORTED_VERSION, as a version-1 server)."""
 
     def __init__(self, on_report: str = "ack") -> None:
+        super().__init__(backlog=4, poll_s=0.1)
         self.on_report = on_report
         self.release = threading.Event()
         self.reports: list[DeviceReport] = []
         self.got_report = threading.Event()
-        self._stop = threading.Event()
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(4)
-        self._sock.settimeout(0.1)
-        self.port: int = self._sock.getsockname()[1]
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
+        self.start()
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with conn:
-                self._serve(conn)
+    def accepted(self, conn: socket.socket) -> None:
+        with conn:
+            self._serve(conn)
 
     def _serve(self, conn: socket.socket) -> None:
         conn.settimeout(0.1)
@@ -106,10 +94,8 @@ class ScriptedServer:
         return True
 
     def close(self) -> None:
-        self._stop.set()
         self.release.set()
-        self._sock.close()
-        self._thread.join(timeout=WAIT_S)
+        super().close()
 
 
 def _report(outcome: ReportOutcome = ReportOutcome.INSTALLED) -> DeviceReport:

@@ -43,6 +43,7 @@ from atcaprov.protocol import (
 )
 from atcaprov.return_codes import ReturnCode
 from tests.support.keys import sign_digest
+from tests.support.net import LoopbackListener
 from tests.support.pki import NOW, Pki
 
 
@@ -116,39 +117,26 @@ class InMemoryServer:
         return encode(reply)
 
 
-class CertServer(InMemoryServer):
+class CertServer(InMemoryServer, LoopbackListener):
     """A threaded certificate server on 127.0.0.1 (one thread per connection, bounded reads)."""
 
     def __init__(self, pki: Pki) -> None:
-        super().__init__(pki)
+        InMemoryServer.__init__(self, pki)
+        LoopbackListener.__init__(self, backlog=8, poll_s=0.2)
         self.silent = False  # certificate requests get no answer (readiness still does)
         self.close_after_reply = False  # close after each certificate reply
         self.trickle: float | None = None  # seconds between the bytes of an answer
         self.connections = 0
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(8)
-        self._sock.settimeout(0.2)
-        self.port: int = self._sock.getsockname()[1]
-        self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._conns: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
-        self._thread.start()
+        self.start()
 
-    def _accept_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.connections += 1
-            self._conns.append(conn)
-            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            self._threads.append(t)
-            t.start()
+    def accepted(self, conn: socket.socket) -> None:
+        self.connections += 1
+        self._conns.append(conn)
+        t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+        self._threads.append(t)
+        t.start()
 
     def _serve(self, conn: socket.socket) -> None:
         conn.settimeout(0.2)
@@ -209,8 +197,6 @@ class CertServer(InMemoryServer):
         self._conns.clear()
 
     def close(self) -> None:
-        self._stop.set()
-        self._sock.close()
-        self._thread.join(timeout=5)
+        LoopbackListener.close(self)
         for t in self._threads:
             t.join(timeout=5)
