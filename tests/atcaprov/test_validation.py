@@ -11,7 +11,7 @@ from atcaprov import provision, verify
 from atcaprov.device import Device
 from atcaprov.emulator import Atecc508a
 from atcaprov.errors import CommError, ExecutionError
-from atcaprov.hal import open_hal
+from atcaprov.hal import Hal, open_hal
 from atcaprov.hal.emulator import EmulatorHal
 from atcaprov.hal.faults import FaultHal
 from atcaprov.packet import Opcode
@@ -22,6 +22,34 @@ from tests.support.hooks import RecordingHooks
 from tests.support.pki import Pki
 
 SIGNER_PUBKEY_SLOT = 11
+
+
+class ArmAtSign(FaultHal):
+    """``fault`` armed at the first Sign (the Signs after it go through); counts the Signs."""
+
+    def __init__(self, inner: Hal, fault: int | str) -> None:
+        super().__init__(inner)
+        self.fault = fault
+        self.signs = 0
+
+    def transact(self, packet: bytes, exec_time_ms: float) -> bytes:
+        if packet[1] == Opcode.SIGN:
+            self.signs += 1
+            if not self.fired:
+                self.arm(self.fault)
+        return super().transact(packet, exec_time_ms)
+
+
+class RefuseSign(FaultHal):
+    """Every Sign is refused by the chip (status 0x0F); counts them."""
+
+    signs = 0
+
+    def transact(self, packet: bytes, exec_time_ms: float) -> bytes:
+        if packet[1] == Opcode.SIGN:
+            self.signs += 1
+            self.arm(0x0F)
+        return super().transact(packet, exec_time_ms)
 
 
 def _provisioned(pki: Pki, lock_slots: tuple[int, ...] = ()) -> Atecc508a:
@@ -72,13 +100,7 @@ def test_verify_checks_the_expected_slot_locks(pki: Pki) -> None:
 def test_verify_retries_the_key_challenge(pki: Pki, fault: int | str) -> None:
     chip = _provisioned(pki)
 
-    class ArmAtSign(FaultHal):
-        def transact(self, packet: bytes, exec_time_ms: float) -> bytes:
-            if packet[1] == Opcode.SIGN and not self.fired:
-                self.arm(fault)
-            return super().transact(packet, exec_time_ms)
-
-    hal = ArmAtSign(EmulatorHal(chip))
+    hal = ArmAtSign(EmulatorHal(chip), fault)
     report = verify(Device(hal), pki.cert_info)
     assert report.ok, report.lines()
     assert hal.fired
@@ -86,15 +108,6 @@ def test_verify_retries_the_key_challenge(pki: Pki, fault: int | str) -> None:
 
 def test_verify_gives_up_on_a_chip_that_always_refuses(pki: Pki) -> None:
     chip = _provisioned(pki)
-
-    class RefuseSign(FaultHal):
-        signs = 0
-
-        def transact(self, packet: bytes, exec_time_ms: float) -> bytes:
-            if packet[1] == Opcode.SIGN:
-                self.signs += 1
-                self.arm(0x0F)
-            return super().transact(packet, exec_time_ms)
 
     hal = RefuseSign(EmulatorHal(chip))
     report = verify(Device(hal), pki.cert_info)
@@ -115,17 +128,7 @@ def test_validate_part_tries_the_first_challenge_again(pki: Pki, fault: int | st
     tried again once the certificates are known good."""
     chip = _provisioned(pki)
 
-    class ArmAtSign(FaultHal):
-        signs = 0
-
-        def transact(self, packet: bytes, exec_time_ms: float) -> bytes:
-            if packet[1] == Opcode.SIGN:
-                self.signs += 1
-                if not self.fired:
-                    self.arm(fault)
-            return super().transact(packet, exec_time_ms)
-
-    hal = ArmAtSign(EmulatorHal(chip))
+    hal = ArmAtSign(EmulatorHal(chip), fault)
     certs = validate_part(Device(hal), pki.cert_info, chip.serial_number)
     assert hal.fired and hal.signs >= 2
     assert certs.signer_cert == pki.signer_cert
@@ -133,15 +136,6 @@ def test_validate_part_tries_the_first_challenge_again(pki: Pki, fault: int | st
 
 def test_validate_part_gives_up_after_its_attempts(pki: Pki) -> None:
     chip = _provisioned(pki)
-
-    class RefuseSign(FaultHal):
-        signs = 0
-
-        def transact(self, packet: bytes, exec_time_ms: float) -> bytes:
-            if packet[1] == Opcode.SIGN:
-                self.signs += 1
-                self.arm(0x0F)
-            return super().transact(packet, exec_time_ms)
 
     hal = RefuseSign(EmulatorHal(chip))
     with pytest.raises(ExecutionError):
@@ -155,12 +149,6 @@ def test_validate_part_a_bad_certificate_fails_before_a_refused_challenge(
     """The certificate check comes first, as it did when the challenge followed it: a part
     whose certificate does not check fails on that, whatever its challenge did."""
     damaged = _with_slot(_provisioned(pki), SIGNER_PUBKEY_SLOT, bytes(range(72)), tmp_path)
-
-    class RefuseSign(FaultHal):
-        def transact(self, packet: bytes, exec_time_ms: float) -> bytes:
-            if packet[1] == Opcode.SIGN:
-                self.arm(0x0F)
-            return super().transact(packet, exec_time_ms)
 
     with pytest.raises(ValidationError) as info:
         validate_part(
