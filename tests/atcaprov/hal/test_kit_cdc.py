@@ -6,10 +6,12 @@ import errno
 import logging
 import os
 import select
+import socket
 import threading
 import time
 import tty
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -337,15 +339,12 @@ def test_kit_text_in_driver_log_lines_is_escaped(caplog: pytest.LogCaptureFixtur
     assert logged and all(m.isprintable() and "\x1b" not in m for m in logged), logged
 
 
-def test_a_reply_over_socket_url_comes_in_one_piece() -> None:
-    # pyserial's socket:// port answers in_waiting with 0 or 1: taking "the rest" by in_waiting
-    # read a reply two bytes per read (a 32-byte Read's reply: ~40 reads, each a select and a
-    # recv); the rest is taken with one zero-timeout read instead
-    import socket
-
+@contextmanager
+def socket_kit(quit_at: Callable[[bytes], bool] = lambda line: False) -> Iterator[int]:
+    """A kit (the emulator's firmware) on a TCP port of 127.0.0.1, for one connection: yields
+    the port. ``quit_at(line)``: the kit goes away at that line, unanswered."""
     responder = firmware_responder()
     server = socket.create_server(("127.0.0.1", 0))
-    port_number = server.getsockname()[1]
 
     def serve() -> None:
         conn, _ = server.accept()
@@ -353,10 +352,23 @@ def test_a_reply_over_socket_url_comes_in_one_piece() -> None:
         with conn:
             while data := conn.recv(4096):
                 for line in decoder.feed(data):
+                    if quit_at(line):
+                        return
                     conn.sendall(responder(line))
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        server.close()
+        thread.join(5)
+
+
+def test_a_reply_over_socket_url_comes_in_one_piece() -> None:
+    # pyserial's socket:// port answers in_waiting with 0 or 1: taking "the rest" by in_waiting
+    # read a reply two bytes per read (a 32-byte Read's reply: ~40 reads, each a select and a
+    # recv); the rest is taken with one zero-timeout read instead
     reads: list[int] = []
 
     class Counting:
@@ -377,19 +389,16 @@ def test_a_reply_over_socket_url_comes_in_one_piece() -> None:
     def factory(url: str, **kw: Any) -> Counting:
         return Counting(serial.serial_for_url(url, **kw))
 
-    try:
-        with KitCdcHal(
-            f"socket://127.0.0.1:{port_number}", serial_factory=factory, timeout=2.0
-        ) as hal:
-            device = Device(hal)
-            with device.session():
-                reads.clear()
-                assert len(device.read_zone(0, 0, 0, 0, 32)) == 32
-            assert len(reads) <= 4, reads  # the first byte, then the rest (per reply)
-            assert device.read_zone(0, 0, 0, 0, 32)[:4] == device.read_zone(0, 0, 0, 0, 4)
-    finally:
-        server.close()
-        thread.join(5)
+    with (
+        socket_kit() as port_number,
+        KitCdcHal(f"socket://127.0.0.1:{port_number}", serial_factory=factory, timeout=2.0) as hal,
+    ):
+        device = Device(hal)
+        with device.session():
+            reads.clear()
+            assert len(device.read_zone(0, 0, 0, 0, 32)) == 32
+        assert len(reads) <= 4, reads  # the first byte, then the rest (per reply)
+        assert device.read_zone(0, 0, 0, 0, 32)[:4] == device.read_zone(0, 0, 0, 0, 4)
 
 
 def test_a_plain_socket_url_is_a_tcp_connection_of_its_own() -> None:
@@ -406,40 +415,18 @@ def test_a_plain_socket_url_is_a_tcp_connection_of_its_own() -> None:
 
 
 def test_a_socket_kit_that_closes_the_link_is_a_transport_error() -> None:
-    import socket
-
-    responder = firmware_responder()
-    server = socket.create_server(("127.0.0.1", 0))
-    port_number = server.getsockname()[1]
-    lines: list[bytes] = []
-
-    def serve() -> None:
-        conn, _ = server.accept()
-        decoder = kp.KitLineDecoder()
-        with conn:
-            while data := conn.recv(4096):
-                for line in decoder.feed(data):
-                    lines.append(line)
-                    if line[1:4] == b":t(":  # the first command: the kit goes away unanswered
-                        return
-                    conn.sendall(responder(line))
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        with KitCdcHal(f"socket://127.0.0.1:{port_number}", timeout=2.0) as hal:
-            assert hal._tcp is not None  # not pyserial's handler
-            device = Device(hal, wake_retries=0, crc_retries=0)
-            with pytest.raises(KitTransportError, match="closed the link"):
-                device.read_zone(0, 0, 0, 0, 32)
-    finally:
-        server.close()
-        thread.join(5)
+    # the first command: the kit goes away unanswered
+    with (
+        socket_kit(quit_at=lambda line: line[1:4] == b":t(") as port_number,
+        KitCdcHal(f"socket://127.0.0.1:{port_number}", timeout=2.0) as hal,
+    ):
+        assert hal._tcp is not None  # not pyserial's handler
+        device = Device(hal, wake_retries=0, crc_retries=0)
+        with pytest.raises(KitTransportError, match="closed the link"):
+            device.read_zone(0, 0, 0, 0, 32)
 
 
 def test_no_kit_at_a_socket_url_is_no_devices() -> None:
-    import socket
-
     with socket.create_server(("127.0.0.1", 0)) as probe:
         port_number = probe.getsockname()[1]
     with pytest.raises(NoDevicesError, match="cannot open kit port"):
