@@ -13,7 +13,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -25,9 +25,7 @@ from atcaprov_demo import (
     DemoLayout,
     ManagedProcess,
     Processes,
-    cli_command,
-    create_signer,
-    start_server,
+    start_boards,
 )
 from provclient_cdc.console import Keys, NoKeys
 from provclient_cdc.gang import ALL_BOARDS, Gang
@@ -72,15 +70,6 @@ class PluggedPorts:
         ]
 
 
-@pytest.fixture
-def line(tmp_path: Path) -> Iterator[tuple[DemoLayout, Processes, int]]:
-    layout = DemoLayout.new(tmp_path)
-    with Processes() as procs:
-        create_signer(layout)
-        _, port = start_server(procs, layout)
-        yield layout, procs, port
-
-
 def plug_in_board(
     procs: Processes,
     layout: DemoLayout,
@@ -91,25 +80,16 @@ def plug_in_board(
     timing_scale: float = 0.0,
 ) -> tuple[ManagedProcess, Path, str]:
     """One ``atcaprov sim board`` program with its own chip folder; (process, folder, URL)."""
-    state = layout.folder / name
-    argv = [
-        *cli_command("atcaprov", "atcaprov.cli"),
-        "sim",
-        "board",
-        "--listen",
-        "127.0.0.1:0",
-        "--chips",
-        str(chips),
-        "--state",
-        str(state),
-        "--timing-scale",
-        f"{timing_scale:g}",
-    ]
-    if auto_swap is not None:
-        argv += ["--auto-swap", f"{auto_swap:g}"]
-    proc = procs.start(name, argv, layout.log(name), cwd=layout.folder, stdin_pipe=True)
-    url = proc.wait_for(r"Board ready: (\S+)", T).group(1)
-    return proc, state, url
+    proc, (url,) = start_boards(
+        procs,
+        layout,
+        chips=chips,
+        auto_swap=auto_swap,
+        timing_scale=timing_scale,
+        timeout=T,
+        name=name,
+    )
+    return proc, layout.folder / name, url
 
 
 class GangRun:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import io
 import re
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pexpect
 import pytest
@@ -22,24 +20,13 @@ from atcaprov_demo import (
     DemoLayout,
     Processes,
     cli_command,
-    create_signer,
     start_boards,
-    start_server,
 )
 from provclient_cdc.session import ExitCode
 
 T = 30  # seconds, per expect
 ESC = "\x1b"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-
-@pytest.fixture
-def line(tmp_path: Path) -> Iterator[tuple[DemoLayout, Processes, int]]:
-    layout = DemoLayout.new(tmp_path)
-    with Processes() as procs:
-        create_signer(layout)
-        _, port = start_server(procs, layout)
-        yield layout, procs, port
 
 
 def spawn_gang(layout: DemoLayout, port: int, urls: list[str]) -> pexpect.spawn:

@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pexpect
@@ -24,9 +23,7 @@ from atcaprov_demo import (
     DemoLayout,
     Processes,
     cli_command,
-    create_signer,
     start_board,
-    start_server,
 )
 from provclient_cdc.session import ExitCode
 from tests.support.client import STAGE_LINES
@@ -42,15 +39,6 @@ LATER_STAGES = [
     "Locking slots",
     "Validating certificates",
 ]
-
-
-@pytest.fixture
-def line(tmp_path: Path) -> Iterator[tuple[DemoLayout, Processes, int]]:
-    layout = DemoLayout.new(tmp_path)
-    with Processes() as procs:
-        create_signer(layout)
-        _, port = start_server(procs, layout)
-        yield layout, procs, port
 
 
 def spawn_client(layout: DemoLayout, port: int, url: str) -> pexpect.spawn:

@@ -19,7 +19,6 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pexpect
@@ -36,10 +35,8 @@ from atcaprov_demo import (
     DemoLayout,
     Processes,
     cli_command,
-    create_signer,
     run_client,
     start_board,
-    start_server,
 )
 from provclient_cdc.session import ExitCode
 from tests.support.cert_server import CertServer
@@ -48,15 +45,6 @@ from tests.support.pki import Pki
 
 T = 20  # seconds, per expect
 PROVISIONED_TEXT = "data zone locked (provisioned; cannot be rewritten)"
-
-
-@pytest.fixture
-def line(tmp_path: Path) -> Iterator[tuple[DemoLayout, Processes, int]]:
-    layout = DemoLayout.new(tmp_path)
-    with Processes() as procs:
-        create_signer(layout)
-        _, port = start_server(procs, layout)
-        yield layout, procs, port
 
 
 def spawn(argv: list[str], cwd: Path) -> pexpect.spawn:

@@ -385,10 +385,13 @@ def start_boards(
     timing_scale: float = 0.0,
     chip_types: str | None = None,
     timeout: float = START_TIMEOUT_S,
+    name: str | None = None,
 ) -> tuple[ManagedProcess, list[str]]:
     """``atcaprov sim board --count N`` on 127.0.0.1 (``chips`` blank chips each); returns the
     process and the boards' ``socket://`` URLs in order (control line ``unplug 2`` unplugs
-    board 2)."""
+    board 2). ``name``: a program of its own (another board plugged in), called so, with its
+    log and its chips in ``layout.folder / name``; else the layout's boards."""
+    state = layout.boards if name is None else layout.folder / name
     argv = [
         *cli_command("atcaprov", "atcaprov.cli"),
         "sim",
@@ -398,7 +401,7 @@ def start_boards(
         "--chips",
         str(chips),
         "--state",
-        str(layout.boards),
+        str(state),
         "--timing-scale",
         f"{timing_scale:g}",
         "--count",
@@ -409,7 +412,11 @@ def start_boards(
     if auto_swap is not None:
         argv += ["--auto-swap", f"{auto_swap:g}"]
     proc = procs.start(
-        "atcaprov sim board", argv, layout.log("board"), cwd=layout.folder, stdin_pipe=True
+        name or "atcaprov sim board",
+        argv,
+        layout.log(name or "board"),
+        cwd=layout.folder,
+        stdin_pipe=True,
     )
     deadline = time.monotonic() + timeout
     proc.wait_for(r"Board ready: (\S+)", timeout)
