@@ -7,11 +7,12 @@ connection (``StreamWriter.start_tls``), and uvloop can have read the station's 
 (its ClientHello) into the plain stream by then; they are lost and the handshake hangs
 (MagicStack/uvloop issue 707, open; one handshake in four here). asyncio's loop on the Python
 versions supported pauses reading before any byte is read, the server awaiting nothing before
-``start_tls``. uvloop is
-a drop-in implementation of the same asyncio loop interface on libuv; the server's code is the
-same on both. What it changes is the cost of the loop's own work per request (selecting,
-reading, writing, scheduling): about a tenth of the server's CPU per signing at 64 stations
-(``bench/bench_server.py``, docs/benchmarks.md).
+``start_tls``.
+
+uvloop is a drop-in implementation of the same asyncio loop interface on libuv; the server's
+code is the same on both. What it changes is the cost of the loop's own work per request
+(selecting, reading, writing, scheduling): about a tenth of the server's CPU per signing at 64
+stations (``bench/bench_server.py``, docs/benchmarks.md).
 """
 
 from __future__ import annotations
