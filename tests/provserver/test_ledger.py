@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -239,6 +240,29 @@ def test_a_certificate_serial_number_is_never_used_twice(ledger: Ledger, run: in
     other_signer = one(ledger, issue(3, 3, cert_sn="0A0B0C", issuer=OTHER_ISSUER), run)
     assert other_signer.action == "issued"  # unique per issuer
     assert sum(1 for _ in ledger.iter_issuances()) == 2
+
+
+def test_the_serial_number_constraint_is_the_backstop(
+    ledger: Ledger, run: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should the snapshot miss a serial number in use, the unique constraint refuses it: the
+    batch is run again op by op under savepoints (SQLite's commits run without them), and
+    nothing of the refused op is kept, nothing of the others is doubled."""
+    one(ledger, issue(1, 1, cert_sn="0A0B0C"), run)
+    snapshot = ledger._snapshot  # type: ignore[attr-defined]
+    monkeypatch.setattr(
+        ledger, "_snapshot", lambda cur, op: replace(snapshot(cur, op), serial_clash=None)
+    )
+    results = ledger.commit([issue(2, 2), issue(3, 3, cert_sn="0A0B0C"), issue(4, 4)], run_id=run)
+    assert [r.action for r in results if isinstance(r, IssueResult)] == [
+        "issued",
+        "refused",
+        "issued",
+    ]
+    assert results[1].code is ReturnCode.CERT_SERIAL_IN_USE  # type: ignore[union-attr]
+    assert ledger.device_history(sn(3)).device is None
+    assert [e.kind for e in ledger.device_history(sn(3)).events] == [EventKind.REFUSED]
+    assert [i.device_sn for i in ledger.iter_issuances()] == [sn(1), sn(2), sn(4)]
 
 
 def test_reports(ledger: Ledger, run: int) -> None:

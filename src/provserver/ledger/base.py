@@ -58,13 +58,22 @@ class LedgerWriteError(LedgerError):
 
     ``transient`` tells whether trying again later may work (disk full, connection lost) or a
     restart is needed (the database file is damaged, the schema changed underneath); ``retry``
-    that the same transaction may simply be run again at once (a deadlock between servers).
+    that the same transaction may simply be run again at once (a deadlock between servers);
+    ``integrity`` that a unique or foreign-key constraint refused one of its statements.
     """
 
-    def __init__(self, message: str, *, transient: bool = True, retry: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool = True,
+        retry: bool = False,
+        integrity: bool = False,
+    ) -> None:
         super().__init__(message)
         self.transient = transient
         self.retry = retry
+        self.integrity = integrity
 
 
 class LedgerSchemaError(LedgerError):

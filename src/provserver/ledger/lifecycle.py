@@ -50,6 +50,9 @@ class Snapshot:
     key_owner: str | None  # serial number the public key was issued to, if any
     current: Brief | None  # the device's current issuance
     match: Brief | None  # the latest issuance for (serial number, public key, signer key)
+    # the issuance already holding the new certificate's serial number from this issuer (its
+    # id and device), which the ledger's unique constraint (issuer, cert_sn) would refuse
+    serial_clash: tuple[int, str] | None = None
 
 
 @dataclass(frozen=True)

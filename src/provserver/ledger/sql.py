@@ -13,6 +13,7 @@ with another placeholder rewrites them (:meth:`SqlLedger.q`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import secrets
@@ -111,6 +112,12 @@ class SqlLedger(Ledger):
 
     placeholder: ClassVar[str] = "?"
     migrations: ClassVar[str]  # folder name under migrations/
+    # True where a write transaction shuts out every other writer from its first statement
+    # (SQLite's BEGIN IMMEDIATE): what a commit reads stays true until it ends, so the checks
+    # of the snapshot foresee every unique constraint and an op's statements run without a
+    # savepoint of their own. The constraints stay as the backstop: should one refuse a
+    # statement all the same, the batch is run again with a savepoint per op.
+    serialized_writes: ClassVar[bool] = False
 
     def __init__(self, *, read_only: bool = False) -> None:
         self.read_only = read_only
@@ -286,15 +293,20 @@ class SqlLedger(Ledger):
             return []
         sns = sorted({op.device_sn for op in ops if not isinstance(op, RefusalOp)})
         keys = sorted({op.public_key for op in ops if isinstance(op, IssueOp)})
+        guarded = not self.serialized_writes
         for attempt in range(1, COMMIT_ATTEMPTS + 1):
             new_ca: dict[str, int] = {}
             try:
                 with self._write() as cur:
                     self._lock(cur, sns, keys)
                     results = [
-                        self._apply(cur, op, run_id, allow_reprovision, new_ca) for op in ops
+                        self._apply(cur, op, run_id, allow_reprovision, new_ca, guarded)
+                        for op in ops
                     ]
             except LedgerWriteError as exc:
+                if exc.integrity and not guarded and attempt < COMMIT_ATTEMPTS:
+                    guarded = True  # a constraint the snapshot did not foresee: op by op
+                    continue
                 if exc.retry and attempt < COMMIT_ATTEMPTS:
                     continue
                 raise
@@ -316,9 +328,10 @@ class SqlLedger(Ledger):
         run_id: int,
         allow_reprovision: bool,
         new_ca: dict[str, int],
+        guarded: bool,
     ) -> LedgerResult:
         if isinstance(op, IssueOp):
-            return self._apply_issue(cur, op, run_id, allow_reprovision, new_ca)
+            return self._apply_issue(cur, op, run_id, allow_reprovision, new_ca, guarded)
         if isinstance(op, ReportOp):
             return self._apply_report(cur, op, run_id)
         event = self._event(
@@ -343,6 +356,7 @@ class SqlLedger(Ledger):
         run_id: int,
         allow_reprovision: bool,
         new_ca: dict[str, int],
+        guarded: bool,
     ) -> IssueResult:
         snap = self._snapshot(cur, op)
         decision = decide(
@@ -355,10 +369,16 @@ class SqlLedger(Ledger):
         if decision.action == "reissue":
             assert decision.reissue_id is not None
             return self._reissue(cur, op, run_id, decision.reissue_id, decision.supersede_id)
-        # A certificate serial number already used by this issuer is refused by the unique
-        # constraint (issuer_key_id, cert_sn) below: the savepoint undoes this op only.
+        if snap.serial_clash is not None:  # what the constraint (issuer_key_id, cert_sn) says
+            return self._refuse(
+                cur, op, run_id, ReturnCode.CERT_SERIAL_IN_USE,
+                self._serial_message(op, snap.serial_clash),
+            )  # fmt: skip
+        # Between servers sharing a ledger (no serialized writes) a certificate serial number
+        # can still be taken after the snapshot: the unique constraint (issuer_key_id, cert_sn)
+        # refuses it, and the savepoint undoes this op only.
         try:
-            with self._savepoint(cur):
+            with self._savepoint(cur) if guarded else contextlib.nullcontext():
                 signer_ca = self._ca_id(cur, op.signer_cert, new_ca)
                 root_ca = None if op.root_cert is None else self._ca_id(cur, op.root_cert, new_ca)
                 cur.execute(
@@ -502,19 +522,22 @@ class SqlLedger(Ledger):
     # -- pieces of a commit ------------------------------------------------------------------
     def _snapshot(self, cur: Cursor, op: IssueOp) -> Snapshot:
         """What the lifecycle rules need, in one query: the latest issuance of this device,
-        key and issuer, the key's owner, and the device's current issuance."""
+        key and issuer, the key's owner, the device's current issuance, and the issuance
+        holding this issuer's certificate serial number."""
         cur.execute(
             self.q(
                 "SELECT m.id, m.state, k.device_sn, c.id, c.public_key, c.issuer_key_id, "
-                "c.state FROM (SELECT 1 AS one) AS base "
+                "c.state, s.id, s.device_sn FROM (SELECT 1 AS one) AS base "
                 "LEFT JOIN (SELECT id, state FROM issuances WHERE device_sn = ? AND "
                 "public_key = ? AND issuer_key_id = ? ORDER BY id DESC LIMIT 1) AS m ON 1 = 1 "
                 "LEFT JOIN key_owners AS k ON k.public_key = ? "
                 "LEFT JOIN devices AS d ON d.device_sn = ? "
-                "LEFT JOIN issuances AS c ON c.id = d.current_issuance"
+                "LEFT JOIN issuances AS c ON c.id = d.current_issuance "
+                "LEFT JOIN issuances AS s ON s.issuer_key_id = ? AND s.cert_sn = ?"
             ),
-            (op.device_sn, op.public_key, op.issuer_key_id, op.public_key, op.device_sn),
-        )
+            (op.device_sn, op.public_key, op.issuer_key_id, op.public_key, op.device_sn,
+             op.issuer_key_id, op.cert_sn),
+        )  # fmt: skip
         row = cur.fetchone()
         assert row is not None  # one row, whatever is found
         return Snapshot(
@@ -527,6 +550,7 @@ class SqlLedger(Ledger):
                 if row[0] is None
                 else Brief(row[0], op.public_key, op.issuer_key_id, IssuanceState(row[1]))
             ),
+            serial_clash=None if row[7] is None else (int(row[7]), str(row[8])),
         )
 
     def _key_owner(self, cur: Cursor, public_key: str) -> str | None:

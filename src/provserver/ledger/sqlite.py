@@ -42,6 +42,7 @@ class SqliteLedger(SqlLedger):
     """A ledger in the SQLite file ``path``."""
 
     migrations = "sqlite"
+    serialized_writes = True  # BEGIN IMMEDIATE: one writer at a time, across processes too
 
     def __init__(
         self, path: str | Path, *, read_only: bool = False, busy_timeout: float = 10.0
@@ -143,7 +144,9 @@ class SqliteLedger(SqlLedger):
                 self._rollback(conn)
                 text = str(exc)
                 if isinstance(exc, sqlite3.IntegrityError):
-                    raise LedgerWriteError(f"{self.description}: {text}", transient=False) from exc
+                    raise LedgerWriteError(
+                        f"{self.description}: {text}", transient=False, integrity=True
+                    ) from exc
                 transient = isinstance(exc, sqlite3.OperationalError) and any(
                     word in text.lower() for word in _TRANSIENT
                 )
