@@ -413,20 +413,41 @@ def test_sqlite_upkeep_copies_the_wal_back_off_the_commit_path(
 ) -> None:
     from provserver.ledger import sqlite as engine
 
-    monkeypatch.setattr(engine, "WAL_UPKEEP_BYTES", 64 << 10)
+    monkeypatch.setattr(engine, "WAL_UPKEEP_CHANGES", 400)
     path = tmp_path / "ledger.sqlite3"
     wal = tmp_path / "ledger.sqlite3-wal"
+    checkpoints: list[str] = []
+    connect = engine.SqliteLedger._connect
+
+    def traced(self: Any, target: str, *, uri: bool = False) -> Any:
+        conn = connect(self, target, uri=uri)
+        conn.set_trace_callback(
+            lambda sql: checkpoints.append(sql) if "wal_checkpoint(" in sql else None
+        )
+        return conn
+
+    monkeypatch.setattr(engine.SqliteLedger, "_connect", traced)
     with open_ledger(f"sqlite:{path}", None) as ledger:
         run_id = ledger.start_run(
             server="t", data_dir="/d", stamp="s", started_at="2026-01-01T00:00:00.000000Z"
         )
-        ledger.upkeep()  # a small WAL: nothing to do yet
+        ledger.upkeep()  # a few rows written: nothing to do yet
+        assert checkpoints == []
         for batch in range(10):
             ledger.commit([issue(batch * 50 + n, batch * 50 + n) for n in range(50)], run_id=run_id)
         assert wal.stat().st_size >= 64 << 10  # the commits did not copy it back themselves
         before = path.stat().st_size
         ledger.upkeep()
         assert path.stat().st_size > before  # the pages are in the database file now
+        assert len(checkpoints) == 1
+        # the WAL file keeps its size once reused from its start: what counts is what was
+        # written since, so a few more rows are not copied back at once
         ledger.commit([issue(9999, 9999)], run_id=run_id)  # writing goes on after it
+        ledger.upkeep()
+        assert len(checkpoints) == 1
+        for n in range(100):
+            ledger.commit([issue(10_000 + n, 10_000 + n)], run_id=run_id)
+        ledger.upkeep()
+        assert len(checkpoints) == 2
     with open_ledger(f"sqlite:{path}", None, read_only=True) as reader:
-        assert len(list(reader.iter_issuances())) == 501
+        assert len(list(reader.iter_issuances())) == 601

@@ -10,16 +10,15 @@ usable, so the store can try again once there is space.
 The signing load inserts into B-trees keyed by random values (public keys, certificate
 serial numbers), so every commit writes many pages to the WAL. The WAL is copied back into
 the database by :meth:`upkeep` (a passive checkpoint on a connection of its own, from the
-record store's files thread, once the WAL passes :data:`WAL_UPKEEP_BYTES`), not inside the
-commits that signings wait for; the writer's own automatic checkpoint stays as a backstop,
-at :data:`WAL_AUTOCHECKPOINT_PAGES`. Measured with ``bench/bench_server.py``; see
-docs/benchmarks.md.
+record store's files thread, once :data:`WAL_UPKEEP_CHANGES` rows were written since the last
+one), not inside the commits that signings wait for; the writer's own automatic checkpoint
+stays as a backstop, at :data:`WAL_AUTOCHECKPOINT_PAGES`. Measured with
+``bench/bench_server.py``; see docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -32,7 +31,10 @@ from .base import LedgerError, LedgerUnavailableError, LedgerWriteError
 from .sql import Cursor, SqlLedger, UniqueViolation
 
 DEFAULT_FILE = "ledger.sqlite3"
-WAL_UPKEEP_BYTES = 4 << 20  # upkeep() copies the WAL back once it is this big
+# upkeep() copies the WAL back once the writer changed this many rows since it last did (about
+# five rows per signing, each a page or so of WAL): not the WAL file's size, which stays at its
+# largest once the WAL is reused from its start
+WAL_UPKEEP_CHANGES = 2000
 WAL_AUTOCHECKPOINT_PAGES = 20_000  # the writer's own checkpoint: only if upkeep() falls behind
 _TRANSIENT = ("full", "disk i/o", "locked", "busy", "unable to open")
 
@@ -53,6 +55,7 @@ class SqliteLedger(SqlLedger):
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._upkeep_conn: sqlite3.Connection | None = None  # upkeep() only (files thread)
+        self._changes_copied = 0  # the writer's total_changes at the last upkeep checkpoint
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
 
@@ -103,10 +106,8 @@ class SqliteLedger(SqlLedger):
     def upkeep(self) -> None:
         if self._writer is None:
             return
-        try:
-            if os.path.getsize(f"{self.path}-wal") < WAL_UPKEEP_BYTES:
-                return
-        except OSError:  # no WAL file (yet): nothing to copy
+        changes = self._writer.total_changes
+        if changes - self._changes_copied < WAL_UPKEEP_CHANGES:
             return
         if self._upkeep_conn is None:
             self._upkeep_conn = self._connect(str(self.path))
@@ -116,6 +117,7 @@ class SqliteLedger(SqlLedger):
             # busy, or the disk is full: the next upkeep, or the writer's automatic
             # checkpoint, copies the WAL; a commit never depends on this one
             return
+        self._changes_copied = changes
 
     def close(self) -> None:
         upkeep, self._upkeep_conn = self._upkeep_conn, None
