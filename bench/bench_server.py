@@ -4,7 +4,10 @@ Each figure is one line. The server is the real one (``python -m provserver.cli`
 subprocess, its issuance ledger with its group commit: SQLite in the data folder, or
 ``--ledger URL``; data folder in a temporary directory); the stations are asyncio connections
 in this process sending ``CertRequest``s back to back (one outstanding request per
-connection) for ``--seconds`` per point.
+connection) for ``--seconds`` per point. They stand for line PCs of their own but share this
+machine's cores with the server, so they are kept light: requests are encoded before the
+load, a read's deadline is a timer (not a task), and they run on the event loop the server
+picks by default (uvloop where installed).
 
 * ``raw X.509``: ``cryptography``'s X.509 build+sign of a device certificate like the
   server's (subject, issuer, validity, public key, key identifiers, basic constraints, key
