@@ -11,6 +11,7 @@ always gives the terminal back.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
 import sys
@@ -281,6 +282,7 @@ def main(
     log_dir: Path | None,
 ) -> None:
     """Provisioning Client CDC Example: provision ATECC508A boards with provserver."""
+    _stacks_on_sigusr1()
     human = sys.stderr if json_lines else sys.stdout
     output = Output(human, sys.stdout if json_lines else None, live=human.isatty())
     _route_library_logs(output, verbose)
@@ -392,6 +394,14 @@ def run_gang(
     finally:
         keys.close()
         restore()
+
+
+def _stacks_on_sigusr1() -> None:
+    """``kill -USR1 PID`` prints every thread's Python stack to the standard error (a station
+    that seems stuck says where it is; the run goes on). Not on Windows (no SIGUSR1)."""
+    sigusr1 = getattr(signal, "SIGUSR1", None)
+    if sigusr1 is not None:
+        faulthandler.register(sigusr1, all_threads=True)
 
 
 def _terminate_on_signals() -> Callable[[], None]:

@@ -11,6 +11,7 @@ emulator and put in the board's chip folder before it starts. Every expect has a
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -81,7 +82,13 @@ def expect_line(child: pexpect.spawn, text: str) -> None:
 
 
 def finish(child: pexpect.spawn) -> str:
-    """Close the child; its transcript (printed, so pytest shows it on failure)."""
+    """Close the child; its transcript (printed, so pytest shows it on failure). A client
+    still running (the test failed waiting for it) is asked for its threads' stacks first
+    (SIGUSR1), so that the transcript says where it was."""
+    if child.isalive():
+        child.kill(signal.SIGUSR1)
+        with contextlib.suppress(pexpect.TIMEOUT, pexpect.EOF):
+            child.expect(pexpect.EOF, timeout=2)  # what the dump printed stays in the log
     child.close(force=True)
     transcript: str = child.logfile_read.getvalue()
     sys.stdout.write(transcript)
@@ -314,6 +321,31 @@ def test_board_that_cannot_be_opened_is_said_at_once(
         server.close()
     assert child.exitstatus == ExitCode.OPERATOR_QUIT
     assert transcript.count("Cannot open board") == 1  # said once, not at every retry
+
+
+def test_sigusr1_prints_where_every_thread_is_and_the_station_goes_on(
+    tmp_path: Path, pki: Pki
+) -> None:
+    board = f"socket://127.0.0.1:{free_port()}"
+    pki.write_certinfo(tmp_path)
+    server = CertServer(pki)
+    child = client(
+        tmp_path, "--host", "127.0.0.1", "--port", str(server.port), "--board", board,
+        "--log-dir", str(tmp_path / "log"),
+    )  # fmt: skip
+    try:
+        expect_line(child, "Press ESC to quit.")
+        child.expect_exact("Waiting for board to be connected...", timeout=5)
+        child.kill(signal.SIGUSR1)
+        child.expect(r"Current thread 0x[0-9a-f]+ \(most recent call first\):", timeout=5)
+        child.expect_exact("_wait_for_board", timeout=5)  # the main thread's frame is named
+        child.send("\x1b")  # the station went on: it still quits on ESC
+        expect_line(child, "Quit.")
+        child.expect(pexpect.EOF)
+    finally:
+        finish(child)
+        server.close()
+    assert child.exitstatus == ExitCode.OPERATOR_QUIT
 
 
 @pytest.mark.slow
