@@ -86,6 +86,9 @@ def finish(child: pexpect.spawn) -> str:
     still running (the test failed waiting for it) is asked for its threads' stacks first
     (SIGUSR1), so that the transcript says where it was."""
     if child.isalive():
+        with contextlib.suppress(OSError):  # its signal dispositions, for the transcript
+            status = Path(f"/proc/{child.pid}/status").read_text().splitlines()
+            sys.stdout.write("\n".join(x for x in status if x.startswith("Sig")) + "\n")
         child.kill(signal.SIGUSR1)
         with contextlib.suppress(pexpect.TIMEOUT, pexpect.EOF):
             child.expect(pexpect.EOF, timeout=2)  # what the dump printed stays in the log
