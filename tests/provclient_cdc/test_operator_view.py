@@ -48,9 +48,24 @@ T = 20  # seconds, per expect
 PROVISIONED_TEXT = "data zone locked (provisioned; cannot be rewritten)"
 
 
+def _terminal_signals() -> None:
+    """In the child, before the client starts: Ctrl-C and Ctrl-\\ act as on an operator's
+    terminal. A test run started in the background by a non-interactive shell (``make test &``)
+    inherits SIGINT and SIGQUIT ignored, and a program keeps an ignored SIGINT ignored: the
+    client would rightly not react to the test's Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 def spawn(argv: list[str], cwd: Path) -> pexpect.spawn:
     child = pexpect.spawn(
-        argv[0], argv[1:], cwd=str(cwd), encoding="utf-8", timeout=T, dimensions=(40, 160)
+        argv[0],
+        argv[1:],
+        cwd=str(cwd),
+        encoding="utf-8",
+        timeout=T,
+        dimensions=(40, 160),
+        preexec_fn=_terminal_signals,
     )
     child.logfile_read = io.StringIO()  # the whole transcript, raw
     return child
