@@ -6,8 +6,8 @@ subprocess, its issuance ledger with its group commit: SQLite in the data folder
 in this process sending ``CertRequest``s back to back (one outstanding request per
 connection) for ``--seconds`` per point. They stand for line PCs of their own but share this
 machine's cores with the server, so they are kept light: requests are encoded before the
-load, a read's deadline is a timer (not a task), and they run on the event loop the server
-picks by default (uvloop where installed).
+load, a read's deadline is a timer (the server's ``read_chunk``, not a task), and they run
+on the event loop the server picks by default (uvloop where installed).
 
 * ``raw X.509``: ``cryptography``'s X.509 build+sign of a device certificate like the
   server's (subject, issuer, validity, public key, key identifiers, basic constraints, key
@@ -73,6 +73,7 @@ from atcaprov.atcacert.keys import public_key_bytes
 from atcaprov.certinfo import CertInfo, load_cert_info
 from atcaprov.protocol import CertReply, CertRequest, MessageReader, MessageType, encode
 from provserver import event_loop
+from provserver.server import read_chunk
 
 SERVER_START_TIMEOUT = 60.0
 REPLY_TIMEOUT = 30.0
@@ -340,7 +341,7 @@ async def _connection(
                 reply = messages.next_message()
                 if reply is None:
                     try:
-                        chunk = await _read(reader)
+                        chunk = await read_chunk(reader, REPLY_TIMEOUT)
                     except (OSError, asyncio.TimeoutError) as exc:
                         chunk, reason = b"", repr(exc)
                     else:
@@ -362,20 +363,6 @@ async def _connection(
         writer.close()
         with contextlib.suppress(ConnectionError, OSError, asyncio.TimeoutError):
             await asyncio.wait_for(writer.wait_closed(), 2)
-
-
-if sys.version_info >= (3, 11):
-
-    async def _read(reader: asyncio.StreamReader) -> bytes:
-        """Up to 64 KiB within REPLY_TIMEOUT (a timer, not a task per read as ``wait_for``
-        makes on 3.11: the stations' CPU shares the cores with the server)."""
-        async with asyncio.timeout(REPLY_TIMEOUT):
-            return await reader.read(65536)
-
-else:
-
-    async def _read(reader: asyncio.StreamReader) -> bytes:
-        return await asyncio.wait_for(reader.read(65536), REPLY_TIMEOUT)
 
 
 def process_cpu_seconds(pid: int) -> float:

@@ -335,7 +335,7 @@ class ProvisioningServer:
         while True:
             if deadline is None:
                 try:
-                    data = await _read(reader, self.limits.idle_timeout)
+                    data = await read_chunk(reader, self.limits.idle_timeout)
                 except asyncio.TimeoutError:
                     return None
                 deadline = loop.time() + self.limits.read_timeout
@@ -344,7 +344,7 @@ class ProvisioningServer:
                 try:
                     if left <= 0:
                         raise asyncio.TimeoutError
-                    data = await _read(reader, left)
+                    data = await read_chunk(reader, left)
                 except asyncio.TimeoutError:
                     need = messages.bytes_needed()
                     raise _StallError(
@@ -382,14 +382,14 @@ class ProvisioningServer:
 
 if sys.version_info >= (3, 11):
 
-    async def _read(reader: asyncio.StreamReader, timeout: float) -> bytes:
+    async def read_chunk(reader: asyncio.StreamReader, timeout: float) -> bytes:
         """Up to READ_CHUNK bytes, or TimeoutError (no extra task, unlike ``wait_for``)."""
         async with asyncio.timeout(timeout):
             return await reader.read(READ_CHUNK)
 
 else:
 
-    async def _read(reader: asyncio.StreamReader, timeout: float) -> bytes:
+    async def read_chunk(reader: asyncio.StreamReader, timeout: float) -> bytes:
         """Up to READ_CHUNK bytes, or TimeoutError."""
         return await asyncio.wait_for(reader.read(READ_CHUNK), timeout)
 
