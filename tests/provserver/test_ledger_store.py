@@ -263,6 +263,150 @@ async def test_commits_go_on_while_the_files_thread_is_held_up_but_only_so_far(
         assert len(cert_files(tmp_path / "certs", op(n).device_sn)) == 2
 
 
+@pytest.mark.skipif(not hasattr(os, "sync"), reason="checkpoints sync per file here")
+async def test_a_checkpoint_under_load_syncs_beside_the_files_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every CHECKPOINT_FILES certificate files, the files written so far are synced in a
+    thread of their own: while that sync is slow (a few hundred ms for 20,000 files), the
+    commits and the files go on; the crash marker then names what was written before the
+    sync began, never more; one checkpoint runs at a time; close waits for it."""
+    import threading
+
+    from provserver.ledger import store as store_module
+
+    monkeypatch.setattr(store_module, "CHECKPOINT_FILES", 4)  # 2 issuances: 4 files
+    held, entered = threading.Event(), threading.Event()
+    syncs: list[str] = []
+
+    def slow_sync() -> None:
+        syncs.append(threading.current_thread().name)
+        entered.set()
+        assert held.wait(30)
+
+    monkeypatch.setattr(os, "sync", slow_sync)
+    s = store(tmp_path, checkpoint_after=None)
+    await s.open()
+    for n in (1, 2):
+        await s.issue(op(n))
+    assert await asyncio.to_thread(entered.wait, 10)  # the checkpoint after op 2's files
+    for n in range(3, 3 + 3 * store_module.FILES_BATCHES_BEHIND):  # far more than the
+        await asyncio.wait_for(s.issue(op(n)), 10)  # files may lag: they are not held up
+    last = 2 + 3 * store_module.FILES_BATCHES_BEHIND
+    for _ in range(200):
+        if len(cert_files(tmp_path / "certs", op(last).device_sn)) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert len(cert_files(tmp_path / "certs", op(last).device_sn)) == 2
+    marker = Marker.parse(s.marker_path.read_bytes())
+    assert marker is not None and marker.synced_issuance == 0  # not synced yet: not named
+    assert syncs == ["ledger-sync_0"]  # one at a time, in its own thread
+    held.set()
+    await s.close()  # waits for the checkpoint in flight, then syncs the rest itself
+    assert syncs[0] == "ledger-sync_0" and not s.marker_path.exists()
+    assert len(tsv_rows(s.tsv_path)) == last
+
+
+@pytest.mark.skipif(not hasattr(os, "sync"), reason="checkpoints sync per file here")
+async def test_a_checkpoint_marker_names_only_what_was_written_before_its_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from provserver.ledger import store as store_module
+
+    monkeypatch.setattr(store_module, "CHECKPOINT_FILES", 4)
+    held = threading.Event()
+    real_sync = os.sync
+
+    def slow_sync() -> None:
+        if threading.current_thread().name.startswith("ledger-sync"):
+            assert held.wait(30)
+        real_sync()
+
+    monkeypatch.setattr(os, "sync", slow_sync)
+    s = store(tmp_path, checkpoint_after=None)
+    await s.open()
+    for n in (1, 2, 3):  # op 2's files start the checkpoint; op 3's come after it began
+        await s.issue(op(n))
+    for _ in range(200):
+        if len(cert_files(tmp_path / "certs", op(3).device_sn)) == 2:
+            break
+        await asyncio.sleep(0.01)
+    held.set()
+    for _ in range(200):
+        marker = Marker.parse(s.marker_path.read_bytes())
+        if marker is not None and marker.synced_issuance:
+            break
+        await asyncio.sleep(0.01)
+    assert marker is not None and (marker.synced_issuance, marker.synced_event) == (2, 2)
+    await s.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "sync"), reason="checkpoints sync per file here")
+async def test_a_checkpoint_that_cannot_sync_stops_signing_until_caught_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from provserver.ledger import store as store_module
+
+    monkeypatch.setattr(store_module, "CHECKPOINT_FILES", 2)
+    failing = {"on": True}
+    real_sync = os.sync
+
+    def sync() -> None:
+        if failing["on"]:
+            raise OSError(5, "Input/output error")
+        real_sync()
+
+    monkeypatch.setattr(os, "sync", sync)
+    out = io.StringIO()
+    s = store(tmp_path, out, checkpoint_after=None)
+    await s.open()
+    await s.issue(op(1))  # in the ledger: it goes out; the checkpoint after its files fails
+    for _ in range(200):
+        if s.failure is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert s.failure is not None and "Input/output error" in s.failure
+    with pytest.raises(RecordStoreError, match="records cannot be written"):
+        await s.issue(op(2))
+    failing["on"] = False
+    for _ in range(200):
+        if s.failure is None:
+            break
+        await asyncio.sleep(0.02)
+    assert s.failure is None and "signing resumed" in out.getvalue()
+    assert (await s.issue(op(3))).action == "issued"
+    await s.close()
+    assert [r["device_sn"][-6:] for r in tsv_rows(s.tsv_path)] == ["0001EE", "0003EE"]
+
+
+@pytest.mark.skipif(
+    not ledger_files._START_WRITEBACK or not hasattr(os, "sync"), reason="no posix_fadvise"
+)
+async def test_each_new_certificate_file_is_handed_to_the_disk_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its write-back starts when it is written (not thousands at a time later); the hint
+    failing does not fail the write."""
+    advised: list[int] = []
+
+    def fadvise(fd: int, offset: int, length: int, advice: int) -> None:
+        advised.append(advice)
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(os, "posix_fadvise", fadvise)
+    s = store(tmp_path)
+    await s.open()
+    for n in (1, 2, 3):
+        assert (await s.issue(op(n))).action == "issued"
+    await s.close()
+    # 3 device files and the first signer copy (the others are hard links to it)
+    assert advised == [os.POSIX_FADV_DONTNEED] * 4
+    for n in (1, 2, 3):
+        assert len(cert_files(tmp_path / "certs", op(n).device_sn)) == 2
+
+
 async def test_a_run_of_the_file_store_is_recovered_from_its_journal(tmp_path: Path) -> None:
     old = FileRecordStore(tmp_path, checkpoint_after=None)
     await old.open()

@@ -26,11 +26,14 @@ certificate leaves), the files are written right after each batch commit with pl
 calls (``os.write``: a failed write is never replayed later, unlike a buffered file object),
 each new certificate file by one exclusive create (no look-up first, no temporary file: a
 crash can leave it short, and the catch-up recognises a short copy and rewrites it). They are
-synced at checkpoints (idle, or every :data:`CHECKPOINT_FILES` files) and at close; the crash
-marker records the last checkpoint, and :func:`recover_run` brings a run's files back in line
-with the ledger after a crash or after writes failed: it cuts a torn last row, appends the rows
-the log lacks (counted: row *n* of the log is the *n*-th signing-log event of the run) and
-rewrites every certificate file after the checkpoint that is missing or differs.
+synced at checkpoints (idle, or every :data:`CHECKPOINT_FILES` files: :meth:`RunFiles.
+sync_written` from a thread of its own while the writer goes on) and at close, and each new
+certificate file's write-back is started when it is written (no burst of thousands at a
+sync); the crash marker records the last checkpoint, and :func:`recover_run` brings a run's
+files back in line with the ledger after a crash or after writes failed: it cuts a torn last
+row, appends the rows the log lacks (counted: row *n* of the log is the *n*-th signing-log
+event of the run) and rewrites every certificate file after the checkpoint that is missing or
+differs.
 
 Rotation keeps that count exact without reading the closed files: before the first row of a
 new file, the file before is synced and the marker is rewritten to name the new file and the
@@ -50,6 +53,7 @@ import dataclasses
 import functools
 import os
 import re
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -72,6 +76,11 @@ _CREATE = (
 _CREATE_NEW = _CREATE | os.O_EXCL
 _APPEND = os.O_WRONLY | os.O_APPEND | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
 _LINK_CACHE = 16
+# Where the system has it, each new certificate file's data is handed to the disk at once
+# (``posix_fadvise(DONTNEED)`` starts its write-back) instead of being left for the kernel to
+# write thousands at a time: such a burst (the kernel's flusher, or a checkpoint's sync) makes
+# the ledger's own syncs wait behind it, and every station with them.
+_START_WRITEBACK = hasattr(os, "posix_fadvise") and hasattr(os, "POSIX_FADV_DONTNEED")
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -195,6 +204,7 @@ class RunFiles:
         self.unsynced = 0  # certificate files written since the last sync
         self._links: dict[bytes, tuple[str, tuple[int, int, int, int]]] = {}
         self._per_file_sync = not hasattr(os, "sync")
+        self._marker_lock = threading.Lock()
 
     # -- the signing log ---------------------------------------------------------------------
     def create(self) -> None:
@@ -402,6 +412,9 @@ class RunFiles:
             write_all(fd, data)
             if self._per_file_sync:
                 os.fsync(fd)
+            elif _START_WRITEBACK:
+                with contextlib.suppress(OSError):  # a hint only: the checkpoints still sync
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         except OSError:
             os.close(fd)
             with contextlib.suppress(OSError):  # a failing disk: the next recovery cleans up
@@ -449,24 +462,42 @@ class RunFiles:
             fsync_dir(self.certs)
         self.unsynced = 0
 
+    @property
+    def syncs_in_background(self) -> bool:
+        """Whether :meth:`sync_written` can make the files durable from another thread while
+        this one goes on writing (where the system syncs everything at once: ``os.sync``)."""
+        return not self._per_file_sync
+
+    def sync_written(self) -> None:
+        """Make every file written before this call durable, the signing log included, from
+        any thread (``os.sync``: the whole system's written data, this run's open log too).
+        Only where :attr:`syncs_in_background`; the writer thread goes on meanwhile."""
+        os.sync()
+        fsync_dir(self.certs)
+
     def write_marker(self, marker: Marker) -> None:
-        """Write the crash marker (atomically, synced), naming the signing log being written."""
-        first = self.tsv_path.name == f"signing-{self.stamp}.tsv"
-        marker = dataclasses.replace(
-            marker,
-            tsv="" if first else self.tsv_path.name,
-            tsv_after=0 if first else self.tsv_after,
-        )
-        self._marker = marker
-        tmp = self.marker_path.with_name(self.marker_path.name + ".tmp")
-        fd = os.open(tmp, _CREATE, 0o666)
-        try:
-            write_all(fd, marker.to_bytes())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.marker_path)
-        fsync_dir(self.logs)
+        """Write the crash marker (atomically, synced), naming the signing log being written.
+
+        Thread-safe: a background checkpoint (:meth:`sync_written`, then this) and a rotation
+        of the log may write it at the same moment; each write names the log file being
+        written at the time it is made."""
+        with self._marker_lock:
+            first = self.tsv_path.name == f"signing-{self.stamp}.tsv"
+            marker = dataclasses.replace(
+                marker,
+                tsv="" if first else self.tsv_path.name,
+                tsv_after=0 if first else self.tsv_after,
+            )
+            self._marker = marker
+            tmp = self.marker_path.with_name(self.marker_path.name + ".tmp")
+            fd = os.open(tmp, _CREATE, 0o666)
+            try:
+                write_all(fd, marker.to_bytes())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.marker_path)
+            fsync_dir(self.logs)
 
     def remove_marker(self) -> None:
         self.marker_path.unlink(missing_ok=True)
