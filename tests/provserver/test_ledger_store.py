@@ -10,6 +10,8 @@ import asyncio
 import csv
 import io
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,13 @@ def store(data: Path, out: io.StringIO | None = None, **kw: Any) -> LedgerRecord
     return LedgerRecordStore(
         SqliteLedger(data / "ledger.sqlite3"), data, console=console, retry_interval=0.1, **kw
     )
+
+
+async def eventually(condition: Callable[[], object], seconds: float, step: float = 0.01) -> None:
+    """Poll ``condition`` until it holds or ``seconds`` have passed (the caller asserts)."""
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        await asyncio.sleep(step)
 
 
 def tsv_rows(path: Path) -> list[dict[str, str]]:
@@ -106,10 +115,7 @@ async def test_files_that_cannot_be_written_are_caught_up(
     with pytest.raises(RecordStoreError, match="records cannot be written"):
         await s.issue(op(3))
     failing["on"] = False
-    for _ in range(100):
-        if s.failure is None:
-            break
-        await asyncio.sleep(0.05)
+    await eventually(lambda: s.failure is None, 5, 0.05)
     assert s.failure is None
     assert (await s.issue(op(4))).action == "issued"
     tsv = s.tsv_path
@@ -132,10 +138,8 @@ async def test_checkpoint_marker_and_crash_recovery(tmp_path: Path) -> None:
     marker = Marker.parse(s.marker_path.read_bytes())
     assert marker is not None and marker.synced_issuance == 3 and marker.synced_event == 3
     await s.issue(op(4))
-    for _ in range(100):  # the batch's files are written right after its waiters go
-        if len(cert_files(tmp_path / "certs", op(4).device_sn)) == 2:
-            break
-        await asyncio.sleep(0.005)
+    # the batch's files are written right after its waiters go
+    await eventually(lambda: len(cert_files(tmp_path / "certs", op(4).device_sn)) == 2, 0.5)
     stamp, tsv = s.stamp, s.tsv_path
     # a crash: the store is dropped without close(); then a file and the last row are lost
     assert s.files is not None
@@ -165,10 +169,7 @@ async def store_with_one_issuance(data: Path) -> LedgerRecordStore:
     s = store(data)
     await s.open()
     await s.issue(op(1))
-    for _ in range(200):
-        if len(cert_files(data / "certs", op(1).device_sn)) == 2:
-            break
-        await asyncio.sleep(0.005)
+    await eventually(lambda: len(cert_files(data / "certs", op(1).device_sn)) == 2, 1)
     return s
 
 
@@ -293,10 +294,7 @@ async def test_a_checkpoint_under_load_syncs_beside_the_files_thread(
     for n in range(3, 3 + 3 * store_module.FILES_BATCHES_BEHIND):  # far more than the
         await asyncio.wait_for(s.issue(op(n)), 10)  # files may lag: they are not held up
     last = 2 + 3 * store_module.FILES_BATCHES_BEHIND
-    for _ in range(200):
-        if len(cert_files(tmp_path / "certs", op(last).device_sn)) == 2:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: len(cert_files(tmp_path / "certs", op(last).device_sn)) == 2, 2)
     assert len(cert_files(tmp_path / "certs", op(last).device_sn)) == 2
     marker = Marker.parse(s.marker_path.read_bytes())
     assert marker is not None and marker.synced_issuance == 0  # not synced yet: not named
@@ -329,16 +327,15 @@ async def test_a_checkpoint_marker_names_only_what_was_written_before_its_sync(
     await s.open()
     for n in (1, 2, 3):  # op 2's files start the checkpoint; op 3's come after it began
         await s.issue(op(n))
-    for _ in range(200):
-        if len(cert_files(tmp_path / "certs", op(3).device_sn)) == 2:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: len(cert_files(tmp_path / "certs", op(3).device_sn)) == 2, 2)
     held.set()
-    for _ in range(200):
+
+    def synced_issuance() -> int:
         marker = Marker.parse(s.marker_path.read_bytes())
-        if marker is not None and marker.synced_issuance:
-            break
-        await asyncio.sleep(0.01)
+        return marker.synced_issuance if marker is not None else 0
+
+    await eventually(synced_issuance, 2)
+    marker = Marker.parse(s.marker_path.read_bytes())
     assert marker is not None and (marker.synced_issuance, marker.synced_event) == (2, 2)
     await s.close()
 
@@ -363,18 +360,12 @@ async def test_a_checkpoint_that_cannot_sync_stops_signing_until_caught_up(
     s = store(tmp_path, out, checkpoint_after=None)
     await s.open()
     await s.issue(op(1))  # in the ledger: it goes out; the checkpoint after its files fails
-    for _ in range(200):
-        if s.failure is not None:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: s.failure is not None, 2)
     assert s.failure is not None and "Input/output error" in s.failure
     with pytest.raises(RecordStoreError, match="records cannot be written"):
         await s.issue(op(2))
     failing["on"] = False
-    for _ in range(200):
-        if s.failure is None:
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: s.failure is None, 4, 0.02)
     assert s.failure is None and "signing resumed" in out.getvalue()
     assert (await s.issue(op(3))).action == "issued"
     await s.close()

@@ -458,8 +458,7 @@ class RunFiles:
         if self._fd is not None:
             os.fsync(self._fd)
         if self.unsynced and not self._per_file_sync:
-            os.sync()
-            fsync_dir(self.certs)
+            self.sync_written()
         self.unsynced = 0
 
     @property

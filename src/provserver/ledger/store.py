@@ -537,7 +537,7 @@ class LedgerRecordStore(RecordStore):
         return error
 
     def _write_files_sync(
-        self, results: list[LedgerResult], failed: Callable[[str], None] | None = None
+        self, results: list[LedgerResult], failed: Callable[[str], None] | None
     ) -> str | None:
         files = self.files
         assert files is not None
@@ -573,7 +573,7 @@ class LedgerRecordStore(RecordStore):
             return
         if self._sync_done is not None and not self._sync_done.done():
             return
-        marker = Marker(self._marker.ledger_id, self.run_id, files.last_event, files.last_issuance)
+        marker = self._written_marker()
         files.unsynced = 0
         self._sync_done = self._sync_thread.submit(self._background_checkpoint, marker, failed)
 
@@ -583,10 +583,11 @@ class LedgerRecordStore(RecordStore):
         try:
             files.sync_written()
             files.write_marker(marker)
-        except OSError as exc:  # the files are caught up (and synced) by the resume
-            self._files_broken = True
+        except Exception as exc:  # the files are caught up (and synced) by the resume
+            self._files_broken = True  # (anything but OSError is a bug: reported the same)
+            text = str(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
             if failed is not None:
-                failed(f"files not synced: {exc}")
+                failed(f"files not synced: {text}")
             return
         self._marker = marker
 
@@ -594,10 +595,14 @@ class LedgerRecordStore(RecordStore):
         files = self.files
         assert files is not None
         files.sync()
-        self._marker = Marker(
-            self._marker.ledger_id, self.run_id, files.last_event, files.last_issuance
-        )
+        self._marker = self._written_marker()
         files.write_marker(self._marker)
+
+    def _written_marker(self) -> Marker:
+        """The crash marker naming the last event and issuance whose files are written."""
+        files = self.files
+        assert files is not None
+        return Marker(self._marker.ledger_id, self.run_id, files.last_event, files.last_issuance)
 
     def _resume_sync(self) -> Recovered:
         files = self.files
