@@ -5,6 +5,7 @@ answers unread, so that it never holds the data folder after the server."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
 import sys
@@ -13,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from provserver.ledger.writer_process import FLUSH_FRAMES, WriterConfig, _frame, _Outbox
+from provserver.ledger.writer_process import (
+    FLUSH_FRAMES,
+    WRITER_NICENESS,
+    WriterConfig,
+    _frame,
+    _Outbox,
+)
 from tests.provserver.test_ledger_store import op
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="descriptor passing")
@@ -64,6 +71,24 @@ def test_the_child_ends_at_once_when_the_server_goes(tmp_path: Path, how: str) -
             child.wait(10)
     # the run stays open (crash-like): its marker is there for the next start to recover
     assert list((tmp_path / "data" / "logs").glob(".running-*"))
+
+
+def test_the_child_runs_at_a_lower_priority_than_the_server(tmp_path: Path) -> None:
+    """The signing loop goes first: the child adds WRITER_NICENESS to the niceness it was
+    started with (this test's, at most 19), and its threads (commits, files) inherit it."""
+    (tmp_path / "data").mkdir()
+    ours_nice = os.getpriority(os.PRIO_PROCESS, 0)
+    child, ours = start_child(tmp_path)  # returns once the child answered its open
+    try:
+        expected = min(19, ours_nice + WRITER_NICENESS)
+        assert WRITER_NICENESS > 0
+        assert os.getpriority(os.PRIO_PROCESS, child.pid) == expected
+        threads = list(Path(f"/proc/{child.pid}/task").iterdir()) if sys.platform == "linux" else []
+        for task in threads:  # Linux: each thread has its own priority
+            assert os.getpriority(os.PRIO_PROCESS, int(task.name)) == expected, task.name
+    finally:
+        ours.close()
+        assert wait_exit(child, 15) == 3
 
 
 async def test_a_long_turn_sends_its_frames_every_flush_frames_not_at_its_end() -> None:
