@@ -20,9 +20,11 @@ on the event loop the server picks by default (uvloop where installed).
   store (``--stores``, default all five, one server each, in one run): ``file`` (the app
   note's files only, :class:`provserver.records_file.FileRecordStore`, the store before the
   ledger; the server is started through this script, ``--serve-file-store``), ``sqlite`` (the
-  default ledger), ``sqlite-metrics`` (the same with ``--metrics``: what the Prometheus
-  counters and histograms cost), ``sqlite-process`` (with ``--commit-writer process``: commits
-  and files in a child process, on the second core) and ``postgresql`` (``--ledger URL``,
+  default ledger, with ``--commit-writer thread``: commits and files in threads of the server
+  process), ``sqlite-metrics`` (the same with ``--metrics``: what the Prometheus counters and
+  histograms cost), ``sqlite-process`` (with ``--commit-writer process``, the server's default
+  on POSIX: commits and files in a child process, on the second core) and ``postgresql``
+  (``--commit-writer thread``, ``--ledger URL``,
   else a throwaway server started as the tests do, ``tests/support/postgres.py``: initdb +
   pg_ctl in a temporary folder; skipped with a reason where PostgreSQL or psycopg is missing).
 * ``pkcs11``: a SoftHSM2 token (made in the temporary folder) at 1, 16 and 64 connections;
@@ -438,16 +440,18 @@ STORES = ("file", "sqlite", "sqlite-metrics", "sqlite-process", "postgresql")
 def bench_pem(tmp: Path, args: argparse.Namespace, raw: float) -> None:
     for store in args.stores:
         with contextlib.ExitStack() as stack:
-            ledger: list[str] = []
+            # the server's default writer is the process on POSIX: every store but
+            # sqlite-process names the thread writer, as these figures always measured it
+            ledger: list[str] = [*LEDGER, "--commit-writer", "thread"]
             if store == "postgresql":
                 url = args.ledger or _throwaway_postgres(stack)
                 if url is None:
                     continue
-                ledger = ["--ledger", url]
+                ledger = ["--ledger", url, "--commit-writer", "thread"]
             if store == "sqlite-process":
                 ledger = [*LEDGER, "--commit-writer", "process"]
             elif store == "sqlite-metrics":  # the cost of --metrics (counters, histograms)
-                ledger = [*LEDGER, "--metrics", "127.0.0.1:0"]
+                ledger = [*LEDGER, "--commit-writer", "thread", "--metrics", "127.0.0.1:0"]
             bench_pem_store(tmp, args, raw, store, ledger)
 
 

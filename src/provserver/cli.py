@@ -54,7 +54,7 @@ from .event_loop import EVENT_LOOPS, EventLoopError
 from .event_loop import resolve as resolve_event_loop
 from .event_loop import run as run_event_loop
 from .folder_lock import DataFolderInUseError, DataFolderLock, DataFolderLockError
-from .ledger.writer_process import WRITER_KINDS
+from .ledger.writer_process import WRITER_CHOICES, resolve_writer
 from .manager import SignerManager
 from .paths import DataDir, DataDirError, default_data_dir
 from .profile import ProfileError, ProfileStore
@@ -114,7 +114,9 @@ class Settings:
     keep_days: int | None = None  # remove activity / signing logs older than this (None: keep)
     log_max_bytes: int | None = None  # new activity and signing logs past this size (also per day)
     metrics: tuple[str, int] | None = None  # --metrics HOST:PORT (provserver.metrics)
-    commit_writer: str = "thread"  # --commit-writer: ledger commits in threads or a process
+    # where ledger commits run, resolved: thread or process (the command line's default, auto,
+    # is process on POSIX systems)
+    commit_writer: str = "thread"
     event_loop: str = "asyncio"  # --event-loop, resolved: asyncio or uvloop
 
     def backend_values(self) -> dict[str, Any]:
@@ -640,12 +642,12 @@ _FILE = click.Path(path_type=Path, exists=True, dir_okay=False)
 )
 @click.option(
     "--commit-writer",
-    type=click.Choice(WRITER_KINDS),
-    default="thread",
+    type=click.Choice(WRITER_CHOICES),
+    default="auto",
     show_default=True,
     help="Where ledger commits, the signing log and certs/ files are written: worker threads "
     "of the server process, or a process of their own (uses a second CPU core; see "
-    "docs/ledger.md).",
+    "docs/ledger.md). auto: process on POSIX systems, thread on Windows.",
 )
 @click.pass_context
 def main(
@@ -709,7 +711,7 @@ def main(
         keep_days=keep_days,
         log_max_bytes=None if log_max_size is None else log_max_size << 20,
         metrics=metrics,
-        commit_writer=commit_writer,
+        commit_writer=resolve_writer(commit_writer),
         event_loop=_event_loop(event_loop, tls=tls_cert is not None),
         **backend_values,
     )

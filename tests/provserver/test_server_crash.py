@@ -1,7 +1,8 @@
 """Crash durability: `provserver` killed with SIGKILL in the middle of a load.
 
-The server runs as a subprocess (sim back-end, the SQLite ledger). Station threads send
-requests back to back and keep every certificate they RECEIVED. After ``kill -9``:
+The server runs as a subprocess (sim back-end, the SQLite ledger), with each commit writer
+(threads, or the child process). Station threads send requests back to back and keep every
+certificate they RECEIVED. After ``kill -9``:
 
 (i)  every received certificate is in the ledger, byte for byte (a certificate never leaves
      before its ledger entry is durable);
@@ -33,6 +34,7 @@ from cryptography.hazmat.primitives import serialization
 
 from atcaprov.certinfo import CertInfo
 from atcaprov.protocol import CertReply, MessageReader, MessageType, encode
+from provserver.folder_lock import DataFolderInUseError, DataFolderLock
 from provserver.ledger.sqlite import SqliteLedger
 from provserver.ledger.store import LedgerRecordStore
 from tests.support.cert_files import cert_files
@@ -48,13 +50,15 @@ KILL_AFTER_S = 10.0  # ...or this long after the load started, whichever comes f
 SOCKET_TIMEOUT = 15.0
 
 
-def start_server(modules: Path, data: Path, console: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_server(
+    modules: Path, data: Path, console: Path, writer: str
+) -> tuple[subprocess.Popen[bytes], int]:
     """`python -m provserver.cli` on a free port; returns the process and its port."""
     out = console.open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "provserver.cli", "--host", "127.0.0.1", "--port", "0",
          "--data-dir", str(data), "--signers", "sim", "--modules", str(modules),
-         "--rescan-interval", "1"],
+         "--rescan-interval", "1", "--commit-writer", writer],
         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
         env=dict(os.environ, PYTHONUNBUFFERED="1"),
     )  # fmt: skip
@@ -129,10 +133,11 @@ def pem_of(der: bytes) -> bytes:
     return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
 
 
-def test_kill_9_mid_load_loses_no_sent_certificate(tmp_path: Path) -> None:
+@pytest.mark.parametrize("writer", ["thread", "process"])
+def test_kill_9_mid_load_loses_no_sent_certificate(tmp_path: Path, writer: str) -> None:
     signer = make_sim_signer(tmp_path)
     data = signer.data
-    proc, port = start_server(signer.modules, data, tmp_path / "console.txt")
+    proc, port = start_server(signer.modules, data, tmp_path / "console.txt", writer)
     stations = [StationThread(s, port, signer.info) for s in range(STATIONS)]
     try:
         for station in stations:
@@ -152,6 +157,25 @@ def test_kill_9_mid_load_loses_no_sent_certificate(tmp_path: Path) -> None:
         station.join(SOCKET_TIMEOUT + 5)
         assert not station.is_alive()
     assert proc.returncode == -signal.SIGKILL
+    # The commit writer child (the default on POSIX) ends when it sees the server's socket
+    # close, and holds the data folder until then: look at the folder once it is free, as
+    # the next server start does (it refuses while the folder is in use).
+    folder = DataFolderLock(data)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            folder.acquire()
+            break
+        except DataFolderInUseError:
+            assert time.monotonic() < deadline, "the data folder stayed in use after the kill"
+            time.sleep(0.05)
+    try:
+        check_the_crashed_run(data, stations)
+    finally:
+        folder.release()
+
+
+def check_the_crashed_run(data: Path, stations: list[StationThread]) -> None:
     assert [s.unexpected for s in stations] == [[]] * STATIONS
     received = [item for s in stations for item in s.received]
     assert len(received) >= 1, [s.ended_by for s in stations]

@@ -370,3 +370,25 @@ def test_kill_9_of_a_server_with_a_commit_writer_process(tmp_path: Path) -> None
     assert again.stop() == 0
     assert "(the server did not stop cleanly)" in again.text(), again.text()
     assert len(devices_with_files(data / "certs")) >= len(received)
+
+
+@pytest.mark.parametrize(("option", "children"), [((), 1), (("--commit-writer", "thread"), 0)])
+def test_the_default_commit_writer_is_a_process_on_posix(
+    tmp_path: Path, option: tuple[str, ...], children: int
+) -> None:
+    """`--commit-writer auto` (the default) starts the child on POSIX; `thread` starts none."""
+    data = tmp_path / "data"
+    key = prepare_data_dir(CHAIN, data, tmp_path / "keys")
+    server = ServerProcess(data, key, tmp_path / "console.txt", *option).start()
+    line = Line(server.port)
+    try:
+        assert isinstance(line.request(1), CertReply)
+        assert server.proc is not None
+        kids = child_pids(server.proc.pid)
+        assert len(kids) == children, kids
+        for kid in kids:
+            cmdline = Path(f"/proc/{kid}/cmdline").read_bytes()
+            assert b"provserver.ledger.writer_process" in cmdline, cmdline
+    finally:
+        line.close()
+    assert server.stop() == 0, server.text()

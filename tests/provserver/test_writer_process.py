@@ -20,6 +20,7 @@ from provserver.ledger.writer_process import (
     WriterConfig,
     _frame,
     _Outbox,
+    resolve_writer,
 )
 from tests.provserver.test_ledger_store import op
 
@@ -89,6 +90,13 @@ def test_the_child_runs_at_a_lower_priority_than_the_server(tmp_path: Path) -> N
     finally:
         ours.close()
         assert wait_exit(child, 15) == 3
+
+
+def test_auto_is_the_process_writer_on_posix_and_threads_elsewhere() -> None:
+    assert resolve_writer("auto") == "process"  # this module's tests run on POSIX only
+    assert [resolve_writer(k) for k in ("thread", "process")] == ["thread", "process"]
+    with pytest.raises(ValueError, match="expected one of auto, thread, process"):
+        resolve_writer("threads")
 
 
 async def test_a_long_turn_sends_its_frames_every_flush_frames_not_at_its_end() -> None:

@@ -70,6 +70,19 @@ from .model import (
 )
 
 WRITER_KINDS = ("thread", "process")
+WRITER_CHOICES = ("auto", *WRITER_KINDS)  # provserver --commit-writer
+
+
+def resolve_writer(choice: str) -> str:
+    """``--commit-writer``: ``auto`` is ``process`` on POSIX systems (it needs descriptor
+    passing), ``thread`` elsewhere; the other choices are themselves."""
+    if choice == "auto":
+        return "process" if os.name == "posix" else "thread"
+    if choice not in WRITER_KINDS:
+        raise ValueError(f"commit writer {choice!r}: expected one of {', '.join(WRITER_CHOICES)}")
+    return choice
+
+
 _HEADER = struct.Struct(">I")
 _MAX_FRAME = 64 << 20
 _STOP_TIMEOUT_S = 60.0
