@@ -8,6 +8,9 @@ recovered by the next server that gets the lock. The file holds the pid of the h
 message a second server prints::
 
     data folder /var/lib/provserver is in use by provserver pid 4242
+
+A child given the lock's descriptor (the commit writer process) holds it until it ends too:
+when the pid in the file names no process, the message says that the holder is finishing.
 """
 
 from __future__ import annotations
@@ -31,7 +34,15 @@ class DataFolderInUseError(AtcaprovError):
         self.folder = folder
         self.pid = pid
         who = f"provserver pid {pid}" if pid else "another provserver"
-        super().__init__(f"data folder {folder} is in use by {who}")
+        text = f"data folder {folder} is in use by {who}"
+        if pid and _ended(pid):
+            # the lock is still held, so a process given it lives on: the commit writer child
+            # of a server that was killed, finishing before it ends (a moment)
+            text += (
+                " (that process has ended; its commit writer still holds the folder and lets "
+                "it go when it ends: try again in a moment)"
+            )
+        super().__init__(text)
 
 
 class DataFolderLockError(AtcaprovError):
@@ -110,6 +121,19 @@ class DataFolderLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+def _ended(pid: int) -> bool:
+    """True when no process ``pid`` exists (POSIX; elsewhere it is never claimed)."""
+    if os.name != "posix":
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except OSError:  # e.g. another user's process: it exists
+        return False
+    return False
 
 
 def _read_pid(fd: int) -> int:

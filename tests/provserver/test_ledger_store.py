@@ -10,6 +10,8 @@ import asyncio
 import csv
 import io
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -453,6 +455,26 @@ def test_folder_lock(tmp_path: Path) -> None:
         )
     with DataFolderLock(tmp_path / "data"):  # released: free again
         pass
+
+
+@pytest.mark.skipif(os.name != "posix", reason="whether a pid has ended: POSIX only")
+def test_folder_lock_held_after_its_server_ended_says_so(tmp_path: Path) -> None:
+    """A killed server's commit writer child holds the lock a moment longer: the pid in the
+    file is the server's, which has ended; the second server's message says so."""
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait(30)  # reaped: this pid names no process now
+    with DataFolderLock(tmp_path / "data") as held:
+        fd = held.fileno()
+        assert fd is not None
+        os.pwrite(fd, f"{ended.pid}\n".encode().ljust(32), 0)
+        with pytest.raises(DataFolderInUseError) as info:
+            DataFolderLock(tmp_path / "data").acquire()
+    assert info.value.pid == ended.pid
+    assert str(info.value) == (
+        f"data folder {tmp_path / 'data'} is in use by provserver pid {ended.pid} (that "
+        "process has ended; its commit writer still holds the folder and lets it go when it "
+        "ends: try again in a moment)"
+    )
 
 
 def _pem(cn: str) -> str:
