@@ -374,32 +374,6 @@ async def test_a_checkpoint_that_cannot_sync_stops_signing_until_caught_up(
     assert [r["device_sn"][-6:] for r in tsv_rows(s.tsv_path)] == ["0001EE", "0003EE"]
 
 
-@pytest.mark.skipif(
-    not ledger_files._START_WRITEBACK or not hasattr(os, "sync"), reason="no posix_fadvise"
-)
-async def test_each_new_certificate_file_is_handed_to_the_disk_at_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Its write-back starts when it is written (not thousands at a time later); the hint
-    failing does not fail the write."""
-    advised: list[int] = []
-
-    def fadvise(fd: int, offset: int, length: int, advice: int) -> None:
-        advised.append(advice)
-        raise OSError(22, "Invalid argument")
-
-    monkeypatch.setattr(os, "posix_fadvise", fadvise)
-    s = store(tmp_path)
-    await s.open()
-    for n in (1, 2, 3):
-        assert (await s.issue(op(n))).action == "issued"
-    await s.close()
-    # 3 device files and the first signer copy (the others are hard links to it)
-    assert advised == [os.POSIX_FADV_DONTNEED] * 4
-    for n in (1, 2, 3):
-        assert len(cert_files(tmp_path / "certs", op(n).device_sn)) == 2
-
-
 async def test_a_run_of_the_file_store_is_recovered_from_its_journal(tmp_path: Path) -> None:
     old = FileRecordStore(tmp_path, checkpoint_after=None)
     await old.open()

@@ -76,11 +76,6 @@ _CREATE = (
 _CREATE_NEW = _CREATE | os.O_EXCL
 _APPEND = os.O_WRONLY | os.O_APPEND | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
 _LINK_CACHE = 16
-# Where the system has it, each new certificate file's data is handed to the disk at once
-# (``posix_fadvise(DONTNEED)`` starts its write-back) instead of being left for the kernel to
-# write thousands at a time: such a burst (the kernel's flusher, or a checkpoint's sync) makes
-# the ledger's own syncs wait behind it, and every station with them.
-_START_WRITEBACK = hasattr(os, "posix_fadvise") and hasattr(os, "POSIX_FADV_DONTNEED")
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -412,9 +407,6 @@ class RunFiles:
             write_all(fd, data)
             if self._per_file_sync:
                 os.fsync(fd)
-            elif _START_WRITEBACK:
-                with contextlib.suppress(OSError):  # a hint only: the checkpoints still sync
-                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         except OSError:
             os.close(fd)
             with contextlib.suppress(OSError):  # a failing disk: the next recovery cleans up
