@@ -11,7 +11,7 @@ the largest RSS seen. Bounded by count (``--signings``) and time (``--max-second
 the first failed request. Linux only (``/proc``). Figures: docs/benchmarks.md. Usage::
 
     python bench/bench_server_memory.py [--signings 200000] [--every 10000] [--warmup 10000]
-        [--connections 16] [--max-seconds 3600] [--ledger URL] [--commit-writer process]
+        [--connections 16] [--max-seconds 3600] [--ledger URL] [--commit-writer auto|thread|process]
 """
 
 from __future__ import annotations
@@ -127,8 +127,9 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=3600.0)
     parser.add_argument("--ledger", default=None, metavar="URL", help="default: SQLite")
     parser.add_argument(
-        "--commit-writer", choices=("thread", "process"), default="thread",
-        help="the server's --commit-writer (process: the child's RSS counts too)",
+        "--commit-writer", choices=("auto", "thread", "process"), default="auto",
+        help="the server's --commit-writer (default: the server's own; process, auto on "
+        "POSIX: the child's RSS counts too)",
     )  # fmt: skip
     args = parser.parse_args()
     if args.warmup % args.every:
