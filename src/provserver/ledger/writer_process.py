@@ -1,7 +1,8 @@
-"""The ledger's commit writer in a process of its own (``provserver --commit-writer process``).
+"""The ledger's commit writer in a process of its own (``provserver --commit-writer process``,
+what the default ``auto`` picks on POSIX systems: :func:`resolve_writer`).
 
-With the default (``thread``) the server's one process signs on its event loop and commits in
-worker threads: every part shares one interpreter lock, so a server uses about one CPU core.
+With ``thread`` (Windows' default) the server's one process signs on its event loop and commits
+in worker threads: every part shares one interpreter lock, so a server uses about one CPU core.
 With ``process`` the :class:`~provserver.ledger.store.LedgerRecordStore` (group commit, ledger
 transaction, signing log, ``certs/`` files, crash recovery, write-failure handling: all of it,
 unchanged) runs in a child process, ``python -m provserver.ledger.writer_process``, and the
