@@ -440,18 +440,18 @@ STORES = ("file", "sqlite", "sqlite-metrics", "sqlite-process", "postgresql")
 def bench_pem(tmp: Path, args: argparse.Namespace, raw: float) -> None:
     for store in args.stores:
         with contextlib.ExitStack() as stack:
-            # the server's default writer is the process on POSIX: every store but
-            # sqlite-process names the thread writer, as these figures always measured it
-            ledger: list[str] = [*LEDGER, "--commit-writer", "thread"]
+            ledger: list[str] = LEDGER
             if store == "postgresql":
                 url = args.ledger or _throwaway_postgres(stack)
                 if url is None:
                     continue
-                ledger = ["--ledger", url, "--commit-writer", "thread"]
-            if store == "sqlite-process":
-                ledger = [*LEDGER, "--commit-writer", "process"]
-            elif store == "sqlite-metrics":  # the cost of --metrics (counters, histograms)
-                ledger = [*LEDGER, "--commit-writer", "thread", "--metrics", "127.0.0.1:0"]
+                ledger = ["--ledger", url]
+            # the server's default writer is the process on POSIX: every store but
+            # sqlite-process names the thread writer, as these figures always measured it
+            writer = "process" if store == "sqlite-process" else "thread"
+            ledger = [*ledger, "--commit-writer", writer]
+            if store == "sqlite-metrics":  # the cost of --metrics (counters, histograms)
+                ledger += ["--metrics", "127.0.0.1:0"]
             bench_pem_store(tmp, args, raw, store, ledger)
 
 
