@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo: tests.support
+
 from tests.support.ledger_fill import fill_ledger, make_fill_pki
 
 from provserver.ledger import open_ledger
