@@ -12,8 +12,6 @@ import io
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ from provserver.ledger.store import LedgerRecordStore
 from provserver.records import RecordStoreError
 from provserver.records_file import FileRecordStore
 from tests.support.cert_files import cert_files
+from tests.support.polling import eventually
 from tests.support.records import signed
 
 DEVICE = b"\x30\x03DEV"
@@ -50,13 +49,6 @@ def store(data: Path, out: io.StringIO | None = None, **kw: Any) -> LedgerRecord
     return LedgerRecordStore(
         SqliteLedger(data / "ledger.sqlite3"), data, console=console, retry_interval=0.1, **kw
     )
-
-
-async def eventually(condition: Callable[[], object], seconds: float, step: float = 0.01) -> None:
-    """Poll ``condition`` until it holds or ``seconds`` have passed (the caller asserts)."""
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:
-        await asyncio.sleep(step)
 
 
 def tsv_rows(path: Path) -> list[dict[str, str]]:

@@ -38,6 +38,7 @@ from provserver.folder_lock import DataFolderInUseError, DataFolderLock
 from provserver.ledger.sqlite import SqliteLedger
 from provserver.ledger.store import LedgerRecordStore
 from tests.support.cert_files import cert_files
+from tests.support.polling import wait_until
 from tests.support.sim_signer import make_sim_signer, serial_hex
 from tests.support.station import request_for
 
@@ -161,14 +162,15 @@ def test_kill_9_mid_load_loses_no_sent_certificate(tmp_path: Path, writer: str) 
     # close, and holds the data folder until then: look at the folder once it is free, as
     # the next server start does (it refuses while the folder is in use).
     folder = DataFolderLock(data)
-    deadline = time.monotonic() + 15
-    while True:
+
+    def acquired() -> bool:
         try:
             folder.acquire()
-            break
         except DataFolderInUseError:
-            assert time.monotonic() < deadline, "the data folder stayed in use after the kill"
-            time.sleep(0.05)
+            return False
+        return True
+
+    wait_until(acquired, 15, "the data folder to be let go after the kill")
     try:
         check_the_crashed_run(data, stations)
     finally:

@@ -24,7 +24,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from atcaprov.protocol import CertReply, ErrorReply, MessageReader, MessageType,
 from atcaprov.return_codes import ReturnCode
 from provserver.ledger import open_ledger
 from tests.support.cert_files import cert_files, devices_with_files
+from tests.support.polling import wait_until
 from tests.support.postgres import PostgresServer, postgres_or_skip
 from tests.support.processes import LoadStation, ServerProcess, prepare_data_dir
 from tests.support.server import make_chain
@@ -101,12 +101,12 @@ def test_kill_9_of_one_server_on_a_shared_postgresql_ledger(
     try:
         for station in (*on_a, *on_b):
             station.start()
-        _wait_until(lambda: sum(len(s.received) for s in on_a) >= 60, 20, "load on A")
+        wait_until(lambda: sum(len(s.received) for s in on_a) >= 60, 20, "load on A")
         assert a.proc is not None
         a.proc.kill()  # SIGKILL, in the middle of the load
         a.proc.wait(15)
         at_kill = sum(len(s.received) for s in on_b)
-        _wait_until(
+        wait_until(
             lambda: sum(len(s.received) for s in on_b) >= at_kill + 40,
             30,
             "B serving after the kill",
@@ -138,15 +138,6 @@ def test_kill_9_of_one_server_on_a_shared_postgresql_ledger(
     with tsv.open(newline="", encoding="utf-8") as fh:
         signed = [r for r in csv.DictReader(fh, dialect="excel-tab") if r["result"] == "signed"]
     assert len(signed) == issued_a
-
-
-def _wait_until(check: object, timeout: float, what: str) -> None:
-    assert callable(check)
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 # ------------------------------------------------------------------ disk full
@@ -226,7 +217,7 @@ def test_disk_full(tmp_path: Path, writer: str) -> None:
         try:
             assert isinstance(line.request(1), CertReply)
             # its certs/ copies are written right after the reply: let them land first
-            _wait_until(lambda: len(cert_files(data / "certs", serial(1))) == 2, 10, "files")
+            wait_until(lambda: len(cert_files(data / "certs", serial(1))) == 2, 10, "files")
             fill(filler)
             refused = line.request(2)  # the ledger cannot write: refused, nothing kept
             assert isinstance(refused, ErrorReply) and refused.code is ReturnCode.SERVER_ERROR
@@ -246,10 +237,10 @@ def test_disk_full(tmp_path: Path, writer: str) -> None:
                 text,
             ), text
             filler.unlink()
-            _wait_until(lambda: "Records can be written again" in server.text(), 20, "resume")
+            wait_until(lambda: "Records can be written again" in server.text(), 20, "resume")
             assert "signing resumed." in server.text()
             assert isinstance(line.request(4), CertReply)
-            _wait_until(lambda: len(cert_files(data / "certs", serial(4))) == 2, 10, "files")
+            wait_until(lambda: len(cert_files(data / "certs", serial(4))) == 2, 10, "files")
             fill(filler)
         finally:
             line.close()
@@ -319,7 +310,11 @@ def test_commit_writer_process_killed_stops_signing_and_says_restart(tmp_path: P
         assert server.proc is not None
         (writer,) = child_pids(server.proc.pid)
         os.kill(writer, signal.SIGKILL)
-        _wait_until(lambda: "commit writer process ended unexpectedly" in server.text(), 20, "")
+        wait_until(
+            lambda: "commit writer process ended unexpectedly" in server.text(),
+            20,
+            "the console line on the writer's end",
+        )
         refused = line.request(2)  # nothing signed, nothing recorded: restart needed
         assert isinstance(refused, ErrorReply) and refused.code is ReturnCode.SERVER_ERROR
         assert "restart the server" in refused.message, refused.message
@@ -350,13 +345,13 @@ def test_kill_9_of_a_server_with_a_commit_writer_process(tmp_path: Path) -> None
     try:
         for station in stations:
             station.start()
-        _wait_until(lambda: sum(len(s.received) for s in stations) >= 60, 20, "load")
+        wait_until(lambda: sum(len(s.received) for s in stations) >= 60, 20, "load")
         assert server.proc is not None
         (writer,) = child_pids(server.proc.pid)
         server.proc.kill()
         server.proc.wait(15)
         # the writer sees its link end and goes at once, leaving the folder free
-        _wait_until(lambda: not Path(f"/proc/{writer}").exists(), 15, "writer gone")
+        wait_until(lambda: not Path(f"/proc/{writer}").exists(), 15, "writer gone")
     finally:
         for station in stations:
             station.join(30)
