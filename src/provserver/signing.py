@@ -267,16 +267,16 @@ class SigningService:
             return ErrorReply(result.code, clip_message(result.message))
         issuance = result.issuance
         assert issuance is not None
-        if result.action == "reissued":
-            self._console.info(
-                f"Device {sn.hex().upper()}: certificate of issuance {issuance.id} sent again "
-                f"(same key, resumed) for station {station}."
-            )
-        else:
+        if result.action != "reissued":
             self._console.info(
                 f"Device {sn.hex().upper()} signed by {signer_label(signed.signer)} "
                 f"for station {station}."
             )
+            return signed.reply  # a new issuance holds the certificates just built and checked
+        self._console.info(
+            f"Device {sn.hex().upper()}: certificate of issuance {issuance.id} sent again "
+            f"(same key, resumed) for station {station}."
+        )
         return CertReply(issuance.device_cert, issuance.signer_cert, issuance.root_cert)
 
     async def handle_report(self, report: DeviceReport, peer: Peer) -> ReportAck | ErrorReply:
