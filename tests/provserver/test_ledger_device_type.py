@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from provserver.ledger import Ledger, open_ledger
+from provserver.ledger import Ledger, ledger_spec_engine, open_ledger
 from provserver.ledger.sql import SqlLedger, migration_scripts
 from tests.provserver.test_ledger import issue, one, sn
 
@@ -34,7 +34,7 @@ def test_device_type_recorded_per_issuance(ledger_spec: str) -> None:
 
 
 def test_schema_1_ledger_migrates_with_empty_device_types(ledger_spec: str) -> None:
-    engine = "sqlite" if ledger_spec.startswith("sqlite:") else "postgresql"
+    engine = ledger_spec_engine(ledger_spec)
     assert [n for n, name, _ in migration_scripts(engine)][:2] == [1, 2]
     with open_ledger(ledger_spec, None) as ledger:  # make it a schema-1 ledger holding a row
         run = _start(ledger)

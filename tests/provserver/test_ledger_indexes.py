@@ -4,7 +4,7 @@ part, a key issued to another device) work the same without it."""
 
 from __future__ import annotations
 
-from provserver.ledger import Ledger, open_ledger
+from provserver.ledger import Ledger, ledger_spec_engine, open_ledger
 from provserver.ledger.sql import SqlLedger, migration_scripts
 from tests.provserver.test_ledger import issue, one, sn
 from tests.provserver.test_ledger_device_type import _start
@@ -22,12 +22,8 @@ def _issuance_indexes(ledger: Ledger, engine: str) -> set[str]:
         return {str(row[0]) for row in cur.fetchall()}
 
 
-def _engine(ledger_spec: str) -> str:
-    return "sqlite" if ledger_spec.startswith("sqlite:") else "postgresql"
-
-
 def test_new_ledger_has_no_public_key_index(ledger_spec: str) -> None:
-    engine = _engine(ledger_spec)
+    engine = ledger_spec_engine(ledger_spec)
     assert [n for n, _, _ in migration_scripts(engine)][:3] == [1, 2, 3]
     with open_ledger(ledger_spec, None) as ledger:
         indexes = _issuance_indexes(ledger, engine)
@@ -36,7 +32,7 @@ def test_new_ledger_has_no_public_key_index(ledger_spec: str) -> None:
 
 
 def test_schema_2_ledger_migrates_and_its_checks_still_hold(ledger_spec: str) -> None:
-    engine = _engine(ledger_spec)
+    engine = ledger_spec_engine(ledger_spec)
     with open_ledger(ledger_spec, None) as ledger:  # make it a schema-2 ledger with the index
         run = _start(ledger)
         first = one(ledger, issue(1, 1), run)
