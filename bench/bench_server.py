@@ -37,14 +37,22 @@ on the event loop the server picks by default (uvloop where installed).
   command line in-process.
 
 Each line also gives the p50/p99 latency a station sees and the CPU time per signing of the
-server process (all threads, from /proc) and of the stations. Signers are made with
-``provserver signer create`` (``--backend pem``/``pkcs11``/``sim``). Every loop is bounded by
-time and count; every read has a timeout. Figures: docs/benchmarks.md. Usage::
+server process (all threads, from /proc) and of the stations. Each pem line gives the cost of
+creating a file in the data folders' file system, measured just before and after the point
+(``file create``: the server writes one certificate file per signing). On ext4 without a
+journal that cost rises tenfold for minutes after many files were deleted in the same part of
+the disk (the inode allocator skips recently freed inodes, checking each: the cleanup of an
+earlier benchmark or test run does it), and every store that writes files slows down with it.
+So the run starts by probing it and waits (``--fs-wait``, bounded) until it is below
+:data:`FS_SLOW_US`; the temporary folder is made in ``--tmp-dir`` (default: the system's).
+Signers are made with ``provserver signer create`` (``--backend pem``/``pkcs11``/``sim``).
+Every loop is bounded by time and count; every read has a timeout. Figures:
+docs/benchmarks.md. Usage::
 
     python bench/bench_server.py [--seconds 3] [--connections 1,16,64] [--sim-modules 1,2,4]
         [--sim-connections 16] [--timing-scale 1.0] [--skip-pkcs11] [--only pem|pkcs11|sim]
         [--stores file,sqlite,sqlite-metrics,sqlite-process,postgresql]
-        [--ledger postgresql://...]
+        [--ledger postgresql://...] [--tmp-dir DIR] [--fs-wait 180]
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import os
 import re
 import shutil
@@ -82,6 +91,9 @@ REPLY_TIMEOUT = 30.0
 MAX_REQUESTS_PER_CONNECTION = 200_000
 SOFTHSM_PIN = "bench-4711"
 RAW_AROUND_POINT = 0.5  # s of raw X.509 build+sign measured just before and after a pem point
+FS_PROBE_FILES = 100  # files created per file system probe (kept: deleting them would slow it)
+FS_SLOW_US = 150.0  # µs per file created above which the file system counts as slow
+FS_WAIT_STEP = 10.0  # s between two probes while waiting for a slow file system
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,6 +168,60 @@ def raw_x509_rate(seconds: float, max_count: int = 1_000_000) -> float:
         if time.perf_counter() >= deadline:
             break
     return count / (time.perf_counter() - start)
+
+
+# --------------------------------------------------------------------------------------------
+# The file system: what creating a file costs there
+# --------------------------------------------------------------------------------------------
+class FileCreateProbe:
+    """Creates files of a certificate's size in ``folder`` and times it (µs per file).
+
+    The files stay until the run's temporary folder goes: deleting them would itself slow
+    the creations that follow on the file systems where the probe matters.
+    """
+
+    _probes = itertools.count(1)  # names stay unique across the probes of one folder
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def cost_us(self, files: int = FS_PROBE_FILES) -> float:
+        probe = next(self._probes)
+        data = bytes(700)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        start = time.perf_counter()
+        for n in range(files):
+            fd = os.open(self.folder / f"probe-{probe}-{n}.pem", flags, 0o644)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+        return (time.perf_counter() - start) / max(files, 1) * 1e6
+
+    def wait_until_quick(self, limit_s: float) -> float:
+        """Probe, and while creating a file costs over :data:`FS_SLOW_US`, probe again every
+        :data:`FS_WAIT_STEP` s for at most ``limit_s``; returns the last cost (printed)."""
+        cost = self.cost_us()
+        print(f"{'file create (data folders)':<34} {cost:9.1f} µs per file", flush=True)
+        deadline = time.monotonic() + limit_s
+        while cost > FS_SLOW_US and time.monotonic() + FS_WAIT_STEP <= deadline:
+            print(
+                f"  file creation is slow here (over {FS_SLOW_US:.0f} µs): files deleted in the"
+                " last minutes (ext4 without a journal); waiting"
+                f" {FS_WAIT_STEP:.0f} s (--fs-wait, {deadline - time.monotonic():.0f} s left)",
+                flush=True,
+            )
+            time.sleep(FS_WAIT_STEP)
+            cost = self.cost_us()
+            print(f"{'file create (data folders)':<34} {cost:9.1f} µs per file", flush=True)
+        if cost > FS_SLOW_US:
+            print(
+                f"  file creation is still slow ({cost:.0f} µs per file): the figures of the"
+                " stores that write files are low; see --tmp-dir",
+                flush=True,
+            )
+        return cost
 
 
 # --------------------------------------------------------------------------------------------
@@ -490,16 +556,18 @@ def bench_pem_store(
         "-m", "provserver.cli"]  # fmt: skip
     command = [sys.executable, *via, *server_args(data, *backend, ledger=ledger)]
     requests = Requests(info)
+    probe = FileCreateProbe(tmp / "file-create-probe")
     with serving(command, tmp / f"pem-{store}-console.txt", {}, 1) as server:
         for conns in args.connections:
-            before = raw_x509_rate(RAW_AROUND_POINT)
+            before, files_before = raw_x509_rate(RAW_AROUND_POINT), probe.cost_us()
             point = measure(server, requests, conns, args.seconds)
             around = (before + raw_x509_rate(RAW_AROUND_POINT)) / 2
+            files_around = (files_before + probe.cost_us()) / 2
             line(
                 f"pem, {store}, {conns} connection(s)",
                 point,
                 around,
-                f"; raw X.509 around the point {around:.0f}/s",
+                f"; raw X.509 around the point {around:.0f}/s, file create {files_around:.0f} µs",
             )
 
 
@@ -643,6 +711,22 @@ def main() -> None:
         help="the postgresql store's --ledger (default: a throwaway server); "
         "pkcs11 and sim servers use it too (default SQLite)",
     )
+    parser.add_argument(
+        "--tmp-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where the run's temporary folder (data folders, signers) is made "
+        "(default: the system's temporary folder)",
+    )
+    parser.add_argument(
+        "--fs-wait",
+        type=float,
+        default=180.0,
+        metavar="SECONDS",
+        help="wait at most this long, before the points, while creating a file in the data "
+        f"folders' file system costs over {FS_SLOW_US:.0f} µs (0: do not wait)",
+    )
     args = parser.parse_args()
     if args.ledger:
         LEDGER[:] = ["--ledger", args.ledger]
@@ -656,8 +740,10 @@ def main() -> None:
         " the ratio's reference",
         flush=True,
     )
-    with tempfile.TemporaryDirectory(prefix="bench-server-") as name:
+    with tempfile.TemporaryDirectory(prefix="bench-server-", dir=args.tmp_dir) as name:
         tmp = Path(name)
+        if args.only in (None, "pem"):
+            FileCreateProbe(tmp / "file-create-probe").wait_until_quick(max(args.fs_wait, 0.0))
         if args.only in (None, "pem"):
             bench_pem(tmp, args, raw)
         if args.only in (None, "pkcs11") and not args.skip_pkcs11:
