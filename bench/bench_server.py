@@ -180,10 +180,9 @@ class FileCreateProbe:
     the creations that follow on the file systems where the probe matters.
     """
 
-    _probes = itertools.count(1)  # names stay unique across the probes of one folder
-
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self._probes = itertools.count(1)  # keeps the file names of successive probes apart
         folder.mkdir(parents=True, exist_ok=True)
 
     def cost_us(self, files: int = FS_PROBE_FILES) -> float:
@@ -512,7 +511,7 @@ def line(label: str, point: Point, raw: float, extra: str = "") -> None:
 STORES = ("file", "sqlite", "sqlite-metrics", "sqlite-process", "postgresql")
 
 
-def bench_pem(tmp: Path, args: argparse.Namespace, raw: float) -> None:
+def bench_pem(tmp: Path, args: argparse.Namespace, raw: float, probe: FileCreateProbe) -> None:
     for store in args.stores:
         with contextlib.ExitStack() as stack:
             ledger: list[str] = LEDGER
@@ -527,7 +526,7 @@ def bench_pem(tmp: Path, args: argparse.Namespace, raw: float) -> None:
             ledger = [*ledger, "--commit-writer", writer]
             if store == "sqlite-metrics":  # the cost of --metrics (counters, histograms)
                 ledger += ["--metrics", "127.0.0.1:0"]
-            bench_pem_store(tmp, args, raw, store, ledger)
+            bench_pem_store(tmp, args, raw, store, ledger, probe)
 
 
 def _throwaway_postgres(stack: contextlib.ExitStack) -> str | None:
@@ -550,7 +549,12 @@ def _throwaway_postgres(stack: contextlib.ExitStack) -> str | None:
 
 
 def bench_pem_store(
-    tmp: Path, args: argparse.Namespace, raw: float, store: str, ledger: list[str]
+    tmp: Path,
+    args: argparse.Namespace,
+    raw: float,
+    store: str,
+    ledger: list[str],
+    probe: FileCreateProbe,
 ) -> None:
     key = tmp / "pem-key.pem"
     if key.exists():
@@ -565,7 +569,6 @@ def bench_pem_store(
         "-m", "provserver.cli"]  # fmt: skip
     command = [sys.executable, *via, *server_args(data, *backend, ledger=ledger)]
     requests = Requests(info)
-    probe = FileCreateProbe(tmp / "file-create-probe")
     with serving(command, tmp / f"pem-{store}-console.txt", {}, 1) as server:
         for conns in args.connections:
             before, files_before = raw_x509_rate(RAW_AROUND_POINT), probe.cost_us()
@@ -752,9 +755,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-server-", dir=args.tmp_dir) as name:
         tmp = Path(name)
         if args.only in (None, "pem"):
-            FileCreateProbe(tmp / "file-create-probe").wait_until_quick(max(args.fs_wait, 0.0))
+            probe = FileCreateProbe(tmp / "file-create-probe")
+            probe.wait_until_quick(max(args.fs_wait, 0.0))
         if args.only in (None, "pem"):
-            bench_pem(tmp, args, raw)
+            bench_pem(tmp, args, raw, probe)
         if args.only in (None, "pkcs11") and not args.skip_pkcs11:
             bench_pkcs11(tmp, args, raw)
         if args.only in (None, "sim"):
