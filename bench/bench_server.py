@@ -740,6 +740,8 @@ def main() -> None:
         f"folders' file system costs over {FS_SLOW_US:.0f} µs (0: do not wait)",
     )
     args = parser.parse_args()
+    if args.tmp_dir is not None and not args.tmp_dir.is_dir():
+        parser.error(f"--tmp-dir {str(args.tmp_dir)!r}: no such folder (expected an existing one)")
     if args.ledger:
         LEDGER[:] = ["--ledger", args.ledger]
 
