@@ -17,6 +17,7 @@ import pytest
 from provserver.ledger.writer_process import (
     FLUSH_FRAMES,
     WRITER_NICENESS,
+    WRITER_POLICY,
     WriterConfig,
     _frame,
     _Outbox,
@@ -76,7 +77,8 @@ def test_the_child_ends_at_once_when_the_server_goes(tmp_path: Path, how: str) -
 
 def test_the_child_runs_at_a_lower_priority_than_the_server(tmp_path: Path) -> None:
     """The signing loop goes first: the child adds WRITER_NICENESS to the niceness it was
-    started with (this test's, at most 19), and its threads (commits, files) inherit it."""
+    started with (this test's, at most 19) and, on Linux, runs under SCHED_BATCH (its threads
+    do not preempt the loop when they wake); its threads (commits, files) inherit both."""
     (tmp_path / "data").mkdir()
     ours_nice = os.getpriority(os.PRIO_PROCESS, 0)
     child, ours = start_child(tmp_path)  # returns once the child answered its open
@@ -84,9 +86,14 @@ def test_the_child_runs_at_a_lower_priority_than_the_server(tmp_path: Path) -> N
         expected = min(19, ours_nice + WRITER_NICENESS)
         assert WRITER_NICENESS > 0
         assert os.getpriority(os.PRIO_PROCESS, child.pid) == expected
+        if sys.platform == "linux":
+            assert WRITER_POLICY == os.SCHED_BATCH
+            assert os.sched_getscheduler(child.pid) == os.SCHED_BATCH
         threads = list(Path(f"/proc/{child.pid}/task").iterdir()) if sys.platform == "linux" else []
-        for task in threads:  # Linux: each thread has its own priority
+        assert len(threads) >= (2 if sys.platform == "linux" else 0)  # the loop and a worker
+        for task in threads:  # Linux: each thread has its own priority and policy
             assert os.getpriority(os.PRIO_PROCESS, int(task.name)) == expected, task.name
+            assert os.sched_getscheduler(int(task.name)) == os.SCHED_BATCH, task.name
     finally:
         ours.close()
         assert wait_exit(child, 15) == 3
