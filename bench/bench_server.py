@@ -91,6 +91,9 @@ REPLY_TIMEOUT = 30.0
 MAX_REQUESTS_PER_CONNECTION = 200_000
 SOFTHSM_PIN = "bench-4711"
 RAW_AROUND_POINT = 0.5  # s of raw X.509 build+sign measured just before and after a pem point
+# requests are made before a pem point for a server signing up to this fraction of the raw
+# X.509 rate; a faster one has the stations make the rest during the point (the line says so)
+STATIONS_MAX_RATIO = 0.6
 FS_PROBE_FILES = 100  # files created per file system probe (kept: deleting them would slow it)
 FS_SLOW_US = 100.0  # µs per file created above which the file system counts as slow
 FS_WAIT_STEP = 10.0  # s between two probes while waiting for a slow file system
@@ -358,20 +361,35 @@ class Requests:
 
     The server's ledger refuses a public key issued to another device (PUBLIC_KEY_REUSED), so
     every request needs a key of its own. ``keys`` requests are made and encoded before the
-    load (not timed: the stations stand for line PCs of their own, and the CPU they spend
-    shares this machine's cores with the server); more are made on the fly if a run needs them.
+    load, and :meth:`ensure` makes more between points (not timed: the stations stand for line
+    PCs of their own, and the CPU they spend shares this machine's cores with the server); a
+    point that needs still more makes them on the fly (counted in :attr:`made_during_load`).
+    Each server has a ledger of its own, so :meth:`rewind` lets the next one use the same
+    requests again.
     """
 
     def __init__(self, info: CertInfo, keys: int = 40_000) -> None:
         self.info = info
         self.counter = 0
-        self.encoded = [self._encode(n, _new_public_key()) for n in range(1, keys + 1)]
+        self.made_during_load = 0
+        self.encoded: list[bytes] = []
+        self.ensure(keys)
+
+    def ensure(self, count: int) -> None:
+        """Have at least ``count`` requests made and encoded in all."""
+        start = len(self.encoded)
+        self.encoded += [self._encode(n, _new_public_key()) for n in range(start + 1, count + 1)]
+
+    def rewind(self) -> None:
+        """Start again from the first request (for a server with a new, empty ledger)."""
+        self.counter = 0
 
     def next(self) -> bytes:
         self.counter += 1
         n = self.counter
         if n <= len(self.encoded):
             return self.encoded[n - 1]
+        self.made_during_load += 1
         return self._encode(n, _new_public_key())
 
     def _encode(self, n: int, public_key: bytes) -> bytes:
@@ -512,6 +530,7 @@ STORES = ("file", "sqlite", "sqlite-metrics", "sqlite-process", "postgresql")
 
 
 def bench_pem(tmp: Path, args: argparse.Namespace, raw: float, probe: FileCreateProbe) -> None:
+    pool: list[Requests] = []  # the stores' servers share one signer, so one set of requests
     for store in args.stores:
         with contextlib.ExitStack() as stack:
             ledger: list[str] = LEDGER
@@ -526,7 +545,7 @@ def bench_pem(tmp: Path, args: argparse.Namespace, raw: float, probe: FileCreate
             ledger = [*ledger, "--commit-writer", writer]
             if store == "sqlite-metrics":  # the cost of --metrics (counters, histograms)
                 ledger += ["--metrics", "127.0.0.1:0"]
-            bench_pem_store(tmp, args, raw, store, ledger, probe)
+            bench_pem_store(tmp, args, raw, store, ledger, probe, pool)
 
 
 def _throwaway_postgres(stack: contextlib.ExitStack) -> str | None:
@@ -555,6 +574,7 @@ def bench_pem_store(
     store: str,
     ledger: list[str],
     probe: FileCreateProbe,
+    pool: list[Requests],
 ) -> None:
     key = tmp / "pem-key.pem"
     if key.exists():
@@ -568,18 +588,28 @@ def bench_pem_store(
     via = [str(Path(__file__).resolve()), "--serve-file-store", "--"] if store == "file" else [
         "-m", "provserver.cli"]  # fmt: skip
     command = [sys.executable, *via, *server_args(data, *backend, ledger=ledger)]
-    requests = Requests(info)
+    if not pool:
+        pool.append(Requests(info, keys=0))
+    requests = pool[0]
+    requests.rewind()  # a new server, a new ledger: the same devices and keys are new to it
     with serving(command, tmp / f"pem-{store}-console.txt", {}, 1) as server:
         for conns in args.connections:
             before, files_before = raw_x509_rate(RAW_AROUND_POINT), probe.cost_us()
+            # enough requests for the point made beforehand, so that the stations do not make
+            # keys while it runs (a server at STATIONS_MAX_RATIO of the raw rate, warm-up too)
+            need = int(STATIONS_MAX_RATIO * before * (args.seconds + 1))
+            requests.ensure(requests.counter + need)
+            made = requests.made_during_load
             point = measure(server, requests, conns, args.seconds)
             around = (before + raw_x509_rate(RAW_AROUND_POINT)) / 2
             files_around = (files_before + probe.cost_us()) / 2
+            made = requests.made_during_load - made
             line(
                 f"pem, {store}, {conns} connection(s)",
                 point,
                 around,
-                f"; raw X.509 around the point {around:.0f}/s, file create {files_around:.0f} µs",
+                f"; raw X.509 around the point {around:.0f}/s, file create {files_around:.0f} µs"
+                + (f"; {made} requests made by the stations during the point" if made else ""),
             )
 
 
