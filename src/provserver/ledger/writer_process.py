@@ -33,7 +33,7 @@ of a core) and ran at 0.65-0.8 of a core: with the child niced, signings per sec
 about a sixth at 64 stations. ``nice`` only weighs the shares of CPU time: a child thread
 waking from a sync or a frame still preempted the loop at once (about 850 times a second at
 64 stations). A ``SCHED_BATCH`` thread does not preempt on waking; it waits for the loop's
-time slice to end or for the loop to wait. With it, signings per second rose by 16-44 % more
+time slice to end or for the loop to wait. With it, signings per second rose by 15-44 % more
 (docs/benchmarks.md). On an idle machine neither changes anything: a waking thread finds an
 idle core.
 
