@@ -597,8 +597,10 @@ def bench_pem_store(
             before, files_before = raw_x509_rate(RAW_AROUND_POINT), probe.cost_us()
             # enough requests for the point made beforehand, so that the stations do not make
             # keys while it runs (a server at STATIONS_MAX_RATIO of the raw rate, warm-up too)
-            need = int(STATIONS_MAX_RATIO * before * (args.seconds + 1))
-            requests.ensure(requests.counter + need)
+            want = requests.counter + int(STATIONS_MAX_RATIO * before * (args.seconds + 1))
+            if want - len(requests.encoded) >= 100_000:  # a long point: say why nothing moves
+                print(f"  making {want - len(requests.encoded)} more requests...", flush=True)
+            requests.ensure(want)
             made = requests.made_during_load
             point = measure(server, requests, conns, args.seconds)
             around = (before + raw_x509_rate(RAW_AROUND_POINT)) / 2

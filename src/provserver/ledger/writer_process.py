@@ -522,9 +522,10 @@ async def _serve(sock: socket.socket) -> NoReturn:
 
 def _lower_priority() -> None:
     """Let the server process's signing loop go first (see the module's docstring). Raising
-    one's own niceness and moving to ``SCHED_BATCH`` are always allowed; where either fails,
-    the child runs as before and says why on its stderr (the server's console). Called before
-    the child starts its threads, which inherit both."""
+    one's own niceness is always allowed, and so is moving from the normal policy to
+    ``SCHED_BATCH``; where either fails (a server started under another policy, say), the
+    child runs as before and says why on its stderr (the server's console). Called before the
+    child starts its threads, which inherit both."""
     try:
         os.nice(WRITER_NICENESS)
     except OSError as exc:
