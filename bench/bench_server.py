@@ -530,7 +530,7 @@ STORES = ("file", "sqlite", "sqlite-metrics", "sqlite-process", "postgresql")
 
 
 def bench_pem(tmp: Path, args: argparse.Namespace, raw: float, probe: FileCreateProbe) -> None:
-    pool: list[Requests] = []  # the stores' servers share one signer, so one set of requests
+    requests: Requests | None = None  # the stores' servers share one signer: one set of requests
     for store in args.stores:
         with contextlib.ExitStack() as stack:
             ledger: list[str] = LEDGER
@@ -545,7 +545,7 @@ def bench_pem(tmp: Path, args: argparse.Namespace, raw: float, probe: FileCreate
             ledger = [*ledger, "--commit-writer", writer]
             if store == "sqlite-metrics":  # the cost of --metrics (counters, histograms)
                 ledger += ["--metrics", "127.0.0.1:0"]
-            bench_pem_store(tmp, args, raw, store, ledger, probe, pool)
+            requests = bench_pem_store(tmp, args, raw, store, ledger, probe, requests)
 
 
 def _throwaway_postgres(stack: contextlib.ExitStack) -> str | None:
@@ -574,8 +574,10 @@ def bench_pem_store(
     store: str,
     ledger: list[str],
     probe: FileCreateProbe,
-    pool: list[Requests],
-) -> None:
+    requests: Requests | None,
+) -> Requests:
+    """One store's server at each of ``args.connections``; returns the requests it used (made
+    here if ``requests`` is None), for the next store's server."""
     key = tmp / "pem-key.pem"
     if key.exists():
         data = tmp / f"pem-{store}-data"
@@ -588,9 +590,8 @@ def bench_pem_store(
     via = [str(Path(__file__).resolve()), "--serve-file-store", "--"] if store == "file" else [
         "-m", "provserver.cli"]  # fmt: skip
     command = [sys.executable, *via, *server_args(data, *backend, ledger=ledger)]
-    if not pool:
-        pool.append(Requests(info, keys=0))
-    requests = pool[0]
+    if requests is None:
+        requests = Requests(info, keys=0)
     requests.rewind()  # a new server, a new ledger: the same devices and keys are new to it
     with serving(command, tmp / f"pem-{store}-console.txt", {}, 1) as server:
         for conns in args.connections:
@@ -613,6 +614,7 @@ def bench_pem_store(
                 f"; raw X.509 around the point {around:.0f}/s, file create {files_around:.0f} µs"
                 + (f"; {made} requests made by the stations during the point" if made else ""),
             )
+    return requests
 
 
 def serve_file_store(server_argv: list[str]) -> None:
