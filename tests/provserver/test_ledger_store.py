@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from time import sleep as time_sleep
 from typing import Any
 
 import pytest
@@ -121,6 +122,32 @@ async def test_files_that_cannot_be_written_are_caught_up(
         "Records can be written again (1 signing log row(s) and 2 certificate file(s) "
         "caught up from the ledger): signing resumed."
     ) in text
+
+
+async def test_idle_checkpoint_when_the_files_follow_late(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit loop goes idle before the files thread has written the last batch's files:
+    the idle checkpoint still comes (it once waited for the next request, however long)."""
+    s = store(tmp_path, checkpoint_after=0.1)
+    await s.open()
+    write_files = s._write_files_sync
+
+    def late(*args: Any) -> str | None:
+        time_sleep(0.3)  # the files thread is slow to start this batch
+        return write_files(*args)
+
+    monkeypatch.setattr(s, "_write_files_sync", late)
+    await s.issue(op(1))
+    assert s.files is not None and s.files.unsynced == 0  # idle, files not written yet
+
+    def checkpointed() -> bool:
+        marker = Marker.parse(s.marker_path.read_bytes())
+        return marker is not None and marker.synced_issuance == 1
+
+    await eventually(checkpointed, 3)
+    assert checkpointed() and s.files.unsynced == 0
+    await s.close()
 
 
 async def test_checkpoint_marker_and_crash_recovery(tmp_path: Path) -> None:

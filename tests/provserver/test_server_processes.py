@@ -32,6 +32,7 @@ import pytest
 from atcaprov.protocol import CertReply, ErrorReply, MessageReader, MessageType, encode
 from atcaprov.return_codes import ReturnCode
 from provserver.ledger import open_ledger
+from provserver.ledger.files import read_marker
 from tests.support.cert_files import cert_files, devices_with_files
 from tests.support.polling import wait_until
 from tests.support.postgres import PostgresServer, postgres_or_skip
@@ -204,6 +205,12 @@ def serial(n: int) -> str:
     return request_for(INFO, n).device_serial_number.hex().upper()
 
 
+def checkpointed(logs: Path) -> bool:
+    """Whether the open run's crash marker names a synced issuance (a checkpoint ran)."""
+    markers = [read_marker(path) for path in logs.glob(".running-*")]
+    return any(marker is not None and marker.synced_issuance > 0 for marker in markers)
+
+
 @pytest.mark.parametrize("writer", ["thread", "process"])
 def test_disk_full(tmp_path: Path, writer: str) -> None:
     with small_disk(tmp_path / "disk") as disk:
@@ -216,17 +223,15 @@ def test_disk_full(tmp_path: Path, writer: str) -> None:
         line = Line(server.port)
         try:
             assert isinstance(line.request(1), CertReply)
-            # its certs/ copies are written right after the reply: let them land first
+            # its certs/ copies are written right after the reply, and the idle checkpoint
+            # (1 s later) syncs them and rewrites the crash marker: let all of it land first,
+            # so that the next write to meet the full disk is the ledger's
             wait_until(lambda: len(cert_files(data / "certs", serial(1))) == 2, 10, "files")
+            wait_until(lambda: checkpointed(data / "logs"), 10, "checkpoint")
             fill(filler)
             refused = line.request(2)  # the ledger cannot write: refused, nothing kept
             assert isinstance(refused, ErrorReply) and refused.code is ReturnCode.SERVER_ERROR
-            # whichever write meets the full disk first (the ledger's, or the files' written
-            # after an earlier commit) the request is refused and nothing of it is kept
-            assert (
-                "could not record it, so it is not sent" in refused.message
-                or "signs nothing" in refused.message
-            ), refused.message
+            assert "could not record it, so it is not sent" in refused.message, refused.message
             not_signed = line.request(3)  # the store failed: nothing is even signed
             assert isinstance(not_signed, ErrorReply)
             assert "signs nothing" in not_signed.message

@@ -305,7 +305,9 @@ class LedgerRecordStore(RecordStore):
             timeout: float | None = None
             if self._failure is not None and not self._permanent:
                 timeout = self._retry_interval
-            elif files.unsynced and self._checkpoint_after is not None:
+            elif (files.unsynced or self._files_done) and self._checkpoint_after is not None:
+                # files written, or still being written (the files thread may not have
+                # started the last batch's yet): an idle checkpoint follows
                 timeout = self._checkpoint_after
             if timeout is None:
                 await self._wakeup.wait()
@@ -316,7 +318,7 @@ class LedgerRecordStore(RecordStore):
                     await self._files_written()
                     if self._failure is not None:
                         await self._try_resume()
-                    else:
+                    elif files.unsynced:
                         await self._background(self._checkpoint_sync, "files not synced")
                     if self._state == "open":
                         continue
