@@ -602,11 +602,11 @@ def bench_pem_store(
             if want - len(requests.encoded) >= 100_000:  # a long point: say why nothing moves
                 print(f"  making {want - len(requests.encoded)} more requests...", flush=True)
             requests.ensure(want)
-            made = requests.made_during_load
+            made_before = requests.made_during_load
             point = measure(server, requests, conns, args.seconds)
             around = (before + raw_x509_rate(RAW_AROUND_POINT)) / 2
             files_around = (files_before + probe.cost_us()) / 2
-            made = requests.made_during_load - made
+            made = requests.made_during_load - made_before
             line(
                 f"pem, {store}, {conns} connection(s)",
                 point,
